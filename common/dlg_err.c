@@ -1,0 +1,44 @@
+/* dlg_err.c: tables behind dlg_err.h. */
+#include "dlg_err.h"
+
+const char *dlg_strerror(int err) {
+    switch (err) {
+    case DLG_OK: return "success";
+#define X(name, val, msg, st) case DLG_##name: return msg;
+    DLG_ERRNO_MAP(X)
+#undef X
+    }
+    return "unknown error";
+}
+
+const char *dlg_err_name(int err) {
+    switch (err) {
+    case DLG_OK: return "OK";
+#define X(name, val, msg, st) case DLG_##name: return #name;
+    DLG_ERRNO_MAP(X)
+#undef X
+    }
+    return "EUNKNOWN";
+}
+
+int dlg_err_status(int err) {
+    switch (err) {
+    case DLG_OK: return 0;
+#define X(name, val, msg, st) case DLG_##name: return st;
+    DLG_ERRNO_MAP(X)
+#undef X
+    }
+    return 2;
+}
+
+const char *dlg_status_name(int status) {
+    static const char *const names[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+        "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    };
+    if (status < 0 || (size_t)status >= sizeof(names) / sizeof(names[0]))
+        return "UNKNOWN";
+    return names[status];
+}

@@ -1,0 +1,33 @@
+/* dlg_log.h: leveled logging to a stream (stderr by default). A logger is a
+ * plain value owned by whoever runs the loop; there is no global logger.
+ * Never pass tokens or keys to it. */
+#ifndef DLG_LOG_H
+#define DLG_LOG_H
+
+#include <stdio.h>
+
+enum { DLG_LOG_ERROR, DLG_LOG_WARN, DLG_LOG_INFO, DLG_LOG_DEBUG };
+
+typedef struct dlg_log {
+    int level;   /* messages above this level are dropped */
+    FILE *out;   /* NULL = stderr */
+    const char *prog;
+} dlg_log;
+
+/* Parses "error", "warn", "info" or "debug"; -1 for anything else. */
+int dlg_log_level_parse(const char *s);
+
+/* Writes one line: "<iso time> <prog> <LEVEL> <message>". */
+void dlg_log_write(const dlg_log *l, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define dlg_log_error(l, ...) dlg_log_write((l), DLG_LOG_ERROR, __VA_ARGS__)
+#define dlg_log_warn(l, ...) dlg_log_write((l), DLG_LOG_WARN, __VA_ARGS__)
+#define dlg_log_info(l, ...) dlg_log_write((l), DLG_LOG_INFO, __VA_ARGS__)
+#define dlg_log_debug(l, ...)                                                \
+    do {                                                                     \
+        if ((l)->level >= DLG_LOG_DEBUG)                                     \
+            dlg_log_write((l), DLG_LOG_DEBUG, __VA_ARGS__);                  \
+    } while (0)
+
+#endif
