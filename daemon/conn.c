@@ -1,0 +1,486 @@
+/* conn.c: connection lifecycle, the read path (socket -> TLS -> frames ->
+ * dispatch) and the write path (output queue -> one coalesced TLS write ->
+ * socket), flushed once per loop turn. */
+#include "conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "dlg_err.h"
+#include "room.h"
+
+/* One uv_write still in flight, with the ciphertext it owns. */
+typedef struct wreq {
+    uv_write_t req;
+    dlg_conn *conn;
+    size_t len;
+    uint8_t data[];
+} wreq;
+
+static void on_handle_closed(uv_handle_t *h) {
+    dlg_conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    for (size_t i = 0; i < c->q_len; i++)
+        dlg_buf_unref(c->q[(c->q_head + i) % c->q_cap].buf);
+    free(c->q);
+    dlg_tlsio_free(&c->tls);
+    dlg_frame_dec_free(&c->dec);
+    for (size_t i = 0; i < c->n_roles; i++)
+        free(c->roles[i]);
+    free(c->roles);
+    free(c->user_id);
+    free(c->client_name);
+    free(c->members);
+    free(c);
+}
+
+static void unlink_conn(dlg_conn *c) {
+    dlg_server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->n_conns--;
+}
+
+void dlg_conn_close(dlg_conn *c, const char *reason) {
+    if (c->state == DLG_CONN_CLOSING)
+        return;
+    dlg_log_debug(&c->srv->log, "conn %s (%s): closed: %s", c->client_id,
+                  c->peer, reason ? reason : "closed");
+    c->state = DLG_CONN_CLOSING;
+    dlg_rooms_conn_gone(c->srv->rooms, c);
+    unlink_conn(c);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void dlg_conn_doom(dlg_conn *c, const char *reason) {
+    if (c->in_doomed || c->state == DLG_CONN_CLOSING)
+        return;
+    c->in_doomed = 1;
+    c->close_reason = reason;
+    c->doomed_next = c->srv->doomed;
+    c->srv->doomed = c;
+}
+
+void dlg_conn_reap(dlg_server *srv) {
+    while (srv->doomed) {
+        dlg_conn *c = srv->doomed;
+        srv->doomed = c->doomed_next;
+        c->in_doomed = 0;
+        if (c->close_after_flush)
+            continue; /* already closing gracefully */
+        dlg_conn_close(c, c->close_reason);
+    }
+}
+
+static void mark_dirty(dlg_conn *c) {
+    if (c->in_dirty || c->state == DLG_CONN_CLOSING)
+        return;
+    c->in_dirty = 1;
+    /* Output queued from a timer or async callback must not wait for the
+     * next I/O event: an active idle handle makes the poll return at once. */
+    if (c->srv->dirty == NULL)
+        uv_idle_start(&c->srv->kick, dlg_conn_kick_noop);
+    c->dirty_next = c->srv->dirty;
+    c->srv->dirty = c;
+}
+
+void dlg_conn_close_after_flush(dlg_conn *c, const char *reason) {
+    if (c->state == DLG_CONN_CLOSING || c->close_after_flush)
+        return;
+    dlg_log_info(&c->srv->log, "conn %s (%s): closing: %s", c->client_id,
+                 c->peer, reason);
+    c->close_after_flush = 1;
+    c->close_reason = reason;
+    mark_dirty(c); /* flush_conn sends the queue, then close_notify */
+}
+
+static int q_push(dlg_conn *c, dlg_buf *b) {
+    if (c->q_len == c->q_cap) {
+        size_t ncap = c->q_cap ? c->q_cap * 2 : 16;
+        dlg_outq_item *nq = malloc(ncap * sizeof(*nq));
+        if (nq == NULL)
+            return DLG_ENOMEM;
+        for (size_t i = 0; i < c->q_len; i++)
+            nq[i] = c->q[(c->q_head + i) % c->q_cap];
+        free(c->q);
+        c->q = nq;
+        c->q_cap = ncap;
+        c->q_head = 0;
+    }
+    dlg_outq_item *it = &c->q[(c->q_head + c->q_len) % c->q_cap];
+    it->buf = dlg_buf_ref(b);
+    it->off = 0;
+    c->q_len++;
+    c->q_bytes += b->len;
+    return 0;
+}
+
+void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
+    if (c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed)
+        return;
+    uint64_t pending = c->q_bytes + c->inflight_bytes + b->len;
+    if (pending > c->srv->opts.max_pending_bytes) {
+        c->srv->counters.slow_consumers++;
+        dlg_log_warn(&c->srv->log,
+                     "conn %s (%s): slow consumer: %llu bytes pending, cap %llu",
+                     c->client_id, c->peer, (unsigned long long)pending,
+                     (unsigned long long)c->srv->opts.max_pending_bytes);
+        dlg_conn_doom(c, "slow consumer");
+        return;
+    }
+    if (q_push(c, b) != 0) {
+        dlg_conn_doom(c, "out of memory queueing output");
+        return;
+    }
+    mark_dirty(c);
+}
+
+int dlg_conn_send_frame(dlg_conn *c, Dialogue__V1__ServerFrame *f) {
+    dlg_buf *b = NULL;
+    int rc = dlg_frame_pack(&f->base, 0, &b);
+    if (rc != 0) {
+        dlg_log_error(&c->srv->log, "conn %s: cannot pack reply: %s",
+                      c->client_id, dlg_strerror(rc));
+        return rc;
+    }
+    dlg_conn_send(c, b);
+    dlg_buf_unref(b);
+    return 0;
+}
+
+void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
+                         const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->srv->counters.frames_rejected++;
+    dlg_log_debug(&c->srv->log, "conn %s (%s): request %llu refused: %s: %s",
+                  c->client_id, c->peer, (unsigned long long)request_id,
+                  dlg_status_name(status), msg);
+    Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
+    e.code = (Dialogue__V1__Status)status;
+    e.message = msg;
+    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+    f.request_id = request_id;
+    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;
+    f.error = &e;
+    dlg_conn_send_frame(c, &f);
+}
+
+/* ---- write path ------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+    wreq *w = (wreq *)req;
+    dlg_conn *c = w->conn;
+    c->inflight_bytes -= w->len;
+    free(w);
+    if (c->state == DLG_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        dlg_conn_close(c, uv_strerror(status));
+        return;
+    }
+    if (c->close_after_flush && c->inflight_bytes == 0 && c->q_len == 0)
+        dlg_conn_close(c, c->close_reason);
+}
+
+/* Writes len bytes: as much as the socket takes now, the rest through a
+ * uv_write that owns a copy. Returns 0 or a DLG_E* code. */
+static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
+    size_t off = 0;
+    if (c->inflight_bytes == 0) {
+        uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+        if (n > 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN)
+            return DLG_EIO;
+    }
+    if (off == len)
+        return 0;
+    size_t rest = len - off;
+    wreq *w = malloc(sizeof(*w) + rest);
+    if (w == NULL)
+        return DLG_ENOMEM;
+    memcpy(w->data, data + off, rest);
+    w->conn = c;
+    w->len = rest;
+    uv_buf_t ub = uv_buf_init((char *)w->data, (unsigned)rest);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_write) != 0) {
+        free(w);
+        return DLG_EIO;
+    }
+    c->inflight_bytes += rest;
+    return 0;
+}
+
+/* Moves every ciphertext byte OpenSSL produced to the socket. */
+static int drain_tls(dlg_conn *c) {
+    dlg_server *s = c->srv;
+    size_t n;
+    while ((n = dlg_tlsio_out_take(&c->tls, s->wbuf, DLG_SCRATCH)) > 0) {
+        int rc = sock_write(c, s->wbuf, n);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Coalesces queued frames into stage-sized chunks: each chunk becomes one
+ * SSL_write (a few TLS records at most) or one plain write. */
+static int flush_conn(dlg_conn *c) {
+    dlg_server *s = c->srv;
+    /* TLS records are at most 16 KiB of plaintext; one chunk = one record. */
+    const size_t stage_cap = c->tls_on ? 16 * 1024 : DLG_SCRATCH;
+    while (c->q_len > 0) {
+        size_t used = 0;
+        while (c->q_len > 0 && used < stage_cap) {
+            dlg_outq_item *it = &c->q[c->q_head];
+            size_t left = it->buf->len - it->off;
+            size_t n = left < stage_cap - used ? left : stage_cap - used;
+            memcpy(s->pbuf + used, it->buf->data + it->off, n);
+            used += n;
+            it->off += (uint32_t)n;
+            c->q_bytes -= n;
+            if (it->off == it->buf->len) {
+                dlg_buf_unref(it->buf);
+                c->q_head = (c->q_head + 1) % c->q_cap;
+                c->q_len--;
+            }
+        }
+        int rc = c->tls_on ? dlg_tlsio_write(&c->tls, s->pbuf, used)
+                           : sock_write(c, s->pbuf, used);
+        if (rc != 0)
+            return rc;
+        if (c->tls_on && (rc = drain_tls(c)) != 0)
+            return rc;
+    }
+    if (c->tls_on) {
+        if (c->close_after_flush)
+            dlg_tlsio_shutdown(&c->tls);
+        return drain_tls(c);
+    }
+    return 0;
+}
+
+void dlg_conn_kick_noop(uv_idle_t *h) {
+    (void)h;
+}
+
+void dlg_conn_flush_all(dlg_server *srv) {
+    uv_idle_stop(&srv->kick);
+    while (srv->dirty) {
+        dlg_conn *c = srv->dirty;
+        srv->dirty = c->dirty_next;
+        c->in_dirty = 0;
+        if (c->state == DLG_CONN_CLOSING)
+            continue;
+        int rc = flush_conn(c);
+        if (rc != 0) {
+            dlg_conn_close(c, dlg_strerror(rc));
+            continue;
+        }
+        if (c->close_after_flush && c->inflight_bytes == 0)
+            dlg_conn_close(c, c->close_reason);
+    }
+    dlg_conn_reap(srv);
+}
+
+/* ---- read path -------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    (void)hint;
+    dlg_conn *c = h->data;
+    buf->base = (char *)c->srv->rbuf;
+    buf->len = DLG_SCRATCH;
+}
+
+static int on_frame(void *ctx, const uint8_t *body, size_t len) {
+    dlg_conn *c = ctx;
+    if (c->state == DLG_CONN_CLOSING || c->close_after_flush)
+        return 1; /* stop: nothing more is read from a closing client */
+    return dlg_dispatch_frame(c, body, len);
+}
+
+/* Feeds plaintext to the frame decoder, enforcing the pre-auth budget. */
+static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
+    c->in_bytes += len;
+    if (c->state != DLG_CONN_READY &&
+        c->in_bytes > c->srv->opts.pre_auth_max_bytes) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+                            "more than %u bytes before Welcome",
+                            c->srv->opts.pre_auth_max_bytes);
+        dlg_conn_close_after_flush(c, "pre-auth input budget exceeded");
+        return 1;
+    }
+    int rc = dlg_frame_dec_feed(&c->dec, data, len, on_frame, c, NULL);
+    if (rc == DLG_ETOOBIG) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+                            "frame length %u is above the limit %u",
+                            dlg_frame_dec_bad_len(&c->dec),
+                            c->dec.max_frame);
+        dlg_conn_close_after_flush(c, "oversize frame");
+        return 1;
+    }
+    if (rc == DLG_EFLAG) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__INVALID_ARGUMENT,
+                            "frame flag %u is not supported (only 0, uncompressed)",
+                            c->dec.hdr[0]);
+        dlg_conn_close_after_flush(c, "bad frame flag");
+        return 1;
+    }
+    return rc;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+    dlg_conn *c = st->data;
+    if (c->state == DLG_CONN_CLOSING)
+        return;
+    if (nread < 0) {
+        dlg_conn_close(c, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0 || c->close_after_flush)
+        return;
+    const uint8_t *data = (const uint8_t *)buf->base;
+    if (!c->tls_on) {
+        feed_plain(c, data, (size_t)nread);
+        goto out;
+    }
+    if (dlg_tlsio_feed(&c->tls, data, (size_t)nread) != 0) {
+        dlg_conn_close(c, "out of memory");
+        return;
+    }
+    if (c->state == DLG_CONN_TLS) {
+        char err[256] = "";
+        int r = dlg_tlsio_handshake(&c->tls, err, sizeof(err));
+        if (r < 0) {
+            dlg_log_info(&c->srv->log, "conn %s (%s): TLS handshake refused: %s",
+                         c->client_id, c->peer, err);
+            drain_tls(c); /* the alert, if OpenSSL made one */
+            dlg_conn_close(c, "TLS handshake failed");
+            return;
+        }
+        mark_dirty(c);
+        if (r == 0)
+            return;
+        c->state = DLG_CONN_HELLO;
+    }
+    for (;;) {
+        int n = dlg_tlsio_read(&c->tls, c->srv->pbuf, DLG_SCRATCH);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            dlg_conn_close(c, n == DLG_ECLOSED ? "peer sent close_notify"
+                                               : "TLS error (renegotiation or bad record)");
+            return;
+        }
+        if (feed_plain(c, c->srv->pbuf, (size_t)n) != 0)
+            break;
+    }
+out:
+    /* Replies are flushed by the check handle at the end of this loop turn. */
+    dlg_conn_reap(c->srv);
+}
+
+static void on_deadline(uv_timer_t *t) {
+    dlg_conn *c = t->data;
+    if (c->state == DLG_CONN_READY || c->state == DLG_CONN_CLOSING)
+        return;
+    dlg_log_info(&c->srv->log,
+                 "conn %s (%s): refused: no Hello within %u ms (handshake timeout)",
+                 c->client_id, c->peer, c->srv->opts.handshake_timeout_ms);
+    if (c->state == DLG_CONN_HELLO) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__DEADLINE_EXCEEDED,
+                            "no Hello within %u ms", c->srv->opts.handshake_timeout_ms);
+        dlg_conn_close_after_flush(c, "handshake timeout");
+    } else {
+        dlg_conn_close(c, "handshake timeout");
+    }
+}
+
+void dlg_conn_accept(dlg_server *srv) {
+    dlg_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        uv_tcp_t tmp;
+        /* Accept and drop, so the backlog does not spin the loop. */
+        if (uv_tcp_init(srv->loop, &tmp) == 0) {
+            uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&tmp);
+            uv_close((uv_handle_t *)&tmp, NULL);
+        }
+        srv->counters.conns_refused++;
+        return;
+    }
+    c->srv = srv;
+    c->id = ++srv->next_conn_id;
+    snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
+    c->dec.max_frame = srv->opts.max_frame;
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->state = srv->ssl_ctx ? DLG_CONN_TLS : DLG_CONN_HELLO;
+    c->tls_on = srv->ssl_ctx != NULL;
+    /* Linked before anything can fail, so dlg_conn_close can unlink it. */
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) != 0) {
+        dlg_conn_close(c, "accept failed");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        char host[48] = "?";
+        int port = 0;
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        }
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    }
+    srv->counters.conns_accepted++;
+    if (srv->n_conns > srv->opts.max_connections) {
+        srv->counters.conns_refused++;
+        dlg_log_warn(&srv->log, "conn %s (%s): refused: %u connections is the limit",
+                     c->client_id, c->peer, srv->opts.max_connections);
+        dlg_conn_close(c, "connection limit");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (c->tls_on && dlg_tlsio_init(&c->tls, srv->ssl_ctx, 1, NULL, 0) != 0) {
+        dlg_conn_close(c, "TLS session setup failed");
+        return;
+    }
+    uv_timer_start(&c->timer, on_deadline, srv->opts.handshake_timeout_ms, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        dlg_conn_close(c, "read start failed");
+}
+
+int dlg_conn_has_role(const dlg_conn *c, const char *role) {
+    for (size_t i = 0; i < c->n_roles; i++)
+        if (strcmp(c->roles[i], role) == 0)
+            return 1;
+    return 0;
+}

@@ -1,0 +1,109 @@
+/* conn.h: one client connection: TCP handle, TLS session, frame decoder,
+ * identity, memberships, and the output queue that is flushed once per loop
+ * turn (frames coalesced into few TLS records and few writes). */
+#ifndef DLG_CONN_H
+#define DLG_CONN_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_buf.h"
+#include "dlg_frame.h"
+#include "dlg_tlsio.h"
+#include "server.h"
+
+enum {
+    DLG_CONN_TLS,     /* TLS handshake in progress */
+    DLG_CONN_HELLO,   /* waiting for Hello */
+    DLG_CONN_READY,   /* Welcome sent */
+    DLG_CONN_CLOSING, /* handles closing; nothing more is read or queued */
+};
+
+struct dlg_member;
+
+/* One queued frame: a reference to a shared buffer. */
+typedef struct dlg_outq_item {
+    dlg_buf *buf;
+    uint32_t off;     /* bytes of buf already handed to TLS / the socket */
+} dlg_outq_item;
+
+typedef struct dlg_conn {
+    dlg_server *srv;
+    uv_tcp_t tcp;
+    uv_timer_t timer;            /* handshake deadline, then heartbeat */
+    int state;
+    int handles_open;            /* freed when this drops to 0 */
+    int tls_on;
+    dlg_tlsio tls;
+    dlg_frame_dec dec;
+    uint64_t id;
+    char client_id[24];
+    char peer[64];
+    char *client_name;
+    /* Verified identity: set once at Welcome, never from client claims. */
+    char *user_id;               /* NULL = anonymous */
+    char **roles;
+    size_t n_roles;
+    uint64_t in_bytes;           /* total plaintext received */
+    /* Memberships (owned by rooms; this is an index). */
+    struct dlg_member **members;
+    size_t n_members, cap_members;
+    /* Output queue: a ring of frame references. */
+    dlg_outq_item *q;
+    size_t q_head, q_len, q_cap;
+    uint64_t q_bytes;            /* queued, not yet handed to TLS */
+    uint64_t inflight_bytes;     /* handed to uv_write, not yet completed */
+    int in_dirty;
+    int close_after_flush;
+    int in_doomed;
+    int close_status;            /* wire Status to log for doomed conns */
+    const char *close_reason;
+    struct dlg_conn *dirty_next;
+    struct dlg_conn *doomed_next;
+    struct dlg_conn *prev, *next;
+} dlg_conn;
+
+/* Accepts one pending connection on the listener. Refusals (too many
+ * connections, out of memory) are logged and counted. */
+void dlg_conn_accept(dlg_server *srv);
+
+/* Queues one more reference to b (the caller keeps its own). If the
+ * connection's pending output passes the cap it is marked a slow consumer
+ * and closed after the current fan-out; the frame is then dropped. */
+void dlg_conn_send(dlg_conn *c, dlg_buf *b);
+
+/* Packs and queues a ServerFrame. Returns 0 or a DLG_E* code. */
+int dlg_conn_send_frame(dlg_conn *c, Dialogue__V1__ServerFrame *f);
+
+/* Queues Error{status, message} answering request_id; the message is
+ * formatted printf-style and also logged at debug level. */
+void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Sends whatever is queued, then closes. Logs reason (with the peer). */
+void dlg_conn_close_after_flush(dlg_conn *c, const char *reason);
+
+/* Closes at once (pending output is dropped). Idempotent. The struct is
+ * freed from the handles' close callbacks, never here. */
+void dlg_conn_close(dlg_conn *c, const char *reason);
+
+/* Marks c to be closed after the current fan-out loop (safe while rooms
+ * are being iterated). */
+void dlg_conn_doom(dlg_conn *c, const char *reason);
+
+/* Closes every doomed connection; called by the server after each fan-out
+ * and once per loop turn. */
+void dlg_conn_reap(dlg_server *srv);
+
+/* Flushes every dirty connection (uv_check callback body). */
+void dlg_conn_flush_all(dlg_server *srv);
+
+/* The idle callback that only keeps the loop from blocking in poll. */
+void dlg_conn_kick_noop(uv_idle_t *h);
+
+/* 1 if the connection's verified identity has role. */
+int dlg_conn_has_role(const dlg_conn *c, const char *role);
+
+#endif

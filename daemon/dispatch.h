@@ -1,0 +1,15 @@
+/* dispatch.h: decodes one ClientFrame and runs it for the connection's
+ * state (Hello first, then requests). */
+#ifndef DLG_DISPATCH_H
+#define DLG_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+
+/* Handles one frame body. Returns 0 to go on reading frames, non-zero when
+ * the connection is closing and nothing more should be decoded. */
+int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len);
+
+#endif

@@ -1,0 +1,34 @@
+/* fanout.h: accepting one event into a room and delivering it: validate
+ * once, number it, encode the Event frame once into a shared buffer, and
+ * queue a reference to every subscribed member. */
+#ifndef DLG_FANOUT_H
+#define DLG_FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "room.h"
+#include "server.h"
+
+typedef struct dlg_publish_result {
+    uint64_t seq;
+    uint32_t recipients;
+    int status;              /* dialogue.v1.Status when refused */
+} dlg_publish_result;
+
+/* Validates data against event's schema (when the room is typed), assigns
+ * the next sequence number and queues the event to every subscriber of
+ * (room, event). from is the sender's verified user id or "system";
+ * recv_ns is when the trigger arrived (CLOCK_MONOTONIC), for latency
+ * accounting. Returns 0, or a DLG_E* code with res->status and err (naming
+ * the event and field) set; on error nothing is delivered. Connections that
+ * overflow are closed after the loop, never during it. */
+int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
+                       const uint8_t *data, size_t len, const char *from,
+                       uint64_t recv_ns, dlg_publish_result *res, char *err,
+                       size_t errlen);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t dlg_now_ns(void);
+
+#endif

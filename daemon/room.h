@@ -1,0 +1,125 @@
+/* room.h: rooms, their members and the per-event subscriber index that
+ * makes a fan-out cost proportional to its recipients. Single loop thread. */
+#ifndef DLG_ROOM_H
+#define DLG_ROOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dlg_conn;
+
+enum { DLG_DELIVERY_STREAM = 0, DLG_DELIVERY_LATEST = 1 };
+
+typedef struct dlg_member {
+    struct dlg_conn *conn;
+    struct dlg_room *room;
+    int all;                      /* subscribed to every event type */
+} dlg_member;
+
+typedef struct dlg_plist {        /* a growable array of members */
+    dlg_member **v;
+    size_t n, cap;
+} dlg_plist;
+
+typedef struct dlg_evslot {       /* subscribers of one event type */
+    char *name;
+    int delivery;                 /* DLG_DELIVERY_* */
+    dlg_plist subs;
+} dlg_evslot;
+
+/* What a room is made from: config file or CreateRoom. Borrowed strings. */
+typedef struct dlg_room_spec {
+    const char *id;
+    const char *name;
+    const char *description;
+    const char *const *events;    /* NULL/0 = clients may not trigger; {"*"} = any */
+    size_t n_events;
+    const char *const *default_subs; /* {"*"} = all */
+    size_t n_default_subs;
+    uint32_t max_size;            /* 0 = unlimited */
+} dlg_room_spec;
+
+typedef struct dlg_room {
+    char *id, *name, *description;
+    char **events;                /* allowed event names (not "*") */
+    size_t n_events;
+    int any_event;                /* events: ["*"] */
+    char **default_subs;
+    size_t n_default_subs;
+    int default_all;
+    uint32_t max_size;
+    int dynamic;                  /* created at run time (deletable) */
+    char *creator;                /* user id of the creator, dynamic rooms */
+    /* Access rules (issue: identity and access); NULL lists = nobody. */
+    char **join_roles;
+    size_t n_join_roles;
+    char **trigger_roles;
+    size_t n_trigger_roles;
+    dlg_plist members;
+    dlg_evslot *slots;            /* one per event type seen or declared */
+    size_t n_slots, cap_slots;
+    dlg_plist all_subs;           /* members subscribed to every event */
+    uint64_t seq;                 /* last sequence number assigned */
+    uint64_t epoch;
+} dlg_room;
+
+typedef struct dlg_rooms {
+    dlg_room **v;                 /* sorted by id for bsearch */
+    size_t n, cap;
+} dlg_rooms;
+
+/* Creates an empty registry (free with dlg_rooms_free). NULL on ENOMEM. */
+dlg_rooms *dlg_rooms_new(void);
+
+/* Frees every room. Members must already be gone (connections closed). */
+void dlg_rooms_free(dlg_rooms *rs);
+
+/* Looks a room up by exact id; NULL when there is none. */
+dlg_room *dlg_rooms_find(const dlg_rooms *rs, const char *id);
+
+/* Checks a room id or event name: 1..255 bytes of [A-Za-z0-9_.:-]. Returns
+ * NULL when valid, else a static description of what is wrong. */
+const char *dlg_name_check(const char *name);
+
+/* Adds a room built from spec (strings copied). Returns 0, DLG_EEXIST,
+ * DLG_EINVAL (err says which name is bad) or DLG_ENOMEM; on error nothing
+ * is added. *out (may be NULL) gets the room. */
+int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic,
+                  const char *creator, dlg_room **out, char *err, size_t errlen);
+
+/* Removes and frees room r. Every member gets Left{reason} queued first. */
+void dlg_rooms_remove(dlg_rooms *rs, dlg_room *r, const char *reason);
+
+/* 1 if the room accepts triggers of event name. */
+int dlg_room_allows_event(const dlg_room *r, const char *event);
+
+/* The member record of conn in r, or NULL. */
+dlg_member *dlg_room_member(const dlg_room *r, const struct dlg_conn *c);
+
+/* Adds conn to r with the room's default subscriptions. DLG_EFULL when
+ * max_size is reached, DLG_EEXIST when already a member. */
+int dlg_room_join(dlg_room *r, struct dlg_conn *c, dlg_member **out);
+
+/* Removes conn from r (no frame is sent). DLG_ENOTFOUND if not a member. */
+int dlg_room_leave(dlg_room *r, struct dlg_conn *c);
+
+/* Subscribes m to the named events (or all). Unknown event names in a
+ * room with a fixed list give DLG_ENOTFOUND and *bad names the first. */
+int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all,
+                       const char **bad);
+
+/* Inverse of subscribe. */
+int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
+                         const char **bad);
+
+/* Writes the names m is subscribed to: "*" alone for all. The array is
+ * malloc'd (names borrowed from the room); caller frees the array only. */
+int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n);
+
+/* The subscriber slot for event (NULL when nobody ever subscribed). */
+dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event);
+
+/* Drops every membership of conn (on disconnect). */
+void dlg_rooms_conn_gone(dlg_rooms *rs, struct dlg_conn *c);
+
+#endif

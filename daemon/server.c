@@ -1,0 +1,274 @@
+/* server.c: server lifecycle: TLS context, listener, signals, the per-turn
+ * flush, and orderly shutdown. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <openssl/err.h>
+
+#include "conn.h"
+#include "dlg_err.h"
+#include "room.h"
+
+void dlg_server_opts_default(dlg_server_opts *o) {
+    memset(o, 0, sizeof(*o));
+    o->listen = "127.0.0.1:3000";
+    o->max_frame = 1u << 20;
+    o->max_connections = 10000;
+    o->handshake_timeout_ms = 2000;
+    o->pre_auth_max_bytes = 16384;
+    o->max_pending_bytes = 8u << 20;
+    o->heartbeat_ms = 30000;
+    o->max_rooms_per_conn = 128;
+}
+
+uint64_t dlg_server_now_ms(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    (void)arg;
+    static const unsigned char ours[] = "\x0a" "dialogue/1";
+    /* A client that offers ALPN must offer ours; one that offers none is
+     * accepted (plain TLS clients, e.g. health checks). */
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int make_ssl_ctx(dlg_server *s) {
+    char err[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        dlg_tlsio_last_error(err, sizeof(err));
+        dlg_log_error(&s->log, "TLS: cannot create context: %s", err);
+        return DLG_ETLS;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* No renegotiation, no compression, server picks the cipher; TLS 1.2
+     * limited to AEAD suites with forward secrecy. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1)
+        goto fail_ssl;
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (s->opts.cert_file == NULL || s->opts.key_file == NULL) {
+        dlg_log_error(&s->log, "TLS: a certificate and key are required (--cert, --key), "
+                               "or a plaintext listener configured explicitly");
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, s->opts.cert_file) != 1) {
+        dlg_tlsio_last_error(err, sizeof(err));
+        dlg_log_error(&s->log, "TLS: cannot load certificate %s: %s", s->opts.cert_file, err);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, s->opts.key_file, SSL_FILETYPE_PEM) != 1) {
+        dlg_tlsio_last_error(err, sizeof(err));
+        dlg_log_error(&s->log, "TLS: cannot load key %s: %s", s->opts.key_file, err);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        dlg_log_error(&s->log, "TLS: key %s does not match certificate %s", s->opts.key_file,
+                      s->opts.cert_file);
+        goto fail;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    s->ssl_ctx = ctx;
+    return 0;
+fail_ssl:
+    dlg_tlsio_last_error(err, sizeof(err));
+    dlg_log_error(&s->log, "TLS: cannot configure ciphers: %s", err);
+fail:
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return DLG_ETLS;
+}
+
+static void on_connection(uv_stream_t *l, int status) {
+    dlg_server *s = l->data;
+    if (status < 0) {
+        dlg_log_warn(&s->log, "accept: %s", uv_strerror(status));
+        return;
+    }
+    dlg_conn_accept(s);
+}
+
+static void on_check(uv_check_t *h) {
+    dlg_conn_flush_all(h->data);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    dlg_server *s = h->data;
+    dlg_log_info(&s->log, "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    dlg_server_stop(s);
+}
+
+/* Parses "host:port" or "[v6]:port". */
+static int parse_addr(const char *spec, struct sockaddr_storage *ss) {
+    char host[128];
+    const char *colon = strrchr(spec, ':');
+    if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof(host))
+        return DLG_EINVAL;
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = 0;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || errno || port < 0 || port > 65535 || colon[1] == 0)
+        return DLG_EINVAL;
+    if (host[0] == '[') {
+        size_t n = strlen(host);
+        if (n < 3 || host[n - 1] != ']')
+            return DLG_EINVAL;
+        host[n - 1] = 0;
+        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0 : DLG_EINVAL;
+    }
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : DLG_EINVAL;
+}
+
+static int write_port_file(dlg_server *s, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", s->opts.port_file);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        goto fail;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0 || rename(tmp, s->opts.port_file) != 0)
+        goto fail;
+    return 0;
+fail:
+    dlg_log_error(&s->log, "cannot write port file %s: %s", s->opts.port_file, strerror(errno));
+    return DLG_EIO;
+}
+
+int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
+    int rc;
+    s->loop = loop;
+    s->rbuf = malloc(DLG_SCRATCH);
+    s->pbuf = malloc(DLG_SCRATCH);
+    s->wbuf = malloc(DLG_SCRATCH);
+    if (s->rooms == NULL)
+        s->rooms = dlg_rooms_new();
+    if (!s->rbuf || !s->pbuf || !s->wbuf || !s->rooms) {
+        dlg_log_error(&s->log, "out of memory at start");
+        rc = DLG_ENOMEM;
+        goto fail;
+    }
+    if (!s->opts.plaintext) {
+        if ((rc = make_ssl_ctx(s)) != 0)
+            goto fail;
+    } else {
+        dlg_log_warn(&s->log, "listener %s is PLAINTEXT: no encryption, for benchmarks only",
+                     s->opts.listen);
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (parse_addr(s->opts.listen, &ss) != 0) {
+        dlg_log_error(&s->log, "listen address \"%s\" is not HOST:PORT", s->opts.listen);
+        rc = DLG_EINVAL;
+        goto fail_ssl;
+    }
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    s->listening = 1;
+    int r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    if (r != 0) {
+        dlg_log_error(&s->log, "cannot listen on %s: %s", s->opts.listen, uv_strerror(r));
+        rc = DLG_EIO;
+        goto fail_listener;
+    }
+    struct sockaddr_storage bound;
+    int bl = sizeof(bound);
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &bl);
+    int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    if (s->opts.port_file && (rc = write_port_file(s, port)) != 0)
+        goto fail_listener;
+    uv_check_init(loop, &s->flush_check);
+    s->flush_check.data = s;
+    uv_check_start(&s->flush_check, on_check);
+    uv_idle_init(loop, &s->kick);
+    uv_signal_init(loop, &s->sig_int);
+    uv_signal_init(loop, &s->sig_term);
+    s->sig_int.data = s->sig_term.data = s;
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    dlg_log_info(&s->log, "listening on %s port %d (%s)", s->opts.listen, port,
+                 s->opts.plaintext ? "plaintext" : "TLS");
+    return 0;
+
+fail_listener:
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    s->listening = 0;
+    uv_run(loop, UV_RUN_NOWAIT);
+fail_ssl:
+    SSL_CTX_free(s->ssl_ctx);
+    s->ssl_ctx = NULL;
+fail:
+    return rc;
+}
+
+void dlg_server_stop(dlg_server *s) {
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    if (s->listening) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listening = 0;
+    }
+    /* Close every connection; queued output and close_notify are written
+     * best effort before the handles close. */
+    dlg_conn *c = s->conns;
+    while (c) {
+        dlg_conn *next = c->next;
+        if (c->tls_on && c->state != DLG_CONN_TLS) {
+            dlg_tlsio_shutdown(&c->tls);
+            uint8_t tmp[256];
+            size_t n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp));
+            if (n > 0 && c->inflight_bytes == 0) {
+                uv_buf_t b = uv_buf_init((char *)tmp, (unsigned)n);
+                uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+            }
+        }
+        dlg_conn_close(c, "server shutting down");
+        c = next;
+    }
+    uv_close((uv_handle_t *)&s->flush_check, NULL);
+    uv_close((uv_handle_t *)&s->kick, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+}
+
+static void strv_free(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void dlg_server_free(dlg_server *s) {
+    dlg_rooms_free(s->rooms);
+    s->rooms = NULL;
+    dlg_schema_free(s->schema);
+    s->schema = NULL;
+    SSL_CTX_free(s->ssl_ctx);
+    s->ssl_ctx = NULL;
+    strv_free(s->create_roles, s->n_create_roles);
+    strv_free(s->delete_roles, s->n_delete_roles);
+    free(s->rbuf);
+    free(s->pbuf);
+    free(s->wbuf);
+    s->rbuf = s->pbuf = s->wbuf = NULL;
+}

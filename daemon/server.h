@@ -1,0 +1,99 @@
+/* server.h: the daemon's top-level state (listeners, TLS context, the set
+ * of connections, rooms, schemas, counters) and its lifecycle. Private to
+ * daemon/; embedders use include/dialogue/server.h (later). */
+#ifndef DLG_SERVER_H
+#define DLG_SERVER_H
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "dlg_log.h"
+#include "dlg_schema.h"
+
+struct dlg_conn;
+struct dlg_rooms;
+
+/* Everything the daemon needs, whether it came from flags or a config
+ * file. Strings are borrowed: they must outlive the server. */
+typedef struct dlg_server_opts {
+    const char *listen;          /* "host:port" [127.0.0.1:3000] */
+    int plaintext;               /* 1 = no TLS (benchmarks only; insecure) */
+    const char *cert_file;
+    const char *key_file;
+    const char *port_file;       /* written with the bound port, or NULL */
+    uint32_t max_frame;          /* [1 MiB] */
+    uint32_t max_connections;    /* [10000] */
+    uint32_t handshake_timeout_ms; /* [2000] TLS handshake + Hello */
+    uint32_t pre_auth_max_bytes; /* [16384] input accepted before Welcome */
+    uint64_t max_pending_bytes;  /* [8 MiB] queued output per connection */
+    uint32_t heartbeat_ms;       /* [30000] */
+    uint32_t max_rooms_per_conn; /* [128] */
+    int allow_anonymous;         /* [0] */
+    int allow_unknown_fields;    /* [0] */
+} dlg_server_opts;
+
+/* Fills o with the documented defaults. */
+void dlg_server_opts_default(dlg_server_opts *o);
+
+typedef struct dlg_counters {
+    uint64_t conns_accepted;
+    uint64_t conns_refused;
+    uint64_t frames_in;          /* frames handled */
+    uint64_t frames_rejected;    /* answered with an Error */
+    uint64_t slow_consumers;     /* cut for pending output over the cap */
+    uint64_t events_in;          /* triggers accepted */
+    uint64_t deliveries;         /* event frames queued to recipients */
+    uint64_t fanout_ns;          /* sum of trigger-receive to all-queued time */
+} dlg_counters;
+
+typedef struct dlg_server {
+    uv_loop_t *loop;
+    dlg_log log;
+    dlg_server_opts opts;
+    SSL_CTX *ssl_ctx;            /* NULL when plaintext */
+    uv_tcp_t listener;
+    int listening;
+    uv_signal_t sig_int, sig_term;
+    uv_check_t flush_check;      /* flushes dirty connections once per loop turn */
+    uv_idle_t kick;              /* active while output waits: poll must not block */
+    struct dlg_conn *conns;      /* all live connections (intrusive list) */
+    uint32_t n_conns;
+    uint64_t next_conn_id;
+    struct dlg_conn *dirty;      /* connections with output to flush this turn */
+    struct dlg_conn *doomed;     /* connections to close after the current fan-out */
+    struct dlg_rooms *rooms;
+    dlg_schema *schema;          /* may be NULL: no typed events loaded */
+    dlg_counters counters;
+    char **create_roles;         /* room_admin.create */
+    size_t n_create_roles;
+    char **delete_roles;         /* room_admin.delete */
+    size_t n_delete_roles;
+    int stopping;
+    /* Scratch buffers, valid only inside one callback (single loop thread). */
+    uint8_t *rbuf;               /* socket reads */
+    uint8_t *pbuf;               /* decrypted plaintext / coalescing stage */
+    uint8_t *wbuf;               /* ciphertext taken from OpenSSL */
+} dlg_server;
+
+#define DLG_SCRATCH (64 * 1024)
+
+/* Initialises srv on loop: TLS context, rooms, listener (bound and
+ * listening), signal handlers. srv->opts must be set; srv->schema may be
+ * set beforehand (ownership passes to srv). On error everything acquired is
+ * released and a message naming the cause has been logged. */
+int dlg_server_start(dlg_server *srv, uv_loop_t *loop);
+
+/* Stops accepting, closes every connection (sending close_notify), and
+ * closes the server's handles; uv_run returns once all are closed. Safe to
+ * call twice. */
+void dlg_server_stop(dlg_server *srv);
+
+/* Frees what dlg_server_start allocated. Call after uv_run has returned. */
+void dlg_server_free(dlg_server *srv);
+
+/* Milliseconds since the Unix epoch (wall clock, for event timestamps). */
+uint64_t dlg_server_now_ms(void);
+
+#endif

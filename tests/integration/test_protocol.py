@@ -1,0 +1,236 @@
+"""Protocol tests against a real dialogued over TLS on loopback: framing,
+the handshake, wrong-state frames, limits. Each case names the bytes sent
+and what must come back (a frame, or a disconnect)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from dlgtest import CERTS, Conn, Daemon, frame, pb, run_tests  # noqa: E402
+
+D = None
+
+
+def setup():
+    global D
+    D = Daemon("--max-frame", "4096", "--handshake-timeout-ms", "700")
+
+
+def test_hello_welcome_ping_pong():
+    c = Conn(D.port)
+    w = c.hello(name="t1")
+    assert w.client_id.startswith("c"), w
+    assert w.server_version.startswith("dialogued "), w
+    assert w.max_frame == 4096
+    assert w.heartbeat_ms > 0
+    rid = c.send(ping=pb.Ping(nonce=0xDEADBEEF))
+    p = c.expect("pong", rid)
+    assert p.nonce == 0xDEADBEEF
+    c.close()
+
+
+def test_frame_split_byte_by_byte():
+    c = Conn(D.port)
+    c.hello()
+    data = frame(pb.ClientFrame(request_id=7, ping=pb.Ping(nonce=5)).SerializeToString())
+    for i in range(len(data)):
+        c.send_raw(data[i:i + 1])
+        time.sleep(0.002)
+    assert c.expect("pong", 7).nonce == 5
+    c.close()
+
+
+def test_several_frames_in_one_write():
+    c = Conn(D.port)
+    c.hello()
+    data = b"".join(frame(pb.ClientFrame(request_id=i, ping=pb.Ping(nonce=i * 10))
+                          .SerializeToString()) for i in range(1, 21))
+    c.send_raw(data)
+    for i in range(1, 21):
+        assert c.expect("pong", i).nonce == i * 10
+    c.close()
+
+
+def test_oversize_length_rejected_and_closed():
+    c = Conn(D.port)
+    c.hello()
+    c.send_raw(b"\x00" + (4097).to_bytes(4, "big"))
+    e = c.expect_error("RESOURCE_EXHAUSTED", 0, contains="4097")
+    assert "4096" in e.message, e.message
+    c.expect_closed()
+
+
+def test_huge_length_before_hello_closed():
+    c = Conn(D.port)
+    c.send_raw(b"\x00\xff\xff\xff\xff")
+    c.expect_error("RESOURCE_EXHAUSTED", 0, contains="4294967295")
+    c.expect_closed()
+
+
+def test_compressed_flag_rejected():
+    c = Conn(D.port)
+    c.hello()
+    c.send_raw(frame(pb.ClientFrame(request_id=1, ping=pb.Ping()).SerializeToString(), flag=1))
+    c.expect_error("INVALID_ARGUMENT", 0, contains="flag")
+    c.expect_closed()
+
+
+def test_garbage_frame_rejected_and_closed():
+    c = Conn(D.port)
+    c.hello()
+    c.send_raw(frame(b"\xff\xff\xff\xff\xff\xff"))
+    c.expect_error("INVALID_ARGUMENT", 0, contains="malformed")
+    c.expect_closed()
+
+
+def test_empty_frame_is_unimplemented_not_fatal():
+    c = Conn(D.port)
+    c.hello()
+    c.send_raw(frame(b""))
+    c.expect_error("UNIMPLEMENTED", 0)
+    rid = c.send(ping=pb.Ping(nonce=1))
+    c.expect("pong", rid)
+    c.close()
+
+
+def test_trigger_before_hello_closed():
+    c = Conn(D.port)
+    rid = c.send(trigger=pb.Trigger(room="dashboard", event="metrics:update"))
+    c.expect_error("FAILED_PRECONDITION", rid, contains="Hello")
+    c.expect_closed()
+
+
+def test_hello_twice_closed():
+    c = Conn(D.port)
+    c.hello()
+    rid = c.send(hello=pb.Hello(protocol_version=1))
+    c.expect_error("FAILED_PRECONDITION", rid, contains="already")
+    c.expect_closed()
+
+
+def test_wrong_protocol_version():
+    c = Conn(D.port)
+    rid = c.send(hello=pb.Hello(protocol_version=2))
+    c.expect_error("FAILED_PRECONDITION", rid, contains="version 2")
+    c.expect_closed()
+
+
+def test_server_only_frame_from_client():
+    # A ServerFrame Welcome (field 2) parses as ClientFrame field 2 = Hello
+    # with garbage inside, or as unknown: it must never be accepted as more
+    # than what ClientFrame defines. Send ServerFrame.pong (field 10 = Ping).
+    c = Conn(D.port)
+    c.hello()
+    sf = pb.ServerFrame(request_id=3, event=pb.Event(room="x", event="y"))
+    c.send_raw(frame(sf.SerializeToString()))
+    # field 5 of ClientFrame is Subscribe: the server must answer it as such
+    # (an error about room x), never crash or echo an event.
+    f = c.recv()
+    assert f.WhichOneof("msg") == "error", f
+    c.close()
+
+
+def test_plaintext_bytes_to_tls_port():
+    s = socket.create_connection(("127.0.0.1", D.port), timeout=5)
+    s.sendall(b"\x00\x00\x00\x00\x02\x10\x01GET / HTTP/1.0\r\n\r\n")
+    s.settimeout(5)
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    # Closed with at most a TLS alert record (content type 21), never data.
+    assert got == b"" or got[0] == 21, got[:16]
+    s.close()
+
+
+def test_no_hello_closed_after_handshake_timeout():
+    c = Conn(D.port)
+    t0 = time.time()
+    c.expect_error("DEADLINE_EXCEEDED", 0, contains="Hello")
+    c.expect_closed()
+    took = time.time() - t0
+    assert took < 5, took
+
+
+def test_no_tls_handshake_closed_after_timeout():
+    s = socket.create_connection(("127.0.0.1", D.port), timeout=5)
+    s.settimeout(5)
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+
+
+def test_openssl_s_client_tls13_alpn():
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % D.port,
+                        "-tls1_3", "-alpn", "dialogue/1", "-CAfile",
+                        os.path.join(CERTS, "ca.crt"), "-verify_hostname", "localhost",
+                        "-verify_return_error"],
+                       input=b"", capture_output=True, timeout=10)
+    out = p.stdout.decode(errors="replace")
+    assert "TLSv1.3" in out, out
+    assert "ALPN protocol: dialogue/1" in out, out
+    assert "Verify return code: 0 (ok)" in out, out
+
+
+def test_tls12_accepted_tls11_refused():
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % D.port,
+                        "-tls1_2", "-CAfile", os.path.join(CERTS, "ca.crt")],
+                       input=b"", capture_output=True, timeout=10)
+    assert "TLSv1.2" in p.stdout.decode(errors="replace")
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % D.port,
+                        "-tls1_1", "-CAfile", os.path.join(CERTS, "ca.crt")],
+                       input=b"", capture_output=True, timeout=10)
+    assert p.returncode != 0
+
+
+def test_wrong_alpn_refused():
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % D.port,
+                        "-alpn", "h2", "-CAfile", os.path.join(CERTS, "ca.crt")],
+                       input=b"", capture_output=True, timeout=10)
+    assert p.returncode != 0 or "ALPN protocol: h2" not in p.stdout.decode()
+
+
+def test_credentials_required_by_default():
+    d = Daemon(anonymous=False)
+    try:
+        c = Conn(d.port)
+        rid = c.send(hello=pb.Hello(protocol_version=1))
+        c.expect_error("UNAUTHENTICATED", rid)
+        c.expect_closed()
+        assert "refused" in d.logtext()
+    finally:
+        d.stop()
+
+
+def test_sigterm_clean_exit():
+    d = Daemon()
+    c = Conn(d.port)
+    c.hello()
+    assert d.stop(signal.SIGTERM) == 0
+    c.expect_closed()
+    assert "shutting down" in d.logtext()
+
+
+def test_daemon_still_healthy_at_end():
+    c = Conn(D.port)
+    c.hello()
+    c.send(ping=pb.Ping(nonce=9))
+    assert c.expect("pong").nonce == 9
+    c.close()
+    assert D.proc.poll() is None
+    assert D.stop() == 0
+
+
+if __name__ == "__main__":
+    setup()
+    run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])

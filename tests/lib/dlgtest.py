@@ -1,0 +1,212 @@
+"""dlgtest: helpers for integration tests that run a real dialogued on
+loopback and talk TLS to it with Python's ssl module and the protobuf
+classes protoc generates from proto/ (an implementation nobody here wrote).
+
+Tests are plain functions named test_*; run_tests() runs them in order, each
+with its own timeout, and prints the summary line `N passed, N failed`."""
+
+import os
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("DLG_BUILD", os.path.join(ROOT, "build"))
+DAEMON = os.environ.get("DLG_DAEMON", os.path.join(BUILD, "bin", "dialogued"))
+CTL = os.path.join(BUILD, "bin", "dialoguectl")
+GEN = tempfile.mkdtemp(prefix="dlg-pygen-")
+subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include",
+                "--python_out=" + GEN,
+                os.path.join(ROOT, "proto/dialogue/v1/protocol.proto"),
+                os.path.join(ROOT, "proto/dialogue/v1/options.proto"),
+                os.path.join(ROOT, "proto/events/dashboard.proto")], check=True)
+sys.path.insert(0, GEN)
+from dialogue.v1 import protocol_pb2 as pb  # noqa: E402
+from events import dashboard_pb2 as dash  # noqa: E402
+
+CERTS = tempfile.mkdtemp(prefix="dlg-certs-")
+subprocess.run([os.path.join(ROOT, "tools/devcerts.sh"), CERTS], check=True,
+               stdout=subprocess.DEVNULL)
+
+
+def status_name(code):
+    return pb.Status.Name(code)
+
+
+class Daemon:
+    """A dialogued on 127.0.0.1 and an ephemeral port."""
+
+    def __init__(self, *extra, config=None, anonymous=True, env=None):
+        self.dir = tempfile.mkdtemp(prefix="dlg-d-")
+        self.port_file = os.path.join(self.dir, "port")
+        self.log_path = os.path.join(self.dir, "dialogued.log")
+        args = [DAEMON, "--listen", "127.0.0.1:0", "--port-file", self.port_file,
+                "--log-level", "debug"]
+        if config:
+            args += ["--config", config]
+        else:
+            args += ["--cert", os.path.join(CERTS, "server.crt"),
+                     "--key", os.path.join(CERTS, "server.key")]
+            if anonymous:
+                args.append("--allow-anonymous")
+        args += list(extra)
+        self.args = args
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if os.path.exists(self.port_file):
+                with open(self.port_file) as f:
+                    txt = f.read()
+                if txt.endswith("\n"):
+                    self.port = int(txt)
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError("dialogued exited %d: %s" % (self.proc.returncode,
+                                                                 self.logtext()))
+            time.sleep(0.02)
+        raise RuntimeError("dialogued did not start: " + self.logtext())
+
+    def logtext(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("dialogued did not stop within %ss" % timeout)
+        self.log.close()
+        return self.proc.returncode
+
+
+def client_context(alpn=True):
+    ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.crt"))
+    if alpn:
+        ctx.set_alpn_protocols(["dialogue/1"])
+    return ctx
+
+
+def frame(msg_bytes, flag=0):
+    return struct.pack(">BI", flag, len(msg_bytes)) + msg_bytes
+
+
+class Conn:
+    """A TLS connection speaking frames, with a receive timeout."""
+
+    def __init__(self, port, timeout=5.0, handshake=True):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = client_context().wrap_socket(raw, server_hostname="localhost",
+                                                 do_handshake_on_connect=handshake)
+        self.buf = b""
+        self.next_id = 1
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, **kw):
+        """send(ping=pb.Ping(nonce=1)) -> request id used."""
+        rid = kw.pop("request_id", None)
+        if rid is None:
+            rid = self.next_id
+            self.next_id += 1
+        f = pb.ClientFrame(request_id=rid, **kw)
+        self.send_raw(frame(f.SerializeToString()))
+        return rid
+
+    def _read_more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("server closed the connection")
+        self.buf += data
+
+    def recv(self):
+        while len(self.buf) < 5:
+            self._read_more()
+        flag, n = struct.unpack(">BI", self.buf[:5])
+        assert flag == 0, "server sent flag %d" % flag
+        while len(self.buf) < 5 + n:
+            self._read_more()
+        body, self.buf = self.buf[5:5 + n], self.buf[5 + n:]
+        f = pb.ServerFrame()
+        f.ParseFromString(body)
+        return f
+
+    def expect(self, kind, rid=None):
+        f = self.recv()
+        got = f.WhichOneof("msg")
+        if got != kind:
+            raise AssertionError("expected %s, got %s: %s" % (kind, got, f))
+        if rid is not None and f.request_id != rid:
+            raise AssertionError("expected request_id %d, got %d" % (rid, f.request_id))
+        return getattr(f, kind)
+
+    def expect_error(self, code, rid=None, contains=None):
+        e = self.expect("error", rid)
+        if e.code != getattr(pb, code):
+            raise AssertionError("expected %s, got %s: %s" % (code, status_name(e.code), e.message))
+        if contains and contains not in e.message:
+            raise AssertionError("error %r does not contain %r" % (e.message, contains))
+        return e
+
+    def expect_closed(self, within=5.0):
+        """The server must close the connection (EOF or reset) within `within` s."""
+        self.sock.settimeout(within)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+        except (ConnectionResetError, ssl.SSLError, BrokenPipeError, OSError) as e:
+            if isinstance(e, socket.timeout):
+                raise AssertionError("connection still open after %ss" % within)
+            return
+
+    def hello(self, token="", name="test"):
+        rid = self.send(hello=pb.Hello(protocol_version=1, token=token, client_name=name))
+        return self.expect("welcome", rid)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def run_tests(tests, per_test_timeout=60):
+    """Runs each test function with an alarm-based timeout; prints a line per
+    test and the summary; exits 1 on any failure."""
+    passed = failed = 0
+
+    def on_alarm(signum, frm):
+        raise TimeoutError("test timed out after %ss" % per_test_timeout)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    for t in tests:
+        signal.alarm(per_test_timeout)
+        try:
+            t()
+            signal.alarm(0)
+            passed += 1
+            print("PASS %s" % t.__name__, flush=True)
+        except BaseException:  # noqa: B902 - report everything, keep going
+            signal.alarm(0)
+            failed += 1
+            print("FAIL %s" % t.__name__, flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(1 if failed else 0)
