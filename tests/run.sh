@@ -1,0 +1,66 @@
+#!/bin/bash
+# tests/run.sh: runs every suite (cmocka unit binaries and Python integration
+# scripts) for the normal build and the ASan+UBSan build, each with its own
+# timeout, and ends with the sum: `N passed, N failed`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+total_pass=0
+total_fail=0
+suite_timeout=${DLG_SUITE_TIMEOUT:-300}
+logdir=$(mktemp -d /tmp/dlg-tests-XXXXXX)
+
+record() { # suite pass fail
+    printf '%-48s %4d passed, %d failed\n' "$1" "$2" "$3"
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+}
+
+run_cmocka() { # variant binary
+    local name="$1:$(basename "$2")" out="$logdir/$1-$(basename "$2").log"
+    timeout -k 5 "$suite_timeout" "$2" >"$out" 2>&1
+    local rc=$?
+    local p f
+    p=$(grep -oE '^\[  PASSED  \] [0-9]+' "$out" | grep -oE '[0-9]+$' | tail -1)
+    f=$(grep -oE '^\[  FAILED  \] [0-9]+ test' "$out" | grep -oE '[0-9]+' | tail -1)
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed or timed out
+    if [ "$f" -ne 0 ]; then sed 's/^/    /' "$out" | tail -40; fi
+    record "$name" "$p" "$f"
+}
+
+run_py() { # variant script
+    local name="$1:${2#tests/}" out="$logdir/$1-$(basename "$2").log"
+    DLG_BUILD="$3" timeout -k 5 "$suite_timeout" /usr/bin/python3 "$2" >"$out" 2>&1
+    local rc=$?
+    local line p f
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    p=$(echo "$line" | awk '{print $1}')
+    f=$(echo "$line" | awk '{print $3}')
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    if [ "$f" -ne 0 ]; then grep -vE '^PASS ' "$out" | sed 's/^/    /' | tail -60; fi
+    record "$name" "$p" "$f"
+}
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+for variant in build build/asan; do
+    tag=$([ "$variant" = build ] && echo release || echo asan)
+    for t in "$variant"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_cmocka "$tag" "$t"
+    done
+    while IFS= read -r py; do
+        run_py "$tag" "$py" "$(pwd)/$variant"
+    done < <(find tests -name 'test_*.py' | sort)
+done
+rm -rf "$logdir"
+if [ $((total_pass + total_fail)) -eq 0 ]; then
+    echo "no test was executed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+echo "${total_pass} passed, ${total_fail} failed"
+[ "$total_fail" -eq 0 ]
