@@ -1,41 +1,85 @@
-/* access.c: role rules (see access.h). "*" in a role list means any client
- * that got past Hello, anonymous ones included when the config allows them. */
+/* access.c: role rules as hooks (see access.h). */
 #include "access.h"
 
+#include <stdio.h>
 #include <string.h>
 
-static int roles_match(char *const *roles, size_t n, const dlg_conn *c) {
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(roles[i], "*") == 0 || dlg_conn_has_role(c, roles[i]))
+#include "hooks.h"
+
+static int has_role(const dlg_client_info *c, const char *role) {
+    for (size_t i = 0; i < c->n_roles; i++)
+        if (strcmp(c->roles[i], role) == 0)
             return 1;
-    }
     return 0;
 }
 
-int dlg_access_may_join(const dlg_server *srv, const dlg_room *r, const dlg_conn *c) {
-    (void)srv;
-    if (r->dynamic && r->creator && c->user_id && strcmp(r->creator, c->user_id) == 0)
-        return 1;
-    return roles_match(r->join_roles, r->n_join_roles, c);
+static int roles_match(char *const *roles, size_t n, const dlg_client_info *c) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(roles[i], "*") == 0 || has_role(c, roles[i]))
+            return 1;
+    return 0;
 }
 
-int dlg_access_may_trigger(const dlg_server *srv, const dlg_room *r,
-                           const char *event, const dlg_conn *c) {
-    (void)srv;
-    (void)event;
-    if (r->dynamic && r->creator && c->user_id && strcmp(r->creator, c->user_id) == 0)
+static int is_creator(const dlg_room *r, const dlg_client_info *c) {
+    const char *who = c->user_id ? c->user_id : c->client_id;
+    return r->dynamic && r->creator && strcmp(r->creator, who) == 0;
+}
+
+int dlg_access_may_join(const dlg_room *r, const dlg_client_info *c) {
+    return is_creator(r, c) || roles_match(r->join_roles, r->n_join_roles, c);
+}
+
+int dlg_access_may_trigger(const dlg_room *r, const char *event, const dlg_client_info *c) {
+    if (is_creator(r, c) || roles_match(r->trigger_roles, r->n_trigger_roles, c))
         return 1;
-    return roles_match(r->trigger_roles, r->n_trigger_roles, c);
+    for (size_t i = 0; i < r->n_trigger_events; i++)
+        if (strcmp(r->trigger_events[i].event, event) == 0 &&
+            roles_match(r->trigger_events[i].roles, r->trigger_events[i].n_roles, c))
+            return 1;
+    return 0;
 }
 
 int dlg_access_may_create(const dlg_server *srv, const dlg_conn *c) {
-    return roles_match(srv->create_roles, srv->n_create_roles, c);
+    dlg_client_info i;
+    dlg_hooks_client_info(c, &i);
+    return roles_match(srv->create_roles, srv->n_create_roles, &i);
 }
 
 int dlg_access_may_delete(const dlg_server *srv, const dlg_room *r, const dlg_conn *c) {
+    dlg_client_info i;
+    dlg_hooks_client_info(c, &i);
     if (!r->dynamic)
         return 0;
-    if (r->creator && c->user_id && strcmp(r->creator, c->user_id) == 0)
-        return 1;
-    return roles_match(srv->delete_roles, srv->n_delete_roles, c);
+    return is_creator(r, &i) || roles_match(srv->delete_roles, srv->n_delete_roles, &i);
+}
+
+static int hook_before_join(void *ud, dlg_server *s, const dlg_client_info *c,
+                            const char *room, char *reason, size_t len) {
+    (void)ud;
+    dlg_room *r = dlg_rooms_find(s->rooms, room);
+    if (r && dlg_access_may_join(r, c))
+        return 0;
+    snprintf(reason, len, "may not join room %s", room);
+    return 1;
+}
+
+static int hook_before_each(void *ud, dlg_server *s, const dlg_client_info *c,
+                            const dlg_event_info *ev, uint8_t **nd, size_t *nl,
+                            char *reason, size_t len) {
+    (void)ud;
+    (void)nd;
+    (void)nl;
+    if (c == NULL)
+        return 0; /* the server's own triggers */
+    dlg_room *r = dlg_rooms_find(s->rooms, ev->room);
+    if (r && dlg_access_may_trigger(r, ev->event, c))
+        return 0;
+    snprintf(reason, len, "may not trigger %s in room %s", ev->event, ev->room);
+    return 1;
+}
+
+void dlg_access_hooks(dlg_hooks *h) {
+    memset(h, 0, sizeof(*h));
+    h->before_join = hook_before_join;
+    h->before_each = hook_before_each;
 }

@@ -1,17 +1,21 @@
-/* access.h: who may do what. Deny by default: a room with no rule lets
- * nobody join or trigger. Roles come only from the verified identity. */
+/* access.h: the config's access rules, installed as the first hook table.
+ * Deny by default: a room with no rule lets nobody join or trigger. Roles
+ * come only from the verified identity. "*" in a role list means any client
+ * that got past Hello (anonymous ones too, when the config allows them). */
 #ifndef DLG_ACCESS_H
 #define DLG_ACCESS_H
 
 #include "conn.h"
 #include "room.h"
 
-/* 1 if c may join r (and so read its members, history and events). */
-int dlg_access_may_join(const dlg_server *srv, const dlg_room *r, const dlg_conn *c);
+/* Fills h with the rule hooks (before_join, before_each); ud = NULL. */
+void dlg_access_hooks(dlg_hooks *h);
 
-/* 1 if c may trigger event into r (membership is checked separately). */
-int dlg_access_may_trigger(const dlg_server *srv, const dlg_room *r,
-                           const char *event, const dlg_conn *c);
+/* 1 if the client may join r (and so read its members, history, events). */
+int dlg_access_may_join(const dlg_room *r, const dlg_client_info *c);
+
+/* 1 if the client may trigger event into r (membership checked elsewhere). */
+int dlg_access_may_trigger(const dlg_room *r, const char *event, const dlg_client_info *c);
 
 /* 1 if c may create rooms at run time. */
 int dlg_access_may_create(const dlg_server *srv, const dlg_conn *c);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dispatch.h"
+#include "hooks.h"
 #include "dlg_err.h"
 #include "room.h"
 
@@ -55,8 +56,13 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
         return;
     dlg_log_debug(&c->srv->log, "conn %s (%s): closed: %s", c->client_id,
                   c->peer, reason ? reason : "closed");
+    int was_ready = c->state == DLG_CONN_READY;
     c->state = DLG_CONN_CLOSING;
+    for (size_t i = 0; i < c->n_members; i++)
+        dlg_hooks_left(c->srv, c, c->members[i]->room->id, "disconnected");
     dlg_rooms_conn_gone(c->srv->rooms, c);
+    if (was_ready)
+        dlg_hooks_disconnected(c->srv, c, reason ? reason : "closed");
     unlink_conn(c);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);

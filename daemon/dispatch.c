@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "dlg_err.h"
 #include "fanout.h"
+#include "hooks.h"
 #include "room.h"
 
 #define ST(x) DIALOGUE__V1__STATUS__##x
@@ -112,6 +113,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     f.msg_case = SF(WELCOME);
     f.welcome = &w;
     dlg_conn_send_frame(c, &f);
+    dlg_hooks_connected(s, c);
     dlg_log_info(&s->log, "conn %s (%s): welcome user=%s roles=%zu name=%s", c->client_id,
                  c->peer, c->user_id ? c->user_id : "(anonymous)", c->n_roles,
                  c->client_name ? c->client_name : "-");
@@ -124,8 +126,10 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
     dlg_room *r = room_arg(c, rid, j->room);
     if (r == NULL)
         return;
-    if (!dlg_access_may_join(c->srv, r, c)) {
-        dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "may not join room %s", r->id);
+    char reason[256] = "";
+    if (dlg_hooks_before_join(c->srv, c, r->id, reason, sizeof(reason)) != 0) {
+        dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "%s",
+                            reason[0] ? reason : "may not join this room");
         return;
     }
     if (c->n_members >= c->srv->opts.max_rooms_per_conn && !dlg_room_member(r, c)) {
@@ -160,6 +164,7 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
     f.joined = &jd;
     dlg_conn_send_frame(c, &f);
     free(subs);
+    dlg_hooks_joined(c->srv, c, r->id);
 }
 
 static void do_leave(dlg_conn *c, uint64_t rid, Dialogue__V1__Leave *l) {
@@ -170,6 +175,7 @@ static void do_leave(dlg_conn *c, uint64_t rid, Dialogue__V1__Leave *l) {
         dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
+    dlg_hooks_left(c->srv, c, r->id, "left");
     Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
     left.room = r->id;
     left.reason = "left";
@@ -249,16 +255,11 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
                             r->id, t->event);
         return;
     }
-    if (!dlg_access_may_trigger(c->srv, r, t->event, c)) {
-        dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "may not trigger %s in room %s",
-                            t->event, r->id);
-        return;
-    }
     char err[512];
     dlg_publish_result res;
     /* Anonymous senders are named by their connection id. */
     const char *from = c->user_id ? c->user_id : c->client_id;
-    if (dlg_fanout_publish(c->srv, r, t->event, t->data.data, t->data.len, from, recv_ns,
+    if (dlg_fanout_publish(c->srv, r, c, t->event, t->data.data, t->data.len, from, recv_ns,
                            &res, err, sizeof(err)) != 0) {
         dlg_conn_send_error(c, rid, res.status, "%s", err);
         return;
@@ -290,7 +291,9 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
         ri->dynamic = r->dynamic;
         /* Member ids only to those who may join: a list reveals nothing
          * of a room the client may not read. */
-        if (lr->members && dlg_access_may_join(c->srv, r, c) && r->members.n) {
+        dlg_client_info me;
+        dlg_hooks_client_info(c, &me);
+        if (lr->members && dlg_access_may_join(r, &me) && r->members.n) {
             ids[i] = calloc(r->members.n, sizeof(char *));
             if (ids[i]) {
                 for (size_t k = 0; k < r->members.n; k++) {
@@ -392,6 +395,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     }
     dlg_log_info(&s->log, "room %s created by %s", r->id, r->creator);
     send_ack(c, rid, 0, 0);
+    dlg_hooks_room_created(s, r->id, r->creator);
 }
 
 static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
@@ -407,8 +411,13 @@ static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
     }
     dlg_log_info(&c->srv->log, "room %s deleted by %s", r->id,
                  c->user_id ? c->user_id : c->client_id);
+    char id[256];
+    snprintf(id, sizeof(id), "%s", r->id);
+    for (size_t i = 0; i < r->members.n; i++)
+        dlg_hooks_left(c->srv, r->members.v[i]->conn, id, "room deleted");
     dlg_rooms_remove(c->srv->rooms, r, "room deleted");
     send_ack(c, rid, 0, 0);
+    dlg_hooks_room_deleted(c->srv, id);
 }
 
 static void do_ping(dlg_conn *c, uint64_t rid, Dialogue__V1__Ping *p) {

@@ -8,6 +8,8 @@
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
+#include "hooks.h"
+#include <stdlib.h>
 
 uint64_t dlg_now_ns(void) {
     struct timespec ts;
@@ -15,7 +17,8 @@ uint64_t dlg_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
+int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *sender,
+                       const char *event,
                        const uint8_t *data, size_t len, const char *from,
                        uint64_t recv_ns, dlg_publish_result *res, char *err,
                        size_t errlen) {
@@ -27,6 +30,16 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
         snprintf(err, errlen, "room %s does not accept event %s", room->id, event);
         return DLG_EINVAL;
     }
+    dlg_event_info info = {.room = room->id, .event = event, .data = data, .len = len,
+                           .from = from};
+    uint8_t *owned = NULL;
+    if (dlg_hooks_before_each(srv, sender, &info, &owned, err, errlen) != 0) {
+        res->status = DIALOGUE__V1__STATUS__PERMISSION_DENIED;
+        return DLG_EPERM;
+    }
+    data = info.data;
+    len = info.len;
+    int rc;
     /* Rooms with a fixed event list are typed: every event has a schema
      * (checked at load). "*" rooms pass payloads through unvalidated. */
     if (!room->any_event) {
@@ -35,12 +48,14 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
         if (ev == NULL) {
             res->status = DIALOGUE__V1__STATUS__FAILED_PRECONDITION;
             snprintf(err, errlen, "event %s has no schema loaded", event);
-            return DLG_ESCHEMA;
+            rc = DLG_ESCHEMA;
+            goto out;
         }
         unsigned flags = srv->opts.allow_unknown_fields ? DLG_SCHEMA_ALLOW_UNKNOWN : 0;
         if (dlg_schema_validate(ev, data, len, flags, err, errlen) != 0) {
             res->status = DIALOGUE__V1__STATUS__INVALID_ARGUMENT;
-            return DLG_ESCHEMA;
+            rc = DLG_ESCHEMA;
+            goto out;
         }
     }
 
@@ -57,11 +72,11 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_EVENT;
     f.event = &e;
     dlg_buf *b = NULL;
-    int rc = dlg_frame_pack(&f.base, 0, &b);
+    rc = dlg_frame_pack(&f.base, 0, &b);
     if (rc != 0) {
         res->status = DIALOGUE__V1__STATUS__INTERNAL;
         snprintf(err, errlen, "cannot encode event %s: %s", event, dlg_strerror(rc));
-        return rc;
+        goto out;
     }
     room->seq++;
     res->seq = room->seq;
@@ -80,5 +95,8 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
     srv->counters.events_in++;
     srv->counters.deliveries += n;
     srv->counters.fanout_ns += dlg_now_ns() - recv_ns;
-    return 0;
+    dlg_hooks_after_each(srv, &info, res->seq, n);
+out:
+    free(owned);
+    return rc;
 }

@@ -16,14 +16,19 @@ typedef struct dlg_publish_result {
     int status;              /* dialogue.v1.Status when refused */
 } dlg_publish_result;
 
-/* Validates data against event's schema (when the room is typed), assigns
+/* Runs the before_each hooks (the config's trigger rules among them; sender
+ * NULL = the server itself), validates data against event's schema (when
+ * the room is typed), assigns
  * the next sequence number and queues the event to every subscriber of
  * (room, event). from is the sender's verified user id or "system";
  * recv_ns is when the trigger arrived (CLOCK_MONOTONIC), for latency
- * accounting. Returns 0, or a DLG_E* code with res->status and err (naming
+ * accounting. after_each hooks get the recipient count. Returns 0, or a DLG_E* code with res->status and err (naming
  * the event and field) set; on error nothing is delivered. Connections that
  * overflow are closed after the loop, never during it. */
-int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const char *event,
+struct dlg_conn;
+
+int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *sender,
+                       const char *event,
                        const uint8_t *data, size_t len, const char *from,
                        uint64_t recv_ns, dlg_publish_result *res, char *err,
                        size_t errlen);

@@ -73,6 +73,11 @@ static void room_free(dlg_room *r) {
     strv_free(r->default_subs, r->n_default_subs);
     strv_free(r->join_roles, r->n_join_roles);
     strv_free(r->trigger_roles, r->n_trigger_roles);
+    for (size_t i = 0; i < r->n_trigger_events; i++) {
+        free(r->trigger_events[i].event);
+        strv_free(r->trigger_events[i].roles, r->trigger_events[i].n_roles);
+    }
+    free(r->trigger_events);
     free(r->creator);
     for (size_t i = 0; i < r->n_slots; i++) {
         free(r->slots[i].name);

@@ -55,6 +55,12 @@ typedef struct dlg_room {
     size_t n_join_roles;
     char **trigger_roles;
     size_t n_trigger_roles;
+    struct dlg_event_roles {      /* per-event trigger roles, added to the above */
+        char *event;
+        char **roles;
+        size_t n_roles;
+    } *trigger_events;
+    size_t n_trigger_events;
     dlg_plist members;
     dlg_evslot *slots;            /* one per event type seen or declared */
     size_t n_slots, cap_slots;

@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "dlg_err.h"
 #include "room.h"
+#include "access.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -164,6 +165,11 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
         dlg_log_error(&s->log, "out of memory at start");
         rc = DLG_ENOMEM;
         goto fail;
+    }
+    if (s->n_hooks == 0) {
+        /* The config rules are always the first table. */
+        dlg_access_hooks(&s->hooks[0]);
+        s->n_hooks = 1;
     }
     if (!s->opts.plaintext) {
         if ((rc = make_ssl_ctx(s)) != 0)

@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "dialogue/server.h"
 #include "dlg_log.h"
 #include "dlg_schema.h"
 
@@ -70,6 +71,8 @@ typedef struct dlg_server {
     size_t n_create_roles;
     char **delete_roles;         /* room_admin.delete */
     size_t n_delete_roles;
+    dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
+    size_t n_hooks;
     int stopping;
     /* Scratch buffers, valid only inside one callback (single loop thread). */
     uint8_t *rbuf;               /* socket reads */

@@ -5,7 +5,9 @@ classes protoc generates from proto/ (an implementation nobody here wrote).
 Tests are plain functions named test_*; run_tests() runs them in order, each
 with its own timeout, and prints the summary line `N passed, N failed`."""
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -31,6 +33,8 @@ from dialogue.v1 import protocol_pb2 as pb  # noqa: E402
 from events import dashboard_pb2 as dash  # noqa: E402
 
 CERTS = tempfile.mkdtemp(prefix="dlg-certs-")
+atexit.register(shutil.rmtree, GEN, True)
+atexit.register(shutil.rmtree, CERTS, True)
 subprocess.run([os.path.join(ROOT, "tools/devcerts.sh"), CERTS], check=True,
                stdout=subprocess.DEVNULL)
 
