@@ -417,6 +417,39 @@ static void on_deadline(uv_timer_t *t) {
     }
 }
 
+static void on_heartbeat(uv_timer_t *t) {
+    dlg_conn *c = t->data;
+    if (c->state != DLG_CONN_READY || c->close_after_flush)
+        return;
+    if (c->in_bytes != c->in_at_tick) {
+        /* Anything received proves the peer is alive. */
+        c->in_at_tick = c->in_bytes;
+        c->missed_pongs = 0;
+        return;
+    }
+    if (c->missed_pongs >= 2) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAVAILABLE,
+                            "no answer to 2 heartbeats (%u ms apart)", c->srv->opts.heartbeat_ms);
+        dlg_conn_close_after_flush(c, "heartbeat timeout");
+        return;
+    }
+    c->missed_pongs++;
+    Dialogue__V1__Ping p = DIALOGUE__V1__PING__INIT;
+    p.nonce = (uint64_t)c->missed_pongs;
+    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_PING;
+    f.ping = &p;
+    dlg_conn_send_frame(c, &f);
+}
+
+void dlg_conn_start_heartbeat(dlg_conn *c) {
+    uint32_t ms = c->srv->opts.heartbeat_ms;
+    uv_timer_stop(&c->timer);
+    c->in_at_tick = c->in_bytes;
+    if (ms > 0)
+        uv_timer_start(&c->timer, on_heartbeat, ms, ms);
+}
+
 void dlg_conn_accept(dlg_server *srv) {
     dlg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {

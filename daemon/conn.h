@@ -47,6 +47,8 @@ typedef struct dlg_conn {
     char **roles;
     size_t n_roles;
     uint64_t in_bytes;           /* total plaintext received */
+    uint64_t in_at_tick;         /* in_bytes at the last heartbeat tick */
+    int missed_pongs;
     /* Memberships (owned by rooms; this is an index). */
     struct dlg_member **members;
     size_t n_members, cap_members;
@@ -99,6 +101,9 @@ void dlg_conn_reap(dlg_server *srv);
 
 /* Flushes every dirty connection (uv_check callback body). */
 void dlg_conn_flush_all(dlg_server *srv);
+
+/* Switches c's timer from the handshake deadline to heartbeats. */
+void dlg_conn_start_heartbeat(dlg_conn *c);
 
 /* The idle callback that only keeps the loop from blocking in poll. */
 void dlg_conn_kick_noop(uv_idle_t *h);

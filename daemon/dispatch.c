@@ -32,6 +32,7 @@ static const char *frame_name(int c) {
     case CF(GET_SCHEMA): return "GetSchema";
     case CF(CREATE_ROOM): return "CreateRoom";
     case CF(DELETE_ROOM): return "DeleteRoom";
+    case CF(PONG): return "Pong";
     }
     return "unknown frame";
 }
@@ -98,7 +99,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     if (h->client_name && h->client_name[0])
         c->client_name = strndup(h->client_name, 128);
     c->state = DLG_CONN_READY;
-    uv_timer_stop(&c->timer);
+    dlg_conn_start_heartbeat(c);
 
     Dialogue__V1__Welcome w = DIALOGUE__V1__WELCOME__INIT;
     w.client_id = c->client_id;
@@ -475,6 +476,8 @@ int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     case CF(GET_SCHEMA): do_schema(c, rid); break;
     case CF(CREATE_ROOM): do_create(c, rid, f->create_room); break;
     case CF(DELETE_ROOM): do_delete(c, rid, f->delete_room); break;
+    case CF(PONG):
+        break; /* heartbeat answer: receiving it is all that counts */
     case CF(HISTORY):
         dlg_conn_send_error(c, rid, ST(UNIMPLEMENTED), "History is not implemented yet");
         break;

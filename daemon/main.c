@@ -22,6 +22,7 @@ static void usage(FILE *f) {
         "  --allow-anonymous      accept clients without credentials (no roles)\n"
         "  --max-frame BYTES      largest frame accepted [1048576]\n"
         "  --handshake-timeout-ms N  TLS handshake + Hello deadline [2000]\n"
+        "  --heartbeat-ms N       ping idle clients this often; 0 = off [30000]\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n");
 }
@@ -39,7 +40,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
-           O_MAXFRAME, O_HSTO, O_LOGLEVEL, O_VERSION, O_HELP };
+           O_MAXFRAME, O_HSTO, O_HB, O_LOGLEVEL, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
         {"listen", required_argument, 0, O_LISTEN},
@@ -51,6 +52,7 @@ int main(int argc, char **argv) {
         {"allow-anonymous", no_argument, 0, O_ANON},
         {"max-frame", required_argument, 0, O_MAXFRAME},
         {"handshake-timeout-ms", required_argument, 0, O_HSTO},
+        {"heartbeat-ms", required_argument, 0, O_HB},
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
@@ -88,6 +90,10 @@ int main(int argc, char **argv) {
             break;
         case O_HSTO:
             if (parse_u32("--handshake-timeout-ms", optarg, 1, &srv.opts.handshake_timeout_ms) != 0)
+                return 2;
+            break;
+        case O_HB:
+            if (parse_u32("--heartbeat-ms", optarg, 0, &srv.opts.heartbeat_ms) != 0)
                 return 2;
             break;
         case O_LOGLEVEL:

@@ -221,6 +221,37 @@ def test_sigterm_clean_exit():
     assert "shutting down" in d.logtext()
 
 
+def test_heartbeat_unanswered_closes():
+    d = Daemon("--heartbeat-ms", "200")
+    try:
+        c = Conn(d.port)
+        c.hello()
+        assert c.expect("ping", 0).nonce == 1
+        assert c.expect("ping", 0).nonce == 2
+        c.expect_error("UNAVAILABLE", 0, contains="heartbeat")
+        c.expect_closed()
+    finally:
+        d.stop()
+
+
+def test_heartbeat_answered_stays_open():
+    d = Daemon("--heartbeat-ms", "150")
+    try:
+        c = Conn(d.port)
+        c.hello()
+        for _ in range(4):
+            p = c.expect("ping", 0)
+            c.send(pong=pb.Pong(nonce=p.nonce))
+        rid = c.send(ping=pb.Ping(nonce=77))
+        f = c.recv()
+        while f.WhichOneof("msg") == "ping":  # a tick may race the request
+            f = c.recv()
+        assert f.WhichOneof("msg") == "pong" and f.request_id == rid, f
+        c.close()
+    finally:
+        d.stop()
+
+
 def test_daemon_still_healthy_at_end():
     c = Conn(D.port)
     c.hello()
