@@ -39,6 +39,23 @@ subprocess.run([os.path.join(ROOT, "tools/devcerts.sh"), CERTS], check=True,
                stdout=subprocess.DEVNULL)
 
 
+SCHEMA_DIR = os.path.join(BUILD, "share", "dialogue")
+
+
+def write_config(text, **subst):
+    """Writes a YAML config into a new temp folder, with {certs} and {share}
+    replaced; returns its path."""
+    d = tempfile.mkdtemp(prefix="dlg-cfg-")
+    path = os.path.join(d, "dialogue.yaml")
+    subst.setdefault("certs", CERTS)
+    subst.setdefault("share", SCHEMA_DIR)
+    for k, v in subst.items():
+        text = text.replace("{" + k + "}", str(v))
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def status_name(code):
     return pb.Status.Name(code)
 
@@ -179,6 +196,17 @@ class Conn:
             if isinstance(e, socket.timeout):
                 raise AssertionError("connection still open after %ss" % within)
             return
+
+    def barrier(self):
+        """Round-trips a Ping; returns every frame that arrived before the
+        Pong (so a test can assert that nothing else was delivered)."""
+        rid = self.send(ping=pb.Ping(nonce=424242))
+        seen = []
+        while True:
+            f = self.recv()
+            if f.WhichOneof("msg") == "pong" and f.request_id == rid:
+                return seen
+            seen.append(f)
 
     def hello(self, token="", name="test"):
         rid = self.send(hello=pb.Hello(protocol_version=1, token=token, client_name=name))
