@@ -12,6 +12,7 @@
 #include "dlg_err.h"
 #include "fanout.h"
 #include "hooks.h"
+#include "boot.h"
 #include "room.h"
 
 #define ST(x) DIALOGUE__V1__STATUS__##x
@@ -100,6 +101,9 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
         c->client_name = strndup(h->client_name, 128);
     c->state = DLG_CONN_READY;
     dlg_conn_start_heartbeat(c);
+    Dialogue__V1__Joined **aj = NULL;
+    size_t n_aj = 0;
+    dlg_boot_auto_join(s, c, &aj, &n_aj);
 
     Dialogue__V1__Welcome w = DIALOGUE__V1__WELCOME__INIT;
     w.client_id = c->client_id;
@@ -109,12 +113,17 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     w.roles = c->roles;
     w.n_roles = c->n_roles;
     w.max_frame = s->opts.max_frame;
+    w.auto_joined = aj;
+    w.n_auto_joined = n_aj;
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.request_id = rid;
     f.msg_case = SF(WELCOME);
     f.welcome = &w;
     dlg_conn_send_frame(c, &f);
     dlg_hooks_connected(s, c);
+    for (size_t i = 0; i < n_aj; i++)
+        dlg_hooks_joined(s, c, aj[i]->room);
+    dlg_boot_free_joined(aj, n_aj);
     dlg_log_info(&s->log, "conn %s (%s): welcome user=%s roles=%zu name=%s", c->client_id,
                  c->peer, c->user_id ? c->user_id : "(anonymous)", c->n_roles,
                  c->client_name ? c->client_name : "-");

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "boot.h"
+#include "config.h"
 #include "dlg_err.h"
+#include "metrics.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -63,18 +66,20 @@ int main(int argc, char **argv) {
     dlg_server_opts_default(&srv.opts);
     srv.log.level = DLG_LOG_INFO;
     srv.log.prog = "dialogued";
+    const char *config_path = NULL;
     const char *schemas[64];
     size_t n_schemas = 0;
+    const char *f_listen = NULL, *f_cert = NULL, *f_key = NULL;
+    int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0;
+    uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0;
     int o;
     while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (o) {
-        case O_CONFIG:
-            fprintf(stderr, "dialogued: --config is not supported yet\n");
-            return 2;
-        case O_LISTEN: srv.opts.listen = optarg; break;
-        case O_CERT: srv.opts.cert_file = optarg; break;
-        case O_KEY: srv.opts.key_file = optarg; break;
-        case O_PLAIN: srv.opts.plaintext = 1; break;
+        case O_CONFIG: config_path = optarg; break;
+        case O_LISTEN: f_listen = optarg; break;
+        case O_CERT: f_cert = optarg; break;
+        case O_KEY: f_key = optarg; break;
+        case O_PLAIN: f_plain = 1; break;
         case O_PORTFILE: srv.opts.port_file = optarg; break;
         case O_SCHEMA:
             if (n_schemas == 64) {
@@ -83,21 +88,22 @@ int main(int argc, char **argv) {
             }
             schemas[n_schemas++] = optarg;
             break;
-        case O_ANON: srv.opts.allow_anonymous = 1; break;
+        case O_ANON: f_anon = 1; break;
         case O_MAXFRAME:
-            if (parse_u32("--max-frame", optarg, 64, &srv.opts.max_frame) != 0)
+            if (parse_u32("--max-frame", optarg, 64, &f_max_frame) != 0)
                 return 2;
             break;
         case O_HSTO:
-            if (parse_u32("--handshake-timeout-ms", optarg, 1, &srv.opts.handshake_timeout_ms) != 0)
+            if (parse_u32("--handshake-timeout-ms", optarg, 1, &f_hsto) != 0)
                 return 2;
             break;
         case O_HB:
-            if (parse_u32("--heartbeat-ms", optarg, 0, &srv.opts.heartbeat_ms) != 0)
+            if (parse_u32("--heartbeat-ms", optarg, 0, &f_hb) != 0)
                 return 2;
+            f_hb_set = 1;
             break;
         case O_LOGLEVEL:
-            if ((srv.log.level = dlg_log_level_parse(optarg)) < 0) {
+            if ((f_level = dlg_log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "dialogued: --log-level: \"%s\" is not error|warn|info|debug\n", optarg);
                 return 2;
             }
@@ -112,32 +118,90 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    char err[1024];
+    dlg_config *cfg = NULL;
+    int rc = config_path ? dlg_config_load(config_path, &cfg, err, sizeof(err))
+                         : dlg_config_new_default(&cfg);
+    if (rc != 0) {
+        /* Invalid config: a clear error and no half-started daemon. */
+        fprintf(stderr, "dialogued: %s\n", config_path ? err : dlg_strerror(rc));
+        return 1;
+    }
     if (n_schemas > 0) {
-        char err[512];
         if (dlg_schema_new(&srv.schema) != 0)
-            return 1;
+            goto fail_cfg;
         for (size_t i = 0; i < n_schemas; i++) {
             if (dlg_schema_load_file(srv.schema, schemas[i], err, sizeof(err)) != 0) {
                 fprintf(stderr, "dialogued: %s\n", err);
-                dlg_schema_free(srv.schema);
-                return 1;
+                goto fail_cfg;
             }
         }
     }
+    if (dlg_boot_apply(&srv, cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dialogued: %s\n", err);
+        goto fail_cfg;
+    }
+    /* Flags win over the file. */
+    if (f_listen)
+        srv.opts.listen = f_listen;
+    if (f_cert)
+        srv.opts.cert_file = f_cert;
+    if (f_key)
+        srv.opts.key_file = f_key;
+    if (f_plain)
+        srv.opts.plaintext = 1;
+    if (f_anon)
+        srv.opts.allow_anonymous = 1;
+    if (f_level >= 0)
+        srv.log.level = f_level;
+    if (f_max_frame)
+        srv.opts.max_frame = f_max_frame;
+    if (f_hsto)
+        srv.opts.handshake_timeout_ms = f_hsto;
+    if (f_hb_set)
+        srv.opts.heartbeat_ms = f_hb;
     /* A peer that vanishes must not kill the daemon through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     if (dlg_server_start(&srv, &loop) != 0) {
-        dlg_server_free(&srv);
         uv_loop_close(&loop);
-        return 1;
+        goto fail_cfg;
+    }
+    dlg_metrics metrics;
+    if (cfg->metrics.enabled) {
+        dlg_alert_rule *rules = calloc(cfg->metrics.n_alerts + 1, sizeof(*rules));
+        for (size_t i = 0; rules && i < cfg->metrics.n_alerts; i++) {
+            const dlg_config_alert *a = &cfg->metrics.alerts[i];
+            rules[i].metric = a->metric;
+            rules[i].op = a->op;
+            rules[i].threshold = a->threshold;
+            rules[i].severity = a->severity;
+            rules[i].cooldown_s = a->cooldown_seconds;
+            rules[i].message = strdup(a->message);
+        }
+        if (rules == NULL ||
+            dlg_metrics_start(&metrics, &srv, cfg->metrics.room, cfg->metrics.interval_ms,
+                              rules, cfg->metrics.n_alerts) != 0) {
+            dlg_log_error(&srv.log, "metrics: cannot start (out of memory)");
+            dlg_server_stop(&srv);
+        } else {
+            srv.metrics = &metrics;
+            dlg_log_info(&srv.log, "metrics: every %u ms into room %s, %zu alert rule(s)",
+                         metrics.interval_ms, metrics.room, metrics.n_rules);
+        }
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     dlg_server_free(&srv);
-    int rc = uv_loop_close(&loop);
+    dlg_config_free(cfg);
+    rc = uv_loop_close(&loop);
     if (rc != 0)
         dlg_log_warn(&srv.log, "loop closed with handles open: %s", uv_strerror(rc));
     dlg_log_info(&srv.log, "stopped");
     return 0;
+
+fail_cfg:
+    dlg_server_free(&srv);
+    dlg_config_free(cfg);
+    return 1;
 }

@@ -14,6 +14,7 @@
 #include "dlg_err.h"
 #include "room.h"
 #include "access.h"
+#include "metrics.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -252,6 +253,8 @@ void dlg_server_stop(dlg_server *s) {
         dlg_conn_close(c, "server shutting down");
         c = next;
     }
+    if (s->metrics)
+        dlg_metrics_stop(s->metrics);
     uv_close((uv_handle_t *)&s->flush_check, NULL);
     uv_close((uv_handle_t *)&s->kick, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);

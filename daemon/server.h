@@ -15,6 +15,8 @@
 
 struct dlg_conn;
 struct dlg_rooms;
+struct dlg_config;
+struct dlg_metrics;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -71,6 +73,8 @@ typedef struct dlg_server {
     size_t n_create_roles;
     char **delete_roles;         /* room_admin.delete */
     size_t n_delete_roles;
+    const struct dlg_config *cfg; /* borrowed; NULL when run from flags only */
+    struct dlg_metrics *metrics;  /* borrowed; stopped by dlg_server_stop */
     dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
     size_t n_hooks;
     int stopping;

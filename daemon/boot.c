@@ -1,0 +1,195 @@
+/* boot.c: config -> server state (see boot.h). */
+#include "boot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dlg_err.h"
+#include "hooks.h"
+#include "room.h"
+
+static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
+    *out = calloc(in->n ? in->n : 1, sizeof(char *));
+    if (*out == NULL)
+        return DLG_ENOMEM;
+    for (size_t i = 0; i < in->n; i++)
+        if (((*out)[i] = strdup(in->v[i])) == NULL)
+            return DLG_ENOMEM; /* partial copy is freed with the room */
+    *n = in->n;
+    return 0;
+}
+
+static int add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
+                    char *err, size_t errlen) {
+    for (size_t i = 0; i < cr->events.n; i++) {
+        const char *e = cr->events.v[i];
+        if (strcmp(e, "*") != 0 &&
+            (srv->schema == NULL || dlg_schema_event_find(srv->schema, e) == NULL)) {
+            snprintf(err, errlen, "%s:%u: rooms: room %s lists event %s, but no loaded schema "
+                                  "defines it (add its descriptor set to `schemas`)",
+                     cfgpath, cr->line, cr->id, e);
+            return DLG_ECONFIG;
+        }
+    }
+    dlg_room_spec spec = {
+        .id = cr->id, .name = cr->name, .description = cr->description,
+        .events = (const char *const *)cr->events.v, .n_events = cr->events.n,
+        .default_subs = (const char *const *)cr->default_subscriptions.v,
+        .n_default_subs = cr->default_subscriptions.n, .max_size = cr->max_size,
+    };
+    dlg_room *r = NULL;
+    char why[256];
+    int rc = dlg_rooms_add(srv->rooms, &spec, 0, NULL, &r, why, sizeof(why));
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%u: %s", cfgpath, cr->line, why);
+        return rc;
+    }
+    if ((rc = strv_copy(&r->join_roles, &r->n_join_roles, &cr->join)) != 0 ||
+        (rc = strv_copy(&r->trigger_roles, &r->n_trigger_roles, &cr->trigger)) != 0)
+        goto oom;
+    if (cr->n_trigger_events) {
+        r->trigger_events = calloc(cr->n_trigger_events, sizeof(*r->trigger_events));
+        if (r->trigger_events == NULL)
+            goto oom;
+        for (size_t i = 0; i < cr->n_trigger_events; i++) {
+            struct dlg_event_roles *te = &r->trigger_events[i];
+            r->n_trigger_events++;
+            if ((te->event = strdup(cr->trigger_events[i].event)) == NULL ||
+                strv_copy(&te->roles, &te->n_roles, &cr->trigger_events[i].roles) != 0)
+                goto oom;
+        }
+    }
+    /* Delivery policy lives on the event's subscriber slot. */
+    for (size_t i = 0; i < cr->n_delivery; i++) {
+        const dlg_config_delivery *d = &cr->delivery[i];
+        for (size_t k = 0; k < r->n_slots; k++)
+            if (strcmp(d->event, "*") == 0 || strcmp(d->event, r->slots[k].name) == 0)
+                r->slots[k].delivery = d->policy;
+    }
+    for (size_t i = 0; i < cr->n_delivery; i++) /* exact names win over "*" */
+        if (strcmp(cr->delivery[i].event, "*") != 0) {
+            dlg_evslot *s = dlg_room_slot(r, cr->delivery[i].event);
+            if (s)
+                s->delivery = cr->delivery[i].policy;
+        }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory setting up room %s", cr->id);
+    return DLG_ENOMEM;
+}
+
+int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen) {
+    const char *path = cfg->path ? cfg->path : "(defaults)";
+    dlg_server_opts *o = &srv->opts;
+    srv->cfg = cfg;
+    srv->log.level = cfg->log_level;
+    if (cfg->n_listen > 0) {
+        const dlg_config_listener *l = &cfg->listen[0];
+        if (cfg->n_listen > 1)
+            dlg_log_warn(&srv->log, "%s: only the first listener (%s) is served by this "
+                                    "version; the others are ignored", path, l->address);
+        o->listen = l->address;
+        o->plaintext = !l->tls;
+        if (l->cert)
+            o->cert_file = l->cert;
+        if (l->key)
+            o->key_file = l->key;
+    }
+    o->max_frame = cfg->limits.max_frame;
+    o->max_connections = cfg->limits.max_connections;
+    o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
+    o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
+    o->max_pending_bytes = cfg->limits.max_pending_bytes;
+    o->heartbeat_ms = cfg->limits.heartbeat_ms;
+    o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
+    o->allow_anonymous = cfg->auth.anonymous;
+    o->allow_unknown_fields = cfg->allow_unknown_fields;
+
+    int rc;
+    if (cfg->schemas.n > 0) {
+        if (srv->schema == NULL && (rc = dlg_schema_new(&srv->schema)) != 0)
+            goto oom;
+        for (size_t i = 0; i < cfg->schemas.n; i++) {
+            char why[512];
+            if ((rc = dlg_schema_load_file(srv->schema, cfg->schemas.v[i], why,
+                                           sizeof(why))) != 0) {
+                snprintf(err, errlen, "%s: schemas: %s", path, why);
+                return rc;
+            }
+        }
+    }
+    if (srv->rooms == NULL && (srv->rooms = dlg_rooms_new()) == NULL)
+        goto oom;
+    for (size_t i = 0; i < cfg->n_rooms; i++)
+        if ((rc = add_room(srv, &cfg->rooms[i], path, err, errlen)) != 0)
+            return rc;
+    if (strv_copy(&srv->create_roles, &srv->n_create_roles, &cfg->room_admin.create_roles) ||
+        strv_copy(&srv->delete_roles, &srv->n_delete_roles, &cfg->room_admin.delete_roles))
+        goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory applying %s", path);
+    return DLG_ENOMEM;
+}
+
+void dlg_boot_free_joined(Dialogue__V1__Joined **joined, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(joined[i]->subscriptions);
+        free(joined[i]);
+    }
+    free(joined);
+}
+
+int dlg_boot_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joined,
+                       size_t *n) {
+    *joined = NULL;
+    *n = 0;
+    const dlg_config *cfg = srv->cfg;
+    if (cfg == NULL || cfg->n_auto_join == 0)
+        return 0;
+    Dialogue__V1__Joined **out = calloc(c->srv->opts.max_rooms_per_conn + 1, sizeof(*out));
+    if (out == NULL)
+        return DLG_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < cfg->n_auto_join; i++) {
+        const dlg_config_auto_join *aj = &cfg->auto_join[i];
+        if (strcmp(aj->role, "*") != 0 && !dlg_conn_has_role(c, aj->role))
+            continue;
+        for (size_t j = 0; j < aj->rooms.n; j++) {
+            dlg_room *r = dlg_rooms_find(srv->rooms, aj->rooms.v[j]);
+            if (r == NULL || dlg_room_member(r, c) ||
+                c->n_members >= srv->opts.max_rooms_per_conn)
+                continue;
+            char reason[256] = "";
+            if (dlg_hooks_before_join(srv, c, r->id, reason, sizeof(reason)) != 0) {
+                dlg_log_warn(&srv->log, "conn %s: auto_join %s refused: %s", c->client_id,
+                             r->id, reason);
+                continue;
+            }
+            dlg_member *m = NULL;
+            if (dlg_room_join(r, c, &m) != 0)
+                continue;
+            Dialogue__V1__Joined *jd = calloc(1, sizeof(*jd));
+            if (jd == NULL)
+                break;
+            dialogue__v1__joined__init(jd);
+            size_t ns = 0;
+            char **subs = NULL;
+            if (dlg_room_subscriptions(m, &subs, &ns) != 0) {
+                free(jd);
+                break;
+            }
+            jd->room = r->id;
+            jd->subscriptions = subs;
+            jd->n_subscriptions = ns;
+            jd->epoch = r->epoch;
+            jd->seq = r->seq;
+            jd->members = (uint32_t)r->members.n;
+            out[k++] = jd;
+        }
+    }
+    *joined = out;
+    *n = k;
+    return 0;
+}

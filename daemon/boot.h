@@ -1,0 +1,27 @@
+/* boot.h: turns a loaded dlg_config into a running server's state: options,
+ * schemas, rooms with their rules, the metrics source. Also the auto_join
+ * rules applied when a client is welcomed. */
+#ifndef DLG_BOOT_H
+#define DLG_BOOT_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "conn.h"
+#include "server.h"
+
+/* Copies cfg's settings into srv->opts (strings borrowed from cfg, which
+ * must outlive srv), loads the schemas, creates the rooms and their rules.
+ * Every room event must have a loaded schema. Returns 0 or a DLG_E* code
+ * with err naming the file, room or event at fault. */
+int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen);
+
+/* Joins c to the rooms its roles auto-join (config auto_join), through the
+ * same hooks as a Join. Fills *joined with malloc'd Joined replies (free
+ * with dlg_boot_free_joined). */
+int dlg_boot_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joined,
+                       size_t *n);
+
+void dlg_boot_free_joined(Dialogue__V1__Joined **joined, size_t n);
+
+#endif

@@ -1,0 +1,247 @@
+/* config.h: the daemon's configuration as loaded from a YAML file (or built
+ * from defaults): the dlg_config struct, its loader and its validation. */
+#ifndef DLG_CONFIG_H
+#define DLG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Conventions for every struct below:
+ * - All strings are owned by the dlg_config, NUL-terminated, and freed by
+ *   dlg_config_free. An optional string that is absent (or empty) is NULL.
+ * - Every array is `T *v; size_t n;` (v is NULL when n is 0).
+ * - `line` fields give the 1-based line of the item in the file, 0 when the
+ *   item was filled in by default; use them in messages that point back at
+ *   the config (e.g. "schema file cannot be opened (dialogue.yaml:7)").
+ * - Paths (cert, key, client_ca, schemas, secret_file, public_key_file,
+ *   store_path) are stored resolved: a relative path in the file is joined to
+ *   the config file's directory (lexically; nothing is opened or checked to
+ *   exist). Absolute paths are kept as written.
+ * - Role lists may hold "*": any client that got past Hello.
+ * - Room ids and event names are 1..255 bytes of [A-Za-z0-9_.:-]. */
+
+/* A list of owned strings. */
+typedef struct dlg_config_strv {
+    char **v;
+    size_t n;
+} dlg_config_strv;
+
+/* Values of log_level; the same numbers as DLG_LOG_* in dlg_log.h. */
+enum { DLG_CFG_LOG_ERROR, DLG_CFG_LOG_WARN, DLG_CFG_LOG_INFO, DLG_CFG_LOG_DEBUG };
+
+/* auth.jwt.keys[].alg */
+enum { DLG_CFG_ALG_HS256, DLG_CFG_ALG_RS256, DLG_CFG_ALG_ES256, DLG_CFG_ALG_EDDSA };
+
+/* auth.client_cert.user_from */
+enum { DLG_CFG_USER_FROM_CN, DLG_CFG_USER_FROM_SAN };
+
+/* rooms[].delivery[].policy; the same numbers as DLG_DELIVERY_* in room.h. */
+enum { DLG_CFG_DELIVERY_STREAM, DLG_CFG_DELIVERY_LATEST };
+
+/* metrics.alerts[].metric; the same order as DLG_METRIC_* in metrics.h. */
+enum { DLG_CFG_METRIC_CPU, DLG_CFG_METRIC_MEMORY, DLG_CFG_METRIC_REQUESTS,
+       DLG_CFG_METRIC_ERRORS, DLG_CFG_METRIC_LATENCY };
+
+/* metrics.alerts[].op; the same order as DLG_OP_* in metrics.h. */
+enum { DLG_CFG_OP_GT, DLG_CFG_OP_GE, DLG_CFG_OP_LT, DLG_CFG_OP_LE };
+
+/* metrics.alerts[].severity; the dialogue.dashboard.Severity values. */
+enum { DLG_CFG_SEV_LOW, DLG_CFG_SEV_MEDIUM, DLG_CFG_SEV_HIGH, DLG_CFG_SEV_CRITICAL };
+
+/* store */
+enum { DLG_CFG_STORE_MEMORY, DLG_CFG_STORE_SQLITE };
+
+/* listen[]: one listening socket. */
+typedef struct dlg_config_listener {
+    char *address;              /* as written, "host:port" [127.0.0.1:3000] */
+    char *host;                 /* host part, IPv6 without brackets ("::1") */
+    uint16_t port;              /* 0 = ephemeral */
+    bool tls;                   /* [true]; false = plaintext (benchmarks only) */
+    char *cert;                 /* PEM chain; required when tls, except for
+                                   the default listener (NULL: take it from
+                                   the command line) */
+    char *key;                  /* PEM private key; same rule as cert */
+    char *client_ca;            /* NULL = do not ask for client certificates */
+    bool require_client_cert;   /* [false]; true needs client_ca */
+    unsigned line;
+} dlg_config_listener;
+
+/* limits: caps that protect the daemon (see docs/config.md for ranges). */
+typedef struct dlg_config_limits {
+    uint32_t max_frame;             /* [1048576] bytes of one frame body */
+    uint32_t max_connections;       /* [10000] */
+    uint32_t handshake_timeout_ms;  /* [2000] TLS handshake + Hello */
+    uint32_t pre_auth_max_bytes;    /* [16384] input accepted before Welcome */
+    uint64_t max_pending_bytes;     /* [8388608] hard cap on queued output */
+    uint64_t soft_pending_bytes;    /* [1048576] soft cap on queued output... */
+    uint32_t soft_pending_seconds;  /* [5] ...held this long = slow consumer */
+    uint32_t write_timeout_ms;      /* [10000] */
+    uint32_t heartbeat_ms;          /* [30000] */
+    uint32_t max_rooms_per_connection; /* [128] */
+} dlg_config_limits;
+
+/* auth.jwt.keys[]: one key a token may be signed with. */
+typedef struct dlg_config_jwt_key {
+    char *kid;                  /* NULL = any token kid; else it must match */
+    int alg;                    /* DLG_CFG_ALG_*; required */
+    char *secret_file;          /* HS256 only (required there): raw secret */
+    char *public_key_file;      /* RS256/ES256/EdDSA only (required): PEM */
+    unsigned line;
+} dlg_config_jwt_key;
+
+typedef struct dlg_config_jwt {
+    char *issuer;               /* NULL = iss not checked */
+    char *audience;             /* NULL = aud not checked */
+    uint32_t leeway_seconds;    /* [30] clock skew allowed on exp/nbf/iat */
+    char *roles_claim;          /* ["role"] claim holding a string or array */
+    dlg_config_jwt_key *keys;   /* [none] = token authentication off */
+    size_t n_keys;
+} dlg_config_jwt;
+
+/* auth.client_cert.roles[]: roles granted to a certificate identity. */
+typedef struct dlg_config_cert_roles {
+    char *match;                /* the user name (CN or SAN) to match exactly */
+    dlg_config_strv roles;      /* roles granted ("*" not allowed) */
+    unsigned line;
+} dlg_config_cert_roles;
+
+typedef struct dlg_config_client_cert {
+    int user_from;              /* [DLG_CFG_USER_FROM_CN] */
+    dlg_config_cert_roles *roles; /* [none] */
+    size_t n_roles;
+} dlg_config_client_cert;
+
+typedef struct dlg_config_auth {
+    bool anonymous;             /* [false] allow clients without credentials */
+    dlg_config_jwt jwt;
+    dlg_config_client_cert client_cert;
+} dlg_config_auth;
+
+typedef struct dlg_config_room_admin {
+    dlg_config_strv create_roles; /* key `create` [none]: roles that may
+                                     create rooms at run time */
+    dlg_config_strv delete_roles; /* key `delete` [none]: roles that may
+                                     delete any dynamic room */
+} dlg_config_room_admin;
+
+/* rooms[].trigger_events[]: extra trigger roles for one event. */
+typedef struct dlg_config_event_roles {
+    char *event;                /* one of the room's events (not "*") */
+    dlg_config_strv roles;
+    unsigned line;
+} dlg_config_event_roles;
+
+/* rooms[].delivery[] */
+typedef struct dlg_config_delivery {
+    char *event;                /* an event of the room, or "*" = all others */
+    int policy;                 /* DLG_CFG_DELIVERY_*; required */
+    unsigned line;
+} dlg_config_delivery;
+
+/* rooms[].history[] */
+typedef struct dlg_config_history {
+    char *event;                /* an event of the room, or "*" = all others */
+    uint32_t limit;             /* required: events kept per event type */
+    uint32_t max_age_seconds;   /* [0] = no age limit */
+    unsigned line;
+} dlg_config_history;
+
+/* rooms[]: a room that exists from start-up and cannot be deleted. */
+typedef struct dlg_config_room {
+    char *id;                   /* required, unique */
+    char *name;                 /* NULL = none */
+    char *description;          /* NULL = none */
+    dlg_config_strv events;     /* [] = clients may not trigger; {"*"} = any */
+    bool any_event;             /* events is exactly ["*"] */
+    dlg_config_strv default_subscriptions; /* [] ; {"*"} = every event */
+    bool default_all;           /* default_subscriptions is exactly ["*"] */
+    uint32_t max_size;          /* [0] = unlimited members */
+    dlg_config_strv join;       /* [none] roles that may join */
+    dlg_config_strv trigger;    /* [none] roles that may trigger any event */
+    dlg_config_event_roles *trigger_events; /* [none] */
+    size_t n_trigger_events;
+    dlg_config_delivery *delivery; /* [none]: every event is streamed */
+    size_t n_delivery;
+    uint32_t rate_per_second;   /* [0] = no rate limit (rate_limit.per_second) */
+    uint32_t rate_burst;        /* [0]; filled with rate_per_second when that
+                                   is set and burst is 0 or absent */
+    dlg_config_history *history; /* [none] = no history kept */
+    size_t n_history;
+    int32_t sync_history_on_join; /* [0] = off, -1 = all kept, N = last N per
+                                     event ("true" reads as -1, "false" as 0) */
+    unsigned line;
+} dlg_config_room;
+
+/* auto_join[]: rooms a client with role joins right after Welcome. */
+typedef struct dlg_config_auto_join {
+    char *role;                 /* required ("*" = every client) */
+    dlg_config_strv rooms;      /* ids of rooms from `rooms` */
+    unsigned line;
+} dlg_config_auto_join;
+
+/* metrics.alerts[] */
+typedef struct dlg_config_alert {
+    int metric;                 /* DLG_CFG_METRIC_*; required */
+    int op;                     /* DLG_CFG_OP_*; required */
+    double threshold;           /* required, finite */
+    int severity;               /* DLG_CFG_SEV_*; required */
+    char *message;              /* required template; "{value}", "{metric}" */
+    uint32_t cooldown_seconds;  /* [60] */
+    unsigned line;
+} dlg_config_alert;
+
+/* metrics: the built-in metrics source; present only when `enabled`. */
+typedef struct dlg_config_metrics {
+    bool enabled;               /* the `metrics` key is present */
+    char *room;                 /* required when enabled: a room from `rooms` */
+    uint32_t interval_ms;       /* [1000] */
+    dlg_config_alert *alerts;   /* [cpu > 90, high, "CPU usage critical:
+                                   {value}%", cooldown 60]; `alerts: []` =
+                                   none */
+    size_t n_alerts;
+    unsigned line;
+} dlg_config_metrics;
+
+typedef struct dlg_config {
+    char *path;                 /* the file loaded; NULL for defaults */
+    int log_level;              /* [DLG_CFG_LOG_INFO] */
+    dlg_config_listener *listen; /* [one: TLS on 127.0.0.1:3000, no cert] */
+    size_t n_listen;
+    dlg_config_strv schemas;    /* [none] descriptor set files (resolved) */
+    bool allow_unknown_fields;  /* [false] */
+    dlg_config_limits limits;
+    dlg_config_auth auth;
+    dlg_config_room_admin room_admin;
+    dlg_config_room *rooms;     /* [none] */
+    size_t n_rooms;
+    dlg_config_auto_join *auto_join; /* [none] */
+    size_t n_auto_join;
+    dlg_config_metrics metrics;
+    int store;                  /* [DLG_CFG_STORE_MEMORY] */
+    char *store_path;           /* required when store is sqlite (resolved) */
+} dlg_config;
+
+/* Builds a configuration holding only the defaults documented above (for a
+ * daemon run with command-line flags only). *out is owned by the caller
+ * (dlg_config_free). Returns 0, DLG_EINVAL (out is NULL) or DLG_ENOMEM; on
+ * error *out is left unchanged. */
+int dlg_config_new_default(dlg_config **out);
+
+/* Loads and validates the YAML file at path. On success *out gets a new
+ * configuration owned by the caller (dlg_config_free), defaults filled in for
+ * every absent key. On error *out is left unchanged and err (if errlen > 0)
+ * gets one line naming the file, the line and column, the key path and what
+ * was expected, e.g.
+ *   dialogue.yaml:12:15: rooms[0].max_size: expected an unsigned integer, got "ten"
+ * Returns 0, DLG_EIO (file cannot be read), DLG_ECONFIG (YAML syntax error or
+ * invalid content), DLG_EINVAL (path or out is NULL) or DLG_ENOMEM. */
+int dlg_config_load(const char *path, dlg_config **out, char *err, size_t errlen);
+
+/* Frees c and everything it owns. NULL is ignored. */
+void dlg_config_free(dlg_config *c);
+
+/* The room with exactly this id, or NULL. The pointer is valid as long as c. */
+const dlg_config_room *dlg_config_find_room(const dlg_config *c, const char *id);
+
+#endif
