@@ -64,8 +64,8 @@ static int add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgp
     for (size_t i = 0; i < cr->n_delivery; i++) {
         const dlg_config_delivery *d = &cr->delivery[i];
         for (size_t k = 0; k < r->n_slots; k++)
-            if (strcmp(d->event, "*") == 0 || strcmp(d->event, r->slots[k].name) == 0)
-                r->slots[k].delivery = d->policy;
+            if (strcmp(d->event, "*") == 0 || strcmp(d->event, r->slots[k]->name) == 0)
+                r->slots[k]->delivery = d->policy;
     }
     for (size_t i = 0; i < cr->n_delivery; i++) /* exact names win over "*" */
         if (strcmp(cr->delivery[i].event, "*") != 0) {

@@ -28,6 +28,7 @@ static void on_handle_closed(uv_handle_t *h) {
     for (size_t i = 0; i < c->q_len; i++)
         dlg_buf_unref(c->q[(c->q_head + i) % c->q_cap].buf);
     free(c->q);
+    free(c->latest);
     dlg_tlsio_free(&c->tls);
     dlg_frame_dec_free(&c->dec);
     for (size_t i = 0; i < c->n_roles; i++)
@@ -126,13 +127,57 @@ static int q_push(dlg_conn *c, dlg_buf *b) {
     dlg_outq_item *it = &c->q[(c->q_head + c->q_len) % c->q_cap];
     it->buf = dlg_buf_ref(b);
     it->off = 0;
+    it->latest = NULL;
     c->q_len++;
+    c->q_pushed++;
     c->q_bytes += b->len;
     return 0;
 }
 
+static int conn_gone(const dlg_conn *c) {
+    return c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed;
+}
+
+void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
+    if (conn_gone(c))
+        return;
+    dlg_latest_pos *lp = NULL;
+    for (size_t i = 0; i < c->n_latest; i++)
+        if (c->latest[i].key == key)
+            lp = &c->latest[i];
+    if (lp && lp->abs >= c->q_popped) {
+        dlg_outq_item *it = &c->q[(c->q_head + (lp->abs - c->q_popped)) % c->q_cap];
+        if (it->latest == key && it->off == 0) {
+            c->q_bytes += b->len;
+            c->q_bytes -= it->buf->len;
+            dlg_buf_unref(it->buf);
+            it->buf = dlg_buf_ref(b);
+            c->conflated++;
+            return;
+        }
+    }
+    uint64_t before = c->q_pushed;
+    dlg_conn_send(c, b);
+    if (c->q_pushed == before)
+        return; /* dropped (slow consumer) */
+    c->q[(c->q_head + c->q_len - 1) % c->q_cap].latest = key;
+    if (lp == NULL) {
+        if (c->n_latest == c->cap_latest) {
+            size_t nc = c->cap_latest ? c->cap_latest * 2 : 2;
+            dlg_latest_pos *nv = realloc(c->latest, nc * sizeof(*nv));
+            if (nv == NULL)
+                return; /* only conflation is lost */
+            c->latest = nv;
+            c->cap_latest = nc;
+        }
+        lp = &c->latest[c->n_latest++];
+        lp->key = key;
+    }
+    lp->abs = before;
+}
+
 void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
-    if (c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed)
+    if (conn_gone(c))
         return;
     uint64_t pending = c->q_bytes + c->inflight_bytes + b->len;
     if (pending > c->srv->opts.max_pending_bytes) {
@@ -200,6 +245,8 @@ static void on_write(uv_write_t *req, int status) {
     }
     if (c->close_after_flush && c->inflight_bytes == 0 && c->q_len == 0)
         dlg_conn_close(c, c->close_reason);
+    else if (c->inflight_bytes == 0 && c->q_len > 0)
+        mark_dirty(c);
 }
 
 /* Writes len bytes: as much as the socket takes now, the rest through a
@@ -248,6 +295,11 @@ static int drain_tls(dlg_conn *c) {
  * SSL_write (a few TLS records at most) or one plain write. */
 static int flush_conn(dlg_conn *c) {
     dlg_server *s = c->srv;
+    /* While the socket is backed up, frames wait in the queue as shared
+     * references (cheap, and "latest" events can still be conflated there)
+     * rather than as per-connection ciphertext. on_write resumes. */
+    if (c->inflight_bytes > 0 && !c->close_after_flush)
+        return 0;
     /* TLS records are at most 16 KiB of plaintext; one chunk = one record. */
     const size_t stage_cap = c->tls_on ? 16 * 1024 : DLG_SCRATCH;
     while (c->q_len > 0) {
@@ -264,6 +316,7 @@ static int flush_conn(dlg_conn *c) {
                 dlg_buf_unref(it->buf);
                 c->q_head = (c->q_head + 1) % c->q_cap;
                 c->q_len--;
+                c->q_popped++;
             }
         }
         int rc = c->tls_on ? dlg_tlsio_write(&c->tls, s->pbuf, used)

@@ -27,7 +27,14 @@ struct dlg_member;
 typedef struct dlg_outq_item {
     dlg_buf *buf;
     uint32_t off;     /* bytes of buf already handed to TLS / the socket */
+    const void *latest; /* conflation key (an event slot) for delivery: latest */
 } dlg_outq_item;
+
+/* Where the newest queued frame of one "latest" event type sits. */
+typedef struct dlg_latest_pos {
+    const void *key;
+    uint64_t abs;     /* absolute queue position (q_pushed at enqueue) */
+} dlg_latest_pos;
 
 typedef struct dlg_conn {
     dlg_server *srv;
@@ -56,6 +63,10 @@ typedef struct dlg_conn {
     dlg_outq_item *q;
     size_t q_head, q_len, q_cap;
     uint64_t q_bytes;            /* queued, not yet handed to TLS */
+    uint64_t q_pushed, q_popped; /* absolute counters, for latest positions */
+    dlg_latest_pos *latest;      /* one per latest-policy event type seen */
+    size_t n_latest, cap_latest;
+    uint64_t conflated;          /* frames replaced by a newer one */
     uint64_t inflight_bytes;     /* handed to uv_write, not yet completed */
     int in_dirty;
     int close_after_flush;
@@ -75,6 +86,12 @@ void dlg_conn_accept(dlg_server *srv);
  * connection's pending output passes the cap it is marked a slow consumer
  * and closed after the current fan-out; the frame is then dropped. */
 void dlg_conn_send(dlg_conn *c, dlg_buf *b);
+
+/* Like dlg_conn_send for an event whose delivery policy is "latest": if a
+ * frame with the same key is still waiting in the queue (not started), it is
+ * replaced by b instead of queueing both, so a slow reader gets the newest
+ * value, not a backlog. */
+void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key);
 
 /* Packs and queues a ServerFrame. Returns 0 or a DLG_E* code. */
 int dlg_conn_send_frame(dlg_conn *c, Dialogue__V1__ServerFrame *f);

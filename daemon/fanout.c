@@ -84,12 +84,18 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
     /* Members subscribed to this event, then all-subscribers: disjoint sets. */
     dlg_evslot *slot = dlg_room_slot(room, event);
     uint32_t n = 0;
-    if (slot) {
+    if (slot && slot->delivery == DLG_DELIVERY_LATEST) {
         for (size_t i = 0; i < slot->subs.n; i++, n++)
-            dlg_conn_send(slot->subs.v[i]->conn, b);
+            dlg_conn_send_latest(slot->subs.v[i]->conn, b, slot);
+        for (size_t i = 0; i < room->all_subs.n; i++, n++)
+            dlg_conn_send_latest(room->all_subs.v[i]->conn, b, slot);
+    } else {
+        if (slot)
+            for (size_t i = 0; i < slot->subs.n; i++, n++)
+                dlg_conn_send(slot->subs.v[i]->conn, b);
+        for (size_t i = 0; i < room->all_subs.n; i++, n++)
+            dlg_conn_send(room->all_subs.v[i]->conn, b);
     }
-    for (size_t i = 0; i < room->all_subs.n; i++, n++)
-        dlg_conn_send(room->all_subs.v[i]->conn, b);
     dlg_buf_unref(b);
     res->recipients = n;
     srv->counters.events_in++;

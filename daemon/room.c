@@ -80,8 +80,9 @@ static void room_free(dlg_room *r) {
     free(r->trigger_events);
     free(r->creator);
     for (size_t i = 0; i < r->n_slots; i++) {
-        free(r->slots[i].name);
-        free(r->slots[i].subs.v);
+        free(r->slots[i]->name);
+        free(r->slots[i]->subs.v);
+        free(r->slots[i]);
     }
     free(r->slots);
     for (size_t i = 0; i < r->members.n; i++)
@@ -128,24 +129,27 @@ dlg_room *dlg_rooms_find(const dlg_rooms *rs, const char *id) {
 static dlg_evslot *slot_add(dlg_room *r, const char *name) {
     if (r->n_slots == r->cap_slots) {
         size_t nc = r->cap_slots ? r->cap_slots * 2 : 4;
-        dlg_evslot *ns = realloc(r->slots, nc * sizeof(*ns));
+        dlg_evslot **ns = realloc(r->slots, nc * sizeof(*ns));
         if (ns == NULL)
             return NULL;
         r->slots = ns;
         r->cap_slots = nc;
     }
-    dlg_evslot *s = &r->slots[r->n_slots];
-    memset(s, 0, sizeof(*s));
-    if ((s->name = strdup(name)) == NULL)
+    dlg_evslot *s = calloc(1, sizeof(*s));
+    if (s == NULL)
         return NULL;
-    r->n_slots++;
+    if ((s->name = strdup(name)) == NULL) {
+        free(s);
+        return NULL;
+    }
+    r->slots[r->n_slots++] = s;
     return s;
 }
 
 dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event) {
     for (size_t i = 0; i < r->n_slots; i++)
-        if (strcmp(r->slots[i].name, event) == 0)
-            return &r->slots[i];
+        if (strcmp(r->slots[i]->name, event) == 0)
+            return r->slots[i];
     return NULL;
 }
 
@@ -269,7 +273,7 @@ static void unsubscribe_everything(dlg_member *m) {
         plist_del(&r->all_subs, m);
     m->all = 0;
     for (size_t i = 0; i < r->n_slots; i++)
-        plist_del(&r->slots[i].subs, m);
+        plist_del(&r->slots[i]->subs, m);
 }
 
 int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
@@ -408,8 +412,8 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
         v[k++] = "*";
     } else {
         for (size_t i = 0; i < r->n_slots; i++)
-            if (plist_has(&r->slots[i].subs, m))
-                v[k++] = r->slots[i].name;
+            if (plist_has(&r->slots[i]->subs, m))
+                v[k++] = r->slots[i]->name;
     }
     *names = v;
     *n = k;

@@ -62,7 +62,9 @@ typedef struct dlg_room {
     } *trigger_events;
     size_t n_trigger_events;
     dlg_plist members;
-    dlg_evslot *slots;            /* one per event type seen or declared */
+    dlg_evslot **slots;           /* one per event type seen or declared;
+                                     each allocated alone so its address is a
+                                     stable key (conflation) */
     size_t n_slots, cap_slots;
     dlg_plist all_subs;           /* members subscribed to every event */
     uint64_t seq;                 /* last sequence number assigned */
