@@ -197,6 +197,24 @@ class Conn:
                 raise AssertionError("connection still open after %ss" % within)
             return
 
+    def trigger(self, room, event, data):
+        """Sends a Trigger; returns (Ack, [events that arrived before it]).
+        A publisher subscribed to its own event gets that Event before the
+        Ack (the fan-out queues it first)."""
+        rid = self.send(trigger=pb.Trigger(room=room, event=event, data=data))
+        before = []
+        while True:
+            f = self.recv()
+            kind = f.WhichOneof("msg")
+            if kind == "event":
+                before.append(f.event)
+                continue
+            if kind == "error":
+                raise AssertionError("trigger refused: %s: %s" % (
+                    status_name(f.error.code), f.error.message))
+            assert kind == "ack" and f.request_id == rid, f
+            return f.ack, before
+
     def barrier(self):
         """Round-trips a Ping; returns every frame that arrived before the
         Pong (so a test can assert that nothing else was delivered)."""
