@@ -9,8 +9,15 @@
 
 #include "conn.h"
 
+struct dlg_config;
+
+/* Builds srv->jwt from the config's auth.jwt keys (none = token auth off).
+ * Returns 0 or a DLG_E* code with err naming the key file at fault. */
+int dlg_auth_setup(dlg_server *srv, const struct dlg_config *cfg, char *err, size_t errlen);
+
 /* Authenticates c from Hello h. On success sets c->user_id / c->roles and
- * returns 0; otherwise returns the wire Status to refuse with and writes
+ * returns 0 (c->session_deadline is set from the token's exp: the session
+ * ends there with UNAUTHENTICATED); otherwise returns the wire Status to refuse with and writes
  * the reason (never the token) to err. */
 int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
                    char *err, size_t errlen);

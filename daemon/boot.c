@@ -7,6 +7,7 @@
 
 #include "dlg_err.h"
 #include "hooks.h"
+#include "auth.h"
 #include "room.h"
 
 static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
@@ -107,6 +108,8 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     o->allow_unknown_fields = cfg->allow_unknown_fields;
 
     int rc;
+    if ((rc = dlg_auth_setup(srv, cfg, err, errlen)) != 0)
+        return rc;
     if (cfg->schemas.n > 0) {
         if (srv->schema == NULL && (rc = dlg_schema_new(&srv->schema)) != 0)
             goto oom;

@@ -518,7 +518,7 @@ static int check_name(loader *x, const node *n, const char *path, const char *s)
         if (!name_char(*p)) {
             char got[80];
             show(n, got, sizeof(got));
-            if (*p > 0x20 && *p < 0x7f)
+            if (*p >= 0x20 && *p < 0x7f)
                 return fail_at(x, n, path,
                                "invalid character '%c' in %s (allowed: A-Z a-z 0-9 _ . : -)",
                                *p, got);
@@ -1408,7 +1408,7 @@ static int syntax_error(loader *x, const yaml_parser_t *p) {
         snprintf(x->err, x->errlen, "%s: byte %zu: cannot read YAML: %s", x->file,
                  p->problem_offset, prob);
     } else if (p->context) {
-        snprintf(x->err, x->errlen, "%s:%lu:%lu: YAML syntax error: %s %s (line %lu)", x->file,
+        snprintf(x->err, x->errlen, "%s:%lu:%lu: YAML syntax error: %s (%s that starts at line %lu)", x->file,
                  (unsigned long)p->problem_mark.line + 1, (unsigned long)p->problem_mark.column + 1,
                  prob, p->context, (unsigned long)p->context_mark.line + 1);
     } else {

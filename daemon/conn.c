@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dispatch.h"
 #include "hooks.h"
@@ -474,6 +475,12 @@ static void on_heartbeat(uv_timer_t *t) {
     dlg_conn *c = t->data;
     if (c->state != DLG_CONN_READY || c->close_after_flush)
         return;
+    if (c->session_deadline && time(NULL) >= c->session_deadline) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAUTHENTICATED,
+                            "token expired: session ended");
+        dlg_conn_close_after_flush(c, "token expired");
+        return;
+    }
     if (c->in_bytes != c->in_at_tick) {
         /* Anything received proves the peer is alive. */
         c->in_at_tick = c->in_bytes;
@@ -495,10 +502,27 @@ static void on_heartbeat(uv_timer_t *t) {
     dlg_conn_send_frame(c, &f);
 }
 
+static void on_expiry(uv_timer_t *t) {
+    dlg_conn *c = t->data;
+    on_heartbeat(t);
+    if (c->state == DLG_CONN_READY && !c->close_after_flush)
+        dlg_conn_start_heartbeat(c);
+}
+
 void dlg_conn_start_heartbeat(dlg_conn *c) {
-    uint32_t ms = c->srv->opts.heartbeat_ms;
+    uint64_t ms = c->srv->opts.heartbeat_ms;
     uv_timer_stop(&c->timer);
     c->in_at_tick = c->in_bytes;
+    if (c->session_deadline) {
+        /* The token's expiry comes before the next heartbeat: wake then. */
+        int64_t left = (c->session_deadline - (int64_t)time(NULL)) * 1000;
+        if (left < 0)
+            left = 0;
+        if (ms == 0 || (uint64_t)left < ms) {
+            uv_timer_start(&c->timer, on_expiry, (uint64_t)left + 1, 0);
+            return;
+        }
+    }
     if (ms > 0)
         uv_timer_start(&c->timer, on_heartbeat, ms, ms);
 }

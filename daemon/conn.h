@@ -53,6 +53,7 @@ typedef struct dlg_conn {
     char *user_id;               /* NULL = anonymous */
     char **roles;
     size_t n_roles;
+    int64_t session_deadline;    /* Unix seconds the token expires; 0 = none */
     uint64_t in_bytes;           /* total plaintext received */
     uint64_t in_at_tick;         /* in_bytes at the last heartbeat tick */
     int missed_pongs;

@@ -159,14 +159,17 @@ int dlg_jwt_claims_copy(dlg_jwt_claims *dst, const dlg_jwt_claims *src);
 int64_t dlg_jwt_session_deadline(const dlg_jwt_verifier *v, const dlg_jwt_claims *c);
 
 /* Mints an HS256 token for development and tests: header
- * {"alg":"HS256","typ":"JWT"}, claims sub, role (a string for one role, an
- * array for several, absent for none), iat, exp = iat + ttl_seconds, and
- * aud / iss when not NULL or "". secret must be DLG_JWT_MIN_SECRET..
- * DLG_JWT_MAX_SECRET bytes, sub 1..255 bytes, ttl_seconds 1..31536000.
- * On success *out is a NUL-terminated token owned by the caller (free).
- * Returns 0, DLG_EINVAL (bad argument) or DLG_ENOMEM; *out is unchanged on
- * error. */
-int dlg_jwt_sign_hs256(const uint8_t *secret, size_t len, const char *sub,
+ * {"alg":"HS256","typ":"JWT"} plus "kid" when kid is not NULL or "", and
+ * claims iss (when iss is not NULL or ""), sub, aud (when not NULL or ""),
+ * role (a string for one role, an array for several, absent for none), iat,
+ * exp = iat + ttl_seconds. secret must be DLG_JWT_MIN_SECRET..
+ * DLG_JWT_MAX_SECRET bytes; sub, kid and each role must pass the rules
+ * dlg_jwt_verify applies (1..255 bytes of UTF-8, no control characters, a
+ * role not "*"), n_roles <= DLG_JWT_MAX_ROLES, ttl_seconds 1..31536000,
+ * iat >= 0. On success *out is a NUL-terminated token owned by the caller
+ * (free). Returns 0, DLG_EINVAL (bad argument) or DLG_ENOMEM; *out is
+ * unchanged on error. */
+int dlg_jwt_sign_hs256(const uint8_t *secret, size_t len, const char *kid, const char *sub,
                        const char *const *roles, size_t n_roles, int64_t iat,
                        int64_t ttl_seconds, const char *aud, const char *iss, char **out);
 

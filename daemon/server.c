@@ -15,6 +15,7 @@
 #include "room.h"
 #include "access.h"
 #include "metrics.h"
+#include "jwt.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -272,6 +273,8 @@ void dlg_server_free(dlg_server *s) {
     s->rooms = NULL;
     dlg_schema_free(s->schema);
     s->schema = NULL;
+    dlg_jwt_verifier_free(s->jwt);
+    s->jwt = NULL;
     SSL_CTX_free(s->ssl_ctx);
     s->ssl_ctx = NULL;
     strv_free(s->create_roles, s->n_create_roles);

@@ -17,6 +17,7 @@ struct dlg_conn;
 struct dlg_rooms;
 struct dlg_config;
 struct dlg_metrics;
+struct dlg_jwt_verifier;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -75,6 +76,7 @@ typedef struct dlg_server {
     size_t n_delete_roles;
     const struct dlg_config *cfg; /* borrowed; NULL when run from flags only */
     struct dlg_metrics *metrics;  /* borrowed; stopped by dlg_server_stop */
+    struct dlg_jwt_verifier *jwt; /* owned; NULL = token auth off */
     dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
     size_t n_hooks;
     int stopping;
