@@ -26,6 +26,7 @@ static void usage(FILE *f) {
         "  --max-frame BYTES      largest frame accepted [1048576]\n"
         "  --handshake-timeout-ms N  TLS handshake + Hello deadline [2000]\n"
         "  --heartbeat-ms N       ping idle clients this often; 0 = off [30000]\n"
+        "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n");
 }
@@ -43,7 +44,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
-           O_MAXFRAME, O_HSTO, O_HB, O_LOGLEVEL, O_VERSION, O_HELP };
+           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_LOGLEVEL, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
         {"listen", required_argument, 0, O_LISTEN},
@@ -56,6 +57,7 @@ int main(int argc, char **argv) {
         {"max-frame", required_argument, 0, O_MAXFRAME},
         {"handshake-timeout-ms", required_argument, 0, O_HSTO},
         {"heartbeat-ms", required_argument, 0, O_HB},
+        {"alert-threshold", required_argument, 0, O_ALERT},
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
@@ -72,6 +74,8 @@ int main(int argc, char **argv) {
     const char *f_listen = NULL, *f_cert = NULL, *f_key = NULL;
     int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0;
     uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0;
+    double f_alert = 0;
+    int f_alert_set = 0;
     int o;
     while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (o) {
@@ -102,6 +106,16 @@ int main(int argc, char **argv) {
                 return 2;
             f_hb_set = 1;
             break;
+        case O_ALERT: {
+            char *end;
+            f_alert = strtod(optarg, &end);
+            if (*optarg == 0 || *end) {
+                fprintf(stderr, "dialogued: --alert-threshold: \"%s\" is not a number\n", optarg);
+                return 2;
+            }
+            f_alert_set = 1;
+            break;
+        }
         case O_LOGLEVEL:
             if ((f_level = dlg_log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "dialogued: --log-level: \"%s\" is not error|warn|info|debug\n", optarg);
@@ -175,7 +189,7 @@ int main(int argc, char **argv) {
             const dlg_config_alert *a = &cfg->metrics.alerts[i];
             rules[i].metric = a->metric;
             rules[i].op = a->op;
-            rules[i].threshold = a->threshold;
+            rules[i].threshold = f_alert_set ? f_alert : a->threshold;
             rules[i].severity = a->severity;
             rules[i].cooldown_s = a->cooldown_seconds;
             rules[i].message = strdup(a->message);

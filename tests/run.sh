@@ -56,6 +56,14 @@ for variant in build build/asan; do
         run_py "$tag" "$py" "$(pwd)/$variant"
     done < <(find tests -name 'test_*.py' | sort)
 done
+# The demo, headless, as a user would run it (on a free port).
+out="$logdir/demo-check.log"
+if DIALOGUE_PORT=0 timeout -k 5 120 ./dev demo --check >"$out" 2>&1; then
+    record "demo:--check" 1 0
+else
+    sed 's/^/    /' "$out" | tail -30
+    record "demo:--check" 0 1
+fi
 rm -rf "$logdir"
 if [ $((total_pass + total_fail)) -eq 0 ]; then
     echo "no test was executed"
