@@ -102,6 +102,9 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
     o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
     o->max_pending_bytes = cfg->limits.max_pending_bytes;
+    o->soft_pending_bytes = cfg->limits.soft_pending_bytes;
+    o->soft_pending_ms = cfg->limits.soft_pending_seconds * 1000u;
+    o->write_timeout_ms = cfg->limits.write_timeout_ms;
     o->heartbeat_ms = cfg->limits.heartbeat_ms;
     o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
     o->allow_anonymous = cfg->auth.anonymous;

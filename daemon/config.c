@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <yaml.h>
 
@@ -30,8 +31,8 @@
 typedef yaml_node_t node;
 
 typedef struct loader {
-    const char *file;           /* as the caller named it, for messages */
-    char *dir;                  /* prefix for relative paths ("" or ".../") */
+    const char *file; /* as the caller named it, for messages */
+    char *dir;        /* prefix for relative paths ("" or ".../") */
     yaml_document_t *doc;
     dlg_config *c;
     char *err;
@@ -233,7 +234,9 @@ static void show(const node *n, char *buf, size_t len) {
 
 /* Writes "file:line:col: path: message" (position omitted when n is NULL)
  * and returns DLG_ECONFIG, so a check can `return fail_at(...)`. */
-__attribute__((format(printf, 4, 5)))
+static int fail_at(loader *x, const node *n, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static int fail_at(loader *x, const node *n, const char *path, const char *fmt, ...) {
     if (!x->err || !x->errlen)
         return DLG_ECONFIG;
@@ -245,8 +248,8 @@ static int fail_at(loader *x, const node *n, const char *path, const char *fmt, 
     const char *sep = *path ? ": " : "";
     if (n)
         snprintf(x->err, x->errlen, "%s:%lu:%lu: %s%s%s", x->file,
-                 (unsigned long)n->start_mark.line + 1,
-                 (unsigned long)n->start_mark.column + 1, path, sep, msg);
+                 (unsigned long)n->start_mark.line + 1, (unsigned long)n->start_mark.column + 1,
+                 path, sep, msg);
     else
         snprintf(x->err, x->errlen, "%s: %s%s%s", x->file, path, sep, msg);
     return DLG_ECONFIG;
@@ -264,16 +267,19 @@ static void idxpath(char *out, const char *parent, size_t i) {
 
 /* ---- tree access -------------------------------------------------------- */
 
-static node *at(loader *x, int idx) { return yaml_document_get_node(x->doc, idx); }
+static node *at(loader *x, int idx) {
+    return yaml_document_get_node(x->doc, idx);
+}
 
-static const char *sval(const node *n) { return (const char *)n->data.scalar.value; }
+static const char *sval(const node *n) {
+    return (const char *)n->data.scalar.value;
+}
 
 static bool is_null(const node *n) {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *s = sval(n);
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
 static size_t seq_len(const node *n) {
@@ -289,7 +295,7 @@ static int want(loader *x, const node *n, const char *path, yaml_node_type_t t) 
         return 0;
     char got[80];
     show(n, got, sizeof(got));
-    const char *what = t == YAML_MAPPING_NODE ? "a mapping"
+    const char *what = t == YAML_MAPPING_NODE    ? "a mapping"
                        : t == YAML_SEQUENCE_NODE ? "a list"
                                                  : "a single value";
     return fail_at(x, n, path, "expected %s, got %s", what, got);
@@ -298,7 +304,8 @@ static int want(loader *x, const node *n, const char *path, yaml_node_type_t t) 
 /* Rejects keys outside keys[] (NULL-terminated), non-scalar keys and keys
  * given twice: YAML parsers disagree on which duplicate wins. */
 static int check_keys(loader *x, const node *map, const char *path, const char *const *keys) {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         node *k = at(x, p->key);
         char got[80];
         show(k, got, sizeof(got));
@@ -328,7 +335,8 @@ static int check_keys(loader *x, const node *map, const char *path, const char *
 /* The value of key in map, or NULL when the key is absent or null (a null
  * value means "use the default"). */
 static node *get(loader *x, const node *map, const char *key) {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         node *k = at(x, p->key);
         if (k->type == YAML_SCALAR_NODE && strcmp(sval(k), key) == 0) {
             node *v = at(x, p->value);
@@ -430,8 +438,7 @@ static int get_uint(loader *x, const node *n, const char *path, uint64_t min, ui
         return fail_at(x, n, path, "expected an unsigned integer, got %s", got);
     if (v < min || v > max)
         return fail_at(x, n, path, "%llu is out of range (expected %llu to %llu)",
-                       (unsigned long long)v, (unsigned long long)min,
-                       (unsigned long long)max);
+                       (unsigned long long)v, (unsigned long long)min, (unsigned long long)max);
     *out = v;
     return 0;
 }
@@ -520,10 +527,10 @@ static int check_name(loader *x, const node *n, const char *path, const char *s)
             show(n, got, sizeof(got));
             if (*p >= 0x20 && *p < 0x7f)
                 return fail_at(x, n, path,
-                               "invalid character '%c' in %s (allowed: A-Z a-z 0-9 _ . : -)",
-                               *p, got);
-            return fail_at(x, n, path,
-                           "invalid byte 0x%02x in %s (allowed: A-Z a-z 0-9 _ . : -)", *p, got);
+                               "invalid character '%c' in %s (allowed: A-Z a-z 0-9 _ . : -)", *p,
+                               got);
+            return fail_at(x, n, path, "invalid byte 0x%02x in %s (allowed: A-Z a-z 0-9 _ . : -)",
+                           *p, got);
         }
     return 0;
 }
@@ -537,7 +544,8 @@ static int check_role(loader *x, const node *n, const char *path, const char *s)
         if (*p <= 0x20 || *p == 0x7f) {
             char got[80];
             show(n, got, sizeof(got));
-            return fail_at(x, n, path, "a role must not contain blanks or control characters: %s", got);
+            return fail_at(x, n, path, "a role must not contain blanks or control characters: %s",
+                           got);
         }
     return 0;
 }
@@ -563,17 +571,18 @@ static int get_strv(loader *x, const node *n, const char *path, int kind, dlg_co
         node *it = seq_at(x, n, i);
         char p[KEYPATH_LEN];
         idxpath(p, path, i);
-        if (kind == K_PATH) {
-            if ((rc = get_path(x, it, p, &out->v[i])) < 0)
-                return rc;
-            continue;
-        }
-        if ((rc = get_text(x, it, p, NAME_MAX_LEN, &out->v[i])) < 0)
+        rc = kind == K_PATH ? get_path(x, it, p, &out->v[i])
+                            : get_text(x, it, p, NAME_MAX_LEN, &out->v[i]);
+        if (rc < 0)
             return rc;
         const char *s = out->v[i];
         bool is_star = strcmp(s, "*") == 0;
-        if (is_star && (kind == K_EVENT || kind == K_ROLE))
+        if (kind == K_PATH)
+            rc = 0;
+        else if (is_star && (kind == K_EVENT || kind == K_ROLE))
             star = i;
+        else if (is_star && kind == K_GRANT)
+            rc = fail_at(x, it, p, "\"*\" cannot be granted as a role");
         else if (kind == K_NAME || kind == K_EVENT)
             rc = check_name(x, it, p, s);
         else
@@ -634,16 +643,19 @@ static int parse_address(loader *x, const node *n, const char *path, dlg_config_
         if (!colon)
             return fail_at(x, n, path, "expected host:port, got %s", got);
         if (memchr(s, ':', (size_t)(colon - s)))
-            return fail_at(x, n, path, "an IPv6 address needs brackets, e.g. [::1]:3000; got %s", got);
+            return fail_at(x, n, path, "an IPv6 address needs brackets, e.g. [::1]:3000; got %s",
+                           got);
         he = colon;
         ps = colon + 1;
     }
     size_t hl = (size_t)(he - hs);
     uint64_t port;
     if (!parse_u64(ps, &port) || port > 65535)
-        return fail_at(x, n, path, "expected a port from 0 to 65535 after the last ':', got %s", got);
+        return fail_at(x, n, path, "expected a port from 0 to 65535 after the last ':', got %s",
+                       got);
     if (hl == 0 || hl > 253)
-        return fail_at(x, n, path, "expected host:port with a host name or IP address, got %s", got);
+        return fail_at(x, n, path, "expected host:port with a host name or IP address, got %s",
+                       got);
     char *host = strndup(hs, hl);
     if (!host)
         return DLG_ENOMEM;
@@ -665,8 +677,8 @@ static int parse_address(loader *x, const node *n, const char *path, dlg_config_
 }
 
 static int load_listener(loader *x, const node *m, const char *path, dlg_config_listener *l) {
-    static const char *const keys[] = {"address", "tls", "cert", "key", "client_ca",
-                                       "require_client_cert", NULL};
+    static const char *const keys[] = {
+        "address", "tls", "cert", "key", "client_ca", "require_client_cert", NULL};
     char p[KEYPATH_LEN];
     node *v;
     int rc = want_map(x, m, path, keys);
@@ -675,11 +687,13 @@ static int load_listener(loader *x, const node *m, const char *path, dlg_config_
     l->line = (unsigned)m->start_mark.line + 1;
     if ((v = get(x, m, "address"))) {
         keypath(p, path, "address");
-        if ((rc = get_text(x, v, p, 300, &l->address)) < 0 ||
-            (rc = parse_address(x, v, p, l)) < 0)
+        if ((rc = get_text(x, v, p, 300, &l->address)) < 0 || (rc = parse_address(x, v, p, l)) < 0)
             return rc;
     }
-    static const struct { const char *key; size_t off; } paths[] = {
+    static const struct {
+        const char *key;
+        size_t off;
+    } paths[] = {
         {"cert", offsetof(dlg_config_listener, cert)},
         {"key", offsetof(dlg_config_listener, key)},
         {"client_ca", offsetof(dlg_config_listener, client_ca)},
@@ -705,7 +719,8 @@ static int load_listener(loader *x, const node *m, const char *path, dlg_config_
     if (l->tls && !l->key)
         return fail_at(x, m, path, "missing \"key\" (required when tls is true)");
     if (!l->tls && (l->client_ca || l->require_client_cert))
-        return fail_at(x, m, path, "client certificates (client_ca, require_client_cert) need tls: true");
+        return fail_at(x, m, path,
+                       "client certificates (client_ca, require_client_cert) need tls: true");
     if (l->require_client_cert && !l->client_ca)
         return fail_at(x, m, path, "require_client_cert is true but client_ca is missing");
     return 0;
@@ -729,8 +744,9 @@ static int load_listen(loader *x, const node *n) {
             return rc;
         for (size_t j = 0; j < i; j++)
             if (l->port && l->port == c->listen[j].port && !strcmp(l->host, c->listen[j].host))
-                return fail_at(x, seq_at(x, n, i), p, "address %s is already used by listen[%zu] (line %u)",
-                               l->address, j, c->listen[j].line);
+                return fail_at(x, seq_at(x, n, i), p,
+                               "address %s is already used by listen[%zu] (line %u)", l->address, j,
+                               c->listen[j].line);
     }
     return 0;
 }
@@ -741,19 +757,24 @@ static int load_limits(loader *x, const node *m) {
     static const struct {
         const char *key;
         size_t off;
-        bool wide;              /* uint64_t field, else uint32_t */
+        bool wide; /* uint64_t field, else uint32_t */
         uint64_t min, max;
     } tab[] = {
         {"max_frame", offsetof(dlg_config_limits, max_frame), false, 64, 1u << 28},
         {"max_connections", offsetof(dlg_config_limits, max_connections), false, 1, 1000000},
-        {"handshake_timeout_ms", offsetof(dlg_config_limits, handshake_timeout_ms), false, 1, 3600000},
-        {"pre_auth_max_bytes", offsetof(dlg_config_limits, pre_auth_max_bytes), false, 64, 1u << 28},
-        {"max_pending_bytes", offsetof(dlg_config_limits, max_pending_bytes), true, 1024, MAX_BYTES_CAP},
-        {"soft_pending_bytes", offsetof(dlg_config_limits, soft_pending_bytes), true, 1, MAX_BYTES_CAP},
+        {"handshake_timeout_ms", offsetof(dlg_config_limits, handshake_timeout_ms), false, 1,
+         3600000},
+        {"pre_auth_max_bytes", offsetof(dlg_config_limits, pre_auth_max_bytes), false, 64,
+         1u << 28},
+        {"max_pending_bytes", offsetof(dlg_config_limits, max_pending_bytes), true, 1024,
+         MAX_BYTES_CAP},
+        {"soft_pending_bytes", offsetof(dlg_config_limits, soft_pending_bytes), true, 1,
+         MAX_BYTES_CAP},
         {"soft_pending_seconds", offsetof(dlg_config_limits, soft_pending_seconds), false, 1, 3600},
         {"write_timeout_ms", offsetof(dlg_config_limits, write_timeout_ms), false, 1, 3600000},
         {"heartbeat_ms", offsetof(dlg_config_limits, heartbeat_ms), false, 1, 3600000},
-        {"max_rooms_per_connection", offsetof(dlg_config_limits, max_rooms_per_connection), false, 1, 1000000},
+        {"max_rooms_per_connection", offsetof(dlg_config_limits, max_rooms_per_connection), false,
+         1, 1000000},
     };
     enum { NTAB = sizeof(tab) / sizeof(tab[0]) };
     const char *keys[NTAB + 1];
@@ -781,17 +802,15 @@ static int load_limits(loader *x, const node *m) {
     node *v;
     if (l->soft_pending_bytes > l->max_pending_bytes) {
         v = get(x, m, "soft_pending_bytes");
-        return fail_at(x, v ? v : m, "limits.soft_pending_bytes",
-                       "%llu is above max_pending_bytes (%llu)",
-                       (unsigned long long)l->soft_pending_bytes,
-                       (unsigned long long)l->max_pending_bytes);
+        return fail_at(
+            x, v ? v : m, "limits.soft_pending_bytes", "%llu is above max_pending_bytes (%llu)",
+            (unsigned long long)l->soft_pending_bytes, (unsigned long long)l->max_pending_bytes);
     }
     /* One full frame must fit in the output queue, or a legal event would
      * cut every recipient as a slow consumer. */
     if (l->max_pending_bytes < l->max_frame) {
         v = get(x, m, "max_pending_bytes");
-        return fail_at(x, v ? v : m, "limits.max_pending_bytes",
-                       "%llu is below max_frame (%u)",
+        return fail_at(x, v ? v : m, "limits.max_pending_bytes", "%llu is below max_frame (%u)",
                        (unsigned long long)l->max_pending_bytes, l->max_frame);
     }
     return 0;
@@ -841,14 +860,15 @@ static int load_jwt_key(loader *x, const node *m, const char *path, dlg_config_j
 }
 
 static int load_jwt(loader *x, const node *m) {
-    static const char *const keys[] = {"issuer", "audience", "leeway_seconds", "roles_claim",
-                                       "keys", NULL};
+    static const char *const keys[] = {"issuer",      "audience", "leeway_seconds",
+                                       "roles_claim", "keys",     NULL};
     dlg_config_jwt *j = &x->c->auth.jwt;
     node *v;
     int rc = want_map(x, m, "auth.jwt", keys);
     if (rc < 0)
         return rc;
-    if ((v = get(x, m, "issuer")) && (rc = get_opt_text(x, v, "auth.jwt.issuer", TEXT_MAX_LEN, &j->issuer)) < 0)
+    if ((v = get(x, m, "issuer")) &&
+        (rc = get_opt_text(x, v, "auth.jwt.issuer", TEXT_MAX_LEN, &j->issuer)) < 0)
         return rc;
     if ((v = get(x, m, "audience")) &&
         (rc = get_opt_text(x, v, "auth.jwt.audience", TEXT_MAX_LEN, &j->audience)) < 0)
@@ -864,7 +884,8 @@ static int load_jwt(loader *x, const node *m) {
     }
     if (!(v = get(x, m, "keys")))
         return 0;
-    if ((rc = seq_alloc(x, v, "auth.jwt.keys", sizeof(*j->keys), (void **)&j->keys, &j->n_keys)) < 0)
+    if ((rc = seq_alloc(x, v, "auth.jwt.keys", sizeof(*j->keys), (void **)&j->keys, &j->n_keys)) <
+        0)
         return rc;
     for (size_t i = 0; i < j->n_keys; i++) {
         char p[KEYPATH_LEN];
@@ -931,7 +952,8 @@ static int load_auth(loader *x, const node *m) {
     int rc = want_map(x, m, "auth", keys);
     if (rc < 0)
         return rc;
-    if ((v = get(x, m, "anonymous")) && (rc = get_bool(x, v, "auth.anonymous", &x->c->auth.anonymous)) < 0)
+    if ((v = get(x, m, "anonymous")) &&
+        (rc = get_bool(x, v, "auth.anonymous", &x->c->auth.anonymous)) < 0)
         return rc;
     if ((v = get(x, m, "jwt")) && (rc = load_jwt(x, v)) < 0)
         return rc;
@@ -967,7 +989,8 @@ static int check_room_event(loader *x, const node *n, const char *path, const dl
     if (rc < 0)
         return rc;
     if (!r->any_event && !strv_has(&r->events, ev))
-        return fail_at(x, n, path, "event \"%s\" is not among the events of room \"%s\"", ev, r->id);
+        return fail_at(x, n, path, "event \"%s\" is not among the events of room \"%s\"", ev,
+                       r->id);
     return 0;
 }
 
@@ -975,8 +998,8 @@ static int check_room_event(loader *x, const node *n, const char *path, const dl
  * each entry is a mapping with an `event` key, which must be unique. */
 typedef int (*entry_fn)(loader *x, const node *m, const char *path, dlg_config_room *r, size_t i);
 
-static int load_entries(loader *x, const node *n, const char *path, dlg_config_room *r,
-                        size_t size, void **v, size_t *cnt, entry_fn fn) {
+static int load_entries(loader *x, const node *n, const char *path, dlg_config_room *r, size_t size,
+                        void **v, size_t *cnt, entry_fn fn) {
     int rc = seq_alloc(x, n, path, size, v, cnt);
     for (size_t i = 0; rc == 0 && i < *cnt; i++) {
         char p[KEYPATH_LEN];
@@ -997,8 +1020,8 @@ static int entry_event(loader *x, const node *m, const char *path, const dlg_con
     return rc < 0 ? rc : check_room_event(x, v, p, r, *out, star_ok);
 }
 
-static int dup_event(loader *x, const node *m, const char *path, const char *ev,
-                     const char *prev, unsigned prev_line) {
+static int dup_event(loader *x, const node *m, const char *path, const char *ev, const char *prev,
+                     unsigned prev_line) {
     if (strcmp(ev, prev) != 0)
         return 0;
     return fail_at(x, m, path, "event \"%s\" is already configured at line %u", ev, prev_line);
@@ -1023,7 +1046,8 @@ static int trigger_entry(loader *x, const node *m, const char *path, dlg_config_
     return rc;
 }
 
-static int delivery_entry(loader *x, const node *m, const char *path, dlg_config_room *r, size_t i) {
+static int delivery_entry(loader *x, const node *m, const char *path, dlg_config_room *r,
+                          size_t i) {
     static const char *const keys[] = {"event", "policy", NULL};
     static const char *const policies[] = {"stream", "latest", NULL};
     dlg_config_delivery *d = &r->delivery[i];
@@ -1104,16 +1128,28 @@ static int load_sync(loader *x, const node *v, const char *path, dlg_config_room
     else if (parse_u64(s, &u) && u <= 10000000)
         r->sync_history_on_join = (int32_t)u;
     else
-        return fail_at(x, v, path, "expected -1 (all kept), 0 (off), a count up to 10000000 "
-                       "or true/false, got %s", got);
+        return fail_at(x, v, path,
+                       "expected -1 (all kept), 0 (off), a count up to 10000000 "
+                       "or true/false, got %s",
+                       got);
     return 0;
 }
 
 static int load_room(loader *x, const node *m, const char *path, size_t idx) {
-    static const char *const keys[] = {
-        "id", "name", "description", "events", "default_subscriptions", "max_size", "join",
-        "trigger", "trigger_events", "delivery", "rate_limit", "history",
-        "sync_history_on_join", NULL};
+    static const char *const keys[] = {"id",
+                                       "name",
+                                       "description",
+                                       "events",
+                                       "default_subscriptions",
+                                       "max_size",
+                                       "join",
+                                       "trigger",
+                                       "trigger_events",
+                                       "delivery",
+                                       "rate_limit",
+                                       "history",
+                                       "sync_history_on_join",
+                                       NULL};
     dlg_config_room *r = &x->c->rooms[idx];
     char p[KEYPATH_LEN];
     node *v;
@@ -1150,11 +1186,13 @@ static int load_room(loader *x, const node *m, const char *path, size_t idx) {
         keypath(p, path, "default_subscriptions");
         if ((rc = get_strv(x, v, p, K_EVENT, &r->default_subscriptions)) < 0)
             return rc;
-        r->default_all = r->default_subscriptions.n == 1 && !strcmp(r->default_subscriptions.v[0], "*");
+        r->default_all =
+            r->default_subscriptions.n == 1 && !strcmp(r->default_subscriptions.v[0], "*");
         for (size_t i = 0; !r->default_all && i < r->default_subscriptions.n; i++) {
             char q[KEYPATH_LEN];
             idxpath(q, p, i);
-            if ((rc = check_room_event(x, seq_at(x, v, i), q, r, r->default_subscriptions.v[i], false)) < 0)
+            if ((rc = check_room_event(x, seq_at(x, v, i), q, r, r->default_subscriptions.v[i],
+                                       false)) < 0)
                 return rc;
         }
     }
@@ -1192,8 +1230,8 @@ static int load_room(loader *x, const node *m, const char *path, size_t idx) {
     }
     if ((v = get(x, m, "history"))) {
         keypath(p, path, "history");
-        if ((rc = load_entries(x, v, p, r, sizeof(*r->history), (void **)&r->history,
-                               &r->n_history, history_entry)) < 0)
+        if ((rc = load_entries(x, v, p, r, sizeof(*r->history), (void **)&r->history, &r->n_history,
+                               history_entry)) < 0)
             return rc;
     }
     if ((v = get(x, m, "sync_history_on_join"))) {
@@ -1260,7 +1298,7 @@ static int load_auto_join(loader *x, const node *n) {
 /* ---- metrics ------------------------------------------------------------ */
 
 static int load_alert(loader *x, const node *m, const char *path, dlg_config_alert *a) {
-    static const char *const keys[] = {"metric", "op", "threshold", "severity", "message",
+    static const char *const keys[] = {"metric",           "op", "threshold", "severity", "message",
                                        "cooldown_seconds", NULL};
     static const char *const metrics[] = {"cpu", "memory", "requests", "errors", "latency", NULL};
     static const char *const ops[] = {">", ">=", "<", "<=", NULL};
@@ -1316,7 +1354,8 @@ static int load_metrics(loader *x, const node *m) {
         return rc;
     const dlg_config_room *r = dlg_config_find_room(x->c, mt->room);
     if (!r)
-        return fail_at(x, v, "metrics.room", "unknown room \"%s\" (not defined in rooms)", mt->room);
+        return fail_at(x, v, "metrics.room", "unknown room \"%s\" (not defined in rooms)",
+                       mt->room);
     node *room_node = v;
     if ((v = get(x, m, "interval_ms")) &&
         (rc = get_u32(x, v, "metrics.interval_ms", 10, 3600000, &mt->interval_ms)) < 0)
@@ -1347,16 +1386,18 @@ static int load_metrics(loader *x, const node *m) {
     if (mt->n_alerts && !r->any_event && !strv_has(&r->events, "alert:triggered"))
         return fail_at(x, room_node, "metrics.room",
                        "room \"%s\" must list \"alert:triggered\" in its events (or \"*\") "
-                       "for the alerts", r->id);
+                       "for the alerts",
+                       r->id);
     return 0;
 }
 
 /* ---- the file ----------------------------------------------------------- */
 
 static int load_root(loader *x, const node *root) {
-    static const char *const keys[] = {
-        "log_level", "listen", "schemas", "allow_unknown_fields", "limits", "auth",
-        "room_admin", "rooms", "auto_join", "metrics", "store", "store_path", NULL};
+    static const char *const keys[] = {"log_level", "listen",  "schemas",    "allow_unknown_fields",
+                                       "limits",    "auth",    "room_admin", "rooms",
+                                       "auto_join", "metrics", "store",      "store_path",
+                                       NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
     dlg_config *c = x->c;
@@ -1364,7 +1405,8 @@ static int load_root(loader *x, const node *root) {
     int rc = want_map(x, root, "", keys);
     if (rc < 0)
         return rc;
-    if ((v = get(x, root, "log_level")) && (rc = get_enum(x, v, "log_level", levels, &c->log_level)) < 0)
+    if ((v = get(x, root, "log_level")) &&
+        (rc = get_enum(x, v, "log_level", levels, &c->log_level)) < 0)
         return rc;
     if ((v = get(x, root, "listen")) && (rc = load_listen(x, v)) < 0)
         return rc;
@@ -1398,17 +1440,30 @@ static int load_root(loader *x, const node *root) {
     return 0;
 }
 
-static int syntax_error(loader *x, const yaml_parser_t *p) {
+/* libyaml reports encoding errors by byte offset only; count the lines up
+ * to it so that this message points at a line like every other one. */
+static unsigned long line_of_offset(FILE *f, size_t off) {
+    unsigned long line = 1;
+    int ch;
+    if (fseek(f, 0, SEEK_SET) != 0)
+        return 0;
+    for (size_t i = 0; i < off && (ch = getc(f)) != EOF; i++)
+        line += ch == '\n';
+    return line;
+}
+
+static int syntax_error(loader *x, const yaml_parser_t *p, FILE *f) {
     if (p->error == YAML_MEMORY_ERROR)
         return DLG_ENOMEM;
     if (!x->err || !x->errlen)
         return DLG_ECONFIG;
     const char *prob = p->problem ? p->problem : "unknown problem";
     if (p->error == YAML_READER_ERROR) {
-        snprintf(x->err, x->errlen, "%s: byte %zu: cannot read YAML: %s", x->file,
-                 p->problem_offset, prob);
+        snprintf(x->err, x->errlen, "%s:%lu: cannot read YAML: %s (byte %zu of the file)", x->file,
+                 line_of_offset(f, p->problem_offset), prob, p->problem_offset);
     } else if (p->context) {
-        snprintf(x->err, x->errlen, "%s:%lu:%lu: YAML syntax error: %s (%s that starts at line %lu)", x->file,
+        snprintf(x->err, x->errlen,
+                 "%s:%lu:%lu: YAML syntax error: %s (%s that starts at line %lu)", x->file,
                  (unsigned long)p->problem_mark.line + 1, (unsigned long)p->problem_mark.column + 1,
                  prob, p->context, (unsigned long)p->context_mark.line + 1);
     } else {
@@ -1429,14 +1484,14 @@ static int parse_file(loader *x, FILE *f, yaml_document_t *doc, bool *have_doc) 
         return DLG_ENOMEM;
     yaml_parser_set_input_file(&p, f);
     if (!yaml_parser_load(&p, doc)) {
-        rc = syntax_error(x, &p);
+        rc = syntax_error(x, &p, f);
         goto done;
     }
     *have_doc = true;
     if (!yaml_document_get_root_node(doc))
-        goto done;       /* empty stream: nothing after it either */
+        goto done; /* empty stream: nothing after it either */
     if (!yaml_parser_load(&p, &extra)) {
-        rc = syntax_error(x, &p);
+        rc = syntax_error(x, &p, f);
         goto done;
     }
     if (yaml_document_get_root_node(&extra)) {
@@ -1474,7 +1529,10 @@ int dlg_config_load(const char *path, dlg_config **out, char *err, size_t errlen
     }
     x.c = c;
     f = fopen(path, "rb");
-    if (!f) {
+    struct stat st = {0};
+    if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))
+        errno = EISDIR; /* fopen takes a directory; reading it fails */
+    if (!f || S_ISDIR(st.st_mode)) {
         if (err && errlen)
             snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         rc = DLG_EIO;

@@ -79,6 +79,38 @@ void dlg_conn_doom(dlg_conn *c, const char *reason) {
     c->srv->doomed = c;
 }
 
+static int sock_write(dlg_conn *c, const uint8_t *data, size_t len);
+
+/* Tells a client it is being cut, without waiting for its queue: the frame
+ * goes straight to the socket if it has room, else it is lost. */
+static void send_final_error(dlg_conn *c, int status, const char *msg) {
+    Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
+    e.code = (Dialogue__V1__Status)status;
+    e.message = (char *)msg;
+    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;
+    f.error = &e;
+    dlg_buf *b = NULL;
+    if (c->inflight_bytes > 0 || dlg_frame_pack(&f.base, 0, &b) != 0)
+        return;
+    /* Mid-frame output would corrupt the stream: only at a frame boundary. */
+    if (c->q_len == 0 || c->q[c->q_head].off == 0) {
+        if (c->tls_on) {
+            if (dlg_tlsio_write(&c->tls, b->data, b->len) == 0) {
+                uint8_t tmp[512];
+                size_t n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp));
+                uv_buf_t ub = uv_buf_init((char *)tmp, (unsigned)n);
+                if (n > 0)
+                    uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+            }
+        } else {
+            uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
+            uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+        }
+    }
+    dlg_buf_unref(b);
+}
+
 void dlg_conn_reap(dlg_server *srv) {
     while (srv->doomed) {
         dlg_conn *c = srv->doomed;
@@ -86,8 +118,38 @@ void dlg_conn_reap(dlg_server *srv) {
         c->in_doomed = 0;
         if (c->close_after_flush)
             continue; /* already closing gracefully */
+        if (c->close_status)
+            send_final_error(c, c->close_status, c->close_reason);
         dlg_conn_close(c, c->close_reason);
     }
+}
+
+void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
+    for (dlg_conn *c = srv->conns; c; c = c->next) {
+        if (c->state != DLG_CONN_READY || c->in_doomed)
+            continue;
+        if (c->inflight_since && now - c->inflight_since > srv->opts.write_timeout_ms) {
+            srv->counters.write_timeouts++;
+            dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms",
+                         c->client_id, c->peer, srv->opts.write_timeout_ms);
+            dlg_conn_doom(c, "write timeout");
+            continue;
+        }
+        uint64_t pending = c->q_bytes + c->inflight_bytes;
+        if (pending <= srv->opts.soft_pending_bytes) {
+            c->soft_since = 0;
+        } else if (c->soft_since == 0) {
+            c->soft_since = now;
+        } else if (now - c->soft_since > srv->opts.soft_pending_ms) {
+            srv->counters.slow_consumers++;
+            dlg_log_warn(&srv->log, "conn %s (%s): slow consumer: %llu bytes pending for %u ms",
+                         c->client_id, c->peer, (unsigned long long)pending,
+                         srv->opts.soft_pending_ms);
+            c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
+            dlg_conn_doom(c, "slow consumer");
+        }
+    }
+    dlg_conn_reap(srv);
 }
 
 static void mark_dirty(dlg_conn *c) {
@@ -187,6 +249,7 @@ void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
                      "conn %s (%s): slow consumer: %llu bytes pending, cap %llu",
                      c->client_id, c->peer, (unsigned long long)pending,
                      (unsigned long long)c->srv->opts.max_pending_bytes);
+        c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
         dlg_conn_doom(c, "slow consumer");
         return;
     }
@@ -238,6 +301,8 @@ static void on_write(uv_write_t *req, int status) {
     dlg_conn *c = w->conn;
     c->inflight_bytes -= w->len;
     free(w);
+    if (c->inflight_bytes == 0)
+        c->inflight_since = 0;
     if (c->state == DLG_CONN_CLOSING)
         return;
     if (status < 0) {
@@ -276,6 +341,8 @@ static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
         free(w);
         return DLG_EIO;
     }
+    if (c->inflight_bytes == 0)
+        c->inflight_since = uv_now(c->srv->loop);
     c->inflight_bytes += rest;
     return 0;
 }

@@ -69,6 +69,8 @@ typedef struct dlg_conn {
     size_t n_latest, cap_latest;
     uint64_t conflated;          /* frames replaced by a newer one */
     uint64_t inflight_bytes;     /* handed to uv_write, not yet completed */
+    uint64_t inflight_since;     /* uv_now when writes started to back up; 0 = not */
+    uint64_t soft_since;         /* uv_now when pending went over the soft cap */
     int in_dirty;
     int close_after_flush;
     int in_doomed;
@@ -116,6 +118,11 @@ void dlg_conn_doom(dlg_conn *c, const char *reason);
 /* Closes every doomed connection; called by the server after each fan-out
  * and once per loop turn. */
 void dlg_conn_reap(dlg_server *srv);
+
+/* Once a second: closes connections whose writes have not drained within
+ * write_timeout_ms, or whose pending output stayed over the soft cap for
+ * soft_pending_ms (slow consumers). now = uv_now. */
+void dlg_conn_sweep(dlg_server *srv, uint64_t now);
 
 /* Flushes every dirty connection (uv_check callback body). */
 void dlg_conn_flush_all(dlg_server *srv);

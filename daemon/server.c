@@ -25,6 +25,9 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->handshake_timeout_ms = 2000;
     o->pre_auth_max_bytes = 16384;
     o->max_pending_bytes = 8u << 20;
+    o->soft_pending_bytes = 1u << 20;
+    o->soft_pending_ms = 5000;
+    o->write_timeout_ms = 10000;
     o->heartbeat_ms = 30000;
     o->max_rooms_per_conn = 128;
 }
@@ -99,10 +102,22 @@ fail:
 static void on_connection(uv_stream_t *l, int status) {
     dlg_server *s = l->data;
     if (status < 0) {
-        dlg_log_warn(&s->log, "accept: %s", uv_strerror(status));
+        /* libuv sheds the connection itself on EMFILE (reserve fd), so this
+         * does not spin; count, and log once a second from the sweep. */
+        s->accept_errors++;
         return;
     }
     dlg_conn_accept(s);
+}
+
+static void on_sweep(uv_timer_t *t) {
+    dlg_server *s = t->data;
+    if (s->accept_errors != s->accept_errors_logged) {
+        dlg_log_warn(&s->log, "accept failed %llu time(s) (file descriptor limit?)",
+                     (unsigned long long)(s->accept_errors - s->accept_errors_logged));
+        s->accept_errors_logged = s->accept_errors;
+    }
+    dlg_conn_sweep(s, uv_now(s->loop));
 }
 
 static void on_check(uv_check_t *h) {
@@ -209,6 +224,9 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     s->flush_check.data = s;
     uv_check_start(&s->flush_check, on_check);
     uv_idle_init(loop, &s->kick);
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
     uv_signal_init(loop, &s->sig_int);
     uv_signal_init(loop, &s->sig_term);
     s->sig_int.data = s->sig_term.data = s;
@@ -258,6 +276,7 @@ void dlg_server_stop(dlg_server *s) {
         dlg_metrics_stop(s->metrics);
     uv_close((uv_handle_t *)&s->flush_check, NULL);
     uv_close((uv_handle_t *)&s->kick, NULL);
+    uv_close((uv_handle_t *)&s->sweep, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
 }

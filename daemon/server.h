@@ -32,6 +32,9 @@ typedef struct dlg_server_opts {
     uint32_t handshake_timeout_ms; /* [2000] TLS handshake + Hello */
     uint32_t pre_auth_max_bytes; /* [16384] input accepted before Welcome */
     uint64_t max_pending_bytes;  /* [8 MiB] queued output per connection */
+    uint64_t soft_pending_bytes; /* [1 MiB] over this for soft_pending_ms = slow */
+    uint32_t soft_pending_ms;    /* [5000] */
+    uint32_t write_timeout_ms;   /* [10000] a write that cannot drain closes */
     uint32_t heartbeat_ms;       /* [30000] */
     uint32_t max_rooms_per_conn; /* [128] */
     int allow_anonymous;         /* [0] */
@@ -47,6 +50,7 @@ typedef struct dlg_counters {
     uint64_t frames_in;          /* frames handled */
     uint64_t frames_rejected;    /* answered with an Error */
     uint64_t slow_consumers;     /* cut for pending output over the cap */
+    uint64_t write_timeouts;     /* cut because a write did not drain in time */
     uint64_t events_in;          /* triggers accepted */
     uint64_t deliveries;         /* event frames queued to recipients */
     uint64_t fanout_ns;          /* sum of trigger-receive to all-queued time */
@@ -62,6 +66,9 @@ typedef struct dlg_server {
     uv_signal_t sig_int, sig_term;
     uv_check_t flush_check;      /* flushes dirty connections once per loop turn */
     uv_idle_t kick;              /* active while output waits: poll must not block */
+    uv_timer_t sweep;            /* once a second: write timeouts, soft caps */
+    uint64_t accept_errors;      /* EMFILE and friends; logged once a second */
+    uint64_t accept_errors_logged;
     struct dlg_conn *conns;      /* all live connections (intrusive list) */
     uint32_t n_conns;
     uint64_t next_conn_id;
