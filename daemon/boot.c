@@ -96,6 +96,8 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
             o->cert_file = l->cert;
         if (l->key)
             o->key_file = l->key;
+        o->client_ca_file = l->client_ca;
+        o->require_client_cert = l->require_client_cert;
     }
     o->max_frame = cfg->limits.max_frame;
     o->max_connections = cfg->limits.max_connections;

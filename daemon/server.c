@@ -87,6 +87,23 @@ static int make_ssl_ctx(dlg_server *s) {
                       s->opts.cert_file);
         goto fail;
     }
+    if (s->opts.client_ca_file) {
+        if (SSL_CTX_load_verify_locations(ctx, s->opts.client_ca_file, NULL) != 1) {
+            dlg_tlsio_last_error(err, sizeof(err));
+            dlg_log_error(&s->log, "TLS: cannot load client CA %s: %s", s->opts.client_ca_file,
+                          err);
+            goto fail;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->opts.client_ca_file);
+        if (names)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        /* A certificate that does not verify fails the handshake; none at
+         * all is allowed unless required (the client may use a token). */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (s->opts.require_client_cert
+                                                       ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+        SSL_CTX_set_verify_depth(ctx, 4);
+    }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     s->ssl_ctx = ctx;
     return 0;

@@ -27,6 +27,8 @@ typedef struct dlg_server_opts {
     const char *cert_file;
     const char *key_file;
     const char *port_file;       /* written with the bound port, or NULL */
+    const char *client_ca_file;  /* ask for client certificates, verify with it */
+    int require_client_cert;     /* refuse the handshake without one */
     uint32_t max_frame;          /* [1 MiB] */
     uint32_t max_connections;    /* [10000] */
     uint32_t handshake_timeout_ms; /* [2000] TLS handshake + Hello */

@@ -1,0 +1,138 @@
+"""Client certificates: identity and roles from a certificate verified
+against the listener's client CA; certificates from another CA,
+self-signed or expired are refused in the TLS handshake."""
+import datetime
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from dlgtest import (CERTS, ROOT, Daemon, client_context, frame, pb,  # noqa: E402
+                     run_tests, write_config)
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+CONFIG = """
+listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+    client_ca: {certs}/ca.crt
+auth:
+  anonymous: false
+  client_cert:
+    user_from: cn
+    roles:
+      - {match: admin, roles: [admin]}
+rooms:
+  - id: ops
+    events: ["*"]
+    join: [admin]
+"""
+
+D = None
+OTHER = tempfile.mkdtemp(prefix="dlg-other-ca-")
+
+
+def setup():
+    global D
+    subprocess.run([os.path.join(ROOT, "tools/devcerts.sh"), OTHER], check=True,
+                   stdout=subprocess.DEVNULL)
+    D = Daemon(config=write_config(CONFIG))
+
+
+def make_cert(path, cn, issuer_cert=None, issuer_key=None, expired=False):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    nb, na = (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)) if expired \
+        else (now - datetime.timedelta(days=1), now + datetime.timedelta(days=1))
+    b = (x509.CertificateBuilder().subject_name(name)
+         .issuer_name(issuer_cert.subject if issuer_cert else name)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(nb).not_valid_after(na))
+    cert = b.sign(issuer_key or key, hashes.SHA256())
+    with open(path + ".crt", "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(path + ".key", "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return path
+
+
+def connect(cert_base):
+    ctx = client_context()
+    if cert_base:
+        ctx.load_cert_chain(cert_base + ".crt", cert_base + ".key")
+    raw = socket.create_connection(("127.0.0.1", D.port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    s.sendall(frame(pb.ClientFrame(request_id=1, hello=pb.Hello(protocol_version=1))
+                    .SerializeToString()))
+    data = b""
+    while len(data) < 5 or len(data) < 5 + int.from_bytes(data[1:5], "big"):
+        chunk = s.recv(65536)
+        if not chunk:
+            raise EOFError("closed")
+        data += chunk
+    f = pb.ServerFrame()
+    f.ParseFromString(data[5:5 + int.from_bytes(data[1:5], "big")])
+    return s, f
+
+
+def refused_in_handshake(cert_base):
+    try:
+        s, f = connect(cert_base)
+    except (ssl.SSLError, ConnectionResetError, EOFError, BrokenPipeError):
+        return
+    # TLS 1.3: the server checks the client certificate after the client
+    # considers the handshake done, so the refusal shows on first use.
+    raise AssertionError("accepted: %s" % f)
+
+
+def test_valid_client_cert_gives_identity_and_roles():
+    s, f = connect(os.path.join(CERTS, "client-admin"))
+    assert f.WhichOneof("msg") == "welcome", f
+    assert f.welcome.user_id == "admin" and list(f.welcome.roles) == ["admin"], f
+    s.close()
+    s, f = connect(os.path.join(CERTS, "client-viewer"))
+    assert f.welcome.user_id == "viewer" and list(f.welcome.roles) == [], f
+    s.close()
+
+
+def test_no_cert_no_token_refused():
+    s, f = connect(None)
+    assert f.WhichOneof("msg") == "error" and f.error.code == pb.UNAUTHENTICATED, f
+    s.close()
+
+
+def test_cert_from_another_ca_refused():
+    refused_in_handshake(os.path.join(OTHER, "client-admin"))
+
+
+def test_self_signed_refused():
+    refused_in_handshake(make_cert(os.path.join(OTHER, "selfsigned"), "admin"))
+
+
+def test_expired_refused():
+    with open(os.path.join(CERTS, "ca.crt"), "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    with open(os.path.join(CERTS, "ca.key"), "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), None)
+    refused_in_handshake(make_cert(os.path.join(OTHER, "expired"), "admin", ca, ca_key,
+                                   expired=True))
+    assert "certificate" in D.logtext()
+
+
+def test_clean_exit():
+    assert D.stop() == 0, D.logtext()[-3000:]
+
+
+if __name__ == "__main__":
+    setup()
+    run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
