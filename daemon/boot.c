@@ -46,6 +46,8 @@ static int add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgp
         snprintf(err, errlen, "%s:%u: %s", cfgpath, cr->line, why);
         return rc;
     }
+    r->rate_per_sec = cr->rate_per_second;
+    r->rate_burst = cr->rate_burst;
     if ((rc = strv_copy(&r->join_roles, &r->n_join_roles, &cr->join)) != 0 ||
         (rc = strv_copy(&r->trigger_roles, &r->n_trigger_roles, &cr->trigger)) != 0)
         goto oom;

@@ -256,8 +256,15 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
         dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "event name \"%.64s\" %s", t->event, why);
         return;
     }
-    if (dlg_room_member(r, c) == NULL) {
+    dlg_member *me = dlg_room_member(r, c);
+    if (me == NULL) {
         dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        return;
+    }
+    if (!dlg_member_take_token(me, recv_ns)) {
+        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                            "rate limit: %u triggers per second in room %s", r->rate_per_sec,
+                            r->id);
         return;
     }
     if (!dlg_room_allows_event(r, t->event)) {

@@ -420,6 +420,25 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
     return 0;
 }
 
+int dlg_member_take_token(dlg_member *m, uint64_t now_ns) {
+    const dlg_room *r = m->room;
+    if (r->rate_per_sec == 0)
+        return 1;
+    double burst = r->rate_burst ? r->rate_burst : r->rate_per_sec;
+    if (m->tokens_ns == 0) {
+        m->tokens = burst;
+    } else {
+        m->tokens += (double)(now_ns - m->tokens_ns) * r->rate_per_sec / 1e9;
+        if (m->tokens > burst)
+            m->tokens = burst;
+    }
+    m->tokens_ns = now_ns;
+    if (m->tokens < 1.0)
+        return 0;
+    m->tokens -= 1.0;
+    return 1;
+}
+
 void dlg_rooms_conn_gone(dlg_rooms *rs, dlg_conn *c) {
     (void)rs;
     while (c->n_members > 0)

@@ -14,6 +14,8 @@ typedef struct dlg_member {
     struct dlg_conn *conn;
     struct dlg_room *room;
     int all;                      /* subscribed to every event type */
+    double tokens;                /* trigger rate limit bucket */
+    uint64_t tokens_ns;           /* last refill (CLOCK_MONOTONIC) */
 } dlg_member;
 
 typedef struct dlg_plist {        /* a growable array of members */
@@ -48,6 +50,8 @@ typedef struct dlg_room {
     size_t n_default_subs;
     int default_all;
     uint32_t max_size;
+    uint32_t rate_per_sec;        /* per-member trigger rate; 0 = unlimited */
+    uint32_t rate_burst;
     int dynamic;                  /* created at run time (deletable) */
     char *creator;                /* user id of the creator, dynamic rooms */
     /* Access rules (issue: identity and access); NULL lists = nobody. */
@@ -126,6 +130,10 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n);
 
 /* The subscriber slot for event (NULL when nobody ever subscribed). */
 dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event);
+
+/* Takes one trigger token from m's bucket (rate_per_sec, rate_burst of its
+ * room) at time now_ns. 1 = allowed, 0 = over the limit. */
+int dlg_member_take_token(dlg_member *m, uint64_t now_ns);
 
 /* Drops every membership of conn (on disconnect). */
 void dlg_rooms_conn_gone(dlg_rooms *rs, struct dlg_conn *c);

@@ -42,6 +42,12 @@ rooms:
   - id: closed
     name: Closed
     events: [metrics:update]
+  - id: limited
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+    rate_limit: {per_second: 1, burst: 3}
 """
 
 D = None
@@ -264,6 +270,22 @@ def test_get_schema():
     fds.ParseFromString(s.descriptor_sets[0])
     assert any(f.name == "events/dashboard.proto" for f in fds.file), [f.name for f in fds.file]
     c.close()
+
+
+def test_rate_limit_token_bucket():
+    a, _ = member("limited", "a")
+    w, _ = member("limited", "watcher")
+    for i in range(3):
+        a.trigger("limited", "x:y", b"%d" % i)
+    rid = a.send(trigger=pb.Trigger(room="limited", event="x:y", data=b"over"))
+    a.expect_error("RESOURCE_EXHAUSTED", rid, contains="rate limit")
+    got = [w.expect("event", 0).data for _ in range(3)]
+    assert got == [b"0", b"1", b"2"], got
+    assert w.barrier() == [], "a refused trigger reached a member"
+    time.sleep(1.1)  # one token back
+    a.trigger("limited", "x:y", b"later")
+    a.close()
+    w.close()
 
 
 def test_daemon_clean_exit():
