@@ -21,7 +21,7 @@ static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
     return 0;
 }
 
-static int add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
+int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
                     char *err, size_t errlen) {
     for (size_t i = 0; i < cr->events.n; i++) {
         const char *e = cr->events.v[i];
@@ -46,6 +46,30 @@ static int add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgp
         snprintf(err, errlen, "%s:%u: %s", cfgpath, cr->line, why);
         return rc;
     }
+    return dlg_boot_room_rules(r, cr, err, errlen);
+}
+
+static void strv_free(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int dlg_boot_room_rules(dlg_room *r, const dlg_config_room *cr, char *err, size_t errlen) {
+    int rc;
+    /* Replace whatever rules the room had (reload). */
+    strv_free(r->join_roles, r->n_join_roles);
+    strv_free(r->trigger_roles, r->n_trigger_roles);
+    r->join_roles = r->trigger_roles = NULL;
+    r->n_join_roles = r->n_trigger_roles = 0;
+    for (size_t i = 0; i < r->n_trigger_events; i++) {
+        free(r->trigger_events[i].event);
+        strv_free(r->trigger_events[i].roles, r->trigger_events[i].n_roles);
+    }
+    free(r->trigger_events);
+    r->trigger_events = NULL;
+    r->n_trigger_events = 0;
+    r->max_size = cr->max_size;
     r->rate_per_sec = cr->rate_per_second;
     r->rate_burst = cr->rate_burst;
     if ((rc = strv_copy(&r->join_roles, &r->n_join_roles, &cr->join)) != 0 ||
@@ -64,6 +88,8 @@ static int add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgp
         }
     }
     /* Delivery policy lives on the event's subscriber slot. */
+    for (size_t k = 0; k < r->n_slots; k++)
+        r->slots[k]->delivery = DLG_DELIVERY_STREAM;
     for (size_t i = 0; i < cr->n_delivery; i++) {
         const dlg_config_delivery *d = &cr->delivery[i];
         for (size_t k = 0; k < r->n_slots; k++)
@@ -132,7 +158,7 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     if (srv->rooms == NULL && (srv->rooms = dlg_rooms_new()) == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->n_rooms; i++)
-        if ((rc = add_room(srv, &cfg->rooms[i], path, err, errlen)) != 0)
+        if ((rc = dlg_boot_add_room(srv, &cfg->rooms[i], path, err, errlen)) != 0)
             return rc;
     if (strv_copy(&srv->create_roles, &srv->n_create_roles, &cfg->room_admin.create_roles) ||
         strv_copy(&srv->delete_roles, &srv->n_delete_roles, &cfg->room_admin.delete_roles))

@@ -10,11 +10,23 @@
 #include "conn.h"
 #include "server.h"
 
+struct dlg_room;
+
 /* Copies cfg's settings into srv->opts (strings borrowed from cfg, which
  * must outlive srv), loads the schemas, creates the rooms and their rules.
  * Every room event must have a loaded schema. Returns 0 or a DLG_E* code
  * with err naming the file, room or event at fault. */
 int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen);
+
+/* Adds room cr from the config (events must have loaded schemas) with its
+ * rules. err names the config line on failure. */
+int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
+                      char *err, size_t errlen);
+
+/* (Re)applies cr's access rules, rate limit, max_size and delivery policy
+ * to r, replacing the old ones. */
+int dlg_boot_room_rules(struct dlg_room *r, const dlg_config_room *cr, char *err,
+                        size_t errlen);
 
 /* Joins c to the rooms its roles auto-join (config auto_join), through the
  * same hooks as a Join. Fills *joined with malloc'd Joined replies (free

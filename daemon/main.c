@@ -10,6 +10,7 @@
 #include "config.h"
 #include "dlg_err.h"
 #include "metrics.h"
+#include "room.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -29,6 +30,74 @@ static void usage(FILE *f) {
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n");
+}
+
+/* Every config loaded, kept until exit: the server borrows strings from them. */
+typedef struct reload_ctx {
+    const char *path;
+    dlg_config *cfgs[64];
+    size_t n;
+} reload_ctx;
+
+/* SIGHUP: load the file again; if it is invalid keep running on the old one.
+ * Applied: log level, limits, room rules (join, trigger, rate, delivery,
+ * max_size), new rooms, auto_join. Not applied until restart: listeners,
+ * certificates, schemas, token keys, metrics, a room's event list; rooms
+ * removed from the file stay. */
+static void on_reload(dlg_server *srv, void *ud) {
+    reload_ctx *rc = ud;
+    char err[1024];
+    if (rc->path == NULL) {
+        dlg_log_warn(&srv->log, "SIGHUP: no --config file to reload");
+        return;
+    }
+    if (rc->n == sizeof(rc->cfgs) / sizeof(rc->cfgs[0])) {
+        dlg_log_error(&srv->log, "SIGHUP: too many reloads; restart the daemon");
+        return;
+    }
+    dlg_config *cfg = NULL;
+    if (dlg_config_load(rc->path, &cfg, err, sizeof(err)) != 0) {
+        dlg_log_error(&srv->log, "SIGHUP: %s; keeping the running configuration", err);
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_rooms; i++) {
+        const dlg_config_room *cr = &cfg->rooms[i];
+        for (size_t k = 0; k < cr->events.n; k++) {
+            const char *e = cr->events.v[k];
+            if (strcmp(e, "*") != 0 && (srv->schema == NULL ||
+                                        dlg_schema_event_find(srv->schema, e) == NULL)) {
+                dlg_log_error(&srv->log, "SIGHUP: %s:%u: room %s: event %s has no loaded schema; "
+                                         "keeping the running configuration",
+                              rc->path, cr->line, cr->id, e);
+                dlg_config_free(cfg);
+                return;
+            }
+        }
+    }
+    rc->cfgs[rc->n++] = cfg;
+    srv->cfg = cfg;
+    srv->log.level = cfg->log_level;
+    dlg_server_opts *o = &srv->opts;
+    o->max_frame = cfg->limits.max_frame;
+    o->max_connections = cfg->limits.max_connections;
+    o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
+    o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
+    o->max_pending_bytes = cfg->limits.max_pending_bytes;
+    o->soft_pending_bytes = cfg->limits.soft_pending_bytes;
+    o->soft_pending_ms = cfg->limits.soft_pending_seconds * 1000u;
+    o->write_timeout_ms = cfg->limits.write_timeout_ms;
+    o->heartbeat_ms = cfg->limits.heartbeat_ms;
+    o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
+    o->allow_anonymous = cfg->auth.anonymous;
+    for (size_t i = 0; i < cfg->n_rooms; i++) {
+        const dlg_config_room *cr = &cfg->rooms[i];
+        dlg_room *r = dlg_rooms_find(srv->rooms, cr->id);
+        int e = r ? dlg_boot_room_rules(r, cr, err, sizeof(err))
+                  : dlg_boot_add_room(srv, cr, rc->path, err, sizeof(err));
+        if (e != 0)
+            dlg_log_error(&srv->log, "SIGHUP: room %s: %s", cr->id, err);
+    }
+    dlg_log_info(&srv->log, "SIGHUP: reloaded %s (%zu rooms)", rc->path, cfg->n_rooms);
 }
 
 static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *out) {
@@ -205,9 +274,14 @@ int main(int argc, char **argv) {
                          metrics.interval_ms, metrics.room, metrics.n_rules);
         }
     }
+    reload_ctx reload = {.path = config_path};
+    srv.reload_cb = on_reload;
+    srv.reload_ud = &reload;
     uv_run(&loop, UV_RUN_DEFAULT);
     dlg_server_free(&srv);
     dlg_config_free(cfg);
+    for (size_t i = 0; i < reload.n; i++)
+        dlg_config_free(reload.cfgs[i]);
     rc = uv_loop_close(&loop);
     if (rc != 0)
         dlg_log_warn(&srv.log, "loop closed with handles open: %s", uv_strerror(rc));

@@ -143,6 +143,11 @@ static void on_check(uv_check_t *h) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     dlg_server *s = h->data;
+    if (signum == SIGHUP) {
+        if (s->reload_cb)
+            s->reload_cb(s, s->reload_ud);
+        return;
+    }
     dlg_log_info(&s->log, "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     dlg_server_stop(s);
 }
@@ -249,6 +254,9 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     s->sig_int.data = s->sig_term.data = s;
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_init(loop, &s->sig_hup);
+    s->sig_hup.data = s;
+    uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
     dlg_log_info(&s->log, "listening on %s port %d (%s)", s->opts.listen, port,
                  s->opts.plaintext ? "plaintext" : "TLS");
     return 0;
@@ -296,6 +304,7 @@ void dlg_server_stop(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sweep, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_hup, NULL);
 }
 
 static void strv_free(char **v, size_t n) {

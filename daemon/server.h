@@ -65,7 +65,10 @@ typedef struct dlg_server {
     SSL_CTX *ssl_ctx;            /* NULL when plaintext */
     uv_tcp_t listener;
     int listening;
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
+    /* Called on SIGHUP (config reload); NULL = SIGHUP is ignored. */
+    void (*reload_cb)(struct dlg_server *srv, void *ud);
+    void *reload_ud;
     uv_check_t flush_check;      /* flushes dirty connections once per loop turn */
     uv_idle_t kick;              /* active while output waits: poll must not block */
     uv_timer_t sweep;            /* once a second: write timeouts, soft caps */
