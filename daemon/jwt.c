@@ -237,6 +237,10 @@ static bool role_ok(const char *s) {
     return name_ok(s) && strcmp(s, "*") != 0;
 }
 
+bool dlg_jwt_name_valid(const char *s, bool as_role) {
+    return s && (as_role ? role_ok(s) : name_ok(s));
+}
+
 /* ---- verifier set-up ------------------------------------------------------ */
 
 int dlg_jwt_verifier_new(dlg_jwt_verifier **out) {
@@ -994,6 +998,7 @@ static int check_signature(const dlg_jwt_verifier *v, const jwt_key *named, int 
                            const char *token, size_t signed_len, const uint8_t *sig,
                            size_t siglen, char *err, size_t errlen) {
     const jwt_key *first = NULL;
+    size_t checked = 0, wrong_shape = 0;
     for (size_t i = 0; i < v->n_keys; i++) {
         const jwt_key *k = &v->keys[i];
         if (named ? k != named : k->kid != NULL)
@@ -1008,21 +1013,28 @@ static int check_signature(const dlg_jwt_verifier *v, const jwt_key *named, int 
         int ok = sig_verify(k, sig, siglen, (const uint8_t *)token, signed_len, err, errlen);
         if (ok == 1)
             return 0;
-        if (ok == DLG_EPROTO)
-            return DLG_EAUTH;
+        if (ok == DLG_EPROTO) {
+            /* wrong length for this key; another default key (an RSA key of
+             * another size during a rotation) may still fit */
+            wrong_shape++;
+            continue;
+        }
         if (ok < 0) {
             seterr(err, errlen, "token signature could not be checked: %s",
                    dlg_strerror(ok));
             return ok;
         }
-        first = k; /* an alg match was found: the failure is the signature */
+        checked++;
     }
-    if (first && first->alg != alg) {
-        seterr(err, errlen, "token alg %s does not match key alg %s", dlg_jwt_alg_name(alg),
-               dlg_jwt_alg_name(first->alg));
+    if (checked) {
+        seterr(err, errlen, "token signature invalid");
         return DLG_EAUTH;
     }
-    seterr(err, errlen, "token signature invalid");
+    if (wrong_shape) /* sig_verify wrote the message */
+        return DLG_EAUTH;
+    /* select_keys made sure there is at least one candidate */
+    seterr(err, errlen, "token alg %s does not match key alg %s", dlg_jwt_alg_name(alg),
+           first ? dlg_jwt_alg_name(first->alg) : "?");
     return DLG_EAUTH;
 }
 

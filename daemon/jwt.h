@@ -48,6 +48,12 @@ int dlg_jwt_alg_parse(const char *s);
 /* DLG_JWT_* -> its JOSE name ("HS256"); "?" when out of range. Static. */
 const char *dlg_jwt_alg_name(int alg);
 
+/* Whether s is acceptable as a sub or kid (1..255 bytes of UTF-8, no
+ * control characters), or, with as_role, as a role (the same, and not
+ * "*"). NULL is not. For tools that want to name the bad value before
+ * calling dlg_jwt_sign_hs256. */
+bool dlg_jwt_name_valid(const char *s, bool as_role);
+
 /* Creates an empty verifier: no keys (every token is rejected until a key is
  * added), no issuer or audience check, leeway DLG_JWT_DEFAULT_LEEWAY, roles
  * claim "role", exp required. *out is owned by the caller
