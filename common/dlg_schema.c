@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,17 +52,19 @@ typedef struct blob {
     size_t len;
 } blob;
 
+/* The item arrays hold void * (read back through void * only, so sorting
+ * and merging need no casts between pointer-to-pointer types). */
 struct dlg_schema {
     blob *sets;
     size_t n_sets;
     char **files;
     size_t n_files;
-    msg_impl **msgs;    /* sorted by full_name */
+    void **msgs;        /* msg_impl *, sorted by full_name */
     size_t n_msgs;
-    enum_impl **enums;  /* sorted by full_name */
+    void **enums;       /* enum_impl *, sorted by full_name */
     size_t n_enums;
-    ev_impl **events;   /* load order */
-    ev_impl **by_name;  /* the same events sorted by name */
+    void **events;      /* ev_impl *, load order */
+    void **by_name;     /* the same events sorted by name */
     size_t n_events;
 };
 
@@ -165,11 +168,15 @@ static const char *type_name_of(int type) {
  * int64 fields are often large), anything else in the shortest form that
  * reads back to the same double. */
 static void fmt_double(char *buf, size_t n, double d) {
-    int integral = 0;
-    if (d > -0x1p63 && d < 0x1p63)
+    int integral;
+    if (d != d) {
+        snprintf(buf, n, "NaN");
+        return;
+    }
+    if (d >= 0x1p63 || d <= -0x1p63)
+        integral = d < 0x1p64 && d > -0x1p64;   /* all doubles this large are */
+    else
         integral = (double)(int64_t)d == d;
-    else if (d >= 0x1p63 && d < 0x1p64)
-        integral = 1;   /* every double this large is an integer */
     if (integral) {
         snprintf(buf, n, "%.0f", d);
         return;
@@ -425,8 +432,10 @@ static int check_rule(stage *st, const char *file, const char *owner,
 }
 
 static int cmp_field_desc(const void *a, const void *b) {
-    const Google__Protobuf__FieldDescriptorProto *x = *(const void *const *)a;
-    const Google__Protobuf__FieldDescriptorProto *y = *(const void *const *)b;
+    const Google__Protobuf__FieldDescriptorProto *x =
+        *(const Google__Protobuf__FieldDescriptorProto *const *)a;
+    const Google__Protobuf__FieldDescriptorProto *y =
+        *(const Google__Protobuf__FieldDescriptorProto *const *)b;
     return (x->number > y->number) - (x->number < y->number);
 }
 
@@ -560,7 +569,8 @@ static int add_message(stage *st, const char *file, int proto3, const char *scop
         return DLG_ENOMEM;
     }
     /* Sorted before filling: pending entries point into fields[]. */
-    memcpy(order, d->field, n * sizeof(*order));
+    if (n)  /* d->field is NULL for a message without fields */
+        memcpy(order, d->field, n * sizeof(*order));
     qsort(order, n, sizeof(*order), cmp_field_desc);
     int rc = 0;
     unsigned n_req = 0;
@@ -643,19 +653,19 @@ static int add_file(stage *st, const Google__Protobuf__FileDescriptorProto *fp) 
 }
 
 static int cmp_msg(const void *a, const void *b) {
-    const msg_impl *x = *(const msg_impl *const *)a, *y = *(const msg_impl *const *)b;
+    const msg_impl *x = *(void *const *)a, *y = *(void *const *)b;
     int c = strcmp(x->pub.full_name, y->pub.full_name);
     return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 static int cmp_enum(const void *a, const void *b) {
-    const enum_impl *x = *(const enum_impl *const *)a, *y = *(const enum_impl *const *)b;
+    const enum_impl *x = *(void *const *)a, *y = *(void *const *)b;
     int c = strcmp(x->pub.full_name, y->pub.full_name);
     return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 static int cmp_event(const void *a, const void *b) {
-    const ev_impl *x = *(const ev_impl *const *)a, *y = *(const ev_impl *const *)b;
+    const ev_impl *x = *(void *const *)a, *y = *(void *const *)b;
     int c = strcmp(x->pub.name, y->pub.name);
     return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
@@ -677,28 +687,33 @@ static void **merge_sorted(void *const *old, size_t n_old, const vec *add,
 }
 
 static int key_msg(const void *key, const void *elem) {
-    return strcmp(key, (*(const msg_impl *const *)elem)->pub.full_name);
+    const msg_impl *m = *(void *const *)elem;
+    return strcmp(key, m->pub.full_name);
 }
 
 static int key_enum(const void *key, const void *elem) {
-    return strcmp(key, (*(const enum_impl *const *)elem)->pub.full_name);
+    const enum_impl *e = *(void *const *)elem;
+    return strcmp(key, e->pub.full_name);
 }
 
 static int key_event(const void *key, const void *elem) {
-    return strcmp(key, (*(const ev_impl *const *)elem)->pub.name);
+    const ev_impl *e = *(void *const *)elem;
+    return strcmp(key, e->pub.name);
 }
 
-static int resolve(stage *st, msg_impl **msgs, size_t n_msgs, enum_impl **enums,
+static int resolve(stage *st, void **msgs, size_t n_msgs, void **enums,
                    size_t n_enums) {
     for (size_t i = 0; i < st->n_pend; i++) {
         pending *p = &st->pend[i];
         const char *name = p->type_name + 1;
-        msg_impl **m = bsearch(name, msgs, n_msgs, sizeof(*msgs), key_msg);
-        enum_impl **e = bsearch(name, enums, n_enums, sizeof(*enums), key_enum);
+        void **m = bsearch(name, msgs, n_msgs, sizeof(*msgs), key_msg);
+        void **e = bsearch(name, enums, n_enums, sizeof(*enums), key_enum);
         if (p->f->type == DLG_FT_MESSAGE && m != NULL) {
-            p->f->msg = &(*m)->pub;
+            const msg_impl *mi = *m;
+            p->f->msg = &mi->pub;
         } else if (p->f->type == DLG_FT_ENUM && e != NULL) {
-            p->f->en = &(*e)->pub;
+            const enum_impl *ei = *e;
+            p->f->en = &ei->pub;
         } else {
             seterr(st->err, st->errlen, "%s: field %s.%s: type %s is %s", p->file,
                    p->owner, p->f->name, p->type_name,
@@ -713,8 +728,7 @@ static int resolve(stage *st, msg_impl **msgs, size_t n_msgs, enum_impl **enums,
 int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err,
                        size_t errlen) {
     stage st = {.s = s, .err = err, .errlen = errlen};
-    void **msgs = NULL, **enums = NULL, **by_name = NULL;
-    ev_impl **events = NULL;
+    void **msgs = NULL, **enums = NULL, **by_name = NULL, **events = NULL;
     blob *sets = NULL;
     char **files = NULL;
     uint8_t *copy = NULL;
@@ -734,13 +748,13 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
             goto fail;
     if (st.files.n == 0) {      /* every file already loaded: nothing to keep */
         rc = 0;
-        goto fail;
+        goto fail;              /* not a failure; the same cleanup */
     }
 
     rc = DLG_ENOMEM;
-    msgs = merge_sorted((void *const *)s->msgs, s->n_msgs, &st.msgs, cmp_msg);
-    enums = merge_sorted((void *const *)s->enums, s->n_enums, &st.enums, cmp_enum);
-    by_name = merge_sorted((void *const *)s->by_name, s->n_events, &st.events, cmp_event);
+    msgs = merge_sorted(s->msgs, s->n_msgs, &st.msgs, cmp_msg);
+    enums = merge_sorted(s->enums, s->n_enums, &st.enums, cmp_enum);
+    by_name = merge_sorted(s->by_name, s->n_events, &st.events, cmp_event);
     size_t n_msgs = s->n_msgs + st.msgs.n, n_enums = s->n_enums + st.enums.n;
     size_t n_events = s->n_events + st.events.n;
     events = malloc((n_events ? n_events : 1) * sizeof(*events));
@@ -775,7 +789,7 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
             goto fail;
         }
     }
-    if ((rc = resolve(&st, (msg_impl **)msgs, n_msgs, (enum_impl **)enums, n_enums)) != 0)
+    if ((rc = resolve(&st, msgs, n_msgs, enums, n_enums)) != 0)
         goto fail;
 
     /* Commit: nothing below can fail. */
@@ -802,12 +816,12 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
     s->n_sets++;
     s->files = files;
     s->n_files += st.files.n;
-    s->msgs = (msg_impl **)msgs;
+    s->msgs = msgs;
     s->n_msgs = n_msgs;
-    s->enums = (enum_impl **)enums;
+    s->enums = enums;
     s->n_enums = n_enums;
     s->events = events;
-    s->by_name = (ev_impl **)by_name;
+    s->by_name = by_name;
     s->n_events = n_events;
     st.files.n = st.msgs.n = st.enums.n = st.events.n = 0;  /* now the registry's */
     stage_free(&st);
@@ -844,9 +858,13 @@ int dlg_schema_load_file(dlg_schema *s, const char *path, char *err, size_t errl
         seterr(err, errlen, "%s: %s", path, strerror(errno));
         goto fail;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_size > (off_t)MAX_SET_FILE) {
-        seterr(err, errlen, "%s: not a regular file of at most %u MiB", path,
-               MAX_SET_FILE >> 20);
+    if (!S_ISREG(sb.st_mode)) {
+        seterr(err, errlen, "%s: not a regular file", path);
+        goto fail;
+    }
+    if (sb.st_size > (off_t)MAX_SET_FILE) {
+        seterr(err, errlen, "%s: %lld bytes, above the %u MiB cap for a descriptor set",
+               path, (long long)sb.st_size, MAX_SET_FILE >> 20);
         goto fail;
     }
     size_t size = (size_t)sb.st_size, got = 0;
@@ -878,10 +896,12 @@ fail:
 /* ---- lookups -------------------------------------------------------------- */
 
 const dlg_schema_event *dlg_schema_event_find(const dlg_schema *s, const char *name) {
-    if (s == NULL || name == NULL)
+    /* bsearch's base must not be NULL, even for 0 items. */
+    if (s == NULL || name == NULL || s->n_events == 0)
         return NULL;
-    ev_impl **e = bsearch(name, s->by_name, s->n_events, sizeof(*s->by_name), key_event);
-    return e ? &(*e)->pub : NULL;
+    void **e = bsearch(name, s->by_name, s->n_events, sizeof(*s->by_name), key_event);
+    const ev_impl *ei = e ? *e : NULL;
+    return ei ? &ei->pub : NULL;
 }
 
 size_t dlg_schema_event_count(const dlg_schema *s) {
@@ -889,14 +909,16 @@ size_t dlg_schema_event_count(const dlg_schema *s) {
 }
 
 const dlg_schema_event *dlg_schema_event_at(const dlg_schema *s, size_t i) {
-    return (s && i < s->n_events) ? &s->events[i]->pub : NULL;
+    const ev_impl *e = (s && i < s->n_events) ? s->events[i] : NULL;
+    return e ? &e->pub : NULL;
 }
 
 const dlg_schema_msg *dlg_schema_msg_find(const dlg_schema *s, const char *full_name) {
-    if (s == NULL || full_name == NULL)
+    if (s == NULL || full_name == NULL || s->n_msgs == 0)
         return NULL;
-    msg_impl **m = bsearch(full_name, s->msgs, s->n_msgs, sizeof(*s->msgs), key_msg);
-    return m ? &(*m)->pub : NULL;
+    void **m = bsearch(full_name, s->msgs, s->n_msgs, sizeof(*s->msgs), key_msg);
+    const msg_impl *mi = m ? *m : NULL;
+    return mi ? &mi->pub : NULL;
 }
 
 const dlg_schema_field *dlg_schema_field_by_number(const dlg_schema_msg *m,
@@ -1151,7 +1173,16 @@ static int check_unsigned(vctx *c, const dlg_schema_field *f, uint64_t v, int nf
     return 0;
 }
 
-/* v as written; is_float says it came from a float (for printing). */
+/* A bound as the float a float field would hold for it, so that
+ * max: 0.1 accepts 0.1f (which is slightly above the double 0.1). Bounds
+ * beyond the float range stay as they are: compared exactly, as doubles. */
+static double float_bound(double d) {
+    if (d > FLT_MAX || d < -FLT_MAX)
+        return d;
+    return (double)(float)d;
+}
+
+/* v as written; is_float says it came from a float field. */
 static int check_real(vctx *c, const dlg_schema_field *f, double v, int is_float,
                       int nf) {
     char a[40], b[40];
@@ -1160,7 +1191,9 @@ static int check_real(vctx *c, const dlg_schema_field *f, double v, int is_float
             return fail(c, nf, "NaN is not allowed (the field has bounds)");
         return 0;
     }
-    int below = f->has_min && v < f->min, above = f->has_max && v > f->max;
+    double min = is_float ? float_bound(f->min) : f->min;
+    double max = is_float ? float_bound(f->max) : f->max;
+    int below = f->has_min && v < min, above = f->has_max && v > max;
     if (!below && !above)
         return 0;
     if (is_float)
@@ -1291,8 +1324,10 @@ static int check_ld(vctx *c, const dlg_schema_field *f, const uint8_t *p, size_t
     unsigned wt = wire_type_of(f->type);
     if (wt != 0) {
         unsigned w = wt == 1 ? 8 : 4;
-        if (len % w)
+        if (len % w) {
+            fr->tag = NULL;     /* about the run, not one element */
             return fail(c, nf, "packed length %zu is not a multiple of %u", len, w);
+        }
         for (; q < end; q += w, fr->packed_idx++) {
             int rc = check_scalar(c, f, get_le(q, w), nf);
             if (rc)
@@ -1371,7 +1406,7 @@ static int walk_msg(vctx *c, const dlg_schema_msg *m, const uint8_t *p,
         }
         if (f == NULL)
             continue;   /* unknown but allowed: well-formed is enough */
-        int rc = wt == 2 ? check_ld(c, f, p - v, (size_t)v, depth)
+        int rc = wt == 2 ? check_ld(c, f, p - (size_t)v, (size_t)v, depth)
                          : check_scalar(c, f, v, depth + 1);
         if (rc)
             return rc;

@@ -15,8 +15,8 @@ SECRET = b"dashboard-test-secret-0123456789abcdef"
 
 
 def load_example():
-    """examples/dashboard/dialogue.yaml with paths pointed at test files and
-    one extra rule that must fire (cpu >= 0), plus a publisher rule."""
+    """examples/dashboard/dialogue.yaml with paths pointed at test files, the
+    alert rule's threshold set so it must fire (cpu >= 0), plus a publisher rule."""
     with open(os.path.join(ROOT, "examples/dashboard/dialogue.yaml")) as f:
         text = f.read()
     text = text.replace("../../.state/certs/", "{certs}/")
@@ -27,15 +27,8 @@ def load_example():
     text = text.replace("""    # trigger_events:
     #   - {event: metrics:update, roles: [publisher]}""", """    trigger_events:
       - {event: metrics:update, roles: [publisher]}""")
-    text = text.replace("""      cooldown_seconds: 60
-""", """      cooldown_seconds: 60
-    - metric: cpu
-      op: ">="
-      threshold: 0
-      severity: high
-      message: "CPU usage critical: {value}%"
-      cooldown_seconds: 60
-""")
+    # The seed's rule (cpu > 90) with a threshold that must fire.
+    text = text.replace('op: ">"\n      threshold: 90', 'op: ">="\n      threshold: 0')
     assert "threshold: 0" in text and "127.0.0.1:0" in text
     return text
 

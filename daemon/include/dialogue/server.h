@@ -17,6 +17,23 @@ extern "C" {
 #endif
 
 typedef struct dlg_server dlg_server;
+struct uv_loop_s;
+
+/* Creates and starts a server on loop from a YAML config file (the format
+ * of dialogued --config). listen (may be NULL) overrides the first
+ * listener's "host:port"; port_file (may be NULL) receives the bound port.
+ * The built-in metrics source is not started (dialogued does that). On
+ * success *out is owned by the caller: stop it with dlg_server_shutdown, run
+ * the loop until it returns, then dlg_server_destroy. Returns 0 or a
+ * negative DLG_E* code with err naming the file, line or resource. */
+int dlg_server_create(struct uv_loop_s *loop, const char *config_path, const char *listen,
+                      const char *port_file, dlg_server **out, char *err, size_t errlen);
+
+/* Stops accepting and closes every connection and handle (idempotent). */
+void dlg_server_shutdown(dlg_server *s);
+
+/* Frees a server after dlg_server_shutdown and after its loop has run out. */
+void dlg_server_destroy(dlg_server *s);
 
 /* A connected client as hooks see it. Valid only during the hook call. */
 typedef struct dlg_client_info {
