@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dlg_err.h"
+#include "history.h"
 #include "hooks.h"
 #include "auth.h"
 #include "room.h"
@@ -108,6 +109,20 @@ oom:
     return DLG_ENOMEM;
 }
 
+void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
+    o->max_frame = cfg->limits.max_frame;
+    o->max_connections = cfg->limits.max_connections;
+    o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
+    o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
+    o->max_pending_bytes = cfg->limits.max_pending_bytes;
+    o->soft_pending_bytes = cfg->limits.soft_pending_bytes;
+    o->soft_pending_ms = cfg->limits.soft_pending_seconds * 1000u;
+    o->write_timeout_ms = cfg->limits.write_timeout_ms;
+    o->heartbeat_ms = cfg->limits.heartbeat_ms;
+    o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
+    o->allow_anonymous = cfg->auth.anonymous;
+}
+
 int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen) {
     const char *path = cfg->path ? cfg->path : "(defaults)";
     dlg_server_opts *o = &srv->opts;
@@ -127,17 +142,7 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
         o->client_ca_file = l->client_ca;
         o->require_client_cert = l->require_client_cert;
     }
-    o->max_frame = cfg->limits.max_frame;
-    o->max_connections = cfg->limits.max_connections;
-    o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
-    o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
-    o->max_pending_bytes = cfg->limits.max_pending_bytes;
-    o->soft_pending_bytes = cfg->limits.soft_pending_bytes;
-    o->soft_pending_ms = cfg->limits.soft_pending_seconds * 1000u;
-    o->write_timeout_ms = cfg->limits.write_timeout_ms;
-    o->heartbeat_ms = cfg->limits.heartbeat_ms;
-    o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
-    o->allow_anonymous = cfg->auth.anonymous;
+    dlg_boot_limits(o, cfg);
     o->allow_unknown_fields = cfg->allow_unknown_fields;
 
     int rc;
@@ -160,6 +165,9 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     for (size_t i = 0; i < cfg->n_rooms; i++)
         if ((rc = dlg_boot_add_room(srv, &cfg->rooms[i], path, err, errlen)) != 0)
             return rc;
+    /* After the rooms: a durable store sets their epochs and seqs. */
+    if (srv->history == NULL && (rc = dlg_history_setup(srv, cfg, err, errlen)) != 0)
+        return rc;
     if (strv_copy(&srv->create_roles, &srv->n_create_roles, &cfg->room_admin.create_roles) ||
         strv_copy(&srv->delete_roles, &srv->n_delete_roles, &cfg->room_admin.delete_roles))
         goto oom;

@@ -18,6 +18,9 @@ struct dlg_room;
  * with err naming the file, room or event at fault. */
 int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen);
 
+/* Copies cfg's limits (and auth.anonymous) into o. */
+void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg);
+
 /* Adds room cr from the config (events must have loaded schemas) with its
  * rules. err names the config line on failure. */
 int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,

@@ -77,18 +77,7 @@ static void on_reload(dlg_server *srv, void *ud) {
     rc->cfgs[rc->n++] = cfg;
     srv->cfg = cfg;
     srv->log.level = cfg->log_level;
-    dlg_server_opts *o = &srv->opts;
-    o->max_frame = cfg->limits.max_frame;
-    o->max_connections = cfg->limits.max_connections;
-    o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
-    o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
-    o->max_pending_bytes = cfg->limits.max_pending_bytes;
-    o->soft_pending_bytes = cfg->limits.soft_pending_bytes;
-    o->soft_pending_ms = cfg->limits.soft_pending_seconds * 1000u;
-    o->write_timeout_ms = cfg->limits.write_timeout_ms;
-    o->heartbeat_ms = cfg->limits.heartbeat_ms;
-    o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
-    o->allow_anonymous = cfg->auth.anonymous;
+    dlg_boot_limits(&srv->opts, cfg);
     for (size_t i = 0; i < cfg->n_rooms; i++) {
         const dlg_config_room *cr = &cfg->rooms[i];
         dlg_room *r = dlg_rooms_find(srv->rooms, cr->id);
