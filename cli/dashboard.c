@@ -145,7 +145,7 @@ static void print_json(dash *d, const dlg_event *ev) {
                           ev->event, "from", ev->from, "ts", (json_int_t)ev->ts_ms, "seq",
                           (json_int_t)ev->seq, "data", data);
     if (o) {
-        char *s = json_dumps(o, JSON_COMPACT);
+        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
         if (s) {
             puts(s);
             fflush(stdout);

@@ -1,0 +1,72 @@
+/* cmd_common.h: what dialoguectl's command files share: the session (one
+ * loop-mode client, connected once, then a command callback), exit codes
+ * and small output helpers. Defined in main.c. */
+#ifndef DLG_CLI_CMD_COMMON_H
+#define DLG_CLI_CMD_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "dialogue/client.h"
+#include "dlg_schema.h"
+
+/* Exit statuses of dialoguectl. */
+enum {
+    CTL_OK = 0,
+    CTL_FAIL = 1,      /* cannot connect, server refusal, I/O */
+    CTL_USAGE = 2,     /* bad command line or input (JSON) */
+    CTL_TIMEOUT = 3,   /* sub --timeout: nothing more arrived */
+};
+
+typedef struct ctl ctl;
+
+/* Runs once the client is connected (the first time). */
+typedef void (*ctl_start_fn)(ctl *s);
+
+struct ctl {
+    uv_loop_t loop;
+    dlg_client *c;
+    char server[300];         /* "HOST:PORT" as given, for messages */
+    ctl_start_fn start;
+    ctl_start_fn on_finish;   /* optional: close the command's own handles */
+    void *cmd;                /* the command's own state */
+    int ever_connected;
+    int keep_reconnecting;    /* sub: ride out restarts after the first connect */
+    int exit_code;
+    int finishing;
+    int verbose;
+};
+
+/* Connects with opts (copied) and runs the loop until ctl_finish; start is
+ * called on the first CONNECTED. Returns the exit status. */
+int ctl_run(const dlg_client_opts *opts, int keep_reconnecting, int verbose,
+            const char *server, ctl_start_fn start, void *cmd);
+
+/* Ends the session with code: closes the client; the loop then drains.
+ * Only the first call counts. */
+void ctl_finish(ctl *s, int code);
+
+/* Prints "dialoguectl: " + message to stderr. */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reports a failed request ("STATUS: message" for server refusals) for
+ * what, and finishes with CTL_FAIL. */
+void ctl_fail_request(ctl *s, const char *what, int status, const char *message);
+
+/* A registry from the server's GetSchema reply (NULL when it had none
+ * usable; the reason goes to stderr). Free with dlg_schema_free. */
+dlg_schema *ctl_schema_from(const dlg_schema_info *info);
+
+/* Standard base64 of len bytes (malloc'd, NUL-terminated; NULL on OOM). */
+char *ctl_base64(const uint8_t *data, size_t len);
+
+/* The commands: argv[0] is the command name. */
+int cmd_ping(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_rooms(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_schema(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_sub(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_trigger(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+
+#endif

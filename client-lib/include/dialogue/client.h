@@ -1,0 +1,427 @@
+/* dialogue/client.h: libdialogue-client, the C client of the dialogue event
+ * server. One TLS connection per handle, requests with completion callbacks,
+ * event delivery, reconnect with state restore, and a blocking convenience API.
+ *
+ * Two ways to run a client:
+ *  - loop mode (dlg_client_new): the client lives on a uv_loop_t you run.
+ *    Every function must then be called on that loop's thread, and every
+ *    callback runs there.
+ *  - thread mode (dlg_client_new_threaded): the library runs its own loop on
+ *    a background thread (the "library thread"). Functions may be called from
+ *    any thread; calls are queued to the library thread in call order, and
+ *    every callback runs on the library thread.
+ *
+ * Callbacks are never called from inside the function call that caused them:
+ * a completion, a state change or an event always comes from a later loop
+ * turn. Strings and arrays handed to callbacks are valid during the callback
+ * only; copy what you keep.
+ *
+ * Errors: functions return 0 or a negative DLG_E* code (dlg_err.h);
+ * dlg_client_strerror() gives the text. */
+#ifndef DIALOGUE_CLIENT_H
+#define DIALOGUE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "dlg_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks the public API; the library is built with -fvisibility=hidden. */
+#define DLG_EXPORT __attribute__((visibility("default")))
+
+/* The wire protocol version this library speaks (Hello.protocol_version). */
+#define DLG_CLIENT_PROTOCOL_VERSION 1
+
+struct ProtobufCMessage;
+
+/* Opaque client handle. */
+typedef struct dlg_client dlg_client;
+
+/* ---- options ------------------------------------------------------------ */
+
+/* Connection options. Initialise with dlg_client_opts_init(), then set what
+ * you need. dlg_client_new*() copies every field and string, so the struct
+ * and its strings may be freed or reused as soon as it returns. */
+typedef struct dlg_client_opts {
+    /* Server host name or IP literal (required). It is also the name the
+     * server certificate must match: a DNS SAN for a name, an IP SAN for an
+     * IP literal. */
+    const char *host;
+    /* Server TCP port (required, 1..65535). */
+    unsigned port;
+    /* PEM file of the CA(s) that sign the server certificate; NULL = the
+     * system trust store. Verification is never skipped. */
+    const char *ca_file;
+    /* Client certificate chain and key (PEM) for mutual TLS; both or neither. */
+    const char *cert_file;
+    const char *key_file;
+    /* JWT sent in Hello; NULL or "" = anonymous. Never logged. */
+    const char *token;
+    /* Free text shown in server logs; NULL = "libdialogue-client". */
+    const char *client_name;
+    /* Reconnect after a lost connection or failed attempt [1]. A Hello
+     * refused with UNAUTHENTICATED, PERMISSION_DENIED or FAILED_PRECONDITION
+     * stops reconnecting whatever this says: retrying cannot help. */
+    int reconnect;
+    /* Reconnect delay: backoff_min_ms doubled per failed attempt up to
+     * backoff_max_ms [100, 30000], then reduced by a random fraction of up to
+     * backoff_jitter (0..1) [0.2] so many clients do not retry in step. */
+    uint32_t backoff_min_ms;
+    uint32_t backoff_max_ms;
+    double backoff_jitter;
+    /* Limit for one connection attempt: resolve, TCP connect, TLS handshake
+     * and Welcome [10000]. */
+    uint32_t connect_timeout_ms;
+    /* Limit for a request, from the call to its reply, time spent queued
+     * included [10000]. */
+    uint32_t request_timeout_ms;
+    /* Largest frame accepted from the server [1 MiB]. A bigger one closes the
+     * connection (the disconnect reason says so). */
+    uint32_t max_frame;
+    /* Requests that may wait while the client is disconnected (between
+     * attempts, or before dlg_client_connect) and are sent after the next
+     * Welcome [0]. With 0 such requests fail at once with DLG_ECLOSED.
+     * Requests made during a connection attempt always wait for it; if it
+     * fails they complete with DLG_ECLOSED unless they fit in this queue. */
+    uint32_t offline_queue;
+    /* Cap on requests not yet answered (queued or in flight) [4096]. Over it
+     * a request fails with DLG_EFULL. */
+    uint32_t max_pending;
+    /* Library diagnostics to stderr: -1 = none [default], else a DLG_LOG_*
+     * level from dlg_log.h (0 = errors .. 3 = debug). */
+    int log_level;
+} dlg_client_opts;
+
+/* Fills o with the defaults shown in brackets above (host NULL, port 0). */
+DLG_EXPORT void dlg_client_opts_init(dlg_client_opts *o);
+
+/* Checks o as dlg_client_new would, loading the CA, certificate and key
+ * files. Returns 0 or DLG_EINVAL/DLG_ETLS/DLG_ENOMEM with a message naming
+ * the offending field or file in err (may be NULL). */
+DLG_EXPORT int dlg_client_opts_check(const dlg_client_opts *o, char *err,
+                                     size_t errlen);
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+/* Connection state, reported by the state callback and dlg_client_state(). */
+typedef enum dlg_client_state_t {
+    DLG_STATE_IDLE = 0,      /* created, dlg_client_connect not called yet */
+    DLG_STATE_CONNECTING,    /* an attempt is in progress */
+    DLG_STATE_CONNECTED,     /* Welcome received; requests flow */
+    DLG_STATE_DISCONNECTED,  /* lost or failed; a retry may be scheduled */
+    DLG_STATE_CLOSED         /* dlg_client_close called; final */
+} dlg_client_state_t;
+
+/* Creates a loop-mode client on loop (which the caller runs and keeps alive
+ * until the client is freed and the loop has run once more). Nothing is
+ * sent before dlg_client_connect. Returns 0 and the handle in *out, or
+ * DLG_EINVAL/DLG_ETLS/DLG_ENOMEM (use dlg_client_opts_check for the text);
+ * on error *out is untouched. */
+DLG_EXPORT int dlg_client_new(uv_loop_t *loop, const dlg_client_opts *opts,
+                              dlg_client **out);
+
+/* Creates a thread-mode client: starts the library thread with a private
+ * loop. Errors as dlg_client_new (plus DLG_EINTERNAL if the thread cannot
+ * be started). */
+DLG_EXPORT int dlg_client_new_threaded(const dlg_client_opts *opts,
+                                       dlg_client **out);
+
+/* Starts connecting (asynchronously; watch the state callback). Valid in
+ * IDLE and DISCONNECTED state; in DISCONNECTED it cancels a scheduled retry
+ * and tries at once. Returns 0, DLG_ESTATE when connecting, connected or
+ * closed (thread mode: the state seen by the calling thread). */
+DLG_EXPORT int dlg_client_connect(dlg_client *c);
+
+/* Called once the client is fully closed. */
+typedef void (*dlg_close_cb)(dlg_client *c, void *ud);
+
+/* Closes the connection for good: no more reconnects, requests not yet
+ * answered complete with DLG_ECLOSED, then the state callback reports
+ * CLOSED, then cb (may be NULL) runs. The handle stays allocated until
+ * dlg_client_free. Returns 0 or DLG_ESTATE when already closing. */
+DLG_EXPORT int dlg_client_close(dlg_client *c, dlg_close_cb cb, void *ud);
+
+/* Releases the client. No callback of any kind is called once free has
+ * started; requests not yet answered are dropped silently.
+ *  - Never call it from inside one of this client's callbacks (the close
+ *    callback included): call it after uv_run returns, from another handle's
+ *    callback, or (thread mode) from any thread but the library thread.
+ *  - Loop mode: the memory is released from libuv close callbacks, so run
+ *    the loop again afterwards (uv_run returns once it is done).
+ *  - Thread mode: stops and joins the library thread before returning.
+ * NULL is ignored. */
+DLG_EXPORT void dlg_client_free(dlg_client *c);
+
+/* Current state. Any thread; in thread mode the value may be stale by the
+ * time it is used. */
+DLG_EXPORT dlg_client_state_t dlg_client_state(const dlg_client *c);
+
+/* Name of a state ("connected"); static storage. */
+DLG_EXPORT const char *dlg_client_state_name(dlg_client_state_t st);
+
+/* ---- callbacks ---------------------------------------------------------- */
+
+/* State changes. reason is NULL except for DISCONNECTED, where it says what
+ * happened ("connect to 127.0.0.1:3000: connection refused"). */
+typedef void (*dlg_state_cb)(dlg_client *c, void *ud, dlg_client_state_t st,
+                             const char *reason);
+
+/* Sets the state callback (replacing any earlier one; NULL removes it).
+ * Like every call in thread mode it is queued: set it before
+ * dlg_client_connect so no change is missed. 0 or DLG_ESTATE when closed. */
+DLG_EXPORT int dlg_client_on_state(dlg_client *c, dlg_state_cb cb, void *ud);
+
+/* The server removed the client from room (reason from the server: room
+ * deleted, kicked), or a rejoin after reconnect was refused (reason holds
+ * "STATUS: message"). The room is dropped from the restore record. */
+typedef void (*dlg_left_cb)(dlg_client *c, void *ud, const char *room,
+                            const char *reason);
+
+/* Sets the left callback (replacing any earlier one). 0 or DLG_ESTATE. */
+DLG_EXPORT int dlg_client_on_left(dlg_client *c, dlg_left_cb cb, void *ud);
+
+/* An event as delivered: a view valid during the callback only. */
+typedef struct dlg_event {
+    const char *room;
+    const char *event;
+    const uint8_t *data;  /* the event's protobuf message, encoded */
+    size_t len;
+    const char *from;     /* sender's verified id, or "system" */
+    uint64_t ts_ms;       /* server time of acceptance, ms since the epoch */
+    uint64_t seq;         /* per-room sequence number */
+    uint64_t epoch;       /* the room's history epoch */
+} dlg_event;
+
+typedef void (*dlg_event_cb)(dlg_client *c, void *ud, const dlg_event *ev);
+
+/* Registers cb for events of room (NULL = every room) named event (NULL =
+ * every event). Several registrations may match one event; each is called,
+ * in registration order. Strings are copied. This only routes events the
+ * server sends: join and subscribe decide which it sends.
+ * Returns 0, DLG_ENOMEM, DLG_EINVAL (cb NULL) or DLG_ESTATE (closed). */
+DLG_EXPORT int dlg_client_on_event(dlg_client *c, const char *room,
+                                   const char *event, dlg_event_cb cb,
+                                   void *ud);
+
+/* Removes every registration with this cb and ud. Safe inside an event
+ * callback. 0 or DLG_ESTATE. */
+DLG_EXPORT int dlg_client_off_event(dlg_client *c, dlg_event_cb cb, void *ud);
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* Completion of a request; called exactly once per accepted request.
+ *   status  0 = success; > 0 = the dialogue.v1.Status of the server's Error
+ *           (7 = PERMISSION_DENIED; dlg_client_status_name gives the name);
+ *           < 0 = a local DLG_E* code: DLG_ETIMEDOUT (no reply in time),
+ *           DLG_ECLOSED (connection lost or client closed before the reply;
+ *           a trigger may or may not have been applied), DLG_EPROTO (the
+ *           server answered with the wrong message), DLG_ETOOBIG (frame above
+ *           the server's max_frame), DLG_EFULL (max_pending reached).
+ *   message "" on success, else the server's message or a local explanation.
+ *   reply   on success, the typed reply named by each request (or NULL).
+ * Everything is valid during the callback only.
+ *
+ * Request functions return 0 when the request was accepted (cb will be
+ * called), or an error without calling cb: DLG_EINVAL (bad argument),
+ * DLG_ENOMEM, DLG_ESTATE (client closed), DLG_ECLOSED (disconnected and no
+ * room in the offline queue), DLG_EFULL (max_pending reached; loop mode). cb
+ * may be NULL when the outcome does not matter. */
+typedef void (*dlg_reply_cb)(dlg_client *c, void *ud, int status,
+                             const char *message, const void *reply);
+
+/* Reply of join, subscribe and unsubscribe: the room's state for this client. */
+typedef struct dlg_joined {
+    const char *room;
+    const char *const *subscriptions;  /* "*" = every event */
+    size_t n_subscriptions;
+    uint64_t epoch;
+    uint64_t seq;       /* last sequence number assigned in the room */
+    uint32_t members;
+} dlg_joined;
+
+/* Reply of trigger and trigger_msg. */
+typedef struct dlg_ack {
+    uint64_t seq;          /* the event's sequence number */
+    uint32_t recipients;   /* members it was queued to */
+} dlg_ack;
+
+typedef struct dlg_room_info {
+    const char *id;
+    const char *name;
+    const char *description;
+    const char *const *events;
+    size_t n_events;
+    uint32_t members;
+    uint32_t max_size;
+    int dynamic;                     /* created at run time */
+    const char *const *member_ids;   /* only when asked for and allowed */
+    size_t n_member_ids;
+} dlg_room_info;
+
+/* Reply of list_rooms. */
+typedef struct dlg_room_list {
+    const dlg_room_info *rooms;
+    size_t n_rooms;
+} dlg_room_list;
+
+typedef struct dlg_event_type {
+    const char *name;          /* "metrics:update" */
+    const char *message_type;  /* "dialogue.dashboard.MetricsUpdate" */
+} dlg_event_type;
+
+typedef struct dlg_bytes {
+    const uint8_t *data;
+    size_t len;
+} dlg_bytes;
+
+/* Reply of get_schema: serialised google.protobuf.FileDescriptorSets (feed
+ * them to dlg_schema_add_set) and the event names they define. */
+typedef struct dlg_schema_info {
+    const dlg_bytes *sets;
+    size_t n_sets;
+    const dlg_event_type *events;
+    size_t n_events;
+} dlg_schema_info;
+
+/* Joins room; reply: const dlg_joined * (the room's default subscriptions
+ * applied). The room is recorded and rejoined after a reconnect. */
+DLG_EXPORT int dlg_client_join(dlg_client *c, const char *room,
+                               dlg_reply_cb cb, void *ud);
+
+/* Leaves room; reply NULL. The room is dropped from the restore record. */
+DLG_EXPORT int dlg_client_leave(dlg_client *c, const char *room,
+                                dlg_reply_cb cb, void *ud);
+
+/* Subscribes to n events (all = every event type; events may then be NULL)
+ * of a joined room; reply: const dlg_joined * with the resulting
+ * subscriptions, which are recorded and restored after a reconnect. */
+DLG_EXPORT int dlg_client_subscribe(dlg_client *c, const char *room,
+                                    const char *const *events, size_t n,
+                                    int all, dlg_reply_cb cb, void *ud);
+
+/* The reverse of dlg_client_subscribe; same reply. */
+DLG_EXPORT int dlg_client_unsubscribe(dlg_client *c, const char *room,
+                                      const char *const *events, size_t n,
+                                      int all, dlg_reply_cb cb, void *ud);
+
+/* Publishes event into room with data (len bytes, the encoded protobuf
+ * message of the event; copied). Reply: const dlg_ack *. A trigger lost to
+ * a disconnect is not resent (at most once). */
+DLG_EXPORT int dlg_client_trigger(dlg_client *c, const char *room,
+                                  const char *event, const void *data,
+                                  size_t len, dlg_reply_cb cb, void *ud);
+
+/* As dlg_client_trigger, packing msg (a protobuf-c message) first. */
+DLG_EXPORT int dlg_client_trigger_msg(dlg_client *c, const char *room,
+                                      const char *event,
+                                      const struct ProtobufCMessage *msg,
+                                      dlg_reply_cb cb, void *ud);
+
+/* Lists rooms (with member ids where allowed when members is set); reply:
+ * const dlg_room_list *. */
+DLG_EXPORT int dlg_client_list_rooms(dlg_client *c, int members,
+                                     dlg_reply_cb cb, void *ud);
+
+/* Fetches the server's event schemas; reply: const dlg_schema_info *. */
+DLG_EXPORT int dlg_client_get_schema(dlg_client *c, dlg_reply_cb cb, void *ud);
+
+/* Round trip; reply: const uint64_t * holding the time in ns from the call
+ * to the Pong (queueing included). */
+DLG_EXPORT int dlg_client_ping(dlg_client *c, dlg_reply_cb cb, void *ud);
+
+/* A room to create at run time (CreateRoom). */
+typedef struct dlg_room_spec {
+    const char *room;                /* id (required) */
+    const char *name;                /* may be NULL */
+    const char *description;         /* may be NULL */
+    const char *const *events;       /* accepted event types */
+    size_t n_events;
+    const char *const *default_subscriptions;
+    size_t n_default_subscriptions;
+    uint32_t max_size;               /* 0 = server default */
+} dlg_room_spec;
+
+/* Creates a room (needs a room_admin.create role); reply NULL. */
+DLG_EXPORT int dlg_client_create_room(dlg_client *c, const dlg_room_spec *spec,
+                                      dlg_reply_cb cb, void *ud);
+
+/* Deletes a dynamic room; reply NULL. */
+DLG_EXPORT int dlg_client_delete_room(dlg_client *c, const char *room,
+                                      dlg_reply_cb cb, void *ud);
+
+/* ---- blocking convenience ----------------------------------------------- */
+/* For simple programs. They need a thread-mode client and must not be called
+ * on its library thread (DLG_ESTATE otherwise). Each waits at most
+ * timeout_ms (0 = the client's request timeout) and returns 0 or a negative
+ * DLG_E* code; a server refusal is mapped to the nearest code (see
+ * dlg_client_status_err) and err (may be NULL) receives "STATUS: message"
+ * or a local explanation. Example:
+ *
+ *   dlg_client_opts o; dlg_client_opts_init(&o);
+ *   o.host = "127.0.0.1"; o.port = 3000; o.ca_file = "ca.crt";
+ *   dlg_client *c = NULL; char err[256]; uint64_t seq;
+ *   int rc = dlg_sync_connect(&o, 5000, &c, err, sizeof err);
+ *   if (rc == 0) rc = dlg_sync_join(c, "dashboard", 5000, err, sizeof err);
+ *   if (rc == 0) rc = dlg_sync_trigger(c, "dashboard", "metrics:update",
+ *                                      buf, len, 5000, &seq, err, sizeof err);
+ *   dlg_client_free(c);
+ */
+
+/* Creates a thread-mode client, connects and waits until CONNECTED. On
+ * failure nothing is left behind (*out untouched) and err says why:
+ * DLG_ETIMEDOUT, or the error of a refused Hello or of a failed attempt
+ * when reconnect is off. */
+DLG_EXPORT int dlg_sync_connect(const dlg_client_opts *opts, uint32_t timeout_ms,
+                                dlg_client **out, char *err, size_t errlen);
+
+DLG_EXPORT int dlg_sync_join(dlg_client *c, const char *room,
+                             uint32_t timeout_ms, char *err, size_t errlen);
+
+DLG_EXPORT int dlg_sync_leave(dlg_client *c, const char *room,
+                              uint32_t timeout_ms, char *err, size_t errlen);
+
+DLG_EXPORT int dlg_sync_subscribe(dlg_client *c, const char *room,
+                                  const char *const *events, size_t n, int all,
+                                  uint32_t timeout_ms, char *err, size_t errlen);
+
+DLG_EXPORT int dlg_sync_unsubscribe(dlg_client *c, const char *room,
+                                    const char *const *events, size_t n, int all,
+                                    uint32_t timeout_ms, char *err, size_t errlen);
+
+/* Waits for the Ack; *seq (may be NULL) gets the event's sequence number. */
+DLG_EXPORT int dlg_sync_trigger(dlg_client *c, const char *room,
+                                const char *event, const void *data,
+                                size_t len, uint32_t timeout_ms, uint64_t *seq,
+                                char *err, size_t errlen);
+
+/* *rtt_ns (may be NULL) gets the round-trip time. */
+DLG_EXPORT int dlg_sync_ping(dlg_client *c, uint32_t timeout_ms,
+                             uint64_t *rtt_ns, char *err, size_t errlen);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Text for a DLG_E* code; static storage. */
+DLG_EXPORT const char *dlg_client_strerror(int err);
+
+/* gRPC name of a dialogue.v1.Status ("PERMISSION_DENIED"); static storage. */
+DLG_EXPORT const char *dlg_client_status_name(int status);
+
+/* The DLG_E* code closest to a dialogue.v1.Status (NOT_FOUND -> DLG_ENOTFOUND,
+ * PERMISSION_DENIED -> DLG_EPERM, ...); 0 for OK. A negative input (already
+ * a DLG_E* code) is returned as is. */
+DLG_EXPORT int dlg_client_status_err(int status);
+
+/* Library version, "MAJOR.MINOR.PATCH"; static storage. */
+DLG_EXPORT const char *dlg_client_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

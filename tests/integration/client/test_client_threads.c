@@ -1,0 +1,175 @@
+/* test_client_threads.c: one thread-mode client shared by several threads
+ * triggering at once (blocking and callback styles), and a second client
+ * receiving every event exactly once, in sequence order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+#include "events/dashboard.pb-c.h"
+
+#define THREADS 4
+#define PER_THREAD 100
+
+typedef struct recv_state {
+    atomic_int n;
+    atomic_int out_of_order;
+    uint64_t last_seq;          /* library thread only */
+} recv_state;
+
+typedef struct shared {
+    dlg_client *c;
+    atomic_int acked, failed;
+    uint64_t seqs[THREADS * PER_THREAD * 2];
+    atomic_int n_seqs;
+    uint8_t payload[128];
+    size_t len;
+} shared;
+
+typedef struct worker {
+    shared *s;
+    int idx;
+    int sync_fail;
+    char err[256];
+} worker;
+
+static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
+    recv_state *r = ud;
+    (void)c;
+    if (ev->seq <= r->last_seq)
+        atomic_fetch_add(&r->out_of_order, 1);
+    r->last_seq = ev->seq;
+    atomic_fetch_add(&r->n, 1);
+}
+
+static void record_seq(shared *s, uint64_t seq) {
+    int i = atomic_fetch_add(&s->n_seqs, 1);
+    if (i < (int)(sizeof(s->seqs) / sizeof(s->seqs[0])))
+        s->seqs[i] = seq;
+}
+
+static void on_ack(dlg_client *c, void *ud, int status, const char *message,
+                   const void *reply) {
+    shared *s = ud;
+    (void)c;
+    (void)message;
+    if (status == 0) {
+        record_seq(s, ((const dlg_ack *)reply)->seq);
+        atomic_fetch_add(&s->acked, 1);
+    } else {
+        atomic_fetch_add(&s->failed, 1);
+    }
+}
+
+static void sync_worker(void *arg) {
+    worker *w = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        uint64_t seq = 0;
+        int rc = dlg_sync_trigger(w->s->c, "lobby", "metrics:update", w->s->payload,
+                                  w->s->len, 10000, &seq, w->err, sizeof(w->err));
+        if (rc != 0) {
+            w->sync_fail++;
+            continue;
+        }
+        record_seq(w->s, seq);
+    }
+}
+
+static void async_worker(void *arg) {
+    worker *w = arg;
+    for (int i = 0; i < PER_THREAD; i++)
+        if (dlg_client_trigger(w->s->c, "lobby", "metrics:update", w->s->payload, w->s->len,
+                               on_ack, w->s) != 0)
+            atomic_fetch_add(&w->s->failed, 1);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void many_threads_trigger(void **state) {
+    (void)state;
+    if (dlgt_daemon_path() == NULL)
+        skip();
+    dlgt_timeout(90, __func__);
+    dlgt_daemon d;
+    assert_int_equal(dlgt_setup(&d, DLGT_CONFIG), 0);
+    assert_int_equal(dlgt_start(&d, 0), 0);
+    dlg_client_opts o;
+    char ca[400], err[512];
+    dlg_client_opts_init(&o);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", d.certs);
+    o.host = "127.0.0.1";
+    o.port = d.port;
+    o.ca_file = ca;
+    o.reconnect = 0;
+    o.log_level = getenv("DLGT_LOG") ? 3 : -1;
+
+    static shared s;
+    static recv_state r;
+    memset(&s, 0, sizeof(s));
+    memset(&r, 0, sizeof(r));
+    Dialogue__Dashboard__MetricsUpdate m = DIALOGUE__DASHBOARD__METRICS_UPDATE__INIT;
+    m.has_cpu = m.has_memory = m.has_requests = m.has_errors = m.has_latency = 1;
+    m.cpu = 12;
+    s.len = dialogue__dashboard__metrics_update__pack(&m, s.payload);
+
+    dlg_client *rx = NULL;
+    assert_int_equal(dlg_client_new_threaded(&o, &rx), 0);
+    dlg_client_on_event(rx, "lobby", "metrics:update", on_event, &r);
+    assert_int_equal(dlg_client_connect(rx), 0);
+    /* Join waits for CONNECTING to finish: requests made during an attempt
+     * are queued for it. */
+    assert_int_equal(dlg_sync_join(rx, "lobby", 10000, err, sizeof err), 0);
+
+    assert_int_equal(dlg_sync_connect(&o, 10000, &s.c, err, sizeof err), 0);
+    assert_int_equal(dlg_sync_join(s.c, "lobby", 10000, err, sizeof err), 0);
+
+    uv_thread_t th[THREADS * 2];
+    worker w[THREADS * 2];
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < THREADS * 2; i++) {
+        w[i].s = &s;
+        w[i].idx = i;
+        assert_int_equal(uv_thread_create(&th[i], i < THREADS ? sync_worker : async_worker,
+                                          &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS * 2; i++)
+        uv_thread_join(&th[i]);
+    for (int i = 0; i < THREADS; i++)
+        if (w[i].sync_fail)
+            fail_msg("thread %d: %d sync triggers failed: %s", i, w[i].sync_fail, w[i].err);
+    assert_int_equal(dlgt_wait_count(&s.acked, THREADS * PER_THREAD, 20000), 0);
+    assert_int_equal(atomic_load(&s.failed), 0);
+
+    int total = THREADS * PER_THREAD * 2;
+    assert_int_equal(atomic_load(&s.n_seqs), total);
+    qsort(s.seqs, (size_t)total, sizeof(s.seqs[0]), cmp_u64);
+    for (int i = 1; i < total; i++)
+        if (s.seqs[i] == s.seqs[i - 1])
+            fail_msg("sequence number %llu acked twice", (unsigned long long)s.seqs[i]);
+
+    assert_int_equal(dlgt_wait_count(&r.n, total, 20000), 0);
+    assert_int_equal(atomic_load(&r.out_of_order), 0);
+    dlg_client_free(s.c);
+    dlg_client_free(rx);
+    assert_int_equal(atomic_load(&r.n), total);
+    dlgt_teardown(&d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(many_threads_trigger),
+    };
+    int rc = cmocka_run_group_tests_name("client_threads", tests, NULL, NULL);
+    dlgt_timeout(0, NULL);
+    return rc;
+}
