@@ -1,0 +1,75 @@
+"""dialoguectl dashboard as a person sees it: run inside tmux, read the
+screen with capture-pane, quit with q."""
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from dlgtest import CERTS, CTL, Daemon, make_jwt, run_tests, write_config  # noqa: E402
+import test_dashboard as td  # noqa: E402
+
+D = None
+SESSION = "dlg-test-%d" % os.getpid()
+
+
+def setup():
+    global D
+    d = os.path.dirname(write_config("x"))
+    secret = os.path.join(d, "token.secret")
+    with open(secret, "wb") as f:
+        f.write(td.SECRET)
+    D = Daemon(config=write_config(td.load_example(), secret=secret))
+
+
+def tmux(*args, check=True):
+    return subprocess.run(["tmux", "-L", SESSION] + list(args), capture_output=True,
+                          text=True, timeout=10, check=check)
+
+
+def screen():
+    return tmux("capture-pane", "-p", "-t", SESSION).stdout
+
+
+def test_dashboard_shows_metrics_and_quits_on_q():
+    now = int(time.time())
+    token = make_jwt(td.SECRET, {"sub": "tui", "role": "admin", "exp": now + 600})
+    status = os.path.join(os.path.dirname(D.port_file), "tui.status")
+    cmd = "%s --server 127.0.0.1:%d --ca %s --token %s dashboard; echo $? > %s" % (
+        CTL, D.port, os.path.join(CERTS, "ca.crt"), token, status)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "110", "-y", "32", cmd)
+    try:
+        deadline = time.time() + 10
+        text = ""
+        while time.time() < deadline:
+            text = screen()
+            if all(m in text for m in ("cpu", "memory", "requests", "errors", "latency")) \
+                    and re.search(r"cpu\s+\d+\.\d\d", text) and "alert" in text.lower() \
+                    and "CPU usage critical" in text:
+                break
+            time.sleep(0.2)
+        assert re.search(r"cpu\s+\d+\.\d\d", text), text
+        assert "connected" in text, text
+        assert "CPU usage critical" in text, text  # the forced alert is listed
+        # Resize: the view redraws at the new width without dying.
+        tmux("resize-window", "-t", SESSION, "-x", "70", "-y", "25", check=False)
+        time.sleep(0.5)
+        tmux("send-keys", "-t", SESSION, "q")
+        deadline = time.time() + 5
+        while time.time() < deadline and not os.path.exists(status):
+            time.sleep(0.1)
+        assert os.path.exists(status), "dashboard did not exit on q:\n" + screen()
+        with open(status) as f:
+            assert f.read().strip() == "0"
+    finally:
+        tmux("kill-server", check=False)
+
+
+def test_clean_exit():
+    assert D.stop() == 0
+
+
+if __name__ == "__main__":
+    setup()
+    run_tests([v for k, v in list(globals().items()) if k.startswith("test_")])
