@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "dlg_err.h"
 #include "fanout.h"
+#include "history.h"
 #include "hooks.h"
 #include "boot.h"
 #include "room.h"
@@ -61,6 +62,24 @@ static int fill_joined(Dialogue__V1__Joined *j, dlg_member *m, char ***subs) {
     j->epoch = m->room->epoch;
     j->seq = m->room->seq;
     j->members = (uint32_t)m->room->members.n;
+    return 0;
+}
+
+/* Replies Joined with m's room state and subscriptions. 0, or an error
+ * already answered to the client. */
+static int send_joined(dlg_conn *c, uint64_t rid, dlg_member *m) {
+    Dialogue__V1__Joined jd = DIALOGUE__V1__JOINED__INIT;
+    char **subs = NULL;
+    if (fill_joined(&jd, m, &subs) != 0) {
+        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
+        return DLG_ENOMEM;
+    }
+    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+    f.request_id = rid;
+    f.msg_case = SF(JOINED);
+    f.joined = &jd;
+    dlg_conn_send_frame(c, &f);
+    free(subs);
     return 0;
 }
 
@@ -120,6 +139,13 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     f.msg_case = SF(WELCOME);
     f.welcome = &w;
     dlg_conn_send_frame(c, &f);
+    /* Before any hook can trigger: nothing may come between batch and live. */
+    for (size_t i = 0; i < n_aj; i++) {
+        dlg_room *ar = dlg_rooms_find(s->rooms, aj[i]->room);
+        dlg_member *am = ar ? dlg_room_member(ar, c) : NULL;
+        if (am)
+            dlg_history_on_join(c, rid, am, NULL);
+    }
     dlg_hooks_connected(s, c);
     for (size_t i = 0; i < n_aj; i++)
         dlg_hooks_joined(s, c, aj[i]->room);
@@ -162,18 +188,10 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
                             dlg_strerror(rc));
         return;
     }
-    Dialogue__V1__Joined jd = DIALOGUE__V1__JOINED__INIT;
-    char **subs = NULL;
-    if (fill_joined(&jd, m, &subs) != 0) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
+    if (send_joined(c, rid, m) != 0)
         return;
-    }
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.request_id = rid;
-    f.msg_case = SF(JOINED);
-    f.joined = &jd;
-    dlg_conn_send_frame(c, &f);
-    free(subs);
+    /* Queued before any later event (one loop thread): no gap, no duplicate. */
+    dlg_history_on_join(c, rid, m, j);
     dlg_hooks_joined(c->srv, c, r->id);
 }
 
@@ -232,19 +250,7 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
         dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
         return;
     }
-    Dialogue__V1__Joined jd = DIALOGUE__V1__JOINED__INIT;
-    char **subs = NULL;
-    if (fill_joined(&jd, m, &subs) != 0) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
-        return;
-    }
-    /* The reply is the resulting subscription set. */
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.request_id = rid;
-    f.msg_case = SF(JOINED);
-    f.joined = &jd;
-    dlg_conn_send_frame(c, &f);
-    free(subs);
+    send_joined(c, rid, m); /* the resulting subscription set */
 }
 
 static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint64_t recv_ns) {
@@ -281,7 +287,8 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
         dlg_conn_send_error(c, rid, res.status, "%s", err);
         return;
     }
-    send_ack(c, rid, res.seq, res.recipients);
+    if (!dlg_history_defer_ack(c->srv, c, rid, r, res.seq, res.recipients))
+        send_ack(c, rid, res.seq, res.recipients);
 }
 
 static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
@@ -437,6 +444,19 @@ static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
     dlg_hooks_room_deleted(c->srv, id);
 }
 
+/* Members only: a client refused at Join gets the same answer as any
+ * non-member, so History reveals nothing of the room. */
+static void do_history(dlg_conn *c, uint64_t rid, Dialogue__V1__History *h) {
+    dlg_room *r = room_arg(c, rid, h->room);
+    if (r == NULL)
+        return;
+    if (dlg_room_member(r, c) == NULL) {
+        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        return;
+    }
+    dlg_history_request(c, rid, r, h);
+}
+
 static void do_ping(dlg_conn *c, uint64_t rid, Dialogue__V1__Ping *p) {
     Dialogue__V1__Pong pong = DIALOGUE__V1__PONG__INIT;
     pong.nonce = p->nonce;
@@ -494,9 +514,7 @@ int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     case CF(DELETE_ROOM): do_delete(c, rid, f->delete_room); break;
     case CF(PONG):
         break; /* heartbeat answer: receiving it is all that counts */
-    case CF(HISTORY):
-        dlg_conn_send_error(c, rid, ST(UNIMPLEMENTED), "History is not implemented yet");
-        break;
+    case CF(HISTORY): do_history(c, rid, f->history); break;
     default:
         /* An empty frame, or a message type from a newer protocol. */
         dlg_conn_send_error(c, rid, ST(UNIMPLEMENTED), "frame carries no known message");

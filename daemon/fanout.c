@@ -8,6 +8,7 @@
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
+#include "history.h"
 #include "hooks.h"
 #include <stdlib.h>
 
@@ -96,6 +97,8 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
         for (size_t i = 0; i < room->all_subs.n; i++, n++)
             dlg_conn_send(room->all_subs.v[i]->conn, b);
     }
+    /* History keeps a reference to the same frame: no copy, no I/O here. */
+    dlg_history_append(srv, room, event, e.seq, e.ts_ms, b);
     dlg_buf_unref(b);
     res->recipients = n;
     srv->counters.events_in++;

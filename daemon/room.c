@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "dlg_err.h"
+#include "history.h"
 
 static int plist_add(dlg_plist *l, dlg_member *m) {
     if (l->n == l->cap) {
@@ -201,7 +202,7 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic,
     r->default_all = def_all;
     r->max_size = spec->max_size;
     r->dynamic = dynamic;
-    r->epoch = 1;
+    r->epoch = dlg_history_random_epoch(); /* memory history: new each time */
     if ((r->id = strdup(spec->id)) == NULL ||
         (r->name = strdup(spec->name ? spec->name : spec->id)) == NULL ||
         (r->description = strdup(spec->description ? spec->description : "")) == NULL ||
@@ -441,6 +442,7 @@ int dlg_member_take_token(dlg_member *m, uint64_t now_ns) {
 
 void dlg_rooms_conn_gone(dlg_rooms *rs, dlg_conn *c) {
     (void)rs;
+    dlg_history_conn_gone(c->srv, c); /* its deferred Acks have nowhere to go */
     while (c->n_members > 0)
         dlg_room_leave(c->members[0]->room, c);
 }

@@ -72,7 +72,9 @@ typedef struct dlg_room {
     size_t n_slots, cap_slots;
     dlg_plist all_subs;           /* members subscribed to every event */
     uint64_t seq;                 /* last sequence number assigned */
-    uint64_t epoch;
+    uint64_t epoch;               /* random; changes when history is lost */
+    struct dlg_hroom *hist;       /* kept events (history.h); NULL = none.
+                                     Owned by the server's dlg_history */
 } dlg_room;
 
 typedef struct dlg_rooms {

@@ -16,6 +16,7 @@
 #include "access.h"
 #include "metrics.h"
 #include "jwt.h"
+#include "history.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -217,12 +218,14 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
         dlg_log_warn(&s->log, "listener %s is PLAINTEXT: no encryption, for benchmarks only",
                      s->opts.listen);
     }
+    if ((rc = dlg_history_start(s->history)) != 0)
+        goto fail_ssl;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     if (parse_addr(s->opts.listen, &ss) != 0) {
         dlg_log_error(&s->log, "listen address \"%s\" is not HOST:PORT", s->opts.listen);
         rc = DLG_EINVAL;
-        goto fail_ssl;
+        goto fail_history;
     }
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
@@ -265,6 +268,9 @@ fail_listener:
     uv_close((uv_handle_t *)&s->listener, NULL);
     s->listening = 0;
     uv_run(loop, UV_RUN_NOWAIT);
+fail_history:
+    dlg_history_stop(s->history);
+    uv_run(loop, UV_RUN_NOWAIT);
 fail_ssl:
     SSL_CTX_free(s->ssl_ctx);
     s->ssl_ctx = NULL;
@@ -299,6 +305,8 @@ void dlg_server_stop(dlg_server *s) {
     }
     if (s->metrics)
         dlg_metrics_stop(s->metrics);
+    /* After the connections: their deferred Acks are forgotten, not sent. */
+    dlg_history_stop(s->history);
     uv_close((uv_handle_t *)&s->flush_check, NULL);
     uv_close((uv_handle_t *)&s->kick, NULL);
     uv_close((uv_handle_t *)&s->sweep, NULL);
@@ -316,6 +324,8 @@ static void strv_free(char **v, size_t n) {
 void dlg_server_free(dlg_server *s) {
     dlg_rooms_free(s->rooms);
     s->rooms = NULL;
+    dlg_history_free(s->history);
+    s->history = NULL;
     dlg_schema_free(s->schema);
     s->schema = NULL;
     dlg_jwt_verifier_free(s->jwt);

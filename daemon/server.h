@@ -18,6 +18,7 @@ struct dlg_rooms;
 struct dlg_config;
 struct dlg_metrics;
 struct dlg_jwt_verifier;
+struct dlg_history;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -41,6 +42,8 @@ typedef struct dlg_server_opts {
     uint32_t max_rooms_per_conn; /* [128] */
     int allow_anonymous;         /* [0] */
     int allow_unknown_fields;    /* [0] */
+    int store_sync;              /* [0 = DLG_STORE_SYNC_ACK] store: sqlite durability
+                                    (history.h, docs/history.md) */
 } dlg_server_opts;
 
 /* Fills o with the documented defaults. */
@@ -89,6 +92,7 @@ typedef struct dlg_server {
     const struct dlg_config *cfg; /* borrowed; NULL when run from flags only */
     struct dlg_metrics *metrics;  /* borrowed; stopped by dlg_server_stop */
     struct dlg_jwt_verifier *jwt; /* owned; NULL = token auth off */
+    struct dlg_history *history;  /* owned; NULL = no history kept */
     dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
     size_t n_hooks;
     int stopping;

@@ -52,7 +52,7 @@ static void format_template(void **state) {
     dlg_alert_format("{metric}={value}", DLG_METRIC_MEMORY, 91.0, out, sizeof(out));
     assert_string_equal(out, "memory=91");
     dlg_alert_format("{value}{value}{value}", DLG_METRIC_CPU, 12.345, out, 8);
-    assert_string_equal(out, "12.3512."); /* truncated, still terminated */
+    assert_string_equal(out, "12.3512"); /* truncated to 7 + NUL */
 }
 
 static void names(void **state) {

@@ -1,0 +1,187 @@
+/* history.h: per-room event history (issue 8): bounded rings per event type
+ * in memory, History requests, sync on join, recovery, and deferred Acks
+ * for the durable store. docs/history.md states the guarantees.
+ * Single loop thread (the SQLite writer thread never touches these). */
+#ifndef DLG_HISTORY_H
+#define DLG_HISTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_buf.h"
+
+struct dlg_server;
+struct dlg_config;
+struct dlg_conn;
+struct dlg_room;
+struct dlg_member;
+
+/* Most events one History request returns (limit 0 or above = this). */
+#define DLG_HIST_MAX 1000
+/* Most rings (event types) one room keeps; past it a new type is not kept. */
+#define DLG_HIST_MAX_TYPES 1024
+
+/* ---- rings: the in-memory store of one room -------------------------- */
+
+/* One kept event: the encoded dialogue.v1.Event message lies at
+ * buf->data + off, len bytes. buf is a reference (usually the fan-out frame
+ * itself, so keeping an event costs no copy). */
+typedef struct dlg_hist_entry {
+    dlg_buf *buf;
+    uint32_t off, len;
+    uint64_t seq;
+    uint64_t ts_ms;
+} dlg_hist_entry;
+
+/* A history rule: keep the last `limit` events of `event` ("*" = every
+ * event type without a rule of its own), none older than max_age_s
+ * seconds (0 = no age limit). */
+typedef struct dlg_hist_rule {
+    const char *event;
+    uint32_t limit;
+    uint32_t max_age_s;
+} dlg_hist_rule;
+
+/* The rings of one room (opaque). */
+typedef struct dlg_hroom dlg_hroom;
+
+/* Creates the history of room `room` from rules (copied). sync is the
+ * room's sync_history_on_join (0 off, -1 all kept, N last N per type).
+ * Returns 0, DLG_EINVAL (a rule with limit 0 or no event) or DLG_ENOMEM;
+ * *out is owned by the caller (dlg_hroom_free). */
+int dlg_hroom_new(const char *room, const dlg_hist_rule *rules, size_t n, int32_t sync,
+                  dlg_hroom **out);
+
+/* Frees hr and drops its buffer references. NULL is ignored. */
+void dlg_hroom_free(dlg_hroom *hr);
+
+/* Keeps one event if a rule covers its type: takes a new reference to buf.
+ * Events older than now_ms minus the ring's max age, and the oldest past
+ * the limit, are dropped. seq must grow from one call to the next of the
+ * same type; an older one is not kept. Returns 1 kept, 0 not kept (no rule,
+ * too many types, or out of order), DLG_ENOMEM. *evicted_max (may be NULL)
+ * gets the highest seq ever dropped from that type's ring (0 = none). */
+int dlg_hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts_ms,
+                     dlg_buf *buf, uint32_t off, uint32_t len, uint64_t now_ms,
+                     uint64_t *evicted_max);
+
+/* Records that events of `event` up to seq were dropped before (a store
+ * that pruned them): later requests reaching back there are incomplete.
+ * Ignored when no rule covers event. */
+void dlg_hroom_note_evicted(dlg_hroom *hr, const char *event, uint64_t seq);
+
+/* The room's sync_history_on_join. */
+int32_t dlg_hroom_sync(const dlg_hroom *hr);
+
+/* What to read. events/n_events NULL/0 = every kept type. */
+typedef struct dlg_hist_query {
+    const char *const *events;
+    size_t n_events;
+    int by_seq;          /* 1: events with seq > since_seq, oldest first */
+    uint64_t since_seq;
+    uint32_t start;      /* by index: skip this many newest first */
+    uint32_t limit;      /* most events; 0 = no count limit */
+    uint32_t per_type;   /* by index only: at most this many per type (0 = no cap) */
+    size_t max_bytes;    /* most encoded bytes in the batch (0 = no cap) */
+} dlg_hist_query;
+
+/* The answer: entries borrowed from the rings, oldest first. Valid until
+ * the next append to the room; free with dlg_hist_batch_free. */
+typedef struct dlg_hist_batch {
+    const dlg_hist_entry **v;
+    size_t n;
+    int lost;            /* an event in the asked range was dropped (limit, age) */
+    int more;            /* stopped at q->limit with more left (paging) */
+    int truncated;       /* stopped at q->max_bytes with more left */
+} dlg_hist_batch;
+
+/* Runs q over hr at now_ms (expired events are dropped first).
+ *
+ * by_seq: every kept event of the asked types with seq > since_seq, oldest
+ * first; when stopped early, the newest are left out (page on with
+ * since_seq = the last seq). lost = some asked type dropped an event with
+ * seq > since_seq.
+ *
+ * by index (dialogue-ts getHistory): the asked types merged newest-first;
+ * start skips, limit takes; per_type caps each type; the result is given
+ * oldest first; when stopped early, the oldest are left out. lost = the
+ * range ran past the oldest kept event of a type that had dropped events.
+ *
+ * Returns 0 or DLG_ENOMEM (out is then empty). */
+int dlg_hroom_query(dlg_hroom *hr, const dlg_hist_query *q, uint64_t now_ms,
+                    dlg_hist_batch *out);
+
+void dlg_hist_batch_free(dlg_hist_batch *b);
+
+/* Encodes a whole frame (header + ServerFrame{request_id, history_batch})
+ * with HistoryBatch{room, events = b's entries, complete, epoch}. The
+ * events are copied as encoded, not re-encoded. Returns 0 or DLG_ENOMEM /
+ * DLG_ETOOBIG (over 4 GiB); *out gets the one reference. */
+int dlg_hist_pack(const char *room, uint64_t epoch, int complete, uint64_t request_id,
+                  const dlg_hist_batch *b, dlg_buf **out);
+
+/* Finds the encoded Event inside a fan-out frame (header +
+ * ServerFrame{event}). Returns 0 with *off, *len set, or DLG_EINVAL when
+ * the frame is not laid out that way. */
+int dlg_hist_event_span(const dlg_buf *frame, uint32_t *off, uint32_t *len);
+
+/* A random epoch: 1 .. 2^63-1 (never 0, which means "none" on the wire). */
+uint64_t dlg_history_random_epoch(void);
+
+/* ---- the server's history: config, store, requests ------------------ */
+
+/* Store durability (store: sqlite only). */
+enum {
+    DLG_STORE_SYNC_ACK,   /* [default] Ack after the batch commit (fsync) */
+    DLG_STORE_SYNC_BATCH, /* Ack at once; committed within one batch */
+};
+
+typedef struct dlg_history dlg_history;
+
+/* Builds srv->history from cfg after the rooms exist: a dlg_hroom for every
+ * config room with history rules or sync_history_on_join, and, for
+ * `store: sqlite`, opens cfg->store_path (durability srv->opts.store_sync)
+ * and loads each room's epoch, seq and kept events. A corrupt database is
+ * moved aside (logged) and started afresh. Returns 0 or a DLG_E* code with
+ * err naming the room or the file; srv->history is then left NULL. */
+int dlg_history_setup(struct dlg_server *srv, const struct dlg_config *cfg, char *err,
+                      size_t errlen);
+
+/* Starts the store's writer on srv->loop (no-op without a store). Returns
+ * 0 or DLG_EINTERNAL (thread or handle could not start; logged). */
+int dlg_history_start(dlg_history *h);
+
+/* Writes what is queued, marks a clean stop, joins the writer and closes
+ * the loop handle (the loop must run once more). Pending Acks are dropped
+ * (their connections are closing). Safe to call twice or when not started. */
+void dlg_history_stop(dlg_history *h);
+
+/* Frees h (after the loop has returned). NULL is ignored. */
+void dlg_history_free(dlg_history *h);
+
+/* Keeps an event just published in r (frame = its fan-out frame) and hands
+ * it to the store. Called once per publish; never blocks. */
+void dlg_history_append(struct dlg_server *srv, struct dlg_room *r, const char *event,
+                        uint64_t seq, uint64_t ts_ms, dlg_buf *frame);
+
+/* With store_sync ack: when event seq of room r waits for its commit,
+ * records the Ack to send once it is durable (or an Error DATA_LOSS if the
+ * write fails) and returns 1; else returns 0 and the caller acks now. */
+int dlg_history_defer_ack(struct dlg_server *srv, struct dlg_conn *c, uint64_t request_id,
+                          struct dlg_room *r, uint64_t seq, uint32_t recipients);
+
+/* Forgets c's deferred Acks (c is closing). */
+void dlg_history_conn_gone(struct dlg_server *srv, struct dlg_conn *c);
+
+/* Answers a History request from c, which is a member of r. */
+void dlg_history_request(struct dlg_conn *c, uint64_t request_id, struct dlg_room *r,
+                         const Dialogue__V1__History *req);
+
+/* Right after the Joined reply for member m: queues one HistoryBatch
+ * (request_id echoed) when the Join asked to recover (j->recover) or the
+ * room syncs history on join; nothing otherwise. j NULL = an auto_join. */
+void dlg_history_on_join(struct dlg_conn *c, uint64_t request_id, struct dlg_member *m,
+                         const Dialogue__V1__Join *j);
+
+#endif
