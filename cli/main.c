@@ -2,6 +2,7 @@
  * fallbacks, command dispatch, and the connection session every network
  * command runs in (all protocol work goes through libdialogue-client). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +234,9 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
+    /* A server that hangs up mid-write, or `dialoguectl sub | head`, must
+     * end in an error message or a clean exit, not a silent SIGPIPE death. */
+    signal(SIGPIPE, SIG_IGN);
     const char *server = NULL, *ca = NULL, *token = NULL, *cert = NULL, *key = NULL;
     unsigned long cto = 10;
     int verbose = 0, o;

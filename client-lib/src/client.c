@@ -1,6 +1,8 @@
 /* client.c: the client handle: creation, the loop-mode/thread-mode command
  * path, connection state, the request list with its timeouts, close and
  * free. Protocol handling is in session.c, socket and TLS in conn.c. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,9 +219,11 @@ static int submit_loop(dlg_client *c, dlg__req *r, int from_api) {
         rc = dlg__session_send(c, r);
         if (rc != 0) {
             dlg__req_unlink(c, r);
-            snprintf(why, sizeof(why), "frame of %zu bytes is above the server's max_frame %u",
-                     r->frame ? r->frame->len - DLG_FRAME_HDR : (size_t)0,
-                     c->server_max_frame);
+            if (rc == DLG_ETOOBIG)
+                snprintf(why, sizeof(why), "frame of %zu bytes is above the server's max_frame %u",
+                         r->frame->len - DLG_FRAME_HDR, c->server_max_frame);
+            else
+                snprintf(why, sizeof(why), "out of memory queueing the request");
             goto refused;
         }
     }
@@ -268,8 +272,7 @@ static int do_connect(dlg_client *c) {
     return 0;
 }
 
-static void close_handle(dlg_client *c, uv_handle_t *h) {
-    (void)c;
+static void close_handle(uv_handle_t *h) {
     if (!uv_is_closing(h))
         uv_close(h, on_handle_closed);
 }
@@ -278,11 +281,11 @@ static void close_all(dlg_client *c, int notify) {
     c->closing = 1;
     atomic_store(&c->pub_state, DLG_STATE_CLOSED);
     dlg__conn_abort(c, notify);
-    close_handle(c, (uv_handle_t *)&c->retry_timer);
-    close_handle(c, (uv_handle_t *)&c->conn_timer);
-    close_handle(c, (uv_handle_t *)&c->req_timer);
-    close_handle(c, (uv_handle_t *)&c->hb_timer);
-    close_handle(c, (uv_handle_t *)&c->flush);
+    close_handle((uv_handle_t *)&c->retry_timer);
+    close_handle((uv_handle_t *)&c->conn_timer);
+    close_handle((uv_handle_t *)&c->req_timer);
+    close_handle((uv_handle_t *)&c->hb_timer);
+    close_handle((uv_handle_t *)&c->flush);
 }
 
 static int do_close(dlg_client *c, dlg_close_cb cb, void *ud) {
@@ -395,7 +398,7 @@ static int run_cmd_rc(dlg_client *c, dlg__cmd *cmd, int from_api) {
     case DLG__CMD_STOP:
         c->freeing = 1;
         close_all(c, 0);
-        close_handle(c, (uv_handle_t *)&c->async);
+        close_handle((uv_handle_t *)&c->async);
         break;
     }
     cmd_free(cmd);
@@ -547,6 +550,13 @@ int dlg_client_off_event(dlg_client *c, dlg_event_cb cb, void *ud) {
 
 static void thread_main(void *arg) {
     dlg_client *c = arg;
+    sigset_t pipe;
+    /* A write to a socket the server closed raises SIGPIPE in the writing
+     * thread, which would kill the whole process. Blocked here, the write
+     * fails with EPIPE and the connection is torn down like any other. */
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uv_run(c->loop, UV_RUN_DEFAULT);
 }
 
@@ -619,7 +629,7 @@ static int client_new(uv_loop_t *loop, const dlg_client_opts *opts,
         /* Unwind the handles on the private loop from this thread. */
         c->freeing = 1;
         close_all(c, 0);
-        close_handle(c, (uv_handle_t *)&c->async);
+        close_handle((uv_handle_t *)&c->async);
         uv_run(c->loop, UV_RUN_DEFAULT);
         uv_loop_close(c->loop);
         free_memory(c);

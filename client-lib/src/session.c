@@ -208,8 +208,11 @@ void dlg__session_send_waiting(dlg_client *c) {
         if (rc == 0)
             continue;
         char msg[160];
-        snprintf(msg, sizeof(msg), "frame of %zu bytes is above the server's max_frame %u",
-                 r->frame->len - DLG_FRAME_HDR, c->server_max_frame);
+        if (rc == DLG_ETOOBIG)
+            snprintf(msg, sizeof(msg), "frame of %zu bytes is above the server's max_frame %u",
+                     r->frame->len - DLG_FRAME_HDR, c->server_max_frame);
+        else
+            snprintf(msg, sizeof(msg), "out of memory queueing the request");
         dlg__req_unlink(c, r);
         dlg__req_complete_local(c, r, rc, msg);
         dlg__req_free(r);

@@ -1,7 +1,10 @@
 /* test_client_opts.c: option defaults and validation (each error names the
  * field or file), creation and release in both modes without a server,
  * argument checks, and the helper tables. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -152,6 +155,21 @@ static void create_free_loop_mode(void **state) {
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+typedef struct on_lib_thread {
+    atomic_int done;
+    int pipe_blocked;
+} on_lib_thread;
+
+/* Runs on the library thread: its signal mask must block SIGPIPE. */
+static void check_mask(dlg_client *c, void *ud) {
+    on_lib_thread *t = ud;
+    sigset_t cur;
+    (void)c;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    t->pipe_blocked = sigismember(&cur, SIGPIPE);
+    atomic_store(&t->done, 1);
+}
+
 static void create_free_thread_mode(void **state) {
     fixture *f = *state;
     dlg_client_opts o;
@@ -163,9 +181,15 @@ static void create_free_thread_mode(void **state) {
         dlg_client_free(c);
     }
     dlg_client_free(NULL);
-    /* Close then free: the close callback runs first. */
+    /* Close then free: the close callback runs first, on the library
+     * thread, which blocks SIGPIPE. */
+    on_lib_thread t = {0};
     assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
-    assert_int_equal(dlg_client_close(c, NULL, NULL), 0);
+    assert_int_equal(dlg_client_close(c, check_mask, &t), 0);
+    for (int i = 0; i < 2000 && !atomic_load(&t.done); i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&t.done), 1);
+    assert_int_equal(t.pipe_blocked, 1);
     assert_int_equal(dlg_client_state(c), DLG_STATE_CLOSED);
     assert_int_equal(dlg_client_join(c, "x", NULL, NULL), DLG_ESTATE);
     assert_int_equal(dlg_client_connect(c), DLG_ESTATE);

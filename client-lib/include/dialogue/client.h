@@ -5,11 +5,12 @@
  * Two ways to run a client:
  *  - loop mode (dlg_client_new): the client lives on a uv_loop_t you run.
  *    Every function must then be called on that loop's thread, and every
- *    callback runs there.
+ *    callback runs there. As in any libuv program, ignore or block SIGPIPE
+ *    in that thread: a write to a socket the server closed raises it.
  *  - thread mode (dlg_client_new_threaded): the library runs its own loop on
  *    a background thread (the "library thread"). Functions may be called from
  *    any thread; calls are queued to the library thread in call order, and
- *    every callback runs on the library thread.
+ *    every callback runs on the library thread (which blocks SIGPIPE).
  *
  * Callbacks are never called from inside the function call that caused them:
  * a completion, a state change or an event always comes from a later loop
@@ -230,8 +231,12 @@ DLG_EXPORT int dlg_client_off_event(dlg_client *c, dlg_event_cb cb, void *ud);
  * Request functions return 0 when the request was accepted (cb will be
  * called), or an error without calling cb: DLG_EINVAL (bad argument),
  * DLG_ENOMEM, DLG_ESTATE (client closed), DLG_ECLOSED (disconnected and no
- * room in the offline queue), DLG_EFULL (max_pending reached; loop mode). cb
- * may be NULL when the outcome does not matter. */
+ * room in the offline queue), DLG_EFULL (max_pending reached), DLG_ETOOBIG
+ * (above the server's max_frame). In thread mode only what the calling
+ * thread can see is returned (bad arguments, closed, disconnected); a
+ * refusal found on the library thread (DLG_EFULL, DLG_ETOOBIG, or a state
+ * that changed meanwhile) completes the request through cb instead. cb may
+ * be NULL when the outcome does not matter. */
 typedef void (*dlg_reply_cb)(dlg_client *c, void *ud, int status,
                              const char *message, const void *reply);
 

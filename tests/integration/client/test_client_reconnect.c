@@ -81,19 +81,37 @@ static void opts_for(const dlgt_daemon *d, dlg_client_opts *o, char *ca, size_t 
     o->log_level = getenv("DLGT_LOG") ? 3 : -1;
 }
 
+/* Each test gets its own folder and daemon; teardown removes both even
+ * when an assertion ended the test early. */
+static int fx_setup(void **state) {
+    static dlgt_daemon d;
+    if (dlgt_daemon_path() == NULL) {
+        *state = NULL;
+        return 0;
+    }
+    if (dlgt_setup(&d, DLGT_CONFIG) != 0)
+        return -1;
+    *state = &d;
+    return 0;
+}
+
+static int fx_teardown(void **state) {
+    if (*state != NULL)
+        dlgt_teardown(*state);
+    return 0;
+}
+
 static void restore_after_kill(void **state) {
-    (void)state;
-    if (dlgt_daemon_path() == NULL)
+    if (*state == NULL)
         skip();
     dlgt_timeout(60, __func__);
-    dlgt_daemon d;
-    assert_int_equal(dlgt_setup(&d, DLGT_CONFIG), 0);
-    assert_int_equal(dlgt_start(&d, 0), 0);
+    dlgt_daemon *dp = *state;
+    assert_int_equal(dlgt_start(dp, 0), 0);
     dlg_client_opts o;
     char ca[400], err[512];
     watch w;
     memset(&w, 0, sizeof(w));
-    opts_for(&d, &o, ca, sizeof(ca));
+    opts_for(dp, &o, ca, sizeof(ca));
     o.offline_queue = 4;
     dlg_client *a = NULL, *b = NULL;
     /* Handlers first, then connect: a threaded client of our own. */
@@ -108,8 +126,8 @@ static void restore_after_kill(void **state) {
     assert_int_equal(dlg_sync_unsubscribe(a, "lobby", metrics, 1, 0, 5000, err, sizeof err), 0);
     assert_int_equal(dlg_sync_subscribe(a, "lobby", alerts, 1, 0, 5000, err, sizeof err), 0);
 
-    unsigned port = d.port;
-    dlgt_kill(&d);
+    unsigned port = dp->port;
+    dlgt_kill(dp);
     assert_int_equal(dlgt_wait_count(&w.disconnected, 1, 10000), 0);
     /* Waits in the offline queue until the next Welcome. */
     uint8_t buf[256];
@@ -119,8 +137,8 @@ static void restore_after_kill(void **state) {
     assert_int_equal(dlgt_wait_count(&w.disconnected, 3, 10000), 0);
     assert_int_equal(atomic_load(&w.acked) + atomic_load(&w.failed), 0);
 
-    assert_int_equal(dlgt_start(&d, port), 0);
-    assert_int_equal(d.port, port);
+    assert_int_equal(dlgt_start(dp, port), 0);
+    assert_int_equal(dp->port, port);
     assert_int_equal(dlgt_wait_count(&w.connected, 2, 15000), 0);
     assert_int_equal(dlgt_wait_count(&w.acked, 1, 10000), 0);
     assert_int_equal(atomic_load(&w.failed), 0);
@@ -146,26 +164,23 @@ static void restore_after_kill(void **state) {
     assert_int_equal(atomic_load(&w.metrics), metrics0);
     dlg_client_free(b);
     dlg_client_free(a);
-    dlgt_teardown(&d);
 }
 
 static void retries_until_daemon_appears(void **state) {
-    (void)state;
-    if (dlgt_daemon_path() == NULL)
+    if (*state == NULL)
         skip();
     dlgt_timeout(60, __func__);
-    dlgt_daemon d;
-    assert_int_equal(dlgt_setup(&d, DLGT_CONFIG), 0);
+    dlgt_daemon *dp = *state;
     /* Learn a free port from a first run, then stop it. */
-    assert_int_equal(dlgt_start(&d, 0), 0);
-    unsigned port = d.port;
-    assert_int_equal(dlgt_stop(&d), 0);
+    assert_int_equal(dlgt_start(dp, 0), 0);
+    unsigned port = dp->port;
+    assert_int_equal(dlgt_stop(dp), 0);
     dlg_client_opts o;
     char ca[400], err[512];
     watch w;
     memset(&w, 0, sizeof(w));
-    d.port = port;
-    opts_for(&d, &o, ca, sizeof(ca));
+    dp->port = port;
+    opts_for(dp, &o, ca, sizeof(ca));
     dlg_client *a = NULL;
     assert_int_equal(dlg_client_new_threaded(&o, &a), 0);
     dlg_client_on_state(a, on_state, &w);
@@ -173,28 +188,25 @@ static void retries_until_daemon_appears(void **state) {
     assert_int_equal(dlgt_wait_count(&w.disconnected, 2, 10000), 0);
     assert_non_null(strstr(w.reason, "refused"));
     assert_int_equal(dlg_client_state(a) == DLG_STATE_CONNECTED, 0);
-    assert_int_equal(dlgt_start(&d, port), 0);
+    assert_int_equal(dlgt_start(dp, port), 0);
     assert_int_equal(dlgt_wait_count(&w.connected, 1, 15000), 0);
     assert_int_equal(dlg_sync_ping(a, 5000, NULL, err, sizeof err), 0);
     /* Each attempt announced itself. */
     assert_true(atomic_load(&w.connecting) >= 3);
     dlg_client_free(a);
-    dlgt_teardown(&d);
 }
 
 static void no_reconnect_when_off(void **state) {
-    (void)state;
-    if (dlgt_daemon_path() == NULL)
+    if (*state == NULL)
         skip();
     dlgt_timeout(60, __func__);
-    dlgt_daemon d;
-    assert_int_equal(dlgt_setup(&d, DLGT_CONFIG), 0);
-    assert_int_equal(dlgt_start(&d, 0), 0);
+    dlgt_daemon *dp = *state;
+    assert_int_equal(dlgt_start(dp, 0), 0);
     dlg_client_opts o;
     char ca[400], err[512];
     watch w;
     memset(&w, 0, sizeof(w));
-    opts_for(&d, &o, ca, sizeof(ca));
+    opts_for(dp, &o, ca, sizeof(ca));
     o.reconnect = 0;
     dlg_client *a = NULL;
     assert_int_equal(dlg_client_new_threaded(&o, &a), 0);
@@ -203,26 +215,25 @@ static void no_reconnect_when_off(void **state) {
     assert_int_equal(dlgt_wait_count(&w.connected, 1, 10000), 0);
     assert_int_equal(dlg_sync_join(a, "lobby", 5000, err, sizeof err), 0);
     /* Graceful stop: the server's last words end up in the reason. */
-    assert_int_equal(dlgt_stop(&d), 0);
+    assert_int_equal(dlgt_stop(dp), 0);
     assert_int_equal(dlgt_wait_count(&w.disconnected, 1, 10000), 0);
     assert_int_equal(dlg_client_state(a), DLG_STATE_DISCONNECTED);
     fprintf(stderr, "disconnect reason: %s\n", w.reason);
     assert_int_equal(dlg_sync_ping(a, 1000, NULL, err, sizeof err), DLG_ECLOSED);
     assert_int_equal(atomic_load(&w.connecting), 1);
     /* A manual connect is allowed again. */
-    assert_int_equal(dlgt_start(&d, o.port), 0);
+    assert_int_equal(dlgt_start(dp, o.port), 0);
     assert_int_equal(dlg_client_connect(a), 0);
     assert_int_equal(dlgt_wait_count(&w.connected, 2, 10000), 0);
     assert_int_equal(dlg_sync_ping(a, 5000, NULL, err, sizeof err), 0);
     dlg_client_free(a);
-    dlgt_teardown(&d);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(restore_after_kill),
-        cmocka_unit_test(retries_until_daemon_appears),
-        cmocka_unit_test(no_reconnect_when_off),
+        cmocka_unit_test_setup_teardown(restore_after_kill, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(retries_until_daemon_appears, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(no_reconnect_when_off, fx_setup, fx_teardown),
     };
     int rc = cmocka_run_group_tests_name("client_reconnect", tests, NULL, NULL);
     dlgt_timeout(0, NULL);

@@ -95,20 +95,38 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Each test gets its own folder and daemon; teardown removes both even
+ * when an assertion ended the test early. */
+static int fx_setup(void **state) {
+    static dlgt_daemon d;
+    if (dlgt_daemon_path() == NULL) {
+        *state = NULL;
+        return 0;
+    }
+    if (dlgt_setup(&d, DLGT_CONFIG) != 0)
+        return -1;
+    *state = &d;
+    return 0;
+}
+
+static int fx_teardown(void **state) {
+    if (*state != NULL)
+        dlgt_teardown(*state);
+    return 0;
+}
+
 static void many_threads_trigger(void **state) {
-    (void)state;
-    if (dlgt_daemon_path() == NULL)
+    if (*state == NULL)
         skip();
     dlgt_timeout(90, __func__);
-    dlgt_daemon d;
-    assert_int_equal(dlgt_setup(&d, DLGT_CONFIG), 0);
-    assert_int_equal(dlgt_start(&d, 0), 0);
+    dlgt_daemon *dp = *state;
+    assert_int_equal(dlgt_start(dp, 0), 0);
     dlg_client_opts o;
     char ca[400], err[512];
     dlg_client_opts_init(&o);
-    snprintf(ca, sizeof(ca), "%s/ca.crt", d.certs);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dp->certs);
     o.host = "127.0.0.1";
-    o.port = d.port;
+    o.port = dp->port;
     o.ca_file = ca;
     o.reconnect = 0;
     o.log_level = getenv("DLGT_LOG") ? 3 : -1;
@@ -162,12 +180,11 @@ static void many_threads_trigger(void **state) {
     dlg_client_free(s.c);
     dlg_client_free(rx);
     assert_int_equal(atomic_load(&r.n), total);
-    dlgt_teardown(&d);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(many_threads_trigger),
+        cmocka_unit_test_setup_teardown(many_threads_trigger, fx_setup, fx_teardown),
     };
     int rc = cmocka_run_group_tests_name("client_threads", tests, NULL, NULL);
     dlgt_timeout(0, NULL);
