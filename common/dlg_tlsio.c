@@ -1,6 +1,7 @@
 /* dlg_tlsio.c: TLS over memory BIOs (see dlg_tlsio.h). */
 #include "dlg_tlsio.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,7 +41,11 @@ int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
         SSL_set_accept_state(t->ssl);
     } else {
         SSL_set_connect_state(t->ssl);
-        if (sni != NULL && SSL_set_tlsext_host_name(t->ssl, sni) != 1)
+        /* RFC 6066: SNI carries host names only, never IP literals. */
+        unsigned char ipbuf[16];
+        int is_ip = sni != NULL && (inet_pton(AF_INET, sni, ipbuf) == 1 ||
+                                    inet_pton(AF_INET6, sni, ipbuf) == 1);
+        if (sni != NULL && !is_ip && SSL_set_tlsext_host_name(t->ssl, sni) != 1)
             goto fail_set;
         if (sni != NULL && verify_host) {
             X509_VERIFY_PARAM *p = SSL_get0_param(t->ssl);

@@ -83,7 +83,7 @@ static int sock_write(dlg_conn *c, const uint8_t *data, size_t len);
 
 /* Tells a client it is being cut, without waiting for its queue: the frame
  * goes straight to the socket if it has room, else it is lost. */
-static void send_final_error(dlg_conn *c, int status, const char *msg) {
+void dlg_conn_final_error(dlg_conn *c, int status, const char *msg) {
     Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
     e.code = (Dialogue__V1__Status)status;
     e.message = (char *)msg;
@@ -119,7 +119,7 @@ void dlg_conn_reap(dlg_server *srv) {
         if (c->close_after_flush)
             continue; /* already closing gracefully */
         if (c->close_status)
-            send_final_error(c, c->close_status, c->close_reason);
+            dlg_conn_final_error(c, c->close_status, c->close_reason);
         dlg_conn_close(c, c->close_reason);
     }
 }

@@ -104,6 +104,11 @@ int dlg_conn_send_frame(dlg_conn *c, Dialogue__V1__ServerFrame *f);
 void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Writes Error{status, msg} straight to the socket, bypassing the queue,
+ * when that is possible at a frame boundary (best effort: used just before
+ * closing a connection that is being cut). */
+void dlg_conn_final_error(dlg_conn *c, int status, const char *msg);
+
 /* Sends whatever is queued, then closes. Logs reason (with the peer). */
 void dlg_conn_close_after_flush(dlg_conn *c, const char *reason);
 

@@ -291,6 +291,8 @@ void dlg_server_stop(dlg_server *s) {
     dlg_conn *c = s->conns;
     while (c) {
         dlg_conn *next = c->next;
+        if (c->state == DLG_CONN_READY)
+            dlg_conn_final_error(c, 14 /* UNAVAILABLE */, "server shutting down");
         if (c->tls_on && c->state != DLG_CONN_TLS) {
             dlg_tlsio_shutdown(&c->tls);
             uint8_t tmp[256];

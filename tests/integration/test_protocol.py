@@ -217,6 +217,7 @@ def test_sigterm_clean_exit():
     c = Conn(d.port)
     c.hello()
     assert d.stop(signal.SIGTERM) == 0
+    c.expect_error("UNAVAILABLE", 0, contains="shutting down")
     c.expect_closed()
     assert "shutting down" in d.logtext()
 
