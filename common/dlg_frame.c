@@ -69,19 +69,25 @@ int dlg_frame_dec_feed(dlg_frame_dec *d, const uint8_t *data, size_t len,
                     goto out;
                 d->body_have = 0;
             }
-            if (d->body_len > d->body_cap) {
-                /* Safe: body_len was checked against max_frame above. */
-                uint8_t *nb = realloc(d->body, d->body_len);
-                if (nb == NULL) {
-                    rc = DLG_ENOMEM;
-                    goto out;
-                }
-                d->body = nb;
-                d->body_cap = d->body_len;
-            }
         }
         size_t want = d->body_len - d->body_have;
         size_t n = want < len - pos ? want : len - pos;
+        /* Memory follows the bytes that arrived, never the announced
+         * length: a peer that sends only a large header costs nothing. */
+        if (d->body_have + n > d->body_cap) {
+            size_t cap = d->body_cap ? d->body_cap * 2 : 4096;
+            if (cap < d->body_have + n)
+                cap = d->body_have + n;
+            if (cap > d->body_len)
+                cap = d->body_len;
+            uint8_t *nb = realloc(d->body, cap);
+            if (nb == NULL) {
+                rc = DLG_ENOMEM;
+                goto out;
+            }
+            d->body = nb;
+            d->body_cap = cap;
+        }
         if (n > 0) {
             memcpy(d->body + d->body_have, data + pos, n);
             d->body_have += (uint32_t)n;

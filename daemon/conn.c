@@ -578,6 +578,7 @@ static void on_expiry(uv_timer_t *t) {
 
 void dlg_conn_start_heartbeat(dlg_conn *c) {
     uint64_t ms = c->srv->opts.heartbeat_ms;
+    c->dec.max_frame = c->srv->opts.max_frame; /* authenticated: the full limit */
     uv_timer_stop(&c->timer);
     c->in_at_tick = c->in_bytes;
     if (c->session_deadline) {
@@ -609,7 +610,9 @@ void dlg_conn_accept(dlg_server *srv) {
     c->srv = srv;
     c->id = ++srv->next_conn_id;
     snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
-    c->dec.max_frame = srv->opts.max_frame;
+    /* Before Welcome no frame may exceed the pre-auth budget. */
+    c->dec.max_frame = srv->opts.max_frame < srv->opts.pre_auth_max_bytes
+                           ? srv->opts.max_frame : srv->opts.pre_auth_max_bytes;
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c;

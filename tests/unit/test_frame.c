@@ -109,6 +109,20 @@ static void exact_max_accepted(void **state) {
     dlg_frame_dec_free(&d);
 }
 
+static void header_alone_allocates_nothing_big(void **state) {
+    (void)state;
+    uint8_t buf[DLG_FRAME_HDR + 10];
+    dlg_frame_dec d = {.max_frame = 1u << 20};
+    seen_t s = {0};
+    dlg_frame_put_header(buf, (1u << 20) - 1);
+    memset(buf + DLG_FRAME_HDR, 7, 10);
+    assert_int_equal(dlg_frame_dec_feed(&d, buf, sizeof(buf), on_frame, &s, NULL), 0);
+    assert_int_equal(s.n, 0);
+    /* Buffered memory follows the 10 bytes that came, not the 1 MiB announced. */
+    assert_true(d.body_cap <= 4096);
+    dlg_frame_dec_free(&d);
+}
+
 static void compressed_flag_rejected(void **state) {
     (void)state;
     uint8_t buf[16];
@@ -177,6 +191,7 @@ int main(void) {
         cmocka_unit_test(oversize_rejected_before_buffering),
         cmocka_unit_test(exact_max_accepted),
         cmocka_unit_test(compressed_flag_rejected),
+        cmocka_unit_test(header_alone_allocates_nothing_big),
         cmocka_unit_test(callback_stops_decoding),
         cmocka_unit_test(pack_roundtrip),
     };
