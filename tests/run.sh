@@ -56,6 +56,19 @@ for variant in build build/asan; do
         run_py "$tag" "$py" "$(pwd)/$variant"
     done < <(find tests -name 'test_*.py' | sort)
 done
+# Every libFuzzer harness, briefly (./dev fuzz runs them longer).
+out="$logdir/fuzz.log"
+timeout -k 5 600 tools/fuzz.sh "${DLG_FUZZ_SECONDS:-10}" >"$out" 2>&1
+rc=$?
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+p=$(echo "$line" | awk '{print $1}')
+f=$(echo "$line" | awk '{print $3}')
+p=${p:-0}
+f=${f:-0}
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+if [ "$f" -ne 0 ]; then sed 's/^/    /' "$out" | tail -40; fi
+record "fuzz:tools/fuzz.sh" "$p" "$f"
+
 # The demo, headless, as a user would run it (on a free port).
 out="$logdir/demo-check.log"
 if DIALOGUE_PORT=0 timeout -k 5 120 ./dev demo --check >"$out" 2>&1; then
