@@ -1253,6 +1253,15 @@ static int dec_message(ctx_t *c, const dlg_schema_msg *m, rd_t r, json_t *obj,
             return rc;
         path_pop(c, old);
     }
+    /* A zero-length packed field leaves an empty array; canonical JSON
+     * omits empty repeated fields (and encode writes nothing for them). */
+    const char *key;
+    json_t *val;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, key, val) {
+        if (json_is_array(val) && json_array_size(val) == 0)
+            json_object_del(obj, key);
+    }
     return 0;
 }
 
