@@ -84,7 +84,7 @@ def status_name(code):
 class Daemon:
     """A dialogued on 127.0.0.1 and an ephemeral port."""
 
-    def __init__(self, *extra, config=None, anonymous=True, env=None):
+    def __init__(self, *extra, config=None, anonymous=True, env=None, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="dlg-d-")
         self.port_file = os.path.join(self.dir, "port")
         self.log_path = os.path.join(self.dir, "dialogued.log")
@@ -98,6 +98,7 @@ class Daemon:
             if anonymous:
                 args.append("--allow-anonymous")
         args += list(extra)
+        args = list(prefix) + args  # e.g. ["prlimit", "--nofile=64"] (execs, same pid)
         self.args = args
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
