@@ -193,6 +193,24 @@ def test_tls12_accepted_tls11_refused():
     assert p.returncode != 0
 
 
+def test_tls12_renegotiation_refused():
+    p = subprocess.Popen(["openssl", "s_client", "-tls1_2", "-connect",
+                          "127.0.0.1:%d" % D.port, "-CAfile", os.path.join(CERTS, "ca.crt")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    time.sleep(0.5)
+    p.stdin.write(b"R\n")  # s_client: renegotiate
+    p.stdin.flush()
+    try:
+        out, _ = p.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    text = out.decode(errors="replace")
+    assert "RENEGOTIATING" in text, text
+    assert "no renegotiation" in text, text
+
+
 def test_wrong_alpn_refused():
     p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % D.port,
                         "-alpn", "h2", "-CAfile", os.path.join(CERTS, "ca.crt")],
