@@ -103,6 +103,8 @@ class Daemon:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env)
+        # A failing test must not leave a daemon behind.
+        atexit.register(lambda p=self.proc: p.poll() is None and p.kill())
         deadline = time.time() + 10
         while time.time() < deadline:
             if os.path.exists(self.port_file):
