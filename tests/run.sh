@@ -56,6 +56,15 @@ for variant in build build/asan; do
         run_py "$tag" "$py" "$(pwd)/$variant"
     done < <(find tests -name 'test_*.py' | sort)
 done
+# The client's thread-safety test under ThreadSanitizer.
+out="$logdir/tsan.log"
+if ninja -f tsan.ninja tsan >"$out" 2>&1; then
+    run_cmocka tsan build/tsan/tests/test_client_threads
+else
+    sed 's/^/    /' "$out" | tail -20
+    record "tsan:build" 0 1
+fi
+
 # Every libFuzzer harness, briefly (./dev fuzz runs them longer).
 out="$logdir/fuzz.log"
 timeout -k 5 600 tools/fuzz.sh "${DLG_FUZZ_SECONDS:-10}" >"$out" 2>&1

@@ -1,0 +1,42 @@
+/* adapter.c: connect, join and unsubscribe for the nanopb publisher, with
+ * the settings from the environment (as dialoguectl reads them). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+
+int nbp_adapter_connect(const char *room, dlg_client **out, char *err, size_t errlen) {
+    const char *server = getenv("DIALOGUE_SERVER");
+    const char *colon = server != NULL ? strrchr(server, ':') : NULL;
+    char host[256];
+    if (colon == NULL || colon == server || (size_t)(colon - server) >= sizeof(host)) {
+        snprintf(err, errlen, "DIALOGUE_SERVER must be HOST:PORT, not '%s'",
+                 server != NULL ? server : "");
+        return DLG_EINVAL;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - server), server);
+    dlg_client_opts o;
+    dlg_client_opts_init(&o);
+    o.host = host;
+    o.port = (unsigned)strtoul(colon + 1, NULL, 10);
+    o.ca_file = getenv("DIALOGUE_CA");
+    o.token = getenv("DIALOGUE_TOKEN");
+    o.client_name = "examples/nanopb-publisher";
+    dlg_client *c = NULL;
+    int rc = dlg_sync_connect(&o, 10000, &c, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = dlg_sync_join(c, room, 5000, err, errlen);
+    if (rc != 0)
+        goto fail;
+    rc = dlg_sync_unsubscribe(c, room, NULL, 0, 1, 5000, err, errlen);
+    if (rc != 0)
+        goto fail;
+    *out = c;
+    return 0;
+
+fail:
+    dlg_client_free(c);
+    return rc;
+}
