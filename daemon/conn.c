@@ -311,8 +311,9 @@ static void on_write(uv_write_t *req, int status) {
     }
     if (c->close_after_flush && c->inflight_bytes == 0 && c->q_len == 0)
         dlg_conn_close(c, c->close_reason);
-    else if (c->inflight_bytes == 0 && c->q_len > 0)
-        mark_dirty(c);
+    else if (c->inflight_bytes == 0 &&
+             (c->q_len > 0 || (c->tls_on && dlg_tlsio_out_pending(&c->tls) > 0)))
+        mark_dirty(c); /* resume what waited for the socket */
 }
 
 /* Writes len bytes: as much as the socket takes now, the rest through a
