@@ -62,11 +62,21 @@ dlg_schema *ctl_schema_from(const dlg_schema_info *info);
 /* Standard base64 of len bytes (malloc'd, NUL-terminated; NULL on OOM). */
 char *ctl_base64(const uint8_t *data, size_t len);
 
+/* One event as sub prints it: {"room","event","from","ts","seq","data"},
+ * with "data_b64" and "decode_error" instead of "data" when schema (may be
+ * NULL) cannot decode the payload. New reference, NULL on OOM. In cmd_sub.c. */
+json_t *ctl_event_json(const dlg_event *ev, const dlg_schema *schema);
+
+/* Prints ctl_event_json(ev) as one compact line on stdout and flushes.
+ * 0 or -1 (out of memory). */
+int ctl_print_event_line(const dlg_event *ev, const dlg_schema *schema);
+
 /* The commands: argv[0] is the command name. */
 int cmd_ping(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
 int cmd_rooms(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
 int cmd_schema(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
 int cmd_sub(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
 int cmd_trigger(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_history(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
 
 #endif

@@ -25,21 +25,13 @@ typedef struct sub {
     int handles;              /* 1 once timer and signals are initialised */
 } sub;
 
-static void print_event(dlg_client *c, void *ud, const dlg_event *ev) {
-    ctl *s = ud;
-    sub *b = s->cmd;
-    (void)c;
-    if (s->finishing)
-        return;
+json_t *ctl_event_json(const dlg_event *ev, const dlg_schema *schema) {
     json_t *line = json_pack("{s:s, s:s, s:s, s:I, s:I}", "room", ev->room, "event", ev->event,
                              "from", ev->from, "ts", (json_int_t)ev->ts_ms, "seq",
                              (json_int_t)ev->seq);
-    if (line == NULL) {
-        ctl_err("out of memory");
-        ctl_finish(s, CTL_FAIL);
-        return;
-    }
-    const dlg_schema_event *se = b->schema ? dlg_schema_event_find(b->schema, ev->event) : NULL;
+    if (line == NULL)
+        return NULL;
+    const dlg_schema_event *se = schema ? dlg_schema_event_find(schema, ev->event) : NULL;
     json_t *data = NULL;
     char err[256] = "no schema for this event";
     if (se == NULL || dlg_pbjson_decode(se->msg, ev->data, ev->len, &data, err, sizeof(err)) != 0) {
@@ -51,12 +43,31 @@ static void print_event(dlg_client *c, void *ud, const dlg_event *ev) {
     } else {
         json_object_set_new(line, "data", data);
     }
-    char *text = json_dumps(line, JSON_PRESERVE_ORDER | JSON_COMPACT);
+    return line;
+}
+
+int ctl_print_event_line(const dlg_event *ev, const dlg_schema *schema) {
+    json_t *line = ctl_event_json(ev, schema);
+    char *text = line ? json_dumps(line, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
     json_decref(line);
-    if (text != NULL) {
-        printf("%s\n", text);
-        fflush(stdout);
-        free(text);
+    if (text == NULL)
+        return -1;
+    printf("%s\n", text);
+    fflush(stdout);
+    free(text);
+    return 0;
+}
+
+static void print_event(dlg_client *c, void *ud, const dlg_event *ev) {
+    ctl *s = ud;
+    sub *b = s->cmd;
+    (void)c;
+    if (s->finishing)
+        return;
+    if (ctl_print_event_line(ev, b->schema) != 0) {
+        ctl_err("out of memory");
+        ctl_finish(s, CTL_FAIL);
+        return;
     }
     b->seen++;
     if (b->count && b->seen >= b->count) {

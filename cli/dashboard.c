@@ -1,6 +1,8 @@
 /* dashboard.c: the live terminal dashboard (see dashboard.h). Runs the
  * client library in loop mode on a private loop, with the terminal in raw
- * mode through uv_tty so keys, resizes and signals are all loop events. */
+ * mode through uv_tty so keys, resizes and signals are all loop events.
+ * The history batch the server sends on join arrives as ordinary events,
+ * so the sparklines and alerts start filled. */
 #include "dashboard.h"
 
 #include <inttypes.h>
@@ -37,6 +39,8 @@ typedef struct dash {
     uv_tty_t in, out;
     int in_open, out_open;
     uv_signal_t sig_int, sig_term, sig_winch;
+    uv_check_t redraw;        /* one draw per loop turn, however many events */
+    int redraw_open;
     dlg_schema *schema;
     char state[320];
     double hist[5][HIST];
@@ -155,6 +159,22 @@ static void print_json(dash *d, const dlg_event *ev) {
     }
 }
 
+static void on_redraw(uv_check_t *h) {
+    dash *d = h->data;
+    uv_check_stop(h);
+    draw(d);
+}
+
+/* A history batch delivers hundreds of events in one read: drawing each
+ * would write megabytes to the terminal, so draws wait for the end of the
+ * loop turn. */
+static void draw_soon(dash *d) {
+    if (d->redraw_open && !d->quitting)
+        uv_check_start(&d->redraw, on_redraw);
+    else
+        draw(d);
+}
+
 static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
     (void)c;
     dash *d = ud;
@@ -188,11 +208,26 @@ static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
         }
     }
     if (d->tty)
-        draw(d);
+        draw_soon(d);
     else
         print_json(d, ev);
     if (d->count > 0 && (long)d->events >= d->count)
         quit(d, 0);
+}
+
+/* The room's history restarted (new epoch): what follows is the server's
+ * whole kept history, possibly events already shown, so start over. */
+static void on_gap(dlg_client *c, void *ud, const dlg_gap *g) {
+    dash *d = ud;
+    (void)c;
+    if (!d->tty)
+        fprintf(stderr, "dialoguectl dashboard: %s\n", g->reason);
+    if (!g->epoch_changed)
+        return;
+    d->n_hist = d->hist_head = 0;
+    d->have_metrics = 0;
+    d->n_alerts = 0;
+    draw_soon(d);
 }
 
 static void set_state(dash *d, const char *colour, const char *text) {
@@ -295,6 +330,9 @@ static void quit(dash *d, int code) {
         uv_close((uv_handle_t *)&d->in, NULL);
     if (d->out_open)
         uv_close((uv_handle_t *)&d->out, NULL);
+    if (d->redraw_open)
+        uv_close((uv_handle_t *)&d->redraw, NULL);
+    d->redraw_open = 0;
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_winch, NULL);
@@ -305,8 +343,10 @@ static void usage(FILE *f) {
     fprintf(f, "usage: dialoguectl [global flags] dashboard [ROOM] [--count N]\n"
                "  Live view of a dashboard room [dashboard]: current metrics, sparklines,\n"
                "  recent alerts and the connection state. Keys: q or Ctrl-C quits.\n"
-               "  When stdout is not a terminal, prints one JSON line per event.\n"
-               "  --count N   exit after N events\n");
+               "  The events the server keeps for the room (its sync on join) fill the\n"
+               "  view at start. When stdout is not a terminal, prints one JSON line\n"
+               "  per event.\n"
+               "  --count N   exit after N events (those from history included)\n");
 }
 
 int dlg_cli_dashboard_main(const dlg_client_opts *opts, int argc, char **argv) {
@@ -352,6 +392,10 @@ int dlg_cli_dashboard_main(const dlg_client_opts *opts, int argc, char **argv) {
     }
     dlg_client_on_state(d->client, on_state, d);
     dlg_client_on_event(d->client, d->room, NULL, on_event, d);
+    dlg_client_on_gap(d->client, on_gap, d);
+    uv_check_init(&d->loop, &d->redraw);
+    d->redraw.data = d;
+    d->redraw_open = 1;
     uv_signal_init(&d->loop, &d->sig_int);
     uv_signal_init(&d->loop, &d->sig_term);
     uv_signal_init(&d->loop, &d->sig_winch);

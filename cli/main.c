@@ -35,6 +35,8 @@ static void usage(FILE *f) {
         "  rooms [--json] [--members]  the rooms and their events\n"
         "  schema [--json]           event types the server knows\n"
         "  sub ROOM [EVENT...]       join and print events as JSON lines\n"
+        "  history ROOM [EVENT]      the events ROOM keeps, oldest first [--limit N]\n"
+        "                            [--since SEQ] [--json]\n"
         "  trigger ROOM EVENT JSON|-  publish one event (JSON from stdin with -)\n"
         "  dashboard [ROOM]          live terminal view of the dashboard room\n"
         "  token ...                 mint a development token (HS256)\n"
@@ -318,6 +320,8 @@ int main(int argc, char **argv) {
         return cmd_sub(&opts, verbose, server, sub_argc, sub_argv);
     if (strcmp(cmd, "trigger") == 0)
         return cmd_trigger(&opts, verbose, server, sub_argc, sub_argv);
+    if (strcmp(cmd, "history") == 0)
+        return cmd_history(&opts, verbose, server, sub_argc, sub_argv);
     if (strcmp(cmd, "dashboard") == 0)
         return dlg_cli_dashboard_main(&opts, sub_argc, sub_argv);
     ctl_err("unknown command \"%s\" (see --help)", cmd);

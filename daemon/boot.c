@@ -9,6 +9,7 @@
 #include "history.h"
 #include "hooks.h"
 #include "auth.h"
+#include "bus.h"
 #include "room.h"
 
 static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
@@ -168,6 +169,15 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     /* After the rooms: a durable store sets their epochs and seqs. */
     if (srv->history == NULL && (rc = dlg_history_setup(srv, cfg, err, errlen)) != 0)
         return rc;
+    /* Opened by dlg_server_start; created here so that a bad credentials
+     * or TLS file is a config error, reported before anything listens. */
+    if (cfg->cluster.enabled && srv->bus == NULL) {
+        char why[512];
+        if ((rc = dlg_bus_cluster_new(srv, &cfg->cluster, &srv->bus, why, sizeof(why))) != 0) {
+            snprintf(err, errlen, "%s:%u: %s", path, cfg->cluster.line, why);
+            return rc;
+        }
+    }
     if (strv_copy(&srv->create_roles, &srv->n_create_roles, &cfg->room_admin.create_roles) ||
         strv_copy(&srv->delete_roles, &srv->n_delete_roles, &cfg->room_admin.delete_roles))
         goto oom;

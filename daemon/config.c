@@ -122,6 +122,12 @@ void dlg_config_free(dlg_config *c) {
     free(c->metrics.room);
     alerts_free(c->metrics.alerts, c->metrics.n_alerts);
     free(c->store_path);
+    free(c->cluster.node_id);
+    strv_free(&c->cluster.nats);
+    free(c->cluster.creds);
+    free(c->cluster.tls_ca);
+    free(c->cluster.tls_cert);
+    free(c->cluster.tls_key);
     free(c);
 }
 
@@ -1391,13 +1397,93 @@ static int load_metrics(loader *x, const node *m) {
     return 0;
 }
 
+/* ---- cluster ------------------------------------------------------------ */
+
+/* A NATS server URL: the scheme says whether the link is TLS, and a typo
+ * caught here is better than a connect error naming no config line. */
+static int check_nats_url(loader *x, const node *n, const char *path, const char *s) {
+    char got[80];
+    show(n, got, sizeof(got));
+    const char *rest = !strncmp(s, "nats://", 7) ? s + 7 : !strncmp(s, "tls://", 6) ? s + 6 : NULL;
+    if (!rest || !*rest)
+        return fail_at(x, n, path, "expected a URL like nats://127.0.0.1:4222 (or tls://...), got %s",
+                       got);
+    for (const unsigned char *p = (const unsigned char *)rest; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || *p == ',')
+            return fail_at(x, n, path, "a NATS URL must not contain blanks, commas or control "
+                                       "characters: %s", got);
+    return 0;
+}
+
+static int load_cluster_tls(loader *x, const node *m, dlg_config_cluster *cl) {
+    static const char *const keys[] = {"ca", "cert", "key", NULL};
+    node *v;
+    int rc = want_map(x, m, "cluster.tls", keys);
+    if (rc < 0)
+        return rc;
+    cl->tls = true;
+    if ((v = get(x, m, "ca")) && (rc = get_path(x, v, "cluster.tls.ca", &cl->tls_ca)) < 0)
+        return rc;
+    if ((v = get(x, m, "cert")) && (rc = get_path(x, v, "cluster.tls.cert", &cl->tls_cert)) < 0)
+        return rc;
+    if ((v = get(x, m, "key")) && (rc = get_path(x, v, "cluster.tls.key", &cl->tls_key)) < 0)
+        return rc;
+    if (!cl->tls_cert != !cl->tls_key)
+        return fail_at(x, m, "cluster.tls", "cert and key go together (a client certificate "
+                                            "needs both)");
+    return 0;
+}
+
+static int load_cluster(loader *x, const node *m) {
+    static const char *const keys[] = {"node_id", "nats", "creds", "tls", NULL};
+    dlg_config_cluster *cl = &x->c->cluster;
+    node *v;
+    int rc = want_map(x, m, "cluster", keys);
+    if (rc < 0)
+        return rc;
+    cl->enabled = true;
+    cl->line = (unsigned)m->start_mark.line + 1;
+    if (!(v = get(x, m, "node_id")))
+        return missing(x, m, "cluster", "node_id");
+    /* It travels in a NATS header and in log lines: a short plain name. */
+    if ((rc = get_text(x, v, "cluster.node_id", 64, &cl->node_id)) < 0 ||
+        (rc = check_name(x, v, "cluster.node_id", cl->node_id)) < 0)
+        return rc;
+    if (!(v = get(x, m, "nats")))
+        return missing(x, m, "cluster", "nats");
+    if ((rc = want(x, v, "cluster.nats", YAML_SEQUENCE_NODE)) < 0)
+        return rc;
+    size_t cnt = seq_len(v);
+    if (!cnt)
+        return fail_at(x, v, "cluster.nats", "expected at least one NATS server URL");
+    if (!(cl->nats.v = calloc(cnt, sizeof(*cl->nats.v))))
+        return DLG_ENOMEM;
+    cl->nats.n = cnt;
+    for (size_t i = 0; i < cnt; i++) {
+        char p[KEYPATH_LEN];
+        node *it = seq_at(x, v, i);
+        idxpath(p, "cluster.nats", i);
+        if ((rc = get_text(x, it, p, 1024, &cl->nats.v[i])) < 0 ||
+            (rc = check_nats_url(x, it, p, cl->nats.v[i])) < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cl->nats.v[j], cl->nats.v[i]))
+                return fail_at(x, it, p, "duplicate entry \"%s\"", cl->nats.v[i]);
+    }
+    if ((v = get(x, m, "creds")) && (rc = get_path(x, v, "cluster.creds", &cl->creds)) < 0)
+        return rc;
+    if ((v = get(x, m, "tls")) && (rc = load_cluster_tls(x, v, cl)) < 0)
+        return rc;
+    return 0;
+}
+
 /* ---- the file ----------------------------------------------------------- */
 
 static int load_root(loader *x, const node *root) {
     static const char *const keys[] = {"log_level", "listen",  "schemas",    "allow_unknown_fields",
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
-                                       NULL};
+                                       "cluster",   NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
     dlg_config *c = x->c;
@@ -1437,6 +1523,8 @@ static int load_root(loader *x, const node *root) {
         return rc;
     if (c->store == DLG_CFG_STORE_SQLITE && !c->store_path)
         return fail_at(x, store, "store", "sqlite needs store_path");
+    if ((v = get(x, root, "cluster")) && (rc = load_cluster(x, v)) < 0)
+        return rc;
     return 0;
 }
 

@@ -15,9 +15,10 @@
  *   item was filled in by default; use them in messages that point back at
  *   the config (e.g. "schema file cannot be opened (dialogue.yaml:7)").
  * - Paths (cert, key, client_ca, schemas, secret_file, public_key_file,
- *   store_path) are stored resolved: a relative path in the file is joined to
- *   the config file's directory (lexically; nothing is opened or checked to
- *   exist). Absolute paths are kept as written.
+ *   store_path, cluster.creds, cluster.tls.*) are stored resolved: a
+ *   relative path in the file is joined to the config file's directory
+ *   (lexically; nothing is opened or checked to exist). Absolute paths are
+ *   kept as written.
  * - Role lists may hold "*": any client that got past Hello.
  * - Room ids and event names are 1..255 bytes of [A-Za-z0-9_.:-]. */
 
@@ -203,6 +204,24 @@ typedef struct dlg_config_metrics {
     unsigned line;
 } dlg_config_metrics;
 
+/* cluster: several dialogued nodes sharing rooms through NATS
+ * (docs/cluster.md); present only when `enabled`. */
+typedef struct dlg_config_cluster {
+    bool enabled;               /* the `cluster` key is present */
+    char *node_id;              /* required: this node's name, unique in the
+                                   cluster (1..64 bytes of [A-Za-z0-9_.:-]) */
+    dlg_config_strv nats;       /* required, at least one: server URLs,
+                                   nats://host:port or tls://host:port */
+    char *creds;                /* NULL = none: NATS credentials file (user
+                                   JWT + NKey seed; resolved path) */
+    bool tls;                   /* the `tls` mapping is present: TLS to NATS */
+    char *tls_ca;               /* tls.ca: CA to verify the servers; NULL =
+                                   the system store (resolved path) */
+    char *tls_cert;             /* tls.cert + tls.key: client certificate, */
+    char *tls_key;              /* both or neither (resolved paths) */
+    unsigned line;
+} dlg_config_cluster;
+
 typedef struct dlg_config {
     char *path;                 /* the file loaded; NULL for defaults */
     int log_level;              /* [DLG_CFG_LOG_INFO] */
@@ -220,6 +239,7 @@ typedef struct dlg_config {
     dlg_config_metrics metrics;
     int store;                  /* [DLG_CFG_STORE_MEMORY] */
     char *store_path;           /* required when store is sqlite (resolved) */
+    dlg_config_cluster cluster; /* [absent] = a single node */
 } dlg_config;
 
 /* Builds a configuration holding only the defaults documented above (for a

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_err.h"
@@ -16,6 +17,25 @@ uint64_t dlg_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t dlg_fanout_deliver(dlg_room *room, const char *event, dlg_buf *b) {
+    /* Members subscribed to this event, then all-subscribers: disjoint sets. */
+    dlg_evslot *slot = dlg_room_slot(room, event);
+    uint32_t n = 0;
+    if (slot && slot->delivery == DLG_DELIVERY_LATEST) {
+        for (size_t i = 0; i < slot->subs.n; i++, n++)
+            dlg_conn_send_latest(slot->subs.v[i]->conn, b, slot);
+        for (size_t i = 0; i < room->all_subs.n; i++, n++)
+            dlg_conn_send_latest(room->all_subs.v[i]->conn, b, slot);
+    } else {
+        if (slot)
+            for (size_t i = 0; i < slot->subs.n; i++, n++)
+                dlg_conn_send(slot->subs.v[i]->conn, b);
+        for (size_t i = 0; i < room->all_subs.n; i++, n++)
+            dlg_conn_send(room->all_subs.v[i]->conn, b);
+    }
+    return n;
 }
 
 int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *sender,
@@ -82,23 +102,11 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
     room->seq++;
     res->seq = room->seq;
 
-    /* Members subscribed to this event, then all-subscribers: disjoint sets. */
-    dlg_evslot *slot = dlg_room_slot(room, event);
-    uint32_t n = 0;
-    if (slot && slot->delivery == DLG_DELIVERY_LATEST) {
-        for (size_t i = 0; i < slot->subs.n; i++, n++)
-            dlg_conn_send_latest(slot->subs.v[i]->conn, b, slot);
-        for (size_t i = 0; i < room->all_subs.n; i++, n++)
-            dlg_conn_send_latest(room->all_subs.v[i]->conn, b, slot);
-    } else {
-        if (slot)
-            for (size_t i = 0; i < slot->subs.n; i++, n++)
-                dlg_conn_send(slot->subs.v[i]->conn, b);
-        for (size_t i = 0; i < room->all_subs.n; i++, n++)
-            dlg_conn_send(room->all_subs.v[i]->conn, b);
-    }
+    uint32_t n = dlg_fanout_deliver(room, event, b);
     /* History keeps a reference to the same frame: no copy, no I/O here. */
     dlg_history_append(srv, room, event, e.seq, e.ts_ms, b);
+    /* Other nodes get the same bytes (cluster: one NATS publish). */
+    dlg_bus_publish(srv->bus, room, event, b);
     dlg_buf_unref(b);
     res->recipients = n;
     srv->counters.events_in++;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dlg_buf.h"
 #include "room.h"
 #include "server.h"
 
@@ -22,7 +23,9 @@ typedef struct dlg_publish_result {
  * the next sequence number and queues the event to every subscriber of
  * (room, event). from is the sender's verified user id or "system";
  * recv_ns is when the trigger arrived (CLOCK_MONOTONIC), for latency
- * accounting. after_each hooks get the recipient count. Returns 0, or a DLG_E* code with res->status and err (naming
+ * accounting. The frame is then handed to srv->bus for the other nodes of
+ * a cluster (bus.h); res->recipients counts this node's members only.
+ * after_each hooks get the recipient count. Returns 0, or a DLG_E* code with res->status and err (naming
  * the event and field) set; on error nothing is delivered. Connections that
  * overflow are closed after the loop, never during it. */
 struct dlg_conn;
@@ -32,6 +35,12 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
                        const uint8_t *data, size_t len, const char *from,
                        uint64_t recv_ns, dlg_publish_result *res, char *err,
                        size_t errlen);
+
+/* Queues frame b (an encoded Event of `event` in room) to every local
+ * subscriber of (room, event), honouring the event's delivery policy; the
+ * caller keeps its reference. Returns the recipient count. Used by publish
+ * and by the cluster bus for events from other nodes. */
+uint32_t dlg_fanout_deliver(dlg_room *room, const char *event, dlg_buf *b);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t dlg_now_ns(void);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <stdio.h>
 
+#include "bus.h"
 #include "conn.h"
 #include "dlg_err.h"
 #include "history.h"
@@ -306,6 +307,8 @@ int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
         dlg_room_leave(r, c);
         return rc;
     }
+    if (r->members.n == 1) /* first local member: events of other nodes */
+        dlg_bus_room_changed(c->srv->bus, r);
     if (out)
         *out = m;
     return 0;
@@ -324,6 +327,8 @@ int dlg_room_leave(dlg_room *r, dlg_conn *c) {
         }
     }
     free(m);
+    if (r->members.n == 0) /* last local member gone: drop the interest */
+        dlg_bus_room_changed(c->srv->bus, r);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "jwt.h"
 #include "history.h"
+#include "bus.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -220,6 +221,10 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     }
     if ((rc = dlg_history_start(s->history)) != 0)
         goto fail_ssl;
+    /* Before the listener: a node that cannot reach its cluster must not
+     * take clients it would cut off from the other nodes. */
+    if ((rc = dlg_bus_start(s->bus)) != 0)
+        goto fail_history;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     if (parse_addr(s->opts.listen, &ss) != 0) {
@@ -269,6 +274,7 @@ fail_listener:
     s->listening = 0;
     uv_run(loop, UV_RUN_NOWAIT);
 fail_history:
+    dlg_bus_stop(s->bus);
     dlg_history_stop(s->history);
     uv_run(loop, UV_RUN_NOWAIT);
 fail_ssl:
@@ -309,6 +315,7 @@ void dlg_server_stop(dlg_server *s) {
         dlg_metrics_stop(s->metrics);
     /* After the connections: their deferred Acks are forgotten, not sent. */
     dlg_history_stop(s->history);
+    dlg_bus_stop(s->bus);
     uv_close((uv_handle_t *)&s->flush_check, NULL);
     uv_close((uv_handle_t *)&s->kick, NULL);
     uv_close((uv_handle_t *)&s->sweep, NULL);
@@ -328,6 +335,8 @@ void dlg_server_free(dlg_server *s) {
     s->rooms = NULL;
     dlg_history_free(s->history);
     s->history = NULL;
+    dlg_bus_free(s->bus);
+    s->bus = NULL;
     dlg_schema_free(s->schema);
     s->schema = NULL;
     dlg_jwt_verifier_free(s->jwt);

@@ -19,6 +19,7 @@ struct dlg_config;
 struct dlg_metrics;
 struct dlg_jwt_verifier;
 struct dlg_history;
+struct dlg_bus;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -93,6 +94,7 @@ typedef struct dlg_server {
     struct dlg_metrics *metrics;  /* borrowed; stopped by dlg_server_stop */
     struct dlg_jwt_verifier *jwt; /* owned; NULL = token auth off */
     struct dlg_history *history;  /* owned; NULL = no history kept */
+    struct dlg_bus *bus;          /* owned; NULL = a single node (bus.h) */
     dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
     size_t n_hooks;
     int stopping;

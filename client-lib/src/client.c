@@ -395,6 +395,10 @@ static int run_cmd_rc(dlg_client *c, dlg__cmd *cmd, int from_api) {
         c->left_cb = (dlg_left_cb)(uintptr_t)cmd->cb;
         c->left_ud = cmd->ud;
         break;
+    case DLG__CMD_ON_GAP:
+        c->gap_cb = (dlg_gap_cb)(uintptr_t)cmd->cb;
+        c->gap_ud = cmd->ud;
+        break;
     case DLG__CMD_STOP:
         c->freeing = 1;
         close_all(c, 0);
@@ -510,6 +514,10 @@ int dlg_client_on_state(dlg_client *c, dlg_state_cb cb, void *ud) {
 
 int dlg_client_on_left(dlg_client *c, dlg_left_cb cb, void *ud) {
     return simple_cmd(c, DLG__CMD_ON_LEFT, (void *)(uintptr_t)cb, ud);
+}
+
+int dlg_client_on_gap(dlg_client *c, dlg_gap_cb cb, void *ud) {
+    return simple_cmd(c, DLG__CMD_ON_GAP, (void *)(uintptr_t)cb, ud);
 }
 
 int dlg_client_on_event(dlg_client *c, const char *room, const char *event,

@@ -84,6 +84,7 @@ enum {
     DLG__REQ_PING,
     DLG__REQ_CREATE_ROOM,
     DLG__REQ_DELETE_ROOM,
+    DLG__REQ_HISTORY,
 };
 
 /* Who gets the completion of a request. */
@@ -142,6 +143,9 @@ int dlg__build_subscription(dlg_client *c, int unsub, const char *room,
 int dlg__build_trigger(dlg_client *c, const char *room, const char *event,
                        const void *data, size_t len, dlg__req **out);
 int dlg__build_ping(dlg_client *c, dlg__req **out);
+int dlg__build_history(dlg_client *c, const char *room, const char *event,
+                       uint32_t start, uint32_t limit, int by_seq,
+                       uint64_t since_seq, dlg__req **out);
 
 /* ---- event handlers ---------------------------------------------------- */
 
@@ -157,7 +161,17 @@ typedef struct dlg__room {
     char *room;
     char **subs;            /* the subscriptions the server last confirmed */
     size_t n_subs;
-    uint64_t epoch, seq;    /* from the newest event or Joined */
+    /* The position (recover.c): in epoch, seq is the newest event delivered
+     * and floor the seq of the newest Joined whose batch is settled; the
+     * client owes nothing up to max(seq, floor). */
+    int known;              /* epoch is set */
+    uint64_t epoch, seq, floor;
+    /* A Joined whose HistoryBatch may still come (it would be the very next
+     * frame for this room, carrying pend_rid). */
+    uint64_t pend_rid;      /* 0 = none */
+    uint64_t pend_epoch, pend_seq;  /* the Joined's */
+    int pend_recover;       /* that Join asked for recovery */
+    int rejoin_recover;     /* the rejoin in flight was sent with recover */
     int in_restore;         /* a rejoin is in flight on this connection */
 } dlg__room;
 
@@ -201,6 +215,7 @@ enum {
     DLG__CMD_OFF_EVENT,
     DLG__CMD_ON_STATE,
     DLG__CMD_ON_LEFT,
+    DLG__CMD_ON_GAP,
     DLG__CMD_STOP,
 };
 
@@ -209,7 +224,7 @@ typedef struct dlg__cmd {
     int op;
     dlg__req *req;          /* REQ */
     dlg__handler h;         /* ON_EVENT/OFF_EVENT (strings owned) */
-    void *cb, *ud;          /* ON_STATE/ON_LEFT/CLOSE, as plain pointers */
+    void *cb, *ud;          /* ON_STATE/ON_LEFT/ON_GAP/CLOSE, as plain pointers */
 } dlg__cmd;
 
 /* ---- the client -------------------------------------------------------- */
@@ -273,11 +288,14 @@ struct dlg_client {
 
     dlg__room *rooms;
     size_t n_rooms, cap_rooms;
+    int pend_any;           /* some room may wait for its HistoryBatch */
 
     dlg_state_cb state_cb;
     void *state_ud;
     dlg_left_cb left_cb;
     void *left_ud;
+    dlg_gap_cb gap_cb;
+    void *gap_ud;
 };
 
 /* ---- client.c ----------------------------------------------------------- */
@@ -364,12 +382,46 @@ void dlg__session_send_waiting(dlg_client *c);
  * when the frame is above the server's max_frame, or DLG_ENOMEM. */
 int dlg__session_send(dlg_client *c, dlg__req *r);
 
-/* The restore record. */
+/* Delivers e to the matching handlers unless it is a duplicate for the
+ * room's position (which it advances). */
+void dlg__dispatch_event(dlg_client *c, const Dialogue__V1__Event *e);
+
+/* The restore record. dlg__room_set records room (new ones with an unknown
+ * position) with subs as its subscriptions; *out (may be NULL) gets the
+ * entry, valid until the table next changes. 0 or DLG_ENOMEM/DLG_EINVAL. */
 dlg__room *dlg__room_find(dlg_client *c, const char *room);
 int dlg__room_set(dlg_client *c, const char *room, char *const *subs,
-                  size_t n_subs, uint64_t epoch, uint64_t seq);
+                  size_t n_subs, dlg__room **out);
 void dlg__room_drop(dlg_client *c, const char *room);
 void dlg__rooms_free(dlg_client *c);
+
+/* ---- recover.c ------------------------------------------------------------ */
+
+/* Whether e is new for its room's position, which it then advances. 1 =
+ * deliver, 0 = a duplicate to drop. Events of rooms not recorded pass. */
+int dlg__pos_accept(dlg_client *c, const Dialogue__V1__Event *e);
+
+/* A Joined for rm arrived answering request rid. batch: a HistoryBatch may
+ * follow with the same request_id (Join, auto_join at Welcome); recover:
+ * the Join asked for recovery, so an incomplete batch is a gap. Without
+ * batch (subscribe, unsubscribe) the position settles at once. */
+void dlg__pos_joined(dlg_client *c, dlg__room *rm, const Dialogue__V1__Joined *j,
+                     uint64_t rid, int batch, int recover);
+
+/* Handles f when it is the HistoryBatch a recorded room waits for (gap
+ * report, delivery, position). 1 when handled, 0 when f is anything else
+ * (then every waiting room is settled without a batch: the server sends a
+ * batch right after its Joined, so any other frame means none is coming).
+ * Callbacks run inside: check c->conn afterwards. */
+int dlg__pos_frame(dlg_client *c, const Dialogue__V1__ServerFrame *f);
+
+/* Forgets the batches still expected (the connection is gone); positions
+ * stay as they are for the next recovery. */
+void dlg__pos_disconnected(dlg_client *c);
+
+/* The Join that restores rm after a reconnect: with recover, epoch and
+ * since_seq when rm's position is known. 0 or DLG_ENOMEM/DLG_ETOOBIG. */
+int dlg__build_rejoin(dlg_client *c, dlg__room *rm, dlg__req **out);
 
 /* Event handler table. */
 int dlg__handler_add(dlg_client *c, dlg__handler *h);   /* takes h's strings */

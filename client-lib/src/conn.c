@@ -82,6 +82,7 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
     }
     for (size_t i = 0; i < c->n_rooms; i++)
         c->rooms[i].in_restore = 0;
+    dlg__pos_disconnected(c);
     uv_mutex_lock(&c->mu);
     /* For dlg_sync_connect: 1 = no retry by configuration, 2 = refused. */
     c->final_failure = retry ? 0 : (c->no_retry ? 2 : 1);

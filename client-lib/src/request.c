@@ -20,6 +20,7 @@ static const char *const kind_names[] = {
     [DLG__REQ_PING] = "ping",
     [DLG__REQ_CREATE_ROOM] = "create_room",
     [DLG__REQ_DELETE_ROOM] = "delete_room",
+    [DLG__REQ_HISTORY] = "history",
 };
 
 static const char *server_case_name(int c) {
@@ -40,7 +41,7 @@ static const char *server_case_name(int c) {
 }
 
 void dlg__req_describe(const dlg__req *r, char *buf, size_t len) {
-    const char *k = r->kind > 0 && r->kind <= DLG__REQ_DELETE_ROOM
+    const char *k = r->kind > 0 && r->kind <= DLG__REQ_HISTORY
                         ? kind_names[r->kind] : "request";
     if (r->room != NULL)
         snprintf(buf, len, "%s %s (request %llu)", k, r->room,
@@ -169,6 +170,28 @@ oom:
     call_user(c, r, DLG_ENOMEM, "out of memory for the schema reply", NULL);
 }
 
+static void complete_history(dlg_client *c, dlg__req *r,
+                             const Dialogue__V1__HistoryBatch *b) {
+    dlg_history_reply v = {b->room, NULL, b->n_events, b->complete, b->epoch};
+    dlg_event *evs = NULL;
+    /* n_events comes from a frame already capped at max_frame, so this
+     * allocation is bounded by what the server could send. */
+    if (b->n_events > 0 && (evs = dlg__calloc(b->n_events, sizeof(*evs))) == NULL) {
+        call_user(c, r, DLG_ENOMEM, "out of memory for the history reply", NULL);
+        return;
+    }
+    for (size_t i = 0; i < b->n_events; i++) {
+        const Dialogue__V1__Event *e = b->events[i];
+        evs[i] = (dlg_event){
+            .room = e->room, .event = e->event, .data = e->data.data, .len = e->data.len,
+            .from = e->from, .ts_ms = e->ts_ms, .seq = e->seq, .epoch = e->epoch,
+        };
+    }
+    v.events = evs;
+    call_user(c, r, 0, "", &v);
+    dlg__free(evs);
+}
+
 /* Which server messages answer which request (docs/protocol.md); Error
  * answers any of them. */
 static int reply_fits(int kind, int mc) {
@@ -192,6 +215,8 @@ static int reply_fits(int kind, int mc) {
     case DLG__REQ_CREATE_ROOM:
     case DLG__REQ_DELETE_ROOM:
         return mc == DIALOGUE__V1__SERVER_FRAME__MSG_ACK;
+    case DLG__REQ_HISTORY:
+        return mc == DIALOGUE__V1__SERVER_FRAME__MSG_HISTORY_BATCH;
     }
     return 0;
 }
@@ -226,12 +251,14 @@ int dlg__req_complete_reply(dlg_client *c, dlg__req *r,
     case DLG__REQ_UNSUBSCRIBE: {
         const Dialogue__V1__Joined *j = f->joined;
         dlg_joined v;
+        dlg__room *rm = NULL;
         /* The record follows what the server confirmed, so a reconnect
          * restores exactly this; a failed record update only weakens the
          * restore, it does not fail the request. */
-        if (dlg__room_set(c, r->room, j->subscriptions, j->n_subscriptions,
-                          j->epoch, j->seq) != 0)
+        if (dlg__room_set(c, r->room, j->subscriptions, j->n_subscriptions, &rm) != 0)
             dlg_log_warn(&c->log, "out of memory recording room %s", r->room);
+        else
+            dlg__pos_joined(c, rm, j, r->id, r->kind == DLG__REQ_JOIN, 0);
         joined_view(j, &v);
         call_user(c, r, 0, "", &v);
         break;
@@ -256,6 +283,9 @@ int dlg__req_complete_reply(dlg_client *c, dlg__req *r,
         call_user(c, r, 0, "", &rtt);
         break;
     }
+    case DLG__REQ_HISTORY:
+        complete_history(c, r, f->history_batch);
+        break;
     default:
         call_user(c, r, 0, "", NULL);
         break;
@@ -495,4 +525,36 @@ int dlg_client_delete_room(dlg_client *c, const char *room, dlg_reply_cb cb,
     f.msg_case = DIALOGUE__V1__CLIENT_FRAME__MSG_DELETE_ROOM;
     f.delete_room = &m;
     return build_submit(c, DLG__REQ_DELETE_ROOM, &f, room, cb, ud);
+}
+
+int dlg__build_history(dlg_client *c, const char *room, const char *event, uint32_t start,
+                       uint32_t limit, int by_seq, uint64_t since_seq, dlg__req **out) {
+    if (bad_name(room))
+        return DLG_EINVAL;
+    Dialogue__V1__History m = DIALOGUE__V1__HISTORY__INIT;
+    Dialogue__V1__ClientFrame f = DIALOGUE__V1__CLIENT_FRAME__INIT;
+    m.room = (char *)room;
+    if (event != NULL)
+        m.event = (char *)event;
+    m.start = start;
+    m.limit = limit;
+    m.by_seq = by_seq != 0;
+    m.since_seq = since_seq;
+    f.msg_case = DIALOGUE__V1__CLIENT_FRAME__MSG_HISTORY;
+    f.history = &m;
+    return dlg__req_new(c, DLG__REQ_HISTORY, &f, room, out);
+}
+
+int dlg_client_history(dlg_client *c, const char *room, const char *event, uint32_t start,
+                       uint32_t limit, int by_seq, uint64_t since_seq, dlg_reply_cb cb,
+                       void *ud) {
+    dlg__req *r = NULL;
+    if (c == NULL)
+        return DLG_EINVAL;
+    int rc = dlg__build_history(c, room, event, start, limit, by_seq, since_seq, &r);
+    if (rc != 0)
+        return rc;
+    r->cb = cb;
+    r->ud = ud;
+    return dlg__submit(c, r);
 }

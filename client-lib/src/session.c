@@ -1,7 +1,7 @@
 /* session.c: the protocol above one connection: Hello and Welcome, routing
  * server frames to requests and event handlers, answering heartbeats, and
  * the restore record (joined rooms and their subscriptions) replayed after
- * every reconnect. */
+ * every reconnect. Positions and history batches are recover.c's. */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,7 +18,7 @@ dlg__room *dlg__room_find(dlg_client *c, const char *room) {
 }
 
 int dlg__room_set(dlg_client *c, const char *room, char *const *subs,
-                  size_t n_subs, uint64_t epoch, uint64_t seq) {
+                  size_t n_subs, dlg__room **out) {
     char **copy = NULL;
     if (room == NULL)
         return DLG_EINVAL;
@@ -44,8 +44,8 @@ int dlg__room_set(dlg_client *c, const char *room, char *const *subs,
     }
     rm->subs = copy;
     rm->n_subs = n_subs;
-    rm->epoch = epoch;
-    rm->seq = seq;
+    if (out != NULL)
+        *out = rm;
     return 0;
 fail:
     dlg__strv_free(copy, n_subs);
@@ -120,11 +120,11 @@ void dlg__handlers_free(dlg_client *c) {
     c->n_handlers = c->cap_handlers = 0;
 }
 
-static void dispatch_event(dlg_client *c, const Dialogue__V1__Event *e) {
-    dlg__room *rm = dlg__room_find(c, e->room);
-    if (rm != NULL) {
-        rm->epoch = e->epoch;
-        rm->seq = e->seq;
+void dlg__dispatch_event(dlg_client *c, const Dialogue__V1__Event *e) {
+    if (!dlg__pos_accept(c, e)) {
+        dlg_log_debug(&c->log, "dropping duplicate event %s seq %llu of room %s", e->event,
+                      (unsigned long long)e->seq, e->room);
+        return;
     }
     dlg_event ev = {
         .room = e->room, .event = e->event, .data = e->data.data,
@@ -318,6 +318,7 @@ void dlg__session_restore_reply(dlg_client *c, dlg__req *r,
     }
     if (r->kind == DLG__REQ_JOIN) {
         rm->in_restore = 0;
+        dlg__pos_joined(c, rm, f->joined, r->id, 1, rm->rejoin_recover);
         resubscribe(c, rm, f->joined->subscriptions, f->joined->n_subscriptions);
     }
 }
@@ -338,13 +339,16 @@ static void on_welcome(dlg_client *c, dlg__conn *conn, const Dialogue__V1__Welco
     for (size_t i = 0; i < w->n_auto_joined; i++) {
         const Dialogue__V1__Joined *j = w->auto_joined[i];
         dlg__room *rm = dlg__room_find(c, j->room);
+        /* Its sync batch, if the room has one, carries the Hello's id. */
         if (rm == NULL) {
-            if (dlg__room_set(c, j->room, j->subscriptions, j->n_subscriptions,
-                              j->epoch, j->seq) != 0)
+            if (dlg__room_set(c, j->room, j->subscriptions, j->n_subscriptions, &rm) != 0)
                 dlg_log_warn(&c->log, "out of memory recording room %s", j->room);
+            else
+                dlg__pos_joined(c, rm, j, conn->hello_id, 1, 0);
             continue;
         }
         rm->in_restore = 0;
+        dlg__pos_joined(c, rm, j, conn->hello_id, 1, 0);
         resubscribe(c, rm, j->subscriptions, j->n_subscriptions);
     }
     /* Index loop: a failed send does not change the table. */
@@ -352,7 +356,7 @@ static void on_welcome(dlg_client *c, dlg__conn *conn, const Dialogue__V1__Welco
         dlg__req *r = NULL;
         if (!c->rooms[i].in_restore)
             continue;
-        if (dlg__build_join(c, c->rooms[i].room, &r) != 0) {
+        if (dlg__build_rejoin(c, &c->rooms[i], &r) != 0) {
             dlg_log_warn(&c->log, "cannot build the rejoin of room %s", c->rooms[i].room);
             continue;
         }
@@ -396,7 +400,7 @@ static int server_push(dlg_client *c, dlg__conn *conn,
                        const Dialogue__V1__ServerFrame *f) {
     switch (f->msg_case) {
     case DIALOGUE__V1__SERVER_FRAME__MSG_EVENT:
-        dispatch_event(c, f->event);
+        dlg__dispatch_event(c, f->event);
         return 0;
     case DIALOGUE__V1__SERVER_FRAME__MSG_PING:
         answer_ping(c, f->ping);
@@ -438,6 +442,9 @@ int dlg__session_frame(dlg_client *c, const uint8_t *body, size_t len) {
     }
     if (conn->phase == DLG__CONN_HELLO) {
         stop = before_welcome(c, conn, f);
+    } else if (dlg__pos_frame(c, f) || c->conn != conn) {
+        /* A sync or recovery batch, delivered; or a callback run while
+         * settling positions closed the connection. */
     } else if (f->request_id == 0) {
         stop = server_push(c, conn, f);
     } else {

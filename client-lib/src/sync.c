@@ -16,6 +16,7 @@ typedef struct waiter {
     int status;
     int kind;            /* DLG__REQ_* of the request */
     uint64_t value;      /* trigger: seq; ping: rtt ns */
+    dlg_history_reply *hist;   /* history: the owned copy, until taken */
     char msg[320];
 } waiter;
 
@@ -41,25 +42,76 @@ static void waiter_put(waiter *w) {
     int last = --w->refs == 0;
     uv_mutex_unlock(&w->mu);
     if (last) {
+        dlg_history_reply_free(w->hist);
         uv_cond_destroy(&w->cv);
         uv_mutex_destroy(&w->mu);
         dlg__free(w);
     }
 }
 
+/* One allocation holding h, its events, strings and payloads, so the
+ * caller frees it with one call. NULL when out of memory. */
+static dlg_history_reply *history_copy(const dlg_history_reply *h) {
+    size_t room_len = strlen(h->room) + 1;
+    size_t total = sizeof(dlg_history_reply) + h->n_events * sizeof(dlg_event) + room_len;
+    for (size_t i = 0; i < h->n_events; i++) {
+        const dlg_event *e = &h->events[i];
+        total += strlen(e->event) + 1 + strlen(e->from) + 1 + e->len;
+    }
+    dlg_history_reply *out = dlg__malloc(total);
+    if (out == NULL)
+        return NULL;
+    dlg_event *evs = (dlg_event *)(out + 1);
+    char *p = (char *)(evs + h->n_events);
+    *out = *h;
+    out->events = h->n_events ? evs : NULL;
+    memcpy(p, h->room, room_len);
+    out->room = p;
+    p += room_len;
+    for (size_t i = 0; i < h->n_events; i++) {
+        const dlg_event *e = &h->events[i];
+        size_t le = strlen(e->event) + 1, lf = strlen(e->from) + 1;
+        evs[i] = *e;
+        evs[i].room = out->room;
+        memcpy(p, e->event, le);
+        evs[i].event = p;
+        p += le;
+        memcpy(p, e->from, lf);
+        evs[i].from = p;
+        p += lf;
+        if (e->len > 0)
+            memcpy(p, e->data, e->len);
+        evs[i].data = (const uint8_t *)p;
+        p += e->len;
+    }
+    return out;
+}
+
+void dlg_history_reply_free(dlg_history_reply *h) {
+    dlg__free(h);
+}
+
 static void on_reply(dlg_client *c, void *ud, int status, const char *message,
                      const void *reply) {
     waiter *w = ud;
     (void)c;
+    dlg_history_reply *hist = NULL;
+    /* Reply views die with this call, so a history reply is deep-copied
+     * (outside the lock: the waiting thread may be checking it). */
+    if (status == 0 && reply != NULL && w->kind == DLG__REQ_HISTORY &&
+        (hist = history_copy(reply)) == NULL) {
+        status = DLG_ENOMEM;
+        message = "out of memory copying the history reply";
+    }
     uv_mutex_lock(&w->mu);
     w->status = status;
     snprintf(w->msg, sizeof(w->msg), "%s", message ? message : "");
-    /* Only scalars are kept: reply views die with this call. */
     if (status == 0 && reply != NULL) {
         if (w->kind == DLG__REQ_TRIGGER)
             w->value = ((const dlg_ack *)reply)->seq;
         else if (w->kind == DLG__REQ_PING)
             w->value = *(const uint64_t *)reply;
+        w->hist = hist;
     }
     w->done = 1;
     uv_cond_signal(&w->cv);
@@ -91,7 +143,7 @@ static int usable(dlg_client *c, char *err, size_t errlen) {
 
 /* Submits r (built by the caller) and waits for its completion. */
 static int run(dlg_client *c, dlg__req *r, uint32_t timeout_ms, uint64_t *value,
-               char *err, size_t errlen) {
+               dlg_history_reply **hist, char *err, size_t errlen) {
     waiter *w = waiter_new();
     if (w == NULL) {
         dlg__req_free(r);
@@ -123,6 +175,8 @@ static int run(dlg_client *c, dlg__req *r, uint32_t timeout_ms, uint64_t *value,
     }
     int done = w->done, status = w->status;
     uint64_t v = w->value;
+    dlg_history_reply *h = w->hist;
+    w->hist = NULL;
     char msg[sizeof(w->msg)];
     memcpy(msg, w->msg, sizeof(msg));
     uv_mutex_unlock(&w->mu);
@@ -134,8 +188,13 @@ static int run(dlg_client *c, dlg__req *r, uint32_t timeout_ms, uint64_t *value,
     if (status == 0) {
         if (value != NULL)
             *value = v;
+        if (hist != NULL)
+            *hist = h;
+        else
+            dlg_history_reply_free(h);
         return 0;
     }
+    dlg_history_reply_free(h);
     if (status > 0) {
         char text[400];
         snprintf(text, sizeof(text), "%s: %s", dlg_status_name(status), msg);
@@ -211,7 +270,7 @@ static int build_run(dlg_client *c, int build_rc, dlg__req *r, uint32_t timeout_
         seterr(err, errlen, dlg_strerror(build_rc));
         return build_rc;
     }
-    return run(c, r, timeout_ms, value, err, errlen);
+    return run(c, r, timeout_ms, value, NULL, err, errlen);
 }
 
 int dlg_sync_join(dlg_client *c, const char *room, uint32_t timeout_ms, char *err,
@@ -287,4 +346,23 @@ int dlg_sync_ping(dlg_client *c, uint32_t timeout_ms, uint64_t *rtt_ns, char *er
         return rc;
     rc = dlg__build_ping(c, &r);
     return build_run(c, rc, r, timeout_ms, rtt_ns, err, errlen);
+}
+
+int dlg_sync_history(dlg_client *c, const char *room, const char *event, uint32_t start,
+                     uint32_t limit, int by_seq, uint64_t since_seq, uint32_t timeout_ms,
+                     dlg_history_reply **out, char *err, size_t errlen) {
+    dlg__req *r = NULL;
+    int rc = usable(c, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (out == NULL) {
+        seterr(err, errlen, "out is NULL");
+        return DLG_EINVAL;
+    }
+    rc = dlg__build_history(c, room, event, start, limit, by_seq, since_seq, &r);
+    if (rc != 0) {
+        seterr(err, errlen, rc == DLG_EINVAL ? "room is NULL or empty" : dlg_strerror(rc));
+        return rc;
+    }
+    return run(c, r, timeout_ms, NULL, out, err, errlen);
 }

@@ -1,5 +1,7 @@
 """dialoguectl dashboard as a person sees it: run inside tmux, read the
-screen with capture-pane, quit with q."""
+screen with capture-pane, quit with q. The example config keeps metrics
+history with sync on join, so the first screen with metrics already has a
+sparkline of several samples."""
 import os
 import re
 import subprocess
@@ -11,21 +13,35 @@ from dlgtest import CERTS, CTL, Daemon, make_jwt, run_tests, write_config  # noq
 import test_dashboard as td  # noqa: E402
 
 D = None
+D_STARTED = 0.0
 SESSION = "dlg-test-%d" % os.getpid()
+# One sparkline sample per character (U+2581..U+2588).
+BLOCKS = re.compile("[\u2581-\u2588]")
 
 
 def setup():
-    global D
+    global D, D_STARTED
     d = os.path.dirname(write_config("x"))
     secret = os.path.join(d, "token.secret")
     with open(secret, "wb") as f:
         f.write(td.SECRET)
     D = Daemon(config=write_config(td.load_example(), secret=secret))
+    D_STARTED = time.time()
 
 
 def tmux(*args, check=True):
-    return subprocess.run(["tmux", "-L", SESSION] + list(args), capture_output=True,
-                          text=True, timeout=10, check=check)
+    # -u: the pane is UTF-8 whatever the locale, so the block characters
+    # survive capture-pane.
+    return subprocess.run(["tmux", "-u", "-L", SESSION] + list(args), capture_output=True,
+                          text=True, encoding="utf-8", timeout=10, check=check)
+
+
+def cpu_samples(text):
+    """Samples in the cpu sparkline, or None when no cpu line is drawn."""
+    for line in text.splitlines():
+        if re.match(r"\s*cpu\s+\d+\.\d\d", line):
+            return len(BLOCKS.findall(line))
+    return None
 
 
 def screen():
@@ -33,6 +49,9 @@ def screen():
 
 
 def test_dashboard_shows_metrics_and_quits_on_q():
+    # The daemon publishes metrics once a second and keeps the last 300:
+    # after 4 s it holds at least 3, which the dashboard gets on join.
+    time.sleep(max(0.0, D_STARTED + 4.0 - time.time()))
     now = int(time.time())
     token = make_jwt(td.SECRET, {"sub": "tui", "role": "admin", "exp": now + 600})
     status = os.path.join(os.path.dirname(D.port_file), "tui.status")
@@ -42,14 +61,21 @@ def test_dashboard_shows_metrics_and_quits_on_q():
     try:
         deadline = time.time() + 10
         text = ""
+        first = None  # samples on the first screen that shows metrics
         while time.time() < deadline:
             text = screen()
+            if first is None:
+                first = cpu_samples(text)
             if all(m in text for m in ("cpu", "memory", "requests", "errors", "latency")) \
                     and re.search(r"cpu\s+\d+\.\d\d", text) and "alert" in text.lower() \
                     and "CPU usage critical" in text:
                 break
             time.sleep(0.2)
         assert re.search(r"cpu\s+\d+\.\d\d", text), text
+        # Live metrics alone would draw one sample first, the next a second
+        # later (the screen is read every 0.2 s): several at once came from
+        # the history batch.
+        assert first is not None and first >= 3, (first, text)
         assert "connected" in text, text
         assert "CPU usage critical" in text, text  # the forced alert is listed
         # Resize: the view redraws at the new width without dying.

@@ -102,6 +102,11 @@ static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->room_admin.delete_roles.n, 0);
     assert_int_equal(c->store, DLG_CFG_STORE_MEMORY);
     assert_null(c->store_path);
+    assert_false(c->cluster.enabled);
+    assert_null(c->cluster.node_id);
+    assert_int_equal(c->cluster.nats.n, 0);
+    assert_null(c->cluster.creds);
+    assert_false(c->cluster.tls);
 }
 
 static void assert_no_metrics(const dlg_config *c) {
@@ -328,6 +333,24 @@ static void key_order_free(void **state) {
     dlg_config_free(c);
 }
 
+/* cluster: every key, relative paths resolved, URLs kept as written. */
+static void cluster_file(void **state) {
+    const fixtures *fx = *state;
+    dlg_config *c = load_ok(fx, "cluster.yaml");
+    const dlg_config_cluster *cl = &c->cluster;
+    assert_true(cl->enabled);
+    assert_int_equal(cl->line, 3);
+    assert_string_equal(cl->node_id, "node-a.eu:1");
+    STRV(&cl->nats, "nats://127.0.0.1:4222", "tls://nats-2.example.com:4222",
+         "nats://[::1]:4224");
+    assert_resolved(fx, cl->creds, "nats/dialogue.creds");
+    assert_true(cl->tls);
+    assert_string_equal(cl->tls_ca, "/etc/nats/ca.crt");
+    assert_resolved(fx, cl->tls_cert, "nats/client.crt");
+    assert_resolved(fx, cl->tls_key, "nats/client.key");
+    dlg_config_free(c);
+}
+
 /* A file named without a folder resolves paths against the working dir. */
 static void paths_without_folder(void **state) {
     const fixtures *fx = *state;
@@ -459,6 +482,11 @@ static const bad_case bad_cases[] = {
     {"bad_sync.yaml", DLG_ECONFIG, 3, 27, "rooms[0].sync_history_on_join", "got \"-2\"", NULL},
     {"bad_threshold.yaml", DLG_ECONFIG, 7, 41, "metrics.alerts[0].threshold",
      "expected a number, got \"nan\"", NULL},
+    {"bad_cluster_url.yaml", DLG_ECONFIG, 3, 33, "cluster.nats[1]",
+     "expected a URL like nats://127.0.0.1:4222 (or tls://...), got \"127.0.0.1:4223\"", NULL},
+    {"bad_cluster_node.yaml", DLG_ECONFIG, 3, 3, "cluster", "missing required key \"node_id\"",
+     NULL},
+    {"bad_cluster_tls.yaml", DLG_ECONFIG, 4, 8, "cluster.tls", "cert and key go together", NULL},
 };
 #define N_BAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -496,7 +524,7 @@ int main(void) {
         return 1;
     }
     bad_case cases[N_BAD];
-    struct CMUnitTest tests[N_BAD + 9] = {
+    struct CMUnitTest tests[N_BAD + 10] = {
         cmocka_unit_test_prestate(full_file, &fx),
         cmocka_unit_test_prestate(minimal_file, &fx),
         cmocka_unit_test_prestate(empty_file, &fx),
@@ -505,8 +533,9 @@ int main(void) {
         cmocka_unit_test_prestate(key_order_free, &fx),
         cmocka_unit_test_prestate(paths_without_folder, &fx),
         cmocka_unit_test_prestate(error_buffer_edges, &fx),
+        cmocka_unit_test_prestate(cluster_file, &fx),
     };
-    size_t nt = 8;
+    size_t nt = 9;
     for (size_t i = 0; i < N_BAD; i++) {
         cases[i] = bad_cases[i];
         cases[i].fx = &fx;

@@ -1,6 +1,8 @@
 /* dialogue/client.h: libdialogue-client, the C client of the dialogue event
  * server. One TLS connection per handle, requests with completion callbacks,
- * event delivery, reconnect with state restore, and a blocking convenience API.
+ * event delivery (history batches included, each event once), reconnect with
+ * state restore and recovery of missed events, and a blocking convenience
+ * API.
  *
  * Two ways to run a client:
  *  - loop mode (dlg_client_new): the client lives on a uv_loop_t you run.
@@ -214,6 +216,54 @@ DLG_EXPORT int dlg_client_on_event(dlg_client *c, const char *room,
  * callback. 0 or DLG_ESTATE. */
 DLG_EXPORT int dlg_client_off_event(dlg_client *c, dlg_event_cb cb, void *ud);
 
+/* ---- positions, recovery and gaps --------------------------------------- */
+/* Per joined room the client keeps its position: the room's epoch and the
+ * seq of the newest event delivered (or, if later, the seq the server gave
+ * in its last Joined reply for the room). Events are delivered once per
+ * position: an event of the same epoch whose seq is not above the position
+ * is dropped before any callback sees it. HistoryBatch frames the server
+ * sends by itself (sync on join after a Joined or Welcome, recovery after a
+ * rejoin) are delivered to the event callbacks like live events, oldest
+ * first, with their own seq and epoch, before any later live event.
+ *
+ * After a reconnect every recorded room the server did not join by itself
+ * is rejoined with Join{recover, epoch, since_seq = position}: the server
+ * replays what the client missed, then live events follow, so each event
+ * arrives exactly once and in order. The server replays for the room's
+ * default subscriptions (a Join carries no others): replayed events of
+ * types this client had unsubscribed from are dropped, and types it had
+ * added beyond the defaults are not replayed. Rooms the server joins at Hello
+ * (auto_join) cannot be rejoined that way; there the room's sync-on-join
+ * batch is the catch-up (duplicates dropped as above), and only an epoch
+ * change is detected as a gap. Event types the room keeps no history for
+ * are live only: what was sent during a disconnect is gone, and that is not
+ * reported. */
+
+/* Events the client will never get: reported by the gap callback. */
+typedef struct dlg_gap {
+    const char *room;
+    /* Names the room and what happened, e.g. "room feed: epoch changed from
+     * 5 to 9 (the server lost its history); events after seq 120 are lost". */
+    const char *reason;
+    int epoch_changed;    /* 1: the room's history restarted (new epoch) */
+    uint64_t old_epoch;   /* the client's position before the gap ... */
+    uint64_t since_seq;   /* ... (events after since_seq may be lost) */
+    uint64_t epoch;       /* the room's epoch now */
+} dlg_gap;
+
+/* Called when recovery after a reconnect cannot give every missed event of
+ * room: the server answered the rejoin with HistoryBatch{complete=false}
+ * (epoch changed, events already evicted, the client ahead of the server,
+ * or too many for one frame), or an auto-joined room came back with another
+ * epoch. It runs before the events that could be recovered are delivered,
+ * so a view can be reset and rebuilt from them (what the server still
+ * keeps, oldest first). The position then moves to the new epoch. */
+typedef void (*dlg_gap_cb)(dlg_client *c, void *ud, const dlg_gap *gap);
+
+/* Sets the gap callback (replacing any earlier one; NULL removes it). Set
+ * it before dlg_client_connect. 0, DLG_EINVAL (c NULL) or DLG_ESTATE. */
+DLG_EXPORT int dlg_client_on_gap(dlg_client *c, dlg_gap_cb cb, void *ud);
+
 /* ---- requests ----------------------------------------------------------- */
 
 /* Completion of a request; called exactly once per accepted request.
@@ -295,7 +345,9 @@ typedef struct dlg_schema_info {
 } dlg_schema_info;
 
 /* Joins room; reply: const dlg_joined * (the room's default subscriptions
- * applied). The room is recorded and rejoined after a reconnect. */
+ * applied). If the room syncs history on join, its kept events follow as
+ * ordinary events, after this reply and before live ones. The room is
+ * recorded and rejoined after a reconnect (with recovery, see above). */
 DLG_EXPORT int dlg_client_join(dlg_client *c, const char *room,
                                dlg_reply_cb cb, void *ud);
 
@@ -351,6 +403,36 @@ typedef struct dlg_room_spec {
     size_t n_default_subscriptions;
     uint32_t max_size;               /* 0 = server default */
 } dlg_room_spec;
+
+/* Reply of history: the events, oldest first, as views valid during the
+ * callback only. */
+typedef struct dlg_history_reply {
+    const char *room;
+    const dlg_event *events;
+    size_t n_events;
+    /* 0 when an event in the asked range is no longer kept (limit, max age)
+     * or the reply was cut at the server's max_frame. Stopping at limit is
+     * paging, not loss: complete stays 1. */
+    int complete;
+    uint64_t epoch;       /* the room's current epoch */
+} dlg_history_reply;
+
+/* Reads the events room keeps (History; members only: join first, else the
+ * server answers FAILED_PRECONDITION). event NULL or "" = every kept type.
+ *  - by_seq 0: newest first by index, as dialogue-ts getHistory: skip start
+ *    events, take limit; the reply still lists them oldest first.
+ *  - by_seq 1: every kept event with seq > since_seq, oldest first, at most
+ *    limit (start ignored).
+ * limit 0 (or above 1000) means the server's cap of 1000. To page by seq,
+ * ask again with since_seq = the last seq received until a reply is empty;
+ * by index, raise start by the number received. Reply: const
+ * dlg_history_reply *. The events are a reply, not deliveries: event callbacks do not see them
+ * and the room's position does not move. */
+DLG_EXPORT int dlg_client_history(dlg_client *c, const char *room,
+                                  const char *event, uint32_t start,
+                                  uint32_t limit, int by_seq,
+                                  uint64_t since_seq, dlg_reply_cb cb,
+                                  void *ud);
 
 /* Creates a room (needs a room_admin.create role); reply NULL. */
 DLG_EXPORT int dlg_client_create_room(dlg_client *c, const dlg_room_spec *spec,
@@ -408,6 +490,18 @@ DLG_EXPORT int dlg_sync_trigger(dlg_client *c, const char *room,
 /* *rtt_ns (may be NULL) gets the round-trip time. */
 DLG_EXPORT int dlg_sync_ping(dlg_client *c, uint32_t timeout_ms,
                              uint64_t *rtt_ns, char *err, size_t errlen);
+
+/* dlg_client_history, waiting for the reply. On success *out holds a copy
+ * the caller owns (every string and payload inside it too): release it with
+ * dlg_history_reply_free. On error *out is untouched. */
+DLG_EXPORT int dlg_sync_history(dlg_client *c, const char *room,
+                                const char *event, uint32_t start,
+                                uint32_t limit, int by_seq, uint64_t since_seq,
+                                uint32_t timeout_ms, dlg_history_reply **out,
+                                char *err, size_t errlen);
+
+/* Frees a dlg_history_reply from dlg_sync_history. NULL is ignored. */
+DLG_EXPORT void dlg_history_reply_free(dlg_history_reply *h);
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -1,8 +1,9 @@
 /* test_client_cli.c: dialoguectl against a real dialogued: ping's line,
  * rooms as table and JSON, schema, sub printing JSON lines for triggers,
  * trigger's exit statuses (Ack, server refusal with "STATUS: message", bad
- * JSON refused before connecting), sub --timeout, --help everywhere, the
- * environment fallbacks. */
+ * JSON refused before connecting), history (table, JSON lines as sub's,
+ * --limit, --since, the note on evicted events, refusals), sub --timeout,
+ * --help everywhere, the environment fallbacks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,18 @@
 #define DLGT_BUILD "build"
 #endif
 
+/* The shared config plus a room that keeps a short history. */
+#define CLI_CONFIG                                                        \
+    DLGT_CONFIG                                                           \
+    "  - id: archive\n"                                                   \
+    "    events: [metrics:update, alert:triggered]\n"                     \
+    "    default_subscriptions: [metrics:update, alert:triggered]\n"      \
+    "    join: [\"*\"]\n"                                                 \
+    "    trigger: [\"*\"]\n"                                              \
+    "    history:\n"                                                      \
+    "      - {event: metrics:update, limit: 3}\n"                         \
+    "      - {event: alert:triggered, limit: 100}\n"
+
 typedef struct fixture {
     dlgt_daemon d;
     char ctl[256];
@@ -39,7 +52,7 @@ static int group_setup(void **state) {
         return 0;
     }
     dlgt_timeout(60, "group setup");
-    if (dlgt_setup(&f.d, DLGT_CONFIG) != 0 || dlgt_start(&f.d, 0) != 0)
+    if (dlgt_setup(&f.d, CLI_CONFIG) != 0 || dlgt_start(&f.d, 0) != 0)
         return -1;
     snprintf(f.env, sizeof(f.env), "DIALOGUE_SERVER=127.0.0.1:%u DIALOGUE_CA='%s/ca.crt'",
              f.d.port, f.d.certs);
@@ -227,6 +240,106 @@ static void trigger_failures(void **state) {
     assert_non_null(strstr(slurp(f->out), "ok seq="));
 }
 
+/* Checks one history --json line: sub's keys in sub's order, for seq. */
+static void check_line(const char *line, const char *event, long long seq) {
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "{\"room\":\"archive\",\"event\":\"%s\",\"from\":", event);
+    if (strncmp(line, prefix, strlen(prefix)) != 0)
+        fail_msg("line \"%s\" does not start with %s", line, prefix);
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    if (j == NULL)
+        fail_msg("not a JSON line: %s", line);
+    const char *keys[] = {"room", "event", "from", "ts", "seq", "data"};
+    void *it = json_object_iter(j);
+    for (size_t i = 0; i < 6; i++, it = json_object_iter_next(j, it)) {
+        assert_non_null(it);
+        assert_string_equal(json_object_iter_key(it), keys[i]);
+    }
+    assert_null(it);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), seq);
+    assert_true(json_is_object(json_object_get(j, "data")));
+    if (strcmp(event, "metrics:update") == 0)
+        assert_true(json_real_value(json_object_get(json_object_get(j, "data"), "cpu")) ==
+                    (double)seq);
+    json_decref(j);
+}
+
+/* The lines of f->out, split in place into v (at most max). */
+static size_t lines_of(fixture *f, char **v, size_t max) {
+    static char copy[65536];
+    size_t n = 0;
+    snprintf(copy, sizeof(copy), "%s", slurp(f->out));
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line != NULL && n < max;
+         line = strtok_r(NULL, "\n", &save))
+        v[n++] = line;
+    return n;
+}
+
+static void history_command(void **state) {
+    fixture *f = *state;
+    if (f == NULL)
+        skip();
+    dlgt_timeout(60, __func__);
+    char args[512], *l[16];
+    /* seq 1..5: metrics with cpu = seq (the room keeps 3); seq 6: an alert. */
+    for (int i = 1; i <= 5; i++) {
+        snprintf(args, sizeof(args),
+                 "trigger archive metrics:update '{\"cpu\":%d,\"memory\":1,\"requests\":1,"
+                 "\"errors\":0,\"latency\":1}'", i);
+        if (run(f, args) != 0)
+            fail_msg("trigger: %s", slurp(f->err));
+    }
+    if (run(f, "trigger archive alert:triggered '{\"alertId\":\"h1\",\"severity\":\"low\","
+               "\"message\":\"m\",\"timestamp\":\"1\"}'") != 0)
+        fail_msg("trigger: %s", slurp(f->err));
+
+    /* Everything kept, oldest first; seq 1 and 2 are gone and it says so. */
+    if (run(f, "history archive --json") != 0)
+        fail_msg("history: %s", slurp(f->err));
+    assert_int_equal(lines_of(f, l, 16), 4);
+    check_line(l[0], "metrics:update", 3);
+    check_line(l[1], "metrics:update", 4);
+    check_line(l[2], "metrics:update", 5);
+    check_line(l[3], "alert:triggered", 6);
+    assert_non_null(strstr(slurp(f->err), "history of room archive is incomplete"));
+
+    /* One type, after a seq: nothing evicted past 3, so no note. */
+    assert_int_equal(run(f, "history archive metrics:update --since 3 --json"), 0);
+    assert_int_equal(lines_of(f, l, 16), 2);
+    check_line(l[0], "metrics:update", 4);
+    check_line(l[1], "metrics:update", 5);
+    assert_string_equal(slurp(f->err), "");
+
+    /* The table: the newest 2, oldest first. */
+    assert_int_equal(run(f, "history archive --limit 2"), 0);
+    assert_int_equal(lines_of(f, l, 16), 3);
+    assert_non_null(strstr(l[0], "SEQ"));
+    assert_non_null(strstr(l[0], "EVENT"));
+    assert_non_null(strstr(l[1], "5  "));
+    assert_non_null(strstr(l[1], "metrics:update"));
+    assert_non_null(strstr(l[1], "\"cpu\":5.0"));
+    assert_non_null(strstr(l[2], "6  "));
+    assert_non_null(strstr(l[2], "alert:triggered"));
+    assert_non_null(strstr(l[2], "\"severity\":\"low\""));
+    /* The first after --since. */
+    assert_int_equal(run(f, "history archive --since 3 --limit 1 --json"), 0);
+    assert_int_equal(lines_of(f, l, 16), 1);
+    check_line(l[0], "metrics:update", 4);
+
+    /* A room without history: just the header. Refusals: STATUS: message. */
+    assert_int_equal(run(f, "history lobby"), 0);
+    assert_int_equal(lines_of(f, l, 16), 1);
+    assert_int_equal(run(f, "history closed"), 1);
+    assert_non_null(strstr(slurp(f->err), "PERMISSION_DENIED: "));
+    assert_int_equal(run(f, "history nosuchroom"), 1);
+    assert_non_null(strstr(slurp(f->err), "NOT_FOUND: "));
+    assert_int_equal(run(f, "history"), 2);
+    assert_int_equal(run(f, "history archive --limit x"), 2);
+    assert_non_null(strstr(slurp(f->err), "--limit: \"x\""));
+    assert_int_equal(run(f, "history archive a b"), 2);
+}
+
 static void sub_timeout_and_help(void **state) {
     fixture *f = *state;
     if (f == NULL)
@@ -235,7 +348,7 @@ static void sub_timeout_and_help(void **state) {
     assert_int_equal(run(f, "sub lobby alert:triggered --timeout 1"), 3);
     assert_non_null(strstr(slurp(f->err), "no event within 1 s"));
     const char *cmds[] = {"--help", "ping --help", "rooms --help", "schema --help",
-                          "sub --help", "trigger --help", "token --help"};
+                          "sub --help", "trigger --help", "token --help", "history --help"};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (run(f, cmds[i]) != 0)
             fail_msg("%s failed: %s", cmds[i], slurp(f->err));
@@ -253,6 +366,7 @@ int main(void) {
         cmocka_unit_test(rooms_and_schema),
         cmocka_unit_test(sub_and_trigger),
         cmocka_unit_test(trigger_failures),
+        cmocka_unit_test(history_command),
         cmocka_unit_test(sub_timeout_and_help),
     };
     return cmocka_run_group_tests_name("client_cli", tests, group_setup, group_teardown);

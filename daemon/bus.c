@@ -1,0 +1,385 @@
+/* bus.c: the seam between room routing and the other nodes (see bus.h):
+ * interest bookkeeping, subject mapping, the relay of events from other
+ * nodes, and the in-process hub. */
+#include "bus.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_err.h"
+#include "dlg_frame.h"
+#include "fanout.h"
+#include "history.h"
+#include "room.h"
+#include "server.h"
+
+/* Weak: a program that links libdialogued.a without libnats (a unit test)
+ * must still link; it then has no cluster support and says so. The
+ * daemon's link line forces bus_nats.o in (mk/daemon.ninja). */
+
+#define SUBJECT_PREFIX "dialogue.room."
+
+/* ---- interest set ------------------------------------------------------ */
+
+static size_t set_pos(const dlg_bus *b, const char *room, int *found) {
+    size_t lo = 0, hi = b->n_rooms;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(b->rooms[mid].id, room);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+dlg_bus_room *dlg__bus_find(const dlg_bus *b, const char *room) {
+    int found;
+    size_t pos = set_pos(b, room, &found);
+    return found ? &b->rooms[pos] : NULL;
+}
+
+static dlg_bus_room *set_add(dlg_bus *b, const char *room) {
+    int found;
+    size_t pos = set_pos(b, room, &found);
+    if (found)
+        return &b->rooms[pos];
+    if (b->n_rooms == b->cap_rooms) {
+        size_t nc = b->cap_rooms ? b->cap_rooms * 2 : 8;
+        dlg_bus_room *nv = realloc(b->rooms, nc * sizeof(*nv));
+        if (nv == NULL)
+            return NULL;
+        b->rooms = nv;
+        b->cap_rooms = nc;
+    }
+    char *s = strdup(room);
+    if (s == NULL)
+        return NULL;
+    memmove(b->rooms + pos + 1, b->rooms + pos, (b->n_rooms - pos) * sizeof(*b->rooms));
+    b->rooms[pos] = (dlg_bus_room){.id = s};
+    b->n_rooms++;
+    b->stats.interests = (uint32_t)b->n_rooms;
+    return &b->rooms[pos];
+}
+
+static void set_del(dlg_bus *b, const char *room) {
+    int found;
+    size_t pos = set_pos(b, room, &found);
+    if (!found)
+        return;
+    free(b->rooms[pos].id);
+    memmove(b->rooms + pos, b->rooms + pos + 1, (b->n_rooms - pos - 1) * sizeof(*b->rooms));
+    b->n_rooms--;
+    b->stats.interests = (uint32_t)b->n_rooms;
+}
+
+/* ---- subjects ---------------------------------------------------------- */
+
+int dlg_bus_subject(const char *room, char *out, size_t outlen) {
+    size_t o = 0, pl = sizeof(SUBJECT_PREFIX) - 1;
+    if (outlen < pl + 1)
+        return DLG_ETOOBIG;
+    memcpy(out, SUBJECT_PREFIX, pl);
+    o = pl;
+    for (const char *p = room; *p; p++) {
+        const char *rep = *p == '.' ? "%2E" : *p == ':' ? "%3A" : NULL;
+        size_t n = rep ? 3 : 1;
+        if (o + n + 1 > outlen)
+            return DLG_ETOOBIG;
+        if (rep)
+            memcpy(out + o, rep, 3);
+        else
+            out[o] = *p;
+        o += n;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int dlg_bus_subject_room(const char *subject, char *out, size_t outlen) {
+    size_t pl = sizeof(SUBJECT_PREFIX) - 1, o = 0;
+    if (strncmp(subject, SUBJECT_PREFIX, pl) != 0 || subject[pl] == '\0')
+        return DLG_EINVAL;
+    for (const char *p = subject + pl; *p; p++) {
+        char ch = *p;
+        if (ch == '%') {
+            if (p[1] == '2' && p[2] == 'E')
+                ch = '.';
+            else if (p[1] == '3' && p[2] == 'A')
+                ch = ':';
+            else
+                return DLG_EINVAL;
+            p += 2;
+        } else if (ch == '.' || ch == ':') {
+            return DLG_EINVAL; /* never written unescaped */
+        }
+        if (o + 2 > outlen)
+            return DLG_ETOOBIG;
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    return dlg_name_check(out) ? DLG_EINVAL : (int)o;
+}
+
+/* ---- relay: an event from another node -------------------------------- */
+
+int dlg_bus_relay(dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
+                  size_t len, uint32_t *recipients, char *err, size_t errlen) {
+    *recipients = 0;
+    if (b)
+        b->stats.received++;
+    int rc = DLG_EPROTO;
+    Dialogue__V1__ServerFrame *f = NULL;
+    if (len < DLG_FRAME_HDR || frame[0] != 0 ||
+        ((uint32_t)frame[1] << 24 | (uint32_t)frame[2] << 16 | (uint32_t)frame[3] << 8 |
+         frame[4]) != len - DLG_FRAME_HDR) {
+        snprintf(err, errlen, "a %zu-byte message for room %s is not one whole frame", len,
+                 room ? room : "?");
+        goto fail;
+    }
+    f = dialogue__v1__server_frame__unpack(NULL, len - DLG_FRAME_HDR, frame + DLG_FRAME_HDR);
+    if (f == NULL || f->msg_case != DIALOGUE__V1__SERVER_FRAME__MSG_EVENT || f->request_id) {
+        snprintf(err, errlen, "a message for room %s is not an Event frame", room ? room : "?");
+        goto fail;
+    }
+    Dialogue__V1__Event *e = f->event;
+    if (dlg_name_check(e->room) || dlg_name_check(e->event) || (room && strcmp(room, e->room))) {
+        snprintf(err, errlen, "an event for room \"%.64s\" (event \"%.64s\") came on the "
+                              "subject of room %s", e->room, e->event, room ? room : "?");
+        goto fail;
+    }
+    dlg_room *r = dlg_rooms_find(srv->rooms, e->room);
+    if (r == NULL || !dlg_room_allows_event(r, e->event)) {
+        /* The nodes' configs differ (or a dynamic room exists elsewhere
+         * only): nobody here can be subscribed to it. */
+        snprintf(err, errlen, r ? "room %s here does not accept event %s (configs differ?)"
+                                : "room %s does not exist here (event %s)",
+                 e->room, e->event);
+        rc = DLG_ENOTFOUND;
+        goto fail;
+    }
+    if (r->members.n == 0 && r->hist == NULL) {
+        rc = 0; /* interest dropped while the message was on its way */
+        goto done;
+    }
+    /* This node's numbering: members see one gap-free lineage per node,
+     * which is what their (epoch, seq) position and history refer to. */
+    e->seq = r->seq + 1;
+    e->epoch = r->epoch;
+    dlg_buf *out = NULL;
+    if ((rc = dlg_frame_pack(&f->base, 0, &out)) != 0) {
+        snprintf(err, errlen, "cannot encode event %s of room %s: %s", e->event, r->id,
+                 dlg_strerror(rc));
+        goto fail;
+    }
+    r->seq++;
+    uint32_t n = dlg_fanout_deliver(r, e->event, out);
+    dlg_history_append(srv, r, e->event, e->seq, e->ts_ms, out);
+    dlg_buf_unref(out);
+    srv->counters.deliveries += n;
+    *recipients = n;
+    if (b) {
+        b->stats.relayed++;
+        b->stats.deliveries += n;
+    }
+done:
+    dialogue__v1__server_frame__free_unpacked(f, NULL);
+    return rc;
+fail:
+    if (b)
+        b->stats.dropped++;
+    if (f)
+        dialogue__v1__server_frame__free_unpacked(f, NULL);
+    return rc;
+}
+
+/* ---- the seam ----------------------------------------------------------- */
+
+int dlg_bus_cluster_new(dlg_server *srv, const struct dlg_config_cluster *cc, dlg_bus **out,
+                        char *err, size_t errlen) {
+    return dlg__bus_nats_new(srv, cc, out, err, errlen);
+}
+
+static int room_wanted(const dlg_room *r) {
+    return r->members.n > 0 || r->hist != NULL;
+}
+
+static void set_interest(dlg_bus *b, const char *room, int on) {
+    dlg_bus_room *e = dlg__bus_find(b, room);
+    if (on == (e != NULL))
+        return;
+    if (on) {
+        if ((e = set_add(b, room)) == NULL) {
+            dlg_log_error(&b->srv->log, "cluster: out of memory taking interest in room %s",
+                          room);
+            return;
+        }
+        /* A failure was logged by the implementation; without the entry
+         * the next membership change tries again. */
+        if (b->ops->interest(b, room, 1, &e->handle) != 0) {
+            set_del(b, room);
+            return;
+        }
+    } else {
+        b->ops->interest(b, room, 0, &e->handle);
+        set_del(b, room);
+    }
+    dlg_log_debug(&b->srv->log, "cluster: interest in room %s %s (%u rooms)", room,
+                  on ? "on" : "off", b->stats.interests);
+}
+
+int dlg_bus_start(dlg_bus *b) {
+    if (b == NULL)
+        return 0;
+    int rc = b->ops->start ? b->ops->start(b) : 0;
+    if (rc != 0) {
+        b->stopped = 1;
+        return rc;
+    }
+    b->started = 1;
+    const dlg_rooms *rs = b->srv->rooms;
+    for (size_t i = 0; rs && i < rs->n; i++)
+        if (room_wanted(rs->v[i]))
+            set_interest(b, rs->v[i]->id, 1);
+    return 0;
+}
+
+void dlg_bus_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame) {
+    if (b == NULL || !b->started || b->stopped)
+        return;
+    b->ops->publish(b, r, event, frame);
+}
+
+void dlg_bus_room_changed(dlg_bus *b, const dlg_room *r) {
+    if (b == NULL || !b->started || b->stopped)
+        return;
+    set_interest(b, r->id, room_wanted(r));
+}
+
+void dlg_bus_log_stats(const dlg_bus *b) {
+    if (b == NULL)
+        return;
+    const dlg_bus_stats *s = &b->stats;
+    dlg_log_info(&b->srv->log, "cluster (%s): published %llu, publish failed %llu, received "
+                 "%llu, relayed %llu, deliveries %llu, dropped %llu, rooms %u", b->ops->name,
+                 (unsigned long long)s->published, (unsigned long long)s->publish_failed,
+                 (unsigned long long)s->received, (unsigned long long)s->relayed,
+                 (unsigned long long)s->deliveries, (unsigned long long)s->dropped,
+                 s->interests);
+}
+
+void dlg_bus_stop(dlg_bus *b) {
+    if (b == NULL || b->stopped)
+        return;
+    b->stopped = 1;
+    if (b->started)
+        dlg_bus_log_stats(b);
+    if (b->ops->stop)
+        b->ops->stop(b);
+}
+
+void dlg_bus_free(dlg_bus *b) {
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n_rooms; i++)
+        free(b->rooms[i].id);
+    free(b->rooms);
+    b->rooms = NULL;
+    b->n_rooms = 0;
+    b->ops->free(b);
+}
+
+/* ---- the in-process hub ----------------------------------------------- */
+
+struct dlg_bus_hub {
+    dlg_bus **v;
+    size_t n, cap;
+};
+
+typedef struct local_bus {
+    dlg_bus base;                /* first: a dlg_bus * is a local_bus * */
+    dlg_bus_hub *hub;
+} local_bus;
+
+dlg_bus_hub *dlg_bus_hub_new(void) {
+    return calloc(1, sizeof(dlg_bus_hub));
+}
+
+void dlg_bus_hub_free(dlg_bus_hub *h) {
+    if (h == NULL)
+        return;
+    free(h->v);
+    free(h);
+}
+
+static void local_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame) {
+    (void)event;
+    dlg_bus_hub *h = ((local_bus *)b)->hub;
+    b->stats.published++;
+    for (size_t i = 0; i < h->n; i++) {
+        dlg_bus *o = h->v[i];
+        /* The origin has delivered already; others only with interest,
+         * as a NATS server would route it. */
+        if (o == b || !o->started || o->stopped || !dlg__bus_find(o, r->id))
+            continue;
+        char err[256];
+        uint32_t n;
+        int rc = dlg_bus_relay(o->srv, o, r->id, frame->data, frame->len, &n, err, sizeof(err));
+        if (rc != 0)
+            dlg_log_warn(&o->srv->log, "cluster: event dropped: %s", err);
+    }
+}
+
+static int local_interest(dlg_bus *b, const char *room, int on, void **handle) {
+    (void)b;
+    (void)room;
+    (void)on;
+    (void)handle; /* the hub reads the interest set itself */
+    return 0;
+}
+
+static void local_free(dlg_bus *b) {
+    dlg_bus_hub *h = ((local_bus *)b)->hub;
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->v[i] == b) {
+            h->v[i] = h->v[--h->n];
+            break;
+        }
+    }
+    free(b);
+}
+
+static const dlg_bus_ops local_ops = {
+    .name = "local",
+    .publish = local_publish,
+    .interest = local_interest,
+    .free = local_free,
+};
+
+int dlg_bus_local_new(dlg_server *srv, dlg_bus_hub *h, dlg_bus **out) {
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 4;
+        dlg_bus **nv = realloc(h->v, nc * sizeof(*nv));
+        if (nv == NULL)
+            return DLG_ENOMEM;
+        h->v = nv;
+        h->cap = nc;
+    }
+    local_bus *lb = calloc(1, sizeof(*lb));
+    if (lb == NULL)
+        return DLG_ENOMEM;
+    lb->base.ops = &local_ops;
+    lb->base.srv = srv;
+    lb->hub = h;
+    h->v[h->n++] = &lb->base;
+    *out = &lb->base;
+    return 0;
+}

@@ -1,0 +1,159 @@
+/* bus.h: the seam between room routing and the other nodes of a cluster.
+ * Fan-out delivers to local members, then hands the encoded Event to the
+ * bus; the bus carries it to other nodes, which deliver it to theirs. */
+#ifndef DLG_BUS_H
+#define DLG_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dlg_buf.h"
+
+struct dlg_server;
+struct dlg_room;
+struct dlg_config_cluster;
+
+typedef struct dlg_bus dlg_bus;
+
+/* What a bus has done since it started (read on the loop thread). */
+typedef struct dlg_bus_stats {
+    uint64_t published;       /* events handed to other nodes */
+    uint64_t publish_failed;  /* events other nodes will not get (logged) */
+    uint64_t received;        /* events from other nodes */
+    uint64_t relayed;         /* ...of those, delivered here (a room with
+                                 local members or history) */
+    uint64_t deliveries;      /* event frames queued to local members by relay */
+    uint64_t dropped;         /* received but not delivered: malformed, unknown
+                                 room or event, own node id, inbox full */
+    uint32_t interests;       /* rooms this node receives events for now */
+} dlg_bus_stats;
+
+/* An implementation. Every function runs on the server's loop thread. */
+typedef struct dlg_bus_ops {
+    const char *name;                  /* "local", "nats" (log lines) */
+    int (*start)(dlg_bus *b);          /* may be NULL */
+    void (*publish)(dlg_bus *b, const struct dlg_room *r, const char *event, dlg_buf *frame);
+    /* on = 1: start receiving room's events, *handle may be set (0, or a
+     * DLG_E* code, logged: the next membership change retries); on = 0:
+     * stop, and release *handle. */
+    int (*interest)(dlg_bus *b, const char *room, int on, void **handle);
+    void (*stop)(dlg_bus *b);          /* may be NULL */
+    void (*free)(dlg_bus *b);
+} dlg_bus_ops;
+
+/* A room this node receives events for. */
+typedef struct dlg_bus_room {
+    char *id;
+    void *handle;                      /* the implementation's (a NATS
+                                          subscription) */
+} dlg_bus_room;
+
+/* The part every implementation starts with. */
+struct dlg_bus {
+    const dlg_bus_ops *ops;
+    struct dlg_server *srv;            /* borrowed */
+    dlg_bus_stats stats;
+    dlg_bus_room *rooms;               /* interest on, sorted by id */
+    size_t n_rooms, cap_rooms;
+    int started, stopped;
+};
+
+/* ---- the seam: what the daemon calls ---------------------------------- */
+
+/* A NULL bus everywhere below is a single node: nothing leaves the process
+ * and nothing arrives, so a daemon without `cluster` pays nothing. */
+
+/* Creates the bus configured by cc (a NATS connection, not yet opened) for
+ * srv. Checks what can be checked before connecting: credentials and TLS
+ * files are loaded here. Returns 0, DLG_ECONFIG (err names the setting at
+ * fault), DLG_EINTERNAL (this build has no NATS support) or DLG_ENOMEM;
+ * *out is owned by the caller (dlg_bus_free). */
+int dlg_bus_cluster_new(struct dlg_server *srv, const struct dlg_config_cluster *cc,
+                        dlg_bus **out, char *err, size_t errlen);
+
+/* Opens the bus on srv->loop (NATS: connects, blocking for at most a few
+ * seconds per server) and takes interest in every room that already has
+ * local members or keeps history. Returns 0 or a DLG_E* code, logged with
+ * what failed (the servers tried). On error the bus is left stopped and
+ * must still be freed. */
+int dlg_bus_start(dlg_bus *b);
+
+/* Hands an event just delivered locally to the other nodes: frame is the
+ * fan-out frame (header + ServerFrame{event}) of an event of room r; the
+ * bus takes what references it needs. Never fails the caller: an event the
+ * other nodes cannot get is counted and logged (rate limited). */
+void dlg_bus_publish(dlg_bus *b, const struct dlg_room *r, const char *event, dlg_buf *frame);
+
+/* Re-reads whether this node wants room r's events from other nodes (it
+ * does while r has local members or keeps history) and subscribes or
+ * unsubscribes when that changed. Called by room.c on the first join and
+ * the last leave; cheap when nothing changed. */
+void dlg_bus_room_changed(dlg_bus *b, const struct dlg_room *r);
+
+/* Closes the bus: no more publishing or receiving; handles are closed on
+ * the loop (it must run once more). Later calls of the seam are ignored.
+ * Safe to call twice or when not started. */
+void dlg_bus_stop(dlg_bus *b);
+
+/* Frees b after its loop has returned. NULL is ignored. */
+void dlg_bus_free(dlg_bus *b);
+
+/* Writes one log line with b's counters (on stop, and for tests). */
+void dlg_bus_log_stats(const dlg_bus *b);
+
+/* ---- the in-process implementation ------------------------------------ */
+
+/* A hub joins the buses of several servers running on one loop thread in
+ * one process (tests, embedders running two servers): what one publishes,
+ * every other one with interest in the room gets, synchronously, through
+ * the same dlg_bus_relay path a NATS message takes. A hub of one server is
+ * a single node. The hub must outlive its buses. */
+typedef struct dlg_bus_hub dlg_bus_hub;
+
+/* NULL on ENOMEM. */
+dlg_bus_hub *dlg_bus_hub_new(void);
+
+/* Frees the hub; every bus on it must be freed first. NULL is ignored. */
+void dlg_bus_hub_free(dlg_bus_hub *h);
+
+/* Creates srv's bus on hub h. Returns 0 or DLG_ENOMEM; *out is owned by the
+ * caller (dlg_bus_free), who sets srv->bus = *out. */
+int dlg_bus_local_new(struct dlg_server *srv, dlg_bus_hub *h, dlg_bus **out);
+
+/* ---- for implementations ---------------------------------------------- */
+
+/* The NATS subject of a room: "dialogue.room." + the id with '.' written
+ * "%2E" and ':' written "%3A". Room ids never hold '%', so the mapping is
+ * one-to-one, and one id is always exactly one subject token (a '.' would
+ * split it, and "a..b" is not a valid subject). Returns the length, or
+ * DLG_ETOOBIG when out (outlen bytes, NUL included) is too small. */
+int dlg_bus_subject(const char *room, char *out, size_t outlen);
+
+/* The inverse: the room id of a subject made by dlg_bus_subject. Returns
+ * the length, DLG_EINVAL for any other subject (wrong prefix, a bad
+ * escape, a character outside room ids) or DLG_ETOOBIG. */
+int dlg_bus_subject_room(const char *subject, char *out, size_t outlen);
+
+/* Delivers one event that another node accepted: frame[0..len) is the
+ * origin's fan-out frame, room the room named by its subject (NULL = do
+ * not check). The event gets this node's next seq and epoch for its room
+ * (each node numbers what it delivers, so a member's (epoch, seq) stays one
+ * gap-free lineage), is queued to the local subscribers and kept in the
+ * room's history. Returns 0 (*recipients set; 0 when the room has no
+ * interest here), DLG_EPROTO (not an Event frame, or its room differs from
+ * the subject's), DLG_ENOTFOUND (no such room or event here: the nodes'
+ * configs differ) or DLG_ENOMEM; err names the room and event. Counts
+ * into b->stats when b is not NULL. */
+int dlg_bus_relay(struct dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
+                  size_t len, uint32_t *recipients, char *err, size_t errlen);
+
+/* b's entry for room, or NULL when this node has no interest in it. The
+ * pointer is valid until the next interest change. */
+dlg_bus_room *dlg__bus_find(const dlg_bus *b, const char *room);
+
+/* The NATS implementation (bus_nats.c). Same contract as
+ * dlg_bus_cluster_new. */
+int dlg__bus_nats_new(struct dlg_server *srv, const struct dlg_config_cluster *cc,
+                      dlg_bus **out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,526 @@
+/* bus_nats.c: the cluster bus over NATS (see bus.h, docs/cluster.md): one
+ * connection per node, one subscription per room with local interest, and
+ * the hand-over of received messages from NATS threads to the loop. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <errno.h>
+
+#include <nats/adapters/libuv.h>
+
+#include "bus.h"
+#include "config.h"
+#include "dlg_err.h"
+#include "room.h"
+#include "server.h"
+
+/* Threading, as libnats 3.4 with its libuv adapter does it:
+ * - socket reads and writes run on the loop thread (the adapter polls the
+ *   socket with uv_poll and calls natsConnection_Process*Event);
+ * - message callbacks run on the library's delivery threads (one shared
+ *   pool here, UseGlobalMessageDelivery), connection callbacks
+ *   (disconnected, reconnected, closed, errors) on its callback thread, and
+ *   reconnecting on a thread of its own, which re-attaches the new socket
+ *   to the loop through the adapter's uv_async;
+ * - so every callback below only touches the inbox, under its mutex, and
+ *   wakes the loop with uv_async_send; rooms and connections are only ever
+ *   touched by the loop thread. */
+
+#define HDR_NODE "Dialogue-Node"
+/* What may wait for the loop; past it a message is dropped and counted
+ * (the loop is the bottleneck then, not NATS). */
+#define INBOX_MAX_MSGS 65536
+#define INBOX_MAX_BYTES (64u << 20)
+/* Room ids are at most 255 bytes, each escaped to at most 3. */
+#define SUBJECT_MAX (16 + 3 * 255 + 1)
+#define LOG_EVERY_MS 10000
+
+typedef struct inbox_item {
+    struct inbox_item *next;
+    natsMsg *msg;
+    size_t bytes;
+} inbox_item;
+
+/* Shared with the NATS threads, so it lives until the last of them is
+ * done with it: one reference for the bus, one for the connection (given
+ * back by its closed callback, the last one it makes) and one per
+ * subscription (given back by its on-complete callback). */
+typedef struct inbox {
+    uv_mutex_t mu;
+    int refs;
+    int closing;              /* set by stop: the async handle may be gone */
+    uv_async_t *async;        /* the bus's; used only while !closing */
+    inbox_item *head, *tail;
+    size_t n, bytes;
+    uint64_t overflow;        /* dropped because the inbox was full */
+    uint32_t disconnects, reconnects;
+    char error[256];          /* last asynchronous error, "" = none */
+} inbox;
+
+enum { LOG_PUBLISH, LOG_RELAY, LOG_SELF, LOG_OVERFLOW, LOG_N };
+
+typedef struct nats_bus {
+    dlg_bus base;             /* first: a dlg_bus * is a nats_bus * */
+    char *node_id;
+    char servers[512];        /* the configured URLs, for messages */
+    natsOptions *opts;
+    natsConnection *nc;
+    uv_async_t async;
+    int async_open;
+    inbox *ib;
+    uint64_t logged_ms[LOG_N];   /* rate limit of repeated warnings */
+    uint64_t unlogged[LOG_N];
+} nats_bus;
+
+/* ---- the inbox (any thread) -------------------------------------------- */
+
+static void inbox_ref(inbox *ib) {
+    uv_mutex_lock(&ib->mu);
+    ib->refs++;
+    uv_mutex_unlock(&ib->mu);
+}
+
+static void inbox_unref(inbox *ib) {
+    uv_mutex_lock(&ib->mu);
+    int left = --ib->refs;
+    uv_mutex_unlock(&ib->mu);
+    if (left > 0)
+        return;
+    while (ib->head) {
+        inbox_item *it = ib->head;
+        ib->head = it->next;
+        natsMsg_Destroy(it->msg);
+        free(it);
+    }
+    uv_mutex_destroy(&ib->mu);
+    free(ib);
+}
+
+/* Under ib->mu. */
+static void wake_loop(inbox *ib) {
+    if (!ib->closing)
+        uv_async_send(ib->async);
+}
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    (void)nc;
+    (void)sub;
+    inbox *ib = closure;
+    size_t bytes = (size_t)natsMsg_GetDataLength(msg);
+    inbox_item *it = malloc(sizeof(*it));
+    uv_mutex_lock(&ib->mu);
+    if (it == NULL || ib->closing || ib->n >= INBOX_MAX_MSGS ||
+        ib->bytes + bytes > INBOX_MAX_BYTES) {
+        if (!ib->closing)
+            ib->overflow++;
+        wake_loop(ib); /* to log it */
+        uv_mutex_unlock(&ib->mu);
+        free(it);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    *it = (inbox_item){.msg = msg, .bytes = bytes};
+    if (ib->tail)
+        ib->tail->next = it;
+    else
+        ib->head = it;
+    ib->tail = it;
+    ib->n++;
+    ib->bytes += bytes;
+    wake_loop(ib);
+    uv_mutex_unlock(&ib->mu);
+}
+
+static void on_sub_complete(void *closure) {
+    inbox_unref(closure);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure) {
+    (void)nc;
+    inbox *ib = closure;
+    uv_mutex_lock(&ib->mu);
+    ib->disconnects++;
+    wake_loop(ib);
+    uv_mutex_unlock(&ib->mu);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure) {
+    (void)nc;
+    inbox *ib = closure;
+    uv_mutex_lock(&ib->mu);
+    ib->reconnects++;
+    wake_loop(ib);
+    uv_mutex_unlock(&ib->mu);
+}
+
+static void on_closed(natsConnection *nc, void *closure) {
+    (void)nc;
+    inbox_unref(closure);
+}
+
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
+    (void)nc;
+    inbox *ib = closure;
+    uv_mutex_lock(&ib->mu);
+    snprintf(ib->error, sizeof(ib->error), "%s%s", natsStatus_GetText(err),
+             sub ? " (on a room subscription)" : "");
+    wake_loop(ib);
+    uv_mutex_unlock(&ib->mu);
+}
+
+/* ---- the loop side ----------------------------------------------------- */
+
+/* One line per kind of trouble per LOG_EVERY_MS, with what was not logged:
+ * a broken peer must not flood the log with a line per event. */
+static void warn_limited(nats_bus *nb, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void warn_limited(nats_bus *nb, int kind, const char *fmt, ...) {
+    uint64_t now = dlg_server_now_ms();
+    if (nb->logged_ms[kind] && now - nb->logged_ms[kind] < LOG_EVERY_MS) {
+        nb->unlogged[kind]++;
+        return;
+    }
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (nb->unlogged[kind])
+        dlg_log_warn(&nb->base.srv->log, "%s (and %llu more like it not logged)", msg,
+                     (unsigned long long)nb->unlogged[kind]);
+    else
+        dlg_log_warn(&nb->base.srv->log, "%s", msg);
+    nb->logged_ms[kind] = now;
+    nb->unlogged[kind] = 0;
+}
+
+static void handle_msg(nats_bus *nb, natsMsg *msg) {
+    dlg_bus *b = &nb->base;
+    const char *origin = NULL;
+    if (natsMsgHeader_Get(msg, HDR_NODE, &origin) != NATS_OK)
+        origin = NULL;
+    /* NoEcho keeps this node's own messages away, so one carrying its id
+     * was sent by another node configured with the same node_id. */
+    if (origin && strcmp(origin, nb->node_id) == 0) {
+        b->stats.received++;
+        b->stats.dropped++;
+        warn_limited(nb, LOG_SELF, "cluster: an event on %s carries this node's node_id %s: "
+                     "another node uses the same node_id; its events are dropped here",
+                     natsMsg_GetSubject(msg), nb->node_id);
+        return;
+    }
+    char room[256], err[512];
+    if (dlg_bus_subject_room(natsMsg_GetSubject(msg), room, sizeof(room)) < 0) {
+        b->stats.received++;
+        b->stats.dropped++;
+        warn_limited(nb, LOG_RELAY, "cluster: message on subject \"%.300s\" from node %s "
+                     "dropped: not a room subject", natsMsg_GetSubject(msg),
+                     origin ? origin : "(none)");
+        return;
+    }
+    uint32_t n;
+    int rc = dlg_bus_relay(b->srv, b, room, (const uint8_t *)natsMsg_GetData(msg),
+                           (size_t)natsMsg_GetDataLength(msg), &n, err, sizeof(err));
+    if (rc != 0)
+        warn_limited(nb, LOG_RELAY, "cluster: event from node %s dropped: %s",
+                     origin ? origin : "(none)", err);
+}
+
+static void on_async(uv_async_t *h) {
+    nats_bus *nb = h->data;
+    inbox *ib = nb->ib;
+    uv_mutex_lock(&ib->mu);
+    inbox_item *list = ib->head;
+    ib->head = ib->tail = NULL;
+    ib->n = ib->bytes = 0;
+    uint64_t overflow = ib->overflow;
+    uint32_t disc = ib->disconnects, reco = ib->reconnects;
+    char error[sizeof(ib->error)];
+    memcpy(error, ib->error, sizeof(error));
+    ib->overflow = 0;
+    ib->disconnects = ib->reconnects = 0;
+    ib->error[0] = '\0';
+    uv_mutex_unlock(&ib->mu);
+
+    dlg_server *srv = nb->base.srv;
+    if (disc)
+        dlg_log_warn(&srv->log, "cluster: node %s lost its NATS connection; reconnecting "
+                     "(events of other nodes published meanwhile are not received)",
+                     nb->node_id);
+    if (reco) {
+        char url[256] = "";
+        natsConnection_GetConnectedUrl(nb->nc, url, sizeof(url));
+        dlg_log_info(&srv->log, "cluster: node %s reconnected to NATS at %s", nb->node_id,
+                     url[0] ? url : "(unknown)");
+    }
+    if (error[0])
+        dlg_log_warn(&srv->log, "cluster: NATS reports: %s", error);
+    if (overflow) {
+        nb->base.stats.received += overflow;
+        nb->base.stats.dropped += overflow;
+        warn_limited(nb, LOG_OVERFLOW, "cluster: %llu event(s) from other nodes dropped: more "
+                     "than %u messages or %u MiB waited for the loop",
+                     (unsigned long long)overflow, INBOX_MAX_MSGS, INBOX_MAX_BYTES >> 20);
+    }
+    while (list) {
+        inbox_item *it = list;
+        list = it->next;
+        if (!nb->base.stopped)
+            handle_msg(nb, it->msg);
+        natsMsg_Destroy(it->msg);
+        free(it);
+    }
+}
+
+/* ---- the bus operations ------------------------------------------------ */
+
+static void nats_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame) {
+    nats_bus *nb = (nats_bus *)b;
+    char subj[SUBJECT_MAX];
+    natsMsg *m = NULL;
+    natsStatus s = NATS_ERR;
+    if (dlg_bus_subject(r->id, subj, sizeof(subj)) >= 0 && frame->len <= INT32_MAX) {
+        /* One copy into the message, one into the connection's buffer:
+         * the frame itself stays shared with the local recipients. */
+        s = natsMsg_Create(&m, subj, NULL, (const char *)frame->data, (int)frame->len);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, HDR_NODE, nb->node_id);
+        if (s == NATS_OK)
+            s = natsConnection_PublishMsg(nb->nc, m);
+        natsMsg_Destroy(m);
+    }
+    if (s == NATS_OK) {
+        b->stats.published++;
+        return;
+    }
+    b->stats.publish_failed++;
+    warn_limited(nb, LOG_PUBLISH, "cluster: event %s of room %s (%zu bytes) not sent to the "
+                 "other nodes: %s%s", event, r->id, frame->len, natsStatus_GetText(s),
+                 s == NATS_MAX_PAYLOAD ? " (raise max_payload on the NATS servers above "
+                                         "limits.max_frame)" : "");
+}
+
+static int nats_interest(dlg_bus *b, const char *room, int on, void **handle) {
+    nats_bus *nb = (nats_bus *)b;
+    if (!on) {
+        natsSubscription *sub = *handle;
+        *handle = NULL;
+        if (sub) {
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+        }
+        return 0;
+    }
+    char subj[SUBJECT_MAX];
+    if (dlg_bus_subject(room, subj, sizeof(subj)) < 0)
+        return DLG_EINVAL;
+    natsSubscription *sub = NULL;
+    inbox_ref(nb->ib); /* the subscription's, given back when it completes */
+    natsStatus s = natsConnection_Subscribe(&sub, nb->nc, subj, on_msg, nb->ib);
+    if (s != NATS_OK) {
+        inbox_unref(nb->ib);
+        dlg_log_error(&b->srv->log, "cluster: cannot subscribe to %s for room %s: %s", subj,
+                      room, natsStatus_GetText(s));
+        return DLG_EIO;
+    }
+    s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, nb->ib);
+    if (s != NATS_OK) {
+        /* Nobody will give the reference back: keep the inbox (a few
+         * bytes) rather than risk freeing it under a late callback. */
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+        dlg_log_error(&b->srv->log, "cluster: cannot watch the subscription of room %s: %s",
+                      room, natsStatus_GetText(s));
+        return DLG_EIO;
+    }
+    *handle = sub;
+    return 0;
+}
+
+static void close_async(nats_bus *nb) {
+    uv_mutex_lock(&nb->ib->mu);
+    nb->ib->closing = 1;
+    uv_mutex_unlock(&nb->ib->mu);
+    if (nb->async_open)
+        uv_close((uv_handle_t *)&nb->async, NULL);
+    nb->async_open = 0;
+}
+
+static int nats_start(dlg_bus *b) {
+    nats_bus *nb = (nats_bus *)b;
+    dlg_server *srv = b->srv;
+    natsLibuv_Init();
+    /* The adapter runs socket events itself when called on this thread,
+     * and schedules them through its uv_async from the others. */
+    natsLibuv_SetThreadLocalLoop(srv->loop);
+    natsStatus s = natsOptions_SetEventLoop(nb->opts, srv->loop, natsLibuv_Attach,
+                                            natsLibuv_Read, natsLibuv_Write, natsLibuv_Detach);
+    if (s != NATS_OK) {
+        dlg_log_error(&srv->log, "cluster: cannot attach NATS to the loop: %s",
+                      natsStatus_GetText(s));
+        return DLG_EINTERNAL;
+    }
+    if (uv_async_init(srv->loop, &nb->async, on_async) != 0) {
+        dlg_log_error(&srv->log, "cluster: cannot create the NATS inbox handle");
+        return DLG_EINTERNAL;
+    }
+    nb->async.data = nb;
+    nb->async_open = 1;
+    nb->ib->async = &nb->async;
+    inbox_ref(nb->ib); /* the connection's, given back by on_closed */
+    s = natsConnection_Connect(&nb->nc, nb->opts);
+    if (s != NATS_OK) {
+        /* A failed connect makes no callback: the reference is ours. */
+        inbox_unref(nb->ib);
+        const char *why = nats_GetLastError(NULL);
+        dlg_log_error(&srv->log, "cluster: node %s cannot connect to NATS (%s): %s",
+                      nb->node_id, nb->servers, why && *why ? why : natsStatus_GetText(s));
+        nb->nc = NULL;
+        close_async(nb);
+        return DLG_EIO;
+    }
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nb->nc, url, sizeof(url));
+    dlg_log_info(&srv->log, "cluster: node %s connected to NATS at %s (servers: %s)",
+                 nb->node_id, url, nb->servers);
+    return 0;
+}
+
+static void nats_stop(dlg_bus *b) {
+    nats_bus *nb = (nats_bus *)b;
+    if (nb->ib->async == NULL)
+        return; /* never started */
+    close_async(nb);
+    if (nb->nc)
+        natsConnection_Close(nb->nc); /* closes every subscription */
+    for (size_t i = 0; i < b->n_rooms; i++) {
+        natsSubscription_Destroy(b->rooms[i].handle);
+        b->rooms[i].handle = NULL;
+    }
+}
+
+static void nats_free(dlg_bus *b) {
+    nats_bus *nb = (nats_bus *)b;
+    natsConnection_Destroy(nb->nc);
+    natsOptions_Destroy(nb->opts);
+    inbox_unref(nb->ib);
+    free(nb->node_id);
+    free(nb);
+}
+
+static const dlg_bus_ops nats_ops = {
+    .name = "nats",
+    .start = nats_start,
+    .publish = nats_publish,
+    .interest = nats_interest,
+    .stop = nats_stop,
+    .free = nats_free,
+};
+
+/* ---- construction ------------------------------------------------------ */
+
+/* Sets what cc asks for on o; err names the key at fault. */
+static int apply_config(nats_bus *nb, const dlg_config_cluster *cc, char *err, size_t errlen) {
+    natsOptions *o = nb->opts;
+    char name[96];
+    int secure = cc->tls;
+    for (size_t i = 0; i < cc->nats.n; i++)
+        secure |= strncmp(cc->nats.v[i], "tls://", 6) == 0;
+    snprintf(name, sizeof(name), "dialogued %s", nb->node_id);
+    natsStatus s = natsOptions_SetServers(o, (const char **)cc->nats.v, (int)cc->nats.n);
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "cluster.nats: %s", natsStatus_GetText(s));
+        return DLG_ECONFIG;
+    }
+    /* The server never sends a node its own messages: the origin has
+     * delivered them locally already (exactly once per member). */
+    if ((s = natsOptions_SetNoEcho(o, true)) != NATS_OK ||
+        (s = natsOptions_SetName(o, name)) != NATS_OK ||
+        /* One pool of delivery threads, not a thread per room. */
+        (s = natsOptions_UseGlobalMessageDelivery(o, true)) != NATS_OK ||
+        /* A node without NATS keeps serving its own members, and keeps
+         * trying: it never gives the cluster up by itself. */
+        (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
+        (s = natsOptions_SetDisconnectedCB(o, on_disconnected, nb->ib)) != NATS_OK ||
+        (s = natsOptions_SetReconnectedCB(o, on_reconnected, nb->ib)) != NATS_OK ||
+        (s = natsOptions_SetClosedCB(o, on_closed, nb->ib)) != NATS_OK ||
+        (s = natsOptions_SetErrorHandler(o, on_error, nb->ib)) != NATS_OK) {
+        snprintf(err, errlen, "cluster: cannot set NATS options: %s", natsStatus_GetText(s));
+        return s == NATS_NO_MEMORY ? DLG_ENOMEM : DLG_EINTERNAL;
+    }
+    if (cc->creds) {
+        /* libnats reads the file at connect time; say now if it cannot. */
+        if (access(cc->creds, R_OK) != 0) {
+            snprintf(err, errlen, "cluster.creds: cannot read %s: %s", cc->creds,
+                     strerror(errno));
+            return DLG_ECONFIG;
+        }
+        if ((s = natsOptions_SetUserCredentialsFromFiles(o, cc->creds, NULL)) != NATS_OK) {
+            snprintf(err, errlen, "cluster.creds: %s: %s", cc->creds, natsStatus_GetText(s));
+            return DLG_ECONFIG;
+        }
+    }
+    if (secure && (s = natsOptions_SetSecure(o, true)) != NATS_OK) {
+        snprintf(err, errlen, "cluster.tls: %s", natsStatus_GetText(s));
+        return DLG_ECONFIG;
+    }
+    if (cc->tls_ca && (s = natsOptions_LoadCATrustedCertificates(o, cc->tls_ca)) != NATS_OK) {
+        const char *why = nats_GetLastError(NULL);
+        snprintf(err, errlen, "cluster.tls.ca: cannot load %s: %s", cc->tls_ca,
+                 why && *why ? why : natsStatus_GetText(s));
+        return DLG_ECONFIG;
+    }
+    if (cc->tls_cert &&
+        (s = natsOptions_LoadCertificatesChain(o, cc->tls_cert, cc->tls_key)) != NATS_OK) {
+        const char *why = nats_GetLastError(NULL);
+        snprintf(err, errlen, "cluster.tls: cannot load cert %s / key %s: %s", cc->tls_cert,
+                 cc->tls_key, why && *why ? why : natsStatus_GetText(s));
+        return DLG_ECONFIG;
+    }
+    return 0;
+}
+
+int dlg__bus_nats_new(dlg_server *srv, const dlg_config_cluster *cc, dlg_bus **out, char *err,
+                      size_t errlen) {
+    int rc = DLG_ENOMEM;
+    nats_bus *nb = calloc(1, sizeof(*nb));
+    if (nb == NULL)
+        goto fail;
+    nb->base.ops = &nats_ops;
+    nb->base.srv = srv;
+    if ((nb->node_id = strdup(cc->node_id)) == NULL)
+        goto fail_bus;
+    if ((nb->ib = calloc(1, sizeof(*nb->ib))) == NULL)
+        goto fail_id;
+    if (uv_mutex_init(&nb->ib->mu) != 0) {
+        free(nb->ib);
+        goto fail_id;
+    }
+    nb->ib->refs = 1;
+    size_t o = 0;
+    for (size_t i = 0; i < cc->nats.n && o < sizeof(nb->servers); i++)
+        o += (size_t)snprintf(nb->servers + o, sizeof(nb->servers) - o, "%s%s", i ? ", " : "",
+                              cc->nats.v[i]);
+    if (natsOptions_Create(&nb->opts) != NATS_OK)
+        goto fail_ib;
+    if ((rc = apply_config(nb, cc, err, errlen)) != 0)
+        goto fail_opts;
+    *out = &nb->base;
+    return 0;
+
+fail_opts:
+    natsOptions_Destroy(nb->opts);
+fail_ib:
+    inbox_unref(nb->ib);
+fail_id:
+    free(nb->node_id);
+fail_bus:
+    free(nb);
+fail:
+    if (rc == DLG_ENOMEM)
+        snprintf(err, errlen, "cluster: out of memory setting up node %s", cc->node_id);
+    return rc;
+}

@@ -1,0 +1,513 @@
+"""Several dialogued nodes sharing rooms through a 3-server NATS cluster, all
+on loopback: cross-node delivery exactly once, interest that follows local
+membership (seen in the NATS servers' monitoring), a NATS server killed
+during a stream, a dialogue node killed with its client moving to another
+node and recovering from history there, TLS (with a client certificate) to
+NATS, and a node_id used twice. Each test is bounded (run_tests alarm), and
+every process started here is killed at exit."""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from dlgtest import CERTS, Conn, Daemon, pb, run_tests, write_config  # noqa: E402
+
+NATS_SERVER = shutil.which("nats-server")
+
+NODE_CONFIG = """
+listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+auth:
+  anonymous: true
+rooms:
+  - id: chat.main:1
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+  - id: quiet
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+  - id: kept
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+    history:
+      - {event: "*", limit: 1000}
+cluster:
+  node_id: {node}
+  nats: [{urls}]
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(port, path, timeout=2.0):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+class NatsServer:
+    """One nats-server of the cluster, from a config file in its own folder."""
+
+    def __init__(self, name, port, cport, mport, routes, folder):
+        self.name, self.port, self.cport, self.mport = name, port, cport, mport
+        self.conf = os.path.join(folder, name + ".conf")
+        self.log_path = os.path.join(folder, name + ".log")
+        with open(self.conf, "w") as f:
+            f.write("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n"
+                    "cluster {\n  name: dlg\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n"
+                    % (name, port, mport, cport,
+                       ", ".join("nats-route://127.0.0.1:%d" % r for r in routes)))
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        atexit.register(lambda p=self.proc: p.poll() is None and p.kill())
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(5)
+        self.log.close()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def routes(self):
+        return http_json(self.mport, "/routez").get("num_routes", 0)
+
+    def subjects_of(self, client_name):
+        """The subjects client_name subscribes to here, or None when it is
+        not connected to this server."""
+        for c in http_json(self.mport, "/connz?subs=1").get("connections", []):
+            if c.get("name") == client_name:
+                return set(c.get("subscriptions_list") or [])
+        return None
+
+
+NATS = []
+NODES = {}
+TMP = tempfile.mkdtemp(prefix="dlg-cluster-")
+atexit.register(shutil.rmtree, TMP, True)
+
+
+def wait_for(what, pred, within=10.0, step=0.05):
+    deadline = time.time() + within
+    while True:
+        try:
+            v = pred()
+        except OSError:
+            v = None
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(step)
+
+
+def wait_routes(servers):
+    for s in servers:
+        wait_for("%s to route to the others" % s.name,
+                 lambda s=s: s.routes() >= len(servers) - 1)
+
+
+def start_node(node):
+    urls = ", ".join("nats://127.0.0.1:%d" % s.port for s in NATS)
+    d = Daemon(config=write_config(NODE_CONFIG, node=node, urls=urls))
+    NODES[node] = d
+    return d
+
+
+def setup():
+    assert NATS_SERVER, "nats-server is not installed (apt-get install nats-server)"
+    ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+    for i, (p, c, m) in enumerate(ports):
+        routes = [ports[j][1] for j in range(3) if j != i]
+        NATS.append(NatsServer("n%d" % (i + 1), p, c, m, routes, TMP))
+    for s in NATS:
+        wait_for("%s monitoring" % s.name, lambda s=s: http_json(s.mport, "/varz"))
+    wait_routes(NATS)
+    for node in ("a", "b", "c"):
+        start_node(node)
+
+
+def server_of(node):
+    """The NATS server node's connection is on."""
+    def find():
+        for s in NATS:
+            if s.alive() and s.subjects_of("dialogued " + node) is not None:
+                return s
+        return None
+    return wait_for("node %s on a NATS server" % node, find)
+
+
+def client(node, name):
+    c = Conn(NODES[node].port, timeout=10)
+    c.hello(name=name)
+    return c
+
+
+def join(c, room, **kw):
+    rid = c.send(join=pb.Join(room=room, **kw))
+    return c.expect("joined", rid), rid
+
+
+def read_events(c, want, within=10.0):
+    """Events (and only events) until `want` of them or `within` seconds."""
+    got = []
+    deadline = time.time() + within
+    while len(got) < want and time.time() < deadline:
+        c.sock.settimeout(max(0.05, deadline - time.time()))
+        try:
+            f = c.recv()
+        except socket.timeout:
+            break
+        kind = f.WhichOneof("msg")
+        assert kind == "event", "unexpected %s: %s" % (kind, f)
+        got.append(f.event)
+    c.sock.settimeout(10)
+    return got
+
+
+def quiet_for(c, seconds=0.3):
+    """Nothing more arrives for a while (then a Ping round-trips)."""
+    extra = read_events(c, 1, within=seconds)
+    assert not extra, "unexpected extra event: %s" % extra[0]
+    assert c.barrier() == []
+
+
+def interest_on(node, room_subject):
+    """node's connection subscribes to room_subject on its NATS server."""
+    return room_subject in (server_of(node).subjects_of("dialogued " + node) or set())
+
+
+def interest_everywhere(node, room_subject):
+    """...and every other live server has learnt it over its route from
+    that server: a publisher anywhere now reaches node."""
+    own = server_of(node)
+    if room_subject not in (own.subjects_of("dialogued " + node) or set()):
+        return False
+    own_id = http_json(own.mport, "/varz")["server_id"]
+    for s in NATS:
+        if s is own or not s.alive():
+            continue
+        routes = http_json(s.mport, "/routez?subs=1").get("routes") or []
+        if not any(r.get("remote_id") == own_id and
+                   room_subject in (r.get("subscriptions_list") or []) for r in routes):
+            return False
+    return True
+
+
+# ---- tests ---------------------------------------------------------------
+
+def test_cross_node_exactly_once():
+    """Publisher on B; members on A, B and C: each event once for each, in
+    order, numbered by each member's own node without gaps."""
+    room = "chat.main:1"
+    subs = {}
+    for node in ("a", "b", "c"):
+        c = client(node, "sub-" + node)
+        j, _ = join(c, room)
+        subs[node] = (c, j)
+    # The room subject escapes '.' and ':' (docs/cluster.md).
+    for node in ("a", "b", "c"):
+        wait_for("interest of node " + node,
+                 lambda n=node: interest_everywhere(n, "dialogue.room.chat%2Emain%3A1"))
+    pub = client("b", "pub")
+    join(pub, room)
+    n = 200
+    for i in range(n):
+        ack, before = pub.trigger(room, "say", b"m%d" % i)
+        assert [e.data for e in before] == [b"m%d" % i], before
+        assert ack.recipients == 2, ack  # this node's members: sub-b and pub
+    for node, (c, j) in subs.items():
+        got = read_events(c, n)
+        assert [e.data for e in got] == [b"m%d" % i for i in range(n)], \
+            "node %s: %d events, first differences: %s" % (
+                node, len(got), [e.data for e in got][:5])
+        assert [e.seq for e in got] == list(range(j.seq + 1, j.seq + n + 1)), node
+        assert {e.epoch for e in got} == {j.epoch}, node
+        assert {e.room for e in got} == {room}
+        quiet_for(c)
+    quiet_for(pub)
+    for c, _ in subs.values():
+        c.close()
+    pub.close()
+
+
+def test_interest_follows_local_members():
+    """Node C subscribes to a room's subject on its first local member and
+    unsubscribes when the last one leaves."""
+    subject = "dialogue.room.quiet"
+    assert not interest_on("c", subject)
+    c1 = client("c", "q1")
+    c2 = client("c", "q2")
+    join(c1, "quiet")
+    wait_for("interest on", lambda: interest_everywhere("c", subject))
+    join(c2, "quiet")
+    # Another node's event reaches both once.
+    pa = client("a", "qpub")
+    join(pa, "quiet")
+    pa.trigger("quiet", "x", b"one")
+    for c in (c1, c2):
+        assert [e.data for e in read_events(c, 1)] == [b"one"]
+    rid = c1.send(leave=pb.Leave(room="quiet"))
+    c1.expect("left", rid)
+    time.sleep(0.3)
+    assert interest_on("c", subject), "c2 is still a member"
+    c2.close()  # a disconnect counts as leaving
+    wait_for("interest off", lambda: not interest_on("c", subject))
+    assert "interest in room quiet off" in NODES["c"].logtext()
+    # Events go on without node C taking them.
+    pa.trigger("quiet", "x", b"two")
+    quiet_for(c1)
+    c1.close()
+    pa.close()
+
+
+class Streamer(threading.Thread):
+    """Triggers numbered events into room from node as fast as acks come
+    back (with a pause), until stop()."""
+
+    def __init__(self, node, room, pause=0.004):
+        super().__init__(daemon=True)
+        self.c = client(node, "streamer")
+        join(self.c, room)
+        rid = self.c.send(unsubscribe=pb.Unsubscribe(room=room, all=True))
+        self.c.expect("joined", rid)
+        self.room, self.pause = room, pause
+        self.sent = 0
+        self.halt = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            while not self.halt.is_set():
+                self.c.trigger(self.room, "tick", b"%d" % self.sent)
+                self.sent += 1
+                time.sleep(self.pause)
+        except BaseException as e:  # noqa: B902 - reported by stop()
+            self.error = e
+
+    def stop(self):
+        self.halt.set()
+        self.join(10)
+        assert not self.is_alive(), "streamer did not stop"
+        if self.error:
+            raise self.error
+        self.c.close()
+        return self.sent
+
+
+def test_nats_server_killed_during_stream():
+    """The NATS server node A is connected to dies mid-stream: A reconnects
+    to another one and its member keeps receiving; what it misses is only
+    the failover window (reported), never a duplicate or a reordering. The
+    publisher's own node (B) delivers everything to its members."""
+    room = "chat.main:1"
+    members = {}
+    for node in ("a", "b", "c"):
+        c = client(node, "kill-" + node)
+        join(c, room)
+        members[node] = c
+    for node in members:
+        wait_for("interest",
+                 lambda n=node: interest_everywhere(n, "dialogue.room.chat%2Emain%3A1"))
+    victim = server_of("a")
+    st = Streamer("b", room)
+    st.start()
+    time.sleep(1.0)
+    killed_at = st.sent
+    victim.kill()
+    t_kill = time.time()
+    # Wait until A is on another server again, then stream a while more.
+    wait_for("node a to reconnect", lambda: server_of("a") is not victim, within=15)
+    reconnect_s = time.time() - t_kill
+    time.sleep(1.5)
+    after_reconnect = st.sent
+    time.sleep(1.0)
+    total = st.stop()
+    assert total > after_reconnect + 50, "the stream was too slow to say anything"
+    report = []
+    for node, c in members.items():
+        got = [int(e.data) for e in read_events(c, total, within=10)]
+        assert len(got) == len(set(got)), "node %s: duplicates" % node
+        assert got == sorted(got), "node %s: out of order" % node
+        missing = sorted(set(range(total)) - set(got))
+        report.append("%s lost %d of %d %s" % (node, len(missing), total,
+                                              missing[:3] + (["..."] if len(missing) > 3
+                                                             else [])))
+        if node == "b":
+            assert not missing, "local delivery on the publisher's node lost %s" % missing
+        # Everything sent once the node was back is there.
+        assert all(i in set(got) for i in range(after_reconnect, total)), \
+            "node %s missed events after the failover: %s" % (node, missing)
+        # Loss, if any, lies around the kill.
+        assert all(m >= killed_at - 50 for m in missing), \
+            "node %s lost events long before the kill: %s" % (node, missing[:5])
+        c.close()
+    print("failover: killed %s after %d events; node a back in %.2fs; %s"
+          % (victim.name, killed_at, reconnect_s, "; ".join(report)), flush=True)
+    victim.start()
+    wait_routes(NATS)
+
+
+def test_dialogue_node_killed_client_moves():
+    """Node C is killed; its client reconnects to node A, asks to recover
+    from its position on C, and gets A's kept history (complete = false:
+    another node's numbering) holding what was published meanwhile, then
+    live events from A."""
+    room = "kept"
+    sc = client("c", "mover")
+    j, _ = join(sc, room)
+    pub = client("b", "kept-pub")
+    join(pub, room)
+    watch = client("a", "kept-watch")  # tells when node A has an event
+    join(watch, room)
+    # Rooms that keep history are taken by every node from the start.
+    wait_for("node a takes kept", lambda: interest_everywhere("a", "dialogue.room.kept"))
+    wait_for("node c takes kept", lambda: interest_everywhere("c", "dialogue.room.kept"))
+    for i in range(3):
+        pub.trigger(room, "note", b"before-%d" % i)
+    got = read_events(sc, 3)
+    assert [e.data for e in got] == [b"before-%d" % i for i in range(3)]
+    epoch_c, seq_c = got[-1].epoch, got[-1].seq
+    NODES["c"].stop(signal.SIGKILL)
+    for i in range(3):
+        pub.trigger(room, "note", b"away-%d" % i)
+    sc.close()
+    # An Ack says node B took the event, not that the others have it yet.
+    seen = [e.data for e in read_events(watch, 6)]
+    assert seen[-3:] == [b"away-%d" % i for i in range(3)], seen
+    # The client library takes one server; a client that knows another
+    # node's port moves there (docs/cluster.md).
+    moved = client("a", "mover")
+    rid = moved.send(join=pb.Join(room=room, recover=True, epoch=epoch_c, since_seq=seq_c))
+    ja = moved.expect("joined", rid)
+    batch = moved.expect("history_batch", rid)
+    assert ja.epoch != epoch_c
+    assert not batch.complete, "another node's epoch cannot be recovered exactly"
+    assert batch.epoch == ja.epoch
+    datas = [e.data for e in batch.events]
+    for i in range(3):
+        assert b"away-%d" % i in datas, datas
+        assert b"before-%d" % i in datas, datas
+    assert [e.seq for e in batch.events] == sorted(e.seq for e in batch.events)
+    pub.trigger(room, "note", b"live")
+    assert [e.data for e in read_events(moved, 1)] == [b"live"]
+    moved.close()
+    watch.close()
+    pub.close()
+
+
+TLS_NODE_CONFIG = NODE_CONFIG.replace("  nats: [{urls}]\n", """  nats: [{urls}]
+  tls:
+    ca: {certs}/ca.crt
+    cert: {certs}/client-publisher.crt
+    key: {certs}/client-publisher.key
+""")
+
+
+def test_tls_to_nats_and_duplicate_node_id():
+    """A NATS server that requires TLS and a client certificate: two nodes
+    reach each other through it. A third node started with an id already
+    in use drops what comes under its own id, and says why."""
+    port, mport = free_port(), free_port()
+    conf = os.path.join(TMP, "tls.conf")
+    with open(conf, "w") as f:
+        f.write("listen: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\ntls {\n  cert_file: %s/server.crt\n"
+                "  key_file: %s/server.key\n  ca_file: %s/ca.crt\n  verify: true\n}\n"
+                % (port, mport, CERTS, CERTS, CERTS))
+    log = open(os.path.join(TMP, "tls.log"), "w")
+    srv = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    atexit.register(lambda: srv.poll() is None and srv.kill())
+    nodes = []
+    try:
+        wait_for("TLS NATS server", lambda: http_json(mport, "/varz"))
+        urls = "tls://127.0.0.1:%d" % port
+        for node in ("t1", "t2", "t1"):
+            nodes.append(Daemon(config=write_config(TLS_NODE_CONFIG, node=node, urls=urls)))
+        t1, t2, dup = nodes
+        for d in nodes:
+            assert "connected to NATS at tls://127.0.0.1:%d" % port in d.logtext(), d.logtext()
+        members = []
+        for d in (t2, dup):
+            c = Conn(d.port, timeout=10)
+            c.hello(name="tls-sub")
+            join(c, "quiet")
+            members.append(c)
+        names = ("dialogued t2", "dialogued t1")
+
+        def subscribed():
+            conns = http_json(mport, "/connz?subs=1").get("connections", [])
+            subs = [set(c.get("subscriptions_list") or []) for c in conns
+                    if c.get("name") in names]
+            return len(subs) == 3 and sum("dialogue.room.quiet" in x for x in subs) == 2
+        wait_for("the TLS nodes' interest", subscribed)
+        p = Conn(t1.port, timeout=10)
+        p.hello(name="tls-pub")
+        join(p, "quiet")
+        p.trigger("quiet", "x", b"over tls")
+        assert [e.data for e in read_events(members[0], 1)] == [b"over tls"]
+        quiet_for(members[1])
+        wait_for("the duplicate id warning",
+                 lambda: "carries this node's node_id t1" in dup.logtext())
+        for c in members + [p]:
+            c.close()
+    finally:
+        for d in nodes:
+            d.stop()
+        srv.kill()
+        srv.wait(5)
+        log.close()
+
+
+def test_nodes_stop_cleanly():
+    """Last: every node exits 0 on SIGTERM (NATS connection closed on the
+    loop, no leak under ASan); the NATS servers are stopped."""
+    for node, d in NODES.items():
+        if d.proc.poll() is None:
+            rc = d.stop()
+            assert rc == 0, "node %s exited %s: %s" % (node, rc, d.logtext()[-2000:])
+    for s in NATS:
+        if s.alive():
+            s.kill()
+
+
+def main():
+    try:
+        setup()
+    except BaseException:
+        for s in NATS:
+            if s.alive():
+                s.kill()
+        raise
+    run_tests([test_cross_node_exactly_once, test_interest_follows_local_members,
+               test_nats_server_killed_during_stream, test_dialogue_node_killed_client_moves,
+               test_tls_to_nats_and_duplicate_node_id, test_nodes_stop_cleanly],
+              per_test_timeout=60)
+
+
+if __name__ == "__main__":
+    main()
