@@ -112,7 +112,11 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
             return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
         }
         dlg_jwt_claims cl;
-        if (dlg_jwt_verify(srv->jwt, h->token, strlen(h->token), (int64_t)time(NULL), &cl,
+        /* Not time(): it reads a coarse clock that can lag the issuer's by
+         * a tick, and with leeway 0 a fresh token would look "from the future". */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (dlg_jwt_verify(srv->jwt, h->token, strlen(h->token), (int64_t)now.tv_sec, &cl,
                            err, errlen) != 0)
             return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
         /* Take ownership of the verified claims. */
