@@ -1,6 +1,9 @@
 /* dlg_err.c: tables behind dlg_err.h. */
 #include "dlg_err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *dlg_strerror(int err) {
     switch (err) {
     case DLG_OK: return "success";
@@ -41,4 +44,13 @@ const char *dlg_status_name(int status) {
     if (status < 0 || (size_t)status >= sizeof(names) / sizeof(names[0]))
         return "UNKNOWN";
     return names[status];
+}
+
+void dlg_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

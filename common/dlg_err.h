@@ -44,6 +44,11 @@ const char *dlg_err_name(int err);
 /* The dialogue.v1.Status value a DLG_E* code is reported as on the wire. */
 int dlg_err_status(int err);
 
+/* snprintf into an error buffer; does nothing when err is NULL or errlen 0,
+ * so callers that want no message can pass nothing. */
+void dlg_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The gRPC name of a dialogue.v1.Status value ("INVALID_ARGUMENT"), or
  * "UNKNOWN" for a value outside the table. Static storage. */
 const char *dlg_status_name(int status);

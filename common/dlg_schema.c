@@ -70,16 +70,6 @@ struct dlg_schema {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *dupstr(const char *s) {
     size_t n = strlen(s) + 1;
@@ -349,7 +339,7 @@ static int read_event_option(stage *st, const char *file, msg_impl *m,
         if (u->tag != EXT_EVENT)
             continue;
         if (unknown_payload(u, &name, &len) != 0 || !event_name_ok(name, len)) {
-            seterr(st->err, st->errlen, "%s: message %s: option (dialogue.v1.event) "
+            dlg_errf(st->err, st->errlen, "%s: message %s: option (dialogue.v1.event) "
                    "is not a printable name of 1 to %d characters", file,
                    m->pub.full_name, MAX_EVENT_NAME);
             return DLG_ESCHEMA;
@@ -387,7 +377,7 @@ static int read_rule_option(stage *st, const char *file, const char *owner,
         Dialogue__V1__FieldRule *r = NULL;
         if (unknown_payload(u, &p, &n) != 0 ||
             (r = dialogue__v1__field_rule__unpack(NULL, n, p)) == NULL) {
-            seterr(st->err, st->errlen, "%s: field %s.%s: option (dialogue.v1.rule) "
+            dlg_errf(st->err, st->errlen, "%s: field %s.%s: option (dialogue.v1.rule) "
                    "does not decode", file, owner, f->name);
             return DLG_ESCHEMA;
         }
@@ -414,7 +404,7 @@ static int check_rule(stage *st, const char *file, const char *owner,
     else if (f->has_min && f->has_max && f->min > f->max) {
         fmt_double(a, sizeof(a), f->min);
         fmt_double(b, sizeof(b), f->max);
-        seterr(st->err, st->errlen, "%s: field %s.%s: min %s is above max %s", file,
+        dlg_errf(st->err, st->errlen, "%s: field %s.%s: min %s is above max %s", file,
                owner, f->name, a, b);
         return DLG_ESCHEMA;
     } else if ((f->has_min_len || f->has_max_len) && f->type != DLG_FT_STRING &&
@@ -427,7 +417,7 @@ static int check_rule(stage *st, const char *file, const char *owner,
                "else a 0 is not sent and reads as missing";
     if (what == NULL)
         return 0;
-    seterr(st->err, st->errlen, "%s: field %s.%s: %s", file, owner, f->name, what);
+    dlg_errf(st->err, st->errlen, "%s: field %s.%s: %s", file, owner, f->name, what);
     return DLG_ESCHEMA;
 }
 
@@ -445,7 +435,7 @@ static int fill_field(stage *st, const char *file, int proto3, msg_impl *m,
     const char *owner = m->pub.full_name;
     if (fd->name == NULL || !fd->has_number || fd->number < 1 ||
         (uint32_t)fd->number > MAX_FIELD_NUMBER || !fd->has_type || !fd->has_label) {
-        seterr(st->err, st->errlen, "%s: message %s: field %s lacks a valid name, "
+        dlg_errf(st->err, st->errlen, "%s: message %s: field %s lacks a valid name, "
                "number, type or label", file, owner, fd->name ? fd->name : "(unnamed)");
         return DLG_ESCHEMA;
     }
@@ -459,7 +449,7 @@ static int fill_field(stage *st, const char *file, int proto3, msg_impl *m,
     f->label = (int)fd->label;
     if (f->type < DLG_FT_DOUBLE || f->type > DLG_FT_SINT64 || f->type == DLG_FT_GROUP ||
         f->label < DLG_FL_OPTIONAL || f->label > DLG_FL_REPEATED) {
-        seterr(st->err, st->errlen, "%s: field %s.%s: %s", file, owner, f->name,
+        dlg_errf(st->err, st->errlen, "%s: field %s.%s: %s", file, owner, f->name,
                f->type == DLG_FT_GROUP ? "groups are not supported"
                                        : "unknown type or label");
         return DLG_ESCHEMA;
@@ -478,7 +468,7 @@ static int fill_field(stage *st, const char *file, int proto3, msg_impl *m,
         return rc;
     if (f->type == DLG_FT_MESSAGE || f->type == DLG_FT_ENUM) {
         if (fd->type_name == NULL || fd->type_name[0] != '.') {
-            seterr(st->err, st->errlen, "%s: field %s.%s: type name is missing or "
+            dlg_errf(st->err, st->errlen, "%s: field %s.%s: type name is missing or "
                    "not fully qualified", file, owner, f->name);
             return DLG_ESCHEMA;
         }
@@ -496,7 +486,7 @@ static int cmp_i32(const void *a, const void *b) {
 static int add_enum(stage *st, const char *file, const char *scope,
                     const Google__Protobuf__EnumDescriptorProto *d) {
     if (d->name == NULL) {
-        seterr(st->err, st->errlen, "%s: enum without a name in %s", file,
+        dlg_errf(st->err, st->errlen, "%s: enum without a name in %s", file,
                *scope ? scope : "the file scope");
         return DLG_ESCHEMA;
     }
@@ -521,7 +511,7 @@ static int add_enum(stage *st, const char *file, const char *scope,
     for (size_t i = 0; i < n; i++) {
         const Google__Protobuf__EnumValueDescriptorProto *v = d->value[i];
         if (v->name == NULL || !v->has_number) {
-            seterr(st->err, st->errlen, "%s: enum %s: value %zu lacks a name or number",
+            dlg_errf(st->err, st->errlen, "%s: enum %s: value %zu lacks a name or number",
                    file, e->pub.full_name, i);
             return DLG_ESCHEMA;
         }
@@ -537,12 +527,12 @@ static int add_enum(stage *st, const char *file, const char *scope,
 static int add_message(stage *st, const char *file, int proto3, const char *scope,
                        const Google__Protobuf__DescriptorProto *d, int level) {
     if (d->name == NULL) {
-        seterr(st->err, st->errlen, "%s: message without a name in %s", file,
+        dlg_errf(st->err, st->errlen, "%s: message without a name in %s", file,
                *scope ? scope : "the file scope");
         return DLG_ESCHEMA;
     }
     if (level > MAX_DESC_DEPTH) {
-        seterr(st->err, st->errlen, "%s: message %s.%s is nested too deep", file,
+        dlg_errf(st->err, st->errlen, "%s: message %s.%s is nested too deep", file,
                scope, d->name);
         return DLG_ESCHEMA;
     }
@@ -579,14 +569,14 @@ static int add_message(stage *st, const char *file, int proto3, const char *scop
         m->pub.n_fields = i + 1;
         rc = fill_field(st, file, proto3, m, order[i], f);
         if (rc == 0 && i > 0 && f->number == f[-1].number) {
-            seterr(st->err, st->errlen, "%s: message %s: field number %u used twice",
+            dlg_errf(st->err, st->errlen, "%s: message %s: field number %u used twice",
                    file, m->pub.full_name, f->number);
             rc = DLG_ESCHEMA;
         }
         m->req_bit[i] = -1;
         if (rc == 0 && (f->required || f->label == DLG_FL_REQUIRED)) {
             if (n_req == MAX_REQUIRED) {
-                seterr(st->err, st->errlen, "%s: message %s has more than %d required "
+                dlg_errf(st->err, st->errlen, "%s: message %s has more than %d required "
                        "fields", file, m->pub.full_name, MAX_REQUIRED);
                 rc = DLG_ESCHEMA;
             } else {
@@ -623,7 +613,7 @@ static int file_known(const stage *st, const char *name) {
 
 static int add_file(stage *st, const Google__Protobuf__FileDescriptorProto *fp) {
     if (fp->name == NULL) {
-        seterr(st->err, st->errlen, "descriptor set holds a file without a name");
+        dlg_errf(st->err, st->errlen, "descriptor set holds a file without a name");
         return DLG_ESCHEMA;
     }
     if (file_known(st, fp->name))
@@ -632,7 +622,7 @@ static int add_file(stage *st, const Google__Protobuf__FileDescriptorProto *fp) 
     if (fp->syntax != NULL && strcmp(fp->syntax, "proto3") == 0)
         proto3 = 1;
     else if (fp->syntax != NULL && *fp->syntax && strcmp(fp->syntax, "proto2") != 0) {
-        seterr(st->err, st->errlen, "%s: syntax \"%s\" is not supported", fp->name,
+        dlg_errf(st->err, st->errlen, "%s: syntax \"%s\" is not supported", fp->name,
                fp->syntax);
         return DLG_ESCHEMA;
     }
@@ -715,7 +705,7 @@ static int resolve(stage *st, void **msgs, size_t n_msgs, void **enums,
             const enum_impl *ei = *e;
             p->f->en = &ei->pub;
         } else {
-            seterr(st->err, st->errlen, "%s: field %s.%s: type %s is %s", p->file,
+            dlg_errf(st->err, st->errlen, "%s: field %s.%s: type %s is %s", p->file,
                    p->owner, p->f->name, p->type_name,
                    (m || e) ? (p->f->type == DLG_FT_ENUM ? "not an enum" : "not a message")
                             : "not defined in the loaded sets");
@@ -736,11 +726,11 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
     Google__Protobuf__FileDescriptorSet *set =
         google__protobuf__file_descriptor_set__unpack(NULL, len, data);
     if (set == NULL) {
-        seterr(err, errlen, "descriptor set does not parse (%zu bytes)", len);
+        dlg_errf(err, errlen, "descriptor set does not parse (%zu bytes)", len);
         goto fail;
     }
     if (set->n_file == 0) {
-        seterr(err, errlen, "descriptor set holds no files");
+        dlg_errf(err, errlen, "descriptor set holds no files");
         goto fail;
     }
     for (size_t i = 0; i < set->n_file; i++)
@@ -768,7 +758,7 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
     for (size_t i = 1; i < n_msgs; i++) {
         const msg_impl *a = msgs[i - 1], *b = msgs[i];
         if (strcmp(a->pub.full_name, b->pub.full_name) == 0) {
-            seterr(err, errlen, "message %s defined twice (in %s and %s)",
+            dlg_errf(err, errlen, "message %s defined twice (in %s and %s)",
                    a->pub.full_name, a->file, b->file);
             goto fail;
         }
@@ -776,7 +766,7 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
     for (size_t i = 1; i < n_enums; i++) {
         const enum_impl *a = enums[i - 1], *b = enums[i];
         if (strcmp(a->pub.full_name, b->pub.full_name) == 0) {
-            seterr(err, errlen, "enum %s defined twice (in %s and %s)",
+            dlg_errf(err, errlen, "enum %s defined twice (in %s and %s)",
                    a->pub.full_name, a->file, b->file);
             goto fail;
         }
@@ -784,7 +774,7 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
     for (size_t i = 1; i < n_events; i++) {
         const ev_impl *a = by_name[i - 1], *b = by_name[i];
         if (strcmp(a->pub.name, b->pub.name) == 0) {
-            seterr(err, errlen, "event %s defined twice (%s and %s)", a->pub.name,
+            dlg_errf(err, errlen, "event %s defined twice (%s and %s)", a->pub.name,
                    a->pub.msg->full_name, b->pub.msg->full_name);
             goto fail;
         }
@@ -830,7 +820,7 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
 
 fail:
     if (rc == DLG_ENOMEM)
-        seterr(err, errlen, "out of memory loading a descriptor set");
+        dlg_errf(err, errlen, "out of memory loading a descriptor set");
     free(msgs);
     free(enums);
     free(by_name);
@@ -850,27 +840,27 @@ int dlg_schema_load_file(dlg_schema *s, const char *path, char *err, size_t errl
     int rc = DLG_EIO;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        dlg_errf(err, errlen, "%s: %s", path, strerror(errno));
         return DLG_EIO;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        dlg_errf(err, errlen, "%s: %s", path, strerror(errno));
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        dlg_errf(err, errlen, "%s: not a regular file", path);
         goto fail;
     }
     if (sb.st_size > (off_t)MAX_SET_FILE) {
-        seterr(err, errlen, "%s: %lld bytes, above the %u MiB cap for a descriptor set",
+        dlg_errf(err, errlen, "%s: %lld bytes, above the %u MiB cap for a descriptor set",
                path, (long long)sb.st_size, MAX_SET_FILE >> 20);
         goto fail;
     }
     size_t size = (size_t)sb.st_size, got = 0;
     if ((buf = malloc(size ? size : 1)) == NULL) {
         rc = DLG_ENOMEM;
-        seterr(err, errlen, "%s: out of memory", path);
+        dlg_errf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     while (got < size) {
@@ -878,7 +868,7 @@ int dlg_schema_load_file(dlg_schema *s, const char *path, char *err, size_t errl
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            seterr(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "file shrank while reading");
+            dlg_errf(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "file shrank while reading");
             goto fail;
         }
         got += (size_t)r;
@@ -886,7 +876,7 @@ int dlg_schema_load_file(dlg_schema *s, const char *path, char *err, size_t errl
     why[0] = '\0';
     rc = dlg_schema_add_set(s, buf, size, why, sizeof(why));
     if (rc != 0)
-        seterr(err, errlen, "%s: %s", path, why);
+        dlg_errf(err, errlen, "%s: %s", path, why);
 fail:
     free(buf);
     close(fd);
@@ -1429,7 +1419,7 @@ static int walk_msg(vctx *c, const dlg_schema_msg *m, const uint8_t *p,
 int dlg_schema_validate(const dlg_schema_event *ev, const uint8_t *data, size_t len,
                         unsigned flags, char *err, size_t errlen) {
     if (ev == NULL || (data == NULL && len != 0)) {
-        seterr(err, errlen, "no event or no data to validate");
+        dlg_errf(err, errlen, "no event or no data to validate");
         return DLG_EINVAL;
     }
     vctx c = {.ev = ev, .base = data, .flags = flags, .err = err, .errlen = errlen};

@@ -9,6 +9,7 @@
 
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_err.h"
+#include "dlg_sorted.h"
 #include "dlg_frame.h"
 #include "fanout.h"
 #include "history.h"
@@ -23,22 +24,12 @@
 
 /* ---- interest set ------------------------------------------------------ */
 
+static const char *interest_key(const void *elem) {
+    return ((const dlg_bus_room *)elem)->id;
+}
+
 static size_t set_pos(const dlg_bus *b, const char *room, int *found) {
-    size_t lo = 0, hi = b->n_rooms;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(b->rooms[mid].id, room);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return dlg_sorted_pos(b->rooms, b->n_rooms, sizeof(*b->rooms), interest_key, room, found);
 }
 
 dlg_bus_room *dlg__bus_find(const dlg_bus *b, const char *room) {

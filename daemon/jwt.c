@@ -70,19 +70,6 @@ const char *dlg_jwt_alg_name(int alg) {
     return alg_names[alg];
 }
 
-/* snprintf into err that tolerates errlen 0 / err NULL, so callers that do
- * not want a message can pass nothing. */
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Copies attacker-controlled text (kid, alg) into a message: printable ASCII
  * only and cut short, so a header cannot forge log lines or flood them. */
 static void quote_safe(char *dst, size_t dstlen, const char *src) {
@@ -297,13 +284,13 @@ static int key_slot(dlg_jwt_verifier *v, const char *kid, char **kid_copy, char 
     *kid_copy = NULL;
     if (kid && kid[0]) {
         if (strlen(kid) > DLG_JWT_MAX_NAME) {
-            seterr(err, errlen, "key id is longer than %d bytes", DLG_JWT_MAX_NAME);
+            dlg_errf(err, errlen, "key id is longer than %d bytes", DLG_JWT_MAX_NAME);
             return DLG_EINVAL;
         }
         if (find_kid(v, kid)) {
             char q[64];
             quote_safe(q, sizeof q, kid);
-            seterr(err, errlen, "key id \"%s\" is configured twice", q);
+            dlg_errf(err, errlen, "key id \"%s\" is configured twice", q);
             return DLG_EEXIST;
         }
         *kid_copy = strdup(kid);
@@ -326,7 +313,7 @@ static int add_hmac(dlg_jwt_verifier *v, const char *kid, const uint8_t *secret,
     if (!v || !secret)
         return DLG_EINVAL;
     if (len < DLG_JWT_MIN_SECRET || len > DLG_JWT_MAX_SECRET) {
-        seterr(err, errlen, "HS256 secret is %zu bytes, expected %d..%d", len,
+        dlg_errf(err, errlen, "HS256 secret is %zu bytes, expected %d..%d", len,
                DLG_JWT_MIN_SECRET, DLG_JWT_MAX_SECRET);
         return DLG_EINVAL;
     }
@@ -359,7 +346,7 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, c
                      size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        dlg_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return DLG_EIO;
     }
     int rc;
@@ -370,12 +357,12 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, c
     }
     size_t n = fread(buf, 1, max + 1, f);
     if (ferror(f)) {
-        seterr(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        dlg_errf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         rc = DLG_EIO;
         goto fail;
     }
     if (n > max) {
-        seterr(err, errlen, "%s: larger than %zu bytes", path, max);
+        dlg_errf(err, errlen, "%s: larger than %zu bytes", path, max);
         rc = DLG_EINVAL;
         goto fail;
     }
@@ -407,7 +394,7 @@ int dlg_jwt_read_secret_file(const char *path, uint8_t **out, size_t *len, char 
             n--;
     }
     if (n < DLG_JWT_MIN_SECRET || n > DLG_JWT_MAX_SECRET) {
-        seterr(err, errlen, "%s: secret is %zu bytes, expected %d..%d", path, n,
+        dlg_errf(err, errlen, "%s: secret is %zu bytes, expected %d..%d", path, n,
                DLG_JWT_MIN_SECRET, DLG_JWT_MAX_SECRET);
         OPENSSL_cleanse(buf, DLG_JWT_MAX_SECRET + 3);
         free(buf);
@@ -430,7 +417,7 @@ int dlg_jwt_add_secret_file(dlg_jwt_verifier *v, const char *kid, const char *pa
     char why[128] = "";
     rc = add_hmac(v, kid, secret, len, why, sizeof why);
     if (rc)
-        seterr(err, errlen, "%s: %s", path, why[0] ? why : dlg_strerror(rc));
+        dlg_errf(err, errlen, "%s: %s", path, why[0] ? why : dlg_strerror(rc));
     OPENSSL_cleanse(secret, len);
     free(secret);
     return rc;
@@ -472,7 +459,7 @@ static int load_pubkey(const char *path, EVP_PKEY **out, char *err, size_t errle
             pkey = X509_get_pubkey(cert);
     }
     if (!pkey) {
-        seterr(err, errlen, "%s: no PEM \"PUBLIC KEY\" or \"CERTIFICATE\" block found", path);
+        dlg_errf(err, errlen, "%s: no PEM \"PUBLIC KEY\" or \"CERTIFICATE\" block found", path);
         rc = DLG_EIO;
         goto done;
     }
@@ -492,13 +479,13 @@ static int check_key_fits(EVP_PKEY *pkey, int alg, const char *path, char *err, 
         /* "RSA" only: an RSA-PSS key would make OpenSSL use PSS, not the
          * PKCS#1 v1.5 padding RS256 means. */
         if (!EVP_PKEY_is_a(pkey, "RSA")) {
-            seterr(err, errlen, "%s: RS256 needs an RSA key, got %s", path,
+            dlg_errf(err, errlen, "%s: RS256 needs an RSA key, got %s", path,
                    EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "?");
             return DLG_ECONFIG;
         }
         int bits = EVP_PKEY_get_bits(pkey);
         if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) {
-            seterr(err, errlen, "%s: RSA key has %d bits, expected %d..%d", path, bits,
+            dlg_errf(err, errlen, "%s: RSA key has %d bits, expected %d..%d", path, bits,
                    RSA_MIN_BITS, RSA_MAX_BITS);
             return DLG_ECONFIG;
         }
@@ -509,7 +496,7 @@ static int check_key_fits(EVP_PKEY *pkey, int alg, const char *path, char *err, 
         if (!EVP_PKEY_is_a(pkey, "EC") ||
             !EVP_PKEY_get_group_name(pkey, group, sizeof group, NULL) ||
             OBJ_txt2nid(group) != NID_X9_62_prime256v1) {
-            seterr(err, errlen, "%s: ES256 needs a P-256 EC key, got %s %s", path,
+            dlg_errf(err, errlen, "%s: ES256 needs a P-256 EC key, got %s %s", path,
                    EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "?",
                    group);
             ERR_clear_error();
@@ -519,7 +506,7 @@ static int check_key_fits(EVP_PKEY *pkey, int alg, const char *path, char *err, 
     }
     case DLG_JWT_EDDSA:
         if (!EVP_PKEY_is_a(pkey, "ED25519")) {
-            seterr(err, errlen, "%s: EdDSA needs an Ed25519 key, got %s", path,
+            dlg_errf(err, errlen, "%s: EdDSA needs an Ed25519 key, got %s", path,
                    EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "?");
             return DLG_ECONFIG;
         }
@@ -533,7 +520,7 @@ int dlg_jwt_add_public_key_file(dlg_jwt_verifier *v, const char *kid, int alg,
     if (!v || !pem_path)
         return DLG_EINVAL;
     if (alg != DLG_JWT_RS256 && alg != DLG_JWT_ES256 && alg != DLG_JWT_EDDSA) {
-        seterr(err, errlen, "%s: alg %s cannot use a public key file", pem_path,
+        dlg_errf(err, errlen, "%s: alg %s cannot use a public key file", pem_path,
                dlg_jwt_alg_name(alg));
         return DLG_EINVAL;
     }
@@ -548,7 +535,7 @@ int dlg_jwt_add_public_key_file(dlg_jwt_verifier *v, const char *kid, int alg,
     char why[128] = "";
     rc = key_slot(v, kid, &kid_copy, why, sizeof why);
     if (rc) {
-        seterr(err, errlen, "%s: %s", pem_path, why[0] ? why : dlg_strerror(rc));
+        dlg_errf(err, errlen, "%s: %s", pem_path, why[0] ? why : dlg_strerror(rc));
         goto fail;
     }
     jwt_key *k = &v->keys[v->n_keys++];
@@ -662,21 +649,21 @@ static int sig_verify(const jwt_key *k, const uint8_t *sig, size_t siglen, const
         return hs256_verify(k, sig, siglen, msg, n);
     case DLG_JWT_RS256:
         if (siglen != (size_t)EVP_PKEY_get_size(k->pkey)) {
-            seterr(err, errlen, "malformed token: RS256 signature is %zu bytes, expected %d",
+            dlg_errf(err, errlen, "malformed token: RS256 signature is %zu bytes, expected %d",
                    siglen, EVP_PKEY_get_size(k->pkey));
             return DLG_EPROTO;
         }
         return digest_verify(k->pkey, EVP_sha256(), sig, siglen, msg, n);
     case DLG_JWT_ES256:
         if (siglen != 64) {
-            seterr(err, errlen, "malformed token: ES256 signature is %zu bytes, expected 64",
+            dlg_errf(err, errlen, "malformed token: ES256 signature is %zu bytes, expected 64",
                    siglen);
             return DLG_EPROTO;
         }
         return es256_verify(k->pkey, sig, msg, n);
     case DLG_JWT_EDDSA:
         if (siglen != 64) {
-            seterr(err, errlen, "malformed token: EdDSA signature is %zu bytes, expected 64",
+            dlg_errf(err, errlen, "malformed token: EdDSA signature is %zu bytes, expected 64",
                    siglen);
             return DLG_EPROTO;
         }
@@ -771,18 +758,18 @@ static int check_times(const dlg_jwt_verifier *v, json_t *claims, int64_t now, i
     int64_t t = 0;
     int rc = numeric_date(claims, "exp", false, &t);
     if (rc < 0) {
-        seterr(err, errlen, "malformed token: exp is not a NumericDate");
+        dlg_errf(err, errlen, "malformed token: exp is not a NumericDate");
         return DLG_EAUTH;
     }
     if (rc == 0 && v->require_exp) {
-        seterr(err, errlen, "token has no exp claim");
+        dlg_errf(err, errlen, "token has no exp claim");
         return DLG_EAUTH;
     }
     /* exp and leeway are bounded, so exp + leeway cannot overflow; now is
      * the caller's and is never put into a sum. */
     if (rc == 1 && t + v->leeway <= now) {
         format_time(when, sizeof when, t);
-        seterr(err, errlen, "token expired at %s", when);
+        dlg_errf(err, errlen, "token expired at %s", when);
         return DLG_EAUTH;
     }
     /* exp 0 would read as "none" in the claims; 1970 is long past anyway. */
@@ -790,22 +777,22 @@ static int check_times(const dlg_jwt_verifier *v, json_t *claims, int64_t now, i
 
     rc = numeric_date(claims, "nbf", true, &t);
     if (rc < 0) {
-        seterr(err, errlen, "malformed token: nbf is not a NumericDate");
+        dlg_errf(err, errlen, "malformed token: nbf is not a NumericDate");
         return DLG_EAUTH;
     }
     if (rc == 1 && t - v->leeway > now) {
         format_time(when, sizeof when, t);
-        seterr(err, errlen, "token not valid before %s", when);
+        dlg_errf(err, errlen, "token not valid before %s", when);
         return DLG_EAUTH;
     }
     rc = numeric_date(claims, "iat", true, &t);
     if (rc < 0) {
-        seterr(err, errlen, "malformed token: iat is not a NumericDate");
+        dlg_errf(err, errlen, "malformed token: iat is not a NumericDate");
         return DLG_EAUTH;
     }
     if (rc == 1 && t - v->leeway > now) {
         format_time(when, sizeof when, t);
-        seterr(err, errlen, "token issued in the future (iat %s)", when);
+        dlg_errf(err, errlen, "token issued in the future (iat %s)", when);
         return DLG_EAUTH;
     }
     return 0;
@@ -815,11 +802,11 @@ static int check_iss_aud(const dlg_jwt_verifier *v, json_t *claims, char *err, s
     if (v->issuer) {
         json_t *iss = json_object_get(claims, "iss");
         if (!iss) {
-            seterr(err, errlen, "token has no iss claim");
+            dlg_errf(err, errlen, "token has no iss claim");
             return DLG_EAUTH;
         }
         if (!json_is_string(iss) || strcmp(json_string_value(iss), v->issuer) != 0) {
-            seterr(err, errlen, "token issuer does not match");
+            dlg_errf(err, errlen, "token issuer does not match");
             return DLG_EAUTH;
         }
     }
@@ -827,7 +814,7 @@ static int check_iss_aud(const dlg_jwt_verifier *v, json_t *claims, char *err, s
         json_t *aud = json_object_get(claims, "aud");
         bool match = false;
         if (!aud) {
-            seterr(err, errlen, "token has no aud claim");
+            dlg_errf(err, errlen, "token has no aud claim");
             return DLG_EAUTH;
         }
         if (json_is_string(aud)) {
@@ -841,7 +828,7 @@ static int check_iss_aud(const dlg_jwt_verifier *v, json_t *claims, char *err, s
             }
         }
         if (!match) {
-            seterr(err, errlen, "token audience does not match");
+            dlg_errf(err, errlen, "token audience does not match");
             return DLG_EAUTH;
         }
     }
@@ -851,7 +838,7 @@ static int check_iss_aud(const dlg_jwt_verifier *v, json_t *claims, char *err, s
 static int take_role(dlg_jwt_claims *c, json_t *j, const char *claim, char *err,
                      size_t errlen) {
     if (!json_is_string(j) || !role_ok(json_string_value(j))) {
-        seterr(err, errlen,
+        dlg_errf(err, errlen,
                "malformed token: %s claim entries must be role names of 1..%d bytes", claim,
                DLG_JWT_MAX_NAME);
         return DLG_EAUTH;
@@ -867,11 +854,11 @@ static int take_claims(const dlg_jwt_verifier *v, json_t *claims, dlg_jwt_claims
                        char *err, size_t errlen) {
     json_t *sub = json_object_get(claims, "sub");
     if (!sub) {
-        seterr(err, errlen, "token has no sub claim");
+        dlg_errf(err, errlen, "token has no sub claim");
         return DLG_EAUTH;
     }
     if (!json_is_string(sub) || !name_ok(json_string_value(sub))) {
-        seterr(err, errlen, "malformed token: sub must be a string of 1..%d bytes",
+        dlg_errf(err, errlen, "malformed token: sub must be a string of 1..%d bytes",
                DLG_JWT_MAX_NAME);
         return DLG_EAUTH;
     }
@@ -885,11 +872,11 @@ static int take_claims(const dlg_jwt_verifier *v, json_t *claims, dlg_jwt_claims
         return 0;
     size_t n = json_is_array(roles) ? json_array_size(roles) : 1;
     if (!json_is_array(roles) && !json_is_string(roles)) {
-        seterr(err, errlen, "malformed token: %s claim must be a string or an array", rname);
+        dlg_errf(err, errlen, "malformed token: %s claim must be a string or an array", rname);
         return DLG_EAUTH;
     }
     if (n > DLG_JWT_MAX_ROLES) {
-        seterr(err, errlen, "token has more than %d roles", DLG_JWT_MAX_ROLES);
+        dlg_errf(err, errlen, "token has more than %d roles", DLG_JWT_MAX_ROLES);
         return DLG_EAUTH;
     }
     if (n == 0)
@@ -915,7 +902,7 @@ static int split(const char *token, size_t len, const char *seg[3], size_t segle
     for (size_t i = 0; i < len; i++)
         dots += token[i] == '.';
     if (dots != 2) {
-        seterr(err, errlen, "malformed token: %zu segments, expected 3", dots + 1);
+        dlg_errf(err, errlen, "malformed token: %zu segments, expected 3", dots + 1);
         return DLG_EAUTH;
     }
     const char *p = token, *end = token + len;
@@ -937,7 +924,7 @@ static int select_keys(const dlg_jwt_verifier *v, json_t *header, const jwt_key 
     if (kid) {
         if (!json_is_string(kid) || json_string_length(kid) == 0 ||
             json_string_length(kid) > DLG_JWT_MAX_NAME) {
-            seterr(err, errlen, "malformed token: kid must be a string of 1..%d bytes",
+            dlg_errf(err, errlen, "malformed token: kid must be a string of 1..%d bytes",
                    DLG_JWT_MAX_NAME);
             return DLG_EAUTH;
         }
@@ -949,13 +936,13 @@ static int select_keys(const dlg_jwt_verifier *v, json_t *header, const jwt_key 
         if (!v->keys[i].kid)
             return 0;
     if (v->n_keys == 0) {
-        seterr(err, errlen, "no token keys are configured");
+        dlg_errf(err, errlen, "no token keys are configured");
     } else if (kid) {
         char q[64];
         quote_safe(q, sizeof q, json_string_value(kid));
-        seterr(err, errlen, "unknown key id \"%s\"", q);
+        dlg_errf(err, errlen, "unknown key id \"%s\"", q);
     } else {
-        seterr(err, errlen, "token has no key id (kid) and every configured key has one");
+        dlg_errf(err, errlen, "token has no key id (kid) and every configured key has one");
     }
     return DLG_EAUTH;
 }
@@ -963,7 +950,7 @@ static int select_keys(const dlg_jwt_verifier *v, json_t *header, const jwt_key 
 static int check_header(json_t *header, int *alg, char *err, size_t errlen) {
     json_t *a = json_object_get(header, "alg");
     if (!json_is_string(a)) {
-        seterr(err, errlen, "malformed token: header has no alg string");
+        dlg_errf(err, errlen, "malformed token: header has no alg string");
         return DLG_EAUTH;
     }
     const char *as = json_string_value(a);
@@ -972,22 +959,22 @@ static int check_header(json_t *header, int *alg, char *err, size_t errlen) {
         char q[64];
         quote_safe(q, sizeof q, as);
         if (strcasecmp(as, "none") == 0)
-            seterr(err, errlen, "token alg none is not accepted");
+            dlg_errf(err, errlen, "token alg none is not accepted");
         else
-            seterr(err, errlen, "token alg \"%s\" is not supported", q);
+            dlg_errf(err, errlen, "token alg \"%s\" is not supported", q);
         return DLG_EAUTH;
     }
     json_t *typ = json_object_get(header, "typ");
     if (typ && !(json_is_string(typ) && (strcasecmp(json_string_value(typ), "JWT") == 0 ||
                                          strcasecmp(json_string_value(typ),
                                                     "application/jwt") == 0))) {
-        seterr(err, errlen, "malformed token: header typ is not JWT");
+        dlg_errf(err, errlen, "malformed token: header typ is not JWT");
         return DLG_EAUTH;
     }
     /* RFC 7515 4.1.11: extensions listed in crit must be understood; we
      * understand none. */
     if (json_object_get(header, "crit")) {
-        seterr(err, errlen, "token header has crit extensions, which are not supported");
+        dlg_errf(err, errlen, "token header has crit extensions, which are not supported");
         return DLG_EAUTH;
     }
     return 0;
@@ -1020,20 +1007,20 @@ static int check_signature(const dlg_jwt_verifier *v, const jwt_key *named, int 
             continue;
         }
         if (ok < 0) {
-            seterr(err, errlen, "token signature could not be checked: %s",
+            dlg_errf(err, errlen, "token signature could not be checked: %s",
                    dlg_strerror(ok));
             return ok;
         }
         checked++;
     }
     if (checked) {
-        seterr(err, errlen, "token signature invalid");
+        dlg_errf(err, errlen, "token signature invalid");
         return DLG_EAUTH;
     }
     if (wrong_shape) /* sig_verify wrote the message */
         return DLG_EAUTH;
     /* select_keys made sure there is at least one candidate */
-    seterr(err, errlen, "token alg %s does not match key alg %s", dlg_jwt_alg_name(alg),
+    dlg_errf(err, errlen, "token alg %s does not match key alg %s", dlg_jwt_alg_name(alg),
            first ? dlg_jwt_alg_name(first->alg) : "?");
     return DLG_EAUTH;
 }
@@ -1043,7 +1030,7 @@ int dlg_jwt_verify(const dlg_jwt_verifier *v, const char *token, size_t len, int
     if (out)
         memset(out, 0, sizeof *out);
     if (!v || !token || !out) {
-        seterr(err, errlen, "invalid argument");
+        dlg_errf(err, errlen, "invalid argument");
         return DLG_EINVAL;
     }
     dlg_jwt_claims c = {0};
@@ -1055,7 +1042,7 @@ int dlg_jwt_verify(const dlg_jwt_verifier *v, const char *token, size_t len, int
     int rc = DLG_EAUTH;
 
     if (len > DLG_JWT_MAX_TOKEN) {
-        seterr(err, errlen, "malformed token: %zu bytes, limit %d", len, DLG_JWT_MAX_TOKEN);
+        dlg_errf(err, errlen, "malformed token: %zu bytes, limit %d", len, DLG_JWT_MAX_TOKEN);
         goto fail;
     }
     if ((rc = split(token, len, seg, seglen, err, errlen)))
@@ -1064,7 +1051,7 @@ int dlg_jwt_verify(const dlg_jwt_verifier *v, const char *token, size_t len, int
     for (int s = 0; s < 3; s++) {
         rc = b64url_decode(seg[s], seglen[s], &raw[s], &rawlen[s]);
         if (rc == DLG_EPROTO) {
-            seterr(err, errlen, "malformed token: %s is not base64url", seg_name[s]);
+            dlg_errf(err, errlen, "malformed token: %s is not base64url", seg_name[s]);
             rc = DLG_EAUTH;
         }
         if (rc)
@@ -1072,7 +1059,7 @@ int dlg_jwt_verify(const dlg_jwt_verifier *v, const char *token, size_t len, int
     }
     rc = DLG_EAUTH;
     if (!(header = parse_object(raw[0], rawlen[0]))) {
-        seterr(err, errlen, "malformed token: header is not a JSON object");
+        dlg_errf(err, errlen, "malformed token: header is not a JSON object");
         goto fail;
     }
     int alg;
@@ -1089,7 +1076,7 @@ int dlg_jwt_verify(const dlg_jwt_verifier *v, const char *token, size_t len, int
     /* Only signed bytes are interpreted past this point. */
     rc = DLG_EAUTH;
     if (!(claims = parse_object(raw[1], rawlen[1]))) {
-        seterr(err, errlen, "malformed token: payload is not a JSON object");
+        dlg_errf(err, errlen, "malformed token: payload is not a JSON object");
         goto fail;
     }
     if ((rc = check_times(v, claims, now, &c.exp, err, errlen)))
@@ -1103,7 +1090,7 @@ int dlg_jwt_verify(const dlg_jwt_verifier *v, const char *token, size_t len, int
     goto done;
 fail:
     if (rc == DLG_ENOMEM)
-        seterr(err, errlen, "out of memory while checking token");
+        dlg_errf(err, errlen, "out of memory while checking token");
     dlg_jwt_claims_free(&c);
 done:
     json_decref(header);

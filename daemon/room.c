@@ -8,6 +8,7 @@
 #include "bus.h"
 #include "conn.h"
 #include "dlg_err.h"
+#include "dlg_sorted.h"
 #include "history.h"
 
 static int plist_add(dlg_plist *l, dlg_member *m) {
@@ -103,23 +104,13 @@ void dlg_rooms_free(dlg_rooms *rs) {
     free(rs);
 }
 
+static const char *room_key(const void *elem) {
+    return (*(dlg_room *const *)elem)->id;
+}
+
 /* Index of id in the sorted array, or where it would go (found = 0). */
 static size_t rooms_pos(const dlg_rooms *rs, const char *id, int *found) {
-    size_t lo = 0, hi = rs->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(rs->v[mid]->id, id);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return dlg_sorted_pos(rs->v, rs->n, sizeof(*rs->v), room_key, id, found);
 }
 
 dlg_room *dlg_rooms_find(const dlg_rooms *rs, const char *id) {

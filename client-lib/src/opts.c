@@ -25,61 +25,50 @@ void dlg_client_opts_init(dlg_client_opts *o) {
     o->log_level = -1;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int check(const dlg_client_opts *o, char *err, size_t errlen) {
     if (o->host == NULL || o->host[0] == 0) {
-        seterr(err, errlen, "host: missing");
+        dlg_errf(err, errlen, "host: missing");
         return DLG_EINVAL;
     }
     if (strlen(o->host) > 253 || strpbrk(o->host, " \t\r\n/") != NULL) {
-        seterr(err, errlen, "host: \"%s\" is not a host name or address",
+        dlg_errf(err, errlen, "host: \"%s\" is not a host name or address",
                o->host);
         return DLG_EINVAL;
     }
     if (o->port == 0 || o->port > 65535) {
-        seterr(err, errlen, "port: %u is not in 1..65535", o->port);
+        dlg_errf(err, errlen, "port: %u is not in 1..65535", o->port);
         return DLG_EINVAL;
     }
     if ((o->cert_file == NULL) != (o->key_file == NULL)) {
-        seterr(err, errlen, "%s is set but %s is not",
+        dlg_errf(err, errlen, "%s is set but %s is not",
                o->cert_file ? "cert_file" : "key_file",
                o->cert_file ? "key_file" : "cert_file");
         return DLG_EINVAL;
     }
     if (!(o->backoff_jitter >= 0 && o->backoff_jitter <= 1)) {
-        seterr(err, errlen, "backoff_jitter: must be within 0..1");
+        dlg_errf(err, errlen, "backoff_jitter: must be within 0..1");
         return DLG_EINVAL;
     }
     if (o->backoff_min_ms == 0 || o->backoff_min_ms > o->backoff_max_ms) {
-        seterr(err, errlen, "backoff_min_ms: must be 1..backoff_max_ms");
+        dlg_errf(err, errlen, "backoff_min_ms: must be 1..backoff_max_ms");
         return DLG_EINVAL;
     }
     if (o->connect_timeout_ms == 0 || o->request_timeout_ms == 0) {
-        seterr(err, errlen, "%s: must be above 0",
+        dlg_errf(err, errlen, "%s: must be above 0",
                o->connect_timeout_ms == 0 ? "connect_timeout_ms" : "request_timeout_ms");
         return DLG_EINVAL;
     }
     if (o->max_frame < 64) {
-        seterr(err, errlen, "max_frame: must be at least 64 bytes");
+        dlg_errf(err, errlen, "max_frame: must be at least 64 bytes");
         return DLG_EINVAL;
     }
     if (o->max_pending == 0) {
-        seterr(err, errlen, "max_pending: must be above 0");
+        dlg_errf(err, errlen, "max_pending: must be above 0");
         return DLG_EINVAL;
     }
     if (o->log_level < -1 || o->log_level > DLG_LOG_DEBUG) {
-        seterr(err, errlen, "log_level: must be -1..3");
+        dlg_errf(err, errlen, "log_level: must be -1..3");
         return DLG_EINVAL;
     }
     return 0;
@@ -111,7 +100,7 @@ int dlg__ssl_ctx_new(const dlg__opts *o, SSL_CTX **out, char *err,
     int rc = DLG_ETLS;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL) {
-        seterr(err, errlen, "cannot create a TLS context");
+        dlg_errf(err, errlen, "cannot create a TLS context");
         return DLG_ENOMEM;
     }
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
@@ -123,7 +112,7 @@ int dlg__ssl_ctx_new(const dlg__opts *o, SSL_CTX **out, char *err,
             goto fail_ctx_quiet;
         }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        seterr(err, errlen, "cannot load the system trust store");
+        dlg_errf(err, errlen, "cannot load the system trust store");
         goto fail_ctx_quiet;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -138,14 +127,14 @@ int dlg__ssl_ctx_new(const dlg__opts *o, SSL_CTX **out, char *err,
         if (SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1) {
             /* OpenSSL checks the pair while loading the key. */
             if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
-                seterr(err, errlen, "key_file %s does not match cert_file %s",
+                dlg_errf(err, errlen, "key_file %s does not match cert_file %s",
                        o->key_file, o->cert_file);
             else
                 rc = file_err("key_file", o->key_file, err, errlen);
             goto fail_ctx_quiet;
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {
-            seterr(err, errlen, "key_file %s does not match cert_file %s",
+            dlg_errf(err, errlen, "key_file %s does not match cert_file %s",
                    o->key_file, o->cert_file);
             goto fail_ctx_quiet;
         }
@@ -156,7 +145,7 @@ int dlg__ssl_ctx_new(const dlg__opts *o, SSL_CTX **out, char *err,
 fail_ctx: {
     char why[200];
     dlg_tlsio_last_error(why, sizeof(why));
-    seterr(err, errlen, "TLS context setup failed: %s", why);
+    dlg_errf(err, errlen, "TLS context setup failed: %s", why);
 }
 fail_ctx_quiet:
     ERR_clear_error();
@@ -203,7 +192,7 @@ int dlg__opts_copy(const dlg_client_opts *in, dlg__opts *o, char *err,
         (o->client_name = dlg__strdup(in->client_name ? in->client_name
                                                       : "libdialogue-client")) == NULL) {
         dlg__opts_free(o);
-        seterr(err, errlen, "out of memory copying the options");
+        dlg_errf(err, errlen, "out of memory copying the options");
         return DLG_ENOMEM;
     }
     return 0;
@@ -213,7 +202,7 @@ int dlg_client_opts_check(const dlg_client_opts *o, char *err, size_t errlen) {
     dlg__opts copy;
     SSL_CTX *ctx = NULL;
     if (o == NULL) {
-        seterr(err, errlen, "options: NULL");
+        dlg_errf(err, errlen, "options: NULL");
         return DLG_EINVAL;
     }
     int rc = dlg__opts_copy(o, &copy, err, errlen);
