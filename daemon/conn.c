@@ -472,6 +472,13 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     return rc;
 }
 
+static void refuse_full(dlg_conn *c) {
+    dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+                        "server full: %u connections is the limit",
+                        c->srv->opts.max_connections);
+    dlg_conn_close_after_flush(c, "connection limit");
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     dlg_conn *c = st->data;
     if (c->state == DLG_CONN_CLOSING)
@@ -505,6 +512,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (r == 0)
             return;
         c->state = DLG_CONN_HELLO;
+        if (c->refuse_full) {
+            refuse_full(c);
+            return;
+        }
     }
     for (;;) {
         int n = dlg_tlsio_read(&c->tls, c->srv->pbuf, DLG_SCRATCH);
@@ -652,8 +663,13 @@ void dlg_conn_accept(dlg_server *srv) {
         srv->counters.conns_refused++;
         dlg_log_warn(&srv->log, "conn %s (%s): refused: %u connections is the limit",
                      c->client_id, c->peer, srv->opts.max_connections);
-        dlg_conn_close(c, "connection limit");
-        return;
+        /* A few over the limit are told why (after TLS, so the client can
+         * read it); past that they are just closed. */
+        if (srv->n_conns > srv->opts.max_connections + 64) {
+            dlg_conn_close(c, "connection limit");
+            return;
+        }
+        c->refuse_full = 1;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (c->tls_on && dlg_tlsio_init(&c->tls, srv->ssl_ctx, 1, NULL, 0) != 0) {
@@ -661,8 +677,12 @@ void dlg_conn_accept(dlg_server *srv) {
         return;
     }
     uv_timer_start(&c->timer, on_deadline, srv->opts.handshake_timeout_ms, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         dlg_conn_close(c, "read start failed");
+        return;
+    }
+    if (c->refuse_full && !c->tls_on)
+        refuse_full(c);
 }
 
 int dlg_conn_has_role(const dlg_conn *c, const char *role) {

@@ -73,6 +73,7 @@ typedef struct dlg_conn {
     uint64_t soft_since;         /* uv_now when pending went over the soft cap */
     int in_dirty;
     int close_after_flush;
+    int refuse_full;             /* over max_connections: told so after TLS */
     int in_doomed;
     int close_status;            /* wire Status to log for doomed conns */
     const char *close_reason;

@@ -27,6 +27,7 @@ static void usage(FILE *f) {
         "  --max-frame BYTES      largest frame accepted [1048576]\n"
         "  --handshake-timeout-ms N  TLS handshake + Hello deadline [2000]\n"
         "  --heartbeat-ms N       ping idle clients this often; 0 = off [30000]\n"
+        "  --max-connections N    connections served at once [10000]\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n");
@@ -102,7 +103,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
-           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_LOGLEVEL, O_VERSION, O_HELP };
+           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
         {"listen", required_argument, 0, O_LISTEN},
@@ -116,6 +117,7 @@ int main(int argc, char **argv) {
         {"handshake-timeout-ms", required_argument, 0, O_HSTO},
         {"heartbeat-ms", required_argument, 0, O_HB},
         {"alert-threshold", required_argument, 0, O_ALERT},
+        {"max-connections", required_argument, 0, O_MAXCONN},
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
@@ -131,7 +133,7 @@ int main(int argc, char **argv) {
     size_t n_schemas = 0;
     const char *f_listen = NULL, *f_cert = NULL, *f_key = NULL;
     int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0;
-    uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0;
+    uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0, f_maxconn = 0;
     double f_alert = 0;
     int f_alert_set = 0;
     int o;
@@ -163,6 +165,10 @@ int main(int argc, char **argv) {
             if (parse_u32("--heartbeat-ms", optarg, 0, &f_hb) != 0)
                 return 2;
             f_hb_set = 1;
+            break;
+        case O_MAXCONN:
+            if (parse_u32("--max-connections", optarg, 1, &f_maxconn) != 0)
+                return 2;
             break;
         case O_ALERT: {
             char *end;
@@ -230,6 +236,8 @@ int main(int argc, char **argv) {
         srv.opts.max_frame = f_max_frame;
     if (f_hsto)
         srv.opts.handshake_timeout_ms = f_hsto;
+    if (f_maxconn)
+        srv.opts.max_connections = f_maxconn;
     if (f_hb_set)
         srv.opts.heartbeat_ms = f_hb;
     /* A peer that vanishes must not kill the daemon through SIGPIPE. */

@@ -271,6 +271,39 @@ def test_heartbeat_answered_stays_open():
         d.stop()
 
 
+def test_overlong_varint_rejected():
+    c = Conn(D.port)
+    c.hello()
+    # request_id (field 1) as an 11-byte varint: not a valid ClientFrame.
+    c.send_raw(frame(b"\x08" + b"\xff" * 10 + b"\x01"))
+    c.expect_error("INVALID_ARGUMENT", 0, contains="malformed")
+    c.expect_closed()
+
+
+def test_truncated_frame_then_silence_before_hello_closed():
+    c = Conn(D.port)
+    c.send_raw(b"\x00\x00\x00\x00\x64" + b"\x0a" * 10)  # 10 of 100 bytes, then nothing
+    c.expect_error("DEADLINE_EXCEEDED", 0)
+    c.expect_closed()
+
+
+def test_connection_limit_is_a_clear_error():
+    d = Daemon("--max-connections", "2")
+    try:
+        a, b = Conn(d.port), Conn(d.port)
+        a.hello()
+        b.hello()
+        c = Conn(d.port)
+        c.expect_error("RESOURCE_EXHAUSTED", 0, contains="server full")
+        c.expect_closed()
+        a.close()
+        time.sleep(0.2)
+        Conn(d.port).hello()  # room again after one left
+        assert "refused" in d.logtext()
+    finally:
+        assert d.stop() == 0
+
+
 def test_daemon_still_healthy_at_end():
     c = Conn(D.port)
     c.hello()
