@@ -56,7 +56,9 @@ typedef struct worker {
     uint64_t delivered, warm_delivered, ooo;
     uint64_t published, acked, errors, full;
     uint64_t first_send_ns, last_recv_ns;
-    /* Read by the main thread while running (drain detection). */
+    /* Deliveries (subscriber workers) or trigger replies (publisher
+     * workers) so far: read by other threads for flow control and stall
+     * detection. */
     atomic_uint_fast64_t progress;
 } worker;
 
@@ -203,7 +205,7 @@ static int pub_send_one(pub *p) {
     return 0;
 }
 
-static uint64_t total_progress(run *r);
+static uint64_t deliveries_so_far(run *r);
 
 /* How many messages p may have sent by now at rate 0: its share of what
  * the average subscriber has received, plus the window. Without this
@@ -213,7 +215,7 @@ static uint64_t total_progress(run *r);
 static uint64_t send_allowance(const pub *p) {
     run *r = p->w->run;
     const bench_opts *o = r->o;
-    uint64_t per_sub = total_progress(r) / o->subs;
+    uint64_t per_sub = deliveries_so_far(r) / o->subs;
     return per_sub / o->pubs + o->window;
 }
 
@@ -244,6 +246,7 @@ static void pub_acked(void *ud, int status, const char *msg) {
                  status > 0 ? dlg_status_name(status) : dlg_strerror(status), msg);
         note(w->run, NULL, why);
     }
+    atomic_store_explicit(&w->progress, w->acked + w->errors, memory_order_relaxed);
     if (p->replied >= p->total) {
         pub_finish(p, NULL);
         return;
@@ -466,7 +469,16 @@ static int make_workers(run *r) {
     return 0;
 }
 
-static uint64_t total_progress(run *r) {
+static uint64_t deliveries_so_far(run *r) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < r->n_w; i++)
+        if (r->w[i].n_subs > 0)
+            n += atomic_load_explicit(&r->w[i].progress, memory_order_relaxed);
+    return n;
+}
+
+/* Deliveries and trigger replies: anything that shows the run moving. */
+static uint64_t activity(run *r) {
     uint64_t n = 0;
     for (size_t i = 0; i < r->n_w; i++)
         n += atomic_load_explicit(&r->w[i].progress, memory_order_relaxed);
@@ -575,6 +587,12 @@ int bench_fanout_run(const bench_opts *o, bench_fanout_result *res) {
     uint64_t t_start = bench_now_ns();
     set_phase(&r, PHASE_RUN);
     uint64_t last_progress = 0, last_change = t_start;
+    /* A stall: nothing delivered or answered for drain_ms (plus two send
+     * intervals when paced). Once every trigger is answered, it means what
+     * has not arrived is lost; before that, that the daemon stopped. */
+    uint64_t stall_ns = (uint64_t)o->drain_ms * 1000000ull;
+    if (o->rate > 0)
+        stall_ns += (uint64_t)(2e9 * o->pubs / o->rate);
     uv_mutex_lock(&r.mu);
     for (;;) {
         uint64_t now = bench_now_ns();
@@ -585,17 +603,16 @@ int bench_fanout_run(const bench_opts *o, bench_fanout_result *res) {
             res->timed_out = 1;
             break;
         }
-        if (pubs_over) {
-            /* Everything is answered: what has not arrived by now is late
-             * or lost; stop once the deliveries stall. */
-            uint64_t p = total_progress(&r);
-            if (p != last_progress) {
-                last_progress = p;
-                last_change = now;
-            } else if (now - last_change >= (uint64_t)o->drain_ms * 1000000ull) {
-                res->drained = 1;
-                break;
-            }
+        uint64_t p = activity(&r);
+        if (p != last_progress) {
+            last_progress = p;
+            last_change = now;
+        } else if (now - last_change >= stall_ns) {
+            res->drained = 1;
+            if (!pubs_over && r.error[0] == 0)
+                snprintf(r.error, sizeof(r.error), "nothing was delivered or answered for "
+                         "%.1f s: stopped waiting", (double)stall_ns / 1e9);
+            break;
         }
         wait_a_bit(&r, deadline);
     }

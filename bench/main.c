@@ -206,7 +206,8 @@ static void report_fanout(const bench_opts *o, const bench_fanout_result *r, int
     if (r->timed_out)
         printf("stopped by the time limit (%.0f s)\n", o->time_limit);
     else if (r->drained)
-        printf("stopped: nothing arrived for %u ms after the last Ack\n", o->drain_ms);
+        printf("stopped: nothing was delivered or answered for %u ms (see --drain-ms)\n",
+               o->drain_ms);
     if (r->error[0])
         printf("first problem: %s\n", r->error);
 }
