@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd_common.h"
 #include "dashboard.h"
@@ -40,6 +42,7 @@ static void usage(FILE *f) {
         "  trigger ROOM EVENT JSON|-  publish one event (JSON from stdin with -)\n"
         "  dashboard [ROOM]          live terminal view of the dashboard room\n"
         "  token ...                 mint a development token (HS256)\n"
+        "  bench ...                 run dialogue-bench (same global flags; bench --help)\n"
         "\n"
         "exit status: 0 done, 1 failure (connection, refusal), 2 usage or bad\n"
         "input, 3 sub --timeout expired\n");
@@ -222,6 +225,35 @@ static const char *env_or(const char *flag, const char *env) {
     return v != NULL && v[0] ? v : NULL;
 }
 
+/* `dialoguectl bench ...`: runs dialogue-bench from the same folder as this
+ * program (else from PATH), handing the global connection flags over
+ * through the DIALOGUE_* environment it reads. Returns only on failure. */
+static int run_bench(const char *server, const char *ca, const char *token, int argc,
+                     char **argv) {
+    (void)argc; /* argv is NULL-terminated, as main's */
+    if ((server && setenv("DIALOGUE_SERVER", server, 1) != 0) ||
+        (ca && setenv("DIALOGUE_CA", ca, 1) != 0) ||
+        (token && setenv("DIALOGUE_TOKEN", token, 1) != 0)) {
+        ctl_err("bench: cannot set the environment");
+        return CTL_FAIL;
+    }
+    char self[4096], path[4200];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    argv[0] = "dialogue-bench";
+    if (n > 0) {
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(path, sizeof(path), "%s/dialogue-bench", self);
+            execv(path, argv);
+        }
+    }
+    execvp("dialogue-bench", argv);
+    ctl_err("bench: cannot run dialogue-bench: %s", strerror(errno));
+    return CTL_FAIL;
+}
+
 int main(int argc, char **argv) {
     enum { O_SERVER = 256, O_CA, O_TOKEN, O_CERT, O_KEY, O_CTO, O_VERSION, O_HELP };
     static const struct option longopts[] = {
@@ -286,6 +318,8 @@ int main(int argc, char **argv) {
         usage(stdout);
         return CTL_OK;
     }
+    if (strcmp(cmd, "bench") == 0)
+        return run_bench(server, ca, token, sub_argc, sub_argv);
 
     server = env_or(server, "DIALOGUE_SERVER");
     if (server == NULL)

@@ -92,6 +92,16 @@ def test_paced_tls():
     assert r["published"] == 320 and r["acked"] == 320, r
 
 
+def test_dialoguectl_bench_forwards():
+    ctl = os.path.join(BUILD, "bin", "dialoguectl")
+    p = subprocess.run([ctl, "--server", "127.0.0.1:%d" % D.port, "--ca",
+                        os.path.join(CERTS, "ca.crt"), "bench", "--json", "--time-limit", "20",
+                        "-S", "2", "-P", "1", "-R", "500", "-M", "50", "-B", "64"],
+                       capture_output=True, text=True, timeout=40)
+    assert p.returncode == 0, p.stderr
+    check_fanout(json.loads(p.stdout), 2, 50)
+
+
 def test_as_fast_as_possible_two_publishers_two_threads():
     # Rate 0: windowed publishing, the end-to-end limit keeps subscribers
     # from being cut as slow consumers.
