@@ -96,7 +96,8 @@ def test_dialoguectl_bench_forwards():
     ctl = os.path.join(BUILD, "bin", "dialoguectl")
     p = subprocess.run([ctl, "--server", "127.0.0.1:%d" % D.port, "--ca",
                         os.path.join(CERTS, "ca.crt"), "bench", "--json", "--time-limit", "20",
-                        "-S", "2", "-P", "1", "-R", "500", "-M", "50", "-B", "64"],
+                        "-S", "2", "-P", "1", "-R", "500", "-M", "50", "-B", "64",
+                        "--daemon-pid", str(D.proc.pid)],
                        capture_output=True, text=True, timeout=40)
     assert p.returncode == 0, p.stderr
     check_fanout(json.loads(p.stdout), 2, 50)
