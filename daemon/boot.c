@@ -144,6 +144,7 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
         o->require_client_cert = l->require_client_cert;
     }
     dlg_boot_limits(o, cfg);
+    o->store_sync = cfg->store_sync;
     o->allow_unknown_fields = cfg->allow_unknown_fields;
 
     int rc;

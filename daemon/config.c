@@ -1483,9 +1483,10 @@ static int load_root(loader *x, const node *root) {
     static const char *const keys[] = {"log_level", "listen",  "schemas",    "allow_unknown_fields",
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
-                                       "cluster",   NULL};
+                                       "store_sync", "cluster", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
+    static const char *const syncs[] = {"ack", "batch", NULL};
     dlg_config *c = x->c;
     node *v;
     int rc = want_map(x, root, "", keys);
@@ -1523,6 +1524,9 @@ static int load_root(loader *x, const node *root) {
         return rc;
     if (c->store == DLG_CFG_STORE_SQLITE && !c->store_path)
         return fail_at(x, store, "store", "sqlite needs store_path");
+    if ((v = get(x, root, "store_sync")) &&
+        (rc = get_enum(x, v, "store_sync", syncs, &c->store_sync)) < 0)
+        return rc;
     if ((v = get(x, root, "cluster")) && (rc = load_cluster(x, v)) < 0)
         return rc;
     return 0;

@@ -239,6 +239,7 @@ typedef struct dlg_config {
     dlg_config_metrics metrics;
     int store;                  /* [DLG_CFG_STORE_MEMORY] */
     char *store_path;           /* required when store is sqlite (resolved) */
+    int store_sync;             /* [0 = ack] 1 = batch; the DLG_STORE_SYNC_* values */
     dlg_config_cluster cluster; /* [absent] = a single node */
 } dlg_config;
 

@@ -102,6 +102,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->room_admin.delete_roles.n, 0);
     assert_int_equal(c->store, DLG_CFG_STORE_MEMORY);
     assert_null(c->store_path);
+    assert_int_equal(c->store_sync, 0); /* ack */
     assert_false(c->cluster.enabled);
     assert_null(c->cluster.node_id);
     assert_int_equal(c->cluster.nats.n, 0);
@@ -251,6 +252,7 @@ static void full_file(void **state) {
     assert_int_equal(m->alerts[1].cooldown_seconds, 60);
 
     assert_int_equal(c->store, DLG_CFG_STORE_SQLITE);
+    assert_int_equal(c->store_sync, 1); /* batch */
     assert_resolved(fx, c->store_path, "data/events.db");
     dlg_config_free(c);
 }
