@@ -145,6 +145,58 @@ def test_stream_slow_consumer_cut_others_keep_receiving():
     never.close()
 
 
+WT_CONFIG = """
+listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+auth: {anonymous: true}
+limits:
+  max_pending_bytes: 67108864
+  soft_pending_bytes: 67108864
+  soft_pending_seconds: 3600
+  write_timeout_ms: 1000
+rooms:
+  - id: r
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+"""
+
+
+def test_write_that_cannot_drain_is_cut():
+    d = Daemon(config=write_config(WT_CONFIG))
+    try:
+        stuck = Conn(d.port)
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.hello()
+        rid = stuck.send(join=pb.Join(room="r"))
+        stuck.expect("joined", rid)
+        p = Conn(d.port)
+        p.hello()
+        rid = p.send(join=pb.Join(room="r"))
+        p.expect("joined", rid)
+        rid = p.send(unsubscribe=pb.Unsubscribe(room="r", all=True))
+        p.expect("joined", rid)
+        big = b"y" * 16000
+        frames = [frame(pb.ClientFrame(request_id=7, trigger=pb.Trigger(
+            room="r", event="x:y", data=big)).SerializeToString()) for _ in range(100)]
+        for _ in range(3):  # ~5 MB: far more than the socket buffers hold
+            publish(p, frames, len(frames))
+        deadline = time.time() + 10
+        while time.time() < deadline and "write did not drain" not in d.logtext():
+            time.sleep(0.1)
+        assert "write did not drain in 1000 ms" in d.logtext(), d.logtext()[-2000:]
+        # The publisher was never delayed by it.
+        rid = p.send(ping=pb.Ping(nonce=3))
+        assert p.expect("pong", rid).nonce == 3
+        p.close()
+        stuck.close()
+    finally:
+        assert d.stop() == 0
+
+
 def test_clean_exit():
     assert D.stop() == 0, D.logtext()[-3000:]
 
