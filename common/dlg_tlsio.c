@@ -153,3 +153,21 @@ void dlg_tlsio_shutdown(dlg_tlsio *t) {
         SSL_shutdown(t->ssl);
     ERR_clear_error();
 }
+
+int dlg_tlsio_compact(dlg_tlsio *t) {
+    if (BIO_ctrl_pending(t->rbio) > 0 || BIO_ctrl_pending(t->wbio) > 0)
+        return 0;
+    BIO *r = BIO_new(BIO_s_mem());
+    BIO *w = BIO_new(BIO_s_mem());
+    if (r == NULL || w == NULL) {
+        BIO_free(r);
+        BIO_free(w);
+        return DLG_ENOMEM;
+    }
+    BIO_set_mem_eof_return(r, -1);
+    BIO_set_mem_eof_return(w, -1);
+    SSL_set_bio(t->ssl, r, w); /* frees the old pair */
+    t->rbio = r;
+    t->wbio = w;
+    return 1;
+}

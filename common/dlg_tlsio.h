@@ -48,6 +48,12 @@ size_t dlg_tlsio_out_pending(const dlg_tlsio *t);
 /* Moves up to cap ciphertext bytes into buf; returns how many. */
 size_t dlg_tlsio_out_take(dlg_tlsio *t, void *buf, size_t cap);
 
+/* Swaps both memory BIOs for fresh, empty ones when neither holds data, so
+ * the buffers grown during the handshake are freed (an idle connection then
+ * keeps only OpenSSL's own state). Returns 1 when swapped, 0 when data was
+ * pending (try again later), DLG_ENOMEM. */
+int dlg_tlsio_compact(dlg_tlsio *t);
+
 /* Queues a close_notify alert (send it with out_take). */
 void dlg_tlsio_shutdown(dlg_tlsio *t);
 

@@ -398,7 +398,12 @@ static int flush_conn(dlg_conn *c) {
     if (c->tls_on) {
         if (c->close_after_flush)
             dlg_tlsio_shutdown(&c->tls);
-        return drain_tls(c);
+        int rc = drain_tls(c);
+        /* The handshake grew both BIOs to its largest flight; an idle
+         * connection should not keep that (memory per idle connection). */
+        if (rc == 0 && c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
+            c->tls_compact = 0;
+        return rc;
     }
     return 0;
 }
@@ -512,6 +517,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (r == 0)
             return;
         c->state = DLG_CONN_HELLO;
+        c->tls_compact = 1;
         if (c->refuse_full) {
             refuse_full(c);
             return;

@@ -74,6 +74,7 @@ typedef struct dlg_conn {
     int in_dirty;
     int close_after_flush;
     int refuse_full;             /* over max_connections: told so after TLS */
+    int tls_compact;             /* handshake done: shrink the BIOs once drained */
     int in_doomed;
     int close_status;            /* wire Status to log for doomed conns */
     const char *close_reason;
