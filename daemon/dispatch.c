@@ -175,6 +175,14 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
     }
     dlg_member *m = NULL;
     int rc = dlg_room_join(r, c, &m);
+    if (rc == DLG_EEXIST && j->recover) {
+        /* Already a member (e.g. auto_join on this connection): a recovery
+         * Join still gets its replay, for the member's current subscriptions. */
+        m = dlg_room_member(r, c);
+        if (send_joined(c, rid, m) == 0)
+            dlg_history_on_join(c, rid, m, j);
+        return;
+    }
     if (rc == DLG_EEXIST) {
         dlg_conn_send_error(c, rid, ST(ALREADY_EXISTS), "already a member of room %s", r->id);
         return;

@@ -647,6 +647,45 @@ def test_sqlite_disk_full_keeps_serving_live_events():
         disk.close()
 
 
+AUTO_CONFIG = """
+listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+auth: {anonymous: true}
+rooms:
+  - id: auto
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+    history: [{event: "*", limit: 10}]
+auto_join:
+  - {role: "*", rooms: [auto]}
+"""
+
+
+def test_recover_join_on_an_auto_joined_room_replays():
+    d = Daemon(config=write_config(AUTO_CONFIG))
+    try:
+        c = Conn(d.port)
+        w = c.hello()
+        assert [j.room for j in w.auto_joined] == ["auto"]
+        epoch = w.auto_joined[0].epoch
+        for i in range(3):
+            c.trigger("auto", "a:b", b"%d" % i)
+        rid = c.send(join=pb.Join(room="auto", recover=True, epoch=epoch, since_seq=1))
+        j = c.expect("joined", rid)
+        assert j.seq == 3
+        hb = c.expect("history_batch", rid)
+        assert hb.complete and [e.seq for e in hb.events] == [2, 3], hb
+        rid = c.send(join=pb.Join(room="auto"))
+        c.expect_error("ALREADY_EXISTS", rid)  # a plain second Join is still refused
+        c.close()
+    finally:
+        assert d.stop() == 0
+
+
 def test_daemon_clean_exit():
     assert D.stop() == 0, D.logtext()[-2000:]
 
