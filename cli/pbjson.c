@@ -458,8 +458,14 @@ static int get_double(ctx_t *c, const json_t *v, int is_float, double *out) {
     } else {
         return fail(c, DLG_EINVAL, "expected a number, got %s", json_kind(v));
     }
-    if (is_float && isfinite(d) && fabs(d) > FLT_MAX)
-        return range_err(c, v, "float");
+    if (is_float && isfinite(d) && fabs(d) > FLT_MAX) {
+        /* The shortest decimal of FLT_MAX ("3.40282347e+38", what decode
+         * prints) reads back a hair above it: whatever rounds to FLT_MAX is
+         * in range; only what would round to infinity is not. */
+        if (fabs(d) >= (double)FLT_MAX + ldexp(1.0, 103))
+            return range_err(c, v, "float");
+        d = copysign((double)FLT_MAX, d);
+    }
     *out = d;
     return 0;
 }

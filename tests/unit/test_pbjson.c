@@ -268,6 +268,8 @@ static void exact_bytes(void **state) {
     fx_t *fx = *state;
     /* proto3 repeated scalars are packed by default... */
     enc_hex(fx->all, "{\"rInt32\":[1,2,300]}", "a2 01 04 01 02 ac 02");
+    /* -FLT_MAX as decode prints it (shortest decimal, a hair beyond FLT_MAX). */
+    enc_hex(fx->all, "{\"rFloat\":[-3.40282347e+38]}", "e2 01 04 ff ff 7f ff");
     /* ...unless [packed = false]. */
     enc_hex(fx->all, "{\"rUnpacked\":[1,2]}", "d8 01 01 d8 01 02");
     /* Strings and bytes are never packed. */
