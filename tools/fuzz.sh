@@ -65,8 +65,15 @@ run_one() { # name max_len
     mkdir -p "$corpus" "$artifacts/$name"
     cp tests/fuzz/corpus/"$name"/* "$corpus"/ 2>/dev/null
     # timeout is a backstop only: libFuzzer stops itself at max_total_time.
-    timeout -k 10 $((seconds + 120)) "build/fuzz/fuzz/fuzz_$name" \
-        -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+    # FUZZ_RUNS (with FUZZ_SEED) makes a run reproducible: a fixed number of
+    # inputs from a fixed seed, as ./dev test wants; otherwise explore for
+    # SECONDS with a random seed, as ./dev fuzz wants.
+    local budget=(-max_total_time="$seconds")
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        budget=(-runs="$FUZZ_RUNS" -seed="${FUZZ_SEED:-1}" -max_total_time=$((seconds * 6)))
+    fi
+    timeout -k 10 $((seconds * 6 + 120)) "build/fuzz/fuzz/fuzz_$name" \
+        "${budget[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$artifacts/$name/" "$corpus" >"$log" 2>&1
     echo $? >"$work/$name.rc"
 }
