@@ -23,8 +23,8 @@ static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
     return 0;
 }
 
-int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
-                    char *err, size_t errlen) {
+int dlg_boot_check_events(const dlg_server *srv, const dlg_config_room *cr,
+                          const char *cfgpath, char *err, size_t errlen) {
     for (size_t i = 0; i < cr->events.n; i++) {
         const char *e = cr->events.v[i];
         if (strcmp(e, "*") != 0 &&
@@ -35,6 +35,14 @@ int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cf
             return DLG_ECONFIG;
         }
     }
+    return 0;
+}
+
+int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
+                    char *err, size_t errlen) {
+    int rc = dlg_boot_check_events(srv, cr, cfgpath, err, errlen);
+    if (rc != 0)
+        return rc;
     dlg_room_spec spec = {
         .id = cr->id, .name = cr->name, .description = cr->description,
         .events = (const char *const *)cr->events.v, .n_events = cr->events.n,
@@ -43,7 +51,7 @@ int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cf
     };
     dlg_room *r = NULL;
     char why[256];
-    int rc = dlg_rooms_add(srv->rooms, &spec, 0, NULL, &r, why, sizeof(why));
+    rc = dlg_rooms_add(srv->rooms, &spec, 0, NULL, &r, why, sizeof(why));
     if (rc != 0) {
         snprintf(err, errlen, "%s:%u: %s", cfgpath, cr->line, why);
         return rc;
@@ -51,22 +59,16 @@ int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cf
     return dlg_boot_room_rules(r, cr, err, errlen);
 }
 
-static void strv_free(char **v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 int dlg_boot_room_rules(dlg_room *r, const dlg_config_room *cr, char *err, size_t errlen) {
     int rc;
     /* Replace whatever rules the room had (reload). */
-    strv_free(r->join_roles, r->n_join_roles);
-    strv_free(r->trigger_roles, r->n_trigger_roles);
+    dlg_strv_free(r->join_roles, r->n_join_roles);
+    dlg_strv_free(r->trigger_roles, r->n_trigger_roles);
     r->join_roles = r->trigger_roles = NULL;
     r->n_join_roles = r->n_trigger_roles = 0;
     for (size_t i = 0; i < r->n_trigger_events; i++) {
         free(r->trigger_events[i].event);
-        strv_free(r->trigger_events[i].roles, r->trigger_events[i].n_roles);
+        dlg_strv_free(r->trigger_events[i].roles, r->trigger_events[i].n_roles);
     }
     free(r->trigger_events);
     r->trigger_events = NULL;

@@ -21,6 +21,11 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
 /* Copies cfg's limits (and auth.anonymous) into o. */
 void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg);
 
+/* Checks that every event cr lists (but "*") has a loaded schema. 0 or
+ * DLG_ECONFIG with err naming the file, line, room and event. */
+int dlg_boot_check_events(const dlg_server *srv, const dlg_config_room *cr,
+                          const char *cfgpath, char *err, size_t errlen);
+
 /* Adds room cr from the config (events must have loaded schemas) with its
  * rules. err names the config line on failure. */
 int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,

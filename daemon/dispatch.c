@@ -17,6 +17,9 @@
 #include "room.h"
 
 #define ST(x) DIALOGUE__V1__STATUS__##x
+
+/* Rooms a client may create at run time, all clients together. */
+#define DLG_MAX_DYNAMIC_ROOMS 10000
 #define SF(x) DIALOGUE__V1__SERVER_FRAME__MSG_##x
 #define CF(x) DIALOGUE__V1__CLIENT_FRAME__MSG_##x
 
@@ -281,11 +284,7 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
                             r->id);
         return;
     }
-    if (!dlg_room_allows_event(r, t->event)) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "room %s does not accept event %s",
-                            r->id, t->event);
-        return;
-    }
+    /* Whether the room accepts the event is checked once, in the fan-out. */
     char err[512];
     dlg_publish_result res;
     /* Anonymous senders are named by their connection id. */
@@ -398,6 +397,24 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     dlg_server *s = c->srv;
     if (!dlg_access_may_create(s, c)) {
         dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "may not create rooms");
+        return;
+    }
+    /* Every field of a room kept in memory has a cap, and so has their number. */
+    size_t n_dynamic = 0;
+    for (size_t i = 0; i < s->rooms->n; i++)
+        n_dynamic += s->rooms->v[i]->dynamic != 0;
+    if (n_dynamic >= DLG_MAX_DYNAMIC_ROOMS) {
+        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                            "room %.64s: %d rooms created at run time is the limit", cr->room,
+                            DLG_MAX_DYNAMIC_ROOMS);
+        return;
+    }
+    if ((cr->name && strlen(cr->name) > 255) ||
+        (cr->description && strlen(cr->description) > 1024) ||
+        cr->n_events > 256 || cr->n_default_subscriptions > 256) {
+        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT),
+                            "room %.64s: name over 255 bytes, description over 1024 bytes, or "
+                            "more than 256 events or default subscriptions", cr->room);
         return;
     }
     /* Typed rooms only name events the daemon has schemas for. */

@@ -2,6 +2,7 @@
 #include "fanout.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "bus.h"
@@ -11,7 +12,6 @@
 #include "dlg_frame.h"
 #include "history.h"
 #include "hooks.h"
-#include <stdlib.h>
 
 uint64_t dlg_now_ns(void) {
     struct timespec ts;

@@ -62,17 +62,10 @@ static void on_reload(dlg_server *srv, void *ud) {
         return;
     }
     for (size_t i = 0; i < cfg->n_rooms; i++) {
-        const dlg_config_room *cr = &cfg->rooms[i];
-        for (size_t k = 0; k < cr->events.n; k++) {
-            const char *e = cr->events.v[k];
-            if (strcmp(e, "*") != 0 && (srv->schema == NULL ||
-                                        dlg_schema_event_find(srv->schema, e) == NULL)) {
-                dlg_log_error(&srv->log, "SIGHUP: %s:%u: room %s: event %s has no loaded schema; "
-                                         "keeping the running configuration",
-                              rc->path, cr->line, cr->id, e);
-                dlg_config_free(cfg);
-                return;
-            }
+        if (dlg_boot_check_events(srv, &cfg->rooms[i], rc->path, err, sizeof(err)) != 0) {
+            dlg_log_error(&srv->log, "SIGHUP: %s; keeping the running configuration", err);
+            dlg_config_free(cfg);
+            return;
         }
     }
     rc->cfgs[rc->n++] = cfg;

@@ -62,7 +62,7 @@ dlg_rooms *dlg_rooms_new(void) {
     return calloc(1, sizeof(dlg_rooms));
 }
 
-static void strv_free(char **v, size_t n) {
+void dlg_strv_free(char **v, size_t n) {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
@@ -72,13 +72,13 @@ static void room_free(dlg_room *r) {
     free(r->id);
     free(r->name);
     free(r->description);
-    strv_free(r->events, r->n_events);
-    strv_free(r->default_subs, r->n_default_subs);
-    strv_free(r->join_roles, r->n_join_roles);
-    strv_free(r->trigger_roles, r->n_trigger_roles);
+    dlg_strv_free(r->events, r->n_events);
+    dlg_strv_free(r->default_subs, r->n_default_subs);
+    dlg_strv_free(r->join_roles, r->n_join_roles);
+    dlg_strv_free(r->trigger_roles, r->n_trigger_roles);
     for (size_t i = 0; i < r->n_trigger_events; i++) {
         free(r->trigger_events[i].event);
-        strv_free(r->trigger_events[i].roles, r->trigger_events[i].n_roles);
+        dlg_strv_free(r->trigger_events[i].roles, r->trigger_events[i].n_roles);
     }
     free(r->trigger_events);
     free(r->creator);

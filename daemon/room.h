@@ -82,6 +82,9 @@ typedef struct dlg_rooms {
     size_t n, cap;
 } dlg_rooms;
 
+/* Frees n strings and the array (both may be NULL/0). */
+void dlg_strv_free(char **v, size_t n);
+
 /* Creates an empty registry (free with dlg_rooms_free). NULL on ENOMEM. */
 dlg_rooms *dlg_rooms_new(void);
 

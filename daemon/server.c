@@ -330,12 +330,6 @@ void dlg_server_stop(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
 }
 
-static void strv_free(char **v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 void dlg_server_free(dlg_server *s) {
     dlg_rooms_free(s->rooms);
     s->rooms = NULL;
@@ -349,8 +343,8 @@ void dlg_server_free(dlg_server *s) {
     s->jwt = NULL;
     SSL_CTX_free(s->ssl_ctx);
     s->ssl_ctx = NULL;
-    strv_free(s->create_roles, s->n_create_roles);
-    strv_free(s->delete_roles, s->n_delete_roles);
+    dlg_strv_free(s->create_roles, s->n_create_roles);
+    dlg_strv_free(s->delete_roles, s->n_delete_roles);
     free(s->rbuf);
     free(s->pbuf);
     free(s->wbuf);
