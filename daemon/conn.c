@@ -394,6 +394,10 @@ static int flush_conn(dlg_conn *c) {
             return rc;
         if (c->tls_on && (rc = drain_tls(c)) != 0)
             return rc;
+        /* The socket stopped taking data: the rest waits as references
+         * (see above) instead of becoming copied ciphertext now. */
+        if (c->inflight_bytes > 0 && !c->close_after_flush)
+            return 0;
     }
     if (c->tls_on) {
         if (c->close_after_flush)
