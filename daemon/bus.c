@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "dialogue/v1/protocol.pb-c.h"
+#include "conn.h"
+#include "dispatch.h"
 #include "dlg_err.h"
 #include "dlg_sorted.h"
 #include "dlg_frame.h"
@@ -124,6 +126,12 @@ int dlg_bus_subject_room(const char *subject, char *out, size_t outlen) {
 
 int dlg_bus_relay(dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
                   size_t len, uint32_t *recipients, char *err, size_t errlen) {
+    return dlg__bus_relay_at(srv, b, room, frame, len, 0, 0, recipients, err, errlen);
+}
+
+int dlg__bus_relay_at(dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
+                      size_t len, uint64_t seq, uint64_t epoch, uint32_t *recipients, char *err,
+                      size_t errlen) {
     *recipients = 0;
     if (b)
         b->stats.received++;
@@ -157,12 +165,26 @@ int dlg_bus_relay(dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *
         rc = DLG_ENOTFOUND;
         goto fail;
     }
+    if (seq) {
+        /* The log's numbering, the same on every node. An ordered consumer
+         * restarted after a NATS failover may send an event again. */
+        if (seq <= r->seq) {
+            if (b)
+                b->stats.duplicates++;
+            rc = 0;
+            goto done;
+        }
+        r->seq = seq - 1; /* a jump: events the log no longer holds */
+        r->epoch = epoch;
+    }
     if (r->members.n == 0 && r->hist == NULL) {
+        r->seq += seq != 0; /* Joined.seq stays the log's position */
         rc = 0; /* interest dropped while the message was on its way */
         goto done;
     }
-    /* This node's numbering: members see one gap-free lineage per node,
-     * which is what their (epoch, seq) position and history refer to. */
+    /* Without a log, this node's numbering: members see one gap-free
+     * lineage per node, which is what their (epoch, seq) position and
+     * history refer to. */
     e->seq = r->seq + 1;
     e->epoch = r->epoch;
     dlg_buf *out = NULL;
@@ -237,7 +259,7 @@ int dlg_bus_start(dlg_bus *b) {
     }
     b->started = 1;
     const dlg_rooms *rs = b->srv->rooms;
-    for (size_t i = 0; rs && i < rs->n; i++)
+    for (size_t i = 0; rs && i < rs->n && !b->follow_all; i++)
         if (room_wanted(rs->v[i]))
             set_interest(b, rs->v[i]->id, 1);
     return 0;
@@ -250,9 +272,94 @@ void dlg_bus_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *
 }
 
 void dlg_bus_room_changed(dlg_bus *b, const dlg_room *r) {
-    if (b == NULL || !b->started || b->stopped)
+    if (b == NULL || !b->started || b->stopped || b->follow_all)
         return;
     set_interest(b, r->id, room_wanted(r));
+}
+
+/* ---- the cluster log: triggers waiting for its answer ----------------- */
+
+int dlg_bus_log_room(const dlg_bus *b, const dlg_room *r) {
+    if (b == NULL || !b->started || b->stopped || b->ops->log_room == NULL)
+        return 0;
+    return b->ops->log_room(b, r->id);
+}
+
+static dlg_bus_pending *pend_at(dlg_bus *b, uint64_t ticket) {
+    if (ticket < b->pend_first || ticket - b->pend_first >= b->pend_n)
+        return NULL;
+    return &b->pend[(b->pend_head + (size_t)(ticket - b->pend_first)) % b->pend_cap];
+}
+
+int dlg_bus_log_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame,
+                        uint64_t *ticket, char *err, size_t errlen) {
+    *ticket = 0;
+    if (b->pend_n == b->pend_cap) {
+        size_t nc = b->pend_cap ? b->pend_cap * 2 : 64;
+        dlg_bus_pending *nv = malloc(nc * sizeof(*nv));
+        if (nv == NULL) {
+            snprintf(err, errlen, "out of memory queueing event %s of room %s for the cluster "
+                     "log", event, r->id);
+            return DLG_ENOMEM;
+        }
+        for (size_t i = 0; i < b->pend_n; i++)
+            nv[i] = b->pend[(b->pend_head + i) % b->pend_cap];
+        free(b->pend);
+        b->pend = nv;
+        b->pend_cap = nc;
+        b->pend_head = 0;
+    }
+    if (b->pend_first == 0)
+        b->pend_first = 1; /* 0 means "no ticket" */
+    /* A refused publish gets no answer and takes no ticket. */
+    uint64_t t = b->pend_first + b->pend_n;
+    int rc = b->ops->log_publish(b, r, event, frame, t, err, errlen);
+    if (rc != 0) {
+        b->stats.log_failed++;
+        return rc;
+    }
+    b->stats.published++;
+    b->pend[(b->pend_head + b->pend_n) % b->pend_cap] = (dlg_bus_pending){0};
+    b->pend_n++;
+    *ticket = t;
+    return 0;
+}
+
+int dlg_bus_defer_ack(dlg_bus *b, dlg_conn *c, uint64_t request_id, uint64_t ticket) {
+    dlg_bus_pending *p = b ? pend_at(b, ticket) : NULL;
+    if (p == NULL || p->done)
+        return DLG_ENOTFOUND;
+    p->c = c;
+    p->request_id = request_id;
+    return 0;
+}
+
+void dlg_bus_conn_gone(dlg_bus *b, dlg_conn *c) {
+    for (size_t i = 0; b && i < b->pend_n; i++) {
+        dlg_bus_pending *p = &b->pend[(b->pend_head + i) % b->pend_cap];
+        if (p->c == c)
+            p->c = NULL;
+    }
+}
+
+void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *err) {
+    dlg_bus_pending *p = pend_at(b, ticket);
+    if (p == NULL || p->done)
+        return; /* answered twice (a timeout, then the late answer) */
+    if (err)
+        b->stats.log_failed++;
+    if (p->c && err == NULL)
+        dlg_dispatch_send_ack(p->c, p->request_id, seq, 0);
+    else if (p->c)
+        dlg_conn_send_error(p->c, p->request_id, DIALOGUE__V1__STATUS__UNAVAILABLE,
+                            "the cluster log did not take the event: %s", err);
+    p->c = NULL;
+    p->done = 1;
+    while (b->pend_n && b->pend[b->pend_head].done) {
+        b->pend_head = (b->pend_head + 1) % b->pend_cap;
+        b->pend_n--;
+        b->pend_first++;
+    }
 }
 
 void dlg_bus_log_stats(const dlg_bus *b) {
@@ -260,10 +367,12 @@ void dlg_bus_log_stats(const dlg_bus *b) {
         return;
     const dlg_bus_stats *s = &b->stats;
     dlg_log_info(&b->srv->log, "cluster (%s): published %llu, publish failed %llu, received "
-                 "%llu, relayed %llu, deliveries %llu, dropped %llu, rooms %u", b->ops->name,
+                 "%llu, relayed %llu, deliveries %llu, dropped %llu, duplicates %llu, log "
+                 "refused %llu, rooms %u", b->ops->name,
                  (unsigned long long)s->published, (unsigned long long)s->publish_failed,
                  (unsigned long long)s->received, (unsigned long long)s->relayed,
                  (unsigned long long)s->deliveries, (unsigned long long)s->dropped,
+                 (unsigned long long)s->duplicates, (unsigned long long)s->log_failed,
                  s->interests);
 }
 
@@ -285,6 +394,8 @@ void dlg_bus_free(dlg_bus *b) {
     free(b->rooms);
     b->rooms = NULL;
     b->n_rooms = 0;
+    free(b->pend);
+    b->pend = NULL;
     b->ops->free(b);
 }
 

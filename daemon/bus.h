@@ -11,6 +11,7 @@
 
 struct dlg_server;
 struct dlg_room;
+struct dlg_conn;
 struct dlg_config_cluster;
 
 typedef struct dlg_bus dlg_bus;
@@ -25,6 +26,10 @@ typedef struct dlg_bus_stats {
     uint64_t deliveries;      /* event frames queued to local members by relay */
     uint64_t dropped;         /* received but not delivered: malformed, unknown
                                  room or event, own node id, inbox full */
+    uint64_t duplicates;      /* cluster log: an event already delivered
+                                 (seq not above the room's), not again */
+    uint64_t log_failed;      /* cluster log: triggers the log refused or did
+                                 not answer (the sender got an Error) */
     uint32_t interests;       /* rooms this node receives events for now */
 } dlg_bus_stats;
 
@@ -37,6 +42,13 @@ typedef struct dlg_bus_ops {
      * DLG_E* code, logged: the next membership change retries); on = 0:
      * stop, and release *handle. */
     int (*interest)(dlg_bus *b, const char *room, int on, void **handle);
+    /* Cluster log (may be NULL: none). log_room: 1 when room's events go
+     * through the log. log_publish: hands frame (seq 0) to room's log; the
+     * answer comes later through dlg__bus_ack_done(ticket). Returns 0 or a
+     * DLG_E* code with err set (then no answer comes). */
+    int (*log_room)(const dlg_bus *b, const char *room);
+    int (*log_publish)(dlg_bus *b, const struct dlg_room *r, const char *event,
+                       dlg_buf *frame, uint64_t ticket, char *err, size_t errlen);
     void (*stop)(dlg_bus *b);          /* may be NULL */
     void (*free)(dlg_bus *b);
 } dlg_bus_ops;
@@ -48,6 +60,15 @@ typedef struct dlg_bus_room {
                                           subscription) */
 } dlg_bus_room;
 
+/* A trigger handed to the cluster log, waiting for its answer. */
+typedef struct dlg_bus_pending {
+    struct dlg_conn *c;                /* who gets the Ack; NULL = nobody
+                                          (the server's own events, or the
+                                          sender left) */
+    uint64_t request_id;
+    int done;                          /* answered out of order */
+} dlg_bus_pending;
+
 /* The part every implementation starts with. */
 struct dlg_bus {
     const dlg_bus_ops *ops;
@@ -56,6 +77,15 @@ struct dlg_bus {
     dlg_bus_room *rooms;               /* interest on, sorted by id */
     size_t n_rooms, cap_rooms;
     int started, stopped;
+    /* The implementation follows every configured room for the whole run
+     * (the cluster log: each node keeps the whole history), so membership
+     * changes take no interest. */
+    int follow_all;
+    /* Triggers in the log without an answer: tickets pend_first ..
+     * pend_first + pend_n - 1, a ring of pend_cap entries from pend_head. */
+    dlg_bus_pending *pend;
+    size_t pend_head, pend_n, pend_cap;
+    uint64_t pend_first;
 };
 
 /* ---- the seam: what the daemon calls ---------------------------------- */
@@ -83,6 +113,27 @@ int dlg_bus_start(dlg_bus *b);
  * bus takes what references it needs. Never fails the caller: an event the
  * other nodes cannot get is counted and logged (rate limited). */
 void dlg_bus_publish(dlg_bus *b, const struct dlg_room *r, const char *event, dlg_buf *frame);
+
+/* 1 when events of room r are numbered by the cluster log (a bus with a
+ * `log`, and r one of the configured rooms), so that dlg_fanout_publish
+ * hands them to dlg_bus_log_publish instead of delivering them itself. */
+int dlg_bus_log_room(const dlg_bus *b, const struct dlg_room *r);
+
+/* Hands an event of room r (frame: the fan-out frame with seq 0) to the
+ * cluster log; every node, this one too, delivers it when the log sends it
+ * back numbered. *ticket identifies the trigger for dlg_bus_defer_ack.
+ * Returns 0, or DLG_EIO / DLG_ENOMEM with err saying why (not connected,
+ * too many triggers waiting): the event is then not published at all. */
+int dlg_bus_log_publish(dlg_bus *b, const struct dlg_room *r, const char *event,
+                        dlg_buf *frame, uint64_t *ticket, char *err, size_t errlen);
+
+/* The Ack of trigger `ticket` goes to c for request_id once the log has
+ * answered: Ack{seq = the log's seq} or Error UNAVAILABLE. Returns 0, or
+ * DLG_ENOTFOUND when the ticket is no longer waiting. */
+int dlg_bus_defer_ack(dlg_bus *b, struct dlg_conn *c, uint64_t request_id, uint64_t ticket);
+
+/* c is closing: its waiting Acks have nowhere to go. NULL b is ignored. */
+void dlg_bus_conn_gone(dlg_bus *b, struct dlg_conn *c);
 
 /* Re-reads whether this node wants room r's events from other nodes (it
  * does while r has local members or keeps history) and subscribes or
@@ -146,6 +197,18 @@ int dlg_bus_subject_room(const char *subject, char *out, size_t outlen);
  * into b->stats when b is not NULL. */
 int dlg_bus_relay(struct dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
                   size_t len, uint32_t *recipients, char *err, size_t errlen);
+
+/* dlg_bus_relay for an event the cluster log numbered: seq and epoch are
+ * the log's (the same on every node). An event at or below the room's seq
+ * was delivered already and is counted as a duplicate (returns 0, nothing
+ * delivered). Used by the log's implementation only. */
+int dlg__bus_relay_at(struct dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
+                      size_t len, uint64_t seq, uint64_t epoch, uint32_t *recipients, char *err,
+                      size_t errlen);
+
+/* The log answered trigger `ticket`: seq on success, else err (not NULL)
+ * says why. Sends the deferred Ack or Error. Loop thread. */
+void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *err);
 
 /* b's entry for room, or NULL when this node has no interest in it. The
  * pointer is valid until the next interest change. */

@@ -8,81 +8,23 @@
 #include <unistd.h>
 #include <errno.h>
 
-#include <nats/adapters/libuv.h>
+#include <nats/adapters/libuv.h> /* defines functions: this file only */
 
-#include "bus.h"
+#include "bus_nats_int.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "room.h"
 #include "server.h"
 
-/* Threading, as libnats 3.4 with its libuv adapter does it:
- * - socket reads and writes run on the loop thread (the adapter polls the
- *   socket with uv_poll and calls natsConnection_Process*Event);
- * - message callbacks run on the library's delivery threads (one shared
- *   pool here, UseGlobalMessageDelivery), connection callbacks
- *   (disconnected, reconnected, closed, errors) on its callback thread, and
- *   reconnecting on a thread of its own, which re-attaches the new socket
- *   to the loop through the adapter's uv_async;
- * - so every callback below only touches the inbox, under its mutex, and
- *   wakes the loop with uv_async_send; rooms and connections are only ever
- *   touched by the loop thread. */
-
-#define HDR_NODE "Dialogue-Node"
-/* What may wait for the loop; past it a message is dropped and counted
- * (the loop is the bottleneck then, not NATS). */
-#define INBOX_MAX_MSGS 65536
-#define INBOX_MAX_BYTES (64u << 20)
-/* Room ids are at most 255 bytes, each escaped to at most 3. */
-#define SUBJECT_MAX (16 + 3 * 255 + 1)
-#define LOG_EVERY_MS 10000
-
-typedef struct inbox_item {
-    struct inbox_item *next;
-    natsMsg *msg;
-    size_t bytes;
-} inbox_item;
-
-/* Shared with the NATS threads, so it lives until the last of them is
- * done with it: one reference for the bus, one for the connection (given
- * back by its closed callback, the last one it makes) and one per
- * subscription (given back by its on-complete callback). */
-typedef struct inbox {
-    uv_mutex_t mu;
-    int refs;
-    int closing;              /* set by stop: the async handle may be gone */
-    uv_async_t *async;        /* the bus's; used only while !closing */
-    inbox_item *head, *tail;
-    size_t n, bytes;
-    uint64_t overflow;        /* dropped because the inbox was full */
-    uint32_t disconnects, reconnects;
-    char error[256];          /* last asynchronous error, "" = none */
-} inbox;
-
-enum { LOG_PUBLISH, LOG_RELAY, LOG_SELF, LOG_OVERFLOW, LOG_N };
-
-typedef struct nats_bus {
-    dlg_bus base;             /* first: a dlg_bus * is a nats_bus * */
-    char *node_id;
-    char servers[512];        /* the configured URLs, for messages */
-    natsOptions *opts;
-    natsConnection *nc;
-    uv_async_t async;
-    int async_open;
-    inbox *ib;
-    uint64_t logged_ms[LOG_N];   /* rate limit of repeated warnings */
-    uint64_t unlogged[LOG_N];
-} nats_bus;
-
 /* ---- the inbox (any thread) -------------------------------------------- */
 
-static void inbox_ref(inbox *ib) {
+void dlg__nats_inbox_ref(inbox *ib) {
     uv_mutex_lock(&ib->mu);
     ib->refs++;
     uv_mutex_unlock(&ib->mu);
 }
 
-static void inbox_unref(inbox *ib) {
+void dlg__nats_inbox_unref(inbox *ib) {
     uv_mutex_lock(&ib->mu);
     int left = --ib->refs;
     uv_mutex_unlock(&ib->mu);
@@ -91,8 +33,7 @@ static void inbox_unref(inbox *ib) {
     while (ib->head) {
         inbox_item *it = ib->head;
         ib->head = it->next;
-        natsMsg_Destroy(it->msg);
-        free(it);
+        dlg__nats_item_free(it);
     }
     uv_mutex_destroy(&ib->mu);
     free(ib);
@@ -104,37 +45,55 @@ static void wake_loop(inbox *ib) {
         uv_async_send(ib->async);
 }
 
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
-    (void)nc;
-    (void)sub;
-    inbox *ib = closure;
-    size_t bytes = (size_t)natsMsg_GetDataLength(msg);
-    inbox_item *it = malloc(sizeof(*it));
+void dlg__nats_item_free(inbox_item *it) {
+    if (it == NULL)
+        return;
+    natsMsg_Destroy(it->msg);
+    free(it->error);
+    free(it);
+}
+
+void dlg__nats_inbox_push(inbox *ib, inbox_item *it) {
     uv_mutex_lock(&ib->mu);
-    if (it == NULL || ib->closing || ib->n >= INBOX_MAX_MSGS ||
-        ib->bytes + bytes > INBOX_MAX_BYTES) {
+    if (ib->closing || ib->n >= INBOX_MAX_MSGS || ib->bytes + it->bytes > INBOX_MAX_BYTES) {
         if (!ib->closing)
             ib->overflow++;
         wake_loop(ib); /* to log it */
         uv_mutex_unlock(&ib->mu);
-        free(it);
-        natsMsg_Destroy(msg);
+        dlg__nats_item_free(it);
         return;
     }
-    *it = (inbox_item){.msg = msg, .bytes = bytes};
     if (ib->tail)
         ib->tail->next = it;
     else
         ib->head = it;
     ib->tail = it;
     ib->n++;
-    ib->bytes += bytes;
+    ib->bytes += it->bytes;
     wake_loop(ib);
     uv_mutex_unlock(&ib->mu);
 }
 
-static void on_sub_complete(void *closure) {
-    inbox_unref(closure);
+void dlg__nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    (void)nc;
+    (void)sub;
+    inbox *ib = closure;
+    inbox_item *it = calloc(1, sizeof(*it));
+    if (it == NULL) {
+        uv_mutex_lock(&ib->mu);
+        ib->overflow++;
+        wake_loop(ib);
+        uv_mutex_unlock(&ib->mu);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    it->msg = msg;
+    it->bytes = (size_t)natsMsg_GetDataLength(msg);
+    dlg__nats_inbox_push(ib, it);
+}
+
+void dlg__nats_on_sub_complete(void *closure) {
+    dlg__nats_inbox_unref(closure);
 }
 
 static void on_disconnected(natsConnection *nc, void *closure) {
@@ -157,7 +116,7 @@ static void on_reconnected(natsConnection *nc, void *closure) {
 
 static void on_closed(natsConnection *nc, void *closure) {
     (void)nc;
-    inbox_unref(closure);
+    dlg__nats_inbox_unref(closure);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
@@ -174,10 +133,7 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 
 /* One line per kind of trouble per LOG_EVERY_MS, with what was not logged:
  * a broken peer must not flood the log with a line per event. */
-static void warn_limited(nats_bus *nb, int kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void warn_limited(nats_bus *nb, int kind, const char *fmt, ...) {
+void dlg__nats_warn(nats_bus *nb, int kind, const char *fmt, ...) {
     uint64_t now = dlg_server_now_ms();
     if (nb->logged_ms[kind] && now - nb->logged_ms[kind] < LOG_EVERY_MS) {
         nb->unlogged[kind]++;
@@ -203,11 +159,12 @@ static void handle_msg(nats_bus *nb, natsMsg *msg) {
     if (natsMsgHeader_Get(msg, HDR_NODE, &origin) != NATS_OK)
         origin = NULL;
     /* NoEcho keeps this node's own messages away, so one carrying its id
-     * was sent by another node configured with the same node_id. */
-    if (origin && strcmp(origin, nb->node_id) == 0) {
+     * was sent by another node configured with the same node_id. With the
+     * log, this node's own events come back from it like any other. */
+    if (nb->log == NULL && origin && strcmp(origin, nb->node_id) == 0) {
         b->stats.received++;
         b->stats.dropped++;
-        warn_limited(nb, LOG_SELF, "cluster: an event on %s carries this node's node_id %s: "
+        dlg__nats_warn(nb, LOG_SELF, "cluster: an event on %s carries this node's node_id %s: "
                      "another node uses the same node_id; its events are dropped here",
                      natsMsg_GetSubject(msg), nb->node_id);
         return;
@@ -216,16 +173,20 @@ static void handle_msg(nats_bus *nb, natsMsg *msg) {
     if (dlg_bus_subject_room(natsMsg_GetSubject(msg), room, sizeof(room)) < 0) {
         b->stats.received++;
         b->stats.dropped++;
-        warn_limited(nb, LOG_RELAY, "cluster: message on subject \"%.300s\" from node %s "
+        dlg__nats_warn(nb, LOG_RELAY, "cluster: message on subject \"%.300s\" from node %s "
                      "dropped: not a room subject", natsMsg_GetSubject(msg),
                      origin ? origin : "(none)");
+        return;
+    }
+    if (nb->log) {
+        dlg__nats_log_msg(nb, msg, room);
         return;
     }
     uint32_t n;
     int rc = dlg_bus_relay(b->srv, b, room, (const uint8_t *)natsMsg_GetData(msg),
                            (size_t)natsMsg_GetDataLength(msg), &n, err, sizeof(err));
     if (rc != 0)
-        warn_limited(nb, LOG_RELAY, "cluster: event from node %s dropped: %s",
+        dlg__nats_warn(nb, LOG_RELAY, "cluster: event from node %s dropped: %s",
                      origin ? origin : "(none)", err);
 }
 
@@ -233,9 +194,30 @@ static void on_async(uv_async_t *h) {
     nats_bus *nb = h->data;
     inbox *ib = nb->ib;
     uv_mutex_lock(&ib->mu);
-    inbox_item *list = ib->head;
-    ib->head = ib->tail = NULL;
-    ib->n = ib->bytes = 0;
+    /* While the log is set up, room events wait (their room's position is
+     * not known yet); answers to triggers go through. */
+    inbox_item *list = NULL, **lt = &list;
+    if (ib->hold) {
+        inbox_item **pp = &ib->head;
+        ib->tail = NULL;
+        while (*pp) {
+            inbox_item *it = *pp;
+            if (it->msg == NULL) {
+                *pp = it->next;
+                it->next = NULL;
+                *lt = it;
+                lt = &it->next;
+                ib->n--;
+            } else {
+                ib->tail = it;
+                pp = &it->next;
+            }
+        }
+    } else {
+        list = ib->head;
+        ib->head = ib->tail = NULL;
+        ib->n = ib->bytes = 0;
+    }
     uint64_t overflow = ib->overflow;
     uint32_t disc = ib->disconnects, reco = ib->reconnects;
     char error[sizeof(ib->error)];
@@ -261,17 +243,20 @@ static void on_async(uv_async_t *h) {
     if (overflow) {
         nb->base.stats.received += overflow;
         nb->base.stats.dropped += overflow;
-        warn_limited(nb, LOG_OVERFLOW, "cluster: %llu event(s) from other nodes dropped: more "
+        dlg__nats_warn(nb, LOG_OVERFLOW, "cluster: %llu event(s) from other nodes dropped: more "
                      "than %u messages or %u MiB waited for the loop",
                      (unsigned long long)overflow, INBOX_MAX_MSGS, INBOX_MAX_BYTES >> 20);
     }
     while (list) {
         inbox_item *it = list;
         list = it->next;
-        if (!nb->base.stopped)
+        if (nb->base.stopped)
+            ;
+        else if (it->msg)
             handle_msg(nb, it->msg);
-        natsMsg_Destroy(it->msg);
-        free(it);
+        else
+            dlg__bus_ack_done(&nb->base, it->ticket, it->seq, it->error);
+        dlg__nats_item_free(it);
     }
 }
 
@@ -279,6 +264,8 @@ static void on_async(uv_async_t *h) {
 
 static void nats_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame) {
     nats_bus *nb = (nats_bus *)b;
+    if (nb->log)
+        return; /* a room outside the log (made at run time): this node's only */
     char subj[SUBJECT_MAX];
     natsMsg *m = NULL;
     natsStatus s = NATS_ERR;
@@ -297,7 +284,7 @@ static void nats_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_b
         return;
     }
     b->stats.publish_failed++;
-    warn_limited(nb, LOG_PUBLISH, "cluster: event %s of room %s (%zu bytes) not sent to the "
+    dlg__nats_warn(nb, LOG_PUBLISH, "cluster: event %s of room %s (%zu bytes) not sent to the "
                  "other nodes: %s%s", event, r->id, frame->len, natsStatus_GetText(s),
                  s == NATS_MAX_PAYLOAD ? " (raise max_payload on the NATS servers above "
                                          "limits.max_frame)" : "");
@@ -318,15 +305,15 @@ static int nats_interest(dlg_bus *b, const char *room, int on, void **handle) {
     if (dlg_bus_subject(room, subj, sizeof(subj)) < 0)
         return DLG_EINVAL;
     natsSubscription *sub = NULL;
-    inbox_ref(nb->ib); /* the subscription's, given back when it completes */
-    natsStatus s = natsConnection_Subscribe(&sub, nb->nc, subj, on_msg, nb->ib);
+    dlg__nats_inbox_ref(nb->ib); /* the subscription's, given back when it completes */
+    natsStatus s = natsConnection_Subscribe(&sub, nb->nc, subj, dlg__nats_on_msg, nb->ib);
     if (s != NATS_OK) {
-        inbox_unref(nb->ib);
+        dlg__nats_inbox_unref(nb->ib);
         dlg_log_error(&b->srv->log, "cluster: cannot subscribe to %s for room %s: %s", subj,
                       room, natsStatus_GetText(s));
         return DLG_EIO;
     }
-    s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, nb->ib);
+    s = natsSubscription_SetOnCompleteCB(sub, dlg__nats_on_sub_complete, nb->ib);
     if (s != NATS_OK) {
         /* Nobody will give the reference back: keep the inbox (a few
          * bytes) rather than risk freeing it under a late callback. */
@@ -349,6 +336,8 @@ static void close_async(nats_bus *nb) {
     nb->async_open = 0;
 }
 
+static void nats_stop(dlg_bus *b);
+
 static int nats_start(dlg_bus *b) {
     nats_bus *nb = (nats_bus *)b;
     dlg_server *srv = b->srv;
@@ -370,11 +359,11 @@ static int nats_start(dlg_bus *b) {
     nb->async.data = nb;
     nb->async_open = 1;
     nb->ib->async = &nb->async;
-    inbox_ref(nb->ib); /* the connection's, given back by on_closed */
+    dlg__nats_inbox_ref(nb->ib); /* the connection's, given back by on_closed */
     s = natsConnection_Connect(&nb->nc, nb->opts);
     if (s != NATS_OK) {
         /* A failed connect makes no callback: the reference is ours. */
-        inbox_unref(nb->ib);
+        dlg__nats_inbox_unref(nb->ib);
         const char *why = nats_GetLastError(NULL);
         dlg_log_error(&srv->log, "cluster: node %s cannot connect to NATS (%s): %s",
                       nb->node_id, nb->servers, why && *why ? why : natsStatus_GetText(s));
@@ -386,6 +375,12 @@ static int nats_start(dlg_bus *b) {
     natsConnection_GetConnectedUrl(nb->nc, url, sizeof(url));
     dlg_log_info(&srv->log, "cluster: node %s connected to NATS at %s (servers: %s)",
                  nb->node_id, url, nb->servers);
+    if (nb->log) {
+        int rc = dlg__nats_log_start(nb);
+        if (rc != 0)
+            nats_stop(b); /* the bus is left stopped: close what start opened */
+        return rc;
+    }
     return 0;
 }
 
@@ -404,9 +399,10 @@ static void nats_stop(dlg_bus *b) {
 
 static void nats_free(dlg_bus *b) {
     nats_bus *nb = (nats_bus *)b;
+    dlg__nats_log_free(nb->log);
     natsConnection_Destroy(nb->nc);
     natsOptions_Destroy(nb->opts);
-    inbox_unref(nb->ib);
+    dlg__nats_inbox_unref(nb->ib);
     free(nb->node_id);
     free(nb);
 }
@@ -416,6 +412,8 @@ static const dlg_bus_ops nats_ops = {
     .start = nats_start,
     .publish = nats_publish,
     .interest = nats_interest,
+    .log_room = dlg__nats_log_room,
+    .log_publish = dlg__nats_log_publish,
     .stop = nats_stop,
     .free = nats_free,
 };
@@ -508,13 +506,18 @@ int dlg__bus_nats_new(dlg_server *srv, const dlg_config_cluster *cc, dlg_bus **o
         goto fail_ib;
     if ((rc = apply_config(nb, cc, err, errlen)) != 0)
         goto fail_opts;
+    if (cc->log) {
+        if ((rc = dlg__nats_log_new(nb, cc)) != 0)
+            goto fail_opts;
+        nb->base.follow_all = 1;
+    }
     *out = &nb->base;
     return 0;
 
 fail_opts:
     natsOptions_Destroy(nb->opts);
 fail_ib:
-    inbox_unref(nb->ib);
+    dlg__nats_inbox_unref(nb->ib);
 fail_id:
     free(nb->node_id);
 fail_bus:

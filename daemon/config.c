@@ -1434,8 +1434,33 @@ static int load_cluster_tls(loader *x, const node *m, dlg_config_cluster *cl) {
     return 0;
 }
 
+static int load_cluster_log(loader *x, const node *m, dlg_config_cluster *cl) {
+    static const char *const keys[] = {"replicas", "max_events", "max_age", "storage", NULL};
+    static const char *const storages[] = {"file", "memory", NULL};
+    node *v;
+    int rc = want_map(x, m, "cluster.log", keys);
+    if (rc < 0)
+        return rc;
+    cl->log = true;
+    cl->log_max_events = 100000;
+    /* JetStream's own bound on replicas is 5. */
+    if ((v = get(x, m, "replicas")) &&
+        (rc = get_u32(x, v, "cluster.log.replicas", 1, 5, &cl->log_replicas)) < 0)
+        return rc;
+    if ((v = get(x, m, "max_events")) &&
+        (rc = get_uint(x, v, "cluster.log.max_events", 1, 1ull << 40, &cl->log_max_events)) < 0)
+        return rc;
+    if ((v = get(x, m, "max_age")) &&
+        (rc = get_u32(x, v, "cluster.log.max_age", 0, 10u * 365 * 86400, &cl->log_max_age_s)) < 0)
+        return rc;
+    if ((v = get(x, m, "storage")) &&
+        (rc = get_enum(x, v, "cluster.log.storage", storages, &cl->log_memory)) < 0)
+        return rc;
+    return 0;
+}
+
 static int load_cluster(loader *x, const node *m) {
-    static const char *const keys[] = {"node_id", "nats", "creds", "tls", NULL};
+    static const char *const keys[] = {"node_id", "nats", "creds", "tls", "log", NULL};
     dlg_config_cluster *cl = &x->c->cluster;
     node *v;
     int rc = want_map(x, m, "cluster", keys);
@@ -1473,6 +1498,8 @@ static int load_cluster(loader *x, const node *m) {
     if ((v = get(x, m, "creds")) && (rc = get_path(x, v, "cluster.creds", &cl->creds)) < 0)
         return rc;
     if ((v = get(x, m, "tls")) && (rc = load_cluster_tls(x, v, cl)) < 0)
+        return rc;
+    if ((v = get(x, m, "log")) && (rc = load_cluster_log(x, v, cl)) < 0)
         return rc;
     return 0;
 }
@@ -1529,6 +1556,12 @@ static int load_root(loader *x, const node *root) {
         return rc;
     if ((v = get(x, root, "cluster")) && (rc = load_cluster(x, v)) < 0)
         return rc;
+    /* Two durable logs of one room would disagree after a failure; the
+     * cluster log is the durable one, the rings are its cache. */
+    if (c->cluster.log && c->store == DLG_CFG_STORE_SQLITE)
+        return fail_at(x, store, "store", "sqlite cannot be combined with cluster.log: the "
+                                          "JetStream stream is then each room's durable "
+                                          "history (use store: memory)");
     return 0;
 }
 

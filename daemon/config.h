@@ -219,6 +219,14 @@ typedef struct dlg_config_cluster {
                                    the system store (resolved path) */
     char *tls_cert;             /* tls.cert + tls.key: client certificate, */
     char *tls_key;              /* both or neither (resolved paths) */
+    /* log: each room's events numbered and kept by a JetStream stream, so
+     * seq, epoch and history are the same on every node (docs/cluster.md).
+     * Absent = no log: each node numbers what it delivers. */
+    bool log;                   /* the `log` mapping is present */
+    uint32_t log_replicas;      /* log.replicas [0 = min(3, number of URLs)] */
+    uint64_t log_max_events;    /* log.max_events: per room [100000] */
+    uint32_t log_max_age_s;     /* log.max_age: seconds [0 = no age limit] */
+    int log_memory;             /* log.storage: 0 file [default], 1 memory */
     unsigned line;
 } dlg_config_cluster;
 

@@ -9,6 +9,7 @@
 
 #include "access.h"
 #include "auth.h"
+#include "bus.h"
 #include "dlg_err.h"
 #include "fanout.h"
 #include "history.h"
@@ -42,7 +43,7 @@ static const char *frame_name(int c) {
     return "unknown frame";
 }
 
-static void send_ack(dlg_conn *c, uint64_t rid, uint64_t seq, uint32_t recipients) {
+void dlg_dispatch_send_ack(dlg_conn *c, uint64_t rid, uint64_t seq, uint32_t recipients) {
     Dialogue__V1__Ack a = DIALOGUE__V1__ACK__INIT;
     a.seq = seq;
     a.recipients = recipients;
@@ -294,8 +295,14 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
         dlg_conn_send_error(c, rid, res.status, "%s", err);
         return;
     }
+    /* The cluster log numbers the event: the Ack waits for its answer. */
+    if (res.ticket) {
+        if (dlg_bus_defer_ack(c->srv->bus, c, rid, res.ticket) != 0)
+            dlg_dispatch_send_ack(c, rid, 0, 0); /* out of memory: accepted, seq unknown */
+        return;
+    }
     if (!dlg_history_defer_ack(c->srv, c, rid, r, res.seq, res.recipients))
-        send_ack(c, rid, res.seq, res.recipients);
+        dlg_dispatch_send_ack(c, rid, res.seq, res.recipients);
 }
 
 static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
@@ -443,7 +450,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
         return;
     }
     dlg_log_info(&s->log, "room %s created by %s", r->id, r->creator);
-    send_ack(c, rid, 0, 0);
+    dlg_dispatch_send_ack(c, rid, 0, 0);
     dlg_hooks_room_created(s, r->id, r->creator);
 }
 
@@ -465,7 +472,7 @@ static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
     for (size_t i = 0; i < r->members.n; i++)
         dlg_hooks_left(c->srv, r->members.v[i]->conn, id, "room deleted");
     dlg_rooms_remove(c->srv->rooms, r, "room deleted");
-    send_ack(c, rid, 0, 0);
+    dlg_dispatch_send_ack(c, rid, 0, 0);
     dlg_hooks_room_deleted(c->srv, id);
 }
 

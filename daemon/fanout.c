@@ -46,6 +46,7 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
     res->seq = 0;
     res->recipients = 0;
     res->status = 0;
+    res->ticket = 0;
     if (!dlg_room_allows_event(room, event)) {
         res->status = DIALOGUE__V1__STATUS__INVALID_ARGUMENT;
         snprintf(err, errlen, "room %s does not accept event %s", room->id, event);
@@ -87,8 +88,11 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
     e.data.len = len;
     e.from = (char *)from;
     e.ts_ms = dlg_server_now_ms();
-    e.seq = room->seq + 1;
-    e.epoch = room->epoch;
+    /* With a cluster log the log numbers the event (every node, this one
+     * too, delivers it from there); seq and epoch are filled in then. */
+    int logged = dlg_bus_log_room(srv->bus, room);
+    e.seq = logged ? 0 : room->seq + 1;
+    e.epoch = logged ? 0 : room->epoch;
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_EVENT;
     f.event = &e;
@@ -97,6 +101,17 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
     if (rc != 0) {
         res->status = DIALOGUE__V1__STATUS__INTERNAL;
         snprintf(err, errlen, "cannot encode event %s: %s", event, dlg_strerror(rc));
+        goto out;
+    }
+    if (logged) {
+        rc = dlg_bus_log_publish(srv->bus, room, event, b, &res->ticket, err, errlen);
+        dlg_buf_unref(b);
+        if (rc != 0) {
+            res->status = DIALOGUE__V1__STATUS__UNAVAILABLE;
+            goto out;
+        }
+        srv->counters.events_in++;
+        dlg_hooks_after_each(srv, &info, 0, 0);
         goto out;
     }
     room->seq++;

@@ -15,6 +15,10 @@ typedef struct dlg_publish_result {
     uint64_t seq;
     uint32_t recipients;
     int status;              /* dialogue.v1.Status when refused */
+    uint64_t ticket;         /* cluster log: != 0 when the event went to the
+                                log, which numbers and delivers it later;
+                                seq and recipients are then 0 and the Ack
+                                waits (dlg_bus_defer_ack) */
 } dlg_publish_result;
 
 /* Runs the before_each hooks (the config's trigger rules among them; sender
@@ -25,7 +29,10 @@ typedef struct dlg_publish_result {
  * recv_ns is when the trigger arrived (CLOCK_MONOTONIC), for latency
  * accounting. The frame is then handed to srv->bus for the other nodes of
  * a cluster (bus.h); res->recipients counts this node's members only.
- * after_each hooks get the recipient count. Returns 0, or a DLG_E* code with res->status and err (naming
+ * after_each hooks get the recipient count. With a cluster log (bus.h) the
+ * event is handed to the log instead of being numbered and delivered here:
+ * res->ticket is set and after_each runs with seq 0 and no recipients.
+ * Returns 0, or a DLG_E* code with res->status and err (naming
  * the event and field) set; on error nothing is delivered. Connections that
  * overflow are closed after the loop, never during it. */
 struct dlg_conn;

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "dispatch.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "room.h"
@@ -141,6 +142,17 @@ void dlg_hroom_free(dlg_hroom *hr) {
     free(hr->rings);
     free(hr->room);
     free(hr);
+}
+
+uint64_t dlg_hroom_capacity(const dlg_hroom *hr, size_t n_types) {
+    uint64_t n = 0;
+    size_t named = 0;
+    /* Rings made for "*" types count as named: an over-estimate later on. */
+    for (size_t i = 0; i < hr->n_rings; i++, named++)
+        n += hr->rings[i]->limit;
+    if (hr->has_star)
+        n += (uint64_t)hr->star_limit * (n_types > named ? n_types - named : 1);
+    return n;
 }
 
 int32_t dlg_hroom_sync(const dlg_hroom *hr) {
@@ -572,17 +584,6 @@ static int ack_push(dlg_history *h, const pending_ack *a) {
     return 0;
 }
 
-static void send_ack(dlg_conn *c, uint64_t rid, uint64_t seq, uint32_t recipients) {
-    Dialogue__V1__Ack a = DIALOGUE__V1__ACK__INIT;
-    a.seq = seq;
-    a.recipients = recipients;
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.request_id = rid;
-    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ACK;
-    f.ack = &a;
-    dlg_conn_send_frame(c, &f);
-}
-
 /* Writer results arrive in ticket order, and so do the Acks waiting. */
 static void on_store_done(void *ud, const dlg_store_result *res) {
     dlg_history *h = ud;
@@ -608,7 +609,7 @@ static void on_store_done(void *ud, const dlg_store_result *res) {
     pending_ack *a;
     while ((a = ack_front(h)) != NULL && a->ticket <= res->last) {
         if (a->c && res->rc == 0)
-            send_ack(a->c, a->rid, a->seq, a->recipients);
+            dlg_dispatch_send_ack(a->c, a->rid, a->seq, a->recipients);
         else if (a->c)
             dlg_conn_send_error(a->c, a->rid, DIALOGUE__V1__STATUS__DATA_LOSS,
                                 "event %s seq %llu of room %s was delivered but not stored: %s",

@@ -71,6 +71,11 @@ int dlg_hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts
  * Ignored when no rule covers event. */
 void dlg_hroom_note_evicted(dlg_hroom *hr, const char *event, uint64_t seq);
 
+/* How many events hr can keep at most when the room has n_types event
+ * types: the named rules' limits plus the "*" limit for each other type
+ * (an upper bound: what a node fetches to fill its rings from a log). */
+uint64_t dlg_hroom_capacity(const dlg_hroom *hr, size_t n_types);
+
 /* The room's sync_history_on_join. */
 int32_t dlg_hroom_sync(const dlg_hroom *hr);
 

@@ -439,6 +439,7 @@ int dlg_member_take_token(dlg_member *m, uint64_t now_ns) {
 void dlg_rooms_conn_gone(dlg_rooms *rs, dlg_conn *c) {
     (void)rs;
     dlg_history_conn_gone(c->srv, c); /* its deferred Acks have nowhere to go */
+    dlg_bus_conn_gone(c->srv->bus, c);
     while (c->n_members > 0)
         dlg_room_leave(c->members[0]->room, c);
 }

@@ -68,7 +68,7 @@ def http_json(port, path, timeout=2.0):
 class NatsServer:
     """One nats-server of the cluster, from a config file in its own folder."""
 
-    def __init__(self, name, port, cport, mport, routes, folder):
+    def __init__(self, name, port, cport, mport, routes, folder, extra=""):
         self.name, self.port, self.cport, self.mport = name, port, cport, mport
         self.conf = os.path.join(folder, name + ".conf")
         self.log_path = os.path.join(folder, name + ".log")
@@ -76,7 +76,7 @@ class NatsServer:
             f.write("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n"
                     "cluster {\n  name: dlg\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n"
                     % (name, port, mport, cport,
-                       ", ".join("nats-route://127.0.0.1:%d" % r for r in routes)))
+                       ", ".join("nats-route://127.0.0.1:%d" % r for r in routes)) + extra)
         self.proc = None
         self.start()
 

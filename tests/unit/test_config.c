@@ -108,6 +108,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->cluster.nats.n, 0);
     assert_null(c->cluster.creds);
     assert_false(c->cluster.tls);
+    assert_false(c->cluster.log);
 }
 
 static void assert_no_metrics(const dlg_config *c) {
@@ -350,6 +351,11 @@ static void cluster_file(void **state) {
     assert_string_equal(cl->tls_ca, "/etc/nats/ca.crt");
     assert_resolved(fx, cl->tls_cert, "nats/client.crt");
     assert_resolved(fx, cl->tls_key, "nats/client.key");
+    assert_true(cl->log);
+    assert_int_equal(cl->log_replicas, 3);
+    assert_int_equal(cl->log_max_events, 5000);
+    assert_int_equal(cl->log_max_age_s, 86400);
+    assert_int_equal(cl->log_memory, 1);
     dlg_config_free(c);
 }
 
@@ -489,6 +495,10 @@ static const bad_case bad_cases[] = {
     {"bad_cluster_node.yaml", DLG_ECONFIG, 3, 3, "cluster", "missing required key \"node_id\"",
      NULL},
     {"bad_cluster_tls.yaml", DLG_ECONFIG, 4, 8, "cluster.tls", "cert and key go together", NULL},
+    {"bad_cluster_log_sqlite.yaml", DLG_ECONFIG, 2, 8, "store",
+     "sqlite cannot be combined with cluster.log", NULL},
+    {"bad_cluster_log_replicas.yaml", DLG_ECONFIG, 5, 15, "cluster.log.replicas",
+     "7 is out of range (expected 1 to 5)", NULL},
 };
 #define N_BAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
 

@@ -1,0 +1,407 @@
+/* bus_log.c: the cluster log (docs/cluster.md): each configured room's
+ * events go through a JetStream stream of their own, which numbers them;
+ * every node, the origin included, delivers them from there, so seq, epoch
+ * and history are the same on every node. */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "bus_nats_int.h"
+#include "config.h"
+#include "dlg_err.h"
+#include "history.h"
+#include "room.h"
+#include "server.h"
+
+#define HDR_MSG_ID "Nats-Msg-Id"
+/* How long a node waits for JetStream to answer at start (a new cluster
+ * elects its JetStream leaders first) and to catch up with history. */
+#define SETUP_WAIT_MS 30000
+#define CATCHUP_WAIT_MS 15000
+/* A trigger not answered by then is refused (UNAVAILABLE). */
+#define PUBLISH_WAIT_MS 5000
+/* Stream names are directory names on the NATS servers: keep them short. */
+#define STREAM_MAX 200
+
+typedef struct log_room {
+    char *id;                       /* sorted like srv->rooms */
+    char subject[SUBJECT_MAX];
+    char stream[STREAM_MAX + 1];
+    uint64_t keep;                  /* events the node's history can hold */
+    /* Set by the setup thread, read by the loop once it is done. */
+    natsSubscription *sub;
+    uint64_t epoch, start, last;
+    char err[320];
+} log_room;
+
+struct nats_log {
+    jsCtx *js;
+    uint32_t replicas;
+    uint64_t max_events;
+    uint32_t max_age_s;
+    int memory;
+    uint64_t nonce;                 /* tells this run's message ids apart */
+    log_room *rooms;
+    size_t n;
+    nats_bus *nb;                   /* borrowed (the thread reads its nc) */
+    atomic_int done;
+    int inbox_ref;                  /* the ack handler's reference taken */
+};
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int dlg__nats_log_new(nats_bus *nb, const dlg_config_cluster *cc) {
+    struct nats_log *lg = calloc(1, sizeof(*lg));
+    if (lg == NULL)
+        return DLG_ENOMEM;
+    lg->replicas = cc->log_replicas ? cc->log_replicas : cc->nats.n < 3 ? (uint32_t)cc->nats.n : 3;
+    lg->max_events = cc->log_max_events;
+    lg->max_age_s = cc->log_max_age_s;
+    lg->memory = cc->log_memory;
+    if (getrandom(&lg->nonce, sizeof(lg->nonce), 0) != sizeof(lg->nonce))
+        lg->nonce = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)lg;
+    lg->nb = nb;
+    nb->log = lg;
+    return 0;
+}
+
+void dlg__nats_log_free(struct nats_log *lg) {
+    if (lg == NULL)
+        return;
+    for (size_t i = 0; i < lg->n; i++) {
+        natsSubscription_Destroy(lg->rooms[i].sub);
+        free(lg->rooms[i].id);
+    }
+    free(lg->rooms);
+    jsCtx_Destroy(lg->js);
+    if (lg->inbox_ref)
+        dlg__nats_inbox_unref(lg->nb->ib);
+    free(lg);
+}
+
+static log_room *find(const struct nats_log *lg, const char *room) {
+    size_t lo = 0, hi = lg->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(room, lg->rooms[mid].id);
+        if (c == 0)
+            return &lg->rooms[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* "DLG_" + the subject's room token ('%' is allowed in stream names, '.'
+ * is not, and the token has none); long ids by their hash. */
+static void stream_name(const char *subject, char *out) {
+    const char *tok = subject + strlen("dialogue.room.");
+    if (strlen(tok) + 4 <= STREAM_MAX) {
+        snprintf(out, STREAM_MAX + 1, "DLG_%s", tok);
+        return;
+    }
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: a name, not security */
+    for (const char *p = tok; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    snprintf(out, STREAM_MAX + 1, "DLG_%.120s_%016" PRIx64, tok, h);
+}
+
+/* ---- the answers to triggers (a libnats thread) ------------------------ */
+
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
+    (void)js;
+    inbox *ib = closure;
+    const char *id = NULL;
+    inbox_item *it = calloc(1, sizeof(*it));
+    if (it && natsMsgHeader_Get(msg, HDR_MSG_ID, &id) == NATS_OK && id) {
+        const char *colon = strrchr(id, ':');
+        it->ticket = colon ? strtoull(colon + 1, NULL, 10) : 0;
+        if (pa) {
+            it->seq = pa->Sequence;
+        } else {
+            char why[256];
+            snprintf(why, sizeof(why), "%s%s%s",
+                     pae && pae->ErrText ? pae->ErrText : "",
+                     pae && pae->ErrText ? ": " : "",
+                     natsStatus_GetText(pae ? pae->Err : NATS_ERR));
+            if ((it->error = strdup(why)) == NULL)
+                it->ticket = 0;
+        }
+    }
+    if (it && it->ticket)
+        dlg__nats_inbox_push(ib, it);
+    else
+        free(it);
+    natsMsg_Destroy(msg);
+}
+
+/* ---- set-up (a thread of its own: the JetStream API is request/reply) -- */
+
+static int stream_info(struct nats_log *lg, log_room *lr, jsStreamInfo **si) {
+    uint64_t deadline = mono_ms() + SETUP_WAIT_MS;
+    for (;;) {
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetStreamInfo(si, lg->js, lr->stream, NULL, &jerr);
+        if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+            jsStreamConfig cfg;
+            const char *subjects[1] = {lr->subject};
+            jsStreamConfig_Init(&cfg);
+            cfg.Name = lr->stream;
+            cfg.Subjects = subjects;
+            cfg.SubjectsLen = 1;
+            cfg.Storage = lg->memory ? js_MemoryStorage : js_FileStorage;
+            cfg.Replicas = (int64_t)lg->replicas;
+            cfg.MaxMsgs = (int64_t)lg->max_events;
+            cfg.MaxAge = (int64_t)lg->max_age_s * 1000000000;
+            cfg.Discard = js_DiscardOld;
+            jerr = 0;
+            s = js_AddStream(si, lg->js, &cfg, NULL, &jerr);
+            /* Another node made it first with the same config: fine. */
+            if (s != NATS_OK && jerr == JSStreamNameExistErr)
+                continue;
+        }
+        if (s == NATS_OK)
+            return 0;
+        if (mono_ms() >= deadline) {
+            const char *why = nats_GetLastError(NULL);
+            snprintf(lr->err, sizeof(lr->err), "stream %s for room %s: %s (JetStream error %d)",
+                     lr->stream, lr->id, why && *why ? why : natsStatus_GetText(s), (int)jerr);
+            return -1;
+        }
+        /* JetStream not ready yet (a cluster still electing its leaders). */
+        struct timespec ts = {0, 250 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int follow(struct nats_log *lg, log_room *lr) {
+    jsStreamInfo *si = NULL;
+    if (stream_info(lg, lr, &si) != 0)
+        return -1;
+    /* The epoch names the stream's lineage: a stream deleted and made again
+     * starts a new one, as a lost history does on a single node. */
+    lr->epoch = (uint64_t)si->Created % ((UINT64_C(1) << 63) - 1) + 1;
+    lr->last = si->State.LastSeq;
+    uint64_t held = si->State.Msgs;
+    uint64_t back = lr->keep < held ? lr->keep : held;
+    lr->start = lr->last + 1 - back;
+    if (si->State.FirstSeq > lr->start && back)
+        lr->start = si->State.FirstSeq;
+    jsStreamInfo_Destroy(si);
+
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = lr->stream;
+    so.Ordered = true; /* gap-free, restarted by libnats after a failover */
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = lr->start;
+    inbox *ib = lg->nb->ib;
+    dlg__nats_inbox_ref(ib); /* the subscription's, given back when it completes */
+    jsErrCode jerr = 0;
+    natsStatus s = js_Subscribe(&lr->sub, lg->js, lr->subject, dlg__nats_on_msg, ib, NULL, &so,
+                                &jerr);
+    if (s != NATS_OK) {
+        dlg__nats_inbox_unref(ib);
+        lr->sub = NULL;
+        const char *why = nats_GetLastError(NULL);
+        snprintf(lr->err, sizeof(lr->err), "cannot follow stream %s of room %s: %s (JetStream "
+                 "error %d)", lr->stream, lr->id, why && *why ? why : natsStatus_GetText(s),
+                 (int)jerr);
+        return -1;
+    }
+    if (natsSubscription_SetOnCompleteCB(lr->sub, dlg__nats_on_sub_complete, ib) != NATS_OK) {
+        /* Nobody gives that reference back: a few bytes kept, never a
+         * use after free. */
+        snprintf(lr->err, sizeof(lr->err), "cannot watch the subscription of room %s", lr->id);
+        return -1;
+    }
+    return 0;
+}
+
+static void setup_thread(void *arg) {
+    struct nats_log *lg = arg;
+    for (size_t i = 0; i < lg->n; i++)
+        if (follow(lg, &lg->rooms[i]) != 0)
+            break;
+    atomic_store(&lg->done, 1);
+    uv_mutex_lock(&lg->nb->ib->mu);
+    uv_async_send(&lg->nb->async);
+    uv_mutex_unlock(&lg->nb->ib->mu);
+}
+
+static void on_tick(uv_timer_t *t) {
+    (void)t; /* only wakes the loop so that the waits below see the clock */
+}
+
+static void hold(inbox *ib, int on) {
+    uv_mutex_lock(&ib->mu);
+    ib->hold = on;
+    uv_mutex_unlock(&ib->mu);
+}
+
+static int caught_up(const nats_bus *nb) {
+    const struct nats_log *lg = nb->log;
+    for (size_t i = 0; i < lg->n; i++) {
+        const dlg_room *r = dlg_rooms_find(nb->base.srv->rooms, lg->rooms[i].id);
+        if (r && r->seq < lg->rooms[i].last)
+            return 0;
+    }
+    return 1;
+}
+
+int dlg__nats_log_start(nats_bus *nb) {
+    struct nats_log *lg = nb->log;
+    dlg_server *srv = nb->base.srv;
+    const dlg_rooms *rs = srv->rooms;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = PUBLISH_WAIT_MS;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = nb->ib;
+    jo.PublishAsync.MaxPending = 65536;
+    jo.PublishAsync.StallWait = 50; /* blocks the loop at most that long */
+    natsStatus s = natsConnection_JetStream(&lg->js, nb->nc, &jo);
+    if (s != NATS_OK) {
+        dlg_log_error(&srv->log, "cluster: cannot use JetStream: %s", natsStatus_GetText(s));
+        return DLG_EIO;
+    }
+    dlg__nats_inbox_ref(nb->ib);
+    lg->inbox_ref = 1;
+    if ((lg->rooms = calloc(rs->n ? rs->n : 1, sizeof(*lg->rooms))) == NULL)
+        return DLG_ENOMEM;
+    for (size_t i = 0; i < rs->n; i++) {
+        const dlg_room *r = rs->v[i];
+        log_room *lr = &lg->rooms[lg->n];
+        if ((lr->id = strdup(r->id)) == NULL)
+            return DLG_ENOMEM;
+        lg->n++;
+        if (dlg_bus_subject(r->id, lr->subject, sizeof(lr->subject)) < 0)
+            return DLG_EINVAL;
+        stream_name(lr->subject, lr->stream);
+        uint64_t keep = r->hist ? dlg_hroom_capacity(r->hist, r->any_event ? 64 : r->n_events)
+                                : 0;
+        lr->keep = keep < lg->max_events ? keep : lg->max_events;
+    }
+
+    /* The loop must run for the JetStream replies to be read, but room
+     * events stay queued until every room's position is known. */
+    hold(nb->ib, 1);
+    uv_timer_t tick;
+    uv_timer_init(srv->loop, &tick);
+    uv_timer_start(&tick, on_tick, 100, 100);
+    uv_thread_t th;
+    int rc = 0;
+    if (uv_thread_create(&th, setup_thread, lg) != 0) {
+        dlg_log_error(&srv->log, "cluster: cannot start the log set-up thread");
+        rc = DLG_EINTERNAL;
+        goto out;
+    }
+    while (!atomic_load(&lg->done))
+        uv_run(srv->loop, UV_RUN_ONCE);
+    uv_thread_join(&th);
+    for (size_t i = 0; i < lg->n; i++)
+        if (lg->rooms[i].err[0]) {
+            dlg_log_error(&srv->log, "cluster: log: %s", lg->rooms[i].err);
+            rc = DLG_EIO;
+            goto out;
+        }
+    for (size_t i = 0; i < lg->n; i++) {
+        log_room *lr = &lg->rooms[i];
+        dlg_room *r = dlg_rooms_find(rs, lr->id);
+        if (r) {
+            r->epoch = lr->epoch;
+            r->seq = lr->start - 1;
+        }
+    }
+    hold(nb->ib, 0);
+    uv_async_send(&nb->async);
+    uint64_t deadline = mono_ms() + CATCHUP_WAIT_MS;
+    while (!caught_up(nb) && mono_ms() < deadline)
+        uv_run(srv->loop, UV_RUN_ONCE);
+    if (!caught_up(nb))
+        dlg_log_warn(&srv->log, "cluster: log: history not caught up after %u ms; serving "
+                     "anyway (it fills in as events arrive)", CATCHUP_WAIT_MS);
+    nb->base.stats.interests = (uint32_t)lg->n;
+    dlg_log_info(&srv->log, "cluster: log ready: %zu room(s) followed through JetStream "
+                 "(replicas %u, at most %llu events per room%s)", lg->n, lg->replicas,
+                 (unsigned long long)lg->max_events, lg->memory ? ", in memory" : "");
+out:
+    hold(nb->ib, 0);
+    uv_timer_stop(&tick);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(srv->loop, UV_RUN_NOWAIT); /* the timer is on this stack */
+    return rc;
+}
+
+/* ---- the loop side ----------------------------------------------------- */
+
+void dlg__nats_log_msg(nats_bus *nb, natsMsg *msg, const char *room) {
+    dlg_bus *b = &nb->base;
+    log_room *lr = find(nb->log, room);
+    jsMsgMetaData *md = NULL;
+    if (lr == NULL || natsMsg_GetMetaData(&md, msg) != NATS_OK) {
+        b->stats.received++;
+        b->stats.dropped++;
+        dlg__nats_warn(nb, LOG_RELAY, "cluster: log message on %s dropped: %s",
+                       natsMsg_GetSubject(msg),
+                       lr ? "no JetStream metadata" : "not a room this node follows");
+        return;
+    }
+    uint64_t seq = md->Sequence.Stream;
+    jsMsgMetaData_Destroy(md);
+    char err[512];
+    uint32_t n;
+    int rc = dlg__bus_relay_at(b->srv, b, room, (const uint8_t *)natsMsg_GetData(msg),
+                               (size_t)natsMsg_GetDataLength(msg), seq, lr->epoch, &n, err,
+                               sizeof(err));
+    if (rc != 0)
+        dlg__nats_warn(nb, LOG_RELAY, "cluster: log event %" PRIu64 " of room %s dropped: %s",
+                       seq, room, err);
+}
+
+int dlg__nats_log_room(const dlg_bus *b, const char *room) {
+    const nats_bus *nb = (const nats_bus *)b;
+    return nb->log && nb->log->js && find(nb->log, room) != NULL;
+}
+
+int dlg__nats_log_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame,
+                          uint64_t ticket, char *err, size_t errlen) {
+    nats_bus *nb = (nats_bus *)b;
+    log_room *lr = find(nb->log, r->id);
+    if (lr == NULL || frame->len > INT32_MAX) {
+        snprintf(err, errlen, "room %s has no cluster log", r->id);
+        return DLG_EIO;
+    }
+    natsMsg *m = NULL;
+    char id[96];
+    snprintf(id, sizeof(id), "%s:%016" PRIx64 ":%" PRIu64, nb->node_id, nb->log->nonce, ticket);
+    natsStatus s = natsMsg_Create(&m, lr->subject, NULL, (const char *)frame->data,
+                                  (int)frame->len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, HDR_NODE, nb->node_id);
+    if (s == NATS_OK) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;              /* JetStream drops a resent copy */
+        po.ExpectStream = lr->stream;
+        po.MaxWait = PUBLISH_WAIT_MS;
+        s = js_PublishMsgAsync(nb->log->js, &m, &po);
+    }
+    if (s == NATS_OK)
+        return 0; /* m belongs to libnats now */
+    natsMsg_Destroy(m);
+    snprintf(err, errlen, "event %s of room %s not sent to the cluster log (stream %s): %s",
+             event, r->id, lr->stream, natsStatus_GetText(s));
+    dlg__nats_warn(nb, LOG_PUBLISH, "cluster: %s", err);
+    return DLG_EIO;
+}
