@@ -76,7 +76,6 @@ void dlg__nats_inbox_push(inbox *ib, inbox_item *it) {
 
 void dlg__nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
     (void)nc;
-    (void)sub;
     inbox *ib = closure;
     inbox_item *it = calloc(1, sizeof(*it));
     if (it == NULL) {
@@ -88,6 +87,7 @@ void dlg__nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, v
         return;
     }
     it->msg = msg;
+    it->sub = sub;
     it->bytes = (size_t)natsMsg_GetDataLength(msg);
     dlg__nats_inbox_push(ib, it);
 }
@@ -127,6 +127,16 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
              sub ? " (on a room subscription)" : "");
     wake_loop(ib);
     uv_mutex_unlock(&ib->mu);
+    /* A log subscription that stopped hearing from its consumer (or could
+     * not remake it after a failover) may stay silent for good: the loop
+     * makes a new one (bus_log.c). The item names the subscription only. */
+    if (sub && (err == NATS_MISSED_HEARTBEAT || err == NATS_TIMEOUT)) {
+        inbox_item *it = calloc(1, sizeof(*it));
+        if (it) {
+            it->sub = sub;
+            dlg__nats_inbox_push(ib, it);
+        }
+    }
 }
 
 /* ---- the loop side ----------------------------------------------------- */
@@ -153,7 +163,9 @@ void dlg__nats_warn(nats_bus *nb, int kind, const char *fmt, ...) {
     nb->unlogged[kind] = 0;
 }
 
-static void handle_msg(nats_bus *nb, natsMsg *msg) {
+/* Returns 1 when the log kept it (it is then its owner). */
+static int handle_msg(nats_bus *nb, inbox_item *it) {
+    natsMsg *msg = it->msg;
     dlg_bus *b = &nb->base;
     const char *origin = NULL;
     if (natsMsgHeader_Get(msg, HDR_NODE, &origin) != NATS_OK)
@@ -167,7 +179,7 @@ static void handle_msg(nats_bus *nb, natsMsg *msg) {
         dlg__nats_warn(nb, LOG_SELF, "cluster: an event on %s carries this node's node_id %s: "
                      "another node uses the same node_id; its events are dropped here",
                      natsMsg_GetSubject(msg), nb->node_id);
-        return;
+        return 0;
     }
     char room[256], err[512];
     if (dlg_bus_subject_room(natsMsg_GetSubject(msg), room, sizeof(room)) < 0) {
@@ -176,18 +188,17 @@ static void handle_msg(nats_bus *nb, natsMsg *msg) {
         dlg__nats_warn(nb, LOG_RELAY, "cluster: message on subject \"%.300s\" from node %s "
                      "dropped: not a room subject", natsMsg_GetSubject(msg),
                      origin ? origin : "(none)");
-        return;
+        return 0;
     }
-    if (nb->log) {
-        dlg__nats_log_msg(nb, msg, room);
-        return;
-    }
+    if (nb->log)
+        return dlg__nats_log_msg(nb, it, room);
     uint32_t n;
     int rc = dlg_bus_relay(b->srv, b, room, (const uint8_t *)natsMsg_GetData(msg),
                            (size_t)natsMsg_GetDataLength(msg), &n, err, sizeof(err));
     if (rc != 0)
         dlg__nats_warn(nb, LOG_RELAY, "cluster: event from node %s dropped: %s",
                      origin ? origin : "(none)", err);
+    return 0;
 }
 
 static void on_async(uv_async_t *h) {
@@ -252,8 +263,15 @@ static void on_async(uv_async_t *h) {
         list = it->next;
         if (nb->base.stopped)
             ;
-        else if (it->msg)
-            handle_msg(nb, it->msg);
+        else if (it->msg && it->ticket) {
+            dlg__nats_log_retry(nb, it);
+            continue;
+        } else if (!it->msg && !it->ticket && it->sub) {
+            if (nb->log)
+                dlg__nats_log_stalled(nb, it->sub);
+        } else if (it->msg && handle_msg(nb, it)) {
+            continue;
+        }
         else
             dlg__bus_ack_done(&nb->base, it->ticket, it->seq, it->error);
         dlg__nats_item_free(it);
@@ -389,6 +407,8 @@ static void nats_stop(dlg_bus *b) {
     if (nb->ib->async == NULL)
         return; /* never started */
     close_async(nb);
+    if (nb->log)
+        dlg__nats_log_stop(nb);
     if (nb->nc)
         natsConnection_Close(nb->nc); /* closes every subscription */
     for (size_t i = 0; i < b->n_rooms; i++) {

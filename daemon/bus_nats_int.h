@@ -39,6 +39,7 @@
 typedef struct inbox_item {
     struct inbox_item *next;
     natsMsg *msg;
+    const void *sub;          /* the subscription it came on (identity only) */
     size_t bytes;
     uint64_t ticket, seq;     /* answer: the trigger, the log's seq */
     char *error;              /* answer: NULL = stored, else why not (owned) */
@@ -114,8 +115,22 @@ int dlg__nats_log_new(nats_bus *nb, const struct dlg_config_cluster *cc);
  * Returns 0 or DLG_EIO (logged). */
 int dlg__nats_log_start(nats_bus *nb);
 
-/* A message of a log subscription, on the loop; room is its subject's. */
-void dlg__nats_log_msg(nats_bus *nb, natsMsg *msg, const char *room);
+/* A message of a log subscription (it->msg, it->sub), on the loop; room is
+ * its subject's. Returns 1 when it keeps the item for later (it is then
+ * its owner), 0 when done with it. */
+int dlg__nats_log_msg(nats_bus *nb, inbox_item *it, const char *room);
+
+/* A trigger the stream had no leader for (it->msg, it->ticket): sent again
+ * shortly, or refused when the node stops. Takes it. */
+void dlg__nats_log_retry(nats_bus *nb, inbox_item *it);
+
+/* libnats reported missed heartbeats or a timeout on subscription sub: if
+ * it is a room's, a new one is made from the first event the room lacks. */
+void dlg__nats_log_stalled(nats_bus *nb, const void *sub);
+
+/* Drops the triggers waiting to be sent again and closes the log's handle
+ * (the loop must run once more before dlg__nats_log_free). */
+void dlg__nats_log_stop(nats_bus *nb);
 
 /* bus ops (bus.h). */
 int dlg__nats_log_room(const dlg_bus *b, const char *room);
