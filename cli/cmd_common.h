@@ -28,7 +28,10 @@ typedef void (*ctl_start_fn)(ctl *s);
 struct ctl {
     uv_loop_t loop;
     dlg_client *c;
-    char server[300];         /* "HOST:PORT" as given, for messages */
+    char server[300];         /* "HOST:PORT" (or the list) as given */
+    char server_now[DLG_CLIENT_SERVER_MAX];  /* ctl_server_now's buffer */
+    int n_servers;            /* entries in server */
+    int failures;             /* failed attempts before the first connect */
     ctl_start_fn start;
     ctl_start_fn on_finish;   /* optional: close the command's own handles */
     void *cmd;                /* the command's own state */
@@ -47,6 +50,10 @@ int ctl_run(const dlg_client_opts *opts, int keep_reconnecting, int verbose,
 /* Ends the session with code: closes the client; the loop then drains.
  * Only the first call counts. */
 void ctl_finish(ctl *s, int code);
+
+/* The "HOST:PORT" of the server the session is connected to (or last
+ * tried): one entry of --server's list. Valid until the next call. */
+const char *ctl_server_now(ctl *s);
 
 /* Prints "dialoguectl: " + message to stderr. */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -63,7 +63,7 @@ static void on_pong(dlg_client *c, void *ud, int status, const char *message,
         return;
     }
     uint64_t ns = *(const uint64_t *)reply;
-    printf("pong from %s in %.3f ms\n", s->server, (double)ns / 1e6);
+    printf("pong from %s in %.3f ms\n", ctl_server_now(s), (double)ns / 1e6);
     ctl_finish(s, CTL_OK);
 }
 

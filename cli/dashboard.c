@@ -33,7 +33,6 @@ typedef struct alert_row {
 typedef struct dash {
     uv_loop_t loop;
     dlg_client *client;
-    dlg_client_opts opts;
     const char *room;
     int tty;                  /* stdout is a terminal: draw; else JSON lines */
     uv_tty_t in, out;
@@ -100,8 +99,11 @@ static void draw(dash *d) {
     char buf[32768];
     size_t o = 0;
 #define P(...) o += (size_t)snprintf(buf + o, o < sizeof(buf) ? sizeof(buf) - o : 0, __VA_ARGS__)
-    P("\033[H\033[2J\033[1mdialogue dashboard\033[0m  room %s  %s:%u  ", d->room,
-      d->opts.host, d->opts.port);
+    /* The node of the moment: with a --server list it changes on failover. */
+    char server[DLG_CLIENT_SERVER_MAX];
+    if (dlg_client_server(d->client, server, sizeof(server)) != 0)
+        server[0] = 0;
+    P("\033[H\033[2J\033[1mdialogue dashboard\033[0m  room %s  %s  ", d->room, server);
     P("%s\033[0m\r\n\r\n", d->state);
     if (!d->have_metrics) {
         P("  waiting for metrics:update ...\r\n");
@@ -377,7 +379,6 @@ int dlg_cli_dashboard_main(const dlg_client_opts *opts, int argc, char **argv) {
             d->room = argv[i];
         }
     }
-    d->opts = *opts;
     snprintf(d->state, sizeof(d->state), "\033[33mconnecting");
     d->tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
     uv_loop_init(&d->loop);

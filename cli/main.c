@@ -21,9 +21,13 @@ static void usage(FILE *f) {
         "usage: dialoguectl [global options] COMMAND [ARGS]\n"
         "\n"
         "global options:\n"
-        "  --server HOST:PORT   server address [$DIALOGUE_SERVER or " DEFAULT_SERVER "]\n"
+        "  --server HOST:PORT[,HOST:PORT...]\n"
+        "                       server address [$DIALOGUE_SERVER or " DEFAULT_SERVER "]\n"
         "                       (IPv6: [::1]:3000); HOST is also the name the\n"
-        "                       server certificate must carry\n"
+        "                       server certificate must carry. A comma-separated\n"
+        "                       list (at most 16) names several nodes of one\n"
+        "                       cluster: they are tried in turn until one answers,\n"
+        "                       and sub moves to the next one when its node is lost\n"
         "  --ca FILE            CA certificate(s) of the server [$DIALOGUE_CA, else\n"
         "                       the system trust store]\n"
         "  --token TOKEN        JWT sent in Hello [$DIALOGUE_TOKEN; none = anonymous]\n"
@@ -74,6 +78,14 @@ void ctl_finish(ctl *s, int code) {
     dlg_client_close(s->c, on_closed, s);
 }
 
+const char *ctl_server_now(ctl *s) {
+    /* The entry of the current or last attempt; a buffer of the library's
+     * maximum always holds it. */
+    if (s->c == NULL || dlg_client_server(s->c, s->server_now, sizeof(s->server_now)) != 0)
+        return s->server;
+    return s->server_now;
+}
+
 void ctl_fail_request(ctl *s, const char *what, int status, const char *message) {
     if (status > 0)
         fprintf(stderr, "%s: %s\n", dlg_client_status_name(status), message);
@@ -90,20 +102,31 @@ static void on_state(dlg_client *c, void *ud, dlg_client_state_t st, const char 
     if (st == DLG_STATE_CONNECTED) {
         if (s->ever_connected) {
             if (s->verbose)
-                ctl_err("reconnected to %s", s->server);
+                ctl_err("reconnected to %s", ctl_server_now(s));
             return;
         }
         s->ever_connected = 1;
         s->start(s);
     } else if (st == DLG_STATE_DISCONNECTED) {
         if (!s->ever_connected) {
-            /* The reason names the address and the step that failed. */
-            ctl_err("cannot connect: %s", reason);
+            /* The reason names the address and the step that failed. With
+             * a list the library moves on to the next server: give up once
+             * each has failed. */
+            if (++s->failures < s->n_servers) {
+                if (s->verbose)
+                    ctl_err("cannot connect: %s; trying the next server", reason);
+                return;
+            }
+            if (s->n_servers > 1)
+                ctl_err("cannot connect to any of the %d servers; last: %s", s->n_servers,
+                        reason);
+            else
+                ctl_err("cannot connect: %s", reason);
             ctl_finish(s, CTL_FAIL);
         } else if (s->keep_reconnecting) {
             ctl_err("connection lost (%s); reconnecting", reason);
         } else {
-            ctl_err("connection to %s lost: %s", s->server, reason);
+            ctl_err("connection to %s lost: %s", ctl_server_now(s), reason);
             ctl_finish(s, CTL_FAIL);
         }
     }
@@ -119,6 +142,9 @@ int ctl_run(const dlg_client_opts *opts, int keep_reconnecting, int verbose,
     s.keep_reconnecting = keep_reconnecting;
     s.verbose = verbose;
     snprintf(s.server, sizeof(s.server), "%s", server);
+    s.n_servers = 1;
+    for (const char *p = server; *p; p++)
+        s.n_servers += *p == ',';
     dlg_client_opts o = *opts;
     o.reconnect = keep_reconnecting;
     if (dlg_client_opts_check(&o, err, sizeof(err)) != 0) {
@@ -189,7 +215,9 @@ char *ctl_base64(const uint8_t *data, size_t len) {
 
 /* ---- global flags -------------------------------------------------------------- */
 
-/* Splits "HOST:PORT" or "[V6]:PORT" into host (written to host) and port. */
+/* Splits "HOST:PORT" or "[V6]:PORT" into host (written to host) and port.
+ * The library checks the same; parsing here gives --server's own message
+ * and keeps one address as host/port. */
 static int parse_server(const char *s, char *host, size_t hostlen, unsigned *port) {
     const char *colon;
     size_t hl;
@@ -216,6 +244,36 @@ static int parse_server(const char *s, char *host, size_t hostlen, unsigned *por
         return -1;
     *port = (unsigned)p;
     return 0;
+}
+
+/* A comma-separated list: checks each entry (blanks around it allowed, as
+ * the library takes them) so a bad one is a usage error naming it. 0 or -1
+ * (reported). */
+static int check_server_list(const char *list) {
+    char entry[300], host[256];
+    unsigned port;
+    const char *p = list;
+    for (int i = 1;; i++) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        int n = (int)(end - p), bad = n >= (int)sizeof(entry);
+        if (!bad) {
+            memcpy(entry, p, (size_t)n);
+            entry[n] = 0;
+            bad = parse_server(entry, host, sizeof(host), &port) != 0;
+        }
+        if (bad) {
+            ctl_err("--server: entry %d \"%.*s\" is not HOST:PORT", i, n > 300 ? 300 : n, p);
+            return -1;
+        }
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
 }
 
 static const char *env_or(const char *flag, const char *env) {
@@ -326,14 +384,23 @@ int main(int argc, char **argv) {
         server = DEFAULT_SERVER;
     char host[256];
     unsigned port = 0;
-    if (parse_server(server, host, sizeof(host), &port) != 0) {
+    int is_list = strchr(server, ',') != NULL;
+    if (is_list) {
+        if (check_server_list(server) != 0)
+            return CTL_USAGE;
+    } else if (parse_server(server, host, sizeof(host), &port) != 0) {
         ctl_err("--server: \"%s\" is not HOST:PORT", server);
         return CTL_USAGE;
     }
     dlg_client_opts opts;
     dlg_client_opts_init(&opts);
-    opts.host = host;
-    opts.port = port;
+    if (is_list) {
+        /* The library walks the list (failover, round robin). */
+        opts.servers = server;
+    } else {
+        opts.host = host;
+        opts.port = port;
+    }
     opts.ca_file = env_or(ca, "DIALOGUE_CA");
     opts.token = env_or(token, "DIALOGUE_TOKEN");
     opts.cert_file = cert;

@@ -60,6 +60,41 @@ dlg_client_state_t dlg_client_state(const dlg_client *c) {
     return (dlg_client_state_t)atomic_load(&((dlg_client *)c)->pub_state);
 }
 
+/* ---- servers ---------------------------------------------------------------- */
+
+const dlg__server *dlg__server_now(const dlg_client *c) {
+    return &c->o.servers[c->srv];
+}
+
+/* The names are fixed from construction to free; only the index moves, and
+ * it is published atomically, so any thread may read a name. */
+static const char *server_name_pub(const dlg_client *c) {
+    size_t i = atomic_load(&((dlg_client *)c)->pub_srv);
+    return c->o.servers[i < c->o.n_servers ? i : 0].name;
+}
+
+void dlg__servers_desc(const dlg_client *c, char *buf, size_t len) {
+    if (c->o.n_servers == 1)
+        snprintf(buf, len, "%s", c->o.servers[0].name);
+    else
+        snprintf(buf, len, "any of the %zu servers (last tried %s)", c->o.n_servers,
+                 server_name_pub(c));
+}
+
+int dlg_client_server(const dlg_client *c, char *buf, size_t len) {
+    if (c == NULL || buf == NULL || len == 0)
+        return DLG_EINVAL;
+    const char *name = server_name_pub(c);
+    size_t n = strlen(name);
+    if (n >= len) {
+        memcpy(buf, name, len - 1);
+        buf[len - 1] = 0;
+        return DLG_ETOOBIG;
+    }
+    memcpy(buf, name, n + 1);
+    return 0;
+}
+
 /* ---- state ---------------------------------------------------------------- */
 
 void dlg__set_state(dlg_client *c, int st, const char *reason) {
@@ -189,7 +224,7 @@ static void refuse(dlg_client *c, dlg__req *r, int rc, const char *why) {
 
 /* Returns a refusal when from_api, else reports it through the callback. */
 static int submit_loop(dlg_client *c, dlg__req *r, int from_api) {
-    char why[320];
+    char why[400];
     int rc;
     if (c->freeing) {
         dlg__req_free(r);
@@ -209,7 +244,9 @@ static int submit_loop(dlg_client *c, dlg__req *r, int from_api) {
     if (c->state != DLG_STATE_CONNECTED && c->state != DLG_STATE_CONNECTING &&
         c->n_waiting >= c->o.offline_queue) {
         rc = DLG_ECLOSED;
-        snprintf(why, sizeof(why), "not connected to %s:%u%s", c->o.host, c->o.port,
+        char where[DLG_CLIENT_SERVER_MAX + 64];
+        dlg__servers_desc(c, where, sizeof(where));
+        snprintf(why, sizeof(why), "not connected to %s%s", where,
                  c->o.offline_queue ? " and the offline queue is full" : "");
         goto refused;
     }
@@ -241,6 +278,16 @@ static void on_retry(uv_timer_t *t) {
     dlg_client *c = t->data;
     if (c->closing || c->conn != NULL)
         return;
+    /* Round robin: the first attempt takes the first entry, every later
+     * one the next, whether the last one failed or was lost. Chosen before
+     * CONNECTING is reported, so dlg_client_server already names it in
+     * the state callback. */
+    if (c->tried)
+        c->srv = (c->srv + 1) % c->o.n_servers;
+    c->tried = 1;
+    atomic_store(&c->pub_srv, c->srv);
+    if (c->pass_left > 0)
+        c->pass_left--;
     dlg__set_state(c, DLG_STATE_CONNECTING, NULL);
     /* The state callback may have closed the client. */
     if (!c->closing && c->conn == NULL && c->state == DLG_STATE_CONNECTING)
@@ -260,6 +307,8 @@ static int do_connect(dlg_client *c) {
     if (c->conn != NULL)
         return DLG_ESTATE;
     c->no_retry = 0;
+    /* With reconnect off, this call tries each server once at most. */
+    c->pass_left = c->o.n_servers;
     /* CONNECTING from now on, so requests made right after this call wait
      * for the attempt; the callback comes through a timer, from the loop,
      * never from inside dlg_client_connect. */
@@ -622,6 +671,7 @@ static int client_new(uv_loop_t *loop, const dlg_client_opts *opts,
     c->log.prog = "libdialogue-client";
     atomic_init(&c->pub_state, DLG_STATE_IDLE);
     atomic_init(&c->next_id, 1);
+    atomic_init(&c->pub_srv, 0);
     c->state = DLG_STATE_IDLE;
     c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
     /* Timer and prepare initialisation cannot fail on Linux. */

@@ -34,10 +34,19 @@ void dlg__strv_free(char **v, size_t n);
 
 /* ---- options ------------------------------------------------------------ */
 
+/* One server to connect to: host/port, or an entry of servers. */
+typedef struct dlg__server {
+    char *host;       /* what is resolved and what the certificate must match
+                       * (an IPv6 literal without its brackets) */
+    unsigned port;
+    char *name;       /* "host:port" or "[v6]:port": messages, dlg_client_server */
+} dlg__server;
+
 /* The owned copy of dlg_client_opts. */
 typedef struct dlg__opts {
-    char *host;
-    unsigned port;
+    /* host/port become a list of one, so the connection code has one path. */
+    dlg__server servers[DLG_CLIENT_MAX_SERVERS];
+    size_t n_servers;  /* 1..DLG_CLIENT_MAX_SERVERS */
     char *ca_file, *cert_file, *key_file;
     char *token;
     char *client_name;
@@ -49,7 +58,8 @@ typedef struct dlg__opts {
     int log_level;
 } dlg__opts;
 
-/* Validates and copies o. 0 or DLG_EINVAL/DLG_ENOMEM with err set. */
+/* Validates and copies o (host/port or servers into servers[]). 0 or
+ * DLG_EINVAL/DLG_ENOMEM with err set. */
 int dlg__opts_copy(const dlg_client_opts *o, dlg__opts *out, char *err,
                    size_t errlen);
 void dlg__opts_free(dlg__opts *o);
@@ -200,6 +210,7 @@ typedef struct dlg__conn {
     uint64_t hello_id;
     int writes_inflight;
     uint64_t last_rx;     /* uv_now() of the newest read */
+    uint64_t ready_at;    /* uv_now() of the Welcome (phase READY) */
     char server_error[256];  /* newest request_id-0 Error: the likely cause of a close */
     uint8_t rbuf[64 * 1024];
     uint8_t pbuf[16 * 1024];
@@ -249,6 +260,7 @@ struct dlg_client {
 
     /* Any thread may read these. */
     atomic_int pub_state;
+    atomic_size_t pub_srv;  /* srv, for dlg_client_server */
     atomic_uint_fast64_t next_id;
 
     /* Loop thread only from here on. */
@@ -260,6 +272,10 @@ struct dlg_client {
     void *close_ud;
     int no_retry;           /* a refused Hello: do not reconnect */
     unsigned attempt;       /* failed attempts since the last Welcome */
+    size_t srv;             /* o.servers index of the current or last attempt */
+    int tried;              /* an attempt was made: the next one moves on */
+    size_t pass_left;       /* reconnect off: attempts left in this connect's
+                             * pass over the list */
     uint64_t rng;
     dlg__conn *conn;        /* the current connection, if any */
     uint32_t server_max_frame;
@@ -316,6 +332,13 @@ void dlg__set_state(dlg_client *c, int st, const char *reason);
 
 /* Starts the next connection attempt after delay_ms. */
 void dlg__schedule_retry(dlg_client *c, uint64_t delay_ms);
+
+/* The server of the current or last attempt (loop thread). */
+const dlg__server *dlg__server_now(const dlg_client *c);
+
+/* For messages: "HOST:PORT" with one server; with a list, "any of the N
+ * servers (last tried HOST:PORT)". Any thread. */
+void dlg__servers_desc(const dlg_client *c, char *buf, size_t len);
 
 /* Calls the user's left callback. */
 void dlg__notify_left(dlg_client *c, const char *room, const char *reason);

@@ -56,15 +56,29 @@ void dlg__conn_abort(dlg_client *c, int notify) {
 }
 
 void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
-    char why[512];
-    /* reason may point into the connection, which closing may reuse. */
-    snprintf(why, sizeof(why), "%s", reason);
+    char why[640];
+    const dlg__server *sv = dlg__server_now(c);
+    dlg__conn *conn = c->conn;
+    /* A lost connection rather than a failed attempt, and how long it was
+     * up: that decides the delay below. */
+    int was_up = conn != NULL && conn->phase == DLG__CONN_READY;
+    uint64_t up_ms = was_up ? uv_now(c->loop) - conn->ready_at : 0;
+    /* reason may point into the connection, which closing may reuse. With
+     * a list the reader must learn which server this was about; with one
+     * server the text stays as it always was. */
+    if (c->o.n_servers > 1 && strstr(reason, sv->name) == NULL)
+        snprintf(why, sizeof(why), "%s (server %s)", reason, sv->name);
+    else
+        snprintf(why, sizeof(why), "%s", reason);
     dlg__conn_abort(c, 0);
     if (c->closing)
         return;
     if (fatal)
         c->no_retry = 1;
-    int retry = c->o.reconnect && !c->no_retry;
+    /* With reconnect off, dlg_client_connect still makes its one pass over
+     * the list (a failed attempt moves on while entries are left), but a
+     * lost connection is not retried. */
+    int retry = !c->no_retry && (c->o.reconnect || (!was_up && c->pass_left > 0));
     /* Sent requests cannot be resent safely (a trigger may have been
      * applied); unsent ones wait if the offline queue has room. */
     dlg__req *lost = NULL, **tail = &lost;
@@ -87,9 +101,18 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
     /* For dlg_sync_connect: 1 = no retry by configuration, 2 = refused. */
     c->final_failure = retry ? 0 : (c->no_retry ? 2 : 1);
     uv_mutex_unlock(&c->mu);
-    uint64_t delay = dlg__backoff_ms(c->o.backoff_min_ms, c->o.backoff_max_ms,
-                                     c->o.backoff_jitter, c->attempt, &c->rng);
-    c->attempt++;
+    /* A node that served us for a while died: another one of the list is
+     * likely up, so try it at once. A connection that dies right after its
+     * Welcome (a node refusing work, a flapping path) takes the backoff
+     * like a failed attempt, so two such nodes cannot make the client spin
+     * between them; failed attempts double the delay, so a cluster that is
+     * down is not hammered. */
+    uint64_t delay = 0;
+    if (!(was_up && c->o.n_servers > 1 && up_ms >= c->o.backoff_min_ms)) {
+        delay = dlg__backoff_ms(c->o.backoff_min_ms, c->o.backoff_max_ms,
+                                c->o.backoff_jitter, c->attempt, &c->rng);
+        c->attempt++;
+    }
     dlg__set_state(c, DLG_STATE_DISCONNECTED, why);
     for (dlg__req *r = lost, *next; r != NULL; r = next) {
         next = r->next;
@@ -99,7 +122,10 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
     /* The callbacks above may have closed the client or connected again. */
     if (retry && !c->closing && c->conn == NULL &&
         c->state == DLG_STATE_DISCONNECTED && !uv_is_active((uv_handle_t *)&c->retry_timer)) {
-        dlg_log_info(&c->log, "reconnecting in %llu ms", (unsigned long long)delay);
+        /* on_retry moves to the next entry. */
+        dlg_log_info(&c->log, "reconnecting to %s in %llu ms",
+                     c->o.servers[(c->srv + 1) % c->o.n_servers].name,
+                     (unsigned long long)delay);
         dlg__schedule_retry(c, delay);
     }
 }
@@ -287,8 +313,8 @@ static int handshake_step(dlg__conn *conn) {
     if (flush_cipher(conn) != 0)
         return 1;
     if (r < 0) {
-        snprintf(why, sizeof(why), "TLS handshake with %s (%s) failed: %s", c->o.host,
-                 conn->peer, err);
+        snprintf(why, sizeof(why), "TLS handshake with %s (%s) failed: %s",
+                 dlg__server_now(c)->host, conn->peer, err);
         dlg__conn_fail(c, why, 0);
         return 1;
     }
@@ -423,9 +449,11 @@ static void on_connect(uv_connect_t *req, int status) {
     }
     uv_tcp_nodelay(&conn->tcp, 1);
     conn->phase = DLG__CONN_HANDSHAKE;
-    int rc = dlg_tlsio_init(&conn->tls, c->ssl_ctx, 0, c->o.host, 1);
+    /* The entry's host is the name its certificate must carry. */
+    const char *host = dlg__server_now(c)->host;
+    int rc = dlg_tlsio_init(&conn->tls, c->ssl_ctx, 0, host, 1);
     if (rc != 0) {
-        snprintf(why, sizeof(why), "cannot set up TLS for %s: %s", c->o.host, dlg_strerror(rc));
+        snprintf(why, sizeof(why), "cannot set up TLS for %s: %s", host, dlg_strerror(rc));
         dlg__conn_fail(c, why, 0);
         return;
     }
@@ -448,7 +476,7 @@ static void try_address(dlg__conn *conn) {
     else
         uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, host, sizeof(host));
     snprintf(conn->peer, sizeof(conn->peer), ai->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-             host, c->o.port);
+             host, dlg__server_now(c)->port);
     conn->phase = DLG__CONN_CONNECTING;
     conn->creq.data = conn;
     int rc = uv_tcp_connect(&conn->creq, &conn->tcp, ai->ai_addr, on_connect);
@@ -471,7 +499,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     conn_release(conn); /* the resolve's reference; the socket's remains */
     if (status < 0 || res == NULL) {
         char why[320];
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", c->o.host,
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", dlg__server_now(c)->host,
                  status < 0 ? uv_strerror(status) : "no address");
         if (res != NULL)
             uv_freeaddrinfo(res);
@@ -497,8 +525,8 @@ static void on_conn_timeout(uv_timer_t *t) {
     char why[320];
     if (c->conn == NULL)
         return;
-    snprintf(why, sizeof(why), "connect to %s:%u timed out after %u ms (%s)", c->o.host,
-             c->o.port, c->o.connect_timeout_ms, phase_name(c->conn->phase));
+    snprintf(why, sizeof(why), "connect to %s timed out after %u ms (%s)",
+             dlg__server_now(c)->name, c->o.connect_timeout_ms, phase_name(c->conn->phase));
     dlg__conn_fail(c, why, 0);
 }
 
@@ -530,6 +558,7 @@ void dlg__conn_watchdog(dlg_client *c) {
 void dlg__conn_start(dlg_client *c) {
     char port[8];
     struct addrinfo hints;
+    const dlg__server *sv = dlg__server_now(c);
     dlg__conn *conn = conn_new(c);
     if (conn == NULL) {
         dlg__conn_fail(c, "out of memory", 0);
@@ -538,19 +567,19 @@ void dlg__conn_start(dlg_client *c) {
     c->conn = conn;
     conn->phase = DLG__CONN_RESOLVING;
     conn->last_rx = uv_now(c->loop);
-    snprintf(conn->peer, sizeof(conn->peer), "%s:%u", c->o.host, c->o.port);
+    snprintf(conn->peer, sizeof(conn->peer), "%s", sv->name);
     uv_timer_start(&c->conn_timer, on_conn_timeout, c->o.connect_timeout_ms, 0);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%u", c->o.port);
+    snprintf(port, sizeof(port), "%u", sv->port);
     conn->gai.data = conn;
     conn->refs++;
-    int rc = uv_getaddrinfo(c->loop, &conn->gai, on_resolved, c->o.host, port, &hints);
+    int rc = uv_getaddrinfo(c->loop, &conn->gai, on_resolved, sv->host, port, &hints);
     if (rc != 0) {
         char why[320];
         conn->refs--;
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", c->o.host, uv_strerror(rc));
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", sv->host, uv_strerror(rc));
         dlg__conn_fail(c, why, 0);
     }
 }

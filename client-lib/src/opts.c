@@ -1,5 +1,6 @@
 /* opts.c: client options (defaults, validation, the owned copy) and the TLS
  * client context built from them. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,10 +26,150 @@ void dlg_client_opts_init(dlg_client_opts *o) {
     o->log_level = -1;
 }
 
+/* ---- the list of servers ------------------------------------------------- */
 
-static int check(const dlg_client_opts *o, char *err, size_t errlen) {
+/* One entry of dlg_client_opts.servers, as spans of the caller's string:
+ * nothing is allocated until the whole list is known to be good. */
+typedef struct entry {
+    const char *text;   /* the entry without surrounding blanks */
+    size_t len;
+    const char *host;   /* without brackets */
+    size_t host_len;
+    unsigned port;
+} entry;
+
+static int is_blank(char ch) {
+    return ch == ' ' || ch == '\t';
+}
+
+/* An IPv6 literal, optionally with a zone ("fe80::1%eth0"), as
+ * getaddrinfo takes it. */
+static int is_ipv6(const char *p, size_t n) {
+    char buf[INET6_ADDRSTRLEN + 1];
+    unsigned char addr[16];
+    const char *pct = memchr(p, '%', n);
+    size_t addr_len = pct != NULL ? (size_t)(pct - p) : n;
+    if (n > 253 || addr_len == 0 || addr_len >= sizeof(buf))
+        return 0;
+    if (pct != NULL) {
+        if (pct + 1 == p + n)
+            return 0;
+        for (const char *z = pct + 1; z < p + n; z++)
+            if (!(z[0] == '_' || z[0] == '-' || z[0] == '.' || (z[0] >= '0' && z[0] <= '9') ||
+                  (z[0] >= 'a' && z[0] <= 'z') || (z[0] >= 'A' && z[0] <= 'Z')))
+                return 0;
+    }
+    memcpy(buf, p, addr_len);
+    buf[addr_len] = 0;
+    return inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/* Parses entry number idx (from 1) held in e->text/e->len. */
+static int parse_entry(size_t idx, entry *e, char *err, size_t errlen) {
+    const char *s = e->text, *end = s + e->len, *colon;
+    int n = (int)(e->len > 300 ? 300 : e->len);  /* quoted in messages */
+    if (e->len == 0) {
+        dlg_errf(err, errlen, "servers: entry %zu is empty", idx);
+        return DLG_EINVAL;
+    }
+    if (s[0] == '[') {
+        const char *close = memchr(s, ']', e->len);
+        if (close == NULL || close + 1 == end || close[1] != ':') {
+            dlg_errf(err, errlen, "servers: entry %zu \"%.*s\" is not HOST:PORT", idx, n, s);
+            return DLG_EINVAL;
+        }
+        e->host = s + 1;
+        e->host_len = (size_t)(close - s - 1);
+        colon = close + 1;
+        if (!is_ipv6(e->host, e->host_len)) {
+            dlg_errf(err, errlen, "servers: entry %zu \"%.*s\": \"%.*s\" is not an IPv6 address",
+                     idx, n, s, (int)e->host_len, e->host);
+            return DLG_EINVAL;
+        }
+    } else {
+        colon = memchr(s, ':', e->len);
+        if (colon != NULL && memchr(colon + 1, ':', (size_t)(end - colon - 1)) != NULL) {
+            /* Without brackets the port of an IPv6 literal is ambiguous. */
+            dlg_errf(err, errlen,
+                     "servers: entry %zu \"%.*s\" is not HOST:PORT (write an IPv6 address "
+                     "as [ADDR]:PORT)", idx, n, s);
+            return DLG_EINVAL;
+        }
+        if (colon == NULL || colon == s) {
+            dlg_errf(err, errlen, "servers: entry %zu \"%.*s\" is not HOST:PORT", idx, n, s);
+            return DLG_EINVAL;
+        }
+        e->host = s;
+        e->host_len = (size_t)(colon - s);
+        int bad = e->host_len > 253;
+        for (const char *p = s; p < colon && !bad; p++)
+            bad = strchr(" \t\r\n/[]", *p) != NULL;
+        if (bad) {
+            dlg_errf(err, errlen, "servers: entry %zu \"%.*s\": \"%.*s\" is not a host name "
+                     "or address", idx, n, s, (int)(e->host_len > 253 ? 253 : e->host_len), s);
+            return DLG_EINVAL;
+        }
+    }
+    const char *digits = colon + 1;
+    if (digits == end) {
+        dlg_errf(err, errlen, "servers: entry %zu \"%.*s\" is not HOST:PORT (no port)", idx, n,
+                 s);
+        return DLG_EINVAL;
+    }
+    unsigned long port = 0;
+    for (const char *p = digits; p < end; p++) {
+        if (*p < '0' || *p > '9' || port > 65535) {
+            port = 0;
+            break;
+        }
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port == 0 || port > 65535) {
+        dlg_errf(err, errlen, "servers: entry %zu \"%.*s\": port \"%.*s\" is not in 1..65535",
+                 idx, n, s, (int)(end - digits > 20 ? 20 : end - digits), digits);
+        return DLG_EINVAL;
+    }
+    e->port = (unsigned)port;
+    return 0;
+}
+
+/* Splits and checks list into out (DLG_CLIENT_MAX_SERVERS entries). */
+static int parse_servers(const char *list, entry *out, size_t *n_out, char *err,
+                         size_t errlen) {
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    if (n > DLG_CLIENT_MAX_SERVERS) {
+        dlg_errf(err, errlen, "servers: %zu entries, at most %d", n, DLG_CLIENT_MAX_SERVERS);
+        return DLG_EINVAL;
+    }
+    const char *p = list;
+    for (size_t i = 0; i < n; i++) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+        while (p < end && is_blank(*p))
+            p++;
+        while (end > p && is_blank(end[-1]))
+            end--;
+        out[i].text = p;
+        out[i].len = (size_t)(end - p);
+        int rc = parse_entry(i + 1, &out[i], err, errlen);
+        if (rc != 0)
+            return rc;
+        p = comma != NULL ? comma + 1 : end;
+    }
+    *n_out = n;
+    return 0;
+}
+
+static int has_servers(const dlg_client_opts *o) {
+    return o->servers != NULL && o->servers[0] != 0;
+}
+
+/* host/port, when no list is given. */
+static int check_host_port(const dlg_client_opts *o, char *err, size_t errlen) {
     if (o->host == NULL || o->host[0] == 0) {
-        dlg_errf(err, errlen, "host: missing");
+        dlg_errf(err, errlen, "host: missing (set host and port, or servers)");
         return DLG_EINVAL;
     }
     if (strlen(o->host) > 253 || strpbrk(o->host, " \t\r\n/") != NULL) {
@@ -40,6 +181,39 @@ static int check(const dlg_client_opts *o, char *err, size_t errlen) {
         dlg_errf(err, errlen, "port: %u is not in 1..65535", o->port);
         return DLG_EINVAL;
     }
+    return 0;
+}
+
+/* Fills list (DLG_CLIENT_MAX_SERVERS entries) from servers or host/port. */
+static int check_servers(const dlg_client_opts *o, entry *list, size_t *n, char *err,
+                         size_t errlen) {
+    if (!has_servers(o)) {
+        int rc = check_host_port(o, err, errlen);
+        if (rc != 0)
+            return rc;
+        list[0].text = list[0].host = o->host;
+        list[0].len = list[0].host_len = strlen(o->host);
+        list[0].port = o->port;
+        *n = 1;
+        return 0;
+    }
+    if ((o->host != NULL && o->host[0] != 0) || o->port != 0) {
+        /* Which one wins would be a guess: refuse the mix. */
+        dlg_errf(err, errlen, "servers and %s are both set (servers replaces host and port: "
+                 "leave those NULL and 0)", o->port != 0 && (o->host == NULL || !o->host[0])
+                 ? "port" : "host");
+        return DLG_EINVAL;
+    }
+    return parse_servers(o->servers, list, n, err, errlen);
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+static int check(const dlg_client_opts *o, entry *list, size_t *n, char *err,
+                 size_t errlen) {
+    int rc = check_servers(o, list, n, err, errlen);
+    if (rc != 0)
+        return rc;
     if ((o->cert_file == NULL) != (o->key_file == NULL)) {
         dlg_errf(err, errlen, "%s is set but %s is not",
                o->cert_file ? "cert_file" : "key_file",
@@ -154,7 +328,10 @@ fail_ctx_quiet:
 }
 
 void dlg__opts_free(dlg__opts *o) {
-    dlg__free(o->host);
+    for (size_t i = 0; i < o->n_servers; i++) {
+        dlg__free(o->servers[i].host);
+        dlg__free(o->servers[i].name);
+    }
     dlg__free(o->ca_file);
     dlg__free(o->cert_file);
     dlg__free(o->key_file);
@@ -169,11 +346,12 @@ void dlg__opts_free(dlg__opts *o) {
 
 int dlg__opts_copy(const dlg_client_opts *in, dlg__opts *o, char *err,
                    size_t errlen) {
-    int rc = check(in, err, errlen);
+    entry list[DLG_CLIENT_MAX_SERVERS];
+    size_t n = 0;
+    int rc = check(in, list, &n, err, errlen);
     if (rc != 0)
         return rc;
     memset(o, 0, sizeof(*o));
-    o->port = in->port;
     o->reconnect = in->reconnect;
     o->backoff_min_ms = in->backoff_min_ms;
     o->backoff_max_ms = in->backoff_max_ms;
@@ -184,18 +362,34 @@ int dlg__opts_copy(const dlg_client_opts *in, dlg__opts *o, char *err,
     o->offline_queue = in->offline_queue;
     o->max_pending = in->max_pending;
     o->log_level = in->log_level;
-    if ((o->host = dlg__strdup(in->host)) == NULL ||
-        (in->ca_file && (o->ca_file = dlg__strdup(in->ca_file)) == NULL) ||
+    for (size_t i = 0; i < n; i++) {
+        dlg__server *sv = &o->servers[i];
+        /* A colon in the host can only be an IPv6 literal: bracketed in
+         * the name so the port stays readable. */
+        int v6 = memchr(list[i].host, ':', list[i].host_len) != NULL;
+        size_t cap = list[i].host_len + 10;
+        o->n_servers = i + 1;
+        sv->port = list[i].port;
+        if ((sv->host = dlg__malloc(list[i].host_len + 1)) == NULL ||
+            (sv->name = dlg__malloc(cap)) == NULL)
+            goto fail_nomem;
+        memcpy(sv->host, list[i].host, list[i].host_len);
+        sv->host[list[i].host_len] = 0;
+        snprintf(sv->name, cap, v6 ? "[%s]:%u" : "%s:%u", sv->host, sv->port);
+    }
+    if ((in->ca_file && (o->ca_file = dlg__strdup(in->ca_file)) == NULL) ||
         (in->cert_file && (o->cert_file = dlg__strdup(in->cert_file)) == NULL) ||
         (in->key_file && (o->key_file = dlg__strdup(in->key_file)) == NULL) ||
         (o->token = dlg__strdup(in->token ? in->token : "")) == NULL ||
         (o->client_name = dlg__strdup(in->client_name ? in->client_name
-                                                      : "libdialogue-client")) == NULL) {
-        dlg__opts_free(o);
-        dlg_errf(err, errlen, "out of memory copying the options");
-        return DLG_ENOMEM;
-    }
+                                                      : "libdialogue-client")) == NULL)
+        goto fail_nomem;
     return 0;
+
+fail_nomem:
+    dlg__opts_free(o);
+    dlg_errf(err, errlen, "out of memory copying the options");
+    return DLG_ENOMEM;
 }
 
 int dlg_client_opts_check(const dlg_client_opts *o, char *err, size_t errlen) {

@@ -325,13 +325,19 @@ void dlg__session_restore_reply(dlg_client *c, dlg__req *r,
 
 static void on_welcome(dlg_client *c, dlg__conn *conn, const Dialogue__V1__Welcome *w) {
     conn->phase = DLG__CONN_READY;
+    conn->ready_at = uv_now(c->loop);
     uv_timer_stop(&c->conn_timer);
     c->attempt = 0;
     c->server_max_frame = w->max_frame;
     c->heartbeat_ms = w->heartbeat_ms;
     dlg__conn_watchdog(c);
-    dlg_log_info(&c->log, "connected to %s as %s (server %s)", conn->peer,
-                 w->client_id, w->server_version);
+    const char *name = dlg__server_now(c)->name;
+    if (strcmp(name, conn->peer) == 0)
+        dlg_log_info(&c->log, "connected to %s as %s (server %s)", name, w->client_id,
+                     w->server_version);
+    else
+        dlg_log_info(&c->log, "connected to %s (%s) as %s (server %s)", name, conn->peer,
+                     w->client_id, w->server_version);
     for (size_t i = 0; i < c->n_rooms; i++)
         c->rooms[i].in_restore = 1;
     /* Rooms the server joined for us: record new ones, fix the

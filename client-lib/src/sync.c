@@ -245,9 +245,10 @@ int dlg_sync_connect(const dlg_client_opts *opts, uint32_t timeout_ms,
                 rc = 0;
                 break;
             }
-            char msg[400];
-            snprintf(msg, sizeof(msg), "not connected to %s:%u within %u ms%s%s", c->o.host,
-                     c->o.port, timeout_ms, c->reason[0] ? ": " : "", c->reason);
+            char msg[700], where[DLG_CLIENT_SERVER_MAX + 64];
+            dlg__servers_desc(c, where, sizeof(where));
+            snprintf(msg, sizeof(msg), "not connected to %s within %u ms%s%s", where,
+                     timeout_ms, c->reason[0] ? ": " : "", c->reason);
             seterr(err, errlen, msg);
             rc = DLG_ETIMEDOUT;
             break;

@@ -1,5 +1,6 @@
 /* test_client_opts.c: option defaults and validation (each error names the
- * field or file), creation and release in both modes without a server,
+ * field or file), the servers list (each error names the entry) and
+ * dlg_client_server, creation and release in both modes without a server,
  * argument checks, and the helper tables. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -62,6 +63,7 @@ static void defaults(void **state) {
     dlg_client_opts_init(&o);
     assert_null(o.host);
     assert_int_equal(o.port, 0);
+    assert_null(o.servers);
     assert_int_equal(o.reconnect, 1);
     assert_int_equal(o.backoff_min_ms, 100);
     assert_int_equal(o.backoff_max_ms, 30000);
@@ -126,6 +128,155 @@ static void validation_names_the_field(void **state) {
     o.key_file = f->key;
     assert_int_equal(dlg_client_opts_check(&o, NULL, 0), 0);
     assert_int_equal(dlg_client_opts_check(NULL, NULL, 0), DLG_EINVAL);
+}
+
+/* A list of servers in place of host/port. */
+static void list(const fixture *f, dlg_client_opts *o, const char *servers) {
+    good(f, o);
+    o->host = NULL;
+    o->port = 0;
+    o->servers = servers;
+}
+
+static void servers_list_checked(void **state) {
+    fixture *f = *state;
+    dlg_client_opts o;
+    char err[256];
+    /* Good lists: names, IPv4, IPv6 (with a zone too), blanks around
+     * entries, a list of one, the most entries allowed. */
+    list(f, &o, "127.0.0.1:3000,localhost:3001");
+    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    list(f, &o, " 127.0.0.1:3000 ,\t[::1]:3000 , node-2.example.com:65535");
+    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    list(f, &o, "[::1]:3000,[fe80::1%lo]:3000,[::ffff:127.0.0.1]:1");
+    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    list(f, &o, "127.0.0.1:3000");
+    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    char many[512] = "";
+    for (int i = 0; i < 16; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s10.0.0.%d:3000",
+                 i ? "," : "", i + 1);
+    list(f, &o, many);
+    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    /* 17 entries. */
+    strcat(many, ",10.0.0.17:3000");
+    list(f, &o, many);
+    expect_err(&o, DLG_EINVAL, "servers: 17 entries, at most 16");
+
+    /* Empty entries, wherever they are. */
+    list(f, &o, "127.0.0.1:3000,,127.0.0.1:3001");
+    expect_err(&o, DLG_EINVAL, "servers: entry 2 is empty");
+    list(f, &o, "127.0.0.1:3000,");
+    expect_err(&o, DLG_EINVAL, "servers: entry 2 is empty");
+    list(f, &o, " ,127.0.0.1:3000");
+    expect_err(&o, DLG_EINVAL, "servers: entry 1 is empty");
+    /* Missing port. */
+    list(f, &o, "127.0.0.1:3000,foo");
+    expect_err(&o, DLG_EINVAL, "servers: entry 2 \"foo\" is not HOST:PORT");
+    list(f, &o, "foo:,127.0.0.1:3000");
+    expect_err(&o, DLG_EINVAL, "servers: entry 1 \"foo:\" is not HOST:PORT");
+    list(f, &o, "127.0.0.1:3000,:3000");
+    expect_err(&o, DLG_EINVAL, "entry 2 \":3000\" is not HOST:PORT");
+    /* Port 0, too big, not a number. */
+    list(f, &o, "127.0.0.1:3000,127.0.0.1:3001,127.0.0.1:0");
+    expect_err(&o, DLG_EINVAL, "servers: entry 3 \"127.0.0.1:0\": port \"0\" is not in 1..65535");
+    list(f, &o, "127.0.0.1:65536");
+    expect_err(&o, DLG_EINVAL, "entry 1 \"127.0.0.1:65536\": port \"65536\"");
+    list(f, &o, "127.0.0.1:99999999999999999999");
+    expect_err(&o, DLG_EINVAL, "is not in 1..65535");
+    list(f, &o, "127.0.0.1:30x0");
+    expect_err(&o, DLG_EINVAL, "port \"30x0\"");
+    /* IPv6: brackets required, and what is inside must be an address. */
+    list(f, &o, "::1:3000");
+    expect_err(&o, DLG_EINVAL, "entry 1 \"::1:3000\" is not HOST:PORT (write an IPv6 address as [ADDR]:PORT)");
+    list(f, &o, "[::1]3000");
+    expect_err(&o, DLG_EINVAL, "entry 1 \"[::1]3000\" is not HOST:PORT");
+    list(f, &o, "[::1]");
+    expect_err(&o, DLG_EINVAL, "entry 1 \"[::1]\" is not HOST:PORT");
+    list(f, &o, "[127.0.0.1]:3000");
+    expect_err(&o, DLG_EINVAL, "\"127.0.0.1\" is not an IPv6 address");
+    list(f, &o, "[::1]:");
+    expect_err(&o, DLG_EINVAL, "entry 1 \"[::1]:\" is not HOST:PORT");
+    /* A host that cannot be one. */
+    list(f, &o, "127.0.0.1:3000,a b:3000");
+    expect_err(&o, DLG_EINVAL, "entry 2 \"a b:3000\": \"a b\" is not a host name or address");
+
+    /* host/port and servers together: refused, both fields named. */
+    list(f, &o, "127.0.0.1:3000,127.0.0.1:3001");
+    o.host = "127.0.0.1";
+    o.port = 3000;
+    expect_err(&o, DLG_EINVAL, "servers and host are both set");
+    o.port = 0;
+    expect_err(&o, DLG_EINVAL, "servers and host are both set");
+    o.host = NULL;
+    o.port = 3000;
+    expect_err(&o, DLG_EINVAL, "servers and port are both set");
+    /* "" is no list: host/port count again. */
+    good(f, &o);
+    o.servers = "";
+    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    o.host = NULL;
+    expect_err(&o, DLG_EINVAL, "host: missing (set host and port, or servers)");
+    /* dlg_client_new refuses what check refuses. */
+    uv_loop_t loop;
+    dlg_client *c = NULL;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    list(f, &o, "127.0.0.1:3000,foo");
+    assert_int_equal(dlg_client_new(&loop, &o, &c), DLG_EINVAL);
+    assert_null(c);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* dlg_client_server before any attempt: the first entry, as written
+ * without its blanks; a copy of the options, whatever the caller does to
+ * its string afterwards. */
+static void server_name(void **state) {
+    fixture *f = *state;
+    dlg_client_opts o;
+    uv_loop_t loop;
+    dlg_client *c = NULL;
+    char buf[DLG_CLIENT_SERVER_MAX], small[8];
+    assert_int_equal(uv_loop_init(&loop), 0);
+
+    char servers[64] = " [::1]:3001 ,127.0.0.1:3000";
+    list(f, &o, servers);
+    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    memset(servers, 'x', sizeof(servers) - 1);
+    assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "[::1]:3001");
+    /* Too small: as much as fits, NUL-terminated. */
+    memset(small, '#', sizeof(small));
+    assert_int_equal(dlg_client_server(c, small, sizeof(small)), DLG_ETOOBIG);
+    assert_string_equal(small, "[::1]:3");
+    assert_int_equal(dlg_client_server(c, buf, 0), DLG_EINVAL);
+    assert_int_equal(dlg_client_server(c, NULL, 10), DLG_EINVAL);
+    assert_int_equal(dlg_client_server(NULL, buf, sizeof(buf)), DLG_EINVAL);
+    /* Not connected: the refusal names where it would go. */
+    assert_int_equal(dlg_client_ping(c, NULL, NULL), DLG_ECLOSED);
+    dlg_client_free(c);
+
+    /* host/port: the same form. */
+    good(f, &o);
+    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "127.0.0.1:3000");
+    dlg_client_free(c);
+    good(f, &o);
+    o.host = "::1";
+    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "[::1]:3000");
+    dlg_client_free(c);
+
+    /* Thread mode: any thread may ask. */
+    list(f, &o, "localhost:3000,127.0.0.1:3001");
+    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "localhost:3000");
+    dlg_client_free(c);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void create_free_loop_mode(void **state) {
@@ -234,6 +385,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
         cmocka_unit_test(validation_names_the_field),
+        cmocka_unit_test(servers_list_checked),
+        cmocka_unit_test(server_name),
         cmocka_unit_test(create_free_loop_mode),
         cmocka_unit_test(create_free_thread_mode),
         cmocka_unit_test(sync_needs_thread_mode),

@@ -1,8 +1,8 @@
 /* dialogue/client.h: libdialogue-client, the C client of the dialogue event
  * server. One TLS connection per handle, requests with completion callbacks,
  * event delivery (history batches included, each event once), reconnect with
- * state restore and recovery of missed events, and a blocking convenience
- * API.
+ * state restore and recovery of missed events (to the same server, or the
+ * next of a list of servers), and a blocking convenience API.
  *
  * Two ways to run a client:
  *  - loop mode (dlg_client_new): the client lives on a uv_loop_t you run.
@@ -52,11 +52,11 @@ typedef struct dlg_client dlg_client;
  * you need. dlg_client_new*() copies every field and string, so the struct
  * and its strings may be freed or reused as soon as it returns. */
 typedef struct dlg_client_opts {
-    /* Server host name or IP literal (required). It is also the name the
-     * server certificate must match: a DNS SAN for a name, an IP SAN for an
-     * IP literal. */
+    /* Server host name or IP literal (required unless servers is set). It
+     * is also the name the server certificate must match: a DNS SAN for a
+     * name, an IP SAN for an IP literal. */
     const char *host;
-    /* Server TCP port (required, 1..65535). */
+    /* Server TCP port (1..65535; required unless servers is set). */
     unsigned port;
     /* PEM file of the CA(s) that sign the server certificate; NULL = the
      * system trust store. Verification is never skipped. */
@@ -68,7 +68,8 @@ typedef struct dlg_client_opts {
     const char *token;
     /* Free text shown in server logs; NULL = "libdialogue-client". */
     const char *client_name;
-    /* Reconnect after a lost connection or failed attempt [1]. A Hello
+    /* Reconnect after a lost connection or failed attempt [1] (with a list
+     * of servers, see servers below for what 0 means). A Hello
      * refused with UNAUTHENTICATED, PERMISSION_DENIED or FAILED_PRECONDITION
      * stops reconnecting whatever this says: retrying cannot help. */
     int reconnect;
@@ -99,14 +100,38 @@ typedef struct dlg_client_opts {
     /* Library diagnostics to stderr: -1 = none [default], else a DLG_LOG_*
      * level from dlg_log.h (0 = errors .. 3 = debug). */
     int log_level;
+    /* A list of servers, in place of host and port [NULL]: comma-separated
+     * "HOST:PORT" entries, at most DLG_CLIENT_MAX_SERVERS, IPv6 literals in
+     * brackets ("[::1]:3000"), blanks around an entry ignored, e.g.
+     * "node1.example:3000, node2.example:3000". NULL or "" = use host and
+     * port; when set, host must be NULL and port 0. Each HOST is the name
+     * that server's certificate must match, as host above. Every entry is
+     * validated; an error names it, counting from 1 ("servers: entry 2
+     * \"foo\" is not HOST:PORT").
+     *
+     * The first attempt goes to the first entry; every later attempt (after
+     * a failed attempt or a lost connection) to the next one, round robin.
+     * Delays: after losing a connection that was up (Welcome received) for
+     * at least backoff_min_ms, the attempt on the next server starts at
+     * once; otherwise, and after every failed attempt, the usual backoff
+     * applies (doubling per failed attempt since the last Welcome), so a
+     * cluster that is down is not hammered. With reconnect off,
+     * dlg_client_connect makes one pass: each entry is tried at most once,
+     * and a lost connection is not retried. dlg_client_server() tells which
+     * entry the client is on. */
+    const char *servers;
 } dlg_client_opts;
 
-/* Fills o with the defaults shown in brackets above (host NULL, port 0). */
+/* Most entries in dlg_client_opts.servers. */
+#define DLG_CLIENT_MAX_SERVERS 16
+
+/* Fills o with the defaults shown in brackets above (host NULL, port 0,
+ * servers NULL). */
 DLG_EXPORT void dlg_client_opts_init(dlg_client_opts *o);
 
 /* Checks o as dlg_client_new would, loading the CA, certificate and key
  * files. Returns 0 or DLG_EINVAL/DLG_ETLS/DLG_ENOMEM with a message naming
- * the offending field or file in err (may be NULL). */
+ * the offending field, servers entry or file in err (may be NULL). */
 DLG_EXPORT int dlg_client_opts_check(const dlg_client_opts *o, char *err,
                                      size_t errlen);
 
@@ -137,8 +162,9 @@ DLG_EXPORT int dlg_client_new_threaded(const dlg_client_opts *opts,
 
 /* Starts connecting (asynchronously; watch the state callback). Valid in
  * IDLE and DISCONNECTED state; in DISCONNECTED it cancels a scheduled retry
- * and tries at once. Returns 0, DLG_ESTATE when connecting, connected or
- * closed (thread mode: the state seen by the calling thread). */
+ * and tries at once (with a list of servers, the next one). Returns 0,
+ * DLG_ESTATE when connecting, connected or closed (thread mode: the state
+ * seen by the calling thread). */
 DLG_EXPORT int dlg_client_connect(dlg_client *c);
 
 /* Called once the client is fully closed. */
@@ -168,10 +194,31 @@ DLG_EXPORT dlg_client_state_t dlg_client_state(const dlg_client *c);
 /* Name of a state ("connected"); static storage. */
 DLG_EXPORT const char *dlg_client_state_name(dlg_client_state_t st);
 
+/* Room for any server name dlg_client_server writes, NUL included. */
+#define DLG_CLIENT_SERVER_MAX 264
+
+/* Copies into buf (len bytes, NUL-terminated) the "HOST:PORT" of the server
+ * of the current or last connection attempt ("[::1]:3000" for IPv6): the
+ * server the client is connected to in CONNECTED state, the one it is
+ * trying from the CONNECTING state callback on, the one it lost or failed
+ * in DISCONNECTED; before the first attempt, the first entry. It is the
+ * entry as configured (host and port, or the servers entry without its
+ * blanks), not the address it resolved to.
+ * Any thread, any time before dlg_client_free, also inside callbacks; a
+ * copy, because in thread mode the library thread may move on to another
+ * server at any moment (the value may then be stale by the time it is
+ * used; inside the state callback it matches the state reported).
+ * Returns 0; DLG_EINVAL when c or buf is NULL or len is 0; DLG_ETOOBIG when
+ * the name did not fit (buf then holds as much as fits, NUL-terminated).
+ * A buffer of DLG_CLIENT_SERVER_MAX bytes always fits. */
+DLG_EXPORT int dlg_client_server(const dlg_client *c, char *buf, size_t len);
+
 /* ---- callbacks ---------------------------------------------------------- */
 
 /* State changes. reason is NULL except for DISCONNECTED, where it says what
- * happened ("connect to 127.0.0.1:3000: connection refused"). */
+ * happened ("connect to 127.0.0.1:3000: connection refused"). With a list
+ * of servers the reason always names the server it concerns: when the text
+ * does not already contain it, " (server HOST:PORT)" is appended. */
 typedef void (*dlg_state_cb)(dlg_client *c, void *ud, dlg_client_state_t st,
                              const char *reason);
 

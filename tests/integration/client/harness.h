@@ -30,6 +30,11 @@ const char *dlgt_daemon_path(void);
  * 0 or -1 with a message on stderr. */
 int dlgt_setup(dlgt_daemon *d, const char *config_yaml);
 
+/* Makes d present the certificates of from (copied over d's own), so one
+ * CA file verifies both daemons, as for the nodes of one cluster. Call
+ * after both dlgt_setup, before dlgt_start. 0 or -1. */
+int dlgt_share_certs(dlgt_daemon *d, const dlgt_daemon *from);
+
 /* Starts the daemon on port (0 = any free port) and waits up to 10 s for
  * the port file. 0 or -1 (the daemon's log is printed). */
 int dlgt_start(dlgt_daemon *d, unsigned port);

@@ -3,7 +3,7 @@
  * trigger's exit statuses (Ack, server refusal with "STATUS: message", bad
  * JSON refused before connecting), history (table, JSON lines as sub's,
  * --limit, --since, the note on evicted events, refusals), sub --timeout,
- * --help everywhere, the environment fallbacks. */
+ * --help everywhere, the environment fallbacks, --server with a list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,6 +340,38 @@ static void history_command(void **state) {
     assert_int_equal(run(f, "history archive a b"), 2);
 }
 
+/* --server with a list: tried in turn; a bad entry is named. Port 1 (and
+ * 2) of 127.0.0.1 refuse connections. */
+static void server_list(void **state) {
+    fixture *f = *state;
+    if (f == NULL)
+        skip();
+    dlgt_timeout(60, __func__);
+    char args[256], want[64];
+    snprintf(args, sizeof(args), "--server '127.0.0.1:1, 127.0.0.1:%u' ping", f->d.port);
+    if (run(f, args) != 0)
+        fail_msg("%s: %s", args, slurp(f->err));
+    snprintf(want, sizeof(want), "pong from 127.0.0.1:%u in ", f->d.port);
+    assert_non_null(strstr(slurp(f->out), want));
+    /* Through the environment too (the later assignment wins). */
+    size_t env_len = strlen(f->env);
+    snprintf(f->env + env_len, sizeof(f->env) - env_len,
+             " DIALOGUE_SERVER=127.0.0.1:1,127.0.0.1:%u", f->d.port);
+    int rc = run(f, "rooms");
+    f->env[env_len] = 0;
+    if (rc != 0)
+        fail_msg("rooms with DIALOGUE_SERVER as a list: %s", slurp(f->err));
+    assert_non_null(strstr(slurp(f->out), "lobby"));
+    /* Every entry down: one failure naming the last. */
+    assert_int_equal(run(f, "--server 127.0.0.1:1,127.0.0.1:2 ping"), 1);
+    assert_non_null(strstr(slurp(f->err), "cannot connect to any of the 2 servers; last: "
+                                          "connect to 127.0.0.1:2: connection refused"));
+    assert_int_equal(run(f, "--server 127.0.0.1:1,foo ping"), 2);
+    assert_non_null(strstr(slurp(f->err), "--server: entry 2 \"foo\" is not HOST:PORT"));
+    assert_int_equal(run(f, "--server 127.0.0.1:1,,127.0.0.1:2 ping"), 2);
+    assert_non_null(strstr(slurp(f->err), "entry 2 \"\""));
+}
+
 static void sub_timeout_and_help(void **state) {
     fixture *f = *state;
     if (f == NULL)
@@ -368,6 +400,7 @@ int main(void) {
         cmocka_unit_test(trigger_failures),
         cmocka_unit_test(history_command),
         cmocka_unit_test(sub_timeout_and_help),
+        cmocka_unit_test(server_list),
     };
     return cmocka_run_group_tests_name("client_cli", tests, group_setup, group_teardown);
 }
