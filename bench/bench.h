@@ -9,9 +9,35 @@
 #include "hist.h"
 #include "peer.h"
 
+/* At most this many entries in the subscribers' list (--server) and in the
+ * publishers' list (--pub-server), and at most this many --daemon-pid. */
+#define BENCH_MAX_SERVERS 16
+/* Distinct servers of both lists together. */
+#define BENCH_MAX_ENDPOINTS (2 * BENCH_MAX_SERVERS)
+
+/* One daemon address the run connects to; main.c fills name, host and
+ * conn.port, bench_opts_bind_servers the rest of conn. */
+typedef struct bench_server {
+    char name[280];               /* HOST:PORT as given: reports and errors */
+    char host[256];               /* without the brackets of [V6] */
+    /* The run's bench_opts.conn with this host and port: what the peers on
+     * this server are created with. conn.host points into host, so a
+     * bench_server (and the bench_opts holding it) is never copied once
+     * bench_opts_bind_servers has run. */
+    bench_conn_opts conn;
+} bench_server;
+
 /* Everything a run needs; filled by main.c, read-only during the run. */
 typedef struct bench_opts {
-    bench_conn_opts conn;
+    bench_conn_opts conn;         /* shared by every server; host and port unused */
+    /* Distinct servers of both lists, in order of first mention. */
+    bench_server servers[BENCH_MAX_ENDPOINTS];
+    uint32_t n_servers;
+    /* Subscriber i connects to servers[sub_srv[i % n_sub_srv]]; publisher j
+     * to servers[pub_srv[j % n_pub_srv]]; connection k of a scale run like
+     * subscriber k. Entries may repeat. */
+    uint32_t sub_srv[BENCH_MAX_SERVERS], n_sub_srv;
+    uint32_t pub_srv[BENCH_MAX_SERVERS], n_pub_srv;
     const char *event;            /* measured event name */
     const char *warm_event;       /* warm-up event name (not measured) */
     uint32_t subs, pubs;
@@ -24,11 +50,22 @@ typedef struct bench_opts {
     uint32_t concurrency;         /* connection attempts in flight per thread */
     double time_limit;            /* seconds, whole run */
     uint32_t drain_ms;            /* idle time after publishing that ends a run */
-    int daemon_pid;               /* 0 = unknown */
+    int daemon_pids[BENCH_MAX_SERVERS]; /* one per node; distinct */
+    uint32_t n_pids;              /* 0 = no daemon CPU or RSS */
     uint32_t connections;         /* > 0: connection-scale mode */
     uint32_t hold_ms;             /* keep the scale connections open this long */
     uint32_t conn_threads;        /* loop threads for the scale connections */
 } bench_opts;
+
+/* What the peers on one server did (fan-out runs). */
+typedef struct bench_fanout_server {
+    uint32_t subs, pubs;          /* peers assigned to it */
+    uint32_t lost;                /* of those, connections lost after setup */
+    uint64_t delivered;           /* measured events its subscribers received */
+    uint64_t warm_delivered;
+    uint64_t published, acked, trigger_errors; /* its publishers' triggers */
+    bench_hist hist;              /* its subscribers' latency, ns */
+} bench_fanout_server;
 
 typedef struct bench_fanout_result {
     uint64_t expected;            /* subscribers x measured messages */
@@ -43,20 +80,31 @@ typedef struct bench_fanout_result {
     bench_hist hist;              /* latency, ns */
     double elapsed_s;             /* publish start to the end of the run */
     double span_s;                /* first measured send to last measured receive */
-    double daemon_cpu_s;          /* < 0 when unknown */
+    double daemon_cpu_s;          /* sum over the pids; < 0 when any is unknown */
+    double pid_cpu_s[BENCH_MAX_SERVERS]; /* per o->daemon_pids[i]; < 0 unknown */
     double bench_cpu_s;
     double other_cpu_s;           /* host CPU used by other processes; < 0 unknown */
+    bench_fanout_server server[BENCH_MAX_ENDPOINTS]; /* per o->servers[i] */
     int timed_out;                /* the time limit ended the run */
     int drained;                  /* nothing arrived for drain_ms: gave up waiting */
     char error[512];              /* first failure, "" if none */
 } bench_fanout_result;
 
+/* One server's share of a connection-scale run. */
+typedef struct bench_scale_server {
+    uint32_t wanted, connected, failed, lost;
+} bench_scale_server;
+
 typedef struct bench_scale_result {
     uint32_t wanted, connected, failed, lost;
+    bench_scale_server server[BENCH_MAX_ENDPOINTS]; /* per o->servers[i] */
     double connect_s;             /* first attempt to the last Welcome */
-    uint64_t rss_before_kib, rss_after_kib;
-    int have_rss;
-    double daemon_cpu_s;          /* during the connects; < 0 when unknown */
+    uint64_t rss_before_kib, rss_after_kib; /* sums over the pids */
+    int have_rss;                 /* every pid's RSS was read, before and after */
+    uint64_t pid_rss_before_kib[BENCH_MAX_SERVERS], pid_rss_after_kib[BENCH_MAX_SERVERS];
+    int pid_have_rss[BENCH_MAX_SERVERS];
+    double daemon_cpu_s;          /* during the connects, summed; < 0 when any unknown */
+    double pid_cpu_s[BENCH_MAX_SERVERS]; /* per o->daemon_pids[i]; < 0 unknown */
     double bench_cpu_s;
     double other_cpu_s;           /* host CPU used by other processes; < 0 unknown */
     uint64_t nofile;              /* the open-file limit the bench ran with */
@@ -64,14 +112,28 @@ typedef struct bench_scale_result {
     char error[512];
 } bench_scale_result;
 
+/* Points every o->servers[i].conn at o->conn's settings with that
+ * server's host and port. Call once the options are final and o is at its
+ * last address; the peers then borrow o->servers[i].conn. */
+void bench_opts_bind_servers(bench_opts *o);
+
+/* Reads the CPU seconds of every o->daemon_pids[i] into cpu[i] (< 0 for a
+ * pid that cannot be read). Returns their sum, or -1 when any is unknown
+ * or there is none. */
+double bench_daemons_cpu(const bench_opts *o, double cpu[BENCH_MAX_SERVERS]);
+
+/* Prints the report of a run on stdout, as text or as one JSON object. */
+void bench_report_fanout(const bench_opts *o, const bench_fanout_result *r, int json);
+void bench_report_scale(const bench_opts *o, const bench_scale_result *r, int json);
+
 /* Runs the fan-out workload: connects o->subs subscribers and o->pubs
- * publishers, publishes warm-up then measured messages, and fills r.
+ * publishers (spread over the servers as bench_opts says), publishes warm-up then measured messages, and fills r.
  * Returns 0 when the run took place (r says how well it went), or a
  * DLG_E* code when it could not start (r->error says why). Bounded by
  * o->time_limit. */
 int bench_fanout_run(const bench_opts *o, bench_fanout_result *r);
 
-/* Opens o->connections idle connections and measures how fast they come up
+/* Opens o->connections idle connections (spread over o->sub_srv) and measures how fast they come up
  * and what they cost the daemon. Returns like bench_fanout_run. */
 int bench_scale_run(const bench_opts *o, bench_scale_result *r);
 

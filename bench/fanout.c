@@ -1,6 +1,7 @@
 /* fanout.c: the fan-out workload: subscriber and publisher peers spread
- * over loop threads, paced or windowed publishing, latency recording, and
- * the main thread's phases (setup, run, stop) with the time bound. */
+ * over loop threads and over the servers, paced or windowed publishing,
+ * latency recording (per server), and the main thread's phases (setup,
+ * run, stop) with the time bound. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,20 +18,25 @@ struct worker;
 typedef struct sub {
     struct worker *w;
     bench_peer *peer;
+    const bench_server *srv;
+    uint32_t srv_index;    /* into bench_opts.servers */
     uint64_t got;          /* measured events */
+    uint64_t warm_got;     /* warm-up events */
     uint64_t last_seq;
-    int ready, dead, done;
+    int ready, dead, done, lost;
 } sub;
 
 typedef struct pub {
     struct worker *w;
     bench_peer *peer;
+    const bench_server *srv;
+    uint32_t srv_index;
     uint64_t warm;         /* the first `warm` messages are warm-up */
     uint64_t total;        /* warm-up + measured */
-    uint64_t sent, replied, errors;
+    uint64_t sent, replied, acked, errors;
     uint64_t inflight;
     double rate;           /* msg/s; 0 = keep `window` in flight */
-    int ready, dead, done;
+    int ready, dead, done, lost;
 } pub;
 
 typedef struct run run;
@@ -52,7 +58,7 @@ typedef struct worker {
     uint64_t t0_ns;
     uint8_t *payload;
     /* Results: written by this worker's thread only, read after the join. */
-    bench_hist hist;
+    bench_hist *hist;      /* latency per server (bench_opts.servers) */
     uint64_t delivered, warm_delivered, ooo;
     uint64_t published, acked, errors, full;
     uint64_t first_send_ns, last_recv_ns;
@@ -127,12 +133,13 @@ static void sub_failed(void *ud, const char *why) {
     s->dead = 1;
     if (!s->ready) {
         s->w->connecting--;
-        snprintf(msg, sizeof(msg), "subscriber setup: %s", why);
+        snprintf(msg, sizeof(msg), "subscriber on %s: setup: %s", s->srv->name, why);
         note(r, &r->setup_failed, msg);
         start_more(s->w);
         return;
     }
-    snprintf(msg, sizeof(msg), "subscriber lost: %s", why);
+    snprintf(msg, sizeof(msg), "subscriber on %s: lost: %s", s->srv->name, why);
+    s->lost = !s->done;
     note(r, s->done ? NULL : &r->lost_subs, msg);
 }
 
@@ -148,11 +155,12 @@ static void sub_event(void *ud, const char *event, const uint8_t *data, size_t l
         s->last_seq = seq;
     if (strcmp(event, o->event) != 0) {
         w->warm_delivered++;
+        s->warm_got++;
     } else {
         uint64_t ts = now;
         if (len >= 8)
             memcpy(&ts, data, 8);
-        bench_hist_add(&w->hist, now > ts ? now - ts : 0);
+        bench_hist_add(&w->hist[s->srv_index], now > ts ? now - ts : 0);
         w->delivered++;
         w->last_recv_ns = now;
         if (++s->got == o->messages && !s->done) {
@@ -188,9 +196,9 @@ static int pub_send_one(pub *p) {
         return rc;
     }
     if (rc != 0) {
-        char why[200];
-        snprintf(why, sizeof(why), "trigger %s in room %s: %s", o->event, o->conn.room,
-                 dlg_strerror(rc));
+        char why[600];
+        snprintf(why, sizeof(why), "trigger %s in room %s on %s: %s", o->event, o->conn.room,
+                 p->srv->name, dlg_strerror(rc));
         p->errors += p->total - p->sent;
         w->errors += p->total - p->sent;
         p->sent = p->total;
@@ -236,13 +244,14 @@ static void pub_acked(void *ud, int status, const char *msg) {
     if (p->inflight > 0)
         p->inflight--;
     if (status == 0) {
+        p->acked++;
         w->acked++;
     } else {
-        char why[600];
+        char why[900];
         p->errors++;
         w->errors++;
-        snprintf(why, sizeof(why), "trigger %s in room %s refused: %s: %s",
-                 w->run->o->event, w->run->o->conn.room,
+        snprintf(why, sizeof(why), "trigger %s in room %s on %s refused: %s: %s",
+                 w->run->o->event, w->run->o->conn.room, p->srv->name,
                  status > 0 ? dlg_status_name(status) : dlg_strerror(status), msg);
         note(w->run, NULL, why);
     }
@@ -272,14 +281,16 @@ static void pub_failed(void *ud, const char *why) {
     p->dead = 1;
     if (!p->ready) {
         p->w->connecting--;
-        snprintf(msg, sizeof(msg), "publisher setup: %s", why);
+        snprintf(msg, sizeof(msg), "publisher on %s: setup: %s", p->srv->name, why);
         note(r, &r->setup_failed, msg);
         start_more(p->w);
         return;
     }
-    snprintf(msg, sizeof(msg), "publisher lost: %s", why);
-    if (!p->done)
+    snprintf(msg, sizeof(msg), "publisher on %s: lost: %s", p->srv->name, why);
+    if (!p->done) {
+        p->lost = 1;
         note(r, &r->lost_pubs, msg);
+    }
     /* What was not answered is lost with the connection. */
     p->errors += p->total - p->replied;
     p->w->errors += p->total - p->replied;
@@ -374,7 +385,8 @@ static void worker_main(void *arg) {
         int is_sub = i < w->n_subs;
         void *ud = is_sub ? (void *)&w->subs[i] : (void *)&w->pubs[i - w->n_subs];
         bench_peer **slot = is_sub ? &w->subs[i].peer : &w->pubs[i - w->n_subs].peer;
-        int rc = bench_peer_new(&w->loop, &r->o->conn, is_sub ? BENCH_ROLE_SUB : BENCH_ROLE_PUB,
+        const bench_server *srv = is_sub ? w->subs[i].srv : w->pubs[i - w->n_subs].srv;
+        int rc = bench_peer_new(&w->loop, &srv->conn, is_sub ? BENCH_ROLE_SUB : BENCH_ROLE_PUB,
                                 is_sub ? &sub_cbs : &pub_cbs, ud, slot, err, sizeof(err));
         if (rc != 0) {
             /* Count every peer this worker cannot make, so setup ends. */
@@ -409,6 +421,7 @@ static void free_workers(run *r) {
         free(w->subs);
         free(w->pubs);
         free(w->payload);
+        free(w->hist);
     }
     free(r->w);
 }
@@ -425,11 +438,10 @@ static int make_workers(run *r) {
     r->w = calloc(r->n_w, sizeof(*r->w));
     if (r->w == NULL)
         return DLG_ENOMEM;
-    size_t pub_index = 0;
+    size_t sub_index = 0, pub_index = 0;
     for (size_t i = 0; i < r->n_w; i++) {
         worker *w = &r->w[i];
         w->run = r;
-        bench_hist_init(&w->hist);
         atomic_init(&w->progress, 0);
         if ((w->payload = calloc(1, o->bytes)) == NULL)
             return DLG_ENOMEM;
@@ -439,8 +451,18 @@ static int make_workers(run *r) {
             w->n_subs = n;
             if ((w->subs = calloc(n ? n : 1, sizeof(*w->subs))) == NULL)
                 return DLG_ENOMEM;
-            for (size_t k = 0; k < n; k++)
-                w->subs[k].w = w;
+            /* Only subscriber workers record latency: one histogram per
+             * server, so cross-node and local deliveries stay apart. */
+            if ((w->hist = malloc(o->n_servers * sizeof(*w->hist))) == NULL)
+                return DLG_ENOMEM;
+            for (size_t k = 0; k < o->n_servers; k++)
+                bench_hist_init(&w->hist[k]);
+            for (size_t k = 0; k < n; k++, sub_index++) {
+                sub *s = &w->subs[k];
+                s->w = w;
+                s->srv_index = o->sub_srv[sub_index % o->n_sub_srv];
+                s->srv = &o->servers[s->srv_index];
+            }
         } else {
             split(o->pubs, npt, i - nst, &n);
             w->n_pubs = n;
@@ -452,6 +474,8 @@ static int make_workers(run *r) {
                 split(o->messages, o->pubs, pub_index, &m);
                 split(o->warmup, o->pubs, pub_index, &warm);
                 p->w = w;
+                p->srv_index = o->pub_srv[pub_index % o->n_pub_srv];
+                p->srv = &o->servers[p->srv_index];
                 p->warm = warm;
                 p->total = warm + m;
                 p->rate = o->rate / o->pubs;
@@ -503,12 +527,41 @@ static void wait_a_bit(run *r, uint64_t deadline) {
         (void)uv_cond_timedwait(&r->cv, &r->mu, step);
 }
 
+/* Per server: what its subscribers and publishers did. The peers' own
+ * counters are complete once their worker has been joined. */
+static void collect_servers(run *r, bench_fanout_result *res) {
+    for (size_t i = 0; i < r->n_w; i++) {
+        worker *w = &r->w[i];
+        for (size_t k = 0; k < w->n_subs; k++) {
+            const sub *s = &w->subs[k];
+            bench_fanout_server *fs = &res->server[s->srv_index];
+            fs->subs++;
+            fs->delivered += s->got;
+            fs->warm_delivered += s->warm_got;
+            fs->lost += s->lost ? 1 : 0;
+        }
+        for (size_t k = 0; k < w->n_pubs; k++) {
+            const pub *p = &w->pubs[k];
+            bench_fanout_server *fs = &res->server[p->srv_index];
+            fs->pubs++;
+            fs->published += p->sent;
+            fs->acked += p->acked;
+            fs->trigger_errors += p->errors;
+            fs->lost += p->lost ? 1 : 0;
+        }
+        for (size_t k = 0; w->hist && k < r->o->n_servers; k++) {
+            bench_hist_merge(&res->server[k].hist, &w->hist[k]);
+            bench_hist_merge(&res->hist, &w->hist[k]);
+        }
+    }
+}
+
 static void collect(run *r, bench_fanout_result *res) {
     uint64_t first = 0;
     uint64_t last = 0;
+    collect_servers(r, res);
     for (size_t i = 0; i < r->n_w; i++) {
         worker *w = &r->w[i];
-        bench_hist_merge(&res->hist, &w->hist);
         res->delivered += w->delivered;
         res->warm_delivered += w->warm_delivered;
         res->out_of_order += w->ooo;
@@ -529,6 +582,10 @@ int bench_fanout_run(const bench_opts *o, bench_fanout_result *res) {
     int rc;
     memset(res, 0, sizeof(*res));
     bench_hist_init(&res->hist);
+    for (size_t i = 0; i < BENCH_MAX_ENDPOINTS; i++)
+        bench_hist_init(&res->server[i].hist);
+    for (size_t i = 0; i < BENCH_MAX_SERVERS; i++)
+        res->pid_cpu_s[i] = -1;
     res->daemon_cpu_s = -1;
     res->other_cpu_s = -1;
     res->expected = (uint64_t)o->subs * o->messages;
@@ -577,9 +634,8 @@ int bench_fanout_run(const bench_opts *o, bench_fanout_result *res) {
     }
 
     /* Run: measure CPU around the publishing and its deliveries. */
-    double d0 = -1, d1 = -1;
-    if (o->daemon_pid > 0 && bench_proc_cpu(o->daemon_pid, &d0) != 0)
-        d0 = -1;
+    double d0[BENCH_MAX_SERVERS], d1[BENCH_MAX_SERVERS];
+    (void)bench_daemons_cpu(o, d0);
     double h0 = -1, h1;
     if (bench_host_busy(&h0) != 0)
         h0 = -1;
@@ -620,12 +676,22 @@ int bench_fanout_run(const bench_opts *o, bench_fanout_result *res) {
     uv_mutex_unlock(&r.mu);
     uint64_t t_end = bench_now_ns();
     res->bench_cpu_s = bench_self_cpu() - b0;
-    if (d0 >= 0 && bench_proc_cpu(o->daemon_pid, &d1) == 0)
-        res->daemon_cpu_s = d1 - d0;
+    (void)bench_daemons_cpu(o, d1);
+    double known = 0;
+    res->daemon_cpu_s = o->n_pids > 0 ? 0 : -1;
+    for (uint32_t i = 0; i < o->n_pids; i++) {
+        res->pid_cpu_s[i] = d0[i] >= 0 && d1[i] >= 0 ? d1[i] - d0[i] : -1;
+        if (res->pid_cpu_s[i] < 0)
+            res->daemon_cpu_s = -1;
+        else
+            known += res->pid_cpu_s[i];
+    }
+    if (res->daemon_cpu_s >= 0)
+        res->daemon_cpu_s = known;
     res->other_cpu_s = -1;
     if (h0 >= 0 && bench_host_busy(&h1) == 0) {
-        double other = h1 - h0 - res->bench_cpu_s -
-                       (res->daemon_cpu_s > 0 ? res->daemon_cpu_s : 0);
+        /* What the daemons we could read used is not noise. */
+        double other = h1 - h0 - res->bench_cpu_s - known;
         /* Tick rounding can make it slightly negative on a quiet host. */
         res->other_cpu_s = other > 0 ? other : 0;
     }

@@ -1,12 +1,11 @@
 /* main.c: dialogue-bench's command line: options and environment to
- * bench_opts, the run, and the report (text or --json). */
+ * bench_opts (server lists, daemon pids), the run, and its exit status;
+ * report.c prints the results. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "bench.h"
 #include "dlg_err.h"
@@ -20,7 +19,14 @@ static void usage(FILE *f) {
         "publishers stamp each payload with CLOCK_MONOTONIC, subscribers record the\n"
         "latency. With --connections N: open N idle connections instead.\n"
         "\n"
-        "  --server HOST:PORT   daemon [$DIALOGUE_SERVER, else 127.0.0.1:3000]\n"
+        "  --server HOST:PORT[,HOST:PORT...]\n"
+        "                       daemon(s) [$DIALOGUE_SERVER, else 127.0.0.1:3000]; repeatable,\n"
+        "                       up to 16: subscriber i (and scale connection i) uses server\n"
+        "                       i mod n, publisher j server j mod n\n"
+        "  --pub-server HOST:PORT[,HOST:PORT...]\n"
+        "                       the publishers' servers instead (repeatable, up to 16):\n"
+        "                       --server B --pub-server A measures fan-out from node A to\n"
+        "                       subscribers on node B\n"
         "  --ca FILE            CA of the server certificate [$DIALOGUE_CA, else system store]\n"
         "  --token TOKEN        JWT for Hello [$DIALOGUE_TOKEN, else anonymous]\n"
         "  --plaintext          the daemon listens without TLS (INSECURE; loopback benchmarks)\n"
@@ -43,9 +49,12 @@ static void usage(FILE *f) {
         "  --time-limit SEC     end the run after this long, whatever happened [60]\n"
         "  --drain-ms N         once every trigger is answered, stop when nothing has\n"
         "                       arrived for this long [2000]\n"
-        "  --daemon-pid PID     also report the daemon's CPU time (and RSS with --connections)\n"
+        "  --daemon-pid PID     also report the daemon's CPU time (and RSS with --connections);\n"
+        "                       repeatable, one per node (up to 16): per pid and summed\n"
         "  --json               print one JSON object instead of text\n"
         "  --help\n"
+        "Latency is valid across nodes: publishers stamp and subscribers read\n"
+        "CLOCK_MONOTONIC in this one process, whichever servers they talk to.\n"
         "exit status: 0 complete (everything delivered / connected), 1 ran but incomplete,\n"
         "2 usage error, 3 could not set up the run\n");
 }
@@ -83,191 +92,129 @@ static int parse_double(const char *flag, const char *v, double min, double *out
     return 0;
 }
 
-/* HOST:PORT or [V6]:PORT into host (owned by the caller's buffer) and port. */
-static int parse_server(const char *v, char *host, size_t hostlen, unsigned *port) {
-    const char *colon = strrchr(v, ':');
-    const char *h = v;
-    size_t hl;
-    uint32_t p;
+/* HOST:PORT or [V6]:PORT into host (without the brackets) and port.
+ * 0, or -1 with nothing printed. */
+static int parse_hostport(const char *v, size_t len, char *host, size_t hostlen,
+                          unsigned *port) {
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (v[i] == ':')
+            colon = v + i;
     if (colon == NULL || colon == v)
-        goto bad;
-    hl = (size_t)(colon - v);
+        return -1;
+    size_t hl = (size_t)(colon - v);
+    const char *h = v;
     if (v[0] == '[') {
         if (hl < 3 || v[hl - 1] != ']')
-            goto bad;
+            return -1;
         h = v + 1;
         hl -= 2;
     }
-    if (hl >= hostlen || parse_u32("--server port", colon + 1, 1, 65535, &p) != 0)
-        goto bad;
+    /* The port: 1..65535, digits only, up to the end of the entry. */
+    const char *p = colon + 1;
+    size_t pl = len - (size_t)(p - v);
+    unsigned long x = 0;
+    if (pl == 0 || pl > 5)
+        return -1;
+    for (size_t i = 0; i < pl; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        x = x * 10 + (unsigned long)(p[i] - '0');
+    }
+    if (x < 1 || x > 65535 || hl >= hostlen)
+        return -1;
     memcpy(host, h, hl);
     host[hl] = 0;
-    *port = p;
-    return 0;
-bad:
-    fprintf(stderr, "dialogue-bench: --server: \"%s\" is not HOST:PORT\n", v);
-    return -1;
-}
-
-static double us(uint64_t ns) {
-    return (double)ns / 1000.0;
-}
-
-static double per_delivery_us(double cpu_s, uint64_t n) {
-    return cpu_s >= 0 && n > 0 ? cpu_s * 1e6 / (double)n : -1;
-}
-
-static json_t *num_or_null(double v) {
-    return v >= 0 ? json_real(v) : json_null();
-}
-
-static int print_json(json_t *j) {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-    json_decref(j);
-    if (s == NULL) {
-        fprintf(stderr, "dialogue-bench: out of memory for the JSON report\n");
-        return -1;
-    }
-    printf("%s\n", s);
-    free(s);
+    *port = (unsigned)x;
     return 0;
 }
 
-static void report_fanout(const bench_opts *o, const bench_fanout_result *r, int json) {
-    const bench_hist *h = &r->hist;
-    uint64_t all = r->delivered + r->warm_delivered;
-    double rate = r->span_s > 0 ? (double)r->delivered / r->span_s : 0;
-    double dcpu = per_delivery_us(r->daemon_cpu_s, all);
-    double bcpu = per_delivery_us(r->bench_cpu_s, all);
-    if (json) {
-        json_t *j = json_object();
-        json_object_set_new(j, "mode", json_string("fanout"));
-        json_object_set_new(j, "tls", json_boolean(!o->conn.plaintext));
-        json_object_set_new(j, "subscribers", json_integer(o->subs));
-        json_object_set_new(j, "publishers", json_integer(o->pubs));
-        json_object_set_new(j, "rate", json_real(o->rate));
-        json_object_set_new(j, "messages", json_integer((json_int_t)o->messages));
-        json_object_set_new(j, "bytes", json_integer(o->bytes));
-        json_object_set_new(j, "warmup", json_integer((json_int_t)o->warmup));
-        json_object_set_new(j, "sub_threads", json_integer(o->sub_threads));
-        json_object_set_new(j, "pub_threads", json_integer(o->pub_threads));
-        json_object_set_new(j, "expected", json_integer((json_int_t)r->expected));
-        json_object_set_new(j, "delivered", json_integer((json_int_t)r->delivered));
-        json_object_set_new(j, "warmup_delivered", json_integer((json_int_t)r->warm_delivered));
-        json_object_set_new(j, "out_of_order", json_integer((json_int_t)r->out_of_order));
-        json_object_set_new(j, "published", json_integer((json_int_t)r->published));
-        json_object_set_new(j, "acked", json_integer((json_int_t)r->acked));
-        json_object_set_new(j, "trigger_errors", json_integer((json_int_t)r->trigger_errors));
-        json_object_set_new(j, "window_full", json_integer((json_int_t)r->window_full));
-        json_object_set_new(j, "lost_connections", json_integer(r->lost_peers));
-        json_t *lat = json_object();
-        json_object_set_new(lat, "p50", json_real(us(bench_hist_quantile(h, 0.50))));
-        json_object_set_new(lat, "p90", json_real(us(bench_hist_quantile(h, 0.90))));
-        json_object_set_new(lat, "p99", json_real(us(bench_hist_quantile(h, 0.99))));
-        json_object_set_new(lat, "p99_9", json_real(us(bench_hist_quantile(h, 0.999))));
-        json_object_set_new(lat, "max", json_real(us(h->max)));
-        json_object_set_new(lat, "mean",
-                            json_real(h->count ? us(h->sum / h->count) : 0));
-        json_object_set_new(j, "latency_us", lat);
-        json_object_set_new(j, "deliveries_per_s", json_real(rate));
-        json_object_set_new(j, "elapsed_s", json_real(r->elapsed_s));
-        json_object_set_new(j, "span_s", json_real(r->span_s));
-        json_object_set_new(j, "daemon_cpu_s", num_or_null(r->daemon_cpu_s));
-        json_object_set_new(j, "bench_cpu_s", json_real(r->bench_cpu_s));
-        json_object_set_new(j, "daemon_cpu_us_per_delivery", num_or_null(dcpu));
-        json_object_set_new(j, "bench_cpu_us_per_delivery", num_or_null(bcpu));
-        json_object_set_new(j, "other_cpu_s", num_or_null(r->other_cpu_s));
-        json_object_set_new(j, "timed_out", json_boolean(r->timed_out));
-        json_object_set_new(j, "drained", json_boolean(r->drained));
-        json_object_set_new(j, "error", r->error[0] ? json_string(r->error) : json_null());
-        print_json(j);
-        return;
+/* Appends the servers of one list value (HOST:PORT[,HOST:PORT...]) to a
+ * rotation (list, *n: indices into o->servers), adding servers not seen
+ * before to o->servers. what names the source in messages (--server,
+ * DIALOGUE_SERVER). 0, or -1 after printing which entry is wrong. */
+static int add_servers(bench_opts *o, const char *what, const char *v, uint32_t *list,
+                       uint32_t *n) {
+    const char *e = v;
+    for (;;) {
+        const char *comma = strchr(e, ',');
+        size_t len = comma ? (size_t)(comma - e) : strlen(e);
+        char host[sizeof(o->servers[0].host)];
+        unsigned port;
+        if (len == 0) {
+            fprintf(stderr, "dialogue-bench: %s: empty entry in \"%s\"\n", what, v);
+            return -1;
+        }
+        if (parse_hostport(e, len, host, sizeof(host), &port) != 0) {
+            fprintf(stderr, "dialogue-bench: %s: \"%.*s\" is not HOST:PORT (port 1..65535)\n",
+                    what, (int)len, e);
+            return -1;
+        }
+        if (*n >= BENCH_MAX_SERVERS) {
+            fprintf(stderr, "dialogue-bench: %s: \"%.*s\" is one server too many (at most %d)\n",
+                    what, (int)len, e, BENCH_MAX_SERVERS);
+            return -1;
+        }
+        /* The same address twice is one server: its peers are reported
+         * together. */
+        uint32_t k = 0;
+        while (k < o->n_servers &&
+               !(o->servers[k].conn.port == port && strcmp(o->servers[k].host, host) == 0))
+            k++;
+        if (k == o->n_servers) {
+            bench_server *sv = &o->servers[o->n_servers++];
+            snprintf(sv->name, sizeof(sv->name), "%.*s", (int)len, e);
+            memcpy(sv->host, host, strlen(host) + 1);
+            sv->conn.port = port;
+        }
+        list[(*n)++] = k;
+        if (comma == NULL)
+            return 0;
+        e = comma + 1;
     }
-    printf("dialogue-bench: S=%u P=%u R=%g M=%llu B=%u warmup=%llu %s\n", o->subs, o->pubs,
-           o->rate, (unsigned long long)o->messages, o->bytes, (unsigned long long)o->warmup,
-           o->conn.plaintext ? "plaintext" : "TLS");
-    printf("delivered      %llu / %llu (%.2f%%), out of order %llu, lost connections %u\n",
-           (unsigned long long)r->delivered, (unsigned long long)r->expected,
-           r->expected ? 100.0 * (double)r->delivered / (double)r->expected : 0.0,
-           (unsigned long long)r->out_of_order, r->lost_peers);
-    printf("triggers       %llu sent, %llu acked, %llu failed\n",
-           (unsigned long long)r->published, (unsigned long long)r->acked,
-           (unsigned long long)r->trigger_errors);
-    printf("latency (us)   p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n",
-           us(bench_hist_quantile(h, 0.50)), us(bench_hist_quantile(h, 0.90)),
-           us(bench_hist_quantile(h, 0.99)), us(bench_hist_quantile(h, 0.999)), us(h->max));
-    printf("throughput     %.0f deliveries/s over %.3f s\n", rate, r->span_s);
-    if (dcpu >= 0)
-        printf("daemon CPU     %.3f s, %.2f us per delivery\n", r->daemon_cpu_s, dcpu);
-    printf("bench CPU      %.3f s, %.2f us per delivery\n", r->bench_cpu_s, bcpu);
-    if (r->other_cpu_s >= 0)
-        printf("other CPU      %.3f s used by other processes during the run (noise)\n",
-               r->other_cpu_s);
-    if (r->timed_out)
-        printf("stopped by the time limit (%.0f s)\n", o->time_limit);
-    else if (r->drained)
-        printf("stopped: nothing was delivered or answered for %u ms (see --drain-ms)\n",
-               o->drain_ms);
-    if (r->error[0])
-        printf("first problem: %s\n", r->error);
 }
 
-static void report_scale(const bench_opts *o, const bench_scale_result *r, int json) {
-    double rate = r->connect_s > 0 ? (double)r->connected / r->connect_s : 0;
-    double per = -1;
-    if (r->have_rss && r->connected > 0)
-        per = ((double)r->rss_after_kib - (double)r->rss_before_kib) * 1024.0 / r->connected;
-    if (json) {
-        json_t *j = json_object();
-        json_object_set_new(j, "mode", json_string("connections"));
-        json_object_set_new(j, "tls", json_boolean(!o->conn.plaintext));
-        json_object_set_new(j, "connections", json_integer(r->wanted));
-        json_object_set_new(j, "connected", json_integer(r->connected));
-        json_object_set_new(j, "failed", json_integer(r->failed));
-        json_object_set_new(j, "lost", json_integer(r->lost));
-        json_object_set_new(j, "threads", json_integer(o->conn_threads));
-        json_object_set_new(j, "concurrency", json_integer(o->concurrency));
-        json_object_set_new(j, "connect_s", json_real(r->connect_s));
-        json_object_set_new(j, "connects_per_s", json_real(rate));
-        json_object_set_new(j, "daemon_rss_before_kib",
-                            r->have_rss ? json_integer((json_int_t)r->rss_before_kib) : json_null());
-        json_object_set_new(j, "daemon_rss_after_kib",
-                            r->have_rss ? json_integer((json_int_t)r->rss_after_kib) : json_null());
-        json_object_set_new(j, "daemon_rss_per_connection_bytes",
-                            r->have_rss && r->connected ? json_real(per) : json_null());
-        json_object_set_new(j, "daemon_cpu_s", num_or_null(r->daemon_cpu_s));
-        json_object_set_new(j, "bench_cpu_s", json_real(r->bench_cpu_s));
-        json_object_set_new(j, "other_cpu_s", num_or_null(r->other_cpu_s));
-        json_object_set_new(j, "nofile", json_integer((json_int_t)r->nofile));
-        json_object_set_new(j, "timed_out", json_boolean(r->timed_out));
-        json_object_set_new(j, "error", r->error[0] ? json_string(r->error) : json_null());
-        print_json(j);
-        return;
+/* Appends the pids of one --daemon-pid value (PID[,PID...]). 0 or -1
+ * after printing which entry is wrong. */
+static int add_pids(bench_opts *o, const char *v) {
+    const char *e = v;
+    for (;;) {
+        const char *comma = strchr(e, ',');
+        size_t len = comma ? (size_t)(comma - e) : strlen(e);
+        char buf[32];
+        uint64_t pid;
+        snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : sizeof(buf) - 1), e);
+        if (len >= sizeof(buf) || parse_u64("--daemon-pid", buf, 1, 0x7fffffff, &pid) != 0) {
+            if (len >= sizeof(buf))
+                fprintf(stderr, "dialogue-bench: --daemon-pid: \"%.*s\" is not a pid\n",
+                        (int)len, e);
+            return -1;
+        }
+        for (uint32_t i = 0; i < o->n_pids; i++) {
+            if (o->daemon_pids[i] == (int)pid) {
+                /* Counting one daemon twice would double its CPU. */
+                fprintf(stderr, "dialogue-bench: --daemon-pid: pid %s is given twice\n", buf);
+                return -1;
+            }
+        }
+        if (o->n_pids >= BENCH_MAX_SERVERS) {
+            fprintf(stderr, "dialogue-bench: --daemon-pid: %s is one pid too many (at most %d)\n",
+                    buf, BENCH_MAX_SERVERS);
+            return -1;
+        }
+        o->daemon_pids[o->n_pids++] = (int)pid;
+        if (comma == NULL)
+            return 0;
+        e = comma + 1;
     }
-    printf("dialogue-bench: %u idle %s connections, %u threads, %u attempts at a time each\n",
-           r->wanted, o->conn.plaintext ? "plaintext" : "TLS", o->conn_threads, o->concurrency);
-    printf("connected      %u (failed %u, lost %u) in %.3f s: %.0f connections/s\n",
-           r->connected, r->failed, r->lost, r->connect_s, rate);
-    if (r->have_rss)
-        printf("daemon RSS     %llu KiB -> %llu KiB: %.0f bytes per connection\n",
-               (unsigned long long)r->rss_before_kib, (unsigned long long)r->rss_after_kib, per);
-    if (r->daemon_cpu_s >= 0)
-        printf("daemon CPU     %.3f s while connecting\n", r->daemon_cpu_s);
-    printf("bench CPU      %.3f s while connecting\n", r->bench_cpu_s);
-    if (r->other_cpu_s >= 0)
-        printf("other CPU      %.3f s used by other processes meanwhile (noise)\n",
-               r->other_cpu_s);
-    if (r->timed_out)
-        printf("stopped by the time limit (%.0f s)\n", o->time_limit);
-    if (r->error[0])
-        printf("first problem: %s\n", r->error);
 }
 
 int main(int argc, char **argv) {
-    enum { O_SERVER = 256, O_CA, O_TOKEN, O_PLAIN, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
+    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
            O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT, O_DRAIN, O_PID, O_JSON, O_HELP };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
+        {"pub-server", required_argument, 0, O_PUB_SERVER},
         {"ca", required_argument, 0, O_CA},
         {"token", required_argument, 0, O_TOKEN},
         {"plaintext", no_argument, 0, O_PLAIN},
@@ -293,7 +240,7 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    bench_opts o;
+    bench_opts o; /* never copied: bench_opts_bind_servers points into it */
     memset(&o, 0, sizeof(o));
     o.event = "bench:tick";
     o.warm_event = "bench:warmup";
@@ -315,12 +262,16 @@ int main(int argc, char **argv) {
     o.conn.ca = getenv("DIALOGUE_CA");
     o.conn.token = getenv("DIALOGUE_TOKEN");
     int json = 0;
-    uint64_t u64;
     int opt;
     while ((opt = getopt_long(argc, argv, "S:P:R:M:B:", longopts, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
-        case O_SERVER: server = optarg; break;
+        case O_SERVER:
+            bad = add_servers(&o, "--server", optarg, o.sub_srv, &o.n_sub_srv);
+            break;
+        case O_PUB_SERVER:
+            bad = add_servers(&o, "--pub-server", optarg, o.pub_srv, &o.n_pub_srv);
+            break;
         case O_CA: o.conn.ca = optarg; break;
         case O_TOKEN: o.conn.token = optarg; break;
         case O_PLAIN: o.conn.plaintext = 1; break;
@@ -341,10 +292,7 @@ int main(int argc, char **argv) {
         case O_HOLD: bad = parse_u32("--hold-ms", optarg, 0, 3600000, &o.hold_ms); break;
         case O_TLIMIT: bad = parse_double("--time-limit", optarg, 0.1, &o.time_limit); break;
         case O_DRAIN: bad = parse_u32("--drain-ms", optarg, 1, 3600000, &o.drain_ms); break;
-        case O_PID:
-            bad = parse_u64("--daemon-pid", optarg, 1, 0x7fffffff, &u64);
-            o.daemon_pid = (int)u64;
-            break;
+        case O_PID: bad = add_pids(&o, optarg); break;
         case O_JSON: json = 1; break;
         case O_HELP: usage(stdout); return EXIT_COMPLETE;
         default: usage(stderr); return EXIT_USAGE;
@@ -357,11 +305,21 @@ int main(int argc, char **argv) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    char host[256];
-    if (parse_server(server && *server ? server : "127.0.0.1:3000", host, sizeof(host),
-                     &o.conn.port) != 0)
+    if (o.n_sub_srv == 0) {
+        int from_env = server && *server;
+        if (add_servers(&o, from_env ? "DIALOGUE_SERVER" : "default server",
+                        from_env ? server : "127.0.0.1:3000", o.sub_srv, &o.n_sub_srv) != 0)
+            return EXIT_USAGE;
+    }
+    if (o.n_pub_srv > 0 && o.connections > 0) {
+        fprintf(stderr, "dialogue-bench: --pub-server has no use with --connections "
+                        "(the connections use the --server list)\n");
         return EXIT_USAGE;
-    o.conn.host = host;
+    }
+    if (o.n_pub_srv == 0) {
+        memcpy(o.pub_srv, o.sub_srv, sizeof(o.sub_srv));
+        o.n_pub_srv = o.n_sub_srv;
+    }
     if (o.conn.ca && *o.conn.ca == 0)
         o.conn.ca = NULL;
     if (strcmp(o.event, o.warm_event) == 0) {
@@ -375,6 +333,7 @@ int main(int argc, char **argv) {
     /* Rate mode sends without waiting for Acks; the window is only a cap
      * against a daemon that stops answering. */
     o.conn.max_pending = o.rate > 0 ? 1u << 20 : o.window;
+    bench_opts_bind_servers(&o);
     /* A subscriber that went away must not kill the bench through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -385,7 +344,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "dialogue-bench: %s\n", r.error);
             return EXIT_SETUP;
         }
-        report_scale(&o, &r, json);
+        bench_report_scale(&o, &r, json);
         return r.connected == r.wanted && r.lost == 0 && !r.timed_out ? EXIT_COMPLETE
                                                                        : EXIT_INCOMPLETE;
     }
@@ -400,7 +359,7 @@ int main(int argc, char **argv) {
         free(r);
         return EXIT_SETUP;
     }
-    report_fanout(&o, r, json);
+    bench_report_fanout(&o, r, json);
     int complete = r->delivered == r->expected && r->trigger_errors == 0 && r->lost_peers == 0 &&
                    !r->timed_out;
     free(r);

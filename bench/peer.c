@@ -84,9 +84,8 @@ static void on_state(dlg_client *c, void *ud, dlg_client_state_t st, const char 
     bench_peer *p = ud;
     char why[512];
     if (st == DLG_STATE_DISCONNECTED || st == DLG_STATE_CLOSED) {
-        snprintf(why, sizeof(why), "%s:%u: %s", p->o->host, p->o->port,
-                 reason ? reason : dlg_client_state_name(st));
-        fail(p, why);
+        /* No address here: the fan-out and scale runs name the server. */
+        fail(p, reason ? reason : dlg_client_state_name(st));
         return;
     }
     if (st != DLG_STATE_CONNECTED)

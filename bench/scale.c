@@ -1,6 +1,7 @@
 /* scale.c: the connection-scale run: N idle connections spread over loop
- * threads, each with a cap on attempts in flight; the time until the last
- * Welcome, and the daemon's resident memory before and after. */
+ * threads and over the servers, each thread with a cap on attempts in
+ * flight; the time until the last Welcome, and the daemons' resident
+ * memory before and after. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,9 @@ struct sworker;
 typedef struct slot {
     struct sworker *w;
     bench_peer *peer;
-    int ready;
+    uint32_t srv_index;      /* into bench_opts.servers */
+    /* Outcome, read after the join: connected, then maybe lost; or failed. */
+    int ready, failed, lost;
 } slot;
 
 typedef struct sworker {
@@ -63,8 +66,10 @@ static void start_more(sworker *w) {
         size_t i = w->next++;
         int rc = bench_peer_start(w->slots[i].peer);
         if (rc != 0) {
-            char why[200];
-            snprintf(why, sizeof(why), "starting connection %zu: %s", i, dlg_strerror(rc));
+            char why[400];
+            snprintf(why, sizeof(why), "starting connection %zu to %s: %s", i,
+                     w->s->o->servers[w->slots[i].srv_index].name, dlg_strerror(rc));
+            w->slots[i].failed = 1;
             note(w->s, &w->s->failed, why);
             continue;
         }
@@ -83,12 +88,17 @@ static void peer_ready(void *ud) {
 static void peer_failed(void *ud, const char *why) {
     slot *sl = ud;
     sworker *w = sl->w;
+    char msg[800];
+    snprintf(msg, sizeof(msg), "connection to %s: %s", w->s->o->servers[sl->srv_index].name,
+             why);
     if (sl->ready) {
-        note(w->s, &w->s->lost, why);
+        sl->lost = 1;
+        note(w->s, &w->s->lost, msg);
         return;
     }
+    sl->failed = 1;
     w->connecting--;
-    note(w->s, &w->s->failed, why);
+    note(w->s, &w->s->failed, msg);
     start_more(w);
 }
 
@@ -132,9 +142,8 @@ static void worker_main(void *arg) {
      * connects, not this process setting up its TLS contexts. */
     for (; w->made < w->n; w->made++) {
         slot *sl = &w->slots[w->made];
-        sl->w = w;
-        if (bench_peer_new(&w->loop, &w->s->o->conn, BENCH_ROLE_IDLE, &cbs, sl, &sl->peer, err,
-                           sizeof(err)) != 0)
+        if (bench_peer_new(&w->loop, &w->s->o->servers[sl->srv_index].conn, BENCH_ROLE_IDLE,
+                           &cbs, sl, &sl->peer, err, sizeof(err)) != 0)
             break;
     }
     note(w->s, &w->s->workers_ready, err[0] ? err : NULL);
@@ -189,12 +198,15 @@ int bench_scale_run(const bench_opts *o, bench_scale_result *r) {
         snprintf(r->error, sizeof(r->error), "cannot create a mutex");
         return DLG_EINTERNAL;
     }
+    for (size_t i = 0; i < BENCH_MAX_SERVERS; i++)
+        r->pid_cpu_s[i] = -1;
     s.n_w = o->conn_threads < o->connections ? o->conn_threads : o->connections;
     if ((s.w = calloc(s.n_w, sizeof(*s.w))) == NULL) {
         snprintf(r->error, sizeof(r->error), "out of memory for %zu threads", s.n_w);
         rc = DLG_ENOMEM;
         goto out;
     }
+    size_t conn_index = 0;
     for (size_t i = 0; i < s.n_w; i++) {
         sworker *w = &s.w[i];
         w->s = &s;
@@ -204,6 +216,12 @@ int bench_scale_run(const bench_opts *o, bench_scale_result *r) {
             snprintf(r->error, sizeof(r->error), "cannot set up connection thread %zu", i);
             rc = DLG_ENOMEM;
             goto out;
+        }
+        /* Round robin over the list, as the fan-out spreads subscribers. */
+        for (size_t k = 0; k < w->n; k++, conn_index++) {
+            w->slots[k].w = w;
+            w->slots[k].srv_index = o->sub_srv[conn_index % o->n_sub_srv];
+            r->server[w->slots[k].srv_index].wanted++;
         }
         w->loop_ok = 1;
         uv_async_init(&w->loop, &w->async, on_async);
@@ -231,12 +249,12 @@ int bench_scale_run(const bench_opts *o, bench_scale_result *r) {
         goto stop;
     }
 
-    /* Connect: the clock, the daemon's CPU and memory around it. */
-    double d0 = -1, d1;
-    r->have_rss = o->daemon_pid > 0 &&
-                  bench_proc_rss_kib(o->daemon_pid, &r->rss_before_kib) == 0;
-    if (o->daemon_pid > 0 && bench_proc_cpu(o->daemon_pid, &d0) != 0)
-        d0 = -1;
+    /* Connect: the clock, the daemons' CPU and memory around it. */
+    double d0[BENCH_MAX_SERVERS], d1[BENCH_MAX_SERVERS];
+    for (uint32_t i = 0; i < o->n_pids; i++)
+        r->pid_have_rss[i] = bench_proc_rss_kib(o->daemon_pids[i],
+                                                &r->pid_rss_before_kib[i]) == 0;
+    (void)bench_daemons_cpu(o, d0);
     double h0 = -1, h1;
     if (bench_host_busy(&h0) != 0)
         h0 = -1;
@@ -250,15 +268,39 @@ int bench_scale_run(const bench_opts *o, bench_scale_result *r) {
     uv_mutex_unlock(&s.mu);
     r->connect_s = (double)(bench_now_ns() - t0) / 1e9;
     r->bench_cpu_s = bench_self_cpu() - b0;
-    if (d0 >= 0 && bench_proc_cpu(o->daemon_pid, &d1) == 0)
-        r->daemon_cpu_s = d1 - d0;
+    (void)bench_daemons_cpu(o, d1);
+    double known = 0;
+    r->daemon_cpu_s = o->n_pids > 0 ? 0 : -1;
+    for (uint32_t i = 0; i < o->n_pids; i++) {
+        r->pid_cpu_s[i] = d0[i] >= 0 && d1[i] >= 0 ? d1[i] - d0[i] : -1;
+        if (r->pid_cpu_s[i] < 0)
+            r->daemon_cpu_s = -1;
+        else
+            known += r->pid_cpu_s[i];
+    }
+    if (r->daemon_cpu_s >= 0)
+        r->daemon_cpu_s = known;
     if (h0 >= 0 && bench_host_busy(&h1) == 0) {
-        double other = h1 - h0 - r->bench_cpu_s - (r->daemon_cpu_s > 0 ? r->daemon_cpu_s : 0);
+        double other = h1 - h0 - r->bench_cpu_s - known;
         r->other_cpu_s = other > 0 ? other : 0;
     }
     sleep_ms(&s, SETTLE_MS, deadline);
-    if (r->have_rss && bench_proc_rss_kib(o->daemon_pid, &r->rss_after_kib) != 0)
-        r->have_rss = 0;
+    /* The totals only when every daemon could be read: a partial sum
+     * would pass for the cost of all of them. */
+    r->have_rss = o->n_pids > 0;
+    for (uint32_t i = 0; i < o->n_pids; i++) {
+        if (r->pid_have_rss[i] &&
+            bench_proc_rss_kib(o->daemon_pids[i], &r->pid_rss_after_kib[i]) != 0)
+            r->pid_have_rss[i] = 0;
+        if (!r->pid_have_rss[i]) {
+            r->have_rss = 0;
+            continue;
+        }
+        r->rss_before_kib += r->pid_rss_before_kib[i];
+        r->rss_after_kib += r->pid_rss_after_kib[i];
+    }
+    if (!r->have_rss)
+        r->rss_before_kib = r->rss_after_kib = 0;
     sleep_ms(&s, o->hold_ms, deadline);
     rc = 0;
 
@@ -274,6 +316,16 @@ stop:
     if (s.error[0] && r->error[0] == 0)
         snprintf(r->error, sizeof(r->error), "%s", s.error);
     uv_mutex_unlock(&s.mu);
+    /* Every worker is joined: the slots hold their final outcome. */
+    for (size_t i = 0; i < s.n_w; i++) {
+        for (size_t k = 0; k < s.w[i].n; k++) {
+            const slot *sl = &s.w[i].slots[k];
+            bench_scale_server *ss = &r->server[sl->srv_index];
+            ss->connected += sl->ready ? 1 : 0;
+            ss->failed += sl->failed ? 1 : 0;
+            ss->lost += sl->lost ? 1 : 0;
+        }
+    }
 out:
     for (size_t i = 0; s.w && i < s.n_w; i++) {
         sworker *w = &s.w[i];
