@@ -127,31 +127,9 @@ stop_daemon() {
     DPID=
 }
 
-# Busy CPU ticks of the whole host (everything but idle and iowait).
-host_busy() {
-    local _cpu user nice system _idle _iowait irq softirq steal _rest
-    read -r _cpu user nice system _idle _iowait irq softirq steal _rest < /proc/stat
-    echo $((user + nice + system + irq + softirq + steal))
-}
-
-# Benchmarks on a shared machine: wait until the others are (nearly) idle.
-wait_quiet() {
-    local hz deadline b0 b1
-    hz=$(getconf CLK_TCK)
-    deadline=$((SECONDS + quiet_wait))
-    while :; do
-        b0=$(host_busy)
-        sleep 1
-        b1=$(host_busy)
-        # Under 10% of one CPU over the last second.
-        [ $(((b1 - b0) * 10)) -lt "$hz" ] && return 0
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "run.sh: the host stayed busy ($(((b1 - b0) * 100 / hz))% of a CPU used by" \
-                 "others); measuring anyway" >&2
-            return 0
-        fi
-    done
-}
+# wait_quiet: before each run, wait (up to $quiet_wait s) for an idle host.
+# shellcheck source=bench/quiet.sh
+. "$ROOT/bench/quiet.sh"
 
 # One bench run against a fresh daemon; its JSON goes to $out/NAME-RUN.json.
 bench_once() { # name transport run limit args...
