@@ -2,7 +2,9 @@
  * servers on one loop joined by the in-process hub, checked for delivery
  * exactly once per member (the origin not echoed), per-node numbering,
  * interest that follows local membership, history kept without members,
- * and the relay refusing what is not an Event of a known room. */
+ * the relay refusing what is not an Event of a known room, and the cluster
+ * log's side of the seam (Acks waiting for the log, its numbering) with a
+ * fake log in place of JetStream. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -405,6 +407,177 @@ static void relay_refuses(void **state) {
 }
 
 /* Without a bus (a single node) the seam does nothing and costs nothing. */
+
+/* ---- the cluster log's seam, with a fake log ---------------------------- */
+
+typedef struct fake_log {
+    dlg_bus base;                 /* first */
+    uint64_t tickets[16];
+    size_t n;
+    int refuse;
+    dlg_buf *last;                /* the last frame handed to the log */
+} fake_log;
+
+static int fake_log_room(const dlg_bus *b, const char *room) {
+    (void)b;
+    return strcmp(room, "kept") == 0;
+}
+
+static int fake_log_publish(dlg_bus *b, const struct dlg_room *r, const char *event,
+                            dlg_buf *frame, uint64_t ticket, char *err, size_t errlen) {
+    fake_log *f = (fake_log *)b;
+    if (f->refuse) {
+        snprintf(err, errlen, "event %s of room %s: the fake log refuses", event, r->id);
+        return DLG_EIO;
+    }
+    assert_true(f->n < 16);
+    f->tickets[f->n++] = ticket;
+    if (f->last)
+        dlg_buf_unref(f->last);
+    f->last = dlg_buf_ref(frame);
+    return 0;
+}
+
+static int fake_interest(dlg_bus *b, const char *room, int on, void **handle) {
+    (void)b, (void)room, (void)on, (void)handle;
+    return 0;
+}
+
+static void fake_free(dlg_bus *b) {
+    fake_log *f = (fake_log *)b;
+    if (f->last)
+        dlg_buf_unref(f->last);
+    free(f);
+}
+
+static const dlg_bus_ops fake_ops = {
+    .name = "fake",
+    .interest = fake_interest,
+    .log_room = fake_log_room,
+    .log_publish = fake_log_publish,
+    .free = fake_free,
+};
+
+/* One frame off c's queue: its kind, request id and Ack seq / Error code;
+ * 0 when the queue is empty. */
+static int next_frame(dlg_conn *c, uint64_t *rid, uint64_t *seq, int *code) {
+    if (c->q_len == 0)
+        return 0;
+    dlg_outq_item *it = &c->q[c->q_head];
+    dlg_buf *b = it->buf;
+    Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(
+        NULL, b->len - DLG_FRAME_HDR, b->data + DLG_FRAME_HDR);
+    assert_non_null(f);
+    int kind = (int)f->msg_case;
+    *rid = f->request_id;
+    *seq = kind == DIALOGUE__V1__SERVER_FRAME__MSG_ACK ? f->ack->seq
+         : kind == DIALOGUE__V1__SERVER_FRAME__MSG_EVENT ? f->event->seq : 0;
+    *code = kind == DIALOGUE__V1__SERVER_FRAME__MSG_ERROR ? f->error->code : 0;
+    dialogue__v1__server_frame__free_unpacked(f, NULL);
+    c->q_bytes -= b->len - it->off;
+    dlg_buf_unref(b);
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    c->q_popped++;
+    return kind;
+}
+
+/* A log room's trigger is not delivered by its node but handed to the
+ * log; its Ack waits for the log's answer, in any order; a closed sender's
+ * Ack goes nowhere; a refused publish takes no ticket; what the log sends
+ * back is numbered by the log, once. */
+static void log_acks_and_numbering(void **state) {
+    world *w = *state;
+    dlg_server *s = &w->srv[0];
+    dlg_bus *local = s->bus;
+    fake_log *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->base.ops = &fake_ops;
+    f->base.srv = s;
+    f->base.started = 1;
+    f->base.follow_all = 1;
+    s->bus = &f->base;
+    dlg_room *r = dlg_rooms_find(s->rooms, "kept");
+    dlg_conn *c = member(s, "kept"), *m = member(s, "kept"), *gone = member(s, "kept");
+    uint64_t seq0 = r->seq, rid, seq;
+    int code;
+    dlg_publish_result res[4];
+    char err[256];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"x", 1, "u",
+                                            dlg_now_ns(), &res[i], err, sizeof(err)), 0);
+        assert_int_equal(res[i].ticket, (uint64_t)i + 1);
+        assert_int_equal(res[i].seq, 0);
+        assert_int_equal(dlg_bus_defer_ack(s->bus, c, 101 + (uint64_t)i, res[i].ticket), 0);
+    }
+    assert_int_equal(r->seq, seq0); /* nothing numbered or delivered here */
+    assert_int_equal(next_frame(m, &rid, &seq, &code), 0);
+    assert_int_equal(next_frame(c, &rid, &seq, &code), 0);
+
+    dlg__bus_ack_done(s->bus, 3, 42, NULL);
+    dlg__bus_ack_done(s->bus, 1, 0, "no leader");
+    dlg__bus_ack_done(s->bus, 2, 41, NULL);
+    dlg__bus_ack_done(s->bus, 2, 41, NULL); /* a late second answer */
+    assert_int_equal(next_frame(c, &rid, &seq, &code), DIALOGUE__V1__SERVER_FRAME__MSG_ACK);
+    assert_int_equal(rid, 103);
+    assert_int_equal(seq, 42);
+    assert_int_equal(next_frame(c, &rid, &seq, &code), DIALOGUE__V1__SERVER_FRAME__MSG_ERROR);
+    assert_int_equal(rid, 101);
+    assert_int_equal(code, DIALOGUE__V1__STATUS__UNAVAILABLE);
+    assert_int_equal(next_frame(c, &rid, &seq, &code), DIALOGUE__V1__SERVER_FRAME__MSG_ACK);
+    assert_int_equal(rid, 102);
+    assert_int_equal(seq, 41);
+    assert_int_equal(next_frame(c, &rid, &seq, &code), 0);
+    assert_int_equal(dlg_bus_defer_ack(s->bus, c, 104, 2), DLG_ENOTFOUND);
+    assert_int_equal(s->bus->stats.log_failed, 1);
+
+    /* The sender leaves before the answer. */
+    assert_int_equal(dlg_fanout_publish(s, r, gone, "say", (const uint8_t *)"y", 1, "u",
+                                        dlg_now_ns(), &res[3], err, sizeof(err)), 0);
+    assert_int_equal(dlg_bus_defer_ack(s->bus, gone, 7, res[3].ticket), 0);
+    dlg_bus_conn_gone(s->bus, gone);
+    dlg__bus_ack_done(s->bus, res[3].ticket, 43, NULL);
+    assert_int_equal(next_frame(gone, &rid, &seq, &code), 0);
+
+    /* Refused: an error naming the room, no ticket used. */
+    f->refuse = 1;
+    dlg_publish_result rr;
+    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1, "u",
+                                        dlg_now_ns(), &rr, err, sizeof(err)), DLG_EIO);
+    assert_int_equal(rr.status, DIALOGUE__V1__STATUS__UNAVAILABLE);
+    assert_non_null(strstr(err, "room kept"));
+    assert_int_equal(rr.ticket, 0);
+    f->refuse = 0;
+    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1, "u",
+                                        dlg_now_ns(), &rr, err, sizeof(err)), 0);
+    assert_int_equal(rr.ticket, res[3].ticket + 1);
+
+    /* What the log sends back: numbered by it, delivered once. */
+    uint32_t n;
+    dlg_buf *fr = f->last;
+    assert_int_equal(dlg__bus_relay_at(s, s->bus, "kept", fr->data, fr->len, 7, 99, &n, err,
+                                       sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(r->seq, 7);
+    assert_int_equal(r->epoch, 99);
+    got g;
+    take(m, &g);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.seq[0], 7);
+    assert_int_equal(g.epoch[0], 99);
+    assert_string_equal(g.data[0], "z");
+    assert_int_equal(dlg__bus_relay_at(s, s->bus, "kept", fr->data, fr->len, 7, 99, &n, err,
+                                       sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(s->bus->stats.duplicates, 1);
+    take(m, &g);
+    assert_int_equal(g.n, 0);
+
+    dlg_bus_conn_gone(s->bus, c); /* nothing waits: a no-op */
+    s->bus = local;
+    dlg_bus_free(&f->base);
+}
+
 static void null_bus_is_single_node(void **state) {
     (void)state;
     assert_int_equal(dlg_bus_start(NULL), 0);
@@ -422,6 +595,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(interest_follows_members, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(history_without_members, world_setup, world_teardown),
         cmocka_unit_test_setup_teardown(relay_refuses, world_setup, world_teardown),
+        cmocka_unit_test_setup_teardown(log_acks_and_numbering, world_setup, world_teardown),
     };
     return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
 }
