@@ -90,7 +90,9 @@ int dlg_server_add_hooks(dlg_server *s, const dlg_hooks *h);
 
 /* Triggers an event from the server (from = "system") with the same
  * validation as a client trigger. Returns 0 and the sequence number and
- * recipient count, or a negative DLG_E* code with err naming the problem. */
+ * recipient count, or a negative DLG_E* code with err naming the problem.
+ * With a cluster log (docs/cluster.md) the log numbers the event later:
+ * the sequence number and recipient count are then 0. */
 int dlg_server_trigger(dlg_server *s, const char *room, const char *event,
                        const uint8_t *data, size_t len, uint64_t *seq,
                        uint32_t *recipients, char *err, size_t errlen);
