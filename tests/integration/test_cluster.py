@@ -483,16 +483,21 @@ def test_tls_to_nats_and_duplicate_node_id():
         log.close()
 
 
-def test_nodes_stop_cleanly():
-    """Last: every node exits 0 on SIGTERM (NATS connection closed on the
-    loop, no leak under ASan); the NATS servers are stopped."""
-    for node, d in NODES.items():
+def stop_all(nodes, nats):
+    """Every node exits 0 on SIGTERM (NATS connection closed on the loop, no
+    leak under ASan); then the NATS servers are stopped."""
+    for node, d in nodes.items():
         if d.proc.poll() is None:
             rc = d.stop()
             assert rc == 0, "node %s exited %s: %s" % (node, rc, d.logtext()[-2000:])
-    for s in NATS:
+    for s in nats:
         if s.alive():
             s.kill()
+
+
+def test_nodes_stop_cleanly():
+    """Last: see stop_all."""
+    stop_all(NODES, NATS)
 
 
 def main():

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 from dlgtest import CERTS, Conn, Daemon, pb, run_tests, status_name, write_config  # noqa: E402
 from test_cluster import (NATS_SERVER, NatsServer, free_port, http_json, join,  # noqa: E402
-                          read_events, wait_for, wait_routes)
+                          read_events, stop_all, wait_for, wait_routes)
 
 NODE_CONFIG = """
 listen:
@@ -310,13 +310,7 @@ def test_nats_server_killed_nothing_acked_lost():
 
 
 def test_nodes_stop_cleanly():
-    for node, d in NODES.items():
-        if d.proc.poll() is None:
-            rc = d.stop()
-            assert rc == 0, "node %s exited %s: %s" % (node, rc, d.logtext()[-2000:])
-    for s in NATS:
-        if s.alive():
-            s.kill()
+    stop_all(NODES, NATS)
 
 
 def main():

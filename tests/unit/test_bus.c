@@ -127,14 +127,28 @@ typedef struct got {
     uint64_t seq[64], epoch[64];
 } got;
 
+/* The next frame queued to c, decoded and taken off its queue; NULL when
+ * the queue is empty. Free with dialogue__v1__server_frame__free_unpacked. */
+static Dialogue__V1__ServerFrame *pop_frame(dlg_conn *c) {
+    if (c->q_len == 0)
+        return NULL;
+    dlg_outq_item *it = &c->q[c->q_head];
+    dlg_buf *b = it->buf;
+    Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(
+        NULL, b->len - DLG_FRAME_HDR, b->data + DLG_FRAME_HDR);
+    assert_non_null(f);
+    c->q_bytes -= b->len - it->off;
+    dlg_buf_unref(b);
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    c->q_popped++;
+    return f;
+}
+
 static void take(dlg_conn *c, got *g) {
     memset(g, 0, sizeof(*g));
-    while (c->q_len > 0) {
-        dlg_outq_item *it = &c->q[c->q_head];
-        dlg_buf *b = it->buf;
-        Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(
-            NULL, b->len - DLG_FRAME_HDR, b->data + DLG_FRAME_HDR);
-        assert_non_null(f);
+    Dialogue__V1__ServerFrame *f;
+    while ((f = pop_frame(c)) != NULL) {
         assert_int_equal(f->msg_case, DIALOGUE__V1__SERVER_FRAME__MSG_EVENT);
         assert_true(g->n < 64);
         snprintf(g->data[g->n], sizeof(g->data[0]), "%.*s", (int)f->event->data.len,
@@ -143,11 +157,6 @@ static void take(dlg_conn *c, got *g) {
         g->epoch[g->n] = f->event->epoch;
         g->n++;
         dialogue__v1__server_frame__free_unpacked(f, NULL);
-        c->q_bytes -= b->len - it->off;
-        dlg_buf_unref(b);
-        c->q_head = (c->q_head + 1) % c->q_cap;
-        c->q_len--;
-        c->q_popped++;
     }
 }
 
@@ -461,24 +470,15 @@ static const dlg_bus_ops fake_ops = {
 /* One frame off c's queue: its kind, request id and Ack seq / Error code;
  * 0 when the queue is empty. */
 static int next_frame(dlg_conn *c, uint64_t *rid, uint64_t *seq, int *code) {
-    if (c->q_len == 0)
+    Dialogue__V1__ServerFrame *f = pop_frame(c);
+    if (f == NULL)
         return 0;
-    dlg_outq_item *it = &c->q[c->q_head];
-    dlg_buf *b = it->buf;
-    Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(
-        NULL, b->len - DLG_FRAME_HDR, b->data + DLG_FRAME_HDR);
-    assert_non_null(f);
     int kind = (int)f->msg_case;
     *rid = f->request_id;
     *seq = kind == DIALOGUE__V1__SERVER_FRAME__MSG_ACK ? f->ack->seq
          : kind == DIALOGUE__V1__SERVER_FRAME__MSG_EVENT ? f->event->seq : 0;
     *code = kind == DIALOGUE__V1__SERVER_FRAME__MSG_ERROR ? f->error->code : 0;
     dialogue__v1__server_frame__free_unpacked(f, NULL);
-    c->q_bytes -= b->len - it->off;
-    dlg_buf_unref(b);
-    c->q_head = (c->q_head + 1) % c->q_cap;
-    c->q_len--;
-    c->q_popped++;
     return kind;
 }
 
