@@ -1,6 +1,7 @@
-/* dlg_tlsio.h: one TLS session driven through memory BIOs. The owner feeds it
- * ciphertext read from the socket and writes out the ciphertext it produces;
- * OpenSSL never touches a file descriptor. Used by the daemon and the client. */
+/* dlg_tlsio.h: one TLS session driven through in-memory ciphertext buffers.
+ * The owner feeds it ciphertext read from the socket and writes out the
+ * ciphertext it produces; OpenSSL never touches a file descriptor. Used by
+ * the daemon and the client. */
 #ifndef DLG_TLSIO_H
 #define DLG_TLSIO_H
 
@@ -8,14 +9,22 @@
 
 #include <openssl/ssl.h>
 
+struct dlg_tlsio_buf; /* private to dlg_tlsio.c */
+
+/* The session's one BIO (ours, not BIO_s_mem) reads `in` and appends to
+ * `out`; both buffers are allocated when data arrives and freed by
+ * dlg_tlsio_compact, so an idle session holds none. The BIO points back at
+ * this struct: it must not move between init and free. */
 typedef struct dlg_tlsio {
     SSL *ssl;
-    BIO *rbio; /* ciphertext in (owned by ssl) */
-    BIO *wbio; /* ciphertext out (owned by ssl) */
-    int done;  /* handshake finished */
+    BIO *bio;                  /* both directions (owned by ssl) */
+    struct dlg_tlsio_buf *in;  /* ciphertext fed, not yet read by OpenSSL; may be NULL */
+    struct dlg_tlsio_buf *out; /* ciphertext made, not yet taken; may be NULL */
+    int done;                  /* handshake finished */
 } dlg_tlsio;
 
-/* Creates the session from ctx. server != 0 for the accepting side. For a
+/* Creates the session from ctx in *t, which must then stay at the same
+ * address until dlg_tlsio_free. server != 0 for the accepting side. For a
  * client, sni (may be NULL) is sent as SNI and, when verify_host is set,
  * checked against the server certificate. Returns 0 or DLG_ETLS/DLG_ENOMEM;
  * on error nothing needs freeing. */
@@ -25,7 +34,8 @@ int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
 /* Frees the session. Safe on a zeroed or already-freed struct. */
 void dlg_tlsio_free(dlg_tlsio *t);
 
-/* Hands ciphertext read from the socket to OpenSSL. 0 or DLG_ENOMEM. */
+/* Hands ciphertext read from the socket to OpenSSL (copied: the caller
+ * keeps data). 0 or DLG_ENOMEM. */
 int dlg_tlsio_feed(dlg_tlsio *t, const void *data, size_t len);
 
 /* Advances the handshake. 1 = finished, 0 = needs more input (and maybe has
@@ -48,10 +58,11 @@ size_t dlg_tlsio_out_pending(const dlg_tlsio *t);
 /* Moves up to cap ciphertext bytes into buf; returns how many. */
 size_t dlg_tlsio_out_take(dlg_tlsio *t, void *buf, size_t cap);
 
-/* Swaps both memory BIOs for fresh, empty ones when neither holds data, so
- * the buffers grown during the handshake are freed (an idle connection then
- * keeps only OpenSSL's own state). Returns 1 when swapped, 0 when data was
- * pending (try again later), DLG_ENOMEM. */
+/* Frees the ciphertext buffers that hold no data (they keep the largest
+ * size they reached: a handshake flight, a 16 KiB record, a 64 KiB read),
+ * so an idle connection keeps only OpenSSL's own state. They are allocated
+ * again when data comes. Returns 1 when none is left, 0 when one still
+ * holds data (try again later). */
 int dlg_tlsio_compact(dlg_tlsio *t);
 
 /* Queues a close_notify alert (send it with out_take). */

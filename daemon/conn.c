@@ -26,6 +26,7 @@ static void on_handle_closed(uv_handle_t *h) {
     dlg_conn *c = h->data;
     if (--c->handles_open > 0)
         return;
+    c->srv->heap_churn++;
     for (size_t i = 0; i < c->q_len; i++)
         dlg_buf_unref(c->q[(c->q_head + i) % c->q_cap].buf);
     free(c->q);
@@ -124,9 +125,36 @@ void dlg_conn_reap(dlg_server *srv) {
     }
 }
 
+/* Gives back what only traffic needs. Everything freed here is allocated
+ * again on demand, so this only runs on a connection that had no traffic
+ * for a whole sweep interval: busy ones are not made to churn malloc. */
+static void release_idle(dlg_conn *c) {
+    if (c->q_len == 0 && c->q != NULL) {
+        /* With the queue empty every "latest" position is stale too. */
+        free(c->q);
+        c->q = NULL;
+        c->q_cap = c->q_head = 0;
+        free(c->latest);
+        c->latest = NULL;
+        c->n_latest = c->cap_latest = 0;
+    }
+    if (c->dec.body != NULL && dlg_frame_dec_pending(&c->dec) == 0)
+        dlg_frame_dec_free(&c->dec); /* keeps max_frame */
+    /* The TLS ciphertext buffers keep the largest size they reached (a
+     * 16 KiB record stage, a 64 KiB read) until freed. */
+    if (c->tls_bufs && c->state != DLG_CONN_TLS && dlg_tlsio_compact(&c->tls) != 0)
+        c->tls_bufs = 0;
+}
+
 void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
     for (dlg_conn *c = srv->conns; c; c = c->next) {
-        if (c->state != DLG_CONN_READY || c->in_doomed)
+        if (c->state == DLG_CONN_CLOSING || c->in_doomed)
+            continue;
+        if (c->io_recent)
+            c->io_recent = 0;
+        else if (!c->close_after_flush)
+            release_idle(c);
+        if (c->state != DLG_CONN_READY)
             continue;
         if (c->inflight_since && now - c->inflight_since > srv->opts.write_timeout_ms) {
             srv->counters.write_timeouts++;
@@ -369,6 +397,11 @@ static int flush_conn(dlg_conn *c) {
      * rather than as per-connection ciphertext. on_write resumes. */
     if (c->inflight_bytes > 0 && !c->close_after_flush)
         return 0;
+    if (c->q_len > 0 || c->close_after_flush) {
+        c->io_recent = 1;
+        if (c->tls_on)
+            c->tls_bufs = 1;
+    }
     /* TLS records are at most 16 KiB of plaintext; one chunk = one record. */
     const size_t stage_cap = c->tls_on ? 16 * 1024 : DLG_SCRATCH;
     while (c->q_len > 0) {
@@ -403,10 +436,11 @@ static int flush_conn(dlg_conn *c) {
         if (c->close_after_flush)
             dlg_tlsio_shutdown(&c->tls);
         int rc = drain_tls(c);
-        /* The handshake grew both BIOs to its largest flight; an idle
-         * connection should not keep that (memory per idle connection). */
+        /* The handshake grew the ciphertext buffers to its largest flight;
+         * an idle connection should not keep that (memory per idle
+         * connection). */
         if (rc == 0 && c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
-            c->tls_compact = 0;
+            c->tls_compact = c->tls_bufs = 0;
         return rc;
     }
     return 0;
@@ -498,11 +532,13 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0 || c->close_after_flush)
         return;
+    c->io_recent = 1;
     const uint8_t *data = (const uint8_t *)buf->base;
     if (!c->tls_on) {
         feed_plain(c, data, (size_t)nread);
         goto out;
     }
+    c->tls_bufs = 1;
     if (dlg_tlsio_feed(&c->tls, data, (size_t)nread) != 0) {
         dlg_conn_close(c, "out of memory");
         return;
@@ -522,6 +558,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
             return;
         c->state = DLG_CONN_HELLO;
         c->tls_compact = 1;
+        c->srv->heap_churn++; /* the handshake's transient memory is free now */
         if (c->refuse_full) {
             refuse_full(c);
             return;

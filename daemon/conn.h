@@ -43,6 +43,7 @@ typedef struct dlg_conn {
     int state;
     int handles_open;            /* freed when this drops to 0 */
     int tls_on;
+    int missed_pongs;
     dlg_tlsio tls;
     dlg_frame_dec dec;
     uint64_t id;
@@ -56,7 +57,6 @@ typedef struct dlg_conn {
     int64_t session_deadline;    /* Unix seconds the token expires; 0 = none */
     uint64_t in_bytes;           /* total plaintext received */
     uint64_t in_at_tick;         /* in_bytes at the last heartbeat tick */
-    int missed_pongs;
     /* Memberships (owned by rooms; this is an index). */
     struct dlg_member **members;
     size_t n_members, cap_members;
@@ -71,11 +71,16 @@ typedef struct dlg_conn {
     uint64_t inflight_bytes;     /* handed to uv_write, not yet completed */
     uint64_t inflight_since;     /* uv_now when writes started to back up; 0 = not */
     uint64_t soft_since;         /* uv_now when pending went over the soft cap */
-    int in_dirty;
-    int close_after_flush;
-    int refuse_full;             /* over max_connections: told so after TLS */
-    int tls_compact;             /* handshake done: shrink the BIOs once drained */
-    int in_doomed;
+    unsigned in_dirty : 1;
+    unsigned close_after_flush : 1;
+    unsigned refuse_full : 1;    /* over max_connections: told so after TLS */
+    unsigned tls_compact : 1;    /* handshake done: free the TLS buffers once drained */
+    unsigned in_doomed : 1;
+    /* Idle memory (see dlg_conn_sweep): bytes were read or written since
+     * the last sweep; TLS data went through the ciphertext buffers since
+     * they were last freed. */
+    unsigned io_recent : 1;
+    unsigned tls_bufs : 1;
     int close_status;            /* wire Status to log for doomed conns */
     const char *close_reason;
     struct dlg_conn *dirty_next;
@@ -128,7 +133,11 @@ void dlg_conn_reap(dlg_server *srv);
 
 /* Once a second: closes connections whose writes have not drained within
  * write_timeout_ms, or whose pending output stayed over the soft cap for
- * soft_pending_ms (slow consumers). now = uv_now. */
+ * soft_pending_ms (slow consumers). A connection that read and wrote
+ * nothing since the previous sweep gives back what only traffic needs (its
+ * empty output ring, its "latest" table, a kept frame buffer, the TLS
+ * ciphertext buffers); they are allocated again by the next traffic.
+ * now = uv_now. */
 void dlg_conn_sweep(dlg_server *srv, uint64_t now);
 
 /* Flushes every dirty connection (uv_check callback body). */

@@ -76,6 +76,9 @@ typedef struct dlg_server {
     uv_check_t flush_check;      /* flushes dirty connections once per loop turn */
     uv_idle_t kick;              /* active while output waits: poll must not block */
     uv_timer_t sweep;            /* once a second: write timeouts, soft caps */
+    /* Connections that finished their handshake or were freed since the
+     * sweep last returned free heap pages to the kernel (malloc_trim). */
+    uint32_t heap_churn;
     uint64_t accept_errors;      /* EMFILE and friends; logged once a second */
     uint64_t accept_errors_logged;
     struct dlg_conn *conns;      /* all live connections (intrusive list) */
