@@ -306,6 +306,30 @@ def test_connection_limit_is_a_clear_error():
         assert d.stop() == 0
 
 
+def test_no_tls_session_resumption():
+    """Every connection is a full handshake: no TLS 1.2 session id or ticket
+    and no TLS 1.3 ticket to resume with (identity is proven each time)."""
+    import ssl
+    from dlgtest import client_context
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_context()
+        ctx.minimum_version = ctx.maximum_version = version
+        sessions = []
+        for _ in range(2):
+            raw = socket.create_connection(("127.0.0.1", D.port), timeout=5)
+            tls = ctx.wrap_socket(raw, server_hostname="localhost",
+                                  session=sessions[-1] if sessions else None)
+            tls.sendall(frame(pb.ClientFrame(request_id=1, hello=pb.Hello(
+                protocol_version=1, client_name="resume")).SerializeToString()))
+            tls.recv(5)  # the Welcome's header: any TLS 1.3 ticket came before it
+            assert not tls.session_reused, version
+            s = tls.session
+            assert s is None or not s.has_ticket, "%s: a session ticket was issued" % version
+            assert s is None or not s.id, "%s: a resumable session id was issued" % version
+            sessions.append(s)
+            tls.close()
+
+
 def test_daemon_still_healthy_at_end():
     c = Conn(D.port)
     c.hello()
