@@ -1,12 +1,14 @@
 /* session.c: the protocol above one connection: Hello and Welcome, routing
  * server frames to requests and event handlers, answering heartbeats, and
  * the restore record (joined rooms and their subscriptions) replayed after
- * every reconnect. Positions and history batches are recover.c's. */
+ * every reconnect. Positions and history batches are recover.c's; plain
+ * event frames are decoded by evdec.c, everything else by protobuf-c. */
 #include <stdio.h>
 #include <string.h>
 
 #include "client_int.h"
 #include "dlg_err.h"
+#include "evdec.h"
 
 /* ---- the restore record ---------------------------------------------------- */
 
@@ -435,17 +437,10 @@ static int server_push(dlg_client *c, dlg__conn *conn,
     }
 }
 
-int dlg__session_frame(dlg_client *c, const uint8_t *body, size_t len) {
-    dlg__conn *conn = c->conn;
+/* One decoded frame, whichever decoder made it. Returns non-zero to stop. */
+static int handle_frame(dlg_client *c, dlg__conn *conn, const Dialogue__V1__ServerFrame *f) {
     char reason[320];
     int stop = 0;
-    Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(NULL, len, body);
-    if (f == NULL) {
-        snprintf(reason, sizeof(reason),
-                 "protocol error: a %zu-byte frame from the server does not decode", len);
-        dlg__conn_fail(c, reason, 0);
-        return 1;
-    }
     if (conn->phase == DLG__CONN_HELLO) {
         stop = before_welcome(c, conn, f);
     } else if (dlg__pos_frame(c, f) || c->conn != conn) {
@@ -474,6 +469,45 @@ int dlg__session_frame(dlg_client *c, const uint8_t *body, size_t len) {
             dlg__req_free(r);
         }
     }
-    dialogue__v1__server_frame__free_unpacked(f, NULL);
+    return stop;
+}
+
+int dlg__session_frame(dlg_client *c, const uint8_t *body, size_t len) {
+    dlg__conn *conn = c->conn;
+    int stop;
+    dlg__event_view v;
+    if (dlg__evdec(body, len, &v)) {
+        /* The fast path for plain events (issue #7): no allocation, and the
+         * frame handed on is the one protobuf-c would have made, so
+         * positions, pending batches and dispatch run exactly as below.
+         * data points into the receive buffer, which conn.c keeps until
+         * the connection's close callback: past every event callback.
+         * Nothing on the way writes through it; the cast only fits
+         * protobuf-c's non-const field. */
+        Dialogue__V1__Event e = DIALOGUE__V1__EVENT__INIT;
+        Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+        e.room = v.room;
+        e.event = v.event;
+        e.from = v.from;
+        e.data.data = (uint8_t *)v.data;
+        e.data.len = v.len;
+        e.ts_ms = v.ts_ms;
+        e.seq = v.seq;
+        e.epoch = v.epoch;
+        f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_EVENT;
+        f.event = &e;
+        stop = handle_frame(c, conn, &f);
+    } else {
+        Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(NULL, len, body);
+        if (f == NULL) {
+            char reason[320];
+            snprintf(reason, sizeof(reason),
+                     "protocol error: a %zu-byte frame from the server does not decode", len);
+            dlg__conn_fail(c, reason, 0);
+            return 1;
+        }
+        stop = handle_frame(c, conn, f);
+        dialogue__v1__server_frame__free_unpacked(f, NULL);
+    }
     return stop || c->conn != conn || conn->phase == DLG__CONN_DEAD;
 }

@@ -291,5 +291,35 @@ put("dispatch", "history", h_anon + frame(cf(2, history=pb.History(room="dash"))
     frame(cf(12, history=pb.History(room="open", event="a", limit=1000))))
 put("dispatch", "oversize", h_anon + b"\0\0\0\x20\x00")
 
+# evdec: ServerFrame bodies for the client's event fast path (fuzz_evdec.c).
+ev_full = pb.ServerFrame()
+ev_full.event.room = "dashboard"
+ev_full.event.event = "metrics:update"
+ev_full.event.data = bytes(range(40))
+setattr(ev_full.event, "from", "user-42")  # `from` is a Python keyword
+ev_full.event.ts_ms = 1764300000123
+ev_full.event.seq = 123456
+ev_full.event.epoch = 0x0123456789abcdef
+put("evdec", "full", ev_full.SerializeToString())
+ev_empty = pb.ServerFrame()
+ev_empty.event.SetInParent()
+put("evdec", "empty_event", ev_empty.SerializeToString())
+unk = key(20, 0) + varint(300) + key(21, 1) + bytes(8) + ld(22, b"xyz") + key(23, 5) + bytes(4)
+ev_unk = unk + ld(1, b"room") + ld(2, b"ev") + key(6, 0) + varint(2**64 - 1) + unk
+put("evdec", "unknown_fields", key(1, 0) + varint(0) + unk + ld(5, ev_unk) + unk)
+put("evdec", "dup_event", ld(5, ld(1, b"a") + ld(4, b"first")) + ld(5, ld(1, b"b")))
+put("evdec", "long_room", ld(5, ld(1, b"r" * 256)))
+ev_rid = pb.ServerFrame(request_id=7)
+ev_rid.event.room = "r"
+put("evdec", "request_id", ev_rid.SerializeToString())
+put("evdec", "welcome", pb.ServerFrame(request_id=1, welcome=pb.Welcome(
+    client_id="c1", max_frame=1024)).SerializeToString())
+ev_hb = pb.ServerFrame(request_id=3)
+ev_hb.history_batch.room = "r"
+ev_hb.history_batch.events.add(room="r", seq=1)
+ev_hb.history_batch.complete = True
+put("evdec", "history_batch", ev_hb.SerializeToString())
+put("evdec", "event_then_ping", ld(5, ld(1, b"r")) + ld(12, key(1, 0) + varint(5)))
+
 shutil.rmtree(GEN)
 print("seeds written under", CORPUS)
