@@ -422,7 +422,13 @@ static void nats_free(dlg_bus *b) {
     dlg__nats_log_free(nb->log);
     natsConnection_Destroy(nb->nc);
     natsOptions_Destroy(nb->opts);
-    dlg__nats_inbox_unref(nb->ib);
+    /* libnats may still run a callback (an error reported after the closed
+     * callback was seen at shutdown) on its own threads: wait for them all
+     * before the inbox can go. The daemon has one bus, freed at exit. If
+     * they do not stop in time, the inbox is kept (a few bytes) rather
+     * than freed under a late callback. */
+    if (nb->nc == NULL || nats_CloseAndWait(5000) == NATS_OK)
+        dlg__nats_inbox_unref(nb->ib);
     free(nb->node_id);
     free(nb);
 }
