@@ -9,7 +9,9 @@
 #
 # --quick = 1 run each and a 1,000-connection scale run (a minute instead of
 # several). --keep DIR leaves every run's JSON and daemon log in DIR.
-# --extra adds flags to every dialogue-bench run (e.g. '--sub-threads 2').
+# --extra adds flags to every dialogue-bench run (e.g. '--sub-threads 2');
+# the environment variable DLG_DAEMON_FLAGS adds flags to every dialogued
+# (e.g. DLG_DAEMON_FLAGS=--io-uring).
 # Before each run the script waits (up to --quiet-wait SEC, default 60) for
 # other processes to use less than 10% of a CPU; the table's "other CPU"
 # column says how busy the host still was during the runs.
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
     --quick) runs=1; conns=1000; shift ;;
     --extra) extra=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -101,7 +103,8 @@ write_config "$tmp/plain.yaml" false
 
 start_daemon() { # tls|plain logfile
     rm -f "$tmp/port"
-    "$DAEMON" --config "$tmp/$1.yaml" --port-file "$tmp/port" >"$2" 2>&1 &
+    # shellcheck disable=SC2086 # DLG_DAEMON_FLAGS is a list of flags
+    "$DAEMON" --config "$tmp/$1.yaml" --port-file "$tmp/port" ${DLG_DAEMON_FLAGS:-} >"$2" 2>&1 &
     DPID=$!
     for _ in $(seq 200); do
         [ -s "$tmp/port" ] && break

@@ -148,6 +148,7 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     dlg_boot_limits(o, cfg);
     o->store_sync = cfg->store_sync;
     o->allow_unknown_fields = cfg->allow_unknown_fields;
+    o->io_uring = cfg->io_uring;
 
     int rc;
     if ((rc = dlg_auth_setup(srv, cfg, err, errlen)) != 0)

@@ -1510,7 +1510,7 @@ static int load_root(loader *x, const node *root) {
     static const char *const keys[] = {"log_level", "listen",  "schemas",    "allow_unknown_fields",
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
-                                       "store_sync", "cluster", NULL};
+                                       "store_sync", "cluster", "io_uring", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
     static const char *const syncs[] = {"ack", "batch", NULL};
@@ -1555,6 +1555,8 @@ static int load_root(loader *x, const node *root) {
         (rc = get_enum(x, v, "store_sync", syncs, &c->store_sync)) < 0)
         return rc;
     if ((v = get(x, root, "cluster")) && (rc = load_cluster(x, v)) < 0)
+        return rc;
+    if ((v = get(x, root, "io_uring")) && (rc = get_bool(x, v, "io_uring", &c->io_uring)) < 0)
         return rc;
     /* Two durable logs of one room would disagree after a failure; the
      * cluster log is the durable one, the rings are its cache. */

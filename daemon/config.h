@@ -249,6 +249,8 @@ typedef struct dlg_config {
     char *store_path;           /* required when store is sqlite (resolved) */
     int store_sync;             /* [0 = ack] 1 = batch; the DLG_STORE_SYNC_* values */
     dlg_config_cluster cluster; /* [absent] = a single node */
+    bool io_uring;              /* [false] send to clients through io_uring (falls back
+                                   to write() when the kernel refuses it) */
 } dlg_config;
 
 /* Builds a configuration holding only the defaults documented above (for a

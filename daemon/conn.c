@@ -13,6 +13,7 @@
 #include "hooks.h"
 #include "dlg_err.h"
 #include "room.h"
+#include "uring.h"
 
 /* One uv_write still in flight, with the ciphertext it owns. */
 typedef struct wreq {
@@ -22,8 +23,9 @@ typedef struct wreq {
     uint8_t data[];
 } wreq;
 
-static void on_handle_closed(uv_handle_t *h) {
-    dlg_conn *c = h->data;
+/* Drops one of the counts that keep c allocated (its two handles, an
+ * io_uring send in flight); the last one frees it. */
+static void conn_release(dlg_conn *c) {
     if (--c->handles_open > 0)
         return;
     c->srv->heap_churn++;
@@ -40,6 +42,10 @@ static void on_handle_closed(uv_handle_t *h) {
     free(c->client_name);
     free(c->members);
     free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    conn_release(h->data);
 }
 
 static void unlink_conn(dlg_conn *c) {
@@ -67,6 +73,10 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (was_ready)
         dlg_hooks_disconnected(c->srv, c, reason ? reason : "closed");
     unlink_conn(c);
+    /* Before the descriptor closes: a send parked on a full socket would
+     * otherwise keep the socket open until the peer reads. */
+    if (c->usend != NULL)
+        dlg_uring_cancel(c->srv->uring, c->usend);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -348,6 +358,15 @@ static void on_write(uv_write_t *req, int status) {
  * uv_write that owns a copy. Returns 0 or a DLG_E* code. */
 static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
     size_t off = 0;
+    if (c->srv->uring != NULL) {
+        /* Only reached on the way to a close (a failed handshake's alert):
+         * flush_conn_uring sends everything else. Best effort, and never
+         * ahead of a send the ring still holds. */
+        uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
+        if (c->usend == NULL)
+            uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+        return 0;
+    }
     if (c->inflight_bytes == 0) {
         uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
@@ -388,6 +407,28 @@ static int drain_tls(dlg_conn *c) {
     return 0;
 }
 
+/* Moves up to cap bytes from the head of the queue to dst (frames are cut
+ * anywhere: the offsets remember where); returns how many. */
+static size_t stage(dlg_conn *c, uint8_t *dst, size_t cap) {
+    size_t used = 0;
+    while (c->q_len > 0 && used < cap) {
+        dlg_outq_item *it = &c->q[c->q_head];
+        size_t left = it->buf->len - it->off;
+        size_t n = left < cap - used ? left : cap - used;
+        memcpy(dst + used, it->buf->data + it->off, n);
+        used += n;
+        it->off += (uint32_t)n;
+        c->q_bytes -= n;
+        if (it->off == it->buf->len) {
+            dlg_buf_unref(it->buf);
+            c->q_head = (c->q_head + 1) % c->q_cap;
+            c->q_len--;
+            c->q_popped++;
+        }
+    }
+    return used;
+}
+
 /* Coalesces queued frames into stage-sized chunks: each chunk becomes one
  * SSL_write (a few TLS records at most) or one plain write. */
 static int flush_conn(dlg_conn *c) {
@@ -405,22 +446,7 @@ static int flush_conn(dlg_conn *c) {
     /* TLS records are at most 16 KiB of plaintext; one chunk = one record. */
     const size_t stage_cap = c->tls_on ? 16 * 1024 : DLG_SCRATCH;
     while (c->q_len > 0) {
-        size_t used = 0;
-        while (c->q_len > 0 && used < stage_cap) {
-            dlg_outq_item *it = &c->q[c->q_head];
-            size_t left = it->buf->len - it->off;
-            size_t n = left < stage_cap - used ? left : stage_cap - used;
-            memcpy(s->pbuf + used, it->buf->data + it->off, n);
-            used += n;
-            it->off += (uint32_t)n;
-            c->q_bytes -= n;
-            if (it->off == it->buf->len) {
-                dlg_buf_unref(it->buf);
-                c->q_head = (c->q_head + 1) % c->q_cap;
-                c->q_len--;
-                c->q_popped++;
-            }
-        }
+        size_t used = stage(c, s->pbuf, stage_cap);
         int rc = c->tls_on ? dlg_tlsio_write(&c->tls, s->pbuf, used)
                            : sock_write(c, s->pbuf, used);
         if (rc != 0)
@@ -446,25 +472,131 @@ static int flush_conn(dlg_conn *c) {
     return 0;
 }
 
+/* ---- write path with io_uring ------------------------------------------ */
+
+/* Plaintext bytes of the queue one io_uring send carries at most (four TLS
+ * records): the rest waits in the queue as references until the send
+ * completes, as it does behind a full socket in flush_conn. */
+#define DLG_URING_SEND_MAX (64 * 1024)
+
+/* The completion of c's send (see uring.h): resume what waited for it. */
+static void on_usend(dlg_uring_send *us, int res) {
+    dlg_conn *c = us->data;
+    c->usend = NULL;
+    c->inflight_bytes -= us->len;
+    if (c->inflight_bytes == 0)
+        c->inflight_since = 0;
+    if (c->state != DLG_CONN_CLOSING) {
+        if (res < 0)
+            dlg_conn_close(c, uv_strerror(res)); /* libuv's codes are -errno here */
+        else if (c->q_len > 0 || c->close_after_flush ||
+                 (c->tls_on && dlg_tlsio_out_pending(&c->tls) > 0))
+            mark_dirty(c); /* flush_conn_uring sends it, or closes */
+    }
+    conn_release(c); /* the count the send held; may free c */
+}
+
+/* flush_conn for a server with io_uring: up to DLG_URING_SEND_MAX bytes of
+ * the queue (encrypted, with any handshake or close_notify bytes) become
+ * one send that owns a copy; it is submitted with every other connection's
+ * at the end of dlg_conn_flush_all. One send per connection at a time
+ * keeps the bytes in order. */
+static int flush_conn_uring(dlg_conn *c) {
+    dlg_server *s = c->srv;
+    if (c->usend != NULL)
+        return 0; /* on_usend resumes */
+    if (c->q_len > 0 || c->close_after_flush) {
+        c->io_recent = 1;
+        if (c->tls_on)
+            c->tls_bufs = 1;
+    }
+    size_t len;
+    dlg_uring_send *us;
+    if (c->tls_on) {
+        size_t taken = 0;
+        while (c->q_len > 0 && taken < DLG_URING_SEND_MAX) {
+            size_t used = stage(c, s->pbuf, 16 * 1024); /* one TLS record */
+            int rc = dlg_tlsio_write(&c->tls, s->pbuf, used);
+            if (rc != 0)
+                return rc;
+            taken += used;
+        }
+        if (c->q_len == 0 && c->close_after_flush)
+            dlg_tlsio_shutdown(&c->tls); /* once more is harmless: nothing new */
+        len = dlg_tlsio_out_pending(&c->tls);
+        us = len > 0 ? dlg_uring_send_new(len) : NULL;
+        if (len > 0 && us == NULL)
+            return DLG_ENOMEM;
+        if (len > 0)
+            dlg_tlsio_out_take(&c->tls, us->bytes, len);
+        /* As in flush_conn: the handshake's large buffers go once drained. */
+        if (c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
+            c->tls_compact = c->tls_bufs = 0;
+        if (len == 0)
+            return 0;
+    } else {
+        len = c->q_bytes < DLG_URING_SEND_MAX ? (size_t)c->q_bytes : DLG_URING_SEND_MAX;
+        if (len == 0)
+            return 0;
+        if ((us = dlg_uring_send_new(len)) == NULL)
+            return DLG_ENOMEM;
+        stage(c, us->bytes, len);
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+        free(us);
+        return DLG_EIO;
+    }
+    us->fd = fd;
+    us->cb = on_usend;
+    us->data = c;
+    int rc = dlg_uring_queue(s->uring, us);
+    if (rc != 0) {
+        free(us);
+        return rc;
+    }
+    c->usend = us;
+    c->handles_open++; /* released by on_usend */
+    if (c->inflight_bytes == 0)
+        c->inflight_since = uv_now(s->loop);
+    c->inflight_bytes += len;
+    return 0;
+}
+
 void dlg_conn_kick_noop(uv_idle_t *h) {
     (void)h;
 }
 
 void dlg_conn_flush_all(dlg_server *srv) {
     uv_idle_stop(&srv->kick);
-    while (srv->dirty) {
-        dlg_conn *c = srv->dirty;
-        srv->dirty = c->dirty_next;
-        c->in_dirty = 0;
-        if (c->state == DLG_CONN_CLOSING)
-            continue;
-        int rc = flush_conn(c);
-        if (rc != 0) {
-            dlg_conn_close(c, dlg_strerror(rc));
-            continue;
+    /* With io_uring, a send that completes during the submit lets the rest
+     * of its connection's queue go in this turn too: a few rounds, then the
+     * next turn (mark_dirty kicked the loop). */
+    for (int round = 0; round < 4; round++) {
+        while (srv->dirty) {
+            dlg_conn *c = srv->dirty;
+            srv->dirty = c->dirty_next;
+            c->in_dirty = 0;
+            if (c->state == DLG_CONN_CLOSING)
+                continue;
+            int rc = srv->uring ? flush_conn_uring(c) : flush_conn(c);
+            if (rc != 0) {
+                dlg_conn_close(c, dlg_strerror(rc));
+                continue;
+            }
+            if (c->close_after_flush && c->inflight_bytes == 0)
+                dlg_conn_close(c, c->close_reason);
         }
-        if (c->close_after_flush && c->inflight_bytes == 0)
-            dlg_conn_close(c, c->close_reason);
+        if (srv->uring == NULL)
+            break;
+        /* One submit for every send queued above; completions run here. */
+        dlg_uring_flush(srv->uring);
+        if (srv->dirty == NULL) {
+            /* A completion above may have kicked the loop for a connection
+             * the next round then flushed: nothing is left to kick for. */
+            uv_idle_stop(&srv->kick);
+            break;
+        }
     }
     dlg_conn_reap(srv);
 }

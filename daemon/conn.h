@@ -41,7 +41,8 @@ typedef struct dlg_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;            /* handshake deadline, then heartbeat */
     int state;
-    int handles_open;            /* freed when this drops to 0 */
+    int handles_open;            /* freed when this drops to 0 (handles, and an io_uring
+                                    send in flight) */
     int tls_on;
     int missed_pongs;
     dlg_tlsio tls;
@@ -68,8 +69,15 @@ typedef struct dlg_conn {
     dlg_latest_pos *latest;      /* one per latest-policy event type seen */
     size_t n_latest, cap_latest;
     uint64_t conflated;          /* frames replaced by a newer one */
-    uint64_t inflight_bytes;     /* handed to uv_write, not yet completed */
-    uint64_t inflight_since;     /* uv_now when writes started to back up; 0 = not */
+    uint64_t inflight_bytes;     /* handed to uv_write (or the io_uring send), not yet
+                                    completed */
+    uint64_t inflight_since;     /* uv_now when writes started to back up (or the io_uring
+                                    send was queued); 0 = not */
+    /* With io_uring (uring.h): the one send the ring holds for this
+     * connection, NULL = none. While it is out, later output waits in the
+     * queue, and it holds one count of handles_open so the struct outlives
+     * a close until its completion. */
+    struct dlg_uring_send *usend;
     uint64_t soft_since;         /* uv_now when pending went over the soft cap */
     unsigned in_dirty : 1;
     unsigned close_after_flush : 1;
@@ -140,7 +148,9 @@ void dlg_conn_reap(dlg_server *srv);
  * now = uv_now. */
 void dlg_conn_sweep(dlg_server *srv, uint64_t now);
 
-/* Flushes every dirty connection (uv_check callback body). */
+/* Flushes every dirty connection (uv_check callback body). With io_uring
+ * (srv->uring) each gets at most one send, and all of them go to the
+ * kernel with one submit at the end. */
 void dlg_conn_flush_all(dlg_server *srv);
 
 /* Switches c's timer from the handshake deadline to heartbeats. */

@@ -19,6 +19,7 @@
 #include "jwt.h"
 #include "history.h"
 #include "bus.h"
+#include "uring.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -141,6 +142,10 @@ static void on_connection(uv_stream_t *l, int status) {
     }
     dlg_conn_accept(s);
 }
+
+/* io_uring submission slots: one send per dirty connection per loop turn;
+ * a turn with more dirty connections submits once per this many. */
+#define DLG_URING_ENTRIES 1024
 
 /* Connections come and go in bursts; after this many, trim. */
 #define DLG_TRIM_CHURN 64
@@ -274,6 +279,17 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
                                                  : ((struct sockaddr_in *)&bound)->sin_port);
     if (s->opts.port_file && (rc = write_port_file(s, port)) != 0)
         goto fail_listener;
+    /* Last of all (nothing after it can fail, so no unwinding): a kernel
+     * that refuses io_uring leaves the daemon working, on write(). */
+    if (s->opts.io_uring) {
+        char why[256];
+        int ur = dlg_uring_new(loop, &s->log, DLG_URING_ENTRIES, &s->uring, why, sizeof(why));
+        if (ur != 0)
+            dlg_log_warn(&s->log, "io_uring: cannot set up (%s); sending with write() instead",
+                         why);
+        else
+            dlg_log_info(&s->log, "io_uring: on (%u submission slots)", DLG_URING_ENTRIES);
+    }
     uv_check_init(loop, &s->flush_check);
     s->flush_check.data = s;
     uv_check_start(&s->flush_check, on_check);
@@ -335,6 +351,10 @@ void dlg_server_stop(dlg_server *s) {
         dlg_conn_close(c, "server shutting down");
         c = next;
     }
+    /* Every send was cancelled by the closes above; their completions
+     * release the connections before the loop frees them. */
+    if (s->uring)
+        dlg_uring_stop(s->uring);
     if (s->metrics)
         dlg_metrics_stop(s->metrics);
     /* After the connections: their deferred Acks are forgotten, not sent. */
@@ -355,6 +375,8 @@ void dlg_server_free(dlg_server *s) {
     s->history = NULL;
     dlg_bus_free(s->bus);
     s->bus = NULL;
+    dlg_uring_free(s->uring);
+    s->uring = NULL;
     dlg_schema_free(s->schema);
     s->schema = NULL;
     dlg_jwt_verifier_free(s->jwt);

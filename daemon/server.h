@@ -20,6 +20,7 @@ struct dlg_metrics;
 struct dlg_jwt_verifier;
 struct dlg_history;
 struct dlg_bus;
+struct dlg_uring;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -45,6 +46,8 @@ typedef struct dlg_server_opts {
     int allow_unknown_fields;    /* [0] */
     int store_sync;              /* [0 = DLG_STORE_SYNC_ACK] store: sqlite durability
                                     (history.h, docs/history.md) */
+    int io_uring;                /* [0] send through io_uring (uring.h); when the kernel
+                                    refuses it, a warning and write() */
 } dlg_server_opts;
 
 /* Fills o with the documented defaults. */
@@ -98,6 +101,8 @@ typedef struct dlg_server {
     struct dlg_jwt_verifier *jwt; /* owned; NULL = token auth off */
     struct dlg_history *history;  /* owned; NULL = no history kept */
     struct dlg_bus *bus;          /* owned; NULL = a single node (bus.h) */
+    struct dlg_uring *uring;      /* owned; NULL = sends are write() calls (opts.io_uring
+                                     off, or refused by the kernel) */
     dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
     size_t n_hooks;
     int stopping;

@@ -109,6 +109,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_null(c->cluster.creds);
     assert_false(c->cluster.tls);
     assert_false(c->cluster.log);
+    assert_false(c->io_uring);
 }
 
 static void assert_no_metrics(const dlg_config *c) {
@@ -359,6 +360,34 @@ static void cluster_file(void **state) {
     dlg_config_free(c);
 }
 
+/* io_uring: a bool, off by default (assert_defaults); written to a temp
+ * file because it needs no fixture of its own. */
+static void io_uring_key(void **state) {
+    (void)state;
+    char path[] = "/tmp/dlg-test-config-XXXXXX", err[512] = "";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("log_level: warn\nio_uring: true\n", f);
+    assert_int_equal(fclose(f), 0);
+    dlg_config *c = NULL;
+    int rc = dlg_config_load(path, &c, err, sizeof(err));
+    if (rc != 0)
+        print_error("rc %d: %s\n", rc, err);
+    assert_int_equal(rc, 0);
+    assert_true(c->io_uring);
+    dlg_config_free(c);
+    c = NULL;
+    assert_non_null(f = fopen(path, "w"));
+    fputs("io_uring: sometimes\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(dlg_config_load(path, &c, err, sizeof(err)), DLG_ECONFIG);
+    assert_null(c);
+    unlink(path);
+    assert_has(err, ":1:11: io_uring: expected true or false, got \"sometimes\"");
+}
+
 /* A file named without a folder resolves paths against the working dir. */
 static void paths_without_folder(void **state) {
     const fixtures *fx = *state;
@@ -546,8 +575,9 @@ int main(void) {
         cmocka_unit_test_prestate(paths_without_folder, &fx),
         cmocka_unit_test_prestate(error_buffer_edges, &fx),
         cmocka_unit_test_prestate(cluster_file, &fx),
+        cmocka_unit_test_prestate(io_uring_key, &fx),
     };
-    size_t nt = 9;
+    size_t nt = 10;
     for (size_t i = 0; i < N_BAD; i++) {
         cases[i] = bad_cases[i];
         cases[i].fx = &fx;
