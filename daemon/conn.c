@@ -429,6 +429,19 @@ static size_t stage(dlg_conn *c, uint8_t *dst, size_t cap) {
     return used;
 }
 
+/* TLS records carry at most 16 KiB of plaintext: one staged chunk each. */
+#define DLG_TLS_RECORD_MAX (16 * 1024)
+
+/* Output is about to be written: the sweep keeps this connection's buffers
+ * (see release_idle). */
+static void note_output(dlg_conn *c) {
+    if (c->q_len > 0 || c->close_after_flush) {
+        c->io_recent = 1;
+        if (c->tls_on)
+            c->tls_bufs = 1;
+    }
+}
+
 /* Coalesces queued frames into stage-sized chunks: each chunk becomes one
  * SSL_write (a few TLS records at most) or one plain write. */
 static int flush_conn(dlg_conn *c) {
@@ -438,13 +451,8 @@ static int flush_conn(dlg_conn *c) {
      * rather than as per-connection ciphertext. on_write resumes. */
     if (c->inflight_bytes > 0 && !c->close_after_flush)
         return 0;
-    if (c->q_len > 0 || c->close_after_flush) {
-        c->io_recent = 1;
-        if (c->tls_on)
-            c->tls_bufs = 1;
-    }
-    /* TLS records are at most 16 KiB of plaintext; one chunk = one record. */
-    const size_t stage_cap = c->tls_on ? 16 * 1024 : DLG_SCRATCH;
+    note_output(c);
+    const size_t stage_cap = c->tls_on ? DLG_TLS_RECORD_MAX : DLG_SCRATCH;
     while (c->q_len > 0) {
         size_t used = stage(c, s->pbuf, stage_cap);
         int rc = c->tls_on ? dlg_tlsio_write(&c->tls, s->pbuf, used)
@@ -505,17 +513,13 @@ static int flush_conn_uring(dlg_conn *c) {
     dlg_server *s = c->srv;
     if (c->usend != NULL)
         return 0; /* on_usend resumes */
-    if (c->q_len > 0 || c->close_after_flush) {
-        c->io_recent = 1;
-        if (c->tls_on)
-            c->tls_bufs = 1;
-    }
+    note_output(c);
     size_t len;
     dlg_uring_send *us;
     if (c->tls_on) {
         size_t taken = 0;
         while (c->q_len > 0 && taken < DLG_URING_SEND_MAX) {
-            size_t used = stage(c, s->pbuf, 16 * 1024); /* one TLS record */
+            size_t used = stage(c, s->pbuf, DLG_TLS_RECORD_MAX);
             int rc = dlg_tlsio_write(&c->tls, s->pbuf, used);
             if (rc != 0)
                 return rc;
@@ -524,15 +528,16 @@ static int flush_conn_uring(dlg_conn *c) {
         if (c->q_len == 0 && c->close_after_flush)
             dlg_tlsio_shutdown(&c->tls); /* once more is harmless: nothing new */
         len = dlg_tlsio_out_pending(&c->tls);
-        us = len > 0 ? dlg_uring_send_new(len) : NULL;
-        if (len > 0 && us == NULL)
-            return DLG_ENOMEM;
-        if (len > 0)
+        us = NULL;
+        if (len > 0) {
+            if ((us = dlg_uring_send_new(len)) == NULL)
+                return DLG_ENOMEM;
             dlg_tlsio_out_take(&c->tls, us->bytes, len);
+        }
         /* As in flush_conn: the handshake's large buffers go once drained. */
         if (c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
             c->tls_compact = c->tls_bufs = 0;
-        if (len == 0)
+        if (us == NULL)
             return 0;
     } else {
         len = c->q_bytes < DLG_URING_SEND_MAX ? (size_t)c->q_bytes : DLG_URING_SEND_MAX;

@@ -297,8 +297,11 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
     }
     /* The cluster log numbers the event: the Ack waits for its answer. */
     if (res.ticket) {
+        /* The answer always comes on a later loop turn, so the ticket is
+         * still waiting here; were it not, the event was accepted with a
+         * seq this node no longer knows. */
         if (dlg_bus_defer_ack(c->srv->bus, c, rid, res.ticket) != 0)
-            dlg_dispatch_send_ack(c, rid, 0, 0); /* out of memory: accepted, seq unknown */
+            dlg_dispatch_send_ack(c, rid, 0, 0);
         return;
     }
     if (!dlg_history_defer_ack(c->srv, c, rid, r, res.seq, res.recipients))

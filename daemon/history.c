@@ -146,12 +146,11 @@ void dlg_hroom_free(dlg_hroom *hr) {
 
 uint64_t dlg_hroom_capacity(const dlg_hroom *hr, size_t n_types) {
     uint64_t n = 0;
-    size_t named = 0;
     /* Rings made for "*" types count as named: an over-estimate later on. */
-    for (size_t i = 0; i < hr->n_rings; i++, named++)
+    for (size_t i = 0; i < hr->n_rings; i++)
         n += hr->rings[i]->limit;
     if (hr->has_star)
-        n += (uint64_t)hr->star_limit * (n_types > named ? n_types - named : 1);
+        n += (uint64_t)hr->star_limit * (n_types > hr->n_rings ? n_types - hr->n_rings : 1);
     return n;
 }
 
