@@ -149,6 +149,8 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     o->store_sync = cfg->store_sync;
     o->allow_unknown_fields = cfg->allow_unknown_fields;
     o->io_uring = cfg->io_uring;
+    _Static_assert(DLG_CFG_SEND_THREADS_MAX == DLG_SEND_THREADS_MAX, "one limit");
+    o->send_threads = cfg->send_threads;
 
     int rc;
     if ((rc = dlg_auth_setup(srv, cfg, err, errlen)) != 0)

@@ -1510,7 +1510,7 @@ static int load_root(loader *x, const node *root) {
     static const char *const keys[] = {"log_level", "listen",  "schemas",    "allow_unknown_fields",
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
-                                       "store_sync", "cluster", "io_uring", NULL};
+                                       "store_sync", "cluster", "io_uring", "send_threads", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
     static const char *const syncs[] = {"ack", "batch", NULL};
@@ -1557,6 +1557,9 @@ static int load_root(loader *x, const node *root) {
     if ((v = get(x, root, "cluster")) && (rc = load_cluster(x, v)) < 0)
         return rc;
     if ((v = get(x, root, "io_uring")) && (rc = get_bool(x, v, "io_uring", &c->io_uring)) < 0)
+        return rc;
+    if ((v = get(x, root, "send_threads")) &&
+        (rc = get_u32(x, v, "send_threads", 0, DLG_CFG_SEND_THREADS_MAX, &c->send_threads)) < 0)
         return rc;
     /* Two durable logs of one room would disagree after a failure; the
      * cluster log is the durable one, the rings are its cache. */

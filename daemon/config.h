@@ -251,7 +251,13 @@ typedef struct dlg_config {
     dlg_config_cluster cluster; /* [absent] = a single node */
     bool io_uring;              /* [false] send to clients through io_uring (falls back
                                    to write() when the kernel refuses it) */
+    uint32_t send_threads;      /* [0 = one per online core] threads sharing the flush of
+                                   one loop turn, the loop thread included; 1 = the loop
+                                   thread alone (see docs/benchmarks.md) */
 } dlg_config;
+
+/* The most send_threads accepted. */
+#define DLG_CFG_SEND_THREADS_MAX 64
 
 /* Builds a configuration holding only the defaults documented above (for a
  * daemon run with command-line flags only). *out is owned by the caller

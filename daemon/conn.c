@@ -3,16 +3,19 @@
  * socket), flushed once per loop turn. */
 #include "conn.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "hooks.h"
 #include "dlg_err.h"
 #include "room.h"
+#include "sendpool.h"
 #include "uring.h"
 
 /* One uv_write still in flight, with the ciphertext it owns. */
@@ -32,6 +35,7 @@ static void conn_release(dlg_conn *c) {
     for (size_t i = 0; i < c->q_len; i++)
         dlg_buf_unref(c->q[(c->q_head + i) % c->q_cap].buf);
     free(c->q);
+    free(c->spill);
     free(c->latest);
     dlg_tlsio_free(&c->tls);
     dlg_frame_dec_free(&c->dec);
@@ -395,14 +399,68 @@ static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
     return 0;
 }
 
-/* Moves every ciphertext byte OpenSSL produced to the socket. */
-static int drain_tls(dlg_conn *c) {
-    dlg_server *s = c->srv;
+/* Where one flush writes. On the loop thread: sock_write (libuv takes what
+ * the socket does not). On a send thread (sendpool.h), which must not touch
+ * libuv: write(2), and what the socket does not take becomes the
+ * connection's spill, handed to libuv by the loop thread after the turn. */
+typedef struct flush_ctx {
+    uint8_t *pbuf;   /* staging for plaintext, DLG_SCRATCH bytes */
+    uint8_t *wbuf;   /* ciphertext taken from OpenSSL, DLG_SCRATCH bytes */
+    int send_thread;
+} flush_ctx;
+
+/* sock_write for a send thread: as much as the socket takes now, the rest
+ * copied to c->spill. Once there is a spill nothing more is written (the
+ * caller stops), so the bytes stay in order. */
+static int spill_write(dlg_conn *c, const uint8_t *data, size_t len) {
+    size_t off = 0;
+    if (c->spill_len == 0) {
+        uv_os_fd_t fd;
+        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+            return DLG_EIO;
+        while (off < len) {
+            ssize_t n = write(fd, data + off, len - off);
+            if (n > 0)
+                off += (size_t)n;
+            else if (n < 0 && errno == EINTR)
+                continue;
+            else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            else
+                return DLG_EIO;
+        }
+    }
+    if (off == len)
+        return 0;
+    size_t rest = len - off;
+    uint8_t *ns = realloc(c->spill, c->spill_len + rest);
+    if (ns == NULL)
+        return DLG_ENOMEM;
+    memcpy(ns + c->spill_len, data + off, rest);
+    c->spill = ns;
+    c->spill_len += rest;
+    return 0;
+}
+
+static int out_write(dlg_conn *c, const flush_ctx *x, const uint8_t *data, size_t len) {
+    return x->send_thread ? spill_write(c, data, len) : sock_write(c, data, len);
+}
+
+/* The socket stopped taking data: what is left waits in the queue. */
+static int backed_up(const dlg_conn *c) {
+    return c->inflight_bytes > 0 || c->spill_len > 0;
+}
+
+/* Moves every ciphertext byte OpenSSL produced to the socket (on a send
+ * thread: until the socket is full; the rest stays in OpenSSL's buffer). */
+static int drain_tls(dlg_conn *c, const flush_ctx *x) {
     size_t n;
-    while ((n = dlg_tlsio_out_take(&c->tls, s->wbuf, DLG_SCRATCH)) > 0) {
-        int rc = sock_write(c, s->wbuf, n);
+    while ((n = dlg_tlsio_out_take(&c->tls, x->wbuf, DLG_SCRATCH)) > 0) {
+        int rc = out_write(c, x, x->wbuf, n);
         if (rc != 0)
             return rc;
+        if (c->spill_len > 0)
+            return 0;
     }
     return 0;
 }
@@ -443,33 +501,33 @@ static void note_output(dlg_conn *c) {
 }
 
 /* Coalesces queued frames into stage-sized chunks: each chunk becomes one
- * SSL_write (a few TLS records at most) or one plain write. */
-static int flush_conn(dlg_conn *c) {
-    dlg_server *s = c->srv;
+ * SSL_write (a few TLS records at most) or one plain write. Touches only c
+ * (and the shared frames' atomic counts), so a send thread may run it. */
+static int flush_conn(dlg_conn *c, const flush_ctx *x) {
     /* While the socket is backed up, frames wait in the queue as shared
      * references (cheap, and "latest" events can still be conflated there)
      * rather than as per-connection ciphertext. on_write resumes. */
-    if (c->inflight_bytes > 0 && !c->close_after_flush)
+    if (backed_up(c) && !c->close_after_flush)
         return 0;
     note_output(c);
     const size_t stage_cap = c->tls_on ? DLG_TLS_RECORD_MAX : DLG_SCRATCH;
     while (c->q_len > 0) {
-        size_t used = stage(c, s->pbuf, stage_cap);
-        int rc = c->tls_on ? dlg_tlsio_write(&c->tls, s->pbuf, used)
-                           : sock_write(c, s->pbuf, used);
+        size_t used = stage(c, x->pbuf, stage_cap);
+        int rc = c->tls_on ? dlg_tlsio_write(&c->tls, x->pbuf, used)
+                           : out_write(c, x, x->pbuf, used);
         if (rc != 0)
             return rc;
-        if (c->tls_on && (rc = drain_tls(c)) != 0)
+        if (c->tls_on && (rc = drain_tls(c, x)) != 0)
             return rc;
         /* The socket stopped taking data: the rest waits as references
          * (see above) instead of becoming copied ciphertext now. */
-        if (c->inflight_bytes > 0 && !c->close_after_flush)
+        if (backed_up(c) && !c->close_after_flush)
             return 0;
     }
     if (c->tls_on) {
         if (c->close_after_flush)
             dlg_tlsio_shutdown(&c->tls);
-        int rc = drain_tls(c);
+        int rc = drain_tls(c, x);
         /* The handshake grew the ciphertext buffers to its largest flight;
          * an idle connection should not keep that (memory per idle
          * connection). */
@@ -478,6 +536,10 @@ static int flush_conn(dlg_conn *c) {
         return rc;
     }
     return 0;
+}
+
+static flush_ctx loop_ctx(dlg_server *s) {
+    return (flush_ctx){.pbuf = s->pbuf, .wbuf = s->wbuf, .send_thread = 0};
 }
 
 /* ---- write path with io_uring ------------------------------------------ */
@@ -572,8 +634,104 @@ void dlg_conn_kick_noop(uv_idle_t *h) {
     (void)h;
 }
 
+/* What one flush left for the loop thread: an error to close on, bytes the
+ * socket did not take, a close to finish. */
+static void flush_done(dlg_conn *c, int rc) {
+    if (c->state == DLG_CONN_CLOSING) {
+        /* Closed by another connection's flush_done. */
+        free(c->spill);
+        c->spill = NULL;
+        c->spill_len = 0;
+        return;
+    }
+    if (rc == 0 && c->spill_len > 0) {
+        /* From a send thread: libuv writes it (one more try, then a
+         * uv_write); the rest of the queue follows from on_write. */
+        rc = sock_write(c, c->spill, c->spill_len);
+        free(c->spill);
+        c->spill = NULL;
+        c->spill_len = 0;
+        if (rc == 0) {
+            flush_ctx x = loop_ctx(c->srv);
+            rc = flush_conn(c, &x); /* the socket took it all after all */
+        }
+    }
+    if (rc != 0) {
+        dlg_conn_close(c, dlg_strerror(rc));
+        return;
+    }
+    if (c->close_after_flush && c->inflight_bytes == 0)
+        dlg_conn_close(c, c->close_reason);
+}
+
+/* dlg_sendpool_fn: one connection's flush on whichever thread took it. */
+static void flush_on_send_thread(void *item, uint8_t *scratch, void *ud) {
+    (void)ud;
+    dlg_conn *c = item;
+    flush_ctx x = {.pbuf = scratch, .wbuf = scratch + DLG_SCRATCH, .send_thread = 1};
+    c->flush_rc = flush_conn(c, &x);
+}
+
+/* Below this many connections to flush, waking a send thread costs more
+ * than it saves (a wake-up is a futex call and a few microseconds; one
+ * connection's flush is about 4-5 us of encryption and write()). */
+#define DLG_SEND_PARALLEL_MIN 8
+
+/* Flushes the dirty list with the send threads: ready connections that are
+ * not backed up are shared out (each flushed by exactly one thread); the
+ * rest, and everything a send thread could not finish, on this thread. */
+static void flush_all_shared(dlg_server *srv) {
+    flush_ctx x = loop_ctx(srv);
+    size_t n = 0;
+    while (srv->dirty) {
+        dlg_conn *c = srv->dirty;
+        srv->dirty = c->dirty_next;
+        if (c->state == DLG_CONN_CLOSING) {
+            c->in_dirty = 0;
+            continue;
+        }
+        if (c->state == DLG_CONN_READY && !c->close_after_flush && !backed_up(c)) {
+            if (n == srv->cap_flush_v) {
+                size_t ncap = n ? 2 * n : 256;
+                dlg_conn **nv = realloc(srv->flush_v, ncap * sizeof(*nv));
+                if (nv != NULL) {
+                    srv->flush_v = nv;
+                    srv->cap_flush_v = ncap;
+                }
+            }
+            if (n < srv->cap_flush_v) {
+                /* in_dirty stays set until the shared flush is over: a
+                 * frame queued to c meanwhile (a close below sending to
+                 * its room) must not list c twice. */
+                srv->flush_v[n++] = c;
+                continue;
+            }
+        }
+        c->in_dirty = 0;
+        flush_done(c, flush_conn(c, &x));
+    }
+    if (n >= DLG_SEND_PARALLEL_MIN) {
+        dlg_sendpool_run(srv->sendpool, (void **)srv->flush_v, n, flush_on_send_thread, NULL,
+                         srv->pbuf);
+        srv->send_turns++;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            srv->flush_v[i]->flush_rc = flush_conn(srv->flush_v[i], &x);
+    }
+    for (size_t i = 0; i < n; i++)
+        srv->flush_v[i]->in_dirty = 0;
+    for (size_t i = 0; i < n; i++)
+        flush_done(srv->flush_v[i], srv->flush_v[i]->flush_rc);
+}
+
 void dlg_conn_flush_all(dlg_server *srv) {
     uv_idle_stop(&srv->kick);
+    if (srv->sendpool != NULL && srv->uring == NULL) {
+        flush_all_shared(srv);
+        dlg_conn_reap(srv);
+        return;
+    }
+    flush_ctx x = loop_ctx(srv);
     /* With io_uring, a send that completes during the submit lets the rest
      * of its connection's queue go in this turn too: a few rounds, then the
      * next turn (mark_dirty kicked the loop). */
@@ -584,13 +742,7 @@ void dlg_conn_flush_all(dlg_server *srv) {
             c->in_dirty = 0;
             if (c->state == DLG_CONN_CLOSING)
                 continue;
-            int rc = srv->uring ? flush_conn_uring(c) : flush_conn(c);
-            if (rc != 0) {
-                dlg_conn_close(c, dlg_strerror(rc));
-                continue;
-            }
-            if (c->close_after_flush && c->inflight_bytes == 0)
-                dlg_conn_close(c, c->close_reason);
+            flush_done(c, srv->uring ? flush_conn_uring(c) : flush_conn(c, &x));
         }
         if (srv->uring == NULL)
             break;
@@ -686,7 +838,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (r < 0) {
             dlg_log_info(&c->srv->log, "conn %s (%s): TLS handshake refused: %s",
                          c->client_id, c->peer, err);
-            drain_tls(c); /* the alert, if OpenSSL made one */
+            flush_ctx x = loop_ctx(c->srv);
+            drain_tls(c, &x); /* the alert, if OpenSSL made one */
             dlg_conn_close(c, "TLS handshake failed");
             return;
         }

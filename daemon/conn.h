@@ -78,6 +78,12 @@ typedef struct dlg_conn {
      * queue, and it holds one count of handles_open so the struct outlives
      * a close until its completion. */
     struct dlg_uring_send *usend;
+    /* A flush on a send thread (sendpool.h) cannot call libuv: ciphertext
+     * the socket did not take waits here for the loop thread, and so does
+     * the flush's result. */
+    uint8_t *spill;
+    size_t spill_len;
+    int flush_rc;
     uint64_t soft_since;         /* uv_now when pending went over the soft cap */
     unsigned in_dirty : 1;
     unsigned close_after_flush : 1;

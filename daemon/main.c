@@ -30,6 +30,8 @@ static void usage(FILE *f) {
         "  --max-connections N    connections served at once [10000]\n"
         "  --io-uring             send to clients through io_uring (config io_uring);\n"
         "                         falls back to write() if the kernel refuses it\n"
+        "  --send-threads N       threads sharing each loop turn's sends, the loop\n"
+        "                         thread included; 0 = one per core [config or 0]\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n"
@@ -100,7 +102,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
-           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_VERSION,
+           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_SENDTH, O_VERSION,
            O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
@@ -118,6 +120,7 @@ int main(int argc, char **argv) {
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"io-uring", no_argument, 0, O_URING},
+        {"send-threads", required_argument, 0, O_SENDTH},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
@@ -131,7 +134,8 @@ int main(int argc, char **argv) {
     const char *schemas[64];
     size_t n_schemas = 0;
     const char *f_listen = NULL, *f_cert = NULL, *f_key = NULL;
-    int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0, f_uring = 0;
+    int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0, f_uring = 0, f_sendth_set = 0;
+    uint32_t f_sendth = 0;
     uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0, f_maxconn = 0;
     double f_alert = 0;
     int f_alert_set = 0;
@@ -153,6 +157,16 @@ int main(int argc, char **argv) {
             break;
         case O_ANON: f_anon = 1; break;
         case O_URING: f_uring = 1; break;
+        case O_SENDTH:
+            if (parse_u32("--send-threads", optarg, 0, &f_sendth) != 0)
+                return 2;
+            if (f_sendth > DLG_SEND_THREADS_MAX) {
+                fprintf(stderr, "dialogued: --send-threads: %u is more than %u\n", f_sendth,
+                        DLG_SEND_THREADS_MAX);
+                return 2;
+            }
+            f_sendth_set = 1;
+            break;
         case O_MAXFRAME:
             if (parse_u32("--max-frame", optarg, 64, &f_max_frame) != 0)
                 return 2;
@@ -249,6 +263,8 @@ int main(int argc, char **argv) {
         dlg_log_warn(&srv.log, "DIALOGUE_IO_URING=\"%s\" ignored (1 or 0)", env_uring);
     if (f_uring)
         srv.opts.io_uring = 1;
+    if (f_sendth_set)
+        srv.opts.send_threads = f_sendth;
     /* A peer that vanishes must not kill the daemon through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -19,6 +20,7 @@
 #include "jwt.h"
 #include "history.h"
 #include "bus.h"
+#include "sendpool.h"
 #include "uring.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
@@ -150,6 +152,35 @@ static void on_connection(uv_stream_t *l, int status) {
 /* Connections come and go in bursts; after this many, trim. */
 #define DLG_TRIM_CHURN 64
 
+/* The send threads (sendpool.h). Like io_uring, best effort: without
+ * them the loop thread flushes alone. */
+static void start_send_threads(dlg_server *s) {
+    if (s->uring != NULL) {
+        dlg_log_info(&s->log, "send threads: 1 (io_uring sends from the loop thread)");
+        return;
+    }
+    uint32_t n = s->opts.send_threads;
+    if (n == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores < 1 ? 1 : cores > DLG_SEND_THREADS_MAX ? DLG_SEND_THREADS_MAX : (uint32_t)cores;
+    }
+    if (n > DLG_SEND_THREADS_MAX)
+        n = DLG_SEND_THREADS_MAX;
+    if (n > 1) {
+        int rc = dlg_sendpool_new(n - 1, 2 * DLG_SCRATCH, &s->sendpool);
+        if (rc != 0) {
+            dlg_log_warn(&s->log, "send threads: cannot start %u helper(s) (%s); the loop "
+                         "thread sends alone", n - 1, dlg_strerror(rc));
+            n = 1;
+        }
+    }
+    if (n == 1)
+        dlg_log_info(&s->log, "send threads: 1 (the loop thread only)");
+    else
+        dlg_log_info(&s->log, "send threads: %u (the loop thread and %u helper%s)", n, n - 1,
+                     n == 2 ? "" : "s");
+}
+
 static void on_sweep(uv_timer_t *t) {
     dlg_server *s = t->data;
     if (s->accept_errors != s->accept_errors_logged) {
@@ -227,11 +258,12 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     int rc;
     s->loop = loop;
     s->rbuf = malloc(DLG_SCRATCH);
-    s->pbuf = malloc(DLG_SCRATCH);
-    s->wbuf = malloc(DLG_SCRATCH);
+    /* One block: a send thread's scratch has the same layout (conn.c). */
+    s->pbuf = malloc(2 * DLG_SCRATCH);
+    s->wbuf = s->pbuf ? s->pbuf + DLG_SCRATCH : NULL;
     if (s->rooms == NULL)
         s->rooms = dlg_rooms_new();
-    if (!s->rbuf || !s->pbuf || !s->wbuf || !s->rooms) {
+    if (!s->rbuf || !s->pbuf || !s->rooms) {
         dlg_log_error(&s->log, "out of memory at start");
         rc = DLG_ENOMEM;
         goto fail;
@@ -290,6 +322,7 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
         else
             dlg_log_info(&s->log, "io_uring: on (%u submission slots)", DLG_URING_ENTRIES);
     }
+    start_send_threads(s);
     uv_check_init(loop, &s->flush_check);
     s->flush_check.data = s;
     uv_check_start(&s->flush_check, on_check);
@@ -387,6 +420,10 @@ void dlg_server_free(dlg_server *s) {
     dlg_strv_free(s->delete_roles, s->n_delete_roles);
     free(s->rbuf);
     free(s->pbuf);
-    free(s->wbuf);
     s->rbuf = s->pbuf = s->wbuf = NULL;
+    dlg_sendpool_free(s->sendpool);
+    s->sendpool = NULL;
+    free(s->flush_v);
+    s->flush_v = NULL;
+    s->cap_flush_v = 0;
 }

@@ -21,6 +21,7 @@ struct dlg_jwt_verifier;
 struct dlg_history;
 struct dlg_bus;
 struct dlg_uring;
+struct dlg_sendpool;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -48,7 +49,13 @@ typedef struct dlg_server_opts {
                                     (history.h, docs/history.md) */
     int io_uring;                /* [0] send through io_uring (uring.h); when the kernel
                                     refuses it, a warning and write() */
+    uint32_t send_threads;       /* [0 = one per online core] threads that share a turn's
+                                    flush, the loop thread included (sendpool.h); 1 = the
+                                    loop thread alone; not used with io_uring */
 } dlg_server_opts;
+
+/* The most send threads (send_threads) accepted. */
+#define DLG_SEND_THREADS_MAX 64
 
 /* Fills o with the documented defaults. */
 void dlg_server_opts_default(dlg_server_opts *o);
@@ -103,13 +110,18 @@ typedef struct dlg_server {
     struct dlg_bus *bus;          /* owned; NULL = a single node (bus.h) */
     struct dlg_uring *uring;      /* owned; NULL = sends are write() calls (opts.io_uring
                                      off, or refused by the kernel) */
+    struct dlg_sendpool *sendpool; /* owned; NULL = the loop thread flushes alone */
+    struct dlg_conn **flush_v;   /* the connections of one shared flush */
+    size_t cap_flush_v;
+    uint64_t send_turns;         /* flushes shared with the send threads */
     dlg_hooks hooks[8];          /* [0] = the config rules (access.c), then embedders' */
     size_t n_hooks;
     int stopping;
     /* Scratch buffers, valid only inside one callback (single loop thread). */
     uint8_t *rbuf;               /* socket reads */
-    uint8_t *pbuf;               /* decrypted plaintext / coalescing stage */
-    uint8_t *wbuf;               /* ciphertext taken from OpenSSL */
+    uint8_t *pbuf;               /* decrypted plaintext / coalescing stage; followed by
+                                    wbuf in one block (a send thread's scratch layout) */
+    uint8_t *wbuf;               /* ciphertext taken from OpenSSL (= pbuf + DLG_SCRATCH) */
 } dlg_server;
 
 #define DLG_SCRATCH (64 * 1024)

@@ -60,6 +60,7 @@ done
 out="$logdir/tsan.log"
 if ninja -f tsan.ninja tsan >"$out" 2>&1; then
     run_cmocka tsan build/tsan/tests/test_client_threads
+    run_cmocka tsan build/tsan/tests/test_sendpool
 else
     sed 's/^/    /' "$out" | tail -20
     record "tsan:build" 0 1
