@@ -110,6 +110,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_false(c->cluster.tls);
     assert_false(c->cluster.log);
     assert_false(c->io_uring);
+    assert_int_equal(c->send_threads, 0); /* one per core */
 }
 
 static void assert_no_metrics(const dlg_config *c) {
@@ -388,6 +389,43 @@ static void io_uring_key(void **state) {
     assert_has(err, ":1:11: io_uring: expected true or false, got \"sometimes\"");
 }
 
+/* Loads text from a temp file: 0 and *out, or the error in err. */
+static int load_text(const char *text, dlg_config **out, char *err, size_t errlen) {
+    char path[] = "/tmp/dlg-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    int rc = dlg_config_load(path, out, err, errlen);
+    unlink(path);
+    return rc;
+}
+
+/* send_threads: 0..64, 0 (one per core) by default (assert_defaults). */
+static void send_threads_key(void **state) {
+    (void)state;
+    char err[512] = "";
+    dlg_config *c = NULL;
+    assert_int_equal(load_text("send_threads: 3\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c->send_threads, 3);
+    dlg_config_free(c);
+    c = NULL;
+    assert_int_equal(load_text("send_threads: 64\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c->send_threads, 64);
+    dlg_config_free(c);
+    c = NULL;
+    assert_int_equal(load_text("send_threads: 65\n", &c, err, sizeof(err)), DLG_ECONFIG);
+    assert_null(c);
+    assert_has(err, ":1:15: send_threads: 65 is out of range (expected 0 to 64)");
+    assert_int_equal(load_text("send_threads: -1\n", &c, err, sizeof(err)), DLG_ECONFIG);
+    assert_has(err, "send_threads: expected an unsigned integer, got \"-1\"");
+    assert_int_equal(load_text("send_threads: [2]\n", &c, err, sizeof(err)), DLG_ECONFIG);
+    assert_has(err, "send_threads: expected an unsigned integer");
+    assert_null(c);
+}
+
 /* A file named without a folder resolves paths against the working dir. */
 static void paths_without_folder(void **state) {
     const fixtures *fx = *state;
@@ -576,6 +614,7 @@ int main(void) {
         cmocka_unit_test_prestate(error_buffer_edges, &fx),
         cmocka_unit_test_prestate(cluster_file, &fx),
         cmocka_unit_test_prestate(io_uring_key, &fx),
+        cmocka_unit_test_prestate(send_threads_key, &fx),
     };
     size_t nt = 10;
     for (size_t i = 0; i < N_BAD; i++) {
