@@ -603,7 +603,10 @@ int main(void) {
         return 1;
     }
     bad_case cases[N_BAD];
-    struct CMUnitTest tests[N_BAD + 10] = {
+    /* The named tests first; N_FIXED counts them (the compiler refuses
+     * more initialisers than the array holds). */
+    enum { N_FIXED = 11 };
+    struct CMUnitTest tests[N_BAD + N_FIXED] = {
         cmocka_unit_test_prestate(full_file, &fx),
         cmocka_unit_test_prestate(minimal_file, &fx),
         cmocka_unit_test_prestate(empty_file, &fx),
@@ -616,7 +619,11 @@ int main(void) {
         cmocka_unit_test_prestate(io_uring_key, &fx),
         cmocka_unit_test_prestate(send_threads_key, &fx),
     };
-    size_t nt = 10;
+    size_t nt = N_FIXED;
+    if (tests[N_FIXED - 1].test_func == NULL || tests[N_FIXED].test_func != NULL) {
+        fprintf(stderr, "test_config: N_FIXED does not match the named tests\n");
+        return 1;
+    }
     for (size_t i = 0; i < N_BAD; i++) {
         cases[i] = bad_cases[i];
         cases[i].fx = &fx;
