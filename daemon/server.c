@@ -361,6 +361,10 @@ void dlg_server_stop(dlg_server *s) {
     if (s->stopping)
         return;
     s->stopping = 1;
+    if (s->sendpool)
+        dlg_log_info(&s->log, "send threads: %llu flush(es) shared; the helpers flushed %llu "
+                     "connection(s)", (unsigned long long)s->send_turns,
+                     (unsigned long long)dlg_sendpool_helped(s->sendpool));
     if (s->listening) {
         uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = 0;
