@@ -309,10 +309,8 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &bl);
     int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                  : ((struct sockaddr_in *)&bound)->sin_port);
-    if (s->opts.port_file && (rc = write_port_file(s, port)) != 0)
-        goto fail_listener;
-    /* Last of all (nothing after it can fail, so no unwinding): a kernel
-     * that refuses io_uring leaves the daemon working, on write(). */
+    /* Best effort: a kernel that refuses io_uring leaves the daemon
+     * working, on write(). */
     if (s->opts.io_uring) {
         char why[256];
         int ur = dlg_uring_new(loop, &s->log, DLG_URING_ENTRIES, &s->uring, why, sizeof(why));
@@ -323,6 +321,11 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
             dlg_log_info(&s->log, "io_uring: on (%u submission slots)", DLG_URING_ENTRIES);
     }
     start_send_threads(s);
+    /* After everything that logs how the daemon sends: whoever waits for
+     * the port file then finds those lines in the log. Nothing after it
+     * can fail, so the handles below need no unwinding. */
+    if (s->opts.port_file && (rc = write_port_file(s, port)) != 0)
+        goto fail_senders;
     uv_check_init(loop, &s->flush_check);
     s->flush_check.data = s;
     uv_check_start(&s->flush_check, on_check);
@@ -342,6 +345,11 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
                  s->opts.plaintext ? "plaintext" : "TLS");
     return 0;
 
+fail_senders:
+    /* The pool's threads and the ring go with dlg_server_free; the ring's
+     * handle must close on this loop first. */
+    if (s->uring)
+        dlg_uring_stop(s->uring);
 fail_listener:
     uv_close((uv_handle_t *)&s->listener, NULL);
     s->listening = 0;
