@@ -28,7 +28,8 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import DAEMON, Conn, Daemon, dash, frame, pb, run_tests, write_config  # noqa: E402
+from dlgtest import (DAEMON, Conn, Daemon, dash, frame, kernel_held, pb, run_tests,  # noqa: E402
+                     tcp_state, write_config)
 
 # An outer DIALOGUE_IO_URING=1 (the suites' io_uring run) would turn the
 # helpers off: these tests are about the helpers.
@@ -95,42 +96,6 @@ rooms:
 
 STATS_RE = re.compile(r"send threads: (\d+) flush\(es\) shared; the helpers flushed (\d+) "
                       r"connection\(s\)")
-
-TCP_STATES = {"01": "ESTABLISHED", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT",
-              "07": "CLOSE", "08": "CLOSE_WAIT", "0B": "CLOSING"}
-
-
-def tcp_state(local_port, remote_port):
-    """State of the IPv4 socket local_port -> remote_port (from
-    /proc/net/tcp), or "gone"."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            lp = int(fields[1].split(":")[1], 16)
-            rp = int(fields[2].split(":")[1], 16)
-            if lp == local_port and rp == remote_port:
-                return TCP_STATES.get(fields[3], fields[3])
-    return "gone"
-
-
-def tcp_queue(local_port, remote_port):
-    """(tx_queue, rx_queue) of the IPv4 socket local_port -> remote_port."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if (int(fields[1].split(":")[1], 16) == local_port and
-                    int(fields[2].split(":")[1], 16) == remote_port):
-                tx, rx = fields[4].split(":")
-                return int(tx, 16), int(rx, 16)
-    return 0, 0
-
-
-def kernel_held(d, c):
-    """Bytes on their way to c that the kernel holds: the daemon's send
-    queue plus c's receive queue."""
-    local = c.sock.getsockname()[1]
-    return tcp_queue(d.port, local)[0] + tcp_queue(local, d.port)[1]
-
 
 with open("/proc/sys/net/ipv4/tcp_wmem") as _f:
     WMEM_MAX = int(_f.read().split()[2])
@@ -384,7 +349,7 @@ def test_stalled_and_trickling_readers_get_everything_later():
     join_readers(fast_readers, 40)
     assert slow_readers[0].count == 0 and slow_readers[0].is_alive()
     settle()
-    held = kernel_held(D, stalled)
+    held = kernel_held(D.port, stalled)
     assert held_check(sum(datas_len(datas)), held), (
         "the stalled reader's socket did not fill: %d in the kernel" % held)
     assert "slow consumer" not in D.logtext(), "cut under the cap:\n" + D.logtext()[-2000:]
@@ -468,7 +433,7 @@ def test_latest_conflates_and_stream_keeps_every_alert_among_fast_readers():
             for i in range(n_fill)]
         publish(p, fill, chunk=200)
         settle()
-        held = kernel_held(d, slow)
+        held = kernel_held(d.port, slow)
         sent = n_fill * len(msg)  # fewer than the bytes of the events sent
         assert held_check(sent, held), "slow reader's socket not full: %d sent, %d held" % (
             sent, held)
@@ -734,7 +699,7 @@ def test_clean_exit_after_fanout():
     datas = [payload(i, 30000) for i in range(fill_bytes() // 30000)]
     publish(p, triggers("r", datas), chunk=10)
     settle()
-    assert held_check(sum(datas_len(datas)), kernel_held(D, stalled))
+    assert held_check(sum(datas_len(datas)), kernel_held(D.port, stalled))
     stop_ok(D)
     m = STATS_RE.search(D.logtext())
     assert m, "no send thread summary at exit:\n" + D.logtext()[-2000:]

@@ -8,7 +8,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import Conn, Daemon, dash, frame, pb, run_tests, write_config  # noqa: E402
+from dlgtest import (Conn, Daemon, back_up, dash, frame, pb, run_tests,  # noqa: E402
+                     write_config)
 
 CONFIG = """
 listen:
@@ -65,50 +66,72 @@ def publish(p, frames, expect):
     assert acks == expect
 
 
+def alert_frame(alert_id, message="m", request_id=2):
+    return frame(pb.ClientFrame(request_id=request_id, trigger=pb.Trigger(
+        room="dash", event="alert:triggered", data=dash.AlertTriggered(
+            alert_id=alert_id, severity=dash.high, message=message,
+            timestamp=1).SerializeToString())).SerializeToString())
+
+
 def test_latest_conflates_and_stream_keeps_every_alert():
-    slow = joined("slow", rcvbuf=4096)
+    # 64 KiB: a 4 KiB window would take minutes to drain the megabytes the
+    # daemon's send buffer grows to before the daemon has to hold anything.
+    slow = joined("slow", rcvbuf=65536)
     p = joined("pub")
     rid = p.send(unsubscribe=pb.Unsubscribe(room="dash", all=True))
     p.expect("joined", rid)
-    frames = []
+    # Phase 1: alerts (stream) of 1,000 bytes until the slow reader's socket
+    # is full and the daemon holds 256 KiB more for it (under the 1 MiB
+    # soft cap, so it is not cut).
+    fill_ids = []
+
+    def send_fill():
+        batch = ["f%d" % (len(fill_ids) + i) for i in range(64)]
+        publish(p, [alert_frame(a, "f" * 1000, 4) for a in batch], len(batch))
+        fill_ids.extend(batch)
+
+    back_up(D.port, slow, send_fill, 64 * 1000)
+    # Phase 2, behind the full socket: 60,000 metrics (latest) with 20
+    # alerts (stream) among them.
+    frames, want_alerts = [], []
     n_metrics, n_alerts = 60000, 20
     for i in range(n_metrics):
         m = dash.MetricsUpdate(cpu=(i % 100), memory=50, requests=i, errors=0, latency=0.1)
         frames.append(frame(pb.ClientFrame(request_id=1, trigger=pb.Trigger(
             room="dash", event="metrics:update", data=m.SerializeToString())).SerializeToString()))
         if i % (n_metrics // n_alerts) == n_metrics // n_alerts - 1:
-            a = dash.AlertTriggered(alert_id="a%d" % len(frames), severity=dash.high,
-                                    message="m", timestamp=i)
-            frames.append(frame(pb.ClientFrame(request_id=2, trigger=pb.Trigger(
-                room="dash", event="alert:triggered",
-                data=a.SerializeToString())).SerializeToString()))
+            want_alerts.append("a%d" % i)
+            frames.append(alert_frame(want_alerts[-1]))
     publish(p, frames, len(frames))
     # Now read everything the slow reader was sent.
-    metrics_seen, alerts = 0, []
-    last_requests = None
-    slow.sock.settimeout(5)
-    while True:
+    metrics_seen, alerts, seqs = [], [], []
+    slow.sock.settimeout(10)
+    while len(alerts) < len(fill_ids) + n_alerts or not metrics_seen:
         f = slow.recv()
         if f.WhichOneof("msg") != "event":
             raise AssertionError("slow reader got %s" % f)
         if f.event.event == "metrics:update":
             m = dash.MetricsUpdate()
             m.ParseFromString(f.event.data)
-            metrics_seen += 1
-            last_requests = m.requests
-            if m.requests == n_metrics - 1:
-                break
+            metrics_seen.append(m.requests)
         else:
-            alerts.append(f.event.seq)
-    assert last_requests == n_metrics - 1, "newest metrics:update not delivered"
-    assert metrics_seen < n_metrics, "no conflation happened: %d" % metrics_seen
-    # Every alert arrives, in order (the last may come after the last metric).
-    while len(alerts) < n_alerts:
-        f = slow.recv()
-        assert f.WhichOneof("msg") == "event" and f.event.event == "alert:triggered", f
-        alerts.append(f.event.seq)
-    assert alerts == sorted(alerts) and len(set(alerts)) == n_alerts
-    print("metrics delivered to the slow reader: %d of %d" % (metrics_seen, n_metrics))
+            a = dash.AlertTriggered()
+            a.ParseFromString(f.event.data)
+            alerts.append(a.alert_id)
+            seqs.append(f.event.seq)
+    # latest: no backlog, only the newest value (every metric came while
+    # the socket was full, so they all folded into one queued event; a
+    # second may have been on its way already).
+    assert metrics_seen[-1] == n_metrics - 1, "newest metrics:update not delivered: %s" % (
+        metrics_seen[-5:])
+    assert len(metrics_seen) <= 2, "a backlog of %d metrics:update reached the slow reader" % (
+        len(metrics_seen))
+    # stream: every alert, once, in order.
+    assert alerts == fill_ids + want_alerts, "alerts lost or out of order"
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert "slow consumer" not in D.logtext(), D.logtext()[-2000:]
+    print("behind %d fill alerts: metrics delivered to the slow reader: %d of %d" % (
+        len(fill_ids), len(metrics_seen), n_metrics))
     slow.close()
     p.close()
 

@@ -17,7 +17,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import Conn, Daemon, dash, frame, pb, run_tests, write_config  # noqa: E402
+from dlgtest import (Conn, Daemon, back_up, dash, frame, pb, run_tests,  # noqa: E402
+                     tcp_state, write_config)
 
 # The tests here choose io_uring themselves: an outer DIALOGUE_IO_URING=0
 # must not turn it off.
@@ -111,23 +112,6 @@ def stats(d):
                   r"in (\d+) submits", d.logtext())
     assert m, d.logtext()[-2000:]
     return tuple(int(x) for x in m.groups())
-
-
-TCP_STATES = {"01": "ESTABLISHED", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT",
-              "07": "CLOSE", "08": "CLOSE_WAIT", "0B": "CLOSING"}
-
-
-def tcp_state(local_port, remote_port):
-    """State of the IPv4 socket local_port -> remote_port (from
-    /proc/net/tcp), or "gone"."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            lp = int(fields[1].split(":")[1], 16)
-            rp = int(fields[2].split(":")[1], 16)
-            if lp == local_port and rp == remote_port:
-                return TCP_STATES.get(fields[3], fields[3])
-    return "gone"
 
 
 def joined(port, room, name, rcvbuf=None):
@@ -246,46 +230,65 @@ def test_latest_conflated_and_stream_cap_cuts_a_reader_that_never_reads():
     d = start(SLOW_CONFIG)
     try:
         on = uring_on(d)
-        slow = joined(d.port, "dash", "slow", rcvbuf=4096)
-        never = joined(d.port, "dash", "never-reads", rcvbuf=4096)
-        rid = never.send(unsubscribe=pb.Unsubscribe(room="dash", events=["metrics:update"]))
-        never.expect("joined", rid)
-        ok = joined(d.port, "dash", "reader")
+        # 64 KiB: see test_slow.py (a 4 KiB window drains too slowly).
+        slow = joined(d.port, "dash", "slow", rcvbuf=65536)
         p = publisher(d.port, "dash")
-        # Phase 1: many metrics (latest) and a few alerts (stream), nobody
-        # reading but the publisher.
+        # Phase 1: 1,000-byte alerts (stream) until the daemon holds 256 KiB
+        # for the slow reader behind its full socket; then many metrics
+        # (latest) and a few alerts, all while it is backed up.
+        fill_ids = []
+
+        def send_fill():
+            batch = ["f%d" % (len(fill_ids) + i) for i in range(64)]
+            publish(p, [frame(pb.ClientFrame(request_id=4, trigger=pb.Trigger(
+                room="dash", event="alert:triggered", data=dash.AlertTriggered(
+                    alert_id=a, severity=dash.low, message="f" * 1000,
+                    timestamp=1).SerializeToString())).SerializeToString()) for a in batch])
+            fill_ids.extend(batch)
+
+        back_up(d.port, slow, send_fill, 64 * 1000)
         n_metrics, n_alerts = 30000, 10
-        frames = []
+        frames, want_alerts = [], []
         for i in range(n_metrics):
             m = dash.MetricsUpdate(cpu=i % 100, memory=50, requests=i, errors=0, latency=0.1)
             frames.append(frame(pb.ClientFrame(request_id=1, trigger=pb.Trigger(
                 room="dash", event="metrics:update",
                 data=m.SerializeToString())).SerializeToString()))
             if i % (n_metrics // n_alerts) == n_metrics // n_alerts - 1:
-                a = dash.AlertTriggered(alert_id="a%d" % i, severity=dash.high, message="m",
-                                        timestamp=i)
+                want_alerts.append("a%d" % i)
+                a = dash.AlertTriggered(alert_id=want_alerts[-1], severity=dash.high,
+                                        message="m", timestamp=i)
                 frames.append(frame(pb.ClientFrame(request_id=2, trigger=pb.Trigger(
                     room="dash", event="alert:triggered",
                     data=a.SerializeToString())).SerializeToString()))
         publish(p, frames)
-        # The slow reader gets the newest metrics:update, fewer than sent,
-        # and every alert in order.
+        # The slow reader gets the newest metrics:update and no backlog of
+        # them, and every alert in order.
         slow.sock.settimeout(10)
-        metrics_seen, alert_seqs, last = 0, [], None
-        while last != n_metrics - 1 or len(alert_seqs) < n_alerts:
+        metrics_seen, alerts, alert_seqs = [], [], []
+        while not metrics_seen or len(alerts) < len(fill_ids) + n_alerts:
             f = slow.recv()
             assert f.WhichOneof("msg") == "event", f
             if f.event.event == "metrics:update":
                 m = dash.MetricsUpdate()
                 m.ParseFromString(f.event.data)
-                metrics_seen += 1
-                last = m.requests
+                metrics_seen.append(m.requests)
             else:
+                a = dash.AlertTriggered()
+                a.ParseFromString(f.event.data)
+                alerts.append(a.alert_id)
                 alert_seqs.append(f.event.seq)
-        assert metrics_seen < n_metrics, "no conflation: %d" % metrics_seen
-        assert alert_seqs == sorted(alert_seqs) and len(set(alert_seqs)) == n_alerts
-        print("metrics delivered to the slow reader: %d of %d" % (metrics_seen, n_metrics))
+        assert metrics_seen[-1] == n_metrics - 1, metrics_seen[-5:]
+        assert len(metrics_seen) <= 2, "a backlog of %d metrics" % len(metrics_seen)
+        assert alerts == fill_ids + want_alerts, "alerts lost or out of order"
+        assert alert_seqs == sorted(alert_seqs) and len(set(alert_seqs)) == len(alert_seqs)
+        print("behind %d fill alerts: metrics delivered to the slow reader: %d of %d" % (
+            len(fill_ids), len(metrics_seen), n_metrics))
         slow.close()
+        never = joined(d.port, "dash", "never-reads", rcvbuf=4096)
+        rid = never.send(unsubscribe=pb.Unsubscribe(room="dash", events=["metrics:update"]))
+        never.expect("joined", rid)
+        ok = joined(d.port, "dash", "reader")
         # Phase 2: big alerts, read by `ok` as they come; `never` passes the
         # 2 MiB cap (or holds more than 1 MiB for 2 s) and is cut.
         big = "x" * 1000
@@ -296,9 +299,6 @@ def test_latest_conflated_and_stream_cap_cuts_a_reader_that_never_reads():
         rounds = 20  # 8 MB: more than the socket to `never` holds
         got_ok = []
         ok.sock.settimeout(10)
-        # ok has phase 1's frames first (conflated too: it read nothing).
-        # A conflated frame takes its newer value's seq in its old place, so
-        # seq grows per event type, not across types.
         last_seq = {}
         for _ in range(rounds):
             publish(p, alerts)

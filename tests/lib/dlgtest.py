@@ -267,6 +267,65 @@ class Conn:
             pass
 
 
+# ---- the kernel's view of a loopback TCP connection (/proc/net/tcp) ----
+
+TCP_STATES = {"01": "ESTABLISHED", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT",
+              "07": "CLOSE", "08": "CLOSE_WAIT", "0B": "CLOSING"}
+
+
+def _tcp_row(local_port, remote_port):
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if (int(fields[1].split(":")[1], 16) == local_port and
+                    int(fields[2].split(":")[1], 16) == remote_port):
+                return fields
+    return None
+
+
+def tcp_state(local_port, remote_port):
+    """State of the IPv4 socket local_port -> remote_port, or "gone"."""
+    fields = _tcp_row(local_port, remote_port)
+    return "gone" if fields is None else TCP_STATES.get(fields[3], fields[3])
+
+
+def tcp_queue(local_port, remote_port):
+    """(tx_queue, rx_queue) bytes of the IPv4 socket local_port ->
+    remote_port; (0, 0) if it is gone."""
+    fields = _tcp_row(local_port, remote_port)
+    if fields is None:
+        return 0, 0
+    tx, rx = fields[4].split(":")
+    return int(tx, 16), int(rx, 16)
+
+
+def kernel_held(port, c):
+    """Bytes on their way from the daemon listening on `port` to Conn c that
+    the kernel holds: the daemon's send queue plus c's receive queue."""
+    local = c.sock.getsockname()[1]
+    return tcp_queue(port, local)[0] + tcp_queue(local, port)[1]
+
+
+def back_up(port, reader, send, chunk_bytes, beyond=256 * 1024, limit=64 << 20):
+    """Makes the daemon on `port` hold output for `reader`, a Conn that does
+    not read: calls send() (which publishes about chunk_bytes of events to
+    it, plaintext) until what was sent passes what the kernel holds for
+    reader by `beyond` bytes, so the daemon holds at least that much behind
+    a full socket. Gives up (AssertionError) after `limit` bytes. Returns
+    the bytes sent."""
+    sent = 0
+    while True:
+        send()
+        sent += chunk_bytes
+        time.sleep(0.05)  # the daemon's writes reach the kernel
+        held = kernel_held(port, reader)
+        if sent - held >= beyond:
+            return sent
+        if sent >= limit:
+            raise AssertionError("the reader's socket never filled: %d sent, %d in the kernel"
+                                 % (sent, held))
+
+
 def run_tests(tests, per_test_timeout=60):
     """Runs each test function with an alarm-based timeout; prints a line per
     test and the summary; exits 1 on any failure."""
