@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "dlg_err.h"
+#include "dlg_tls13.h"
 
 /* Waiting ciphertext: bytes [off, len) of data. */
 struct dlg_tlsio_buf {
@@ -23,13 +24,14 @@ static size_t buf_pending(const struct dlg_tlsio_buf *b) {
     return b != NULL ? b->len - b->off : 0;
 }
 
-/* Appends n bytes to *pb, allocating or growing it. 0 or DLG_ENOMEM; on
- * error the bytes already waiting are kept. */
-static int buf_append(struct dlg_tlsio_buf **pb, const void *data, size_t n) {
+/* Makes room for n more bytes at the end of *pb, allocating or growing it,
+ * and returns where they go (commit them with b->len += n), or NULL (out of
+ * memory; the bytes already waiting are kept). */
+static unsigned char *buf_reserve(struct dlg_tlsio_buf **pb, size_t n) {
     struct dlg_tlsio_buf *b = *pb;
     size_t have = buf_pending(b);
     if (n > SIZE_MAX / 2 - sizeof(*b) - have)
-        return DLG_ENOMEM;
+        return NULL;
     if (b != NULL && b->len + n > b->cap && b->off > 0) {
         memmove(b->data, b->data + b->off, have);
         b->off = 0;
@@ -41,14 +43,23 @@ static int buf_append(struct dlg_tlsio_buf **pb, const void *data, size_t n) {
             cap = have + n;
         struct dlg_tlsio_buf *nb = realloc(b, sizeof(*nb) + cap);
         if (nb == NULL)
-            return DLG_ENOMEM;
+            return NULL;
         if (b == NULL)
             nb->off = nb->len = 0;
         nb->cap = cap;
         *pb = b = nb;
     }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
+    return b->data + b->len;
+}
+
+/* Appends n bytes to *pb. 0 or DLG_ENOMEM; on error the bytes already
+ * waiting are kept. */
+static int buf_append(struct dlg_tlsio_buf **pb, const void *data, size_t n) {
+    unsigned char *dst = buf_reserve(pb, n);
+    if (dst == NULL)
+        return DLG_ENOMEM;
+    memcpy(dst, data, n);
+    (*pb)->len += n;
     return 0;
 }
 
@@ -132,6 +143,244 @@ static void bio_method_build(void) {
     bio_method = m;
 }
 
+/* ---- the handover to our record layer (dlg_tlsio_ctx_lean) ---------------- */
+
+/* The application traffic secrets, as the keylog callback reports them
+ * during the handshake; cleansed and freed at the handover (or at free). */
+struct dlg_tlsio_secrets {
+    uint8_t client[48], server[48];
+    size_t client_len, server_len;
+};
+
+static void secrets_free(dlg_tlsio *t) {
+    if (t->sec != NULL) {
+        OPENSSL_cleanse(t->sec, sizeof(*t->sec));
+        free(t->sec);
+        t->sec = NULL;
+    }
+}
+
+/* Hex secret of a keylog line into out (at most 48 bytes); its length, or
+ * 0 if it is not hex of a supported length. */
+static size_t parse_secret(const char *hex, uint8_t *out) {
+    size_t n = strlen(hex);
+    if (n != 64 && n != 96)
+        return 0;
+    for (size_t i = 0; i < n / 2; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + k];
+            int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                             : -1;
+            if (d < 0)
+                return 0;
+            v = v << 4 | d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return n / 2;
+}
+
+/* OpenSSL reports each secret it derives as an NSS key log line: "LABEL
+ * <client random> <secret>". Only the first application traffic secrets
+ * are kept; nothing is written anywhere. */
+static void keylog_cb(const SSL *ssl, const char *line) {
+    dlg_tlsio *t = SSL_get_app_data(ssl);
+    static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sv[] = "SERVER_TRAFFIC_SECRET_0 ";
+    int is_client = strncmp(line, cl, sizeof(cl) - 1) == 0;
+    if (t == NULL || (!is_client && strncmp(line, sv, sizeof(sv) - 1) != 0))
+        return;
+    const char *sp = strchr(line + sizeof(cl) - 1, ' ');
+    if (sp == NULL)
+        return;
+    if (t->sec == NULL && (t->sec = calloc(1, sizeof(*t->sec))) == NULL)
+        return; /* no handover: the session stays on OpenSSL */
+    if (is_client)
+        t->sec->client_len = parse_secret(sp + 1, t->sec->client);
+    else
+        t->sec->server_len = parse_secret(sp + 1, t->sec->server);
+}
+
+int dlg_tlsio_ctx_lean(SSL_CTX *ctx) {
+    if (SSL_CTX_set_num_tickets(ctx, 0) != 1)
+        return DLG_ETLS;
+    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+    return 0;
+}
+
+/* Called once the handshake is done: hands the session to our record layer
+ * if its context asked for it and nothing in OpenSSL's state stands in the
+ * way; otherwise it stays on OpenSSL. Never fails the session. */
+static void try_lean(dlg_tlsio *t) {
+    SSL *ssl = t->ssl;
+    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+    struct dlg_tlsio_secrets *sec = t->sec;
+    if (SSL_CTX_get_keylog_callback(SSL_get_SSL_CTX(ssl)) != keylog_cb || sec == NULL ||
+        c == NULL || SSL_version(ssl) != TLS1_3_VERSION ||
+        SSL_get0_peer_certificate(ssl) != NULL ||
+        /* Records OpenSSL has read but we have not, or sent after the
+         * handshake (tickets), would put its sequence numbers ahead. */
+        SSL_has_pending(ssl) || SSL_pending(ssl) > 0 || SSL_get_num_tickets(ssl) != 0 ||
+        SSL_get_early_data_status(ssl) == SSL_EARLY_DATA_ACCEPTED ||
+        sec->client_len == 0 || sec->client_len != sec->server_len)
+        goto out;
+    int server = SSL_is_server(ssl);
+    struct dlg_tls13 *rl = NULL;
+    if (dlg_tls13_new(SSL_CIPHER_get_protocol_id(c), server ? sec->client : sec->server,
+                      server ? sec->server : sec->client, sec->client_len, &rl) != 0)
+        goto out;
+    SSL_free(ssl); /* and the BIO; our buffers stay */
+    t->ssl = NULL;
+    t->bio = NULL;
+    t->rl = rl;
+out:
+    ERR_clear_error();
+    secrets_free(t);
+}
+
+/* Seals len bytes of type as records appended to out. 0, DLG_ENOMEM or
+ * DLG_ETLS. */
+static int lean_seal(dlg_tlsio *t, uint8_t type, const uint8_t *data, size_t len) {
+    do {
+        if (dlg_tls13_write_worn(t->rl)) {
+            /* KeyUpdate, update_not_requested, under the old key (RFC 8446
+             * 4.6.3); everything after it under the new one. */
+            static const uint8_t ku[5] = {24, 0, 0, 1, 0};
+            unsigned char *dst = buf_reserve(&t->out, dlg_tls13_sealed_len(sizeof(ku)));
+            if (dst == NULL)
+                return DLG_ENOMEM;
+            if (dlg_tls13_seal(t->rl, DLG_TLS13_HANDSHAKE, ku, sizeof(ku), dst) != 0 ||
+                dlg_tls13_update_write(t->rl) != 0)
+                return DLG_ETLS;
+            t->out->len += dlg_tls13_sealed_len(sizeof(ku));
+        }
+        size_t n = len < DLG_TLS13_MAX_PLAIN ? len : DLG_TLS13_MAX_PLAIN;
+        unsigned char *dst = buf_reserve(&t->out, dlg_tls13_sealed_len(n));
+        if (dst == NULL)
+            return DLG_ENOMEM;
+        if (dlg_tls13_seal(t->rl, type, data, n, dst) != 0)
+            return DLG_ETLS;
+        t->out->len += dlg_tls13_sealed_len(n);
+        data += n;
+        len -= n;
+    } while (len > 0);
+    return 0;
+}
+
+/* Marks the session dead and, best effort, tells the peer why (a fatal
+ * alert, RFC 8446 6.2). Returns DLG_ETLS. */
+static int lean_fail(dlg_tlsio *t, const char *why, uint8_t alert) {
+    if (!t->failed && !t->write_closed) {
+        uint8_t a[2] = {2, alert};
+        lean_seal(t, DLG_TLS13_ALERT, a, sizeof(a));
+        t->write_closed = 1;
+    }
+    t->failed = 1;
+    if (t->why == NULL)
+        t->why = why;
+    return DLG_ETLS;
+}
+
+/* Drops the opened record at the head of `in`. */
+static void lean_consume(dlg_tlsio *t) {
+    t->in->off += t->rec_len;
+    if (t->in->off == t->in->len)
+        t->in->off = t->in->len = 0;
+    t->rec_len = t->rec_pos = t->rec_end = 0;
+}
+
+/* A handshake record after the handshake: only a lone KeyUpdate is
+ * expected (no tickets or post-handshake authentication are asked for). */
+static int lean_handshake(dlg_tlsio *t, const uint8_t *m, size_t len) {
+    if (len != 5 || m[0] != 24 || m[1] != 0 || m[2] != 0 || m[3] != 1)
+        return lean_fail(t, "unexpected handshake message after the handshake", 10);
+    if (m[4] > 1)
+        return lean_fail(t, "KeyUpdate with an invalid request", 47);
+    if (dlg_tls13_update_read(t->rl) != 0)
+        return lean_fail(t, "key update failed", 80);
+    if (m[4] == 1 && !t->write_closed) {
+        static const uint8_t ku[5] = {24, 0, 0, 1, 0};
+        int rc = lean_seal(t, DLG_TLS13_HANDSHAKE, ku, sizeof(ku));
+        if (rc == 0 && dlg_tls13_update_write(t->rl) != 0)
+            rc = DLG_ETLS;
+        if (rc != 0) {
+            t->failed = 1;
+            t->why = "could not answer a KeyUpdate";
+            return DLG_ETLS;
+        }
+    }
+    return 0;
+}
+
+static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
+    size_t got = 0;
+    while (got < cap) {
+        if (t->failed)
+            return got > 0 ? (int)got : DLG_ETLS;
+        if (t->read_closed)
+            return got > 0 ? (int)got : DLG_ECLOSED;
+        if (t->rec_len > 0) {
+            size_t n = t->rec_end - t->rec_pos;
+            if (n > cap - got)
+                n = cap - got;
+            memcpy(buf + got, t->in->data + t->in->off + t->rec_pos, n);
+            got += n;
+            t->rec_pos += (uint32_t)n;
+            if (t->rec_pos == t->rec_end)
+                lean_consume(t);
+            continue;
+        }
+        size_t avail = buf_pending(t->in);
+        if (avail < DLG_TLS13_HDR)
+            break;
+        uint8_t *rec = t->in->data + t->in->off;
+        size_t body = (size_t)rec[3] << 8 | rec[4];
+        /* Refused before it is all here: nobody makes us buffer more. */
+        if (body > DLG_TLS13_MAX_CIPHER)
+            return lean_fail(t, "record too long", 22);
+        if (avail < DLG_TLS13_HDR + body)
+            break;
+        size_t off, plen;
+        uint8_t type, alert;
+        int rc = dlg_tls13_open(t->rl, rec, DLG_TLS13_HDR + body, &off, &plen, &type, &alert);
+        if (rc != 0)
+            return lean_fail(t, rc == DLG_ETLS ? "bad record MAC" : "malformed record", alert);
+        t->rec_len = (uint32_t)(DLG_TLS13_HDR + body);
+        t->rec_pos = (uint32_t)off;
+        t->rec_end = (uint32_t)(off + plen);
+        if (type == DLG_TLS13_APPDATA) {
+            if (plen == 0)
+                lean_consume(t);
+            continue;
+        }
+        const uint8_t *m = rec + off;
+        if (type == DLG_TLS13_ALERT) {
+            if (plen != 2)
+                return lean_fail(t, "malformed alert", 50);
+            uint8_t desc = m[1];
+            lean_consume(t);
+            if (desc == 0) {
+                t->read_closed = 1;
+            } else if (desc != 90) { /* user_canceled comes before a close_notify */
+                t->failed = 1;
+                t->why = "peer sent a fatal alert";
+            }
+            continue;
+        }
+        if (type == DLG_TLS13_HANDSHAKE) {
+            rc = lean_handshake(t, m, plen);
+            lean_consume(t);
+            if (rc != 0)
+                return got > 0 ? (int)got : rc;
+            continue;
+        }
+        return lean_fail(t, "record of an unknown content type", 10);
+    }
+    return (int)got;
+}
+
 void dlg_tlsio_last_error(char *buf, size_t len) {
     unsigned long e = ERR_peek_last_error();
     if (len == 0)
@@ -157,6 +406,7 @@ int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
         goto fail_ssl;
     BIO_set_data(t->bio, t);
     SSL_set_bio(t->ssl, t->bio, t->bio); /* takes our one reference */
+    SSL_set_app_data(t->ssl, t);          /* for keylog_cb */
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
@@ -193,6 +443,8 @@ fail:
 void dlg_tlsio_free(dlg_tlsio *t) {
     if (t->ssl != NULL)
         SSL_free(t->ssl);
+    dlg_tls13_free(t->rl);
+    secrets_free(t);
     free(t->in);
     free(t->out);
     memset(t, 0, sizeof(*t));
@@ -208,6 +460,7 @@ int dlg_tlsio_handshake(dlg_tlsio *t, char *err, size_t errlen) {
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->done = 1;
+        try_lean(t);
         return 1;
     }
     int e = SSL_get_error(t->ssl, r);
@@ -226,6 +479,8 @@ int dlg_tlsio_handshake(dlg_tlsio *t, char *err, size_t errlen) {
 }
 
 int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
+    if (t->rl != NULL)
+        return lean_read(t, buf, cap);
     size_t n = 0;
     if (SSL_read_ex(t->ssl, buf, cap, &n) == 1)
         return (int)n;
@@ -242,6 +497,18 @@ int dlg_tlsio_write(dlg_tlsio *t, const void *data, size_t len) {
     size_t w = 0;
     if (len == 0)
         return 0;
+    if (t->rl != NULL) {
+        if (t->failed || t->write_closed)
+            return DLG_ETLS;
+        /* Out of memory mid-stream leaves a partial record stream: the
+         * session cannot go on either way. */
+        if (lean_seal(t, DLG_TLS13_APPDATA, data, len) != 0) {
+            t->failed = 1;
+            t->why = "could not seal a record";
+            return DLG_ETLS;
+        }
+        return 0;
+    }
     /* The BIO grows, so one call writes everything or fails. */
     if (SSL_write_ex(t->ssl, data, len, &w) != 1 || w != len) {
         ERR_clear_error();
@@ -259,6 +526,13 @@ size_t dlg_tlsio_out_take(dlg_tlsio *t, void *buf, size_t cap) {
 }
 
 void dlg_tlsio_shutdown(dlg_tlsio *t) {
+    if (t->rl != NULL) {
+        static const uint8_t close_notify[2] = {1, 0};
+        if (!t->write_closed && !t->failed)
+            lean_seal(t, DLG_TLS13_ALERT, close_notify, sizeof(close_notify));
+        t->write_closed = 1;
+        return;
+    }
     if (t->ssl != NULL && t->done)
         SSL_shutdown(t->ssl);
     ERR_clear_error();
@@ -274,4 +548,8 @@ int dlg_tlsio_compact(dlg_tlsio *t) {
         t->out = NULL;
     }
     return t->in == NULL && t->out == NULL;
+}
+
+const char *dlg_tlsio_why(const dlg_tlsio *t) {
+    return t->why;
 }

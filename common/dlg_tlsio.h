@@ -6,22 +6,48 @@
 #define DLG_TLSIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
-struct dlg_tlsio_buf; /* private to dlg_tlsio.c */
+struct dlg_tlsio_buf;     /* private to dlg_tlsio.c */
+struct dlg_tlsio_secrets; /* private to dlg_tlsio.c */
+struct dlg_tls13;         /* dlg_tls13.h */
 
 /* The session's one BIO (ours, not BIO_s_mem) reads `in` and appends to
  * `out`; both buffers are allocated when data arrives and freed by
  * dlg_tlsio_compact, so an idle session holds none. The BIO points back at
- * this struct: it must not move between init and free. */
+ * this struct: it must not move between init and free.
+ *
+ * A session from a context passed to dlg_tlsio_ctx_lean may leave OpenSSL
+ * once its handshake is done: `ssl` is then NULL and `rl` protects the
+ * records (dlg_tls13.h). The functions below work the same either way. */
 typedef struct dlg_tlsio {
-    SSL *ssl;
+    SSL *ssl;                  /* NULL after the handover to rl */
     BIO *bio;                  /* both directions (owned by ssl) */
-    struct dlg_tlsio_buf *in;  /* ciphertext fed, not yet read by OpenSSL; may be NULL */
+    struct dlg_tlsio_buf *in;  /* ciphertext fed, not yet read; may be NULL */
     struct dlg_tlsio_buf *out; /* ciphertext made, not yet taken; may be NULL */
-    int done;                  /* handshake finished */
+    struct dlg_tls13 *rl;      /* our record layer after the handover, else NULL */
+    struct dlg_tlsio_secrets *sec; /* traffic secrets seen during the handshake */
+    /* With rl: the record at the head of `in` is opened in place when
+     * rec_len > 0; its plaintext not yet read is [rec_pos, rec_end),
+     * offsets from the head. */
+    uint32_t rec_len, rec_pos, rec_end;
+    const char *why;           /* with rl: why the session failed (static) */
+    unsigned done : 1;         /* handshake finished */
+    unsigned read_closed : 1;  /* with rl: close_notify received */
+    unsigned write_closed : 1; /* with rl: close_notify sent */
+    unsigned failed : 1;       /* with rl: a record failed; the session is dead */
 } dlg_tlsio;
+
+/* Lets the sessions made from ctx leave OpenSSL after their handshake when
+ * they can: TLS 1.3 with AES-GCM or ChaCha20-Poly1305, no peer certificate
+ * (its holder may still want it from `ssl`). The session then keeps about
+ * 2.5 KB instead of OpenSSL's 13 KB and its records cost less to protect.
+ * Sets ctx's keylog callback (to learn the traffic secrets; nothing is
+ * logged) and turns session tickets off (their records would advance the
+ * sequence numbers inside OpenSSL). Returns 0 or DLG_ETLS. */
+int dlg_tlsio_ctx_lean(SSL_CTX *ctx);
 
 /* Creates the session from ctx in *t, which must then stay at the same
  * address until dlg_tlsio_free. server != 0 for the accepting side. For a
@@ -71,5 +97,10 @@ void dlg_tlsio_shutdown(dlg_tlsio *t);
 /* Writes the reason for the newest OpenSSL error into buf (NUL-terminated)
  * and clears the error queue. */
 void dlg_tlsio_last_error(char *buf, size_t len);
+
+/* Why a session on our record layer failed ("bad record MAC", "peer sent
+ * alert 40", ...), or NULL (then dlg_tlsio_last_error tells). Static
+ * storage. */
+const char *dlg_tlsio_why(const dlg_tlsio *t);
 
 #endif

@@ -151,6 +151,7 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     o->io_uring = cfg->io_uring;
     _Static_assert(DLG_CFG_SEND_THREADS_MAX == DLG_SEND_THREADS_MAX, "one limit");
     o->send_threads = cfg->send_threads;
+    o->tls_own_records = cfg->tls_own_records;
 
     int rc;
     if ((rc = dlg_auth_setup(srv, cfg, err, errlen)) != 0)

@@ -193,6 +193,7 @@ static int fill_defaults(dlg_config *c) {
     c->auth.client_cert.user_from = DLG_CFG_USER_FROM_CN;
     c->metrics.interval_ms = 1000;
     c->store = DLG_CFG_STORE_MEMORY;
+    c->tls_own_records = true;
     return 0;
 }
 
@@ -1510,7 +1511,8 @@ static int load_root(loader *x, const node *root) {
     static const char *const keys[] = {"log_level", "listen",  "schemas",    "allow_unknown_fields",
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
-                                       "store_sync", "cluster", "io_uring", "send_threads", NULL};
+                                       "store_sync", "cluster", "io_uring", "send_threads",
+                                       "tls_own_records", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
     static const char *const syncs[] = {"ack", "batch", NULL};
@@ -1557,6 +1559,9 @@ static int load_root(loader *x, const node *root) {
     if ((v = get(x, root, "cluster")) && (rc = load_cluster(x, v)) < 0)
         return rc;
     if ((v = get(x, root, "io_uring")) && (rc = get_bool(x, v, "io_uring", &c->io_uring)) < 0)
+        return rc;
+    if ((v = get(x, root, "tls_own_records")) &&
+        (rc = get_bool(x, v, "tls_own_records", &c->tls_own_records)) < 0)
         return rc;
     if ((v = get(x, root, "send_threads")) &&
         (rc = get_u32(x, v, "send_threads", 0, DLG_CFG_SEND_THREADS_MAX, &c->send_threads)) < 0)

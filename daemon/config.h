@@ -254,6 +254,8 @@ typedef struct dlg_config {
     uint32_t send_threads;      /* [0 = one per online core] threads sharing the flush of
                                    one loop turn, the loop thread included; 1 = the loop
                                    thread alone (see docs/benchmarks.md) */
+    bool tls_own_records;       /* [true] established TLS 1.3 sessions leave OpenSSL for
+                                   dialogue's record layer (docs/config.md) */
 } dlg_config;
 
 /* The most send_threads accepted. */

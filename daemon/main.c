@@ -32,11 +32,14 @@ static void usage(FILE *f) {
         "                         falls back to write() if the kernel refuses it\n"
         "  --send-threads N       threads sharing each loop turn's sends, the loop\n"
         "                         thread included; 0 = one per core [config or 0]\n"
+        "  --tls-openssl-records  keep TLS 1.3 sessions on OpenSSL's record layer\n"
+        "                         (config tls_own_records: false)\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n"
         "environment: DIALOGUE_IO_URING=1|0 forces io_uring on or off over the config\n"
-        "  (for running test suites both ways); --io-uring still wins\n");
+        "  (for running test suites both ways); --io-uring still wins;\n"
+        "  DIALOGUE_TLS_OWN_RECORDS=1|0 likewise for tls_own_records\n");
 }
 
 /* Every config loaded, kept until exit: the server borrows strings from them. */
@@ -102,7 +105,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
-           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_SENDTH, O_VERSION,
+           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_SENDTH, O_OSSLREC, O_VERSION,
            O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
@@ -121,6 +124,7 @@ int main(int argc, char **argv) {
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"io-uring", no_argument, 0, O_URING},
         {"send-threads", required_argument, 0, O_SENDTH},
+        {"tls-openssl-records", no_argument, 0, O_OSSLREC},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
@@ -135,6 +139,7 @@ int main(int argc, char **argv) {
     size_t n_schemas = 0;
     const char *f_listen = NULL, *f_cert = NULL, *f_key = NULL;
     int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0, f_uring = 0, f_sendth_set = 0;
+    int f_osslrec = 0;
     uint32_t f_sendth = 0;
     uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0, f_maxconn = 0;
     double f_alert = 0;
@@ -157,6 +162,7 @@ int main(int argc, char **argv) {
             break;
         case O_ANON: f_anon = 1; break;
         case O_URING: f_uring = 1; break;
+        case O_OSSLREC: f_osslrec = 1; break;
         case O_SENDTH:
             if (parse_u32("--send-threads", optarg, 0, &f_sendth) != 0)
                 return 2;
@@ -265,6 +271,13 @@ int main(int argc, char **argv) {
         srv.opts.io_uring = 1;
     if (f_sendth_set)
         srv.opts.send_threads = f_sendth;
+    const char *env_rec = getenv("DIALOGUE_TLS_OWN_RECORDS");
+    if (env_rec && (strcmp(env_rec, "1") == 0 || strcmp(env_rec, "0") == 0))
+        srv.opts.tls_own_records = env_rec[0] == '1';
+    else if (env_rec && *env_rec)
+        dlg_log_warn(&srv.log, "DIALOGUE_TLS_OWN_RECORDS=\"%s\" ignored (1 or 0)", env_rec);
+    if (f_osslrec)
+        srv.opts.tls_own_records = 0;
     /* A peer that vanishes must not kill the daemon through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;

@@ -36,6 +36,7 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->write_timeout_ms = 10000;
     o->heartbeat_ms = 30000;
     o->max_rooms_per_conn = 128;
+    o->tls_own_records = 1;
 }
 
 uint64_t dlg_server_now_ms(void) {
@@ -123,6 +124,16 @@ static int make_ssl_ctx(dlg_server *s) {
         SSL_CTX_set_verify_depth(ctx, 4);
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    /* Established TLS 1.3 sessions leave OpenSSL for our record layer
+     * (common/dlg_tls13.h): 2.5 KB per idle connection instead of 13 KB,
+     * and cheaper records. */
+    if (s->opts.tls_own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
+        dlg_log_error(&s->log, "TLS: cannot set up the record layer handover");
+        goto fail;
+    }
+    dlg_log_info(&s->log, "TLS: records of established TLS 1.3 sessions: %s",
+                 s->opts.tls_own_records ? "dialogue's own (tls_own_records: true)"
+                                         : "OpenSSL's (tls_own_records: false)");
     s->ssl_ctx = ctx;
     return 0;
 fail_ssl:

@@ -52,6 +52,8 @@ typedef struct dlg_server_opts {
     uint32_t send_threads;       /* [0 = one per online core] threads that share a turn's
                                     flush, the loop thread included (sendpool.h); 1 = the
                                     loop thread alone; not used with io_uring */
+    int tls_own_records;         /* [1] established TLS 1.3 sessions leave OpenSSL for
+                                    dlg_tls13 (dlg_tlsio_ctx_lean); 0 = OpenSSL throughout */
 } dlg_server_opts;
 
 /* The most send threads (send_threads) accepted. */

@@ -111,6 +111,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_false(c->cluster.log);
     assert_false(c->io_uring);
     assert_int_equal(c->send_threads, 0); /* one per core */
+    assert_true(c->tls_own_records);
 }
 
 static void assert_no_metrics(const dlg_config *c) {
@@ -426,6 +427,25 @@ static void send_threads_key(void **state) {
     assert_null(c);
 }
 
+/* tls_own_records: a bool, on by default (assert_defaults). */
+static void tls_own_records_key(void **state) {
+    (void)state;
+    char err[512] = "";
+    dlg_config *c = NULL;
+    assert_int_equal(load_text("tls_own_records: false\n", &c, err, sizeof(err)), 0);
+    assert_false(c->tls_own_records);
+    dlg_config_free(c);
+    c = NULL;
+    assert_int_equal(load_text("tls_own_records: true\n", &c, err, sizeof(err)), 0);
+    assert_true(c->tls_own_records);
+    dlg_config_free(c);
+    c = NULL;
+    assert_int_equal(load_text("tls_own_records: openssl\n", &c, err, sizeof(err)),
+                     DLG_ECONFIG);
+    assert_null(c);
+    assert_has(err, ":1:18: tls_own_records: expected true or false, got \"openssl\"");
+}
+
 /* A file named without a folder resolves paths against the working dir. */
 static void paths_without_folder(void **state) {
     const fixtures *fx = *state;
@@ -605,7 +625,7 @@ int main(void) {
     bad_case cases[N_BAD];
     /* The named tests first; N_FIXED counts them (the compiler refuses
      * more initialisers than the array holds). */
-    enum { N_FIXED = 11 };
+    enum { N_FIXED = 12 };
     struct CMUnitTest tests[N_BAD + N_FIXED] = {
         cmocka_unit_test_prestate(full_file, &fx),
         cmocka_unit_test_prestate(minimal_file, &fx),
@@ -618,6 +638,7 @@ int main(void) {
         cmocka_unit_test_prestate(cluster_file, &fx),
         cmocka_unit_test_prestate(io_uring_key, &fx),
         cmocka_unit_test_prestate(send_threads_key, &fx),
+        cmocka_unit_test_prestate(tls_own_records_key, &fx),
     };
     size_t nt = N_FIXED;
     if (tests[N_FIXED - 1].test_func == NULL || tests[N_FIXED].test_func != NULL) {

@@ -1,0 +1,983 @@
+/* test_tlsio_lean.c: the handover of a finished TLS 1.3 session from
+ * OpenSSL to our own record layer (dlg_tlsio_ctx_lean, dlg_tls13), tested
+ * against a plain OpenSSL client on memory BIOs so that an error in our
+ * record protection cannot cancel out against the same error on the other
+ * side. Covers the three suites, split and coalesced records, data in the
+ * client's Finished flight, KeyUpdate both ways, close_notify, tampered and
+ * malformed records, and the sessions that must stay on OpenSSL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "dlg_err.h"
+#include "dlg_tls13.h"
+#include "dlg_tlsio.h"
+
+/* One server key and self-signed certificate for the whole suite: key
+ * generation is the slow part of a handshake. */
+static EVP_PKEY *g_key;
+static X509 *g_cert;
+
+static int group_setup(void **state) {
+    (void)state;
+    g_key = EVP_EC_gen("P-256");
+    if (g_key == NULL)
+        return -1;
+    g_cert = X509_new();
+    if (g_cert == NULL)
+        return -1;
+    X509_NAME *nm = X509_get_subject_name(g_cert);
+    if (X509_set_version(g_cert, 2) != 1 ||
+        ASN1_INTEGER_set(X509_get_serialNumber(g_cert), 1) != 1 ||
+        X509_gmtime_adj(X509_getm_notBefore(g_cert), -3600) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(g_cert), 86400) == NULL ||
+        X509_set_pubkey(g_cert, g_key) != 1 ||
+        X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost",
+                                   -1, -1, 0) != 1 ||
+        X509_set_issuer_name(g_cert, nm) != 1 || X509_sign(g_cert, g_key, EVP_sha256()) <= 0)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    X509_free(g_cert);
+    EVP_PKEY_free(g_key);
+    return 0;
+}
+
+/* A server session under test and its OpenSSL client. The dlg_tlsio must
+ * not move after init (its BIO points at it), hence the heap. */
+typedef struct {
+    SSL_CTX *sctx, *cctx;
+    dlg_tlsio srv;
+    SSL *cli;
+    BIO *cin;  /* the client's read side: server ciphertext goes in here */
+    BIO *cout; /* the client's write side: its ciphertext comes out here */
+} pair_t;
+
+static const char *suite_name(uint16_t suite) {
+    switch (suite) {
+    case 0x1301: return "TLS_AES_128_GCM_SHA256";
+    case 0x1302: return "TLS_AES_256_GCM_SHA384";
+    case 0x1303: return "TLS_CHACHA20_POLY1305_SHA256";
+    default: return NULL;
+    }
+}
+
+/* The pairs alive in the running test. A failed assert jumps out of the
+ * test; the teardown then frees what it left, so that a failure shows as a
+ * failure and not also as leaks under ASan. */
+#define MAX_LIVE 4
+static pair_t *g_live[MAX_LIVE];
+
+static void live_add(pair_t *p) {
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (g_live[i] == NULL) {
+            g_live[i] = p;
+            return;
+        }
+    fail_msg("too many pairs alive");
+}
+
+static void live_del(pair_t *p) {
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (g_live[i] == p)
+            g_live[i] = NULL;
+}
+
+/* suite 0 leaves the server's TLS 1.3 suites at OpenSSL's default;
+ * cli_max 0 leaves the client's maximum version alone. */
+static pair_t *pair_new(int lean, uint16_t suite, int cli_max) {
+    pair_t *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    live_add(p);
+    p->sctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(p->sctx);
+    assert_int_equal(SSL_CTX_use_certificate(p->sctx, g_cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(p->sctx, g_key), 1);
+    if (suite != 0)
+        assert_int_equal(SSL_CTX_set_ciphersuites(p->sctx, suite_name(suite)), 1);
+    if (lean)
+        assert_int_equal(dlg_tlsio_ctx_lean(p->sctx), 0);
+    assert_int_equal(dlg_tlsio_init(&p->srv, p->sctx, 1, NULL, 0), 0);
+
+    p->cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(p->cctx);
+    SSL_CTX_set_verify(p->cctx, SSL_VERIFY_NONE, NULL);
+    if (cli_max != 0)
+        assert_int_equal(SSL_CTX_set_max_proto_version(p->cctx, cli_max), 1);
+    p->cli = SSL_new(p->cctx);
+    assert_non_null(p->cli);
+    p->cin = BIO_new(BIO_s_mem());
+    p->cout = BIO_new(BIO_s_mem());
+    assert_non_null(p->cin);
+    assert_non_null(p->cout);
+    SSL_set_bio(p->cli, p->cin, p->cout); /* ssl owns both now */
+    SSL_set_connect_state(p->cli);
+    return p;
+}
+
+static void pair_free(pair_t *p) {
+    live_del(p);
+    dlg_tlsio_free(&p->srv);
+    SSL_free(p->cli);
+    SSL_CTX_free(p->sctx);
+    SSL_CTX_free(p->cctx);
+    free(p);
+    ERR_clear_error();
+}
+
+static int test_teardown(void **state) {
+    (void)state;
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (g_live[i] != NULL)
+            pair_free(g_live[i]);
+    return 0;
+}
+
+/* Payloads and what was read back; static so that a failed test leaks
+ * nothing. */
+#define MAX_DATA 80000
+static uint8_t g_data[MAX_DATA], g_got[MAX_DATA + 1];
+
+/* Deterministic pseudo-random bytes (xorshift32): a shifted or repeated
+ * block cannot compare equal by accident. */
+static void fill(uint8_t *buf, size_t n, uint32_t seed) {
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[i] = (uint8_t)(x >> 11);
+    }
+}
+
+/* Moves all the client's pending ciphertext into the server, chunk bytes
+ * per feed, without reading. Returns how many bytes moved. */
+static size_t c2s_move(pair_t *p, size_t chunk) {
+    uint8_t tmp[4096];
+    size_t moved = 0;
+    if (chunk > sizeof(tmp))
+        chunk = sizeof(tmp);
+    for (int i = 0; i < 1 << 22 && BIO_ctrl_pending(p->cout) > 0; i++) {
+        int n = BIO_read(p->cout, tmp, (int)chunk);
+        assert_true(n > 0);
+        assert_int_equal(dlg_tlsio_feed(&p->srv, tmp, (size_t)n), 0);
+        moved += (size_t)n;
+    }
+    assert_int_equal(BIO_ctrl_pending(p->cout), 0);
+    return moved;
+}
+
+/* Moves all the server's pending ciphertext into the client's read BIO. */
+static size_t s2c_move(pair_t *p) {
+    uint8_t tmp[4096];
+    size_t moved = 0, n;
+    for (int i = 0; i < 1 << 20 && (n = dlg_tlsio_out_take(&p->srv, tmp, sizeof(tmp))) > 0;
+         i++) {
+        assert_int_equal(BIO_write(p->cin, tmp, (int)n), (int)n);
+        moved += n;
+    }
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), 0);
+    return moved;
+}
+
+/* Runs both handshakes to completion. hook, if not NULL, runs once right
+ * after the client's handshake returns 1, before its last flight (with
+ * Finished) reaches the server. */
+static void handshake_ex(pair_t *p, void (*hook)(pair_t *)) {
+    int cdone = 0, sdone = 0;
+    for (int i = 0; i < 50 && !(cdone && sdone); i++) {
+        if (!cdone) {
+            int r = SSL_do_handshake(p->cli);
+            if (r == 1) {
+                cdone = 1;
+                if (hook != NULL)
+                    hook(p);
+            } else {
+                assert_int_equal(SSL_get_error(p->cli, r), SSL_ERROR_WANT_READ);
+            }
+        }
+        c2s_move(p, 4096);
+        if (!sdone) {
+            char err[256] = "";
+            int r = dlg_tlsio_handshake(&p->srv, err, sizeof(err));
+            if (r < 0)
+                fail_msg("server handshake failed: %s", err);
+            sdone = r == 1;
+        }
+        s2c_move(p);
+    }
+    assert_true(cdone);
+    assert_true(sdone);
+}
+
+static void handshake(pair_t *p) {
+    handshake_ex(p, NULL);
+}
+
+/* Reads from the server until it has nothing more, at most cap bytes per
+ * call, appending to got (room for want + 1 bytes, so that one byte too
+ * many is seen). */
+static void srv_drain(pair_t *p, uint8_t *got, size_t *have, size_t want, size_t cap) {
+    for (int i = 0; i < 1 << 22; i++) {
+        size_t room = want + 1 - *have;
+        int r = dlg_tlsio_read(&p->srv, got + *have, room < cap ? room : cap);
+        if (r == 0)
+            return;
+        if (r < 0)
+            fail_msg("dlg_tlsio_read: %d (%s)", r,
+                     dlg_tlsio_why(&p->srv) ? dlg_tlsio_why(&p->srv) : "-");
+        assert_true((size_t)r <= (room < cap ? room : cap));
+        *have += (size_t)r;
+        assert_true(*have <= want);
+    }
+    fail_msg("server read did not stop");
+}
+
+/* Client writes len bytes; they reach the server feed_chunk bytes at a
+ * time, the server reading at most read_cap bytes per call after each
+ * feed; the bytes read must be exactly those written. */
+static void c2s_data(pair_t *p, size_t len, uint32_t seed, size_t feed_chunk, size_t read_cap) {
+    uint8_t *data = g_data, *got = g_got;
+    assert_true(len <= MAX_DATA);
+    fill(data, len, seed);
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, data, len, &w), 1);
+    assert_int_equal(w, len);
+    size_t have = 0;
+    uint8_t tmp[4096];
+    if (feed_chunk > sizeof(tmp))
+        feed_chunk = sizeof(tmp);
+    for (int i = 0; i < 1 << 22 && BIO_ctrl_pending(p->cout) > 0; i++) {
+        int n = BIO_read(p->cout, tmp, (int)feed_chunk);
+        assert_true(n > 0);
+        assert_int_equal(dlg_tlsio_feed(&p->srv, tmp, (size_t)n), 0);
+        srv_drain(p, got, &have, len, read_cap);
+    }
+    srv_drain(p, got, &have, len, read_cap);
+    assert_int_equal(have, len);
+    assert_memory_equal(got, data, len);
+}
+
+/* Reads everything the client can decrypt now into got (room want + 1). */
+static void cli_drain(pair_t *p, uint8_t *got, size_t *have, size_t want) {
+    for (int i = 0; i < 1 << 22; i++) {
+        size_t n = 0;
+        int r = SSL_read_ex(p->cli, got + *have, want + 1 - *have, &n);
+        if (r != 1) {
+            int e = SSL_get_error(p->cli, r);
+            if (e != SSL_ERROR_WANT_READ)
+                fail_msg("client SSL_read: error %d, %s", e,
+                         ERR_reason_error_string(ERR_peek_last_error()));
+            return;
+        }
+        *have += n;
+        assert_true(*have <= want);
+    }
+    fail_msg("client read did not stop");
+}
+
+/* Odd chunk sizes that cut records and headers at changing places. */
+static size_t odd_chunk(size_t i) {
+    static const size_t sizes[] = {1, 3, 5, 17, 333, 4099, 2, 1021};
+    return sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+}
+
+/* Server writes len bytes; the client gets the ciphertext in pieces (odd
+ * sizes if odd, else 4 KiB) and reads after each; the bytes must match. */
+static void s2c_data(pair_t *p, size_t len, uint32_t seed, int odd) {
+    uint8_t *data = g_data, *got = g_got;
+    assert_true(len <= MAX_DATA);
+    fill(data, len, seed);
+    assert_int_equal(dlg_tlsio_write(&p->srv, data, len), 0);
+    size_t have = 0;
+    uint8_t tmp[4099];
+    for (size_t i = 0; i < 1u << 22 && dlg_tlsio_out_pending(&p->srv) > 0; i++) {
+        size_t n = dlg_tlsio_out_take(&p->srv, tmp, odd ? odd_chunk(i) : 4096);
+        assert_true(n > 0);
+        assert_int_equal(BIO_write(p->cin, tmp, (int)n), (int)n);
+        cli_drain(p, got, &have, len);
+    }
+    cli_drain(p, got, &have, len);
+    assert_int_equal(have, len);
+    assert_memory_equal(got, data, len);
+}
+
+static void assert_lean(const pair_t *p) {
+    assert_non_null(p->srv.rl);
+    assert_null(p->srv.ssl);
+    assert_null(p->srv.bio);
+    assert_null(p->srv.sec); /* the secrets are gone once handed over */
+}
+
+/* ---- 1. the three suites ------------------------------------------------- */
+
+static void suite_roundtrip(uint16_t suite) {
+    pair_t *p = pair_new(1, suite, 0);
+    handshake(p);
+    assert_lean(p);
+    /* The client really negotiated the suite we forced. */
+    assert_int_equal(SSL_version(p->cli), TLS1_3_VERSION);
+    assert_int_equal(SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(p->cli)), suite);
+
+    c2s_data(p, 1, 1, 4096, 65536);
+    c2s_data(p, 100, 2, 4096, 7);     /* partial reads of one record */
+    c2s_data(p, 70000, 3, 4096, 7);   /* partial reads across records */
+    c2s_data(p, 70000, 4, 4096, 65536);
+
+    /* 70,000 bytes are sealed as four full records and a short one. */
+    uint8_t *big = g_data, *got = g_got;
+    fill(big, 70000, 5);
+    assert_int_equal(dlg_tlsio_write(&p->srv, big, 70000), 0);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv),
+                     4 * dlg_tls13_sealed_len(16384) + dlg_tls13_sealed_len(70000 - 4 * 16384));
+    s2c_move(p);
+    size_t have = 0;
+    cli_drain(p, got, &have, 70000);
+    assert_int_equal(have, 70000);
+    assert_memory_equal(got, big, 70000);
+
+    s2c_data(p, 1, 6, 0);
+    s2c_data(p, 100, 7, 0);
+    s2c_data(p, 70000, 8, 0);
+    /* Interleaved directions keep their own sequence numbers. */
+    for (uint32_t i = 0; i < 5; i++) {
+        c2s_data(p, 10 + i, 100 + i, 4096, 65536);
+        s2c_data(p, 20 + i, 200 + i, 0);
+    }
+    assert_lean(p);
+    pair_free(p);
+}
+
+static void lean_aes128(void **state) {
+    (void)state;
+    suite_roundtrip(0x1301);
+}
+
+static void lean_aes256(void **state) {
+    (void)state;
+    suite_roundtrip(0x1302);
+}
+
+static void lean_chacha(void **state) {
+    (void)state;
+    suite_roundtrip(0x1303);
+}
+
+/* ---- 2. records split across feeds ---------------------------------------- */
+
+static void split_feeds(void **state) {
+    (void)state;
+    static const uint16_t suites[] = {0x1301, 0x1302, 0x1303};
+    for (size_t s = 0; s < 3; s++) {
+        pair_t *p = pair_new(1, suites[s], 0);
+        handshake(p);
+        assert_lean(p);
+        /* One byte per feed, a read after each: every header and body is
+         * cut at every place. */
+        c2s_data(p, 1, 10, 1, 65536);
+        c2s_data(p, 100, 11, 1, 7);
+        c2s_data(p, 40000, 12, 1, 65536);
+        c2s_data(p, 40000, 13, 3, 5);
+        /* Our records to OpenSSL in odd pieces. */
+        s2c_data(p, 1, 14, 1);
+        s2c_data(p, 100, 15, 1);
+        s2c_data(p, 70000, 16, 1);
+        pair_free(p);
+    }
+}
+
+/* Several client records fed at once, read in one call. */
+static void coalesced_feed(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1301, 0);
+    handshake(p);
+    assert_lean(p);
+    uint8_t data[3000], got[3001];
+    fill(data, sizeof(data), 20);
+    for (size_t off = 0; off < sizeof(data); off += 300) {
+        size_t w = 0;
+        assert_int_equal(SSL_write_ex(p->cli, data + off, 300, &w), 1);
+    }
+    c2s_move(p, 4096);
+    size_t have = 0;
+    srv_drain(p, got, &have, sizeof(data), sizeof(got));
+    assert_int_equal(have, sizeof(data));
+    assert_memory_equal(got, data, sizeof(data));
+    pair_free(p);
+}
+
+/* ---- 3. application data in the client's Finished flight ------------------ */
+
+static uint8_t early_data[500];
+
+static void write_after_finished(pair_t *p) {
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, early_data, sizeof(early_data), &w), 1);
+}
+
+static void keyupdate_and_write_after_finished(pair_t *p) {
+    assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+    write_after_finished(p);
+}
+
+static void data_in_finished_flight(void **state) {
+    (void)state;
+    fill(early_data, sizeof(early_data), 30);
+    for (int variant = 0; variant < 2; variant++) {
+        pair_t *p = pair_new(1, 0x1303, 0);
+        handshake_ex(p, variant == 0 ? write_after_finished : keyupdate_and_write_after_finished);
+        /* The records after Finished were still in `in` at the handover. */
+        assert_lean(p);
+        uint8_t got[sizeof(early_data) + 1];
+        size_t have = 0;
+        srv_drain(p, got, &have, sizeof(early_data), sizeof(got));
+        assert_int_equal(have, sizeof(early_data));
+        assert_memory_equal(got, early_data, sizeof(early_data));
+        if (variant == 1) /* the answer to the KeyUpdate */
+            assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(5));
+        s2c_data(p, 300, 31, 0);
+        c2s_data(p, 300, 32, 4096, 65536);
+        pair_free(p);
+    }
+}
+
+/* ---- 4. KeyUpdate ---------------------------------------------------------- */
+
+static void key_update_both_kinds(void **state) {
+    (void)state;
+    static const uint16_t suites[] = {0x1301, 0x1302, 0x1303};
+    for (size_t s = 0; s < 3; s++) {
+        pair_t *p = pair_new(1, suites[s], 0);
+        handshake(p);
+        assert_lean(p);
+        for (uint32_t round = 0; round < 4; round++) {
+            int req = round % 2 == 0;
+            assert_int_equal(SSL_key_update(p->cli, req ? SSL_KEY_UPDATE_REQUESTED
+                                                        : SSL_KEY_UPDATE_NOT_REQUESTED),
+                             1);
+            c2s_data(p, 1000, 40 + round, 4096, 65536);
+            /* Requested: one KeyUpdate back (5-byte message), nothing
+             * otherwise. */
+            assert_int_equal(dlg_tlsio_out_pending(&p->srv),
+                             req ? dlg_tls13_sealed_len(5) : 0);
+            s2c_data(p, 1000, 50 + round, 0);
+            /* And the client still reaches the server after that. */
+            c2s_data(p, 77, 60 + round, 4096, 65536);
+        }
+        assert_lean(p);
+        pair_free(p);
+    }
+}
+
+/* Several KeyUpdates back to back before any data, then data: the server
+ * moves its read key each time and answers each request. */
+static void key_update_several_in_a_row(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1302, 0);
+    handshake(p);
+    assert_lean(p);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(SSL_key_update(p->cli, i == 2 ? SSL_KEY_UPDATE_NOT_REQUESTED
+                                                       : SSL_KEY_UPDATE_REQUESTED),
+                         1);
+        assert_int_equal(SSL_do_handshake(p->cli), 1); /* sends it */
+    }
+    c2s_data(p, 5000, 70, 4096, 65536);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), 4 * dlg_tls13_sealed_len(5));
+    s2c_data(p, 5000, 71, 1);
+    /* Data, update, data in one flight, read in one call. */
+    uint8_t a[200], b[200], got[401];
+    fill(a, sizeof(a), 72);
+    fill(b, sizeof(b), 73);
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, a, sizeof(a), &w), 1);
+    assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_write_ex(p->cli, b, sizeof(b), &w), 1);
+    c2s_move(p, 4096);
+    size_t have = 0;
+    srv_drain(p, got, &have, 400, sizeof(got));
+    assert_int_equal(have, 400);
+    assert_memory_equal(got, a, 200);
+    assert_memory_equal(got + 200, b, 200);
+    s2c_data(p, 3000, 74, 0);
+    pair_free(p);
+}
+
+/* ---- 5. close_notify ------------------------------------------------------ */
+
+static void close_from_client(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1301, 0);
+    handshake(p);
+    assert_lean(p);
+    uint8_t data[123], got[200];
+    fill(data, sizeof(data), 80);
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, data, sizeof(data), &w), 1);
+    assert_int_equal(SSL_shutdown(p->cli), 0); /* sent, peer's not seen yet */
+    c2s_move(p, 4096);
+    /* The data first, then the close. */
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), (int)sizeof(data));
+    assert_memory_equal(got, data, sizeof(data));
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ECLOSED);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ECLOSED);
+    assert_null(dlg_tlsio_why(&p->srv));
+    /* Our side answers with its own close_notify; OpenSSL completes. */
+    dlg_tlsio_shutdown(&p->srv);
+    assert_true(dlg_tlsio_out_pending(&p->srv) > 0);
+    s2c_move(p);
+    assert_int_equal(SSL_shutdown(p->cli), 1);
+    assert_int_equal(dlg_tlsio_write(&p->srv, "x", 1), DLG_ETLS);
+    pair_free(p);
+}
+
+static void close_from_server(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1302, 0);
+    handshake(p);
+    assert_lean(p);
+    s2c_data(p, 50, 90, 0);
+    dlg_tlsio_shutdown(&p->srv);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(2));
+    dlg_tlsio_shutdown(&p->srv); /* a second call queues nothing more */
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(2));
+    assert_int_equal(dlg_tlsio_write(&p->srv, "x", 1), DLG_ETLS);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(2));
+    s2c_move(p);
+    uint8_t got[16];
+    size_t n = 0;
+    assert_int_equal(SSL_read_ex(p->cli, got, sizeof(got), &n), 0);
+    assert_int_equal(SSL_get_error(p->cli, 0), SSL_ERROR_ZERO_RETURN);
+    /* TLS 1.3 closes each direction on its own: the client may still
+     * send, and the server still reads. */
+    c2s_data(p, 600, 91, 4096, 65536);
+    pair_free(p);
+}
+
+/* ---- 6. tampered and malformed records ------------------------------------ */
+
+/* Feeds the server's pending alert to the client and checks that OpenSSL
+ * saw the alert `reason` (an SSL_R_*ALERT* code). */
+static void client_sees_alert(pair_t *p, int reason) {
+    assert_true(dlg_tlsio_out_pending(&p->srv) > 0);
+    s2c_move(p);
+    uint8_t got[16];
+    size_t n = 0;
+    ERR_clear_error();
+    assert_int_equal(SSL_read_ex(p->cli, got, sizeof(got), &n), 0);
+    assert_int_equal(SSL_get_error(p->cli, 0), SSL_ERROR_SSL);
+    assert_int_equal(ERR_GET_REASON(ERR_peek_last_error()), reason);
+    ERR_clear_error();
+}
+
+/* After a failure every call keeps failing and nothing more is sent. */
+static void assert_dead(pair_t *p) {
+    uint8_t got[16];
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+    assert_int_equal(dlg_tlsio_write(&p->srv, "x", 1), DLG_ETLS);
+    size_t before = dlg_tlsio_out_pending(&p->srv);
+    dlg_tlsio_shutdown(&p->srv);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), before);
+    assert_non_null(dlg_tlsio_why(&p->srv));
+}
+
+/* Writes 100 bytes on the client and returns its one record (122 bytes:
+ * header, data, inner type, tag) in rec. */
+static size_t client_record(pair_t *p, uint8_t *rec, size_t cap) {
+    uint8_t data[100];
+    fill(data, sizeof(data), 99);
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, data, sizeof(data), &w), 1);
+    int n = BIO_read(p->cout, rec, (int)cap);
+    assert_int_equal(n, (int)dlg_tls13_sealed_len(100));
+    assert_int_equal(BIO_ctrl_pending(p->cout), 0);
+    return (size_t)n;
+}
+
+static void tampered_record(void **state) {
+    (void)state;
+    /* Flip one bit: in the body, in the tag, in the header (it is the
+     * AEAD's additional data). */
+    static const size_t where[] = {5 + 40, 121, 2};
+    static const uint16_t suites[] = {0x1301, 0x1302, 0x1303};
+    for (size_t s = 0; s < 3; s++) {
+        for (size_t k = 0; k < 3; k++) {
+            pair_t *p = pair_new(1, suites[s], 0);
+            handshake(p);
+            assert_lean(p);
+            c2s_data(p, 10, 98, 4096, 65536); /* a good record first */
+            uint8_t rec[256], got[200];
+            size_t n = client_record(p, rec, sizeof(rec));
+            rec[where[k]] ^= 0x04;
+            assert_int_equal(dlg_tlsio_feed(&p->srv, rec, n), 0);
+            assert_int_equal(dlg_tlsio_out_pending(&p->srv), 0);
+            assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+            assert_non_null(dlg_tlsio_why(&p->srv));
+            /* bad_record_mac, sealed so that OpenSSL can open it. */
+            assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(2));
+            assert_dead(p);
+            client_sees_alert(p, SSL_R_SSLV3_ALERT_BAD_RECORD_MAC);
+            pair_free(p);
+        }
+    }
+}
+
+static void oversized_header(void **state) {
+    (void)state;
+    /* 2^14 + 256 after the header is the most a peer may announce: the
+     * server waits for the body. */
+    pair_t *p = pair_new(1, 0x1301, 0);
+    handshake(p);
+    assert_lean(p);
+    uint8_t hdr[5] = {23, 3, 3, 0x41, 0x00}, got[16];
+    assert_int_equal(dlg_tlsio_feed(&p->srv, hdr, sizeof(hdr)), 0);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), 0);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), 0);
+    pair_free(p);
+
+    /* One byte more is refused from the header alone. */
+    p = pair_new(1, 0x1301, 0);
+    handshake(p);
+    assert_lean(p);
+    hdr[4] = 0x01; /* 2^14 + 257 */
+    assert_int_equal(dlg_tlsio_feed(&p->srv, hdr, sizeof(hdr)), 0);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+    assert_non_null(dlg_tlsio_why(&p->srv));
+    assert_dead(p);
+    client_sees_alert(p, SSL_R_TLSV1_ALERT_RECORD_OVERFLOW);
+    pair_free(p);
+
+    /* Also with the header cut in two feeds. */
+    p = pair_new(1, 0x1303, 0);
+    handshake(p);
+    assert_lean(p);
+    hdr[3] = 0xff;
+    hdr[4] = 0xff;
+    assert_int_equal(dlg_tlsio_feed(&p->srv, hdr, 3), 0);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), 0);
+    assert_int_equal(dlg_tlsio_feed(&p->srv, hdr + 3, 2), 0);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+    pair_free(p);
+}
+
+static void plaintext_after_handshake(void **state) {
+    (void)state;
+    /* A plaintext close_notify alert, a change_cipher_spec, a plaintext
+     * handshake message (a KeyUpdate), and a too-short protected record. */
+    static const uint8_t alert[] = {21, 3, 3, 0, 2, 1, 0};
+    static const uint8_t ccs[] = {20, 3, 3, 0, 1, 1};
+    static const uint8_t hs[] = {22, 3, 3, 0, 5, 24, 0, 0, 1, 0};
+    static const uint8_t shortrec[] = {23, 3, 3, 0, 3, 1, 2, 3};
+    static const struct {
+        const uint8_t *rec;
+        size_t len;
+        int reason;
+    } cases[] = {
+        {alert, sizeof(alert), SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE},
+        {ccs, sizeof(ccs), SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE},
+        {hs, sizeof(hs), SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE},
+        {shortrec, sizeof(shortrec), SSL_R_TLSV1_ALERT_DECODE_ERROR},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pair_t *p = pair_new(1, 0x1301, 0);
+        handshake(p);
+        assert_lean(p);
+        uint8_t got[16];
+        assert_int_equal(dlg_tlsio_feed(&p->srv, cases[i].rec, cases[i].len), 0);
+        assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+        assert_false(p->srv.read_closed); /* a plaintext close_notify is no close */
+        assert_dead(p);
+        client_sees_alert(p, cases[i].reason);
+        pair_free(p);
+    }
+}
+
+/* Data before a bad record is delivered; the failure comes on the next
+ * call. */
+static void good_data_before_bad_record(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1302, 0);
+    handshake(p);
+    assert_lean(p);
+    uint8_t data[300], rec[256], got[512];
+    fill(data, sizeof(data), 110);
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, data, sizeof(data), &w), 1);
+    c2s_move(p, 4096);
+    size_t n = client_record(p, rec, sizeof(rec));
+    rec[10] ^= 1;
+    assert_int_equal(dlg_tlsio_feed(&p->srv, rec, n), 0);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), (int)sizeof(data));
+    assert_memory_equal(got, data, sizeof(data));
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+    assert_dead(p);
+    pair_free(p);
+}
+
+/* ---- 7, 8. sessions that stay on OpenSSL ---------------------------------- */
+
+static void stays_on_openssl(pair_t *p) {
+    assert_null(p->srv.rl);
+    assert_non_null(p->srv.ssl);
+    c2s_data(p, 1, 120, 4096, 65536);
+    c2s_data(p, 100, 121, 4096, 7);
+    c2s_data(p, 70000, 122, 4096, 65536);
+    s2c_data(p, 1, 123, 0);
+    s2c_data(p, 100, 124, 1);
+    s2c_data(p, 70000, 125, 0);
+    assert_null(p->srv.rl);
+}
+
+static void tls12_stays_on_openssl(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0, TLS1_2_VERSION);
+    handshake(p);
+    assert_int_equal(SSL_version(p->srv.ssl), TLS1_2_VERSION);
+    stays_on_openssl(p);
+    pair_free(p);
+}
+
+static void no_lean_ctx_stays_on_openssl(void **state) {
+    (void)state;
+    pair_t *p = pair_new(0, 0x1301, 0);
+    handshake(p);
+    assert_int_equal(SSL_version(p->srv.ssl), TLS1_3_VERSION);
+    stays_on_openssl(p);
+    pair_free(p);
+}
+
+/* ---- 10. compact ------------------------------------------------------------ */
+
+static void compact_idle(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1301, 0);
+    handshake(p);
+    assert_lean(p);
+    c2s_data(p, 5000, 130, 4096, 65536);
+    s2c_data(p, 5000, 131, 0);
+    assert_int_equal(dlg_tlsio_compact(&p->srv), 1);
+    assert_null(p->srv.in);
+    assert_null(p->srv.out);
+
+    /* A record half read is still in `in`: nothing to free there, and the
+     * rest of it is still readable. */
+    uint8_t data[100], got[101];
+    fill(data, sizeof(data), 132);
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->cli, data, sizeof(data), &w), 1);
+    c2s_move(p, 4096);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, 7), 7);
+    assert_int_equal(dlg_tlsio_compact(&p->srv), 0);
+    assert_non_null(p->srv.in);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got + 7, sizeof(got) - 7), 93);
+    assert_memory_equal(got, data, sizeof(data));
+    assert_int_equal(dlg_tlsio_compact(&p->srv), 1);
+
+    /* Unsent output is kept. */
+    assert_int_equal(dlg_tlsio_write(&p->srv, "hello", 5), 0);
+    assert_int_equal(dlg_tlsio_compact(&p->srv), 0);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(5));
+    s2c_move(p);
+    size_t have = 0;
+    uint8_t hi[6];
+    cli_drain(p, hi, &have, 5);
+    assert_int_equal(have, 5);
+    assert_memory_equal(hi, "hello", 5);
+
+    /* Compacted between every exchange, the session goes on. */
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(dlg_tlsio_compact(&p->srv), 1);
+        c2s_data(p, 3000 + i, 140 + i, 1000, 65536);
+        assert_int_equal(dlg_tlsio_compact(&p->srv), 1);
+        s2c_data(p, 3000 + i, 150 + i, 0);
+    }
+    assert_lean(p);
+    pair_free(p);
+}
+
+/* ---- 9. key wear -------------------------------------------------------------- */
+
+/* After DLG_TLS13_KEY_RECORDS records under one key, the next write is
+ * preceded by a KeyUpdate and sealed under the next key; OpenSSL on the
+ * other side must follow. It takes 2^23 real records (no way to start at a
+ * high sequence number without changing the code), so a few seconds; run
+ * only when DLG_TEST_SLOW is set. */
+static void key_wear(void **state) {
+    (void)state;
+    if (getenv("DLG_TEST_SLOW") == NULL)
+        skip();
+    pair_t *p = pair_new(1, 0x1301, 0);
+    handshake(p);
+    assert_lean(p);
+    const uint64_t total = DLG_TLS13_KEY_RECORDS;
+    const size_t batch = 4096;
+    uint64_t written = 0, seen = 0;
+    uint8_t got[64];
+    while (written < total) {
+        size_t k;
+        for (k = 0; k < batch && written < total; k++, written++) {
+            uint8_t b = (uint8_t)(written * 7 + 3);
+            if (dlg_tlsio_write(&p->srv, &b, 1) != 0)
+                fail_msg("write %llu failed", (unsigned long long)written);
+        }
+        /* No KeyUpdate yet: exactly one 1-byte record per write. */
+        assert_int_equal(dlg_tlsio_out_pending(&p->srv), k * dlg_tls13_sealed_len(1));
+        s2c_move(p);
+        for (size_t i = 0; i < batch + 2; i++) {
+            size_t n = 0;
+            if (SSL_read_ex(p->cli, got, sizeof(got), &n) != 1) {
+                assert_int_equal(SSL_get_error(p->cli, 0), SSL_ERROR_WANT_READ);
+                break;
+            }
+            for (size_t j = 0; j < n; j++, seen++)
+                if (got[j] != (uint8_t)(seen * 7 + 3))
+                    fail_msg("byte %llu differs", (unsigned long long)seen);
+        }
+        assert_int_equal(seen, written);
+    }
+    /* The next record comes after a KeyUpdate (not requested). */
+    assert_int_equal(dlg_tlsio_write(&p->srv, "K", 1), 0);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv),
+                     dlg_tls13_sealed_len(5) + dlg_tls13_sealed_len(1));
+    s2c_move(p);
+    size_t n = 0;
+    assert_int_equal(SSL_read_ex(p->cli, got, sizeof(got), &n), 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(got[0], 'K');
+    /* The new key has just started: no further KeyUpdate. */
+    assert_int_equal(dlg_tlsio_write(&p->srv, "L", 1), 0);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(1));
+    s2c_move(p);
+    assert_int_equal(SSL_read_ex(p->cli, got, sizeof(got), &n), 1);
+    assert_int_equal(got[0], 'L');
+    s2c_data(p, 20000, 170, 0);
+    c2s_data(p, 20000, 171, 4096, 65536);
+    pair_free(p);
+}
+
+/* ---- our own client against our own server -------------------------------- */
+
+/* Both ends dlg_tlsio, the client on OpenSSL (no lean context): the other
+ * way the daemon's client library meets it. Static so that the sessions
+ * never move and the teardown can free them after a failed assert. */
+static struct {
+    SSL_CTX *sctx, *cctx;
+    dlg_tlsio s, c;
+} g_duo;
+
+static int duo_teardown(void **state) {
+    (void)state;
+    dlg_tlsio_free(&g_duo.s);
+    dlg_tlsio_free(&g_duo.c);
+    SSL_CTX_free(g_duo.sctx);
+    SSL_CTX_free(g_duo.cctx);
+    memset(&g_duo, 0, sizeof(g_duo));
+    ERR_clear_error();
+    return 0;
+}
+
+/* Moves all of from's ciphertext into to. */
+static void duo_move(dlg_tlsio *from, dlg_tlsio *to) {
+    uint8_t tmp[4096];
+    size_t n;
+    for (int i = 0; i < 1 << 20 && (n = dlg_tlsio_out_take(from, tmp, sizeof(tmp))) > 0; i++)
+        assert_int_equal(dlg_tlsio_feed(to, tmp, n), 0);
+    assert_int_equal(dlg_tlsio_out_pending(from), 0);
+}
+
+static void dlg_client_to_lean_server(void **state) {
+    (void)state;
+    g_duo.sctx = SSL_CTX_new(TLS_server_method());
+    g_duo.cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(g_duo.sctx);
+    assert_non_null(g_duo.cctx);
+    assert_int_equal(SSL_CTX_use_certificate(g_duo.sctx, g_cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(g_duo.sctx, g_key), 1);
+    assert_int_equal(dlg_tlsio_ctx_lean(g_duo.sctx), 0);
+    SSL_CTX_set_verify(g_duo.cctx, SSL_VERIFY_NONE, NULL);
+    dlg_tlsio *s = &g_duo.s, *c = &g_duo.c;
+    assert_int_equal(dlg_tlsio_init(s, g_duo.sctx, 1, NULL, 0), 0);
+    assert_int_equal(dlg_tlsio_init(c, g_duo.cctx, 0, NULL, 0), 0);
+    int sd = 0, cd = 0;
+    for (int i = 0; i < 50 && !(sd && cd); i++) {
+        if (!cd) {
+            int r = dlg_tlsio_handshake(c, NULL, 0);
+            assert_true(r >= 0);
+            cd = r == 1;
+        }
+        duo_move(c, s);
+        if (!sd) {
+            int r = dlg_tlsio_handshake(s, NULL, 0);
+            assert_true(r >= 0);
+            sd = r == 1;
+        }
+        duo_move(s, c);
+    }
+    assert_true(sd && cd);
+    assert_non_null(s->rl);
+    assert_null(c->rl);
+    static const size_t lens[] = {1, 100, 70000};
+    for (uint32_t round = 0; round < 3; round++) {
+        size_t len = lens[round];
+        /* client -> server, then server -> client */
+        for (int dir = 0; dir < 2; dir++) {
+            dlg_tlsio *from = dir == 0 ? c : s, *to = dir == 0 ? s : c;
+            fill(g_data, len, 160 + round * 2 + (uint32_t)dir);
+            assert_int_equal(dlg_tlsio_write(from, g_data, len), 0);
+            duo_move(from, to);
+            size_t have = 0;
+            for (int k = 0; k < 1 << 20; k++) {
+                int r = dlg_tlsio_read(to, g_got + have, len + 1 - have);
+                assert_true(r >= 0);
+                if (r == 0)
+                    break;
+                have += (size_t)r;
+                assert_true(have <= len);
+            }
+            assert_int_equal(have, len);
+            assert_memory_equal(g_got, g_data, len);
+        }
+    }
+    /* A close from our server reaches our client as a clean close. */
+    dlg_tlsio_shutdown(s);
+    duo_move(s, c);
+    assert_int_equal(dlg_tlsio_read(c, g_got, 16), DLG_ECLOSED);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(lean_aes128, test_teardown),
+        cmocka_unit_test_teardown(lean_aes256, test_teardown),
+        cmocka_unit_test_teardown(lean_chacha, test_teardown),
+        cmocka_unit_test_teardown(split_feeds, test_teardown),
+        cmocka_unit_test_teardown(coalesced_feed, test_teardown),
+        cmocka_unit_test_teardown(data_in_finished_flight, test_teardown),
+        cmocka_unit_test_teardown(key_update_both_kinds, test_teardown),
+        cmocka_unit_test_teardown(key_update_several_in_a_row, test_teardown),
+        cmocka_unit_test_teardown(close_from_client, test_teardown),
+        cmocka_unit_test_teardown(close_from_server, test_teardown),
+        cmocka_unit_test_teardown(tampered_record, test_teardown),
+        cmocka_unit_test_teardown(oversized_header, test_teardown),
+        cmocka_unit_test_teardown(plaintext_after_handshake, test_teardown),
+        cmocka_unit_test_teardown(good_data_before_bad_record, test_teardown),
+        cmocka_unit_test_teardown(tls12_stays_on_openssl, test_teardown),
+        cmocka_unit_test_teardown(no_lean_ctx_stays_on_openssl, test_teardown),
+        cmocka_unit_test_teardown(compact_idle, test_teardown),
+        cmocka_unit_test_teardown(key_wear, test_teardown),
+        cmocka_unit_test_teardown(dlg_client_to_lean_server, duo_teardown),
+    };
+    return cmocka_run_group_tests_name("tlsio_lean", tests, group_setup, group_teardown);
+}
