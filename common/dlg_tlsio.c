@@ -314,6 +314,13 @@ static int lean_handshake(dlg_tlsio *t, const uint8_t *m, size_t len) {
     return 0;
 }
 
+/* A failed read: the session is dead, but plaintext already copied out
+ * (got bytes) is still returned; the next read reports the failure. */
+static int lean_read_fail(dlg_tlsio *t, size_t got, const char *why, uint8_t alert) {
+    lean_fail(t, why, alert);
+    return got > 0 ? (int)got : DLG_ETLS;
+}
+
 static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
     size_t got = 0;
     while (got < cap) {
@@ -339,14 +346,15 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
         size_t body = (size_t)rec[3] << 8 | rec[4];
         /* Refused before it is all here: nobody makes us buffer more. */
         if (body > DLG_TLS13_MAX_CIPHER)
-            return lean_fail(t, "record too long", 22);
+            return lean_read_fail(t, got, "record too long", 22);
         if (avail < DLG_TLS13_HDR + body)
             break;
         size_t off, plen;
         uint8_t type, alert;
         int rc = dlg_tls13_open(t->rl, rec, DLG_TLS13_HDR + body, &off, &plen, &type, &alert);
         if (rc != 0)
-            return lean_fail(t, rc == DLG_ETLS ? "bad record MAC" : "malformed record", alert);
+            return lean_read_fail(t, got, rc == DLG_ETLS ? "bad record MAC" : "malformed record",
+                                  alert);
         t->rec_len = (uint32_t)(DLG_TLS13_HDR + body);
         t->rec_pos = (uint32_t)off;
         t->rec_end = (uint32_t)(off + plen);
@@ -358,7 +366,7 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
         const uint8_t *m = rec + off;
         if (type == DLG_TLS13_ALERT) {
             if (plen != 2)
-                return lean_fail(t, "malformed alert", 50);
+                return lean_read_fail(t, got, "malformed alert", 50);
             uint8_t desc = m[1];
             lean_consume(t);
             if (desc == 0) {
@@ -376,7 +384,7 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
                 return got > 0 ? (int)got : rc;
             continue;
         }
-        return lean_fail(t, "record of an unknown content type", 10);
+        return lean_read_fail(t, got, "record of an unknown content type", 10);
     }
     return (int)got;
 }

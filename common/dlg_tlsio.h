@@ -99,7 +99,7 @@ void dlg_tlsio_shutdown(dlg_tlsio *t);
 void dlg_tlsio_last_error(char *buf, size_t len);
 
 /* Why a session on our record layer failed ("bad record MAC", "peer sent
- * alert 40", ...), or NULL (then dlg_tlsio_last_error tells). Static
+ * a fatal alert", ...), or NULL (then dlg_tlsio_last_error tells). Static
  * storage. */
 const char *dlg_tlsio_why(const dlg_tlsio *t);
 
