@@ -210,23 +210,22 @@ int dlg_tlsio_ctx_lean(SSL_CTX *ctx) {
     return 0;
 }
 
-/* Called once the handshake is done: hands the session to our record layer
- * if its context asked for it and nothing in OpenSSL's state stands in the
- * way; otherwise it stays on OpenSSL. Never fails the session. */
-static void try_lean(dlg_tlsio *t) {
+int dlg_tlsio_handover(dlg_tlsio *t) {
     SSL *ssl = t->ssl;
+    if (ssl == NULL || !t->done)
+        return t->rl != NULL;
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
     struct dlg_tlsio_secrets *sec = t->sec;
+    int server = SSL_is_server(ssl);
     if (SSL_CTX_get_keylog_callback(SSL_get_SSL_CTX(ssl)) != keylog_cb || sec == NULL ||
         c == NULL || SSL_version(ssl) != TLS1_3_VERSION ||
-        SSL_get0_peer_certificate(ssl) != NULL ||
+        (server && SSL_get0_peer_certificate(ssl) != NULL) ||
         /* Records OpenSSL has read but we have not, or sent after the
          * handshake (tickets), would put its sequence numbers ahead. */
         SSL_has_pending(ssl) || SSL_pending(ssl) > 0 || SSL_get_num_tickets(ssl) != 0 ||
         SSL_get_early_data_status(ssl) == SSL_EARLY_DATA_ACCEPTED ||
         sec->client_len == 0 || sec->client_len != sec->server_len)
         goto out;
-    int server = SSL_is_server(ssl);
     struct dlg_tls13 *rl = NULL;
     if (dlg_tls13_new(SSL_CIPHER_get_protocol_id(c), server ? sec->client : sec->server,
                       server ? sec->server : sec->client, sec->client_len, &rl) != 0)
@@ -235,9 +234,11 @@ static void try_lean(dlg_tlsio *t) {
     t->ssl = NULL;
     t->bio = NULL;
     t->rl = rl;
+    t->client = !server;
 out:
     ERR_clear_error();
     secrets_free(t);
+    return t->rl != NULL;
 }
 
 /* Seals len bytes of type as records appended to out. 0, DLG_ENOMEM or
@@ -291,31 +292,67 @@ static void lean_consume(dlg_tlsio *t) {
     t->rec_len = t->rec_pos = t->rec_end = 0;
 }
 
-/* A handshake record after the handshake: only a lone KeyUpdate is
- * expected (no tickets or post-handshake authentication are asked for). */
+/* A handshake record after the handshake. A server expects only
+ * KeyUpdate (no post-handshake authentication is asked for); a client also
+ * gets NewSessionTickets, which it ignores (it never resumes). A KeyUpdate
+ * must end its record: what follows is under the next key (RFC 8446 5.1). */
 static int lean_handshake(dlg_tlsio *t, const uint8_t *m, size_t len) {
-    if (len != 5 || m[0] != 24 || m[1] != 0 || m[2] != 0 || m[3] != 1)
-        return lean_fail(t, "unexpected handshake message after the handshake", 10);
-    if (m[4] > 1)
-        return lean_fail(t, "KeyUpdate with an invalid request", 47);
-    if (dlg_tls13_update_read(t->rl) != 0)
-        return lean_fail(t, "key update failed", 80);
-    if (m[4] == 1 && !t->write_closed) {
-        static const uint8_t ku[5] = {24, 0, 0, 1, 0};
-        int rc = lean_seal(t, DLG_TLS13_HANDSHAKE, ku, sizeof(ku));
-        if (rc == 0 && dlg_tls13_update_write(t->rl) != 0)
-            rc = DLG_ETLS;
-        if (rc != 0) {
-            t->failed = 1;
-            t->why = "could not answer a KeyUpdate";
-            return DLG_ETLS;
+    while (len > 0) {
+        if (len < 4)
+            return lean_fail(t, "truncated handshake message", 50);
+        size_t n = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
+        /* Our records hold at most 2^14 bytes: a message that does not fit
+         * in this one would span records, which no peer of ours does. */
+        if (n > len - 4)
+            return lean_fail(t, "handshake message split across records", 10);
+        if (m[0] == 4 && t->client) {
+            m += 4 + n;
+            len -= 4 + n;
+            continue;
         }
+        if (m[0] != 24 || n != 1 || len != 5)
+            return lean_fail(t, "unexpected handshake message after the handshake", 10);
+        if (m[4] > 1)
+            return lean_fail(t, "KeyUpdate with an invalid request", 47);
+        if (dlg_tls13_update_read(t->rl) != 0)
+            return lean_fail(t, "key update failed", 80);
+        if (m[4] == 1 && !t->write_closed) {
+            static const uint8_t ku[5] = {24, 0, 0, 1, 0};
+            int rc = lean_seal(t, DLG_TLS13_HANDSHAKE, ku, sizeof(ku));
+            if (rc == 0 && dlg_tls13_update_write(t->rl) != 0)
+                rc = DLG_ETLS;
+            if (rc != 0) {
+                t->failed = 1;
+                t->why = "could not answer a KeyUpdate";
+                return DLG_ETLS;
+            }
+        }
+        break;
     }
     return 0;
 }
 
-/* A failed read: the session is dead, but plaintext already copied out
- * (got bytes) is still returned; the next read reports the failure. */
+/* The peer's alert, named for the log (RFC 8446 6). */
+static const char *alert_why(uint8_t desc) {
+    switch (desc) {
+    case 10: return "peer sent alert unexpected_message";
+    case 20: return "peer sent alert bad_record_mac";
+    case 22: return "peer sent alert record_overflow";
+    case 40: return "peer sent alert handshake_failure";
+    case 42: return "peer sent alert bad_certificate";
+    case 44: return "peer sent alert certificate_revoked";
+    case 45: return "peer sent alert certificate_expired";
+    case 46: return "peer sent alert certificate_unknown";
+    case 48: return "peer sent alert unknown_ca";
+    case 49: return "peer sent alert access_denied";
+    case 50: return "peer sent alert decode_error";
+    case 51: return "peer sent alert decrypt_error";
+    case 80: return "peer sent alert internal_error";
+    case 116: return "peer sent alert certificate_required";
+    default: return "peer sent a fatal alert";
+    }
+}
+
 static int lean_read_fail(dlg_tlsio *t, size_t got, const char *why, uint8_t alert) {
     lean_fail(t, why, alert);
     return got > 0 ? (int)got : DLG_ETLS;
@@ -373,7 +410,7 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
                 t->read_closed = 1;
             } else if (desc != 90) { /* user_canceled comes before a close_notify */
                 t->failed = 1;
-                t->why = "peer sent a fatal alert";
+                t->why = alert_why(desc);
             }
             continue;
         }
@@ -468,7 +505,6 @@ int dlg_tlsio_handshake(dlg_tlsio *t, char *err, size_t errlen) {
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->done = 1;
-        try_lean(t);
         return 1;
     }
     int e = SSL_get_error(t->ssl, r);

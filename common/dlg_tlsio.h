@@ -20,8 +20,9 @@ struct dlg_tls13;         /* dlg_tls13.h */
  * this struct: it must not move between init and free.
  *
  * A session from a context passed to dlg_tlsio_ctx_lean may leave OpenSSL
- * once its handshake is done: `ssl` is then NULL and `rl` protects the
- * records (dlg_tls13.h). The functions below work the same either way. */
+ * once its handshake is done (dlg_tlsio_handover): `ssl` is then NULL and
+ * `rl` protects the records (dlg_tls13.h). The functions below work the
+ * same either way. */
 typedef struct dlg_tlsio {
     SSL *ssl;                  /* NULL after the handover to rl */
     BIO *bio;                  /* both directions (owned by ssl) */
@@ -38,16 +39,26 @@ typedef struct dlg_tlsio {
     unsigned read_closed : 1;  /* with rl: close_notify received */
     unsigned write_closed : 1; /* with rl: close_notify sent */
     unsigned failed : 1;       /* with rl: a record failed; the session is dead */
+    unsigned client : 1;       /* with rl: we are the client */
 } dlg_tlsio;
 
-/* Lets the sessions made from ctx leave OpenSSL after their handshake when
- * they can: TLS 1.3 with AES-GCM or ChaCha20-Poly1305, no peer certificate
- * (its holder may still want it from `ssl`). The session then keeps about
- * 2.5 KB instead of OpenSSL's 13 KB and its records cost less to protect.
- * Sets ctx's keylog callback (to learn the traffic secrets; nothing is
- * logged) and turns session tickets off (their records would advance the
- * sequence numbers inside OpenSSL). Returns 0 or DLG_ETLS. */
+/* Lets the sessions made from ctx leave OpenSSL after their handshake
+ * (dlg_tlsio_handover). Sets ctx's keylog callback (to learn the traffic
+ * secrets; nothing is logged) and turns off the session tickets a server
+ * would send (their records would advance the sequence numbers inside
+ * OpenSSL). Returns 0 or DLG_ETLS. */
 int dlg_tlsio_ctx_lean(SSL_CTX *ctx);
+
+/* Called by the owner once the handshake is done and it needs nothing more
+ * from `ssl` (ALPN, certificates): hands the session to our record layer
+ * when its context went through dlg_tlsio_ctx_lean and it is TLS 1.3 with
+ * AES-GCM or ChaCha20-Poly1305, on a server without a client certificate
+ * (the daemon reads it at Hello). The session then keeps about 2.5 KB
+ * instead of OpenSSL's 13 KB, and its records cost less to protect.
+ * Otherwise it stays on OpenSSL, unharmed. Either way the secrets learnt
+ * during the handshake are wiped. Returns 1 if the session is on our
+ * record layer, 0 if on OpenSSL. */
+int dlg_tlsio_handover(dlg_tlsio *t);
 
 /* Creates the session from ctx in *t, which must then stay at the same
  * address until dlg_tlsio_free. server != 0 for the accepting side. For a
@@ -99,7 +110,7 @@ void dlg_tlsio_shutdown(dlg_tlsio *t);
 void dlg_tlsio_last_error(char *buf, size_t len);
 
 /* Why a session on our record layer failed ("bad record MAC", "peer sent
- * a fatal alert", ...), or NULL (then dlg_tlsio_last_error tells). Static
+ * alert bad_certificate", ...), or NULL (then dlg_tlsio_last_error tells). Static
  * storage. */
 const char *dlg_tlsio_why(const dlg_tlsio *t);
 

@@ -846,6 +846,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         mark_dirty(c);
         if (r == 0)
             return;
+        /* Clients with a certificate stay on OpenSSL: auth reads it at
+         * Hello. */
+        dlg_tlsio_handover(&c->tls);
         c->state = DLG_CONN_HELLO;
         c->tls_compact = 1;
         c->srv->heap_churn++; /* the handshake's transient memory is free now */
@@ -859,8 +862,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (n == 0)
             break;
         if (n < 0) {
+            const char *why = dlg_tlsio_why(&c->tls);
+            if (n != DLG_ECLOSED) {
+                flush_ctx x = loop_ctx(c->srv);
+                drain_tls(c, &x); /* the alert that says why, if one was made */
+            }
             dlg_conn_close(c, n == DLG_ECLOSED ? "peer sent close_notify"
-                                               : "TLS error (renegotiation or bad record)");
+                              : why != NULL ? why
+                                            : "TLS error (renegotiation or bad record)");
             return;
         }
         if (feed_plain(c, c->srv->pbuf, (size_t)n) != 0)

@@ -133,7 +133,7 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
 static void conn_close(dlg__conn *conn, int notify) {
     if (conn->phase == DLG__CONN_DEAD)
         return;
-    int had_tls = conn->tls.ssl != NULL && conn->tls.done;
+    int had_tls = conn->tls.done;
     conn->phase = DLG__CONN_DEAD;
     if (notify && had_tls) {
         /* Best effort close_notify; the socket closes right after. */
@@ -331,6 +331,9 @@ static int handshake_step(dlg__conn *conn) {
         dlg__conn_fail(c, why, 0);
         return 1;
     }
+    /* Nothing more is needed from OpenSSL's session (certificate checked,
+     * ALPN read): TLS 1.3 continues on our record layer. */
+    dlg_tlsio_handover(&conn->tls);
     if (dlg__session_hello(c) != 0) {
         dlg__conn_fail(c, "out of memory sending Hello", 0);
         return 1;
@@ -375,7 +378,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         }
         if (n < 0) {
             char tls[200];
-            dlg_tlsio_last_error(tls, sizeof(tls));
+            const char *rl_why = dlg_tlsio_why(&conn->tls);
+            if (rl_why != NULL)
+                snprintf(tls, sizeof(tls), "%s", rl_why);
+            else
+                dlg_tlsio_last_error(tls, sizeof(tls));
             snprintf(why, sizeof(why), "TLS error from %s: %s", conn->peer, tls);
             dlg__conn_fail(c, why, 0);
             return;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -292,6 +293,12 @@ int dlg__ssl_ctx_new(const dlg__opts *o, SSL_CTX **out, char *err,
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     /* SSL_CTX_set_alpn_protos returns 0 on success. */
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0)
+        goto fail_ctx;
+    /* TLS 1.3 sessions continue on our record layer after the handshake
+     * (dlg_tlsio_handover), as the daemon's do, unless the environment
+     * says otherwise (for comparing the two). */
+    const char *own = getenv("DIALOGUE_TLS_OWN_RECORDS");
+    if ((own == NULL || strcmp(own, "0") != 0) && dlg_tlsio_ctx_lean(ctx) != 0)
         goto fail_ctx;
     if (o->cert_file != NULL) {
         if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1) {

@@ -216,6 +216,11 @@ static void handshake_ex(pair_t *p, void (*hook)(pair_t *)) {
             if (r < 0)
                 fail_msg("server handshake failed: %s", err);
             sdone = r == 1;
+            /* As the daemon does: right after its handshake. */
+            if (sdone) {
+                int h = dlg_tlsio_handover(&p->srv);
+                assert_int_equal(h, p->srv.rl != NULL);
+            }
         }
         s2c_move(p);
     }
@@ -913,6 +918,7 @@ static void dlg_client_to_lean_server(void **state) {
     assert_int_equal(SSL_CTX_use_certificate(g_duo.sctx, g_cert), 1);
     assert_int_equal(SSL_CTX_use_PrivateKey(g_duo.sctx, g_key), 1);
     assert_int_equal(dlg_tlsio_ctx_lean(g_duo.sctx), 0);
+    assert_int_equal(dlg_tlsio_ctx_lean(g_duo.cctx), 0);
     SSL_CTX_set_verify(g_duo.cctx, SSL_VERIFY_NONE, NULL);
     dlg_tlsio *s = &g_duo.s, *c = &g_duo.c;
     assert_int_equal(dlg_tlsio_init(s, g_duo.sctx, 1, NULL, 0), 0);
@@ -933,8 +939,14 @@ static void dlg_client_to_lean_server(void **state) {
         duo_move(s, c);
     }
     assert_true(sd && cd);
+    /* Before the handover both are still OpenSSL's; a client keeps its
+     * server's certificate checked and hands over too. */
+    assert_null(s->rl);
+    assert_int_equal(dlg_tlsio_handover(s), 1);
+    assert_int_equal(dlg_tlsio_handover(c), 1);
     assert_non_null(s->rl);
-    assert_null(c->rl);
+    assert_non_null(c->rl);
+    assert_null(c->ssl);
     static const size_t lens[] = {1, 100, 70000};
     for (uint32_t round = 0; round < 3; round++) {
         size_t len = lens[round];
@@ -963,6 +975,93 @@ static void dlg_client_to_lean_server(void **state) {
     assert_int_equal(dlg_tlsio_read(c, g_got, 16), DLG_ECLOSED);
 }
 
+/* Our client on our record layer against a plain OpenSSL server that does
+ * what ours does not: it sends NewSessionTickets after the handshake (the
+ * client ignores them) and asks for a key update of its own. */
+static void lean_client_to_openssl_server(void **state) {
+    (void)state;
+    g_duo.sctx = SSL_CTX_new(TLS_server_method());
+    g_duo.cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(g_duo.sctx);
+    assert_non_null(g_duo.cctx);
+    assert_int_equal(SSL_CTX_use_certificate(g_duo.sctx, g_cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(g_duo.sctx, g_key), 1);
+    assert_int_equal(SSL_CTX_set_num_tickets(g_duo.sctx, 3), 1);
+    assert_int_equal(dlg_tlsio_ctx_lean(g_duo.cctx), 0);
+    SSL_CTX_set_verify(g_duo.cctx, SSL_VERIFY_NONE, NULL);
+    dlg_tlsio *c = &g_duo.c;
+    assert_int_equal(dlg_tlsio_init(c, g_duo.cctx, 0, NULL, 0), 0);
+    SSL *srv = SSL_new(g_duo.sctx);
+    assert_non_null(srv);
+    BIO *sin = BIO_new(BIO_s_mem()), *sout = BIO_new(BIO_s_mem());
+    assert_non_null(sin);
+    assert_non_null(sout);
+    SSL_set_bio(srv, sin, sout);
+    SSL_set_accept_state(srv);
+    uint8_t tmp[4096];
+    int cd = 0, sd = 0;
+    for (int i = 0; i < 50 && !(cd && sd); i++) {
+        if (!cd) {
+            int r = dlg_tlsio_handshake(c, NULL, 0);
+            assert_true(r >= 0);
+            cd = r == 1;
+        }
+        size_t n;
+        while ((n = dlg_tlsio_out_take(c, tmp, sizeof(tmp))) > 0)
+            assert_int_equal(BIO_write(sin, tmp, (int)n), (int)n);
+        if (!sd) {
+            int r = SSL_do_handshake(srv);
+            sd = r == 1;
+            if (!sd)
+                assert_int_equal(SSL_get_error(srv, r), SSL_ERROR_WANT_READ);
+        }
+        int k;
+        while ((k = BIO_read(sout, tmp, sizeof(tmp))) > 0)
+            assert_int_equal(dlg_tlsio_feed(c, tmp, (size_t)k), 0);
+    }
+    assert_true(cd && sd);
+    assert_int_equal(dlg_tlsio_handover(c), 1);
+    for (int round = 0; round < 3; round++) {
+        /* server -> client; the tickets come first in round 0, a KeyUpdate
+         * the client must answer in round 1 */
+        if (round == 1)
+            assert_int_equal(SSL_key_update(srv, SSL_KEY_UPDATE_REQUESTED), 1);
+        size_t len = round == 2 ? 70000 : 100;
+        fill(g_data, len, 300 + (uint32_t)round);
+        size_t w = 0;
+        assert_int_equal(SSL_write_ex(srv, g_data, len, &w), 1);
+        int k;
+        while ((k = BIO_read(sout, tmp, sizeof(tmp))) > 0)
+            assert_int_equal(dlg_tlsio_feed(c, tmp, (size_t)k), 0);
+        size_t have = 0;
+        for (int i = 0; i < 1 << 20; i++) {
+            int r = dlg_tlsio_read(c, g_got + have, len + 1 - have);
+            assert_true(r >= 0);
+            if (r == 0)
+                break;
+            have += (size_t)r;
+        }
+        assert_int_equal(have, len);
+        assert_memory_equal(g_got, g_data, len);
+        /* client -> server, under the client's next key after round 1 */
+        fill(g_data, len, 400 + (uint32_t)round);
+        assert_int_equal(dlg_tlsio_write(c, g_data, len), 0);
+        size_t n;
+        while ((n = dlg_tlsio_out_take(c, tmp, sizeof(tmp))) > 0)
+            assert_int_equal(BIO_write(sin, tmp, (int)n), (int)n);
+        have = 0;
+        for (int i = 0; i < 1 << 20 && have < len; i++) {
+            size_t r = 0;
+            if (SSL_read_ex(srv, g_got + have, len - have, &r) != 1)
+                break;
+            have += r;
+        }
+        assert_int_equal(have, len);
+        assert_memory_equal(g_got, g_data, len);
+    }
+    SSL_free(srv);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(lean_aes128, test_teardown),
@@ -981,6 +1080,7 @@ int main(void) {
         cmocka_unit_test_teardown(good_data_before_bad_record, test_teardown),
         cmocka_unit_test_teardown(tls12_stays_on_openssl, test_teardown),
         cmocka_unit_test_teardown(no_lean_ctx_stays_on_openssl, test_teardown),
+        cmocka_unit_test_teardown(lean_client_to_openssl_server, duo_teardown),
         cmocka_unit_test_teardown(compact_idle, test_teardown),
         cmocka_unit_test_teardown(key_wear, test_teardown),
         cmocka_unit_test_teardown(dlg_client_to_lean_server, duo_teardown),
