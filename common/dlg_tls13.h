@@ -51,7 +51,8 @@ static inline size_t dlg_tls13_sealed_len(size_t len) {
 
 /* Seals len (<= DLG_TLS13_MAX_PLAIN) bytes of content type `type` as one
  * record into out, which must hold dlg_tls13_sealed_len(len) bytes and not
- * overlap data. Returns 0 or DLG_ETLS (the write side is then unusable). */
+ * overlap data. Returns 0, or DLG_ETLS (len too long, sequence numbers
+ * used up, or the cipher failed: the caller treats the session as dead). */
 int dlg_tls13_seal(dlg_tls13 *r, uint8_t type, const uint8_t *data, size_t len, uint8_t *out);
 
 /* True when the write key has sealed DLG_TLS13_KEY_RECORDS records: the

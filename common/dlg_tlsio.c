@@ -297,6 +297,9 @@ static void lean_consume(dlg_tlsio *t) {
  * gets NewSessionTickets, which it ignores (it never resumes). A KeyUpdate
  * must end its record: what follows is under the next key (RFC 8446 5.1). */
 static int lean_handshake(dlg_tlsio *t, const uint8_t *m, size_t len) {
+    /* RFC 8446 5.1: handshake records are never empty. */
+    if (len == 0)
+        return lean_fail(t, "empty handshake record", 10);
     while (len > 0) {
         if (len < 4)
             return lean_fail(t, "truncated handshake message", 50);

@@ -217,6 +217,10 @@ static size_t first_end(const state *s, size_t *cum_fed) {
  * a message that does not fit the record, is fatal. */
 static uint8_t hs_model(const uint8_t *m, size_t len, int client, uint8_t *alert,
                         uint8_t *req) {
+    if (len == 0) { /* RFC 8446 5.1: never empty */
+        *alert = 10;
+        return K_BAD;
+    }
     while (len > 0) {
         if (len < 4) {
             *alert = 50;
@@ -560,7 +564,7 @@ static void run(state *s, input *in) {
         case OP_READ: {
             static const size_t caps[6] = {64, 256, 1024, 4096, 16384, 65536};
             uint8_t c = in_u8(in);
-            size_t cap = c < 200 ? 1 + c % 40 : caps[(c - 200) % 6];
+            size_t cap = c < 200 ? (size_t)(1 + c % 40) : caps[(c - 200) % 6];
             for (int k = 0; k < READ_LOOPS; k++)
                 if (do_read(s, cap) <= 0)
                     break;
