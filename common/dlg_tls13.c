@@ -151,11 +151,14 @@ int dlg_tls13_seal(dlg_tls13 *r, uint8_t type, const uint8_t *data, size_t len, 
     size_t body = len + 1 + DLG_TLS13_TAG;
     header(out, body);
     uint8_t *ct = out + DLG_TLS13_HDR;
+    /* The inner plaintext (data, then the type) is laid out in out and
+     * encrypted in place: one cipher call instead of two. */
+    memcpy(ct, data, len);
+    ct[len] = type;
     nonce(d, n);
     if (EVP_EncryptInit_ex(d->ctx, NULL, NULL, NULL, n) != 1 ||
         EVP_EncryptUpdate(d->ctx, NULL, &l, out, DLG_TLS13_HDR) != 1 ||
-        (len > 0 && EVP_EncryptUpdate(d->ctx, ct, &l, data, (int)len) != 1) ||
-        EVP_EncryptUpdate(d->ctx, ct + len, &l, &type, 1) != 1 ||
+        EVP_EncryptUpdate(d->ctx, ct, &l, ct, (int)len + 1) != 1 ||
         EVP_EncryptFinal_ex(d->ctx, ct + len + 1, &l) != 1 ||
         EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_GET_TAG, DLG_TLS13_TAG, ct + len + 1) != 1)
         return DLG_ETLS;
