@@ -194,6 +194,7 @@ static int fill_defaults(dlg_config *c) {
     c->metrics.interval_ms = 1000;
     c->store = DLG_CFG_STORE_MEMORY;
     c->tls_own_records = true;
+    c->io_uring = true;
     return 0;
 }
 

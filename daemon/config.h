@@ -249,7 +249,7 @@ typedef struct dlg_config {
     char *store_path;           /* required when store is sqlite (resolved) */
     int store_sync;             /* [0 = ack] 1 = batch; the DLG_STORE_SYNC_* values */
     dlg_config_cluster cluster; /* [absent] = a single node */
-    bool io_uring;              /* [false] send to clients through io_uring (falls back
+    bool io_uring;              /* [true] send to clients through io_uring (falls back
                                    to write() when the kernel refuses it) */
     uint32_t send_threads;      /* [0 = one per online core] threads sharing the flush of
                                    one loop turn, the loop thread included; 1 = the loop

@@ -28,8 +28,10 @@ static void usage(FILE *f) {
         "  --handshake-timeout-ms N  TLS handshake + Hello deadline [2000]\n"
         "  --heartbeat-ms N       ping idle clients this often; 0 = off [30000]\n"
         "  --max-connections N    connections served at once [10000]\n"
-        "  --io-uring             send to clients through io_uring (config io_uring);\n"
-        "                         falls back to write() if the kernel refuses it\n"
+        "  --io-uring             send to clients through io_uring (config io_uring,\n"
+        "                         on by default); falls back to write() if the kernel\n"
+        "                         refuses it\n"
+        "  --no-io-uring          send with write() and send threads instead\n"
         "  --send-threads N       threads sharing each loop turn's sends, the loop\n"
         "                         thread included; 0 = one per core [config or 0]\n"
         "  --tls-openssl-records  keep TLS 1.3 sessions on OpenSSL's record layer\n"
@@ -38,7 +40,7 @@ static void usage(FILE *f) {
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n"
         "environment: DIALOGUE_IO_URING=1|0 forces io_uring on or off over the config\n"
-        "  (for running test suites both ways); --io-uring still wins;\n"
+        "  (for running test suites both ways); --io-uring / --no-io-uring still win;\n"
         "  DIALOGUE_TLS_OWN_RECORDS=1|0 likewise for tls_own_records\n");
 }
 
@@ -105,7 +107,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
-           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_SENDTH, O_OSSLREC, O_VERSION,
+           O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_NOURING, O_SENDTH, O_OSSLREC, O_VERSION,
            O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
@@ -123,6 +125,7 @@ int main(int argc, char **argv) {
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"log-level", required_argument, 0, O_LOGLEVEL},
         {"io-uring", no_argument, 0, O_URING},
+        {"no-io-uring", no_argument, 0, O_NOURING},
         {"send-threads", required_argument, 0, O_SENDTH},
         {"tls-openssl-records", no_argument, 0, O_OSSLREC},
         {"version", no_argument, 0, O_VERSION},
@@ -162,6 +165,7 @@ int main(int argc, char **argv) {
             break;
         case O_ANON: f_anon = 1; break;
         case O_URING: f_uring = 1; break;
+        case O_NOURING: f_uring = -1; break;
         case O_OSSLREC: f_osslrec = 1; break;
         case O_SENDTH:
             if (parse_u32("--send-threads", optarg, 0, &f_sendth) != 0)
@@ -268,7 +272,7 @@ int main(int argc, char **argv) {
     else if (env_uring && *env_uring)
         dlg_log_warn(&srv.log, "DIALOGUE_IO_URING=\"%s\" ignored (1 or 0)", env_uring);
     if (f_uring)
-        srv.opts.io_uring = 1;
+        srv.opts.io_uring = f_uring > 0;
     if (f_sendth_set)
         srv.opts.send_threads = f_sendth;
     const char *env_rec = getenv("DIALOGUE_TLS_OWN_RECORDS");

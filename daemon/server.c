@@ -37,6 +37,7 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->heartbeat_ms = 30000;
     o->max_rooms_per_conn = 128;
     o->tls_own_records = 1;
+    o->io_uring = 1;
 }
 
 uint64_t dlg_server_now_ms(void) {

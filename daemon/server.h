@@ -47,8 +47,8 @@ typedef struct dlg_server_opts {
     int allow_unknown_fields;    /* [0] */
     int store_sync;              /* [0 = DLG_STORE_SYNC_ACK] store: sqlite durability
                                     (history.h, docs/history.md) */
-    int io_uring;                /* [0] send through io_uring (uring.h); when the kernel
-                                    refuses it, a warning and write() */
+    int io_uring;                /* [1] send through io_uring (uring.h); when the kernel
+                                    refuses it, a warning and write() with send threads */
     uint32_t send_threads;       /* [0 = one per online core] threads that share a turn's
                                     flush, the loop thread included (sendpool.h); 1 = the
                                     loop thread alone; not used with io_uring */

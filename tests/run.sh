@@ -56,11 +56,18 @@ for variant in build build/asan; do
         run_py "$tag" "$py" "$(pwd)/$variant"
     done < <(find tests -name 'test_*.py' | sort)
 done
-# Every suite above ran with the default, established TLS 1.3 sessions on
-# our record layer (tls_own_records); these also run on OpenSSL's.
+# Every suite above ran with the defaults: established TLS 1.3 sessions on
+# our record layer (tls_own_records) and sends through io_uring. These also
+# run on OpenSSL's records, and with write() and the send threads.
 for py in tests/integration/test_protocol.py tests/integration/test_send_threads.py \
     tests/integration/test_slow.py tests/integration/test_client_cert.py; do
     DIALOGUE_TLS_OWN_RECORDS=0 run_py openssl-records "$py" "$(pwd)/build"
+done
+for py in tests/integration/test_protocol.py tests/integration/test_slow.py \
+    tests/integration/test_rooms.py tests/integration/test_history.py \
+    tests/integration/test_resources.py tests/integration/test_dashboard.py; do
+    DIALOGUE_IO_URING=0 run_py write "$py" "$(pwd)/build"
+    DIALOGUE_IO_URING=0 run_py write-asan "$py" "$(pwd)/build/asan"
 done
 # The client's thread-safety test under ThreadSanitizer.
 out="$logdir/tsan.log"

@@ -109,7 +109,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_null(c->cluster.creds);
     assert_false(c->cluster.tls);
     assert_false(c->cluster.log);
-    assert_false(c->io_uring);
+    assert_true(c->io_uring);
     assert_int_equal(c->send_threads, 0); /* one per core */
     assert_true(c->tls_own_records);
 }
@@ -362,7 +362,7 @@ static void cluster_file(void **state) {
     dlg_config_free(c);
 }
 
-/* io_uring: a bool, off by default (assert_defaults); written to a temp
+/* io_uring: a bool, on by default (assert_defaults); written to a temp
  * file because it needs no fixture of its own. */
 static void io_uring_key(void **state) {
     (void)state;
@@ -371,14 +371,14 @@ static void io_uring_key(void **state) {
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
     assert_non_null(f);
-    fputs("log_level: warn\nio_uring: true\n", f);
+    fputs("log_level: warn\nio_uring: false\n", f);
     assert_int_equal(fclose(f), 0);
     dlg_config *c = NULL;
     int rc = dlg_config_load(path, &c, err, sizeof(err));
     if (rc != 0)
         print_error("rc %d: %s\n", rc, err);
     assert_int_equal(rc, 0);
-    assert_true(c->io_uring);
+    assert_false(c->io_uring);
     dlg_config_free(c);
     c = NULL;
     assert_non_null(f = fopen(path, "w"));
