@@ -1,6 +1,7 @@
 /* main.c: dialogued's command line: flags (and later the config file) to
  * server options, run the loop, exit 0 on a clean shutdown. */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,16 @@ static void usage(FILE *f) {
         "environment: DIALOGUE_IO_URING=1|0 forces io_uring on or off over the config\n"
         "  (for running test suites both ways); --io-uring / --no-io-uring still win;\n"
         "  DIALOGUE_TLS_OWN_RECORDS=1|0 likewise for tls_own_records\n");
+}
+
+/* Sets *on from the environment variable name when it is "1" or "0"; any
+ * other non-empty value is ignored with a warning naming it. */
+static void env_switch(dlg_log *log, const char *name, int *on) {
+    const char *v = getenv(name);
+    if (v && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0))
+        *on = v[0] == '1';
+    else if (v && *v)
+        dlg_log_warn(log, "%s=\"%s\" ignored (1 or 0)", name, v);
 }
 
 /* Every config loaded, kept until exit: the server borrows strings from them. */
@@ -264,26 +275,26 @@ int main(int argc, char **argv) {
         srv.opts.max_connections = f_maxconn;
     if (f_hb_set)
         srv.opts.heartbeat_ms = f_hb;
-    /* Lets a test runner take every existing test through the io_uring
-     * send path (or keep it off) without editing their configs. */
-    const char *env_uring = getenv("DIALOGUE_IO_URING");
-    if (env_uring && (strcmp(env_uring, "1") == 0 || strcmp(env_uring, "0") == 0))
-        srv.opts.io_uring = env_uring[0] == '1';
-    else if (env_uring && *env_uring)
-        dlg_log_warn(&srv.log, "DIALOGUE_IO_URING=\"%s\" ignored (1 or 0)", env_uring);
+    /* Lets a test runner take every existing test through either send path
+     * or record layer without editing their configs; flags still win. */
+    env_switch(&srv.log, "DIALOGUE_IO_URING", &srv.opts.io_uring);
     if (f_uring)
         srv.opts.io_uring = f_uring > 0;
     if (f_sendth_set)
         srv.opts.send_threads = f_sendth;
-    const char *env_rec = getenv("DIALOGUE_TLS_OWN_RECORDS");
-    if (env_rec && (strcmp(env_rec, "1") == 0 || strcmp(env_rec, "0") == 0))
-        srv.opts.tls_own_records = env_rec[0] == '1';
-    else if (env_rec && *env_rec)
-        dlg_log_warn(&srv.log, "DIALOGUE_TLS_OWN_RECORDS=\"%s\" ignored (1 or 0)", env_rec);
+    env_switch(&srv.log, "DIALOGUE_TLS_OWN_RECORDS", &srv.opts.tls_own_records);
     if (f_osslrec)
         srv.opts.tls_own_records = 0;
     /* A peer that vanishes must not kill the daemon through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
+    /* Sends that a full socket did not take are copied into buffers of up
+     * to 64 KiB that live until the socket drains. With glibc's default
+     * (give back the top of the heap once 128 KiB of it is free) a busy
+     * daemon shrinks and regrows its heap every turn and pays a page fault
+     * per 4 KiB each time: 18% of W2's daemon time (docs/benchmarks.md).
+     * The sweep still gives memory back after connections come and go
+     * (malloc_trim in server.c). */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     uv_loop_t loop;
     uv_loop_init(&loop);
     if (dlg_server_start(&srv, &loop) != 0) {

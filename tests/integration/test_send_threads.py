@@ -28,8 +28,9 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (DAEMON, Conn, Daemon, dash, frame, kernel_held, pb, run_tests,  # noqa: E402
-                     tcp_state, write_config)
+from dlgtest import (DAEMON, Conn, Daemon, dash, frame, kernel_held, pb,  # noqa: E402
+                     publisher, run_tests, tcp_state, write_config)
+from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # An outer DIALOGUE_IO_URING=1 (the suites' io_uring run) would turn the
 # helpers off: these tests are about the helpers.
@@ -136,37 +137,7 @@ def stop_ok(d, timeout=10):
     assert rc == 0, "exit %s:\n%s" % (rc, d.logtext()[-3000:])
 
 
-def joined(port, room, name, rcvbuf=None, timeout=20):
-    c = Conn(port, timeout=timeout)
-    if rcvbuf:
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    c.hello(name=name)
-    rid = c.send(join=pb.Join(room=room))
-    c.expect("joined", rid)
-    return c
 
-
-def publisher(port, room):
-    p = joined(port, room, "pub")
-    rid = p.send(unsubscribe=pb.Unsubscribe(room=room, all=True))
-    p.expect("joined", rid)
-    return p
-
-
-def publish(p, frames, chunk=500):
-    """Sends frames in chunks and reads their Acks, so the publisher itself
-    is never a slow consumer. chunk may be a list of chunk sizes (cycled)."""
-    sizes = chunk if isinstance(chunk, list) else [chunk]
-    acks = i = k = 0
-    while i < len(frames):
-        n = sizes[k % len(sizes)]
-        k += 1
-        p.send_raw(b"".join(frames[i:i + n]))
-        i = min(i + n, len(frames))
-        while acks < i:
-            f = p.recv()
-            assert f.WhichOneof("msg") == "ack", f
-            acks += 1
 
 
 class Frames:

@@ -10,15 +10,15 @@ If the kernel refuses io_uring the daemon falls back to write(): then this
 checks the warning and the same delivery guarantees, and says so."""
 import os
 import re
-import socket
 import struct
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (Conn, Daemon, back_up, dash, frame, pb, run_tests,  # noqa: E402
-                     tcp_state, write_config)
+from dlgtest import (Conn, Daemon, back_up, dash, frame, pb, publisher,  # noqa: E402
+                     run_tests, tcp_state, write_config)
+from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # The tests here choose io_uring themselves: an outer DIALOGUE_IO_URING=0
 # must not turn it off.
@@ -114,34 +114,7 @@ def stats(d):
     return tuple(int(x) for x in m.groups())
 
 
-def joined(port, room, name, rcvbuf=None):
-    c = Conn(port, timeout=10)
-    if rcvbuf:
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    c.hello(name=name)
-    rid = c.send(join=pb.Join(room=room))
-    c.expect("joined", rid)
-    return c
 
-
-def publisher(port, room):
-    p = joined(port, room, "pub")
-    rid = p.send(unsubscribe=pb.Unsubscribe(room=room, all=True))
-    p.expect("joined", rid)
-    return p
-
-
-def publish(p, frames):
-    """Sends frames in chunks and reads their Acks, so the publisher itself
-    is never a slow consumer."""
-    acks = 0
-    for i in range(0, len(frames), 500):
-        p.send_raw(b"".join(frames[i:i + 500]))
-        want = min(i + 500, len(frames))
-        while acks < want:
-            f = p.recv()
-            assert f.WhichOneof("msg") == "ack", f
-            acks += 1
 
 
 def numbered(room, n, size):

@@ -267,6 +267,46 @@ class Conn:
             pass
 
 
+# ---- rooms: members, publishers, publishing with Acks ----
+
+def joined_room(port, room, name, rcvbuf=None, timeout=10):
+    """A Conn that said Hello as `name` and joined room. rcvbuf, if set, is
+    its socket's receive buffer (set before any data comes, so a reader
+    that does not read fills its socket soon)."""
+    c = Conn(port, timeout=timeout)
+    if rcvbuf:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    c.hello(name=name)
+    rid = c.send(join=pb.Join(room=room))
+    c.expect("joined", rid)
+    return c
+
+
+def publisher(port, room):
+    """A member of room subscribed to nothing: it only triggers."""
+    p = joined_room(port, room, "pub")
+    rid = p.send(unsubscribe=pb.Unsubscribe(room=room, all=True))
+    p.expect("joined", rid)
+    return p
+
+
+def publish_acked(p, frames, chunk=500):
+    """Sends frames (encoded triggers) in chunks and reads their Acks, so
+    the publisher itself is never a slow consumer. chunk may be a list of
+    chunk sizes, used in turn."""
+    sizes = chunk if isinstance(chunk, list) else [chunk]
+    acks = i = k = 0
+    while i < len(frames):
+        n = sizes[k % len(sizes)]
+        k += 1
+        p.send_raw(b"".join(frames[i:i + n]))
+        i = min(i + n, len(frames))
+        while acks < i:
+            f = p.recv()
+            assert f.WhichOneof("msg") == "ack", f
+            acks += 1
+
+
 # ---- the kernel's view of a loopback TCP connection (/proc/net/tcp) ----
 
 TCP_STATES = {"01": "ESTABLISHED", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT",
