@@ -28,8 +28,8 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (DAEMON, Conn, Daemon, dash, frame, kernel_held, pb,  # noqa: E402
-                     publisher, run_tests, tcp_state, write_config)
+from dlgtest import (DAEMON, Conn, Daemon, dash, dash_policy_config, frame,  # noqa: E402
+                     kernel_held, pb, publisher, run_tests, tcp_state, write_config)
 from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # An outer DIALOGUE_IO_URING=1 (the suites' io_uring run) would turn the
@@ -56,29 +56,7 @@ rooms:
     trigger: ["*"]
 """
 
-SLOW_CONFIG = """
-send_threads: 4
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-schemas: [{share}/dashboard.pb]
-auth: {anonymous: true}
-limits:
-  max_frame: 65536
-  max_pending_bytes: 2097152
-  soft_pending_bytes: 1048576
-  soft_pending_seconds: 2
-rooms:
-  - id: dash
-    events: [metrics:update, alert:triggered]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-    delivery:
-      - {event: metrics:update, policy: latest}
-      - {event: alert:triggered, policy: stream}
-"""
+SLOW_CONFIG = dash_policy_config("send_threads: 4")
 
 MINI_CONFIG = """
 {top}

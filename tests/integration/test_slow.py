@@ -8,31 +8,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (Conn, Daemon, back_up, dash, frame, pb, run_tests,  # noqa: E402
-                     write_config)
+from dlgtest import (Conn, Daemon, back_up, dash, dash_policy_config, frame, pb,  # noqa: E402
+                     run_tests, write_config)
 
-CONFIG = """
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-schemas: [{share}/dashboard.pb]
-auth: {anonymous: true}
-limits:
-  max_frame: 65536
-  max_pending_bytes: 2097152
-  soft_pending_bytes: 1048576
-  soft_pending_seconds: 2
-rooms:
-  - id: dash
-    events: [metrics:update, alert:triggered]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-    delivery:
-      - {event: metrics:update, policy: latest}
-      - {event: alert:triggered, policy: stream}
-"""
+CONFIG = dash_policy_config()
 
 D = None
 

@@ -16,8 +16,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (Conn, Daemon, back_up, dash, frame, pb, publisher,  # noqa: E402
-                     run_tests, tcp_state, write_config)
+from dlgtest import (Conn, Daemon, back_up, dash, dash_policy_config, frame, pb,  # noqa: E402
+                     publisher, run_tests, tcp_state, write_config)
 from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # The tests here choose io_uring themselves: an outer DIALOGUE_IO_URING=0
@@ -45,29 +45,7 @@ rooms:
     trigger: ["*"]
 """
 
-SLOW_CONFIG = """
-io_uring: true
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-schemas: [{share}/dashboard.pb]
-auth: {anonymous: true}
-limits:
-  max_frame: 65536
-  max_pending_bytes: 2097152
-  soft_pending_bytes: 1048576
-  soft_pending_seconds: 2
-rooms:
-  - id: dash
-    events: [metrics:update, alert:triggered]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-    delivery:
-      - {event: metrics:update, policy: latest}
-      - {event: alert:triggered, policy: stream}
-"""
+SLOW_CONFIG = dash_policy_config("io_uring: true")
 
 WT_CONFIG = """
 io_uring: true

@@ -56,6 +56,38 @@ def write_config(text, **subst):
     return path
 
 
+# The dashboard's two events with their delivery policies (metrics:update
+# latest, alert:triggered stream) and small pending-output caps (2 MiB,
+# 1 MiB for 2 s), anonymous: the slow-consumer suites' daemon.
+DASH_POLICY_CONFIG = """{top}
+listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+schemas: [{share}/dashboard.pb]
+auth: {anonymous: true}
+limits:
+  max_frame: 65536
+  max_pending_bytes: 2097152
+  soft_pending_bytes: 1048576
+  soft_pending_seconds: 2
+rooms:
+  - id: dash
+    events: [metrics:update, alert:triggered]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+    delivery:
+      - {event: metrics:update, policy: latest}
+      - {event: alert:triggered, policy: stream}
+"""
+
+
+def dash_policy_config(top=""):
+    """DASH_POLICY_CONFIG with `top` (YAML lines) before it."""
+    return DASH_POLICY_CONFIG.replace("{top}", top)
+
+
 def b64url(b):
     import base64
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
