@@ -39,14 +39,9 @@ static const char *suite_cipher(uint16_t suite) {
 }
 
 /* HKDF-Expand-Label(secret, label, "", len) with the suite's hash (RFC 8446
- * 7.1), through OpenSSL's TLS13-KDF. */
-static int expand_label(const dlg_tls13 *r, const uint8_t *secret, const char *label,
-                        uint8_t *out, size_t len) {
-    int rc = DLG_ETLS;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
-    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-    if (kctx == NULL)
-        goto fail;
+ * 7.1), through kctx, a context of OpenSSL's TLS13-KDF. */
+static int expand_label(const dlg_tls13 *r, EVP_KDF_CTX *kctx, const uint8_t *secret,
+                        const char *label, uint8_t *out, size_t len) {
     int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
     static const char prefix[] = "tls13 ";
     OSSL_PARAM p[] = {
@@ -60,20 +55,24 @@ static int expand_label(const dlg_tls13 *r, const uint8_t *secret, const char *l
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, (void *)"", 0),
         OSSL_PARAM_construct_end(),
     };
-    if (EVP_KDF_derive(kctx, out, len, p) == 1)
-        rc = 0;
-fail:
-    EVP_KDF_CTX_free(kctx);
-    EVP_KDF_free(kdf);
-    return rc;
+    return EVP_KDF_derive(kctx, out, len, p) == 1 ? 0 : DLG_ETLS;
+}
+
+/* A TLS13-KDF context (one fetch serves every label of one keying), or
+ * NULL. */
+static EVP_KDF_CTX *kdf_new(void) {
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
+    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_free(kdf); /* the context keeps its own reference */
+    return kctx;
 }
 
 /* Keys direction d from d->secret: a fresh AEAD key and IV, sequence 0. */
-static int key_dir(dlg_tls13 *r, struct dir *d, int enc) {
+static int key_dir(dlg_tls13 *r, EVP_KDF_CTX *kctx, struct dir *d, int enc) {
     uint8_t key[32];
     int rc = DLG_ETLS;
-    if (expand_label(r, d->secret, "key", key, r->key_len) != 0 ||
-        expand_label(r, d->secret, "iv", d->iv, IV_LEN) != 0)
+    if (expand_label(r, kctx, d->secret, "key", key, r->key_len) != 0 ||
+        expand_label(r, kctx, d->secret, "iv", d->iv, IV_LEN) != 0)
         goto out;
     if (d->ctx == NULL) {
         EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, suite_cipher(r->suite), NULL);
@@ -109,7 +108,10 @@ int dlg_tls13_new(uint16_t suite, const uint8_t *read_secret, const uint8_t *wri
     r->key_len = suite == 0x1301 ? 16 : 32;
     memcpy(r->rd.secret, read_secret, secret_len);
     memcpy(r->wr.secret, write_secret, secret_len);
-    if (key_dir(r, &r->rd, 0) != 0 || key_dir(r, &r->wr, 1) != 0) {
+    EVP_KDF_CTX *kctx = kdf_new();
+    int ok = kctx != NULL && key_dir(r, kctx, &r->rd, 0) == 0 && key_dir(r, kctx, &r->wr, 1) == 0;
+    EVP_KDF_CTX_free(kctx);
+    if (!ok) {
         dlg_tls13_free(r);
         return DLG_ETLS;
     }
@@ -235,11 +237,16 @@ int dlg_tls13_open(dlg_tls13 *r, uint8_t *rec, size_t len, size_t *off, size_t *
 
 static int update(dlg_tls13 *r, struct dir *d, int enc) {
     uint8_t next[SECRET_MAX];
-    if (expand_label(r, d->secret, "traffic upd", next, r->hash_len) != 0)
-        return DLG_ETLS;
+    EVP_KDF_CTX *kctx = kdf_new();
+    int rc = DLG_ETLS;
+    if (kctx == NULL || expand_label(r, kctx, d->secret, "traffic upd", next, r->hash_len) != 0)
+        goto out;
     memcpy(d->secret, next, r->hash_len);
+    rc = key_dir(r, kctx, d, enc);
+out:
     OPENSSL_cleanse(next, sizeof(next));
-    return key_dir(r, d, enc);
+    EVP_KDF_CTX_free(kctx);
+    return rc;
 }
 
 int dlg_tls13_update_read(dlg_tls13 *r) {

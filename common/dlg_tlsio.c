@@ -3,6 +3,7 @@
 #include "dlg_tlsio.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,7 +223,7 @@ int dlg_tlsio_handover(dlg_tlsio *t) {
         (server && SSL_get0_peer_certificate(ssl) != NULL) ||
         /* Records OpenSSL has read but we have not, or sent after the
          * handshake (tickets), would put its sequence numbers ahead. */
-        SSL_has_pending(ssl) || SSL_pending(ssl) > 0 || SSL_get_num_tickets(ssl) != 0 ||
+        SSL_has_pending(ssl) || SSL_get_num_tickets(ssl) != 0 ||
         SSL_get_early_data_status(ssl) == SSL_EARLY_DATA_ACCEPTED ||
         sec->client_len == 0 || sec->client_len != sec->server_len)
         goto out;
@@ -241,29 +242,39 @@ out:
     return t->rl != NULL;
 }
 
+/* Seals n (<= DLG_TLS13_MAX_PLAIN) bytes of type as one record appended
+ * to out. 0, DLG_ENOMEM or DLG_ETLS. */
+static int seal_record(dlg_tlsio *t, uint8_t type, const uint8_t *data, size_t n) {
+    unsigned char *dst = buf_reserve(&t->out, dlg_tls13_sealed_len(n));
+    if (dst == NULL)
+        return DLG_ENOMEM;
+    if (dlg_tls13_seal(t->rl, type, data, n, dst) != 0)
+        return DLG_ETLS;
+    t->out->len += dlg_tls13_sealed_len(n);
+    return 0;
+}
+
+/* Sends KeyUpdate(update_not_requested) under the current write key and
+ * moves to the next one for everything after it (RFC 8446 4.6.3): when the
+ * key is worn, and in answer to the peer's request. */
+static int send_key_update(dlg_tlsio *t) {
+    static const uint8_t ku[5] = {24, 0, 0, 1, 0};
+    int rc = seal_record(t, DLG_TLS13_HANDSHAKE, ku, sizeof(ku));
+    if (rc == 0 && dlg_tls13_update_write(t->rl) != 0)
+        rc = DLG_ETLS;
+    return rc;
+}
+
 /* Seals len bytes of type as records appended to out. 0, DLG_ENOMEM or
  * DLG_ETLS. */
 static int lean_seal(dlg_tlsio *t, uint8_t type, const uint8_t *data, size_t len) {
     do {
-        if (dlg_tls13_write_worn(t->rl)) {
-            /* KeyUpdate, update_not_requested, under the old key (RFC 8446
-             * 4.6.3); everything after it under the new one. */
-            static const uint8_t ku[5] = {24, 0, 0, 1, 0};
-            unsigned char *dst = buf_reserve(&t->out, dlg_tls13_sealed_len(sizeof(ku)));
-            if (dst == NULL)
-                return DLG_ENOMEM;
-            if (dlg_tls13_seal(t->rl, DLG_TLS13_HANDSHAKE, ku, sizeof(ku), dst) != 0 ||
-                dlg_tls13_update_write(t->rl) != 0)
-                return DLG_ETLS;
-            t->out->len += dlg_tls13_sealed_len(sizeof(ku));
-        }
+        int rc;
+        if (dlg_tls13_write_worn(t->rl) && (rc = send_key_update(t)) != 0)
+            return rc;
         size_t n = len < DLG_TLS13_MAX_PLAIN ? len : DLG_TLS13_MAX_PLAIN;
-        unsigned char *dst = buf_reserve(&t->out, dlg_tls13_sealed_len(n));
-        if (dst == NULL)
-            return DLG_ENOMEM;
-        if (dlg_tls13_seal(t->rl, type, data, n, dst) != 0)
-            return DLG_ETLS;
-        t->out->len += dlg_tls13_sealed_len(n);
+        if ((rc = seal_record(t, type, data, n)) != 0)
+            return rc;
         data += n;
         len -= n;
     } while (len > 0);
@@ -319,18 +330,12 @@ static int lean_handshake(dlg_tlsio *t, const uint8_t *m, size_t len) {
             return lean_fail(t, "KeyUpdate with an invalid request", 47);
         if (dlg_tls13_update_read(t->rl) != 0)
             return lean_fail(t, "key update failed", 80);
-        if (m[4] == 1 && !t->write_closed) {
-            static const uint8_t ku[5] = {24, 0, 0, 1, 0};
-            int rc = lean_seal(t, DLG_TLS13_HANDSHAKE, ku, sizeof(ku));
-            if (rc == 0 && dlg_tls13_update_write(t->rl) != 0)
-                rc = DLG_ETLS;
-            if (rc != 0) {
-                t->failed = 1;
-                t->why = "could not answer a KeyUpdate";
-                return DLG_ETLS;
-            }
+        if (m[4] == 1 && !t->write_closed && send_key_update(t) != 0) {
+            t->failed = 1;
+            t->why = "could not answer a KeyUpdate";
+            return DLG_ETLS;
         }
-        break;
+        return 0;
     }
     return 0;
 }
@@ -526,6 +531,8 @@ int dlg_tlsio_handshake(dlg_tlsio *t, char *err, size_t errlen) {
 }
 
 int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
+    if (cap > INT_MAX)
+        cap = INT_MAX; /* the count is returned as an int */
     if (t->rl != NULL)
         return lean_read(t, buf, cap);
     size_t n = 0;
@@ -599,4 +606,11 @@ int dlg_tlsio_compact(dlg_tlsio *t) {
 
 const char *dlg_tlsio_why(const dlg_tlsio *t) {
     return t->why;
+}
+
+void dlg_tlsio_error(const dlg_tlsio *t, char *buf, size_t len) {
+    if (t->why != NULL && len > 0)
+        snprintf(buf, len, "%s", t->why);
+    else
+        dlg_tlsio_last_error(buf, len);
 }

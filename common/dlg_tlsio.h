@@ -110,8 +110,13 @@ void dlg_tlsio_shutdown(dlg_tlsio *t);
 void dlg_tlsio_last_error(char *buf, size_t len);
 
 /* Why a session on our record layer failed ("bad record MAC", "peer sent
- * alert bad_certificate", ...), or NULL (then dlg_tlsio_last_error tells). Static
- * storage. */
+ * alert bad_certificate", ...), or NULL (then dlg_tlsio_last_error tells).
+ * Static storage. */
 const char *dlg_tlsio_why(const dlg_tlsio *t);
+
+/* Why the last read or write of t failed, whichever layer refused it, into
+ * buf (NUL-terminated): dlg_tlsio_why, else OpenSSL's newest error (whose
+ * queue is then cleared). */
+void dlg_tlsio_error(const dlg_tlsio *t, char *buf, size_t len);
 
 #endif

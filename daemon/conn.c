@@ -861,15 +861,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         int n = dlg_tlsio_read(&c->tls, c->srv->pbuf, DLG_SCRATCH);
         if (n == 0)
             break;
+        if (n == DLG_ECLOSED) {
+            dlg_conn_close(c, "peer sent close_notify");
+            return;
+        }
         if (n < 0) {
-            const char *why = dlg_tlsio_why(&c->tls);
-            if (n != DLG_ECLOSED) {
-                flush_ctx x = loop_ctx(c->srv);
-                drain_tls(c, &x); /* the alert that says why, if one was made */
-            }
-            dlg_conn_close(c, n == DLG_ECLOSED ? "peer sent close_notify"
-                              : why != NULL ? why
-                                            : "TLS error (renegotiation or bad record)");
+            char why[256];
+            dlg_tlsio_error(&c->tls, why, sizeof(why));
+            flush_ctx x = loop_ctx(c->srv);
+            drain_tls(c, &x); /* the alert that says why, if one was made */
+            dlg_conn_close(c, why);
             return;
         }
         if (feed_plain(c, c->srv->pbuf, (size_t)n) != 0)

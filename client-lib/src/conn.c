@@ -378,11 +378,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         }
         if (n < 0) {
             char tls[200];
-            const char *rl_why = dlg_tlsio_why(&conn->tls);
-            if (rl_why != NULL)
-                snprintf(tls, sizeof(tls), "%s", rl_why);
-            else
-                dlg_tlsio_last_error(tls, sizeof(tls));
+            dlg_tlsio_error(&conn->tls, tls, sizeof(tls));
             snprintf(why, sizeof(why), "TLS error from %s: %s", conn->peer, tls);
             dlg__conn_fail(c, why, 0);
             return;

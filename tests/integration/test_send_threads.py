@@ -28,50 +28,20 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (DAEMON, Conn, Daemon, dash, dash_policy_config, frame,  # noqa: E402
-                     kernel_held, pb, publisher, run_tests, tcp_state, write_config)
+from dlgtest import (DAEMON, NO_CUT_LIMITS, Conn, Daemon, dash, dash_policy_config,  # noqa: E402
+                     frame, kernel_held, open_room_config, pb, publisher, run_tests,
+                     tcp_state, write_config)
 from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # An outer DIALOGUE_IO_URING=1 (the suites' io_uring run) would turn the
 # helpers off: these tests are about the helpers.
 ENV = dict(os.environ, DIALOGUE_IO_URING="0")
 
-FANOUT_CONFIG = """
-send_threads: 4
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-auth: {anonymous: true}
-limits:
-  max_frame: 65536
-  max_pending_bytes: 67108864
-  soft_pending_bytes: 67108864
-  soft_pending_seconds: 3600
-rooms:
-  - id: r
-    events: ["*"]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-"""
+FANOUT_CONFIG = open_room_config("send_threads: 4", ("max_frame: 65536",) + NO_CUT_LIMITS)
 
 SLOW_CONFIG = dash_policy_config("send_threads: 4")
 
-MINI_CONFIG = """
-{top}
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-auth: {anonymous: true}
-rooms:
-  - id: r
-    events: ["*"]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-"""
+MINI_CONFIG = open_room_config("{top}")
 
 STATS_RE = re.compile(r"send threads: (\d+) flush\(es\) shared; the helpers flushed (\d+) "
                       r"connection\(s\)")

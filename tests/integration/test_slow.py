@@ -8,8 +8,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (Conn, Daemon, back_up, dash, dash_policy_config, frame, pb,  # noqa: E402
-                     run_tests, write_config)
+from dlgtest import (NO_CUT_LIMITS, Conn, Daemon, back_up, dash,  # noqa: E402
+                     dash_policy_config, frame, open_room_config, pb, run_tests, write_config)
 
 CONFIG = dash_policy_config()
 
@@ -147,24 +147,7 @@ def test_stream_slow_consumer_cut_others_keep_receiving():
     never.close()
 
 
-WT_CONFIG = """
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-auth: {anonymous: true}
-limits:
-  max_pending_bytes: 67108864
-  soft_pending_bytes: 67108864
-  soft_pending_seconds: 3600
-  write_timeout_ms: 1000
-rooms:
-  - id: r
-    events: ["*"]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-"""
+WT_CONFIG = open_room_config("", NO_CUT_LIMITS + ("write_timeout_ms: 1000",))
 
 
 def test_write_that_cannot_drain_is_cut():

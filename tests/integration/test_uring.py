@@ -16,8 +16,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import (Conn, Daemon, back_up, dash, dash_policy_config, frame, pb,  # noqa: E402
-                     publisher, run_tests, tcp_state, write_config)
+from dlgtest import (NO_CUT_LIMITS, Conn, Daemon, back_up, dash,  # noqa: E402
+                     dash_policy_config, frame, open_room_config, pb, publisher, run_tests,
+                     tcp_state, write_config)
 from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # The tests here choose io_uring themselves: an outer DIALOGUE_IO_URING=0
@@ -25,47 +26,11 @@ from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E40
 ENV = dict(os.environ)
 ENV.pop("DIALOGUE_IO_URING", None)
 
-FANOUT_CONFIG = """
-io_uring: true
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-auth: {anonymous: true}
-limits:
-  max_frame: 65536
-  max_pending_bytes: 67108864
-  soft_pending_bytes: 67108864
-  soft_pending_seconds: 3600
-rooms:
-  - id: r
-    events: ["*"]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-"""
+FANOUT_CONFIG = open_room_config("io_uring: true", ("max_frame: 65536",) + NO_CUT_LIMITS)
 
 SLOW_CONFIG = dash_policy_config("io_uring: true")
 
-WT_CONFIG = """
-io_uring: true
-listen:
-  - address: 127.0.0.1:0
-    cert: {certs}/server.crt
-    key: {certs}/server.key
-auth: {anonymous: true}
-limits:
-  max_pending_bytes: 67108864
-  soft_pending_bytes: 67108864
-  soft_pending_seconds: 3600
-  write_timeout_ms: 1000
-rooms:
-  - id: r
-    events: ["*"]
-    default_subscriptions: ["*"]
-    join: ["*"]
-    trigger: ["*"]
-"""
+WT_CONFIG = open_room_config("io_uring: true", NO_CUT_LIMITS + ("write_timeout_ms: 1000",))
 
 
 def start(config_text):

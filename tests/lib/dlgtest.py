@@ -88,6 +88,32 @@ def dash_policy_config(top=""):
     return DASH_POLICY_CONFIG.replace("{top}", top)
 
 
+# Caps high enough that no test reader is ever cut as a slow consumer.
+NO_CUT_LIMITS = ("max_pending_bytes: 67108864", "soft_pending_bytes: 67108864",
+                 "soft_pending_seconds: 3600")
+
+
+def open_room_config(top="", limits=()):
+    """An anonymous TLS daemon whose room `r` takes any event from anyone
+    and subscribes every member: `top` (YAML lines) first, then `limits`
+    (lines under limits:)."""
+    text = "\n" + (top + "\n" if top else "") + """listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+auth: {anonymous: true}
+"""
+    if limits:
+        text += "limits:\n" + "".join("  %s\n" % ln for ln in limits)
+    return text + """rooms:
+  - id: r
+    events: ["*"]
+    default_subscriptions: ["*"]
+    join: ["*"]
+    trigger: ["*"]
+"""
+
+
 def b64url(b):
     import base64
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
@@ -184,11 +210,12 @@ def frame(msg_bytes, flag=0):
 class Conn:
     """A TLS connection speaking frames, with a receive timeout."""
 
-    def __init__(self, port, timeout=5.0, handshake=True):
+    def __init__(self, port, timeout=5.0, handshake=True, ctx=None):
+        """ctx: the TLS context to use (default: client_context())."""
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = client_context().wrap_socket(raw, server_hostname="localhost",
-                                                 do_handshake_on_connect=handshake)
+        self.sock = (ctx or client_context()).wrap_socket(raw, server_hostname="localhost",
+                                                          do_handshake_on_connect=handshake)
         self.buf = b""
         self.next_id = 1
 
@@ -301,11 +328,11 @@ class Conn:
 
 # ---- rooms: members, publishers, publishing with Acks ----
 
-def joined_room(port, room, name, rcvbuf=None, timeout=10):
-    """A Conn that said Hello as `name` and joined room. rcvbuf, if set, is
-    its socket's receive buffer (set before any data comes, so a reader
-    that does not read fills its socket soon)."""
-    c = Conn(port, timeout=timeout)
+def joined_room(port, room, name, rcvbuf=None, timeout=10, ctx=None):
+    """A Conn (over ctx, if given) that said Hello as `name` and joined
+    room. rcvbuf, if set, is its socket's receive buffer (set before any
+    data comes, so a reader that does not read fills its socket soon)."""
+    c = Conn(port, timeout=timeout, ctx=ctx)
     if rcvbuf:
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     c.hello(name=name)

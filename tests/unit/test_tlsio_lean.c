@@ -881,18 +881,21 @@ static void key_wear(void **state) {
 
 /* ---- our own client against our own server -------------------------------- */
 
-/* Both ends dlg_tlsio, the client on OpenSSL (no lean context): the other
- * way the daemon's client library meets it. Static so that the sessions
- * never move and the teardown can free them after a failed assert. */
+/* Sessions of the tests with our client: both ends dlg_tlsio (as the
+ * daemon and its client library meet), or our client and a plain OpenSSL
+ * server. Static so that the sessions never move and the teardown can free
+ * them after a failed assert. */
 static struct {
     SSL_CTX *sctx, *cctx;
     dlg_tlsio s, c;
+    SSL *srv; /* the OpenSSL server, when there is one */
 } g_duo;
 
 static int duo_teardown(void **state) {
     (void)state;
     dlg_tlsio_free(&g_duo.s);
     dlg_tlsio_free(&g_duo.c);
+    SSL_free(g_duo.srv);
     SSL_CTX_free(g_duo.sctx);
     SSL_CTX_free(g_duo.cctx);
     memset(&g_duo, 0, sizeof(g_duo));
@@ -907,6 +910,39 @@ static void duo_move(dlg_tlsio *from, dlg_tlsio *to) {
     for (int i = 0; i < 1 << 20 && (n = dlg_tlsio_out_take(from, tmp, sizeof(tmp))) > 0; i++)
         assert_int_equal(dlg_tlsio_feed(to, tmp, n), 0);
     assert_int_equal(dlg_tlsio_out_pending(from), 0);
+}
+
+/* Moves all of from's ciphertext into the OpenSSL peer's read BIO. */
+static void tio_to_bio(dlg_tlsio *from, BIO *to) {
+    uint8_t tmp[4096];
+    size_t n;
+    for (int i = 0; i < 1 << 20 && (n = dlg_tlsio_out_take(from, tmp, sizeof(tmp))) > 0; i++)
+        assert_int_equal(BIO_write(to, tmp, (int)n), (int)n);
+    assert_int_equal(dlg_tlsio_out_pending(from), 0);
+}
+
+/* Moves all the OpenSSL peer's ciphertext into to. */
+static void bio_to_tio(BIO *from, dlg_tlsio *to) {
+    uint8_t tmp[4096];
+    int n;
+    for (int i = 0; i < 1 << 20 && (n = BIO_read(from, tmp, sizeof(tmp))) > 0; i++)
+        assert_int_equal(dlg_tlsio_feed(to, tmp, (size_t)n), 0);
+    assert_int_equal(BIO_ctrl_pending(from), 0);
+}
+
+/* Reads t dry; what it read must be g_data's first len bytes, exactly. */
+static void tio_read_check(dlg_tlsio *t, size_t len) {
+    size_t have = 0;
+    for (int i = 0; i < 1 << 20; i++) {
+        int r = dlg_tlsio_read(t, g_got + have, len + 1 - have);
+        assert_true(r >= 0);
+        if (r == 0)
+            break;
+        have += (size_t)r;
+        assert_true(have <= len);
+    }
+    assert_int_equal(have, len);
+    assert_memory_equal(g_got, g_data, len);
 }
 
 static void dlg_client_to_lean_server(void **state) {
@@ -956,17 +992,7 @@ static void dlg_client_to_lean_server(void **state) {
             fill(g_data, len, 160 + round * 2 + (uint32_t)dir);
             assert_int_equal(dlg_tlsio_write(from, g_data, len), 0);
             duo_move(from, to);
-            size_t have = 0;
-            for (int k = 0; k < 1 << 20; k++) {
-                int r = dlg_tlsio_read(to, g_got + have, len + 1 - have);
-                assert_true(r >= 0);
-                if (r == 0)
-                    break;
-                have += (size_t)r;
-                assert_true(have <= len);
-            }
-            assert_int_equal(have, len);
-            assert_memory_equal(g_got, g_data, len);
+            tio_read_check(to, len);
         }
     }
     /* A close from our server reaches our client as a clean close. */
@@ -991,14 +1017,13 @@ static void lean_client_to_openssl_server(void **state) {
     SSL_CTX_set_verify(g_duo.cctx, SSL_VERIFY_NONE, NULL);
     dlg_tlsio *c = &g_duo.c;
     assert_int_equal(dlg_tlsio_init(c, g_duo.cctx, 0, NULL, 0), 0);
-    SSL *srv = SSL_new(g_duo.sctx);
+    SSL *srv = g_duo.srv = SSL_new(g_duo.sctx);
     assert_non_null(srv);
     BIO *sin = BIO_new(BIO_s_mem()), *sout = BIO_new(BIO_s_mem());
     assert_non_null(sin);
     assert_non_null(sout);
     SSL_set_bio(srv, sin, sout);
     SSL_set_accept_state(srv);
-    uint8_t tmp[4096];
     int cd = 0, sd = 0;
     for (int i = 0; i < 50 && !(cd && sd); i++) {
         if (!cd) {
@@ -1006,18 +1031,14 @@ static void lean_client_to_openssl_server(void **state) {
             assert_true(r >= 0);
             cd = r == 1;
         }
-        size_t n;
-        while ((n = dlg_tlsio_out_take(c, tmp, sizeof(tmp))) > 0)
-            assert_int_equal(BIO_write(sin, tmp, (int)n), (int)n);
+        tio_to_bio(c, sin);
         if (!sd) {
             int r = SSL_do_handshake(srv);
             sd = r == 1;
             if (!sd)
                 assert_int_equal(SSL_get_error(srv, r), SSL_ERROR_WANT_READ);
         }
-        int k;
-        while ((k = BIO_read(sout, tmp, sizeof(tmp))) > 0)
-            assert_int_equal(dlg_tlsio_feed(c, tmp, (size_t)k), 0);
+        bio_to_tio(sout, c);
     }
     assert_true(cd && sd);
     assert_int_equal(dlg_tlsio_handover(c), 1);
@@ -1030,26 +1051,13 @@ static void lean_client_to_openssl_server(void **state) {
         fill(g_data, len, 300 + (uint32_t)round);
         size_t w = 0;
         assert_int_equal(SSL_write_ex(srv, g_data, len, &w), 1);
-        int k;
-        while ((k = BIO_read(sout, tmp, sizeof(tmp))) > 0)
-            assert_int_equal(dlg_tlsio_feed(c, tmp, (size_t)k), 0);
-        size_t have = 0;
-        for (int i = 0; i < 1 << 20; i++) {
-            int r = dlg_tlsio_read(c, g_got + have, len + 1 - have);
-            assert_true(r >= 0);
-            if (r == 0)
-                break;
-            have += (size_t)r;
-        }
-        assert_int_equal(have, len);
-        assert_memory_equal(g_got, g_data, len);
+        bio_to_tio(sout, c);
+        tio_read_check(c, len);
         /* client -> server, under the client's next key after round 1 */
         fill(g_data, len, 400 + (uint32_t)round);
         assert_int_equal(dlg_tlsio_write(c, g_data, len), 0);
-        size_t n;
-        while ((n = dlg_tlsio_out_take(c, tmp, sizeof(tmp))) > 0)
-            assert_int_equal(BIO_write(sin, tmp, (int)n), (int)n);
-        have = 0;
+        tio_to_bio(c, sin);
+        size_t have = 0;
         for (int i = 0; i < 1 << 20 && have < len; i++) {
             size_t r = 0;
             if (SSL_read_ex(srv, g_got + have, len - have, &r) != 1)
@@ -1059,7 +1067,6 @@ static void lean_client_to_openssl_server(void **state) {
         assert_int_equal(have, len);
         assert_memory_equal(g_got, g_data, len);
     }
-    SSL_free(srv);
 }
 
 int main(void) {
