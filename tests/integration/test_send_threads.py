@@ -29,8 +29,8 @@ import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dlgtest import (DAEMON, NO_CUT_LIMITS, Conn, Daemon, dash, dash_policy_config,  # noqa: E402
-                     frame, kernel_held, open_room_config, pb, publisher, run_tests,
-                     tcp_state, write_config)
+                     daemon_closed, frame, kernel_held, open_room_config, pb, publisher,
+                     run_tests, wait_until, write_config)
 from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # An outer DIALOGUE_IO_URING=1 (the suites' io_uring run) would turn the
@@ -209,20 +209,9 @@ def setup():
     S = start(SLOW_CONFIG)
 
 
-def wait_log(d, text, within=10):
-    """True once text is in d's log (the daemon writes its port file after
-    the send-thread line, so this is a bound, not a wait in practice)."""
-    deadline = time.time() + within
-    while text not in d.logtext():
-        if time.time() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_daemons_report_four_send_threads():
     for d in (D, S):
-        assert wait_log(d, "send threads: 4 (the loop thread and 3 helpers)"), d.logtext()
+        assert "send threads: 4 (the loop thread and 3 helpers)" in d.logtext(), d.logtext()
 
 
 def test_fanout_to_24_whole_and_in_order():
@@ -443,17 +432,10 @@ def test_slow_consumer_over_the_cap_is_cut_others_keep_receiving():
         assert not r.is_alive(), "reader still reading (%d of %d)" % (len(r.ids), total)
         assert r.error is None, repr(r.error)
         assert r.ids == want, "alerts lost or out of order"
-    deadline = time.time() + 10
-    while time.time() < deadline and "slow consumer" not in S.logtext():
-        time.sleep(0.1)
-    assert "slow consumer" in S.logtext(), S.logtext()[-2000:]
+    assert wait_until(lambda: "slow consumer" in S.logtext()), S.logtext()[-2000:]
     # The daemon closed its side of the socket to `never` (reading its MBs
     # through a 4 KiB window would take minutes, so the kernel is asked).
-    local = never.sock.getsockname()[1]
-    deadline = time.time() + 10
-    while time.time() < deadline and tcp_state(S.port, local) == "ESTABLISHED":
-        time.sleep(0.1)
-    assert tcp_state(S.port, local) != "ESTABLISHED"
+    assert daemon_closed(S.port, never)
     rid = p.send(ping=pb.Ping(nonce=5))
     assert p.expect("pong", rid).nonce == 5
     for c in ok + [never, p]:

@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dlgtest import (NO_CUT_LIMITS, Conn, Daemon, back_up, dash,  # noqa: E402
-                     dash_policy_config, frame, open_room_config, pb, publisher, run_tests,
-                     tcp_state, write_config)
+                     daemon_closed, dash_policy_config, frame, open_room_config, pb,
+                     publisher, run_tests, wait_until, write_config)
 from dlgtest import joined_room as joined, publish_acked as publish  # noqa: E402
 
 # The tests here choose io_uring themselves: an outer DIALOGUE_IO_URING=0
@@ -231,16 +231,9 @@ def test_latest_conflated_and_stream_cap_cuts_a_reader_that_never_reads():
                         if len(got_ok) % len(alerts) == 0:
                             break
         assert got_ok == ["s%d" % (i % len(alerts)) for i in range(rounds * len(alerts))]
-        deadline = time.time() + 10
-        while time.time() < deadline and "slow consumer" not in d.logtext():
-            time.sleep(0.1)
-        assert "slow consumer" in d.logtext()
+        assert wait_until(lambda: "slow consumer" in d.logtext()), d.logtext()[-2000:]
         # The daemon closed its side (see test_parked_send_cancelled...).
-        local = never.sock.getsockname()[1]
-        deadline = time.time() + 10
-        while time.time() < deadline and tcp_state(d.port, local) == "ESTABLISHED":
-            time.sleep(0.1)
-        assert tcp_state(d.port, local) != "ESTABLISHED"
+        assert daemon_closed(d.port, never)
         for c in (never, ok, p):
             c.close()
     finally:
@@ -260,19 +253,13 @@ def test_parked_send_cancelled_by_write_timeout():
             room="r", event="x:y", data=big)).SerializeToString()) for _ in range(100)]
         for _ in range(4):  # ~6 MB: more than the socket buffers hold
             publish(p, frames)
-        deadline = time.time() + 10
-        while time.time() < deadline and "write did not drain" not in d.logtext():
-            time.sleep(0.1)
-        assert "write did not drain in 1000 ms" in d.logtext(), d.logtext()[-2000:]
+        assert wait_until(lambda: "write did not drain in 1000 ms" in d.logtext()), (
+            d.logtext()[-2000:])
         # The daemon's side of the socket really closed (FIN sent, behind
         # the bytes already in the socket): the parked send was cancelled
         # rather than holding the socket open. Reading those MBs through a
         # 4 KiB window would take minutes, so the kernel's table is asked.
-        local = stuck.sock.getsockname()[1]
-        deadline = time.time() + 10
-        while time.time() < deadline and tcp_state(d.port, local) == "ESTABLISHED":
-            time.sleep(0.1)
-        assert tcp_state(d.port, local) != "ESTABLISHED"
+        assert daemon_closed(d.port, stuck)
         rid = p.send(ping=pb.Ping(nonce=5))
         assert p.expect("pong", rid).nonce == 5
         p.close()

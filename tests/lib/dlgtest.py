@@ -405,6 +405,22 @@ def kernel_held(port, c):
     return tcp_queue(port, local)[0] + tcp_queue(local, port)[1]
 
 
+def wait_until(cond, within=10, step=0.05):
+    """Polls cond() until it is true or `within` seconds pass; returns its
+    last value."""
+    deadline = time.time() + within
+    while not cond() and time.time() < deadline:
+        time.sleep(step)
+    return cond()
+
+
+def daemon_closed(port, c, within=10):
+    """True once the daemon listening on port has closed its side of Conn
+    c's socket (asked of the kernel: c may have megabytes unread)."""
+    local = c.sock.getsockname()[1]
+    return wait_until(lambda: tcp_state(port, local) != "ESTABLISHED", within)
+
+
 def back_up(port, reader, send, chunk_bytes, beyond=256 * 1024, limit=64 << 20):
     """Makes the daemon on `port` hold output for `reader`, a Conn that does
     not read: calls send() (which publishes about chunk_bytes of events to
