@@ -69,7 +69,7 @@ dlg_schema *ctl_schema_from(const dlg_schema_info *info);
 /* Standard base64 of len bytes (malloc'd, NUL-terminated; NULL on OOM). */
 char *ctl_base64(const uint8_t *data, size_t len);
 
-/* One event as sub prints it: {"room","event","from","ts","seq","data"},
+/* One event as sub prints it: {"room","event","from","from_kind","ts","seq","data"},
  * with "data_b64" and "decode_error" instead of "data" when schema (may be
  * NULL) cannot decode the payload. New reference, NULL on OOM. In cmd_sub.c. */
 json_t *ctl_event_json(const dlg_event *ev, const dlg_schema *schema);

@@ -17,6 +17,7 @@
 
 typedef struct hev {
     uint64_t seq, ts_ms;
+    int from_kind;
     char *event, *from;
     uint8_t *data;
     size_t len;
@@ -63,6 +64,7 @@ static int keep(hist *h, const dlg_event *e) {
     d->len = e->len;
     d->event = strdup(e->event);
     d->from = strdup(e->from);
+    d->from_kind = e->from_kind;
     d->data = malloc(e->len ? e->len : 1);
     if (d->event == NULL || d->from == NULL || d->data == NULL) {
         free(d->event);
@@ -96,7 +98,7 @@ static void print_table(const hist *h, const hev *v, size_t n) {
            "FROM", "DATA");
     for (size_t i = 0; i < n; i++) {
         dlg_event ev = {h->room, v[i].event, v[i].data, v[i].len, v[i].from, v[i].ts_ms,
-                        v[i].seq, 0};
+                        v[i].seq, 0, v[i].from_kind};
         json_t *line = ctl_event_json(&ev, h->schema);
         json_t *data = line ? json_object_get(line, "data") : NULL;
         char *text = data ? json_dumps(data, JSON_PRESERVE_ORDER | JSON_COMPACT |
@@ -142,7 +144,7 @@ static void print_all(ctl *s) {
     if (h->json) {
         for (size_t i = 0; i < n; i++) {
             dlg_event ev = {h->room, v[i].event, v[i].data, v[i].len, v[i].from, v[i].ts_ms,
-                            v[i].seq, 0};
+                            v[i].seq, 0, v[i].from_kind};
             if (ctl_print_event_line(&ev, h->schema) != 0) {
                 ctl_err("out of memory");
                 ctl_finish(s, CTL_FAIL);

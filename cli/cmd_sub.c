@@ -26,8 +26,9 @@ typedef struct sub {
 } sub;
 
 json_t *ctl_event_json(const dlg_event *ev, const dlg_schema *schema) {
-    json_t *line = json_pack("{s:s, s:s, s:s, s:I, s:I}", "room", ev->room, "event", ev->event,
-                             "from", ev->from, "ts", (json_int_t)ev->ts_ms, "seq",
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "room", ev->room, "event",
+                             ev->event, "from", ev->from, "from_kind",
+                             dlg_from_kind_name(ev->from_kind), "ts", (json_int_t)ev->ts_ms, "seq",
                              (json_int_t)ev->seq);
     if (line == NULL)
         return NULL;

@@ -147,9 +147,9 @@ static void print_json(dash *d, const dlg_event *ev) {
     char err[256];
     if (se == NULL || dlg_pbjson_decode(se->msg, ev->data, ev->len, &data, err, sizeof(err)) != 0)
         data = json_null();
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "room", ev->room, "event",
-                          ev->event, "from", ev->from, "ts", (json_int_t)ev->ts_ms, "seq",
-                          (json_int_t)ev->seq, "data", data);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o}", "room", ev->room, "event",
+                          ev->event, "from", ev->from, "from_kind", dlg_from_kind_name(ev->from_kind),
+                          "ts", (json_int_t)ev->ts_ms, "seq", (json_int_t)ev->seq, "data", data);
     if (o) {
         char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
         if (s) {

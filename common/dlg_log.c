@@ -14,6 +14,86 @@ int dlg_log_level_parse(const char *s) {
     return -1;
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left) and its code
+ * point in *cp, or 0 when s does not start one (overlong forms and
+ * surrogates included). */
+static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, min = 0x80, c &= 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, min = 0x800, c &= 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, min = 0x10000, c &= 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* Code points that must not reach a log as they are: C0 and C1 controls
+ * (a newline forges a line, an escape sequence rewrites a terminal), the
+ * Unicode line and paragraph separators, and the bidirectional overrides
+ * and isolates (they reorder what a reader sees). */
+static int unsafe_cp(unsigned cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t dlg_log_escape(const char *in, char *out, size_t cap) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)in;
+    size_t n = strlen(in), o = 0;
+    if (cap == 0)
+        return 0;
+    /* Each step writes a whole character or escape, or stops: output
+     * never ends in half of one. */
+    for (size_t i = 0; i < n;) {
+        unsigned cp = 0;
+        size_t len = utf8_seq(s + i, n - i, &cp);
+        if (s[i] == '\\') {
+            if (o + 2 >= cap)
+                break;
+            out[o++] = '\\';
+            out[o++] = '\\';
+            i++;
+        } else if (len == 0 || unsafe_cp(cp)) {
+            size_t k = len ? len : 1; /* an invalid byte is escaped alone */
+            if (o + 4 * k >= cap)
+                break;
+            for (size_t j = 0; j < k; j++, i++) {
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[s[i] >> 4];
+                out[o++] = hex[s[i] & 15];
+            }
+        } else {
+            if (o + len >= cap)
+                break;
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 void dlg_log_write(const dlg_log *l, int level, const char *fmt, ...) {
     static const char *const tags[] = {"ERROR", "WARN", "INFO", "DEBUG"};
     if (level > l->level)
@@ -30,8 +110,12 @@ void dlg_log_write(const dlg_log *l, int level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
+    /* Messages carry what clients sent (names, ids, reasons): escaped here,
+     * once, so no caller can forget it and a line stays one line. */
+    char safe[4 * sizeof(line)];
+    dlg_log_escape(line, safe, sizeof(safe));
     /* One fprintf so concurrent writers do not interleave within a line. */
     fprintf(f, "%s.%03ldZ %s %s %s\n", ts, (long)(tv.tv_usec / 1000),
-            l->prog ? l->prog : "dialogue", tags[level], line);
+            l->prog ? l->prog : "dialogue", tags[level], safe);
     fflush(f);
 }

@@ -17,7 +17,15 @@ typedef struct dlg_log {
 /* Parses "error", "warn", "info" or "debug"; -1 for anything else. */
 int dlg_log_level_parse(const char *s);
 
-/* Writes one line: "<iso time> <prog> <LEVEL> <message>". */
+/* Copies in to out (cap bytes, NUL included) with what could forge or
+ * hide log text escaped as \xNN: control characters (C0, DEL, C1), U+2028
+ * and U+2029, bidirectional overrides and isolates, and bytes that are not
+ * valid UTF-8; a backslash becomes \\. Output that does not fit is cut at
+ * a character boundary. Returns the length written. */
+size_t dlg_log_escape(const char *in, char *out, size_t cap);
+
+/* Writes one line: "<iso time> <prog> <LEVEL> <message>", the message
+ * passed through dlg_log_escape (so client strings cannot add lines). */
 void dlg_log_write(const dlg_log *l, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

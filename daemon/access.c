@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "hooks.h"
 
 static int has_role(const dlg_client_info *c, const char *role) {
@@ -22,7 +23,7 @@ static int roles_match(char *const *roles, size_t n, const dlg_client_info *c) {
 
 static int is_creator(const dlg_room *r, const dlg_client_info *c) {
     const char *who = c->user_id ? c->user_id : c->client_id;
-    return r->dynamic && r->creator && strcmp(r->creator, who) == 0;
+    return r->dynamic && dlg_auth_same(r->creator_kind, r->creator, c->identity_kind, who);
 }
 
 int dlg_access_may_join(const dlg_room *r, const dlg_client_info *c) {

@@ -42,6 +42,14 @@ int dlg_auth_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
         snprintf(err, errlen, "auth.jwt: %s", dlg_strerror(rc));
         goto fail;
     }
+    /* config.c refuses public keys without both; a shared secret is
+     * allowed, but the operator should know what is not checked. */
+    if (!j->issuer)
+        dlg_log_warn(&srv->log, "auth.jwt: no issuer configured: tokens of any iss are "
+                                "accepted (set auth.jwt.issuer)");
+    if (!j->audience)
+        dlg_log_warn(&srv->log, "auth.jwt: no audience configured: only tokens without aud "
+                                "are accepted (set auth.jwt.audience)");
     dlg_jwt_set_leeway(v, j->leeway_seconds);
     srv->jwt = v;
     return 0;
@@ -52,29 +60,94 @@ fail:
     return rc;
 }
 
-/* The identity in a verified client certificate: subject CN, or the first
- * DNS / email SAN. Returns a malloc'd string or NULL. */
-static char *cert_identity(X509 *x, int from_san) {
-    if (from_san) {
-        GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-        char *out = NULL;
-        for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !out; i++) {
-            GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
-            if (g->type == GEN_DNS || g->type == GEN_EMAIL) {
-                const unsigned char *d = ASN1_STRING_get0_data(g->d.ia5);
-                int n = ASN1_STRING_length(g->d.ia5);
-                if (n > 0 && n <= 255 && memchr(d, 0, (size_t)n) == NULL)
-                    out = strndup((const char *)d, (size_t)n);
-            }
-        }
-        GENERAL_NAMES_free(sans);
-        return out;
+/* What user_from names, for messages. */
+static const char *user_from_name(int from) {
+    switch (from) {
+    case DLG_CFG_USER_FROM_DNS: return "DNS SAN";
+    case DLG_CFG_USER_FROM_EMAIL: return "email SAN";
+    case DLG_CFG_USER_FROM_URI: return "URI SAN";
+    default: return "CN";
     }
-    char cn[256];
-    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
-    if (n <= 0 || (size_t)n != strlen(cn))
-        return NULL; /* empty, or an embedded NUL */
-    return strdup(cn);
+}
+
+/* Checks one name from a certificate (len bytes, UTF-8) against the rules
+ * a token's sub obeys (jwt.h: 1..255 bytes of UTF-8, no control
+ * characters), and copies it. A name that breaks them is refused, never
+ * cut or cleaned: two certificates must never become one user. */
+static int cert_name(const unsigned char *d, int len, int from, char **out, char *err,
+                     size_t errlen) {
+    const char *what = user_from_name(from);
+    if (len <= 0 || len > DLG_JWT_MAX_NAME) {
+        snprintf(err, errlen, "client certificate %s is %d bytes (1 to %d allowed)", what, len,
+                 DLG_JWT_MAX_NAME);
+        return -1;
+    }
+    char *s = strndup((const char *)d, (size_t)len);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (strlen(s) != (size_t)len || !dlg_jwt_name_valid(s, false)) {
+        snprintf(err, errlen, "client certificate %s is not valid UTF-8 without control "
+                              "characters", what);
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* The identity in a verified client certificate, as auth.client_cert.
+ * user_from says: the subject CN, or the SAN of one type. Exactly one must
+ * be there: several CNs, or several SANs of the type, are ambiguous and
+ * refused. 0 with *out malloc'd, or -1 with err saying why. */
+static int cert_identity(X509 *x, int from, char **out, char *err, size_t errlen) {
+    const char *what = user_from_name(from);
+    if (from == DLG_CFG_USER_FROM_CN) {
+        const X509_NAME *name = X509_get_subject_name(x);
+        int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+        if (idx < 0) {
+            snprintf(err, errlen, "client certificate has no CN");
+            return -1;
+        }
+        if (X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
+            snprintf(err, errlen, "client certificate has several CNs");
+            return -1;
+        }
+        /* The CN may be a BMPString or UniversalString: to UTF-8 first. */
+        unsigned char *u = NULL;
+        const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+        int n = ASN1_STRING_to_UTF8(&u, a);
+        if (n < 0) {
+            snprintf(err, errlen, "client certificate CN cannot be read as UTF-8");
+            return -1;
+        }
+        int rc = cert_name(u, n, from, out, err, errlen);
+        OPENSSL_free(u);
+        return rc;
+    }
+    int type = from == DLG_CFG_USER_FROM_DNS ? GEN_DNS
+               : from == DLG_CFG_USER_FROM_EMAIL ? GEN_EMAIL : GEN_URI;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    const ASN1_IA5STRING *found = NULL;
+    int n = 0;
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == type) {
+            found = g->d.ia5;
+            n++;
+        }
+    }
+    int rc = -1;
+    if (n == 0)
+        snprintf(err, errlen, "client certificate has no %s", what);
+    else if (n > 1)
+        snprintf(err, errlen, "client certificate has %d %ss (one is needed)", n, what);
+    else
+        rc = cert_name(ASN1_STRING_get0_data(found), ASN1_STRING_length(found), from, out, err,
+                       errlen);
+    GENERAL_NAMES_free(sans);
+    return rc;
 }
 
 /* Identity from a client certificate the TLS layer has verified against
@@ -88,13 +161,11 @@ static int auth_cert(dlg_server *srv, dlg_conn *c, char *err, size_t errlen) {
     if (x == NULL || SSL_get_verify_result(c->tls.ssl) != X509_V_OK)
         return 1;
     const dlg_config_client_cert *cc = srv->cfg ? &srv->cfg->auth.client_cert : NULL;
-    char *user = cert_identity(x, cc && cc->user_from == DLG_CFG_USER_FROM_SAN);
-    if (user == NULL) {
-        snprintf(err, errlen, "client certificate has no usable %s",
-                 cc && cc->user_from == DLG_CFG_USER_FROM_SAN ? "DNS or email SAN" : "CN");
+    char *user = NULL;
+    if (cert_identity(x, cc ? cc->user_from : DLG_CFG_USER_FROM_CN, &user, err, errlen) != 0)
         return -1;
-    }
     c->user_id = user;
+    c->id_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_CERTIFICATE;
     for (size_t i = 0; cc && i < cc->n_roles; i++) {
         if (strcmp(cc->roles[i].match, user) != 0)
             continue;
@@ -125,6 +196,7 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
             return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
         /* Take ownership of the verified claims. */
         c->user_id = cl.sub;
+        c->id_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_TOKEN;
         c->roles = cl.roles;
         c->n_roles = cl.n_roles;
         c->session_deadline = dlg_jwt_session_deadline(srv->jwt, &cl);
@@ -141,5 +213,14 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         snprintf(err, errlen, "credentials required: send a token in Hello");
         return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
     }
+    c->id_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_ANONYMOUS;
     return 0;
+}
+
+const char *dlg_auth_name(const dlg_conn *c) {
+    return c->user_id ? c->user_id : c->client_id;
+}
+
+int dlg_auth_same(int a, const char *an, int b, const char *bn) {
+    return a == b && an != NULL && bn != NULL && strcmp(an, bn) == 0;
 }

@@ -10,6 +10,7 @@
 #include "hooks.h"
 #include "auth.h"
 #include "bus.h"
+#include "ratelimit.h"
 #include "room.h"
 
 static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
@@ -51,7 +52,7 @@ int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cf
     };
     dlg_room *r = NULL;
     char why[256];
-    rc = dlg_rooms_add(srv->rooms, &spec, 0, NULL, &r, why, sizeof(why));
+    rc = dlg_rooms_add(srv->rooms, &spec, 0, &r, why, sizeof(why));
     if (rc != 0) {
         snprintf(err, errlen, "%s:%u: %s", cfgpath, cr->line, why);
         return rc;
@@ -123,6 +124,8 @@ void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
     o->write_timeout_ms = cfg->limits.write_timeout_ms;
     o->heartbeat_ms = cfg->limits.heartbeat_ms;
     o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
+    o->room_ops_per_sec = cfg->limits.room_ops_per_second;
+    o->room_ops_burst = cfg->limits.room_ops_burst;
     o->allow_anonymous = cfg->auth.anonymous;
 }
 
@@ -169,6 +172,8 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
         }
     }
     if (srv->rooms == NULL && (srv->rooms = dlg_rooms_new()) == NULL)
+        goto oom;
+    if (srv->rates == NULL && (srv->rates = dlg_ratelimit_new()) == NULL)
         goto oom;
     for (size_t i = 0; i < cfg->n_rooms; i++)
         if ((rc = dlg_boot_add_room(srv, &cfg->rooms[i], path, err, errlen)) != 0)

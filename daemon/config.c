@@ -185,6 +185,8 @@ static int fill_defaults(dlg_config *c) {
         .write_timeout_ms = 10000,
         .heartbeat_ms = 30000,
         .max_rooms_per_connection = 128,
+        .room_ops_per_second = 50,
+        .room_ops_burst = 500,
     };
     c->auth.jwt.leeway_seconds = 30;
     c->auth.jwt.roles_claim = strdup("role");
@@ -783,6 +785,9 @@ static int load_limits(loader *x, const node *m) {
         {"heartbeat_ms", offsetof(dlg_config_limits, heartbeat_ms), false, 1, 3600000},
         {"max_rooms_per_connection", offsetof(dlg_config_limits, max_rooms_per_connection), false,
          1, 1000000},
+        {"room_ops_per_second", offsetof(dlg_config_limits, room_ops_per_second), false, 0,
+         1000000},
+        {"room_ops_burst", offsetof(dlg_config_limits, room_ops_burst), false, 0, 1000000},
     };
     enum { NTAB = sizeof(tab) / sizeof(tab[0]) };
     const char *keys[NTAB + 1];
@@ -868,8 +873,8 @@ static int load_jwt_key(loader *x, const node *m, const char *path, dlg_config_j
 }
 
 static int load_jwt(loader *x, const node *m) {
-    static const char *const keys[] = {"issuer",      "audience", "leeway_seconds",
-                                       "roles_claim", "keys",     NULL};
+    static const char *const keys[] = {"issuer",      "audience", "issuer_audience_optional",
+                                       "leeway_seconds", "roles_claim", "keys", NULL};
     dlg_config_jwt *j = &x->c->auth.jwt;
     node *v;
     int rc = want_map(x, m, "auth.jwt", keys);
@@ -880,6 +885,10 @@ static int load_jwt(loader *x, const node *m) {
         return rc;
     if ((v = get(x, m, "audience")) &&
         (rc = get_opt_text(x, v, "auth.jwt.audience", TEXT_MAX_LEN, &j->audience)) < 0)
+        return rc;
+    if ((v = get(x, m, "issuer_audience_optional")) &&
+        (rc = get_bool(x, v, "auth.jwt.issuer_audience_optional",
+                       &j->issuer_audience_optional)) < 0)
         return rc;
     if ((v = get(x, m, "leeway_seconds")) &&
         (rc = get_u32(x, v, "auth.jwt.leeway_seconds", 0, 86400, &j->leeway_seconds)) < 0)
@@ -905,6 +914,16 @@ static int load_jwt(loader *x, const node *m) {
             if (j->keys[k].kid && !strcmp(j->keys[k].kid, j->keys[i].kid))
                 return fail_at(x, km, p, "duplicate kid \"%s\" (also auth.jwt.keys[%zu], line %u)",
                                j->keys[i].kid, k, j->keys[k].line);
+        /* A public key verifies tokens a third party mints for many
+         * services: without iss and aud any of its tokens would do. */
+        if (j->keys[i].alg != DLG_CFG_ALG_HS256 && !j->issuer_audience_optional &&
+            (!j->issuer || !j->audience))
+            return fail_at(x, km, p,
+                           "an %s key needs auth.jwt.issuer and auth.jwt.audience (set "
+                           "auth.jwt.issuer_audience_optional: true to opt out)",
+                           j->keys[i].alg == DLG_CFG_ALG_RS256   ? "RS256"
+                           : j->keys[i].alg == DLG_CFG_ALG_ES256 ? "ES256"
+                                                                 : "EdDSA");
     }
     return 0;
 }
@@ -912,15 +931,22 @@ static int load_jwt(loader *x, const node *m) {
 static int load_client_cert(loader *x, const node *m) {
     static const char *const keys[] = {"user_from", "roles", NULL};
     static const char *const rkeys[] = {"match", "roles", NULL};
-    static const char *const from[] = {"cn", "san", NULL};
+    static const char *const from[] = {"cn", "dns", "email", "uri", NULL};
     dlg_config_client_cert *cc = &x->c->auth.client_cert;
     node *v;
     int rc = want_map(x, m, "auth.client_cert", keys);
     if (rc < 0)
         return rc;
-    if ((v = get(x, m, "user_from")) &&
-        (rc = get_enum(x, v, "auth.client_cert.user_from", from, &cc->user_from)) < 0)
-        return rc;
+    if ((v = get(x, m, "user_from"))) {
+        /* "san" took the first DNS or email SAN: two names that differ only
+         * in their type (email:admin, DNS:admin) were one user. */
+        if (v->type == YAML_SCALAR_NODE && !strcmp(sval(v), "san"))
+            return fail_at(x, v, "auth.client_cert.user_from",
+                           "\"san\" is ambiguous (a DNS and an email name could be one user): "
+                           "pick dns, email or uri");
+        if ((rc = get_enum(x, v, "auth.client_cert.user_from", from, &cc->user_from)) < 0)
+            return rc;
+    }
     if (!(v = get(x, m, "roles")))
         return 0;
     if ((rc = seq_alloc(x, v, "auth.client_cert.roles", sizeof(*cc->roles), (void **)&cc->roles,

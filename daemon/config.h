@@ -34,8 +34,10 @@ enum { DLG_CFG_LOG_ERROR, DLG_CFG_LOG_WARN, DLG_CFG_LOG_INFO, DLG_CFG_LOG_DEBUG 
 /* auth.jwt.keys[].alg */
 enum { DLG_CFG_ALG_HS256, DLG_CFG_ALG_RS256, DLG_CFG_ALG_ES256, DLG_CFG_ALG_EDDSA };
 
-/* auth.client_cert.user_from */
-enum { DLG_CFG_USER_FROM_CN, DLG_CFG_USER_FROM_SAN };
+/* auth.client_cert.user_from: the subject CN, or the one subject
+ * alternative name of a type (DNS, email or URI). */
+enum { DLG_CFG_USER_FROM_CN, DLG_CFG_USER_FROM_DNS, DLG_CFG_USER_FROM_EMAIL,
+       DLG_CFG_USER_FROM_URI };
 
 /* rooms[].delivery[].policy; the same numbers as DLG_DELIVERY_* in room.h. */
 enum { DLG_CFG_DELIVERY_STREAM, DLG_CFG_DELIVERY_LATEST };
@@ -80,6 +82,9 @@ typedef struct dlg_config_limits {
     uint32_t write_timeout_ms;      /* [10000] */
     uint32_t heartbeat_ms;          /* [30000] */
     uint32_t max_rooms_per_connection; /* [128] */
+    uint32_t room_ops_per_second;   /* [50] Join/Leave/CreateRoom/DeleteRoom per
+                                       identity; 0 = unlimited */
+    uint32_t room_ops_burst;        /* [500]; 0 = room_ops_per_second */
 } dlg_config_limits;
 
 /* auth.jwt.keys[]: one key a token may be signed with. */
@@ -93,7 +98,10 @@ typedef struct dlg_config_jwt_key {
 
 typedef struct dlg_config_jwt {
     char *issuer;               /* NULL = iss not checked */
-    char *audience;             /* NULL = aud not checked */
+    char *audience;             /* NULL = a token carrying aud is refused */
+    bool issuer_audience_optional; /* [false] with RS256/ES256/EdDSA keys, issuer
+                                   and audience are required unless this is
+                                   set (an explicit opt-out) */
     uint32_t leeway_seconds;    /* [30] clock skew allowed on exp/nbf/iat */
     char *roles_claim;          /* ["role"] claim holding a string or array */
     dlg_config_jwt_key *keys;   /* [none] = token authentication off */

@@ -53,6 +53,8 @@ typedef struct dlg_conn {
     char *client_name;
     /* Verified identity: set once at Welcome, never from client claims. */
     char *user_id;               /* NULL = anonymous */
+    int id_kind;                 /* Dialogue__V1__IdentityKind of user_id (ANONYMOUS
+                                    until Welcome): names are compared with it */
     char **roles;
     size_t n_roles;
     int64_t session_deadline;    /* Unix seconds the token expires; 0 = none */

@@ -15,6 +15,7 @@
 #include "history.h"
 #include "hooks.h"
 #include "boot.h"
+#include "ratelimit.h"
 #include "room.h"
 
 #define ST(x) DIALOGUE__V1__STATUS__##x
@@ -100,6 +101,37 @@ static dlg_room *room_arg(dlg_conn *c, uint64_t rid, const char *id) {
     return r;
 }
 
+/* Takes one token from c's identity's bucket (ratelimit.h): budgets
+ * belong to the identity, so leaving and joining again, or reconnecting,
+ * does not refill them. 1 = go on; 0 = refused, and answered. */
+static int rate_ok(dlg_conn *c, uint64_t rid, int what, const char *scope, uint32_t per_sec,
+                   uint32_t burst, uint64_t now_ns) {
+    int ok = dlg_ratelimit_take(c->srv->rates, c->id_kind, dlg_auth_name(c), what, scope,
+                                per_sec, burst, now_ns);
+    if (ok == 1)
+        return 1;
+    if (ok < 0)
+        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                            "rate limiter has no room for %s: try again later",
+                            dlg_auth_name(c));
+    else if (what == DLG_RATE_TRIGGER)
+        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                            "rate limit: %u triggers per second in room %s", per_sec, scope);
+    else
+        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                            "rate limit: %u room operations (Join, Leave, CreateRoom, "
+                            "DeleteRoom) per second", per_sec);
+    return 0;
+}
+
+/* The room-operations budget (limits.room_ops_*), shared by every
+ * connection of one identity. */
+static int room_op_ok(dlg_conn *c, uint64_t rid) {
+    const dlg_server_opts *o = &c->srv->opts;
+    return rate_ok(c, rid, DLG_RATE_ROOM_OPS, "", o->room_ops_per_sec, o->room_ops_burst,
+                   dlg_now_ns());
+}
+
 /* ---- Hello ------------------------------------------------------------ */
 
 static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
@@ -136,6 +168,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     w.roles = c->roles;
     w.n_roles = c->n_roles;
     w.max_frame = s->opts.max_frame;
+    w.identity_kind = (Dialogue__V1__IdentityKind)c->id_kind;
     w.auto_joined = aj;
     w.n_auto_joined = n_aj;
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
@@ -163,6 +196,8 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
 /* ---- rooms ------------------------------------------------------------ */
 
 static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
+    if (!room_op_ok(c, rid))
+        return;
     dlg_room *r = room_arg(c, rid, j->room);
     if (r == NULL)
         return;
@@ -208,6 +243,8 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
 }
 
 static void do_leave(dlg_conn *c, uint64_t rid, Dialogue__V1__Leave *l) {
+    if (!room_op_ok(c, rid))
+        return;
     dlg_room *r = room_arg(c, rid, l->room);
     if (r == NULL)
         return;
@@ -279,19 +316,13 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
         dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
-    if (!dlg_member_take_token(me, recv_ns)) {
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
-                            "rate limit: %u triggers per second in room %s", r->rate_per_sec,
-                            r->id);
+    if (!rate_ok(c, rid, DLG_RATE_TRIGGER, r->id, r->rate_per_sec, r->rate_burst, recv_ns))
         return;
-    }
     /* Whether the room accepts the event is checked once, in the fan-out. */
     char err[512];
     dlg_publish_result res;
-    /* Anonymous senders are named by their connection id. */
-    const char *from = c->user_id ? c->user_id : c->client_id;
-    if (dlg_fanout_publish(c->srv, r, c, t->event, t->data.data, t->data.len, from, recv_ns,
-                           &res, err, sizeof(err)) != 0) {
+    if (dlg_fanout_publish(c->srv, r, c, t->event, t->data.data, t->data.len, recv_ns, &res,
+                           err, sizeof(err)) != 0) {
         dlg_conn_send_error(c, rid, res.status, "%s", err);
         return;
     }
@@ -314,7 +345,8 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
     Dialogue__V1__RoomInfo *infos = calloc(rs->n ? rs->n : 1, sizeof(*infos));
     Dialogue__V1__RoomInfo **ptrs = calloc(rs->n ? rs->n : 1, sizeof(*ptrs));
     char ***ids = calloc(rs->n ? rs->n : 1, sizeof(*ids));
-    if (!infos || !ptrs || !ids) {
+    Dialogue__V1__IdentityKind **kinds = calloc(rs->n ? rs->n : 1, sizeof(*kinds));
+    if (!infos || !ptrs || !ids || !kinds) {
         dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
         goto out;
     }
@@ -336,13 +368,17 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
         dlg_hooks_client_info(c, &me);
         if (lr->members && dlg_access_may_join(r, &me) && r->members.n) {
             ids[i] = calloc(r->members.n, sizeof(char *));
-            if (ids[i]) {
+            kinds[i] = calloc(r->members.n, sizeof(*kinds[i]));
+            if (ids[i] && kinds[i]) {
                 for (size_t k = 0; k < r->members.n; k++) {
                     dlg_conn *mc = r->members.v[k]->conn;
-                    ids[i][k] = mc->user_id ? mc->user_id : mc->client_id;
+                    ids[i][k] = (char *)dlg_auth_name(mc);
+                    kinds[i][k] = (Dialogue__V1__IdentityKind)mc->id_kind;
                 }
                 ri->member_ids = ids[i];
                 ri->n_member_ids = r->members.n;
+                ri->member_kinds = kinds[i];
+                ri->n_member_kinds = r->members.n;
             }
         }
         ptrs[i] = ri;
@@ -356,10 +392,14 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
     f.rooms = &rooms;
     dlg_conn_send_frame(c, &f);
 out:
-    if (ids)
-        for (size_t i = 0; i < rs->n; i++)
+    for (size_t i = 0; i < rs->n; i++) {
+        if (ids)
             free(ids[i]);
+        if (kinds)
+            free(kinds[i]);
+    }
     free(ids);
+    free(kinds);
     free(ptrs);
     free(infos);
 }
@@ -405,6 +445,8 @@ out:
 
 static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     dlg_server *s = c->srv;
+    if (!room_op_ok(c, rid))
+        return;
     if (!dlg_access_may_create(s, c)) {
         dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "may not create rooms");
         return;
@@ -441,11 +483,11 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
         .events = (const char *const *)cr->events, .n_events = cr->n_events,
         .default_subs = (const char *const *)cr->default_subscriptions,
         .n_default_subs = cr->n_default_subscriptions, .max_size = cr->max_size,
+        .creator = dlg_auth_name(c), .creator_kind = c->id_kind,
     };
     char err[256];
     dlg_room *r = NULL;
-    int rc = dlg_rooms_add(s->rooms, &spec, 1, c->user_id ? c->user_id : c->client_id, &r,
-                           err, sizeof(err));
+    int rc = dlg_rooms_add(s->rooms, &spec, 1, &r, err, sizeof(err));
     if (rc != 0) {
         dlg_conn_send_error(c, rid, rc == DLG_EEXIST ? ST(ALREADY_EXISTS)
                                     : rc == DLG_EINVAL ? ST(INVALID_ARGUMENT) : ST(INTERNAL),
@@ -458,6 +500,8 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
 }
 
 static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
+    if (!room_op_ok(c, rid))
+        return;
     dlg_room *r = room_arg(c, rid, d->room);
     if (r == NULL)
         return;

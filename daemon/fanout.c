@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "auth.h"
 #include "bus.h"
 #include "conn.h"
 #include "dialogue/v1/protocol.pb-c.h"
@@ -40,8 +41,7 @@ uint32_t dlg_fanout_deliver(dlg_room *room, const char *event, dlg_buf *b) {
 
 int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *sender,
                        const char *event,
-                       const uint8_t *data, size_t len, const char *from,
-                       uint64_t recv_ns, dlg_publish_result *res, char *err,
+                       const uint8_t *data, size_t len, uint64_t recv_ns, dlg_publish_result *res, char *err,
                        size_t errlen) {
     res->seq = 0;
     res->recipients = 0;
@@ -52,8 +52,10 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
         snprintf(err, errlen, "room %s does not accept event %s", room->id, event);
         return DLG_EINVAL;
     }
-    dlg_event_info info = {.room = room->id, .event = event, .data = data, .len = len,
-                           .from = from};
+    dlg_event_info info = {
+        .room = room->id, .event = event, .data = data, .len = len,
+        .from = sender ? dlg_auth_name(sender) : "system",
+        .from_kind = sender ? sender->id_kind : DIALOGUE__V1__IDENTITY_KIND__IDENTITY_SERVER};
     uint8_t *owned = NULL;
     if (dlg_hooks_before_each(srv, sender, &info, &owned, err, errlen) != 0) {
         res->status = DIALOGUE__V1__STATUS__PERMISSION_DENIED;
@@ -86,7 +88,8 @@ int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *s
     e.event = (char *)event;
     e.data.data = (uint8_t *)data;
     e.data.len = len;
-    e.from = (char *)from;
+    e.from = (char *)info.from;
+    e.from_kind = (Dialogue__V1__IdentityKind)info.from_kind;
     e.ts_ms = dlg_server_now_ms();
     /* With a cluster log the log numbers the event (every node, this one
      * too, delivers it from there); seq and epoch are filled in then. */

@@ -25,7 +25,8 @@ typedef struct dlg_publish_result {
  * NULL = the server itself), validates data against event's schema (when
  * the room is typed), assigns
  * the next sequence number and queues the event to every subscriber of
- * (room, event). from is the sender's verified user id or "system";
+ * (room, event). The event's `from` is the sender's name and kind
+ * (dlg_auth_name; "system" and IDENTITY_SERVER when sender is NULL);
  * recv_ns is when the trigger arrived (CLOCK_MONOTONIC), for latency
  * accounting. The frame is then handed to srv->bus for the other nodes of
  * a cluster (bus.h); res->recipients counts this node's members only.
@@ -39,8 +40,7 @@ struct dlg_conn;
 
 int dlg_fanout_publish(dlg_server *srv, dlg_room *room, const struct dlg_conn *sender,
                        const char *event,
-                       const uint8_t *data, size_t len, const char *from,
-                       uint64_t recv_ns, dlg_publish_result *res, char *err,
+                       const uint8_t *data, size_t len, uint64_t recv_ns, dlg_publish_result *res, char *err,
                        size_t errlen);
 
 /* Queues frame b (an encoded Event of `event` in room) to every local

@@ -16,6 +16,7 @@ void dlg_hooks_client_info(const dlg_conn *c, dlg_client_info *i) {
     i->n_roles = c->n_roles;
     i->peer = c->peer;
     i->client_name = c->client_name;
+    i->identity_kind = c->id_kind;
 }
 
 #define EACH(s, h) for (size_t k_ = 0; k_ < (s)->n_hooks && ((h) = &(s)->hooks[k_]); k_++)
@@ -119,7 +120,7 @@ int dlg_server_trigger(dlg_server *s, const char *room, const char *event,
         return DLG_ENOTFOUND;
     }
     dlg_publish_result res;
-    int rc = dlg_fanout_publish(s, r, NULL, event, data, len, "system", dlg_now_ns(), &res,
+    int rc = dlg_fanout_publish(s, r, NULL, event, data, len, dlg_now_ns(), &res,
                                 err, errlen);
     if (rc != 0)
         return rc;

@@ -810,8 +810,16 @@ static int check_iss_aud(const dlg_jwt_verifier *v, json_t *claims, char *err, s
             return DLG_EAUTH;
         }
     }
+    json_t *aud = json_object_get(claims, "aud");
+    if (!v->audience && aud) {
+        /* RFC 7519 4.1.3: a token meant for a named audience must be
+         * refused by a recipient that does not identify itself with it,
+         * and a server without an audience identifies with none. */
+        dlg_errf(err, errlen, "token names an audience (aud) but this server has none "
+                              "configured (auth.jwt.audience)");
+        return DLG_EAUTH;
+    }
     if (v->audience) {
-        json_t *aud = json_object_get(claims, "aud");
         bool match = false;
         if (!aud) {
             dlg_errf(err, errlen, "token has no aud claim");

@@ -113,8 +113,9 @@ int dlg_jwt_add_public_key_file(dlg_jwt_verifier *v, const char *kid, int alg,
 
 /* Required value of iss (exact match); NULL or "" = iss is not checked. */
 int dlg_jwt_set_issuer(dlg_jwt_verifier *v, const char *iss);
-/* Required audience: aud must be this string, or an array holding it;
- * NULL or "" = aud is not checked. */
+/* Required audience: aud must be this string, or an array holding it.
+ * NULL or "" = no audience: a token that carries aud at all is then
+ * refused (RFC 7519 4.1.3: it was minted for some other recipient). */
 int dlg_jwt_set_audience(dlg_jwt_verifier *v, const char *aud);
 /* The top-level claim holding roles (a string or an array of strings);
  * NULL or "" restores "role". The name is matched exactly; no dotted
@@ -136,7 +137,7 @@ void dlg_jwt_set_require_exp(dlg_jwt_verifier *v, bool required);
  * signature, then a JSON object payload (duplicate names rejected) with:
  *   exp (a number; required unless disabled) with now < exp + leeway,
  *   nbf and iat (numbers, optional) not after now + leeway,
- *   iss / aud as configured, sub a string of 1..255 bytes without control
+ *   iss / aud as configured (aud refused when no audience is set), sub a string of 1..255 bytes without control
  *   characters, the roles claim absent (no roles), a string or an array of
  *   at most DLG_JWT_MAX_ROLES strings; each role 1..255 bytes, no control
  *   characters, not "*" (that means "any client" in the config). Any other

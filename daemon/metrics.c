@@ -151,7 +151,7 @@ static void publish(dlg_metrics *m, const ProtobufCMessage *msg, const char *eve
     protobuf_c_message_pack(msg, buf);
     char err[256];
     dlg_publish_result res;
-    if (dlg_fanout_publish(s, r, NULL, event, buf, n, "system", dlg_now_ns(), &res, err,
+    if (dlg_fanout_publish(s, r, NULL, event, buf, n, dlg_now_ns(), &res, err,
                            sizeof(err)) != 0)
         dlg_log_warn(&s->log, "metrics: %s refused: %s", event, err);
 }

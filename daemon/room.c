@@ -146,8 +146,8 @@ dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event) {
     return NULL;
 }
 
-int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic,
-                  const char *creator, dlg_room **out, char *err, size_t errlen) {
+int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_room **out,
+                  char *err, size_t errlen) {
     const char *why;
     if ((why = dlg_name_check(spec->id)) != NULL) {
         snprintf(err, errlen, "room id \"%.64s\" %s", spec->id, why);
@@ -194,11 +194,12 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic,
     r->default_all = def_all;
     r->max_size = spec->max_size;
     r->dynamic = dynamic;
+    r->creator_kind = spec->creator_kind;
     r->epoch = dlg_history_random_epoch(); /* memory history: new each time */
     if ((r->id = strdup(spec->id)) == NULL ||
         (r->name = strdup(spec->name ? spec->name : spec->id)) == NULL ||
         (r->description = strdup(spec->description ? spec->description : "")) == NULL ||
-        (creator && (r->creator = strdup(creator)) == NULL))
+        (spec->creator && (r->creator = strdup(spec->creator)) == NULL))
         goto fail_room;
     /* Keep concrete names only; "*" is any_event / default_all. */
     r->events = calloc(spec->n_events ? spec->n_events : 1, sizeof(char *));
@@ -415,25 +416,6 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
     *names = v;
     *n = k;
     return 0;
-}
-
-int dlg_member_take_token(dlg_member *m, uint64_t now_ns) {
-    const dlg_room *r = m->room;
-    if (r->rate_per_sec == 0)
-        return 1;
-    double burst = r->rate_burst ? r->rate_burst : r->rate_per_sec;
-    if (m->tokens_ns == 0) {
-        m->tokens = burst;
-    } else {
-        m->tokens += (double)(now_ns - m->tokens_ns) * r->rate_per_sec / 1e9;
-        if (m->tokens > burst)
-            m->tokens = burst;
-    }
-    m->tokens_ns = now_ns;
-    if (m->tokens < 1.0)
-        return 0;
-    m->tokens -= 1.0;
-    return 1;
 }
 
 void dlg_rooms_conn_gone(dlg_rooms *rs, dlg_conn *c) {

@@ -14,8 +14,6 @@ typedef struct dlg_member {
     struct dlg_conn *conn;
     struct dlg_room *room;
     int all;                      /* subscribed to every event type */
-    double tokens;                /* trigger rate limit bucket */
-    uint64_t tokens_ns;           /* last refill (CLOCK_MONOTONIC) */
 } dlg_member;
 
 typedef struct dlg_plist {        /* a growable array of members */
@@ -39,6 +37,8 @@ typedef struct dlg_room_spec {
     const char *const *default_subs; /* {"*"} = all */
     size_t n_default_subs;
     uint32_t max_size;            /* 0 = unlimited */
+    const char *creator;          /* dynamic rooms: the creator's name... */
+    int creator_kind;             /* ...and its Dialogue__V1__IdentityKind */
 } dlg_room_spec;
 
 typedef struct dlg_room {
@@ -50,10 +50,12 @@ typedef struct dlg_room {
     size_t n_default_subs;
     int default_all;
     uint32_t max_size;
-    uint32_t rate_per_sec;        /* per-member trigger rate; 0 = unlimited */
+    uint32_t rate_per_sec;        /* trigger rate per identity (ratelimit.h);
+                                     0 = unlimited */
     uint32_t rate_burst;
     int dynamic;                  /* created at run time (deletable) */
-    char *creator;                /* user id of the creator, dynamic rooms */
+    char *creator;                /* name of the creator, dynamic rooms... */
+    int creator_kind;             /* ...and its kind (auth.h: dlg_auth_same) */
     /* Access rules (issue: identity and access); NULL lists = nobody. */
     char **join_roles;
     size_t n_join_roles;
@@ -98,11 +100,12 @@ dlg_room *dlg_rooms_find(const dlg_rooms *rs, const char *id);
  * NULL when valid, else a static description of what is wrong. */
 const char *dlg_name_check(const char *name);
 
-/* Adds a room built from spec (strings copied). Returns 0, DLG_EEXIST,
- * DLG_EINVAL (err says which name is bad) or DLG_ENOMEM; on error nothing
- * is added. *out (may be NULL) gets the room. */
-int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic,
-                  const char *creator, dlg_room **out, char *err, size_t errlen);
+/* Adds a room built from spec (strings copied); dynamic = created at run
+ * time (spec->creator then names who). Returns 0, DLG_EEXIST, DLG_EINVAL
+ * (err says which name is bad) or DLG_ENOMEM; on error nothing is added.
+ * *out (may be NULL) gets the room. */
+int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_room **out,
+                  char *err, size_t errlen);
 
 /* Removes and frees room r. Every member gets Left{reason} queued first. */
 void dlg_rooms_remove(dlg_rooms *rs, dlg_room *r, const char *reason);
@@ -135,10 +138,6 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n);
 
 /* The subscriber slot for event (NULL when nobody ever subscribed). */
 dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event);
-
-/* Takes one trigger token from m's bucket (rate_per_sec, rate_burst of its
- * room) at time now_ns. 1 = allowed, 0 = over the limit. */
-int dlg_member_take_token(dlg_member *m, uint64_t now_ns);
 
 /* Drops every membership of conn (on disconnect). */
 void dlg_rooms_conn_gone(dlg_rooms *rs, struct dlg_conn *c);

@@ -13,10 +13,12 @@
 #include <openssl/err.h>
 
 #include "conn.h"
+#include "fanout.h"
 #include "dlg_err.h"
 #include "room.h"
 #include "access.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "jwt.h"
 #include "history.h"
 #include "bus.h"
@@ -36,6 +38,8 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->write_timeout_ms = 10000;
     o->heartbeat_ms = 30000;
     o->max_rooms_per_conn = 128;
+    o->room_ops_per_sec = 50;
+    o->room_ops_burst = 500;
     o->tls_own_records = 1;
     o->io_uring = 1;
 }
@@ -201,6 +205,7 @@ static void on_sweep(uv_timer_t *t) {
         s->accept_errors_logged = s->accept_errors;
     }
     dlg_conn_sweep(s, uv_now(s->loop));
+    dlg_ratelimit_expire(s->rates, dlg_now_ns());
     /* Handshakes and closed connections leave free chunks between live
      * ones; glibc only gives back the top of the heap by itself, so the
      * rest stays resident. Trimming walks the free lists (about 0.3 ms with
@@ -275,7 +280,9 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     s->wbuf = s->pbuf ? s->pbuf + DLG_SCRATCH : NULL;
     if (s->rooms == NULL)
         s->rooms = dlg_rooms_new();
-    if (!s->rbuf || !s->pbuf || !s->rooms) {
+    if (s->rates == NULL)
+        s->rates = dlg_ratelimit_new();
+    if (!s->rbuf || !s->pbuf || !s->rooms || !s->rates) {
         dlg_log_error(&s->log, "out of memory at start");
         rc = DLG_ENOMEM;
         goto fail;
@@ -428,6 +435,8 @@ void dlg_server_stop(dlg_server *s) {
 void dlg_server_free(dlg_server *s) {
     dlg_rooms_free(s->rooms);
     s->rooms = NULL;
+    dlg_ratelimit_free(s->rates);
+    s->rates = NULL;
     dlg_history_free(s->history);
     s->history = NULL;
     dlg_bus_free(s->bus);

@@ -22,6 +22,7 @@ struct dlg_history;
 struct dlg_bus;
 struct dlg_uring;
 struct dlg_sendpool;
+struct dlg_ratelimit;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -43,6 +44,9 @@ typedef struct dlg_server_opts {
     uint32_t write_timeout_ms;   /* [10000] a write that cannot drain closes */
     uint32_t heartbeat_ms;       /* [30000] */
     uint32_t max_rooms_per_conn; /* [128] */
+    uint32_t room_ops_per_sec;   /* [50] Join/Leave/CreateRoom/DeleteRoom per identity
+                                    (ratelimit.h); 0 = unlimited */
+    uint32_t room_ops_burst;     /* [500] */
     int allow_anonymous;         /* [0] */
     int allow_unknown_fields;    /* [0] */
     int store_sync;              /* [0 = DLG_STORE_SYNC_ACK] store: sqlite durability
@@ -113,6 +117,7 @@ typedef struct dlg_server {
     struct dlg_uring *uring;      /* owned; NULL = sends are write() calls (opts.io_uring
                                      off, or refused by the kernel) */
     struct dlg_sendpool *sendpool; /* owned; NULL = the loop thread flushes alone */
+    struct dlg_ratelimit *rates; /* owned: rate-limit buckets per identity */
     struct dlg_conn **flush_v;   /* the connections of one shared flush */
     size_t cap_flush_v;
     uint64_t send_turns;         /* flushes shared with the send threads */

@@ -22,6 +22,16 @@ const char *dlg_client_status_name(int status) {
     return dlg_status_name(status);
 }
 
+const char *dlg_from_kind_name(int kind) {
+    switch (kind) {
+    case DLG_FROM_SERVER: return "server";
+    case DLG_FROM_TOKEN: return "token";
+    case DLG_FROM_CERTIFICATE: return "certificate";
+    case DLG_FROM_ANONYMOUS: return "anonymous";
+    default: return "unknown";
+    }
+}
+
 int dlg_client_status_err(int status) {
     if (status <= 0)
         return status;

@@ -20,6 +20,7 @@ enum {
     EV_TS_MS,
     EV_SEQ,
     EV_EPOCH,
+    EV_FROM_KIND,
 };
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
@@ -135,6 +136,7 @@ static int event_decode(const uint8_t *p, size_t len, dlg__event_view *out) {
     out->data = NULL;
     out->len = 0;
     out->ts_ms = out->seq = out->epoch = 0;
+    out->from_kind = 0;
     while (r.p < r.end) {
         uint32_t field;
         unsigned wt;
@@ -169,6 +171,13 @@ static int event_decode(const uint8_t *p, size_t len, dlg__event_view *out) {
         case EV_EPOCH:
             ok = get_u64(&r, wt, &out->epoch);
             break;
+        case EV_FROM_KIND: {
+            /* An enum: protobuf-c keeps the low 32 bits of the varint. */
+            uint64_t k = 0;
+            ok = get_u64(&r, wt, &k);
+            out->from_kind = (int)(int32_t)(uint32_t)k;
+            break;
+        }
         default:
             ok = skip(&r, wt);
             break;

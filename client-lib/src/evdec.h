@@ -25,6 +25,7 @@ typedef struct dlg__event_view {
     const uint8_t *data;
     size_t len;
     uint64_t ts_ms, seq, epoch;
+    int from_kind;                /* dialogue.v1.IdentityKind, as received */
 } dlg__event_view;
 
 /* Decodes body[0..len) when it is a ServerFrame whose only member of msg is

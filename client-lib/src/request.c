@@ -185,6 +185,7 @@ static void complete_history(dlg_client *c, dlg__req *r,
         evs[i] = (dlg_event){
             .room = e->room, .event = e->event, .data = e->data.data, .len = e->data.len,
             .from = e->from, .ts_ms = e->ts_ms, .seq = e->seq, .epoch = e->epoch,
+            .from_kind = (int)e->from_kind,
         };
     }
     v.events = evs;

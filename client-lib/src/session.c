@@ -131,7 +131,7 @@ void dlg__dispatch_event(dlg_client *c, const Dialogue__V1__Event *e) {
     dlg_event ev = {
         .room = e->room, .event = e->event, .data = e->data.data,
         .len = e->data.len, .from = e->from, .ts_ms = e->ts_ms,
-        .seq = e->seq, .epoch = e->epoch,
+        .seq = e->seq, .epoch = e->epoch, .from_kind = (int)e->from_kind,
     };
     /* Handlers added during the dispatch wait for the next event. */
     size_t n = c->n_handlers;
@@ -494,6 +494,7 @@ int dlg__session_frame(dlg_client *c, const uint8_t *body, size_t len) {
         e.ts_ms = v.ts_ms;
         e.seq = v.seq;
         e.epoch = v.epoch;
+        e.from_kind = (Dialogue__V1__IdentityKind)v.from_kind;
         f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_EVENT;
         f.event = &e;
         stop = handle_frame(c, conn, &f);

@@ -54,6 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                    (unsigned long long)v.seq, (unsigned long long)e->seq);
         FUZZ_CHECK(v.epoch == e->epoch, "epoch: fast %llu, protobuf-c %llu",
                    (unsigned long long)v.epoch, (unsigned long long)e->epoch);
+        FUZZ_CHECK(v.from_kind == (int)e->from_kind, "from_kind: fast %d, protobuf-c %d",
+                   v.from_kind, (int)e->from_kind);
         dialogue__v1__server_frame__free_unpacked(f, NULL);
     }
     return 0;

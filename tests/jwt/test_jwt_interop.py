@@ -121,6 +121,41 @@ def test_alg_confusion():
     assert rc == 1 and out == "rejected: token alg none is not accepted", out
 
 
+def test_aud_without_configured_audience_refused():
+    # RFC 7519 4.1.3: a token minted for another service is refused by a
+    # server that has no audience of its own, for every algorithm.
+    for alg in ("HS256", "RS256", "ES256", "EdDSA"):
+        tok = jwt.encode(claims(aud="billing-api"), KEYS[alg][0], algorithm=alg)
+        rc, out = check(alg, tok)
+        assert rc == 1 and out.startswith(
+            "rejected: token names an audience (aud) but this server has none"), (alg, out)
+        rc, out = check(alg, tok, "--aud", "billing-api")
+        assert rc == 0, (alg, out)
+
+
+# The order of P-256's group: s and n - s are both valid ECDSA signatures.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def test_es256_both_s_accepted_as_documented():
+    # docs/security-jwt.md: an ES256 signature has two valid spellings,
+    # (r, s) and (r, n - s), and both verify: issuers (OpenSSL, Python's
+    # cryptography, Go) do not normalise s, so requiring low S would refuse
+    # about half of their tokens. A token string is therefore not an
+    # identifier; nothing in the daemon keys on it.
+    tok = jwt.encode(claims(), KEYS["ES256"][0], algorithm="ES256")
+    h, p, s = tok.split(".")
+    raw = base64.urlsafe_b64decode(s + "==")
+    r, sv = raw[:32], int.from_bytes(raw[32:], "big")
+    flipped = "%s.%s.%s" % (h, p, b64url(r + (P256_N - sv).to_bytes(32, "big")))
+    assert flipped != tok
+    for t in (tok, flipped):
+        rc, out = check("ES256", t)
+        assert rc == 0 and out.startswith("ok sub=alice"), out
+    doc = open(os.path.join(ROOT, "docs", "security-jwt.md")).read()
+    assert "(r, n - s)" in doc and "every token has one spelling" not in doc
+
+
 def test_minted_token_verifies_with_pyjwt():
     r = subprocess.run([CHECK, "token", "--secret-file", KEYS["HS256"][1], "--sub", "bob",
                         "--role", "viewer", "--ttl", "90s", "--aud", "dialogue", "--iss",

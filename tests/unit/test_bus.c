@@ -219,7 +219,7 @@ static void publish(dlg_server *s, const char *room, const char *text, dlg_publi
     dlg_room *r = dlg_rooms_find(s->rooms, room);
     assert_non_null(r);
     int rc = dlg_fanout_publish(s, r, NULL, "say", (const uint8_t *)text, strlen(text),
-                                "system", dlg_now_ns(), res, err, sizeof(err));
+                                dlg_now_ns(), res, err, sizeof(err));
     if (rc != 0)
         print_error("publish: %s\n", err);
     assert_int_equal(rc, 0);
@@ -504,7 +504,7 @@ static void log_acks_and_numbering(void **state) {
     dlg_publish_result res[4];
     char err[256];
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"x", 1, "u",
+        assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"x", 1,
                                             dlg_now_ns(), &res[i], err, sizeof(err)), 0);
         assert_int_equal(res[i].ticket, (uint64_t)i + 1);
         assert_int_equal(res[i].seq, 0);
@@ -532,7 +532,7 @@ static void log_acks_and_numbering(void **state) {
     assert_int_equal(s->bus->stats.log_failed, 1);
 
     /* The sender leaves before the answer. */
-    assert_int_equal(dlg_fanout_publish(s, r, gone, "say", (const uint8_t *)"y", 1, "u",
+    assert_int_equal(dlg_fanout_publish(s, r, gone, "say", (const uint8_t *)"y", 1,
                                         dlg_now_ns(), &res[3], err, sizeof(err)), 0);
     assert_int_equal(dlg_bus_defer_ack(s->bus, gone, 7, res[3].ticket), 0);
     dlg_bus_conn_gone(s->bus, gone);
@@ -542,13 +542,13 @@ static void log_acks_and_numbering(void **state) {
     /* Refused: an error naming the room, no ticket used. */
     f->refuse = 1;
     dlg_publish_result rr;
-    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1, "u",
+    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1,
                                         dlg_now_ns(), &rr, err, sizeof(err)), DLG_EIO);
     assert_int_equal(rr.status, DIALOGUE__V1__STATUS__UNAVAILABLE);
     assert_non_null(strstr(err, "room kept"));
     assert_int_equal(rr.ticket, 0);
     f->refuse = 0;
-    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1, "u",
+    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1,
                                         dlg_now_ns(), &rr, err, sizeof(err)), 0);
     assert_int_equal(rr.ticket, res[3].ticket + 1);
 

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "dialogue/client.h"
 #include "dialogue/v1/protocol.pb-c.h"
 #include "evdec.h"
 
@@ -108,6 +109,7 @@ static int compare(const uint8_t *b, size_t n) {
         assert_int_equal(v.ts_ms, e->ts_ms);
         assert_int_equal(v.seq, e->seq);
         assert_int_equal(v.epoch, e->epoch);
+        assert_int_equal(v.from_kind, (int)e->from_kind);
     }
     if (f != NULL)
         dialogue__v1__server_frame__free_unpacked(f, NULL);
@@ -129,7 +131,7 @@ static void pack(const Dialogue__V1__ServerFrame *f, wbuf *w) {
 static uint8_t payload[300];
 
 /* An Event as the daemon fills it; mask picks which fields are set (bit 0
- * room .. bit 6 epoch). */
+ * room .. bit 6 epoch, bit 7 from_kind). */
 static void pack_event(unsigned mask, uint64_t request_id, wbuf *w) {
     Dialogue__V1__Event e = DIALOGUE__V1__EVENT__INIT;
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
@@ -149,6 +151,8 @@ static void pack_event(unsigned mask, uint64_t request_id, wbuf *w) {
         e.seq = 123456789;
     if (mask & 64)
         e.epoch = 0x0123456789abcdefull;
+    if (mask & 128)
+        e.from_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_CERTIFICATE;
     f.request_id = request_id;
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_EVENT;
     f.event = &e;
@@ -161,14 +165,14 @@ static void every_field_and_every_subset(void **state) {
     (void)state;
     for (size_t i = 0; i < sizeof(payload); i++)
         payload[i] = (uint8_t)(i * 7 + 1);
-    for (unsigned mask = 0; mask < 128; mask++) {
+    for (unsigned mask = 0; mask < 256; mask++) {
         wbuf w = {.n = 0};
         pack_event(mask, 0, &w);
         assert_int_equal(compare_w(&w), 1);
     }
     /* The full one, checked by hand too. */
     wbuf w = {.n = 0};
-    pack_event(127, 0, &w);
+    pack_event(255, 0, &w);
     dlg__event_view v;
     assert_int_equal(dlg__evdec(w.b, w.n, &v), 1);
     assert_string_equal(v.room, "dashboard");
@@ -179,6 +183,7 @@ static void every_field_and_every_subset(void **state) {
     assert_int_equal(v.ts_ms, 1764300000123ull);
     assert_int_equal(v.seq, 123456789);
     assert_int_equal(v.epoch, 0x0123456789abcdefull);
+    assert_int_equal(v.from_kind, DIALOGUE__V1__IDENTITY_KIND__IDENTITY_CERTIFICATE);
     /* Nothing set: an empty Event is still a plain event frame. */
     pack_event(0, 0, &w);
     assert_int_equal(dlg__evdec(w.b, w.n, &v), 1);
@@ -230,7 +235,7 @@ static void unknown_fields_are_skipped(void **state) {
     /* In the Event, before, between and after the known fields; and in the
      * frame around the event. */
     wbuf ev = {.n = 0}, w = {.n = 0};
-    w_unknowns(&ev, 8);
+    w_unknowns(&ev, 9);
     w_str(&ev, 1, "r1");
     w_unknowns(&ev, 100);
     w_str(&ev, 2, "e1");
@@ -290,7 +295,7 @@ static void groups_and_bad_wire_types(void **state) {
 static void known_fields_with_the_wrong_wire_type(void **state) {
     (void)state;
     uint8_t eight[8] = {0};
-    for (uint32_t field = 1; field <= 7; field++) {
+    for (uint32_t field = 1; field <= 8; field++) {
         for (unsigned wt = 0; wt <= 5; wt++) {
             if (wt == WT_SGROUP || wt == WT_EGROUP)
                 continue;
@@ -638,7 +643,7 @@ static void not_event_frames(void **state) {
 }
 
 /* The schema is what evdec.c hard-codes: ServerFrame.request_id = 1, msg
- * members 2..12 with event = 5; Event fields 1..7 with these types. A new
+ * members 2..12 with event = 5; Event fields 1..8 with these types. A new
  * member or field fails here until evdec.c learns it. */
 static void schema_matches(void **state) {
     (void)state;
@@ -661,14 +666,19 @@ static void schema_matches(void **state) {
     const ProtobufCType types[] = {PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_STRING,
                                    PROTOBUF_C_TYPE_BYTES,  PROTOBUF_C_TYPE_STRING,
                                    PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_UINT64,
-                                   PROTOBUF_C_TYPE_UINT64};
-    assert_int_equal(ed->n_fields, 7);
+                                   PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_ENUM};
+    assert_int_equal(ed->n_fields, 8);
     for (unsigned i = 0; i < ed->n_fields; i++) {
         const ProtobufCFieldDescriptor *fld = &ed->fields[i];
-        assert_true(fld->id >= 1 && fld->id <= 7);
+        assert_true(fld->id >= 1 && fld->id <= 8);
         assert_int_equal(fld->type, types[fld->id - 1]);
         assert_int_equal(fld->label, PROTOBUF_C_LABEL_NONE);
     }
+    /* The public DLG_FROM_* values are the protocol's IdentityKind. */
+    assert_int_equal(DLG_FROM_SERVER, DIALOGUE__V1__IDENTITY_KIND__IDENTITY_SERVER);
+    assert_int_equal(DLG_FROM_TOKEN, DIALOGUE__V1__IDENTITY_KIND__IDENTITY_TOKEN);
+    assert_int_equal(DLG_FROM_CERTIFICATE, DIALOGUE__V1__IDENTITY_KIND__IDENTITY_CERTIFICATE);
+    assert_int_equal(DLG_FROM_ANONYMOUS, DIALOGUE__V1__IDENTITY_KIND__IDENTITY_ANONYMOUS);
 }
 
 /* A deterministic mutation run over the frames above: byte flips, cuts,

@@ -177,7 +177,7 @@ static void full_file(void **state) {
     assert_null(j->keys[1].secret_file);
     assert_resolved(fx, j->keys[1].public_key_file, "keys/es.pem");
     const dlg_config_client_cert *cc = &c->auth.client_cert;
-    assert_int_equal(cc->user_from, DLG_CFG_USER_FROM_SAN);
+    assert_int_equal(cc->user_from, DLG_CFG_USER_FROM_DNS);
     assert_int_equal(cc->n_roles, 2);
     assert_string_equal(cc->roles[0].match, "svc-publisher");
     STRV(&cc->roles[0].roles, "publisher");
@@ -427,6 +427,38 @@ static void send_threads_key(void **state) {
     assert_null(c);
 }
 
+/* auth.jwt: public keys need issuer and audience unless the operator opts
+ * out; HS256 keys do not (a shared secret names one service already). */
+static void jwt_scope_keys(void **state) {
+    (void)state;
+    char err[512] = "";
+    dlg_config *c = NULL;
+    static const char *const scoped =
+        "auth:\n  jwt:\n    issuer: idp\n    audience: dialogue\n    keys:\n"
+        "      - {alg: EdDSA, public_key_file: k.pem}\n";
+    assert_int_equal(load_text(scoped, &c, err, sizeof(err)), 0);
+    assert_false(c->auth.jwt.issuer_audience_optional);
+    dlg_config_free(c);
+    c = NULL;
+    static const char *const optout =
+        "auth:\n  jwt:\n    issuer_audience_optional: true\n    keys:\n"
+        "      - {alg: RS256, public_key_file: k.pem}\n";
+    assert_int_equal(load_text(optout, &c, err, sizeof(err)), 0);
+    assert_true(c->auth.jwt.issuer_audience_optional);
+    dlg_config_free(c);
+    c = NULL;
+    assert_int_equal(load_text("auth:\n  jwt:\n    audience: dialogue\n    keys:\n"
+                               "      - {alg: RS256, public_key_file: k.pem}\n",
+                               &c, err, sizeof(err)),
+                     DLG_ECONFIG);
+    assert_has(err, ":5:9: auth.jwt.keys[0]: an RS256 key needs auth.jwt.issuer");
+    assert_int_equal(load_text("auth:\n  jwt:\n    keys:\n"
+                               "      - {alg: HS256, secret_file: s}\n",
+                               &c, err, sizeof(err)),
+                     0);
+    dlg_config_free(c);
+}
+
 /* tls_own_records: a bool, on by default (assert_defaults). */
 static void tls_own_records_key(void **state) {
     (void)state;
@@ -586,6 +618,11 @@ static const bad_case bad_cases[] = {
      "sqlite cannot be combined with cluster.log", NULL},
     {"bad_cluster_log_replicas.yaml", DLG_ECONFIG, 5, 15, "cluster.log.replicas",
      "7 is out of range (expected 1 to 5)", NULL},
+    {"bad_user_from_san.yaml", DLG_ECONFIG, 3, 16, "auth.client_cert.user_from",
+     "\"san\" is ambiguous (a DNS and an email name could be one user): pick dns, email or uri",
+     NULL},
+    {"bad_jwt_unscoped.yaml", DLG_ECONFIG, 5, 9, "auth.jwt.keys[0]",
+     "an ES256 key needs auth.jwt.issuer and auth.jwt.audience", NULL},
 };
 #define N_BAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -625,7 +662,7 @@ int main(void) {
     bad_case cases[N_BAD];
     /* The named tests first; N_FIXED counts them (the compiler refuses
      * more initialisers than the array holds). */
-    enum { N_FIXED = 12 };
+    enum { N_FIXED = 13 };
     struct CMUnitTest tests[N_BAD + N_FIXED] = {
         cmocka_unit_test_prestate(full_file, &fx),
         cmocka_unit_test_prestate(minimal_file, &fx),
@@ -639,6 +676,7 @@ int main(void) {
         cmocka_unit_test_prestate(io_uring_key, &fx),
         cmocka_unit_test_prestate(send_threads_key, &fx),
         cmocka_unit_test_prestate(tls_own_records_key, &fx),
+        cmocka_unit_test_prestate(jwt_scope_keys, &fx),
     };
     size_t nt = N_FIXED;
     if (tests[N_FIXED - 1].test_func == NULL || tests[N_FIXED].test_func != NULL) {

@@ -720,6 +720,21 @@ static void audience_and_issuer(void **state) {
     dlg_jwt_verifier_free(v);
 }
 
+/* RFC 7519 4.1.3: with no audience configured, a token minted for some
+ * other service (it names an aud) is refused, in every shape of aud. */
+static void audience_unconfigured(void **state) {
+    (void)state;
+    static const char *const claims[] = {
+        "{\"sub\":\"a\",\"exp\":1800000600,\"aud\":\"billing-api\"}",
+        "{\"sub\":\"a\",\"exp\":1800000600,\"aud\":[\"billing-api\"]}",
+        "{\"sub\":\"a\",\"exp\":1800000600,\"aud\":[]}",
+        "{\"sub\":\"a\",\"exp\":1800000600,\"aud\":null}",
+    };
+    for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++)
+        expect_hs(claims[i], DLG_EAUTH, "token names an audience (aud) but this server has none");
+    expect_hs("{\"sub\":\"a\",\"exp\":1800000600}", 0, NULL);
+}
+
 static void subject(void **state) {
     (void)state;
     expect_hs("{\"exp\":1800000600}", DLG_EAUTH, "token has no sub claim");
@@ -1187,6 +1202,7 @@ int main(void) {
         cmocka_unit_test(leeway),
         cmocka_unit_test(exp_optional),
         cmocka_unit_test(audience_and_issuer),
+        cmocka_unit_test(audience_unconfigured),
         cmocka_unit_test(subject),
         cmocka_unit_test(roles),
         cmocka_unit_test(oversize),

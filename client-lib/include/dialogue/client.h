@@ -242,11 +242,18 @@ typedef struct dlg_event {
     const char *event;
     const uint8_t *data;  /* the event's protobuf message, encoded */
     size_t len;
-    const char *from;     /* sender's verified id, or "system" */
+    const char *from;     /* sender's name: see from_kind */
     uint64_t ts_ms;       /* server time of acceptance, ms since the epoch */
     uint64_t seq;         /* per-room sequence number */
     uint64_t epoch;       /* the room's history epoch */
+    int from_kind;        /* what from names (dialogue.v1.IdentityKind): DLG_FROM_SERVER
+                             ("system"), DLG_FROM_TOKEN, DLG_FROM_CERTIFICATE or
+                             DLG_FROM_ANONYMOUS; 0 from a server that does not say.
+                             Compare kind and name: a token's sub may read "system" */
 } dlg_event;
+
+/* The values of dlg_event.from_kind (dialogue.v1.IdentityKind). */
+enum { DLG_FROM_SERVER = 1, DLG_FROM_TOKEN = 2, DLG_FROM_CERTIFICATE = 3, DLG_FROM_ANONYMOUS = 4 };
 
 typedef void (*dlg_event_cb)(dlg_client *c, void *ud, const dlg_event *ev);
 
@@ -557,6 +564,10 @@ DLG_EXPORT const char *dlg_client_strerror(int err);
 
 /* gRPC name of a dialogue.v1.Status ("PERMISSION_DENIED"); static storage. */
 DLG_EXPORT const char *dlg_client_status_name(int status);
+
+/* "server", "token", "certificate" or "anonymous" for a DLG_FROM_* value
+ * (dlg_event.from_kind), "unknown" for anything else; static storage. */
+DLG_EXPORT const char *dlg_from_kind_name(int kind);
 
 /* The DLG_E* code closest to a dialogue.v1.Status (NOT_FOUND -> DLG_ENOTFOUND,
  * PERMISSION_DENIED -> DLG_EPERM, ...); 0 for OK. A negative input (already

@@ -43,6 +43,8 @@ typedef struct dlg_client_info {
     size_t n_roles;
     const char *peer;               /* "127.0.0.1:51234" */
     const char *client_name;        /* informational; may be NULL */
+    int identity_kind;              /* dialogue.v1.IdentityKind of user_id: 2 token,
+                                       3 certificate, 4 anonymous (user_id NULL) */
 } dlg_client_info;
 
 /* An event as hooks see it. data is valid only during the call. */
@@ -51,7 +53,9 @@ typedef struct dlg_event_info {
     const char *event;
     const uint8_t *data;
     size_t len;
-    const char *from;               /* user id, or "system" */
+    const char *from;               /* the sender's name, "system" for the server */
+    int from_kind;                  /* dialogue.v1.IdentityKind of from: 1 server, 2
+                                       token, 3 certificate, 4 anonymous */
 } dlg_event_info;
 
 /* Hooks. Any may be NULL. A hook that refuses writes a reason (at most
@@ -79,6 +83,8 @@ typedef struct dlg_hooks {
                        char *reason, size_t reason_len);
     void (*after_each)(void *ud, dlg_server *s, const dlg_event_info *ev, uint64_t seq,
                        uint32_t recipients);
+    /* creator: the creating client's name (user id, or client id when
+     * anonymous). */
     void (*on_room_created)(void *ud, dlg_server *s, const char *room, const char *creator);
     void (*on_room_deleted)(void *ud, dlg_server *s, const char *room);
 } dlg_hooks;

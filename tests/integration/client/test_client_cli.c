@@ -250,9 +250,9 @@ static void check_line(const char *line, const char *event, long long seq) {
     json_t *j = json_loads(line, 0, &je);
     if (j == NULL)
         fail_msg("not a JSON line: %s", line);
-    const char *keys[] = {"room", "event", "from", "ts", "seq", "data"};
+    const char *keys[] = {"room", "event", "from", "from_kind", "ts", "seq", "data"};
     void *it = json_object_iter(j);
-    for (size_t i = 0; i < 6; i++, it = json_object_iter_next(j, it)) {
+    for (size_t i = 0; i < 7; i++, it = json_object_iter_next(j, it)) {
         assert_non_null(it);
         assert_string_equal(json_object_iter_key(it), keys[i]);
     }
