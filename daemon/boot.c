@@ -113,6 +113,20 @@ oom:
     return DLG_ENOMEM;
 }
 
+void dlg_boot_tls_files(dlg_server_opts *o, const dlg_config *cfg) {
+    if (cfg->n_listen == 0)
+        return;
+    const dlg_config_listener *l = &cfg->listen[0];
+    /* The default listener may take its certificate from the command line. */
+    if (l->cert)
+        o->cert_file = l->cert;
+    if (l->key)
+        o->key_file = l->key;
+    o->client_ca_file = l->client_ca;
+    o->client_crl_file = l->client_crl;
+    o->require_client_cert = l->require_client_cert;
+}
+
 void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
     o->max_frame = cfg->limits.max_frame;
     o->max_connections = cfg->limits.max_connections;
@@ -141,13 +155,8 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
                                     "version; the others are ignored", path, l->address);
         o->listen = l->address;
         o->plaintext = !l->tls;
-        if (l->cert)
-            o->cert_file = l->cert;
-        if (l->key)
-            o->key_file = l->key;
-        o->client_ca_file = l->client_ca;
-        o->require_client_cert = l->require_client_cert;
     }
+    dlg_boot_tls_files(o, cfg);
     dlg_boot_limits(o, cfg);
     o->store_sync = cfg->store_sync;
     o->allow_unknown_fields = cfg->allow_unknown_fields;

@@ -56,6 +56,7 @@ static void listeners_free(dlg_config_listener *l, size_t n) {
         free(l[i].cert);
         free(l[i].key);
         free(l[i].client_ca);
+        free(l[i].client_crl);
     }
     free(l);
 }
@@ -688,7 +689,7 @@ static int parse_address(loader *x, const node *n, const char *path, dlg_config_
 
 static int load_listener(loader *x, const node *m, const char *path, dlg_config_listener *l) {
     static const char *const keys[] = {
-        "address", "tls", "cert", "key", "client_ca", "require_client_cert", NULL};
+        "address", "tls", "cert", "key", "client_ca", "client_crl", "require_client_cert", NULL};
     char p[KEYPATH_LEN];
     node *v;
     int rc = want_map(x, m, path, keys);
@@ -707,8 +708,9 @@ static int load_listener(loader *x, const node *m, const char *path, dlg_config_
         {"cert", offsetof(dlg_config_listener, cert)},
         {"key", offsetof(dlg_config_listener, key)},
         {"client_ca", offsetof(dlg_config_listener, client_ca)},
+        {"client_crl", offsetof(dlg_config_listener, client_crl)},
     };
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         if ((v = get(x, m, paths[i].key))) {
             keypath(p, path, paths[i].key);
             if ((rc = get_path(x, v, p, (char **)((char *)l + paths[i].off))) < 0)
@@ -728,11 +730,13 @@ static int load_listener(loader *x, const node *m, const char *path, dlg_config_
         return fail_at(x, m, path, "missing \"cert\" (required when tls is true)");
     if (l->tls && !l->key)
         return fail_at(x, m, path, "missing \"key\" (required when tls is true)");
-    if (!l->tls && (l->client_ca || l->require_client_cert))
-        return fail_at(x, m, path,
-                       "client certificates (client_ca, require_client_cert) need tls: true");
+    if (!l->tls && (l->client_ca || l->client_crl || l->require_client_cert))
+        return fail_at(x, m, path, "client certificates (client_ca, client_crl, "
+                                   "require_client_cert) need tls: true");
     if (l->require_client_cert && !l->client_ca)
         return fail_at(x, m, path, "require_client_cert is true but client_ca is missing");
+    if (l->client_crl && !l->client_ca)
+        return fail_at(x, m, path, "client_crl is set but client_ca is missing");
     return 0;
 }
 

@@ -66,6 +66,9 @@ typedef struct dlg_config_listener {
                                    the command line) */
     char *key;                  /* PEM private key; same rule as cert */
     char *client_ca;            /* NULL = do not ask for client certificates */
+    char *client_crl;           /* NULL = none: CRLs (a PEM file, or a folder of
+                                   them) checked for the client certificate and
+                                   every CA above it; needs client_ca */
     bool require_client_cert;   /* [false]; true needs client_ca */
     unsigned line;
 } dlg_config_listener;

@@ -64,8 +64,9 @@ typedef struct reload_ctx {
 
 /* SIGHUP: load the file again; if it is invalid keep running on the old one.
  * Applied: log level, limits, room rules (join, trigger, rate, delivery,
- * max_size), new rooms, auto_join. Not applied until restart: listeners,
- * certificates, schemas, token keys, metrics, a room's event list; rooms
+ * max_size), new rooms, auto_join, the listener's certificate, key, client
+ * CA and CRLs (for new connections). Not applied until restart: listener
+ * addresses, schemas, token keys, metrics, a room's event list; rooms
  * removed from the file stay. */
 static void on_reload(dlg_server *srv, void *ud) {
     reload_ctx *rc = ud;
@@ -90,6 +91,16 @@ static void on_reload(dlg_server *srv, void *ud) {
             return;
         }
     }
+    /* Certificate, key, client CA and CRLs: a new TLS context, built (and
+     * so checked) before anything else changes. */
+    dlg_server_opts tls = srv->opts;
+    dlg_boot_tls_files(&tls, cfg);
+    if (dlg_server_reload_tls(srv, &tls, err, sizeof(err)) != 0) {
+        dlg_log_error(&srv->log, "SIGHUP: TLS: %s; keeping the running configuration", err);
+        dlg_config_free(cfg);
+        return;
+    }
+    dlg_boot_tls_files(&srv->opts, cfg);
     rc->cfgs[rc->n++] = cfg;
     srv->cfg = cfg;
     srv->log.level = cfg->log_level;

@@ -23,6 +23,7 @@
 #include "history.h"
 #include "bus.h"
 #include "sendpool.h"
+#include "tlsctx.h"
 #include "uring.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
@@ -50,104 +51,34 @@ uint64_t dlg_server_now_ms(void) {
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned int inlen, void *arg) {
-    (void)ssl;
-    (void)arg;
-    static const unsigned char ours[] = "\x0a" "dialogue/1";
-    /* A client that offers ALPN must offer ours; one that offers none is
-     * accepted (plain TLS clients, e.g. health checks). */
-    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
-                              inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    return SSL_TLSEXT_ERR_OK;
-}
-
+/* The TLS context from the options (tlsctx.h), logged. */
 static int make_ssl_ctx(dlg_server *s) {
-    char err[256];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) {
-        dlg_tlsio_last_error(err, sizeof(err));
-        dlg_log_error(&s->log, "TLS: cannot create context: %s", err);
-        return DLG_ETLS;
+    char err[1024];
+    int rc = dlg_tlsctx_new(&s->opts, &s->ssl_ctx, err, sizeof(err));
+    if (rc != 0) {
+        dlg_log_error(&s->log, "TLS: %s", err);
+        return rc;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* No renegotiation, no compression, server picks the cipher; TLS 1.2
-     * limited to AEAD suites with forward secrecy. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
-    /* AEAD suites with forward secrecy only. AES-GCM first: measured end to
-     * end (bench/run.sh W1, 2 x 3 runs each) it beat ChaCha20-Poly1305 here
-     * (3.8 vs 4.6 us daemon CPU per delivery) although `openssl speed`
-     * favours ChaCha20 on 256-byte blocks; see docs/benchmarks.md. */
-    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1)
-        goto fail_ssl;
-    /* No session resumption: every connection proves its identity afresh
-     * (a resumed session would skip the client certificate check of a
-     * revoked or re-issued certificate), and no tickets are minted per
-     * handshake. TLS 1.3 tickets and TLS 1.2 tickets and session ids are
-     * all off. */
-    SSL_CTX_set_num_tickets(ctx, 0);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (s->opts.cert_file == NULL || s->opts.key_file == NULL) {
-        dlg_log_error(&s->log, "TLS: a certificate and key are required (--cert, --key), "
-                               "or a plaintext listener configured explicitly");
-        goto fail;
-    }
-    if (SSL_CTX_use_certificate_chain_file(ctx, s->opts.cert_file) != 1) {
-        dlg_tlsio_last_error(err, sizeof(err));
-        dlg_log_error(&s->log, "TLS: cannot load certificate %s: %s", s->opts.cert_file, err);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, s->opts.key_file, SSL_FILETYPE_PEM) != 1) {
-        dlg_tlsio_last_error(err, sizeof(err));
-        dlg_log_error(&s->log, "TLS: cannot load key %s: %s", s->opts.key_file, err);
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        dlg_log_error(&s->log, "TLS: key %s does not match certificate %s", s->opts.key_file,
-                      s->opts.cert_file);
-        goto fail;
-    }
-    if (s->opts.client_ca_file) {
-        if (SSL_CTX_load_verify_locations(ctx, s->opts.client_ca_file, NULL) != 1) {
-            dlg_tlsio_last_error(err, sizeof(err));
-            dlg_log_error(&s->log, "TLS: cannot load client CA %s: %s", s->opts.client_ca_file,
-                          err);
-            goto fail;
-        }
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->opts.client_ca_file);
-        if (names)
-            SSL_CTX_set_client_CA_list(ctx, names);
-        /* A certificate that does not verify fails the handshake; none at
-         * all is allowed unless required (the client may use a token). */
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (s->opts.require_client_cert
-                                                       ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-                           NULL);
-        SSL_CTX_set_verify_depth(ctx, 4);
-    }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
-    /* Established TLS 1.3 sessions leave OpenSSL for our record layer
-     * (common/dlg_tls13.h): 2.5 KB per idle connection instead of 13 KB,
-     * and cheaper records. */
-    if (s->opts.tls_own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
-        dlg_log_error(&s->log, "TLS: cannot set up the record layer handover");
-        goto fail;
-    }
+    if (s->opts.client_crl_file)
+        dlg_log_info(&s->log, "TLS: client certificates are checked against the CRLs of %s",
+                     s->opts.client_crl_file);
     dlg_log_info(&s->log, "TLS: records of established TLS 1.3 sessions: %s",
                  s->opts.tls_own_records ? "dialogue's own (tls_own_records: true)"
                                          : "OpenSSL's (tls_own_records: false)");
+    return 0;
+}
+
+int dlg_server_reload_tls(dlg_server *s, const dlg_server_opts *o, char *err, size_t errlen) {
+    if (s->ssl_ctx == NULL || o->plaintext)
+        return 0; /* a plaintext listener stays plaintext until restart */
+    SSL_CTX *ctx = NULL;
+    int rc = dlg_tlsctx_new(o, &ctx, err, errlen);
+    if (rc != 0)
+        return rc;
+    /* Each connection's SSL holds its own reference to the old context. */
+    SSL_CTX_free(s->ssl_ctx);
     s->ssl_ctx = ctx;
     return 0;
-fail_ssl:
-    dlg_tlsio_last_error(err, sizeof(err));
-    dlg_log_error(&s->log, "TLS: cannot configure ciphers: %s", err);
-fail:
-    SSL_CTX_free(ctx);
-    ERR_clear_error();
-    return DLG_ETLS;
 }
 
 static void on_connection(uv_stream_t *l, int status) {

@@ -33,6 +33,7 @@ typedef struct dlg_server_opts {
     const char *key_file;
     const char *port_file;       /* written with the bound port, or NULL */
     const char *client_ca_file;  /* ask for client certificates, verify with it */
+    const char *client_crl_file; /* CRLs for them (tlsctx.h), or NULL */
     int require_client_cert;     /* refuse the handshake without one */
     uint32_t max_frame;          /* [1 MiB] */
     uint32_t max_connections;    /* [10000] */
@@ -143,6 +144,12 @@ int dlg_server_start(dlg_server *srv, uv_loop_t *loop);
  * closes the server's handles; uv_run returns once all are closed. Safe to
  * call twice. */
 void dlg_server_stop(dlg_server *srv);
+
+/* Builds a new TLS context from o (certificate, key, client CA, CRLs) and,
+ * when that works, makes it the one new connections get; established
+ * connections keep theirs. On error the running context stays and err
+ * says why. A plaintext server is left alone. Returns 0 or a DLG_E* code. */
+int dlg_server_reload_tls(dlg_server *s, const dlg_server_opts *o, char *err, size_t errlen);
 
 /* Frees what dlg_server_start allocated. Call after uv_run has returned. */
 void dlg_server_free(dlg_server *srv);

@@ -1,0 +1,237 @@
+/* tlsctx.c: the listener's TLS context and its CRLs (see tlsctx.h). */
+#include "tlsctx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "dlg_err.h"
+#include "dlg_tlsio.h"
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    (void)arg;
+    static const unsigned char ours[] = "\x0a" "dialogue/1";
+    /* A client that offers ALPN must offer ours; one that offers none is
+     * accepted (plain TLS clients, e.g. health checks). */
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* A CRL's time field as text for messages ("2026-12-07 10:00:00 GMT"). */
+static void time_text(const ASN1_TIME *t, char *buf, size_t len) {
+    BIO *b = BIO_new(BIO_s_mem());
+    int n = b && ASN1_TIME_print(b, t) == 1 ? BIO_read(b, buf, (int)len - 1) : 0;
+    buf[n > 0 ? n : 0] = '\0';
+    BIO_free(b);
+}
+
+/* One CRL of file: refused when it is not in force now (a stale CRL would
+ * fail every client certificate at once, or worse, be trusted), else added
+ * to st. */
+static int add_crl(X509_STORE *st, X509_CRL *crl, const char *file, char *err, size_t errlen) {
+    char when[64], issuer[256];
+    X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    if (next != NULL && X509_cmp_current_time(next) <= 0) {
+        time_text(next, when, sizeof(when));
+        snprintf(err, errlen, "CRL %s (issuer %s) is stale: its nextUpdate %s has passed; "
+                              "fetch a fresh one", file, issuer, when);
+        return DLG_ETLS;
+    }
+    const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
+    if (last == NULL || X509_cmp_current_time(last) > 0) {
+        if (last)
+            time_text(last, when, sizeof(when));
+        snprintf(err, errlen, "CRL %s (issuer %s) is not valid yet (lastUpdate %s)", file,
+                 issuer, last ? when : "missing");
+        return DLG_ETLS;
+    }
+    if (X509_STORE_add_crl(st, crl) != 1) {
+        char why[256];
+        dlg_tlsio_last_error(why, sizeof(why));
+        snprintf(err, errlen, "CRL %s: %s", file, why);
+        return DLG_ETLS;
+    }
+    return 0;
+}
+
+/* The CRLs of one file: PEM (one or more), else one DER. Returns the count
+ * added, or a DLG_E* code with err set. */
+static int load_crl_file(X509_STORE *st, const char *file, char *err, size_t errlen) {
+    BIO *b = BIO_new_file(file, "rb");
+    if (b == NULL) {
+        snprintf(err, errlen, "cannot open CRL %s: %s", file, strerror(errno));
+        ERR_clear_error();
+        return DLG_EIO;
+    }
+    int n = 0, rc = 0;
+    X509_CRL *crl;
+    while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+        rc = add_crl(st, crl, file, err, errlen);
+        X509_CRL_free(crl);
+        if (rc != 0)
+            goto out;
+        n++;
+    }
+    ERR_clear_error();
+    if (n == 0 && BIO_reset(b) == 0 && (crl = d2i_X509_CRL_bio(b, NULL)) != NULL) {
+        rc = add_crl(st, crl, file, err, errlen);
+        X509_CRL_free(crl);
+        if (rc != 0)
+            goto out;
+        n++;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "CRL file %s holds no CRL (PEM \"X509 CRL\" or DER)", file);
+        rc = DLG_ETLS;
+    }
+out:
+    ERR_clear_error();
+    BIO_free(b);
+    return rc != 0 ? rc : n;
+}
+
+int dlg_tlsctx_load_crls(X509_STORE *st, const char *path, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(err, errlen, "cannot open CRL %s: %s", path, strerror(errno));
+        return DLG_EIO;
+    }
+    int total = 0;
+    if (!S_ISDIR(sb.st_mode)) {
+        total = load_crl_file(st, path, err, errlen);
+    } else {
+        DIR *d = opendir(path);
+        if (d == NULL) {
+            snprintf(err, errlen, "cannot open CRL folder %s: %s", path, strerror(errno));
+            return DLG_EIO;
+        }
+        struct dirent *e;
+        while (total >= 0 && (e = readdir(d)) != NULL) {
+            char file[4096];
+            if (e->d_name[0] == '.' ||
+                snprintf(file, sizeof(file), "%s/%s", path, e->d_name) >= (int)sizeof(file) ||
+                stat(file, &sb) != 0 || !S_ISREG(sb.st_mode))
+                continue;
+            int n = load_crl_file(st, file, err, errlen);
+            total = n < 0 ? n : total + n;
+        }
+        closedir(d);
+        if (total == 0) {
+            snprintf(err, errlen, "CRL folder %s holds no CRL file", path);
+            return DLG_EIO;
+        }
+    }
+    if (total < 0)
+        return total;
+    /* The leaf and every CA above it (but the trust anchor) need a CRL
+     * from their issuer: a revoked intermediate revokes what it signed. */
+    X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return total;
+}
+
+/* The OpenSSL reason for a failed step, after what: into err. */
+static int ssl_fail(char *err, size_t errlen, const char *what, const char *file) {
+    char why[256];
+    dlg_tlsio_last_error(why, sizeof(why));
+    snprintf(err, errlen, "%s %s: %s", what, file, why);
+    return DLG_ETLS;
+}
+
+int dlg_tlsctx_new(const dlg_server_opts *o, SSL_CTX **out, char *err, size_t errlen) {
+    int rc = DLG_ETLS;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        ssl_fail(err, errlen, "cannot create a context", "");
+        return DLG_ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* No renegotiation, no compression, server picks the cipher; TLS 1.2
+     * limited to AEAD suites with forward secrecy. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* AEAD suites with forward secrecy only. AES-GCM first: measured end to
+     * end (bench/run.sh W1, 2 x 3 runs each) it beat ChaCha20-Poly1305 here
+     * (3.8 vs 4.6 us daemon CPU per delivery) although `openssl speed`
+     * favours ChaCha20 on 256-byte blocks; see docs/benchmarks.md. */
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
+        ssl_fail(err, errlen, "cannot configure ciphers", "");
+        goto fail;
+    }
+    /* No session resumption: every connection proves its identity afresh
+     * (a resumed session would skip the client certificate check of a
+     * revoked or re-issued certificate), and no tickets are minted per
+     * handshake. TLS 1.3 tickets and TLS 1.2 tickets and session ids are
+     * all off. */
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (o->cert_file == NULL || o->key_file == NULL) {
+        snprintf(err, errlen, "a certificate and key are required (--cert, --key), or a "
+                              "plaintext listener configured explicitly");
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1) {
+        ssl_fail(err, errlen, "cannot load certificate", o->cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1) {
+        ssl_fail(err, errlen, "cannot load key", o->key_file);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "key %s does not match certificate %s", o->key_file,
+                 o->cert_file);
+        goto fail;
+    }
+    if (o->client_ca_file) {
+        if (SSL_CTX_load_verify_locations(ctx, o->client_ca_file, NULL) != 1) {
+            ssl_fail(err, errlen, "cannot load client CA", o->client_ca_file);
+            goto fail;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca_file);
+        if (names)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        if (o->client_crl_file &&
+            (rc = dlg_tlsctx_load_crls(SSL_CTX_get_cert_store(ctx), o->client_crl_file, err,
+                                       errlen)) < 0)
+            goto fail;
+        rc = DLG_ETLS;
+        /* A certificate that does not verify fails the handshake; none at
+         * all is allowed unless required (the client may use a token). */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (o->require_client_cert
+                                                       ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+        SSL_CTX_set_verify_depth(ctx, 4);
+    } else if (o->client_crl_file) {
+        snprintf(err, errlen, "client_crl %s needs a client CA (client_ca)", o->client_crl_file);
+        goto fail;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    /* Established TLS 1.3 sessions leave OpenSSL for our record layer
+     * (common/dlg_tls13.h): 2.5 KB per idle connection instead of 13 KB,
+     * and cheaper records. */
+    if (o->tls_own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
+        snprintf(err, errlen, "cannot set up the record layer handover");
+        goto fail;
+    }
+    *out = ctx;
+    ERR_clear_error();
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
