@@ -125,18 +125,23 @@ typedef struct dlg_hist_batch {
 
 /* Runs q over hr at now_ms (expired events are dropped first). Every event
  * put in the batch has just been checked against its checksum; one that
- * fails is left out, marked damaged and counted in n_damaged, and lost is
- * set. A damaged event in the asked range sets lost.
+ * fails is left out, marked damaged and counted in n_damaged. Damaged
+ * events are never in the batch and take no index.
  *
  * by_seq: every kept event of the asked types with seq > since_seq, oldest
  * first; when stopped early, the newest are left out (page on with
  * since_seq = the last seq). lost = some asked type dropped an event with
- * seq > since_seq.
+ * seq > since_seq. damaged (and lost) = a damaged event of an asked type
+ * was passed over, or one of unknown type lies above since_seq.
  *
  * by index (dialogue-ts getHistory): the asked types merged newest-first;
  * start skips, limit takes; per_type caps each type; the result is given
  * oldest first; when stopped early, the oldest are left out. lost = the
  * range ran past the oldest kept event of a type that had dropped events.
+ * damaged (and lost) = a damaged event of an asked type lies among those
+ * given (not among the skipped newest), or the range reached back to a
+ * damaged event of unknown type (or ran past every kept event while one
+ * exists).
  *
  * Returns 0 or DLG_ENOMEM (out is then empty). */
 int dlg_hroom_query(dlg_hroom *hr, const dlg_hist_query *q, uint64_t now_ms,
