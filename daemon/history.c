@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conn.h"
 #include "dispatch.h"
+#include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "room.h"
@@ -36,6 +37,9 @@ struct dlg_hroom {
     ring **rings;                 /* named rules first, then "*" types as seen */
     size_t n_rings, cap_rings;
     int32_t sync;
+    /* Highest seq at or below which a damaged event of unknown type lies
+     * (0 = none): requests reaching back there are incomplete. */
+    uint64_t damaged_max;
     /* What the store was last handed, for deferred Acks (loop thread). */
     uint64_t last_put_seq, last_ticket;
     const char *last_event;
@@ -159,7 +163,8 @@ int32_t dlg_hroom_sync(const dlg_hroom *hr) {
 }
 
 /* dlg_hroom_append, also telling which ring kept it (its name is stable,
- * which the store needs). */
+ * which the store needs). buf NULL keeps a damaged event's place. Returns
+ * DLG_EINVAL (with *kept_in set) when seq is not above the ring's newest. */
 static int hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts_ms,
                         dlg_buf *buf, uint32_t off, uint32_t len, uint64_t now_ms,
                         ring **kept_in) {
@@ -167,8 +172,10 @@ static int hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t
     if (rg == NULL)
         return hr->has_star && hr->n_rings < DLG_HIST_MAX_TYPES ? DLG_ENOMEM : 0;
     ring_expire(rg, now_ms);
-    if (rg->n > 0 && ring_at(rg, rg->n - 1)->seq >= seq)
-        return 0;
+    if (rg->n > 0 && ring_at(rg, rg->n - 1)->seq >= seq) {
+        *kept_in = rg;
+        return DLG_EINVAL;
+    }
     if (rg->max_age_s && ts_ms + (uint64_t)rg->max_age_s * 1000u < now_ms) {
         /* Already too old (loading a store): counts as dropped. */
         if (seq > rg->evicted_max)
@@ -192,11 +199,14 @@ static int hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t
         rg->head = 0;
     }
     dlg_hist_entry *e = &rg->v[(rg->head + rg->n) % rg->cap];
-    e->buf = dlg_buf_ref(buf);
+    e->buf = buf ? dlg_buf_ref(buf) : NULL;
     e->off = off;
     e->len = len;
     e->seq = seq;
     e->ts_ms = ts_ms;
+    /* One pass over the bytes per kept event, so that what is served later
+     * can be checked against what was kept. */
+    e->crc = buf ? dlg_crc32c(0, buf->data + off, len) : 0;
     rg->n++;
     *kept_in = rg;
     return 1;
@@ -207,9 +217,20 @@ int dlg_hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts
                      uint64_t *evicted_max) {
     ring *rg = NULL;
     int rc = hroom_append(hr, event, seq, ts_ms, buf, off, len, now_ms, &rg);
+    if (rc == DLG_EINVAL)
+        rc = 0; /* out of order: not kept */
     if (evicted_max)
-        *evicted_max = rg ? rg->evicted_max : 0;
+        *evicted_max = rc == 1 && rg ? rg->evicted_max : 0;
     return rc;
+}
+
+int dlg_hroom_note_damaged(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts_ms,
+                           uint64_t now_ms) {
+    ring *rg = NULL;
+    int rc = event ? hroom_append(hr, event, seq, ts_ms, NULL, 0, 0, now_ms, &rg) : DLG_EINVAL;
+    if (rc == DLG_EINVAL && seq > hr->damaged_max)
+        hr->damaged_max = seq; /* no place in a ring: the whole room answers for it */
+    return rc == DLG_ENOMEM ? rc : 0;
 }
 
 void dlg_hroom_note_evicted(dlg_hroom *hr, const char *event, uint64_t seq) {
@@ -306,6 +327,8 @@ int dlg_hroom_query(dlg_hroom *hr, const dlg_hist_query *q, uint64_t now_ms,
         }
         avail += cs[i].hi - cs[i].lo;
     }
+    if (q->by_seq && hr->damaged_max > q->since_seq)
+        out->lost = out->damaged = 1;
     size_t cap = q->limit && q->limit < avail ? q->limit : avail;
     out->v = calloc(cap ? cap : 1, sizeof(*out->v));
     if (out->v == NULL) {
@@ -333,32 +356,54 @@ int dlg_hroom_query(dlg_hroom *hr, const dlg_hist_query *q, uint64_t now_ms,
             exhausted = 1;
             break;
         }
-        const dlg_hist_entry *e = q->by_seq ? ring_at(best->rg, best->lo)
-                                            : ring_at(best->rg, best->hi - 1);
-        if (skip > 0) {
-            skip--;
-        } else {
-            if (out->n == cap) {
-                out->more = 1;
-                break;
-            }
-            if (q->max_bytes && bytes + entry_cost(e) > q->max_bytes) {
-                out->truncated = 1;
-                break;
-            }
-            bytes += entry_cost(e);
-            out->v[out->n++] = e;
-        }
+        dlg_hist_entry *e = q->by_seq ? ring_at(best->rg, best->lo)
+                                      : ring_at(best->rg, best->hi - 1);
         if (q->by_seq)
             best->lo++;
         else
             best->hi--;
+        /* A damaged event is no event: it takes no index, and is a gap
+         * only inside the range given (not among the skipped newest). */
+        if (e->buf == NULL) {
+            if (skip == 0)
+                out->lost = out->damaged = 1;
+            continue;
+        }
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if (out->n == cap) {
+            out->more = 1;
+            break;
+        }
+        if (q->max_bytes && bytes + entry_cost(e) > q->max_bytes) {
+            out->truncated = 1;
+            break;
+        }
+        if (dlg_crc32c(0, e->buf->data + e->off, e->len) != e->crc) {
+            /* Changed in memory since it was kept: never serve it. */
+            if (out->n_damaged++ == 0) {
+                out->damaged_seq = e->seq;
+                out->damaged_event = best->rg->event;
+            }
+            dlg_buf_unref(e->buf);
+            e->buf = NULL;
+            out->lost = out->damaged = 1;
+            continue;
+        }
+        bytes += entry_cost(e);
+        out->v[out->n++] = e;
     }
     if (!q->by_seq) {
         if (exhausted)
             for (size_t i = 0; i < nc; i++)
                 if (cs[i].lo == 0 && cs[i].rg->evicted_max > 0)
                     out->lost = 1;
+        /* A damaged event of unknown type lies at or below damaged_max. */
+        if (hr->damaged_max > 0 &&
+            (exhausted || (out->n > 0 && out->v[out->n - 1]->seq <= hr->damaged_max)))
+            out->lost = out->damaged = 1;
         for (size_t i = 0, j = out->n; i + 1 < j; i++, j--) {
             const dlg_hist_entry *t = out->v[i];
             out->v[i] = out->v[j - 1];
@@ -682,6 +727,8 @@ void dlg_history_append(dlg_server *srv, dlg_room *r, const char *event, uint64_
     }
     ring *rg = NULL;
     int rc = hroom_append(hr, event, seq, ts_ms, frame, off, len, ts_ms, &rg);
+    if (rc == DLG_EINVAL)
+        rc = 0; /* not newer than the ring's newest: not kept */
     if (rc < 0)
         dlg_log_warn(&srv->log, "history: event %s seq %llu of room %s not kept: %s", event,
                      (unsigned long long)seq, r->id, dlg_strerror(rc));
@@ -754,6 +801,11 @@ static size_t batch_budget(const dlg_server *s, const dlg_room *r) {
 
 static void send_batch(dlg_conn *c, uint64_t rid, const dlg_room *r,
                        const dlg_hist_batch *b, int complete) {
+    if (b->n_damaged)
+        dlg_log_error(&c->srv->log, "history: room %s: %zu kept event(s) no longer match "
+                      "their checksum in memory (first: event %s seq %llu): left out and "
+                      "reported as a gap (complete=false)", r->id, b->n_damaged,
+                      b->damaged_event, (unsigned long long)b->damaged_seq);
     dlg_buf *buf = NULL;
     int rc = dlg_hist_pack(r->id, r->epoch, complete, rid, b, &buf);
     if (rc != 0) {
@@ -827,7 +879,9 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
                             "out of memory reading the history of room %s", r->id);
         return;
     }
-    int complete = recover ? resume && !b.lost && !b.truncated : !b.truncated;
+    /* A sync batch is what is kept: dropped events are no gap in it, a
+     * damaged one is. */
+    int complete = recover ? resume && !b.lost && !b.truncated : !b.truncated && !b.damaged;
     send_batch(c, rid, r, &b, complete);
     dlg_hist_batch_free(&b);
     free(subs);

@@ -26,12 +26,18 @@ struct dlg_member;
 
 /* One kept event: the encoded dialogue.v1.Event message lies at
  * buf->data + off, len bytes. buf is a reference (usually the fan-out frame
- * itself, so keeping an event costs no copy). */
+ * itself, so keeping an event costs no copy). crc is the CRC-32C of those
+ * bytes, taken when the event was kept and checked again before it is
+ * served. buf NULL marks a damaged event (its stored copy failed the
+ * checks, or its bytes no longer match crc): it holds its place in the
+ * ring so a request covering seq is answered as incomplete, and is never
+ * served. */
 typedef struct dlg_hist_entry {
     dlg_buf *buf;
     uint32_t off, len;
     uint64_t seq;
     uint64_t ts_ms;
+    uint32_t crc;
 } dlg_hist_entry;
 
 /* A history rule: keep the last `limit` events of `event` ("*" = every
@@ -71,6 +77,16 @@ int dlg_hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts
  * Ignored when no rule covers event. */
 void dlg_hroom_note_evicted(dlg_hroom *hr, const char *event, uint64_t seq);
 
+/* Records that the event at seq could not be kept because its stored copy
+ * is damaged (loading a store): it is never served, and a request whose
+ * range covers seq is incomplete. event names its type (ignored when no
+ * rule covers it, as a good event of that type would not be kept either);
+ * event NULL = type unknown: every request reaching back to seq or before,
+ * of any type, is incomplete. ts_ms is its time, for max_age_seconds.
+ * Returns 0 or DLG_ENOMEM. */
+int dlg_hroom_note_damaged(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts_ms,
+                           uint64_t now_ms);
+
 /* How many events hr can keep at most when the room has n_types event
  * types: the named rules' limits plus the "*" limit for each other type
  * (an upper bound: what a node fetches to fill its rings from a log). */
@@ -96,22 +112,36 @@ typedef struct dlg_hist_query {
 typedef struct dlg_hist_batch {
     const dlg_hist_entry **v;
     size_t n;
-    int lost;            /* an event in the asked range was dropped (limit, age) */
+    int lost;            /* an event in the asked range was dropped (limit, age)
+                          * or is damaged */
+    int damaged;         /* an event in the range given is damaged (lost is set) */
     int more;            /* stopped at q->limit with more left (paging) */
     int truncated;       /* stopped at q->max_bytes with more left */
+    size_t n_damaged;    /* events this query found no longer matching their
+                          * checksum (left out, and marked damaged) */
+    uint64_t damaged_seq;    /* the first of them */
+    const char *damaged_event;
 } dlg_hist_batch;
 
-/* Runs q over hr at now_ms (expired events are dropped first).
+/* Runs q over hr at now_ms (expired events are dropped first). Every event
+ * put in the batch has just been checked against its checksum; one that
+ * fails is left out, marked damaged and counted in n_damaged. Damaged
+ * events are never in the batch and take no index.
  *
  * by_seq: every kept event of the asked types with seq > since_seq, oldest
  * first; when stopped early, the newest are left out (page on with
  * since_seq = the last seq). lost = some asked type dropped an event with
- * seq > since_seq.
+ * seq > since_seq. damaged (and lost) = a damaged event of an asked type
+ * was passed over, or one of unknown type lies above since_seq.
  *
  * by index (dialogue-ts getHistory): the asked types merged newest-first;
  * start skips, limit takes; per_type caps each type; the result is given
  * oldest first; when stopped early, the oldest are left out. lost = the
  * range ran past the oldest kept event of a type that had dropped events.
+ * damaged (and lost) = a damaged event of an asked type lies among those
+ * given (not among the skipped newest), or the range reached back to a
+ * damaged event of unknown type (or ran past every kept event while one
+ * exists).
  *
  * Returns 0 or DLG_ENOMEM (out is then empty). */
 int dlg_hroom_query(dlg_hroom *hr, const dlg_hist_query *q, uint64_t now_ms,

@@ -1,5 +1,6 @@
-/* store_sqlite.c: durable history in SQLite (see store_sqlite.h): schema,
- * open-and-check, per-room load, and the writer thread with its queue. */
+/* store_sqlite.c: durable history in SQLite (see store_sqlite.h): schema and
+ * its migrations, open-and-check, per-room load with a check of every row,
+ * and the writer thread with its queue. */
 #include "store_sqlite.h"
 
 #include <errno.h>
@@ -13,10 +14,16 @@
 #include <sqlite3.h>
 
 #include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_crc32c.h"
 #include "dlg_err.h"
+#include "room.h"
 
 #define QUEUE_MAX_ITEMS 65536
 #define QUEUE_MAX_BYTES (64u << 20)
+/* Version 2 added events.crc. */
+#define SCHEMA_VERSION 2
+/* Damaged rows listed one by one per room at load; the rest are counted. */
+#define BAD_ROWS_LOGGED 20
 
 typedef struct qitem {
     dlg_store_item it;
@@ -63,6 +70,8 @@ struct dlg_store {
     dlg_store_stats stats;
 };
 
+/* Version 1, as the first release wrote it; migrate() brings a new file
+ * and an old one alike to SCHEMA_VERSION, so both take the same path. */
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta VALUES('version', 1), ('clean', 1);"
@@ -118,6 +127,60 @@ static int meta_set(sqlite3 *db, const char *key, int64_t v) {
     return rc;
 }
 
+/* dlg_crc32c(blob) in SQL, for the migration. */
+static void sql_crc32c(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const void *p = sqlite3_value_blob(argv[0]);
+    int n = sqlite3_value_bytes(argv[0]);
+    sqlite3_result_int64(ctx, dlg_crc32c(0, p, n > 0 ? (size_t)n : 0));
+}
+
+static int has_table(sqlite3 *db, const char *name) {
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Brings the schema to SCHEMA_VERSION in one transaction (a crash leaves
+ * the old version whole). 1 -> 2 gives every stored event its checksum:
+ * damage done before cannot be told by it, but load checks every row.
+ * fresh: the file was just created (nothing to report). Returns an SQLITE_*
+ * code; err set on failure. */
+static int migrate(dlg_store *s, int fresh, char *err, size_t errlen) {
+    int64_t v = meta_get(s->db, "version", 1);
+    if (v >= SCHEMA_VERSION)
+        return SQLITE_OK;
+    int rc = exec(s->db, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK)
+        rc = exec(s->db, "ALTER TABLE events ADD COLUMN crc INTEGER NOT NULL DEFAULT 0");
+    if (rc == SQLITE_OK)
+        rc = exec(s->db, "UPDATE events SET crc = dlg_crc32c(body)");
+    int n = rc == SQLITE_OK ? sqlite3_changes(s->db) : 0;
+    if (rc == SQLITE_OK)
+        rc = meta_set(s->db, "version", SCHEMA_VERSION);
+    if (rc == SQLITE_OK)
+        rc = exec(s->db, "COMMIT");
+    if (rc != SQLITE_OK) {
+        char why[256];
+        db_err(s->db, why, sizeof(why));
+        if (!sqlite3_get_autocommit(s->db))
+            exec(s->db, "ROLLBACK");
+        snprintf(err, errlen, "store %s: cannot migrate the schema from version %lld to %d: %s",
+                 s->path, (long long)v, SCHEMA_VERSION, why);
+        return rc;
+    }
+    if (!fresh)
+        dlg_log_info(s->log, "store %s: schema migrated from version %lld to %d: %d stored "
+                     "event(s) given a checksum", s->path, (long long)v, SCHEMA_VERSION, n);
+    return SQLITE_OK;
+}
+
 /* Opens and checks path. Returns an SQLITE_* code; err set on failure. */
 static int try_open(dlg_store *s, char *err, size_t errlen) {
     int rc = sqlite3_open_v2(s->path, &s->db,
@@ -127,6 +190,10 @@ static int try_open(dlg_store *s, char *err, size_t errlen) {
         goto fail;
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 2000);
+    if ((rc = sqlite3_create_function(s->db, "dlg_crc32c", 1,
+                                      SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_crc32c,
+                                      NULL, NULL)) != SQLITE_OK)
+        goto fail;
     /* Exclusive: a second daemon on the same file would reuse seqs. Set
      * before WAL so no -shm file is needed. */
     if ((rc = exec(s->db, "PRAGMA locking_mode = EXCLUSIVE")) != SQLITE_OK)
@@ -165,8 +232,20 @@ static int try_open(dlg_store *s, char *err, size_t errlen) {
         rc = rc == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(s->db);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_OK || (rc = exec(s->db, SCHEMA)) != SQLITE_OK)
+    if (rc != SQLITE_OK)
         goto fail;
+    int fresh = !has_table(s->db, "events");
+    int64_t version = meta_get(s->db, "version", 1);
+    if (version > SCHEMA_VERSION) {
+        /* Not damage: leave it whole for the dialogued that wrote it. */
+        snprintf(err, errlen, "store %s: schema version %lld is newer than this dialogued's "
+                 "(%d): refusing to open it", s->path, (long long)version, SCHEMA_VERSION);
+        return SQLITE_ERROR;
+    }
+    if ((rc = exec(s->db, SCHEMA)) != SQLITE_OK)
+        goto fail;
+    if ((rc = migrate(s, fresh, err, errlen)) != SQLITE_OK)
+        return rc;
     s->was_clean = meta_get(s->db, "clean", 0) != 0;
     return SQLITE_OK;
 fail: {
@@ -231,8 +310,9 @@ int dlg_store_open(const char *path, int sync, const dlg_log *log, dlg_store **o
     }
     if (rc != SQLITE_OK)
         goto fail;
-    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO events VALUES(?, ?, ?, ?, ?, ?)", -1,
-                           &s->ins, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO events(room, seq, event, ts_ms, epoch,"
+                           " body, crc) VALUES(?, ?, ?, ?, ?, ?, ?)", -1, &s->ins, NULL) !=
+            SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM events WHERE room = ? AND event = ? AND seq <= ?",
                            -1, &s->prune, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "INSERT INTO evicted VALUES(?1, ?2, ?3) ON CONFLICT(room, event)"
@@ -254,11 +334,9 @@ fail:
 }
 
 /* The stored Event carries the epoch it was sent with; history must speak
- * the room's current one, so a client can resume from any event it got. */
-static dlg_buf *restamp(const uint8_t *body, size_t len, uint64_t epoch) {
-    Dialogue__V1__Event *e = dialogue__v1__event__unpack(NULL, len, body);
-    if (e == NULL)
-        return NULL;
+ * the room's current one, so a client can resume from any event it got.
+ * e is the row's checked body (changed here). */
+static dlg_buf *restamp(Dialogue__V1__Event *e, uint64_t epoch) {
     e->epoch = epoch;
     size_t n = dialogue__v1__event__get_packed_size(e);
     dlg_buf *b = dlg_buf_new(n);
@@ -266,8 +344,92 @@ static dlg_buf *restamp(const uint8_t *body, size_t len, uint64_t epoch) {
         dlg_buf_unref(b);
         b = NULL;
     }
-    dialogue__v1__event__free_unpacked(e, NULL);
     return b;
+}
+
+/* One stored row as read, before it is trusted. The column types are taken
+ * before any value is read: reading converts them. */
+typedef struct row {
+    int seq_type, event_type, ts_type, epoch_type, crc_type;
+    int64_t raw_seq;
+    uint64_t seq;                 /* 0 unless raw_seq is a positive integer */
+    const char *event;            /* NULL unless a valid event name */
+    uint64_t ts_ms, epoch;
+    const uint8_t *body;
+    size_t len;
+} row;
+
+static void read_row(sqlite3_stmt *st, row *w) {
+    w->seq_type = sqlite3_column_type(st, 0);
+    w->event_type = sqlite3_column_type(st, 1);
+    w->ts_type = sqlite3_column_type(st, 2);
+    w->epoch_type = sqlite3_column_type(st, 3);
+    w->crc_type = sqlite3_column_type(st, 5);
+    w->raw_seq = sqlite3_column_int64(st, 0);
+    w->seq = w->seq_type == SQLITE_INTEGER && w->raw_seq > 0 ? (uint64_t)w->raw_seq : 0;
+    const char *ev = (const char *)sqlite3_column_text(st, 1);
+    /* A NUL inside the text would hide the rest of the name. */
+    w->event = w->event_type == SQLITE_TEXT && ev &&
+               strlen(ev) == (size_t)sqlite3_column_bytes(st, 1) && dlg_name_check(ev) == NULL
+                   ? ev : NULL;
+    w->ts_ms = (uint64_t)sqlite3_column_int64(st, 2);
+    w->epoch = (uint64_t)sqlite3_column_int64(st, 3);
+    w->body = sqlite3_column_blob(st, 4);
+    w->len = (size_t)sqlite3_column_bytes(st, 4);
+}
+
+/* Why row w of room cannot be served, NULL when it can (*out then gets its
+ * decoded body, freed by the caller). The checksum proves the body is the
+ * one written; the body, which repeats room, event, seq, ts_ms and epoch,
+ * proves the row's columns were not changed either. */
+static const char *check_row(sqlite3_stmt *st, const row *w, const char *room,
+                             Dialogue__V1__Event **out) {
+    if (w->seq == 0)
+        return "seq is not a positive integer";
+    if (w->event == NULL)
+        return "the event name is not valid";
+    if (w->len == 0)
+        return "empty body (an encoded Event is never empty)";
+    if (w->crc_type != SQLITE_INTEGER ||
+        (uint64_t)sqlite3_column_int64(st, 5) != dlg_crc32c(0, w->body, w->len))
+        return "checksum mismatch";
+    if (w->ts_type != SQLITE_INTEGER || w->epoch_type != SQLITE_INTEGER)
+        return "ts_ms or epoch is not an integer";
+    Dialogue__V1__Event *e = dialogue__v1__event__unpack(NULL, w->len, w->body);
+    if (e == NULL)
+        return "the body does not decode as an Event";
+    if (e->room == NULL || e->event == NULL || strcmp(e->room, room) != 0 ||
+        strcmp(e->event, w->event) != 0 || e->seq != w->seq || e->ts_ms != w->ts_ms ||
+        e->epoch != w->epoch) {
+        dialogue__v1__event__free_unpacked(e, NULL);
+        return "the body disagrees with its row (room, event, seq, ts_ms or epoch)";
+    }
+    *out = e;
+    return NULL;
+}
+
+/* Column col of the current row, printable in a log line whatever it holds
+ * (an integer as is, anything else quoted with odd bytes escaped). */
+static const char *show(sqlite3_stmt *st, int col, int type, char *out, size_t len) {
+    if (type == SQLITE_INTEGER) {
+        snprintf(out, len, "%lld", (long long)sqlite3_column_int64(st, col));
+        return out;
+    }
+    if (type == SQLITE_NULL) {
+        snprintf(out, len, "NULL");
+        return out;
+    }
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0, k = 0, i = 0;
+    out[k++] = '"';
+    for (; i < n && k + 8 < len; i++) {
+        if (t[i] >= 0x20 && t[i] < 0x7f && t[i] != '"' && t[i] != '\\')
+            out[k++] = (char)t[i];
+        else
+            k += (size_t)snprintf(out + k, len - k, "\\x%02x", t[i]);
+    }
+    snprintf(out + k, len - k, "%s\"", i < n ? "..." : "");
+    return out;
 }
 
 int dlg_store_load_room(dlg_store *s, const char *room, dlg_hroom *hr, uint64_t now_ms,
@@ -275,7 +437,7 @@ int dlg_store_load_room(dlg_store *s, const char *room, dlg_hroom *hr, uint64_t 
     sqlite3 *db = s->db;
     sqlite3_stmt *st = NULL;
     uint64_t ep = 0, sq = 0;
-    size_t n = 0, bad = 0;
+    size_t n = 0, bad = 0, unplaced = 0;
     int rc = sqlite3_prepare_v2(db, "SELECT epoch, seq FROM rooms WHERE room = ?", -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto fail;
@@ -292,48 +454,68 @@ int dlg_store_load_room(dlg_store *s, const char *room, dlg_hroom *hr, uint64_t 
      * disk: only a new epoch tells those clients so. */
     if (ep == 0 || !s->was_clean)
         ep = dlg_history_random_epoch();
-    rc = sqlite3_prepare_v2(db, "SELECT seq, event, ts_ms, epoch, body FROM events"
+    rc = sqlite3_prepare_v2(db, "SELECT seq, event, ts_ms, epoch, body, crc FROM events"
                             " WHERE room = ? ORDER BY seq", -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto fail;
     sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t rseq = (uint64_t)sqlite3_column_int64(st, 0);
-        const char *ev = (const char *)sqlite3_column_text(st, 1);
-        uint64_t ts = (uint64_t)sqlite3_column_int64(st, 2);
-        uint64_t rep = (uint64_t)sqlite3_column_int64(st, 3);
-        const uint8_t *body = sqlite3_column_blob(st, 4);
-        size_t blen = (size_t)sqlite3_column_bytes(st, 4);
-        if (rseq > sq)
-            sq = rseq;
-        dlg_buf *b = NULL;
-        if (rep != ep) {
-            b = restamp(body, blen, ep);
-        } else if ((b = dlg_buf_new(blen)) != NULL) {
-            memcpy(b->data, body, blen);
-        }
-        if (b == NULL || ev == NULL) {
-            /* An undecodable row is a dropped event, not a reason to stop. */
+        row w;
+        read_row(st, &w);
+        /* Damaged or not, a seq was used: the room must not give it again. */
+        if (w.seq > sq)
+            sq = w.seq;
+        Dialogue__V1__Event *e = NULL;
+        const char *why = check_row(st, &w, room, &e);
+        if (why) {
+            /* Never served, never silently dropped: the event's place
+             * becomes a gap that answers complete=false. */
             bad++;
-            if (ev)
-                dlg_hroom_note_evicted(hr, ev, rseq);
-            dlg_buf_unref(b);
+            char a[96], b[96];
+            const char *gap;
+            if (w.seq && w.event) {
+                gap = "a request covering it gets complete=false";
+                if (dlg_hroom_note_damaged(hr, w.event, w.seq, w.ts_ms, now_ms) != 0)
+                    goto nomem;
+            } else if (w.seq) {
+                gap = "its event type is unknown: a request of any type reaching back to "
+                      "this seq gets complete=false";
+                if (dlg_hroom_note_damaged(hr, NULL, w.seq, w.ts_ms, now_ms) != 0)
+                    goto nomem;
+            } else {
+                gap = "its place is unknown: a request reaching back to the room's seq at "
+                      "this start gets complete=false";
+                unplaced++;
+            }
+            if (bad <= BAD_ROWS_LOGGED)
+                dlg_log_error(s->log, "store %s: room %s: stored event seq %s (event %s) is "
+                              "damaged: %s; not served: %s", s->path, room,
+                              show(st, 0, w.seq_type, a, sizeof(a)),
+                              show(st, 1, w.event_type, b, sizeof(b)), why, gap);
             continue;
         }
-        int kept = dlg_hroom_append(hr, ev, rseq, ts, b, 0, (uint32_t)b->len, now_ms, NULL);
-        dlg_buf_unref(b);
-        if (kept < 0) {
-            sqlite3_finalize(st);
-            snprintf(err, errlen, "store %s: room %s: out of memory loading history", s->path,
-                     room);
-            return DLG_ENOMEM;
+        dlg_buf *buf = NULL;
+        if (w.epoch != ep) {
+            buf = restamp(e, ep);
+        } else if ((buf = dlg_buf_new(w.len)) != NULL) {
+            memcpy(buf->data, w.body, w.len);
         }
+        dialogue__v1__event__free_unpacked(e, NULL);
+        if (buf == NULL)
+            goto nomem;
+        int kept = dlg_hroom_append(hr, w.event, w.seq, w.ts_ms, buf, 0, (uint32_t)buf->len,
+                                    now_ms, NULL);
+        dlg_buf_unref(buf);
+        if (kept < 0)
+            goto nomem;
         n += kept == 1;
     }
     if (rc != SQLITE_DONE)
         goto fail;
     sqlite3_finalize(st);
     st = NULL;
+    if (unplaced && dlg_hroom_note_damaged(hr, NULL, sq, 0, now_ms) != 0)
+        goto nomem;
     rc = sqlite3_prepare_v2(db, "SELECT event, seq FROM evicted WHERE room = ?", -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto fail;
@@ -354,15 +536,25 @@ int dlg_store_load_room(dlg_store *s, const char *room, dlg_hroom *hr, uint64_t 
     if (sqlite3_step(st) != SQLITE_DONE)
         goto fail;
     sqlite3_finalize(st);
-    if (bad)
-        dlg_log_warn(s->log, "store %s: room %s: %zu stored event(s) could not be decoded and "
-                     "were skipped", s->path, room, bad);
+    if (bad) {
+        char where[128] = "";
+        if (unplaced)
+            snprintf(where, sizeof(where), "; %zu of no known place: every request reaching "
+                     "back to seq %llu does", unplaced, (unsigned long long)sq);
+        dlg_log_error(s->log, "store %s: room %s: %zu damaged stored event(s)%s, not served: "
+                      "requests covering them get complete=false%s", s->path, room, bad,
+                      bad > BAD_ROWS_LOGGED ? " (the first ones listed above)" : "", where);
+    }
     dlg_log_info(s->log, "store %s: room %s: %zu event(s) loaded, seq %llu, epoch %llu (%s)",
                  s->path, room, n, (unsigned long long)sq, (unsigned long long)ep,
                  s->was_clean ? "clean stop" : "new epoch: new store or unclean stop");
     *epoch = ep;
     *seq = sq;
     return 0;
+nomem:
+    sqlite3_finalize(st);
+    snprintf(err, errlen, "store %s: room %s: out of memory loading history", s->path, room);
+    return DLG_ENOMEM;
 fail: {
         char why[256];
         db_err(db, why, sizeof(why));
@@ -393,6 +585,8 @@ static int write_batch(dlg_store *s, const qitem *v, size_t n) {
         sqlite3_bind_int64(s->ins, 4, (int64_t)it->ts_ms);
         sqlite3_bind_int64(s->ins, 5, (int64_t)it->epoch);
         sqlite3_bind_blob(s->ins, 6, it->buf->data + it->off, (int)it->len, SQLITE_STATIC);
+        /* Taken here, off the loop thread, from the very bytes written. */
+        sqlite3_bind_int64(s->ins, 7, dlg_crc32c(0, it->buf->data + it->off, it->len));
         rc = step_reset(s->ins);
     }
     /* The newest item of a type carries the ring's highest drop: prune

@@ -52,10 +52,13 @@ typedef struct dlg_store_stats {
 /* Opens (creating if needed) the database at path in WAL mode and checks
  * it (quick_check). A file that is not a database or is corrupt is renamed
  * to "<path>.corrupt-<unix time>-<pid>" (with its -wal), logged as an error, and
- * a new one is started: every room then gets a new epoch. sync is a
+ * a new one is started: every room then gets a new epoch. A file of schema
+ * version 1 (no checksums) is migrated to version 2 in one transaction,
+ * every stored event getting the CRC-32C of its body (logged). sync is a
  * DLG_STORE_SYNC_* value (ack: synchronous=FULL, batch: NORMAL). log must
  * outlive the store. Returns 0 or DLG_EIO with err naming path and cause
- * (directory missing, not writable, locked by another process); *out is
+ * (directory missing, not writable, locked by another process, a schema
+ * version newer than this code's: that file is left as it is); *out is
  * owned by the caller (dlg_store_free). */
 int dlg_store_open(const char *path, int sync, const dlg_log *log, dlg_store **out,
                    char *err, size_t errlen);
@@ -63,10 +66,13 @@ int dlg_store_open(const char *path, int sync, const dlg_log *log, dlg_store **o
 /* Loads room's state (before dlg_store_start, loop thread): *epoch is the
  * stored epoch after a clean stop, else a new random one (first start, or
  * the last run crashed / lost writes: it may have delivered events it never
- * stored); *seq continues from the highest seq used; kept events are
+ * stored); *seq continues from the highest valid seq used; kept events are
  * appended to hr (re-stamped with the new epoch when it changed) and dropped
- * ranges noted. Returns 0 or DLG_EIO / DLG_ENOMEM with err naming room and
- * cause. */
+ * ranges noted. Every row is checked first (seq, event name, a non-empty
+ * body matching its checksum and its own columns): a damaged one is logged
+ * with its seq, never appended, and noted in hr as a gap
+ * (dlg_hroom_note_damaged); the row is left as it is. Returns 0 or DLG_EIO /
+ * DLG_ENOMEM with err naming room and cause. */
 int dlg_store_load_room(dlg_store *st, const char *room, dlg_hroom *hr, uint64_t now_ms,
                         uint64_t *epoch, uint64_t *seq, char *err, size_t errlen);
 

@@ -100,7 +100,8 @@ static int find_gap(const dlg__room *rm, const Dialogue__V1__HistoryBatch *b, dl
     else
         snprintf(reason, len,
                  "room %s: some events after seq %" PRIu64 " are no longer kept (history "
-                 "limit or age, or too many for one frame); the %zu still kept follow",
+                 "limit or age, damaged in the server's store, or too many for one frame); "
+                 "the %zu still kept follow",
                  rm->room, pos, b->n_events);
     return 1;
 }

@@ -464,9 +464,10 @@ typedef struct dlg_history_reply {
     const char *room;
     const dlg_event *events;
     size_t n_events;
-    /* 0 when an event in the asked range is no longer kept (limit, max age)
-     * or the reply was cut at the server's max_frame. Stopping at limit is
-     * paging, not loss: complete stays 1. */
+    /* 0 when an event in the asked range is no longer kept (limit, max age),
+     * is damaged in the server's store (never served), or the reply was cut
+     * at the server's max_frame. Stopping at limit is paging, not loss:
+     * complete stays 1. */
     int complete;
     uint64_t epoch;       /* the room's current epoch */
 } dlg_history_reply;
