@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dlg_err.h"
+#include "dlg_utf8.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4,
        WT_I32 = 5 };
@@ -988,43 +989,6 @@ static json_t *scalar_json(const dlg_schema_field *f, uint64_t raw) {
     }
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF),
- * as protobuf requires of string fields. */
-static int utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        size_t extra;
-        uint32_t cp;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if (b >= 0xc2 && b <= 0xdf) {
-            extra = 1;
-            cp = b & 0x1f;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            extra = 2;
-            cp = b & 0x0f;
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            extra = 3;
-            cp = b & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i <= extra)
-            return 0;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            return 0;
-        i += extra + 1;
-    }
-    return 1;
-}
 
 static int dec_message(ctx_t *c, const dlg_schema_msg *m, rd_t r, json_t *obj,
                        int depth);
@@ -1041,7 +1005,7 @@ static int dec_value(ctx_t *c, const dlg_schema_field *f, int wt, rd_t *r,
     case DLG_FT_STRING:
         if ((rc = rd_len(c, r, &sub)))
             return rc;
-        if (!utf8_valid(sub.p, (size_t)(sub.end - sub.p)))
+        if (!dlg_utf8_valid(sub.p, (size_t)(sub.end - sub.p)))
             return fail(c, DLG_EINVAL, "string is not valid UTF-8");
         j = json_stringn_nocheck((const char *)sub.p, (size_t)(sub.end - sub.p));
         break;

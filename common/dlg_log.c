@@ -1,10 +1,14 @@
 /* dlg_log.c: leveled logging (see dlg_log.h). */
 #include "dlg_log.h"
 
+#include <stdint.h>
+
 #include <stdarg.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+
+#include "dlg_utf8.h"
 
 int dlg_log_level_parse(const char *s) {
     static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -14,43 +18,11 @@ int dlg_log_level_parse(const char *s) {
     return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left) and its code
- * point in *cp, or 0 when s does not start one (overlong forms and
- * surrogates included). */
-static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, c &= 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, c &= 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, c &= 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 /* Code points that must not reach a log as they are: C0 and C1 controls
  * (a newline forges a line, an escape sequence rewrites a terminal), the
  * Unicode line and paragraph separators, and the bidirectional overrides
  * and isolates (they reorder what a reader sees). */
-static int unsafe_cp(unsigned cp) {
+static int unsafe_cp(uint32_t cp) {
     return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
@@ -64,8 +36,8 @@ size_t dlg_log_escape(const char *in, char *out, size_t cap) {
     /* Each step writes a whole character or escape, or stops: output
      * never ends in half of one. */
     for (size_t i = 0; i < n;) {
-        unsigned cp = 0;
-        size_t len = utf8_seq(s + i, n - i, &cp);
+        uint32_t cp = 0;
+        size_t len = dlg_utf8_seq(s + i, n - i, &cp);
         if (s[i] == '\\') {
             if (o + 2 >= cap)
                 break;

@@ -14,6 +14,7 @@
 
 #include "dialogue/v1/options.pb-c.h"
 #include "dlg_err.h"
+#include "dlg_utf8.h"
 #include "google/protobuf/descriptor.pb-c.h"
 
 #define EXT_EVENT 50000u        /* MessageOptions extension in options.proto */
@@ -1242,43 +1243,6 @@ static int check_scalar(vctx *c, const dlg_schema_field *f, uint64_t raw, int nf
     return 0;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF. */
-static int utf8_valid(const uint8_t *p, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = p[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint8_t lo = 0x80, hi = 0xbf;   /* range of the second byte */
-        if (b >= 0xc2 && b <= 0xdf)
-            need = 1;
-        else if (b >= 0xe0 && b <= 0xef) {
-            need = 2;
-            if (b == 0xe0)
-                lo = 0xa0;              /* else overlong */
-            else if (b == 0xed)
-                hi = 0x9f;              /* else a surrogate */
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            need = 3;
-            if (b == 0xf0)
-                lo = 0x90;              /* else overlong */
-            else if (b == 0xf4)
-                hi = 0x8f;              /* else above U+10FFFF */
-        } else
-            return 0;
-        if (n - i - 1 < need || p[i + 1] < lo || p[i + 1] > hi)
-            return 0;
-        for (size_t k = 2; k <= need; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-        i += need + 1;
-    }
-    return 1;
-}
 
 static int walk_msg(vctx *c, const dlg_schema_msg *m, const uint8_t *p,
                     const uint8_t *end, int depth);
@@ -1297,7 +1261,7 @@ static int check_ld(vctx *c, const dlg_schema_field *f, const uint8_t *p, size_t
             return fail(c, nf, "length %zu is below min_len %u", len, f->min_len);
         if (f->has_max_len && len > f->max_len)
             return fail(c, nf, "length %zu is above max_len %u", len, f->max_len);
-        if (f->type == DLG_FT_STRING && !utf8_valid(p, len))
+        if (f->type == DLG_FT_STRING && !dlg_utf8_valid(p, len))
             return fail(c, nf, "invalid UTF-8");
         return 0;
     case DLG_FT_MESSAGE:

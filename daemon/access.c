@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dlg_frame.h"
+
 #include "auth.h"
 #include "hooks.h"
 
@@ -83,4 +85,31 @@ void dlg_access_hooks(dlg_hooks *h) {
     memset(h, 0, sizeof(*h));
     h->before_join = hook_before_join;
     h->before_each = hook_before_each;
+}
+
+size_t dlg_access_recheck(dlg_server *srv, const char *reason) {
+    size_t cut = 0;
+    for (size_t i = 0; i < srv->rooms->n; i++) {
+        dlg_room *r = srv->rooms->v[i];
+        /* Backwards: a leave moves the last member into the hole. */
+        for (size_t k = r->members.n; k-- > 0;) {
+            dlg_conn *c = r->members.v[k]->conn;
+            char why[256] = "";
+            if (dlg_hooks_before_join(srv, c, r->id, why, sizeof(why)) == 0)
+                continue;
+            Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
+            left.room = r->id;
+            left.reason = (char *)reason;
+            Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+            f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_LEFT;
+            f.left = &left;
+            dlg_conn_send_frame(c, &f);
+            dlg_log_info(&srv->log, "conn %s (%s): removed from room %s: %s (%s)", c->client_id,
+                         c->peer, r->id, reason, why);
+            dlg_hooks_left(srv, c, r->id, reason);
+            dlg_room_leave(r, c);
+            cut++;
+        }
+    }
+    return cut;
 }

@@ -24,4 +24,11 @@ int dlg_access_may_create(const dlg_server *srv, const dlg_conn *c);
  * configured role. Rooms from the config file are never deleted by clients. */
 int dlg_access_may_delete(const dlg_server *srv, const dlg_room *r, const dlg_conn *c);
 
+/* After the rules changed (a reload): asks every hook table again whether
+ * each member may still be in its room (dlg_hooks_before_join), and takes
+ * out those that may not: Left{room, reason} is queued to them (request id
+ * 0), on_left hooks run, and the membership goes, so no event, history or
+ * member list reaches them any more. Returns how many memberships ended. */
+size_t dlg_access_recheck(dlg_server *srv, const char *reason);
+
 #endif

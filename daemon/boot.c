@@ -92,20 +92,22 @@ int dlg_boot_room_rules(dlg_room *r, const dlg_config_room *cr, char *err, size_
                 goto oom;
         }
     }
-    /* Delivery policy lives on the event's subscriber slot. */
+    /* Delivery policy lives on the event's subscriber slot; a "*" rule
+     * also covers slots made later (events of a "*" room). */
+    r->default_delivery = DLG_DELIVERY_STREAM;
+    for (size_t i = 0; i < cr->n_delivery; i++)
+        if (strcmp(cr->delivery[i].event, "*") == 0)
+            r->default_delivery = cr->delivery[i].policy;
     for (size_t k = 0; k < r->n_slots; k++)
-        r->slots[k]->delivery = DLG_DELIVERY_STREAM;
-    for (size_t i = 0; i < cr->n_delivery; i++) {
-        const dlg_config_delivery *d = &cr->delivery[i];
-        for (size_t k = 0; k < r->n_slots; k++)
-            if (strcmp(d->event, "*") == 0 || strcmp(d->event, r->slots[k]->name) == 0)
-                r->slots[k]->delivery = d->policy;
-    }
+        r->slots[k]->delivery = r->default_delivery;
     for (size_t i = 0; i < cr->n_delivery; i++) /* exact names win over "*" */
         if (strcmp(cr->delivery[i].event, "*") != 0) {
-            dlg_evslot *s = dlg_room_slot(r, cr->delivery[i].event);
-            if (s)
-                s->delivery = cr->delivery[i].policy;
+            /* A name the room does not list yet ("*" rooms) gets its slot
+             * now, so the rule is there when its first subscriber comes. */
+            dlg_evslot *s = dlg_room_slot_make(r, cr->delivery[i].event);
+            if (s == NULL)
+                goto oom;
+            s->delivery = cr->delivery[i].policy;
         }
     return 0;
 oom:
@@ -140,6 +142,8 @@ void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
     o->max_rooms_per_conn = cfg->limits.max_rooms_per_connection;
     o->room_ops_per_sec = cfg->limits.room_ops_per_second;
     o->room_ops_burst = cfg->limits.room_ops_burst;
+    o->max_subscriptions = cfg->limits.max_subscriptions;
+    o->max_room_events = cfg->limits.max_room_events;
     o->allow_anonymous = cfg->auth.anonymous;
 }
 

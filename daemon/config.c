@@ -188,6 +188,8 @@ static int fill_defaults(dlg_config *c) {
         .max_rooms_per_connection = 128,
         .room_ops_per_second = 50,
         .room_ops_burst = 500,
+        .max_subscriptions = 1024,
+        .max_room_events = 10000,
     };
     c->auth.jwt.leeway_seconds = 30;
     c->auth.jwt.roles_claim = strdup("role");
@@ -792,6 +794,8 @@ static int load_limits(loader *x, const node *m) {
         {"room_ops_per_second", offsetof(dlg_config_limits, room_ops_per_second), false, 0,
          1000000},
         {"room_ops_burst", offsetof(dlg_config_limits, room_ops_burst), false, 0, 1000000},
+        {"max_subscriptions", offsetof(dlg_config_limits, max_subscriptions), false, 1, 1000000},
+        {"max_room_events", offsetof(dlg_config_limits, max_room_events), false, 1, 1000000},
     };
     enum { NTAB = sizeof(tab) / sizeof(tab[0]) };
     const char *keys[NTAB + 1];

@@ -88,6 +88,9 @@ typedef struct dlg_config_limits {
     uint32_t room_ops_per_second;   /* [50] Join/Leave/CreateRoom/DeleteRoom per
                                        identity; 0 = unlimited */
     uint32_t room_ops_burst;        /* [500]; 0 = room_ops_per_second */
+    uint32_t max_subscriptions;     /* [1024] event names one member may subscribe to */
+    uint32_t max_room_events;       /* [10000] distinct event names subscribed in
+                                       one room that accepts any event */
 } dlg_config_limits;
 
 /* auth.jwt.keys[]: one key a token may be signed with. */

@@ -326,9 +326,14 @@ void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
     dlg_log_debug(&c->srv->log, "conn %s (%s): request %llu refused: %s: %s",
                   c->client_id, c->peer, (unsigned long long)request_id,
                   dlg_status_name(status), msg);
+    /* Messages quote what the client sent, cut to a length that may split
+     * a character: escaped, so the frame stays valid UTF-8 for strict
+     * decoders and holds no control characters. */
+    char safe[4 * sizeof(msg)];
+    dlg_log_escape(msg, safe, sizeof(safe));
     Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
     e.code = (Dialogue__V1__Status)status;
-    e.message = msg;
+    e.message = safe;
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.request_id = request_id;
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;

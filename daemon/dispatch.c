@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "dlg_err.h"
+#include "dlg_pbcheck.h"
 #include "fanout.h"
 #include "history.h"
 #include "hooks.h"
@@ -278,8 +279,25 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
         return;
     }
     const char *bad = NULL;
+    const dlg_server_opts *o = &c->srv->opts;
+    int room_full = 0;
     int rc = unsub ? dlg_room_unsubscribe(m, events, n, all, &bad)
-                   : dlg_room_subscribe(m, events, n, all, &bad);
+                   : dlg_room_subscribe(m, events, n, all, o->max_subscriptions,
+                                        o->max_room_events, &bad, &room_full);
+    if (rc == DLG_EFULL) {
+        if (!room_full)
+            dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                                "room %s: at most %u event names per member "
+                                "(limits.max_subscriptions); %zu held, \"%.64s\" is one too many "
+                                "(or subscribe to all)", r->id, o->max_subscriptions,
+                                dlg_member_subscriptions(m), bad);
+        else
+            dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+                                "room %s: at most %u distinct event names may be subscribed "
+                                "(limits.max_room_events); \"%.64s\" would be one more",
+                                r->id, o->max_room_events, bad);
+        return;
+    }
     if (rc == DLG_ENOTFOUND) {
         dlg_conn_send_error(c, rid, ST(NOT_FOUND), "room %s has no event %.64s", r->id, bad);
         return;
@@ -558,6 +576,18 @@ int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     }
     int stop = 0;
     uint64_t rid = f->request_id;
+    /* protobuf-c neither checks UTF-8 nor keeps a string's length: a NUL
+     * would cut a name short ("secret\0junk" read as "secret"). */
+    char why[160];
+    if (dlg_pb_check_strings(&dialogue__v1__client_frame__descriptor, body, len, why,
+                             sizeof(why)) != 0) {
+        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "%s", why);
+        if (c->state != DLG_CONN_READY) {
+            dlg_conn_close_after_flush(c, "bad string before Welcome");
+            stop = 1;
+        }
+        goto out;
+    }
     if (c->state != DLG_CONN_READY) {
         if (f->msg_case != CF(HELLO)) {
             dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "expected Hello first, got %s",

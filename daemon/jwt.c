@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "dlg_err.h"
+#include "dlg_utf8.h"
 
 /* A PEM public key or certificate is a few KiB; anything far larger is not
  * what the operator meant to point at. */
@@ -169,43 +170,6 @@ static char *b64url_encode(const uint8_t *in, size_t n) {
 
 /* ---- names (sub, roles, kid) --------------------------------------------- */
 
-static bool utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        size_t extra;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (extra > n - i - 1)
-            return false;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        static const uint32_t min_cp[] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += extra + 1;
-    }
-    return true;
-}
-
 /* A user id or role: 1..255 bytes of UTF-8 without control characters,
  * because it ends up in logs, in access checks and on the wire. */
 static bool name_ok(const char *s) {
@@ -217,7 +181,7 @@ static bool name_ok(const char *s) {
         if (c < 0x20 || c == 0x7f)
             return false;
     }
-    return utf8_valid(s, n);
+    return dlg_utf8_valid(s, n);
 }
 
 static bool role_ok(const char *s) {
@@ -1125,8 +1089,8 @@ int dlg_jwt_sign_hs256(const uint8_t *secret, size_t len, const char *kid, const
     for (size_t i = 0; i < n_roles; i++)
         if (!roles[i] || !role_ok(roles[i]))
             return DLG_EINVAL;
-    if ((aud && aud[0] && !utf8_valid(aud, strlen(aud))) ||
-        (iss && iss[0] && !utf8_valid(iss, strlen(iss))))
+    if ((aud && aud[0] && !dlg_utf8_valid(aud, strlen(aud))) ||
+        (iss && iss[0] && !dlg_utf8_valid(iss, strlen(iss))))
         return DLG_EINVAL;
 
     int rc = DLG_ENOMEM;

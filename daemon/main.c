@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "boot.h"
 #include "config.h"
 #include "dlg_err.h"
@@ -113,7 +114,11 @@ static void on_reload(dlg_server *srv, void *ud) {
         if (e != 0)
             dlg_log_error(&srv->log, "SIGHUP: room %s: %s", cr->id, err);
     }
-    dlg_log_info(&srv->log, "SIGHUP: reloaded %s (%zu rooms)", rc->path, cfg->n_rooms);
+    /* A role a room's join rule no longer names ends the memberships it
+     * gave: no more events, history or member lists for them. */
+    size_t cut = dlg_access_recheck(srv, "access revoked by a configuration reload");
+    dlg_log_info(&srv->log, "SIGHUP: reloaded %s (%zu rooms; %zu membership(s) ended)", rc->path,
+                 cfg->n_rooms, cut);
 }
 
 static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *out) {

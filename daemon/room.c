@@ -11,35 +11,103 @@
 #include "dlg_sorted.h"
 #include "history.h"
 
-static int plist_add(dlg_plist *l, dlg_member *m) {
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 8;
-        dlg_member **nv = realloc(l->v, nc * sizeof(*nv));
+static int plist_grow(dlg_plist *l) {
+    if (l->n < l->cap)
+        return 0;
+    size_t nc = l->cap ? l->cap * 2 : 8;
+    dlg_member **nv = realloc(l->v, nc * sizeof(*nv));
+    if (nv == NULL)
+        return DLG_ENOMEM;
+    l->v = nv;
+    l->cap = nc;
+    return 0;
+}
+
+/* ---- a member's subscriptions: sorted by slot address ------------------ */
+
+/* Index of slot in m->subs, or where it would go (*found = 0). */
+static size_t msub_pos(const dlg_member *m, const dlg_evslot *slot, int *found) {
+    size_t lo = 0, hi = m->n_subs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->subs[mid].slot < slot)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < m->n_subs && m->subs[lo].slot == slot;
+    return lo;
+}
+
+static dlg_msub *msub_find(const dlg_member *m, const dlg_evslot *slot) {
+    int found;
+    size_t i = msub_pos(m, slot, &found);
+    return found ? &m->subs[i] : NULL;
+}
+
+/* Adds m to slot's subscribers (and slot to m's list). m must not be
+ * there yet. 0 or DLG_ENOMEM (nothing changed). */
+static int slot_sub_add(dlg_evslot *slot, dlg_member *m) {
+    if (plist_grow(&slot->subs) != 0)
+        return DLG_ENOMEM;
+    if (m->n_subs == m->cap_subs) {
+        size_t nc = m->cap_subs ? m->cap_subs * 2 : 4;
+        dlg_msub *nv = realloc(m->subs, nc * sizeof(*nv));
         if (nv == NULL)
             return DLG_ENOMEM;
-        l->v = nv;
-        l->cap = nc;
+        m->subs = nv;
+        m->cap_subs = nc;
     }
+    int found;
+    size_t i = msub_pos(m, slot, &found);
+    memmove(m->subs + i + 1, m->subs + i, (m->n_subs - i) * sizeof(*m->subs));
+    m->subs[i] = (dlg_msub){.slot = slot, .pos = slot->subs.n};
+    m->n_subs++;
+    slot->subs.v[slot->subs.n++] = m;
+    return 0;
+}
+
+/* Takes m out of sub->slot's subscribers in O(log n): the last subscriber
+ * moves into its place (recipients are independent, so order does not
+ * matter) and learns its new position. m's own list is left to the caller. */
+static void slot_sub_cut(dlg_member *m, const dlg_msub *sub) {
+    dlg_plist *l = &sub->slot->subs;
+    dlg_member *last = l->v[--l->n];
+    if (last != m) {
+        l->v[sub->pos] = last;
+        msub_find(last, sub->slot)->pos = sub->pos;
+    }
+}
+
+static void slot_sub_del(dlg_member *m, dlg_evslot *slot) {
+    int found;
+    size_t i = msub_pos(m, slot, &found);
+    if (!found)
+        return;
+    slot_sub_cut(m, &m->subs[i]);
+    memmove(m->subs + i, m->subs + i + 1, (m->n_subs - i - 1) * sizeof(*m->subs));
+    m->n_subs--;
+}
+
+/* room->members and room->all_subs keep each member's index in it. */
+static int list_add(dlg_plist *l, dlg_member *m, size_t *pos) {
+    if (plist_grow(l) != 0)
+        return DLG_ENOMEM;
+    *pos = l->n;
     l->v[l->n++] = m;
     return 0;
 }
 
-/* Order is not kept: recipients are independent of each other. */
-static int plist_del(dlg_plist *l, const dlg_member *m) {
-    for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i] == m) {
-            l->v[i] = l->v[--l->n];
-            return 1;
-        }
-    }
-    return 0;
+static void members_del(dlg_room *r, dlg_member *m) {
+    dlg_member *last = r->members.v[--r->members.n];
+    r->members.v[m->pos_members] = last;
+    last->pos_members = m->pos_members;
 }
 
-static int plist_has(const dlg_plist *l, const dlg_member *m) {
-    for (size_t i = 0; i < l->n; i++)
-        if (l->v[i] == m)
-            return 1;
-    return 0;
+static void all_del(dlg_room *r, dlg_member *m) {
+    dlg_member *last = r->all_subs.v[--r->all_subs.n];
+    r->all_subs.v[m->pos_all] = last;
+    last->pos_all = m->pos_all;
 }
 
 const char *dlg_name_check(const char *name) {
@@ -88,8 +156,11 @@ static void room_free(dlg_room *r) {
         free(r->slots[i]);
     }
     free(r->slots);
-    for (size_t i = 0; i < r->members.n; i++)
+    free(r->by_name);
+    for (size_t i = 0; i < r->members.n; i++) {
+        free(r->members.v[i]->subs);
         free(r->members.v[i]);
+    }
     free(r->members.v);
     free(r->all_subs.v);
     free(r);
@@ -119,6 +190,11 @@ dlg_room *dlg_rooms_find(const dlg_rooms *rs, const char *id) {
     return found ? rs->v[i] : NULL;
 }
 
+static const char *slot_key(const void *elem) {
+    return (*(dlg_evslot *const *)elem)->name;
+}
+
+/* Adds the slot for name (which has none yet): NULL when out of memory. */
 static dlg_evslot *slot_add(dlg_room *r, const char *name) {
     if (r->n_slots == r->cap_slots) {
         size_t nc = r->cap_slots ? r->cap_slots * 2 : 4;
@@ -126,6 +202,10 @@ static dlg_evslot *slot_add(dlg_room *r, const char *name) {
         if (ns == NULL)
             return NULL;
         r->slots = ns;
+        dlg_evslot **nb = realloc(r->by_name, nc * sizeof(*nb));
+        if (nb == NULL)
+            return NULL; /* slots grew: harmless, cap_slots still says the smaller */
+        r->by_name = nb;
         r->cap_slots = nc;
     }
     dlg_evslot *s = calloc(1, sizeof(*s));
@@ -135,15 +215,27 @@ static dlg_evslot *slot_add(dlg_room *r, const char *name) {
         free(s);
         return NULL;
     }
+    s->delivery = r->default_delivery;
+    s->ord = (uint32_t)r->n_slots;
+    int found;
+    size_t pos = dlg_sorted_pos(r->by_name, r->n_slots, sizeof(*r->by_name), slot_key, name,
+                                &found);
+    memmove(r->by_name + pos + 1, r->by_name + pos, (r->n_slots - pos) * sizeof(*r->by_name));
+    r->by_name[pos] = s;
     r->slots[r->n_slots++] = s;
     return s;
 }
 
 dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event) {
-    for (size_t i = 0; i < r->n_slots; i++)
-        if (strcmp(r->slots[i]->name, event) == 0)
-            return r->slots[i];
-    return NULL;
+    int found;
+    size_t i = dlg_sorted_pos(r->by_name, r->n_slots, sizeof(*r->by_name), slot_key, event,
+                              &found);
+    return found ? r->by_name[i] : NULL;
+}
+
+dlg_evslot *dlg_room_slot_make(dlg_room *r, const char *event) {
+    dlg_evslot *s = dlg_room_slot(r, event);
+    return s ? s : slot_add(r, event);
 }
 
 int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_room **out,
@@ -262,12 +354,12 @@ dlg_member *dlg_room_member(const dlg_room *r, const dlg_conn *c) {
 }
 
 static void unsubscribe_everything(dlg_member *m) {
-    dlg_room *r = m->room;
     if (m->all)
-        plist_del(&r->all_subs, m);
+        all_del(m->room, m);
     m->all = 0;
-    for (size_t i = 0; i < r->n_slots; i++)
-        plist_del(&r->slots[i]->subs, m);
+    for (size_t i = 0; i < m->n_subs; i++)
+        slot_sub_cut(m, &m->subs[i]);
+    m->n_subs = 0;
 }
 
 int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
@@ -288,13 +380,16 @@ int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
         return DLG_ENOMEM;
     m->conn = c;
     m->room = r;
-    if (plist_add(&r->members, m) != 0) {
+    if (list_add(&r->members, m, &m->pos_members) != 0) {
         free(m);
         return DLG_ENOMEM;
     }
     c->members[c->n_members++] = m;
     const char *bad = NULL;
-    int rc = dlg_room_subscribe(m, r->default_subs, r->n_default_subs, r->default_all, &bad);
+    int room_full = 0;
+    /* The room's own defaults: no per-member cap applies to them. */
+    int rc = dlg_room_subscribe(m, r->default_subs, r->n_default_subs, r->default_all, 0, 0,
+                                &bad, &room_full);
     if (rc != 0) {
         dlg_room_leave(r, c);
         return rc;
@@ -311,30 +406,40 @@ int dlg_room_leave(dlg_room *r, dlg_conn *c) {
     if (m == NULL)
         return DLG_ENOTFOUND;
     unsubscribe_everything(m);
-    plist_del(&r->members, m);
+    members_del(r, m);
     for (size_t i = 0; i < c->n_members; i++) {
         if (c->members[i] == m) {
             c->members[i] = c->members[--c->n_members];
             break;
         }
     }
+    free(m->subs);
     free(m);
     if (r->members.n == 0) /* last local member gone: drop the interest */
         dlg_bus_room_changed(c->srv->bus, r);
     return 0;
 }
 
-int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all,
-                       const char **bad) {
+size_t dlg_member_subscriptions(const dlg_member *m) {
+    return m->n_subs;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all, size_t max_subs,
+                       size_t max_room_events, const char **bad, int *room_full) {
     dlg_room *r = m->room;
     if (all) {
         if (m->all)
             return 0;
         /* An all-subscriber lives only in all_subs, so fan-out never sends
          * it the same event twice. */
-        unsubscribe_everything(m);
-        if (plist_add(&r->all_subs, m) != 0)
+        if (plist_grow(&r->all_subs) != 0)
             return DLG_ENOMEM;
+        unsubscribe_everything(m);
+        list_add(&r->all_subs, m, &m->pos_all); /* cannot fail: grown above */
         m->all = 1;
         return 0;
     }
@@ -348,16 +453,63 @@ int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all,
             return DLG_EINVAL;
         }
     }
-    if (m->all)
+    if (m->all || n == 0)
         return 0; /* already receives everything */
+    /* Sorted, so a name given twice counts once below. */
+    char **v = malloc(n * sizeof(*v));
+    if (v == NULL)
+        return DLG_ENOMEM;
+    memcpy(v, events, n * sizeof(*v));
+    qsort(v, n, sizeof(*v), cmp_str);
+    /* The caps first: all or nothing. */
+    size_t new_subs = 0, new_slots = 0;
     for (size_t i = 0; i < n; i++) {
-        dlg_evslot *s = dlg_room_slot(r, events[i]);
-        if (s == NULL && (s = slot_add(r, events[i])) == NULL)
-            return DLG_ENOMEM;
-        if (!plist_has(&s->subs, m) && plist_add(&s->subs, m) != 0)
-            return DLG_ENOMEM;
+        if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
+            continue;
+        dlg_evslot *s = dlg_room_slot(r, v[i]);
+        new_slots += s == NULL;
+        if (s == NULL || msub_find(m, s) == NULL) {
+            new_subs++;
+            int over_room = max_room_events && r->n_slots + new_slots > max_room_events;
+            if (over_room || (max_subs && m->n_subs + new_subs > max_subs)) {
+                *bad = v[i];
+                *room_full = over_room;
+                free(v);
+                return DLG_EFULL;
+            }
+        }
     }
-    return 0;
+    int rc = 0;
+    size_t n_before = m->n_subs;
+    dlg_msub *before = n_before ? malloc(n_before * sizeof(*before)) : NULL;
+    if (n_before && before == NULL) {
+        free(v);
+        return DLG_ENOMEM;
+    }
+    if (before)
+        memcpy(before, m->subs, n_before * sizeof(*before));
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        dlg_evslot *s = dlg_room_slot(r, v[i]);
+        if (s == NULL && (s = slot_add(r, v[i])) == NULL)
+            rc = DLG_ENOMEM;
+        else if (msub_find(m, s) == NULL)
+            rc = slot_sub_add(s, m);
+    }
+    if (rc != 0) {
+        /* Out of memory half way: take back what this call added (new
+         * slots stay, empty, as any slot may). */
+        for (size_t i = 0; i < n; i++) {
+            dlg_evslot *s = dlg_room_slot(r, v[i]);
+            int had = 0;
+            for (size_t k = 0; s && k < n_before && !had; k++)
+                had = before[k].slot == s;
+            if (s && !had)
+                slot_sub_del(m, s);
+        }
+    }
+    free(before);
+    free(v);
+    return rc;
 }
 
 int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
@@ -387,7 +539,7 @@ int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
             if (drop)
                 continue;
             dlg_evslot *s = dlg_room_slot(r, r->events[j]);
-            if (s && plist_add(&s->subs, m) != 0)
+            if (s && slot_sub_add(s, m) != 0)
                 return DLG_ENOMEM;
         }
         return 0;
@@ -395,24 +547,35 @@ int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
     for (size_t i = 0; i < n; i++) {
         dlg_evslot *s = dlg_room_slot(r, events[i]);
         if (s)
-            plist_del(&s->subs, m);
+            slot_sub_del(m, s);
     }
     return 0;
 }
 
+static int cmp_ord(const void *a, const void *b) {
+    uint32_t x = (*(dlg_evslot *const *)a)->ord, y = (*(dlg_evslot *const *)b)->ord;
+    return x < y ? -1 : x > y;
+}
+
 int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
-    const dlg_room *r = m->room;
-    char **v = calloc(r->n_slots + 1, sizeof(*v));
-    if (v == NULL)
+    char **v = calloc(m->n_subs + 1, sizeof(*v));
+    dlg_evslot **sl = calloc(m->n_subs + 1, sizeof(*sl));
+    if (v == NULL || sl == NULL) {
+        free(v);
+        free(sl);
         return DLG_ENOMEM;
+    }
     size_t k = 0;
     if (m->all) {
         v[k++] = "*";
     } else {
-        for (size_t i = 0; i < r->n_slots; i++)
-            if (plist_has(&r->slots[i]->subs, m))
-                v[k++] = r->slots[i]->name;
+        for (size_t i = 0; i < m->n_subs; i++)
+            sl[i] = m->subs[i].slot;
+        qsort(sl, m->n_subs, sizeof(*sl), cmp_ord);
+        for (; k < m->n_subs; k++)
+            v[k] = sl[k]->name;
     }
+    free(sl);
     *names = v;
     *n = k;
     return 0;

@@ -10,10 +10,23 @@ struct dlg_conn;
 
 enum { DLG_DELIVERY_STREAM = 0, DLG_DELIVERY_LATEST = 1 };
 
+struct dlg_evslot;
+
+/* One of a member's subscriptions: the slot, and where the member sits in
+ * the slot's subscriber list (so leaving is O(1), not a scan). */
+typedef struct dlg_msub {
+    struct dlg_evslot *slot;
+    size_t pos;
+} dlg_msub;
+
 typedef struct dlg_member {
     struct dlg_conn *conn;
     struct dlg_room *room;
     int all;                      /* subscribed to every event type */
+    size_t pos_members;           /* index in room->members.v */
+    size_t pos_all;               /* index in room->all_subs.v while all */
+    dlg_msub *subs;               /* sorted by slot address: O(log n) lookups */
+    size_t n_subs, cap_subs;
 } dlg_member;
 
 typedef struct dlg_plist {        /* a growable array of members */
@@ -24,6 +37,7 @@ typedef struct dlg_plist {        /* a growable array of members */
 typedef struct dlg_evslot {       /* subscribers of one event type */
     char *name;
     int delivery;                 /* DLG_DELIVERY_* */
+    uint32_t ord;                 /* index in room->slots (creation order) */
     dlg_plist subs;
 } dlg_evslot;
 
@@ -68,10 +82,14 @@ typedef struct dlg_room {
     } *trigger_events;
     size_t n_trigger_events;
     dlg_plist members;
-    dlg_evslot **slots;           /* one per event type seen or declared;
-                                     each allocated alone so its address is a
-                                     stable key (conflation) */
+    dlg_evslot **slots;           /* one per event type seen or declared, in
+                                     creation order; each allocated alone so
+                                     its address is a stable key (conflation);
+                                     never freed before the room */
+    dlg_evslot **by_name;         /* the same slots sorted by name */
     size_t n_slots, cap_slots;
+    int default_delivery;         /* DLG_DELIVERY_* of slots made at run time
+                                     (a "*" delivery rule) */
     dlg_plist all_subs;           /* members subscribed to every event */
     uint64_t seq;                 /* last sequence number assigned */
     uint64_t epoch;               /* random; changes when history is lost */
@@ -124,20 +142,35 @@ int dlg_room_join(dlg_room *r, struct dlg_conn *c, dlg_member **out);
 int dlg_room_leave(dlg_room *r, struct dlg_conn *c);
 
 /* Subscribes m to the named events (or all). Unknown event names in a
- * room with a fixed list give DLG_ENOTFOUND and *bad names the first. */
-int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all,
-                       const char **bad);
+ * room with a fixed list give DLG_ENOTFOUND and *bad names the first.
+ * Subscriptions are capped: m may hold at most max_subs named events and
+ * the room at most max_room_events distinct names (0 = no cap); past either
+ * nothing changes and DLG_EFULL is returned (*bad = the first name that did
+ * not fit, *room_full = 1 when the room's cap was the one). All or nothing: on any
+ * error m's subscriptions are as before. Cost O(n log n) in the names given
+ * plus O(log) per name in the room's and m's sizes. */
+int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all, size_t max_subs,
+                       size_t max_room_events, const char **bad, int *room_full);
+
+/* How many named events m is subscribed to (0 when it has all). */
+size_t dlg_member_subscriptions(const dlg_member *m);
 
 /* Inverse of subscribe. */
 int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
                          const char **bad);
 
-/* Writes the names m is subscribed to: "*" alone for all. The array is
- * malloc'd (names borrowed from the room); caller frees the array only. */
+/* Writes the names m is subscribed to: "*" alone for all, else in the
+ * order the room first saw them. The array is malloc'd (names borrowed
+ * from the room); caller frees the array only. */
 int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n);
 
-/* The subscriber slot for event (NULL when nobody ever subscribed). */
+/* The subscriber slot for event (NULL when nobody ever subscribed);
+ * O(log n) in the room's slots. */
 dlg_evslot *dlg_room_slot(const dlg_room *r, const char *event);
+
+/* The slot for event, made (with the room's default delivery) when there
+ * is none yet; NULL when out of memory. event must be a valid name. */
+dlg_evslot *dlg_room_slot_make(dlg_room *r, const char *event);
 
 /* Drops every membership of conn (on disconnect). */
 void dlg_rooms_conn_gone(dlg_rooms *rs, struct dlg_conn *c);

@@ -41,6 +41,8 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->max_rooms_per_conn = 128;
     o->room_ops_per_sec = 50;
     o->room_ops_burst = 500;
+    o->max_subscriptions = 1024;
+    o->max_room_events = 10000;
     o->tls_own_records = 1;
     o->io_uring = 1;
 }

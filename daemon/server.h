@@ -48,6 +48,8 @@ typedef struct dlg_server_opts {
     uint32_t room_ops_per_sec;   /* [50] Join/Leave/CreateRoom/DeleteRoom per identity
                                     (ratelimit.h); 0 = unlimited */
     uint32_t room_ops_burst;     /* [500] */
+    uint32_t max_subscriptions;  /* [1024] event names per member */
+    uint32_t max_room_events;    /* [10000] distinct names subscribed in one "*" room */
     int allow_anonymous;         /* [0] */
     int allow_unknown_fields;    /* [0] */
     int store_sync;              /* [0 = DLG_STORE_SYNC_ACK] store: sqlite durability

@@ -12,7 +12,10 @@
 #include <cmocka.h>
 
 #include "dlg_err.h"
+#include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_log.h"
+#include "dlg_pbcheck.h"
+#include "dlg_utf8.h"
 #include "ratelimit.h"
 
 /* ---- log escaping ------------------------------------------------------- */
@@ -153,6 +156,73 @@ static void rate_bad_arguments(void **state) {
     dlg_ratelimit_free(NULL);
 }
 
+/* ---- UTF-8 and protocol strings ------------------------------------- */
+
+static void utf8_strict(void **state) {
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t n;
+        int ok;
+    } cases[] = {
+        {"", 0, 1},
+        {"plain", 5, 1},
+        {"J\xc3\xbcrgen", 7, 1},
+        {"\xf0\x9f\x98\x80", 4, 1},          /* U+1F600 */
+        {"\xc0\xaf", 2, 0},                   /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0},               /* overlong */
+        {"\xed\xa0\x80", 3, 0},               /* surrogate D800 */
+        {"\xf4\x90\x80\x80", 4, 0},           /* above U+10FFFF */
+        {"\xc3", 1, 0},                       /* cut short */
+        {"\x80", 1, 0},                       /* lone continuation */
+        {"a\0b", 3, 1},                       /* NUL is UTF-8; pbcheck refuses it */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (dlg_utf8_valid(cases[i].s, cases[i].n) != cases[i].ok)
+            fail_msg("case %zu", i);
+}
+
+/* A ClientFrame{join{room}} with room's bytes as given. */
+static size_t join_frame(uint8_t *out, const char *room, size_t n) {
+    out[0] = 0x08; /* request_id = 5 */
+    out[1] = 5;
+    out[2] = (uint8_t)(DIALOGUE__V1__CLIENT_FRAME__MSG_JOIN << 3 | 2);
+    out[3] = (uint8_t)(n + 2);
+    out[4] = 0x0a; /* Join.room */
+    out[5] = (uint8_t)n;
+    memcpy(out + 6, room, n);
+    return 6 + n;
+}
+
+static void protocol_strings(void **state) {
+    (void)state;
+    const ProtobufCMessageDescriptor *d = &dialogue__v1__client_frame__descriptor;
+    uint8_t buf[64];
+    char err[128] = "";
+    size_t n = join_frame(buf, "lobby", 5);
+    assert_int_equal(dlg_pb_check_strings(d, buf, n, err, sizeof(err)), 0);
+    n = join_frame(buf, "secret\0junk", 11);
+    assert_int_equal(dlg_pb_check_strings(d, buf, n, err, sizeof(err)), DLG_EINVAL);
+    assert_string_equal(err, "Join.room: holds a NUL byte");
+    n = join_frame(buf, "r\xff", 2);
+    assert_int_equal(dlg_pb_check_strings(d, buf, n, err, sizeof(err)), DLG_EINVAL);
+    assert_string_equal(err, "Join.room: is not valid UTF-8");
+    /* Bytes fields are not strings: a Trigger's data may hold anything. */
+    Dialogue__V1__Trigger t = DIALOGUE__V1__TRIGGER__INIT;
+    t.room = "r";
+    t.event = "e";
+    t.data.data = (uint8_t *)"\0\xff\xfe";
+    t.data.len = 3;
+    Dialogue__V1__ClientFrame f = DIALOGUE__V1__CLIENT_FRAME__INIT;
+    f.msg_case = DIALOGUE__V1__CLIENT_FRAME__MSG_TRIGGER;
+    f.trigger = &t;
+    n = dialogue__v1__client_frame__pack(&f, buf);
+    assert_int_equal(dlg_pb_check_strings(d, buf, n, err, sizeof(err)), 0);
+    /* Truncated input: not a message. */
+    n = join_frame(buf, "lobby", 5);
+    assert_int_equal(dlg_pb_check_strings(d, buf, n - 2, err, sizeof(err)), DLG_EPROTO);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(log_escapes_what_forges_lines),
@@ -161,6 +231,8 @@ int main(void) {
         cmocka_unit_test(rate_bucket_per_identity),
         cmocka_unit_test(rate_expiry_keeps_the_rest),
         cmocka_unit_test(rate_bad_arguments),
+        cmocka_unit_test(utf8_strict),
+        cmocka_unit_test(protocol_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

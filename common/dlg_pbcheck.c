@@ -1,0 +1,84 @@
+/* dlg_pbcheck.c: string checks on protobuf wire bytes (see dlg_pbcheck.h). */
+#include "dlg_pbcheck.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "dlg_err.h"
+#include "dlg_utf8.h"
+
+typedef struct rd {
+    const uint8_t *p, *end;
+} rd;
+
+static int varint(rd *r, uint64_t *v) {
+    uint64_t x = 0;
+    for (unsigned i = 0; i < 10 && r->p < r->end; i++) {
+        uint8_t b = *r->p++;
+        x |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return DLG_EPROTO;
+}
+
+static int check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, int depth,
+                 char *err, size_t errlen) {
+    if (depth > 32)
+        return DLG_EPROTO;
+    rd r = {buf, buf + len};
+    while (r.p < r.end) {
+        uint64_t key, n;
+        if (varint(&r, &key) != 0)
+            return DLG_EPROTO;
+        unsigned wt = key & 7;
+        uint64_t num = key >> 3;
+        const ProtobufCFieldDescriptor *f =
+            num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num) : NULL;
+        switch (wt) {
+        case 0:
+            if (varint(&r, &n) != 0)
+                return DLG_EPROTO;
+            break;
+        case 1:
+        case 5: {
+            size_t w = wt == 1 ? 8 : 4;
+            if ((size_t)(r.end - r.p) < w)
+                return DLG_EPROTO;
+            r.p += w;
+            break;
+        }
+        case 2: {
+            if (varint(&r, &n) != 0 || n > (uint64_t)(r.end - r.p))
+                return DLG_EPROTO;
+            const uint8_t *v = r.p;
+            r.p += n;
+            if (f == NULL)
+                break;
+            if (f->type == PROTOBUF_C_TYPE_STRING) {
+                const char *why = memchr(v, 0, n) ? "holds a NUL byte"
+                                  : !dlg_utf8_valid(v, n) ? "is not valid UTF-8" : NULL;
+                if (why) {
+                    dlg_errf(err, errlen, "%s.%s: %s", d->short_name, f->name, why);
+                    return DLG_EINVAL;
+                }
+            } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                int rc = check(f->descriptor, v, n, depth + 1, err, errlen);
+                if (rc != 0)
+                    return rc;
+            }
+            break;
+        }
+        default: /* groups: protobuf-c refuses them in proto3 messages */
+            return DLG_EPROTO;
+        }
+    }
+    return 0;
+}
+
+int dlg_pb_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                         char *err, size_t errlen) {
+    return check(d, buf, len, 0, err, errlen);
+}
