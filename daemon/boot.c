@@ -17,10 +17,10 @@ static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
     *out = calloc(in->n ? in->n : 1, sizeof(char *));
     if (*out == NULL)
         return DLG_ENOMEM;
-    for (size_t i = 0; i < in->n; i++)
-        if (((*out)[i] = strdup(in->v[i])) == NULL)
-            return DLG_ENOMEM; /* partial copy is freed with the room */
-    *n = in->n;
+    /* Counted as it goes: a partial copy is freed with the room. */
+    for (*n = 0; *n < in->n; (*n)++)
+        if (((*out)[*n] = strdup(in->v[*n])) == NULL)
+            return DLG_ENOMEM;
     return 0;
 }
 
@@ -253,18 +253,11 @@ int dlg_boot_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joi
             if (jd == NULL)
                 break;
             dialogue__v1__joined__init(jd);
-            size_t ns = 0;
             char **subs = NULL;
-            if (dlg_room_subscriptions(m, &subs, &ns) != 0) {
+            if (dlg_room_joined(m, dlg_history_join_follows(m, NULL), jd, &subs) != 0) {
                 free(jd);
                 break;
             }
-            jd->room = r->id;
-            jd->subscriptions = subs;
-            jd->n_subscriptions = ns;
-            jd->epoch = r->epoch;
-            jd->seq = r->seq;
-            jd->members = (uint32_t)r->members.n;
             out[k++] = jd;
         }
     }

@@ -15,6 +15,7 @@
 #include "fanout.h"
 #include "history.h"
 #include "hooks.h"
+#include "jwt.h"
 #include "boot.h"
 #include "ratelimit.h"
 #include "room.h"
@@ -56,27 +57,13 @@ void dlg_dispatch_send_ack(dlg_conn *c, uint64_t rid, uint64_t seq, uint32_t rec
     dlg_conn_send_frame(c, &f);
 }
 
-/* Fills a Joined reply for member m; *subs must be freed by the caller. */
-static int fill_joined(Dialogue__V1__Joined *j, dlg_member *m, char ***subs) {
-    size_t n = 0;
-    int rc = dlg_room_subscriptions(m, subs, &n);
-    if (rc != 0)
-        return rc;
-    j->room = m->room->id;
-    j->subscriptions = *subs;
-    j->n_subscriptions = n;
-    j->epoch = m->room->epoch;
-    j->seq = m->room->seq;
-    j->members = (uint32_t)m->room->members.n;
-    return 0;
-}
-
-/* Replies Joined with m's room state and subscriptions. 0, or an error
- * already answered to the client. */
-static int send_joined(dlg_conn *c, uint64_t rid, dlg_member *m) {
+/* Replies Joined with m's room state and subscriptions; history_follows
+ * says a HistoryBatch answers the same request next. 0, or an error already
+ * answered to the client. */
+static int send_joined(dlg_conn *c, uint64_t rid, dlg_member *m, int history_follows) {
     Dialogue__V1__Joined jd = DIALOGUE__V1__JOINED__INIT;
     char **subs = NULL;
-    if (fill_joined(&jd, m, &subs) != 0) {
+    if (dlg_room_joined(m, history_follows, &jd, &subs) != 0) {
         dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
         return DLG_ENOMEM;
     }
@@ -219,7 +206,7 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
         /* Already a member (e.g. auto_join on this connection): a recovery
          * Join still gets its replay, for the member's current subscriptions. */
         m = dlg_room_member(r, c);
-        if (send_joined(c, rid, m) == 0)
+        if (send_joined(c, rid, m, dlg_history_join_follows(m, j)) == 0)
             dlg_history_on_join(c, rid, m, j);
         return;
     }
@@ -236,7 +223,7 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
                             dlg_strerror(rc));
         return;
     }
-    if (send_joined(c, rid, m) != 0)
+    if (send_joined(c, rid, m, dlg_history_join_follows(m, j)) != 0)
         return;
     /* Queued before any later event (one loop thread): no gap, no duplicate. */
     dlg_history_on_join(c, rid, m, j);
@@ -317,21 +304,22 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
         dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
         return;
     }
-    send_joined(c, rid, m); /* the resulting subscription set */
+    send_joined(c, rid, m, 0); /* the resulting subscription set */
 }
 
 static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint64_t recv_ns) {
     dlg_room *r = room_arg(c, rid, t->room);
     if (r == NULL)
         return;
+    /* Membership first: a non-member learns nothing of the room's rules
+     * (docs/protocol.md, "Which error wins"). */
+    if (dlg_room_member(r, c) == NULL) {
+        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        return;
+    }
     const char *why = dlg_name_check(t->event);
     if (why) {
         dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "event name \"%.64s\" %s", t->event, why);
-        return;
-    }
-    dlg_member *me = dlg_room_member(r, c);
-    if (me == NULL) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
     if (!rate_ok(c, rid, DLG_RATE_TRIGGER, r->id, r->rate_per_sec, r->rate_burst, recv_ns))
@@ -368,23 +356,33 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
         dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
         goto out;
     }
+    size_t n = 0;
     for (size_t i = 0; i < rs->n; i++) {
         dlg_room *r = rs->v[i];
-        Dialogue__V1__RoomInfo *ri = &infos[i];
+        /* A refused join reveals nothing of the room, here neither: only
+         * rooms the client is in or may join (every hook table agreeing)
+         * are listed. */
+        char why[64];
+        if (dlg_room_member(r, c) == NULL &&
+            dlg_hooks_before_join(c->srv, c, r->id, why, sizeof(why)) != 0)
+            continue;
+        Dialogue__V1__RoomInfo *ri = &infos[n];
         dialogue__v1__room_info__init(ri);
         ri->id = r->id;
         ri->name = r->name;
         ri->description = r->description;
         ri->events = r->any_event ? star : r->events;
         ri->n_events = r->any_event ? 1 : r->n_events;
-        ri->members = (uint32_t)r->members.n;
+        ri->default_subscriptions = r->default_all ? star : r->default_subs;
+        ri->n_default_subscriptions = r->default_all ? 1 : r->n_default_subs;
         ri->max_size = r->max_size;
         ri->dynamic = r->dynamic;
-        /* Member ids only to those who may join: a list reveals nothing
-         * of a room the client may not read. */
-        dlg_client_info me;
-        dlg_hooks_client_info(c, &me);
-        if (lr->members && dlg_access_may_join(r, &me) && r->members.n) {
+        ptrs[n++] = ri;
+        /* Counts and ids only when asked. */
+        if (!lr->members)
+            continue;
+        ri->members = (uint32_t)r->members.n;
+        if (r->members.n) {
             ids[i] = calloc(r->members.n, sizeof(char *));
             kinds[i] = calloc(r->members.n, sizeof(*kinds[i]));
             if (ids[i] && kinds[i]) {
@@ -399,11 +397,10 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
                 ri->n_member_kinds = r->members.n;
             }
         }
-        ptrs[i] = ri;
     }
     Dialogue__V1__Rooms rooms = DIALOGUE__V1__ROOMS__INIT;
     rooms.rooms = ptrs;
-    rooms.n_rooms = rs->n;
+    rooms.n_rooms = n;
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.request_id = rid;
     f.msg_case = SF(ROOMS);
@@ -487,6 +484,35 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
                             "more than 256 events or default subscriptions", cr->room);
         return;
     }
+    /* Rules the creator hands out: only roles it holds itself, or "*". */
+    static const char *const what[] = {"join", "trigger"};
+    char *const *lists[] = {cr->join, cr->trigger};
+    size_t counts[] = {cr->n_join, cr->n_trigger};
+    for (int w = 0; w < 2; w++) {
+        if (counts[w] > 64) {
+            dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT),
+                                "room %.64s: more than 64 %s roles", cr->room, what[w]);
+            return;
+        }
+        for (size_t i = 0; i < counts[w]; i++) {
+            const char *role = lists[w][i];
+            if (strcmp(role, "*") == 0)
+                continue;
+            if (!dlg_jwt_name_valid(role, true)) {
+                dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT),
+                                    "room %.64s: %s role \"%.64s\" is not a valid role name",
+                                    cr->room, what[w], role);
+                return;
+            }
+            if (!dlg_conn_has_role(c, role)) {
+                dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED),
+                                    "room %.64s: %s role \"%.64s\" is not one of yours (a "
+                                    "creator may grant only roles it holds, or \"*\")",
+                                    cr->room, what[w], role);
+                return;
+            }
+        }
+    }
     /* Typed rooms only name events the daemon has schemas for. */
     for (size_t i = 0; i < cr->n_events; i++) {
         const char *e = cr->events[i];
@@ -502,6 +528,8 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
         .default_subs = (const char *const *)cr->default_subscriptions,
         .n_default_subs = cr->n_default_subscriptions, .max_size = cr->max_size,
         .creator = dlg_auth_name(c), .creator_kind = c->id_kind,
+        .join = (const char *const *)cr->join, .n_join = cr->n_join,
+        .trigger = (const char *const *)cr->trigger, .n_trigger = cr->n_trigger,
     };
     char err[256];
     dlg_room *r = NULL;
@@ -564,6 +592,33 @@ static void do_ping(dlg_conn *c, uint64_t rid, Dialogue__V1__Ping *p) {
     dlg_conn_send_frame(c, &f);
 }
 
+/* What every request must pass before it is looked at: its strings (which
+ * protobuf-c neither checks for UTF-8 nor keeps the length of, so a NUL
+ * would cut a name short: "secret\0junk" read as "secret"), and its
+ * request id (0 marks what the server sends on its own; a Pong answers the
+ * server and gets no reply; a frame with no message, or one from a newer
+ * protocol, is UNIMPLEMENTED whatever its id). 0 = go on; else answered,
+ * and 1 = stop reading (before Welcome), -1 = read on. */
+static int check_frame(dlg_conn *c, const Dialogue__V1__ClientFrame *f, const uint8_t *body,
+                       size_t len) {
+    char why[160];
+    if (dlg_pb_check_strings(&dialogue__v1__client_frame__descriptor, body, len, why,
+                             sizeof(why)) != 0) {
+        dlg_conn_send_error(c, f->request_id, ST(INVALID_ARGUMENT), "%s", why);
+    } else if (f->request_id == 0 && f->msg_case != CF(PONG) &&
+               f->msg_case != DIALOGUE__V1__CLIENT_FRAME__MSG__NOT_SET) {
+        dlg_conn_send_error(c, 0, ST(INVALID_ARGUMENT),
+                            "%s with request_id 0: 0 is reserved for frames the server sends "
+                            "on its own; number requests from 1", frame_name(f->msg_case));
+    } else {
+        return 0;
+    }
+    if (c->state == DLG_CONN_READY)
+        return -1;
+    dlg_conn_close_after_flush(c, "refused before Welcome");
+    return 1;
+}
+
 int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     uint64_t recv_ns = dlg_now_ns();
     dlg_server *s = c->srv;
@@ -576,35 +631,29 @@ int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     }
     int stop = 0;
     uint64_t rid = f->request_id;
-    /* protobuf-c neither checks UTF-8 nor keeps a string's length: a NUL
-     * would cut a name short ("secret\0junk" read as "secret"). */
-    char why[160];
-    if (dlg_pb_check_strings(&dialogue__v1__client_frame__descriptor, body, len, why,
-                             sizeof(why)) != 0) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "%s", why);
-        if (c->state != DLG_CONN_READY) {
-            dlg_conn_close_after_flush(c, "bad string before Welcome");
-            stop = 1;
-        }
+    if (c->state != DLG_CONN_READY && f->msg_case != CF(HELLO)) {
+        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "expected Hello first, got %s",
+                            frame_name(f->msg_case));
+        dlg_conn_close_after_flush(c, "frame before Hello");
+        stop = 1;
         goto out;
     }
-    if (c->state != DLG_CONN_READY) {
-        if (f->msg_case != CF(HELLO)) {
-            dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "expected Hello first, got %s",
-                                frame_name(f->msg_case));
-            dlg_conn_close_after_flush(c, "frame before Hello");
-            stop = 1;
-        } else {
-            stop = do_hello(c, rid, f->hello);
-        }
-        goto out;
-    }
-    switch (f->msg_case) {
-    case CF(HELLO):
+    if (c->state == DLG_CONN_READY && f->msg_case == CF(HELLO)) {
         dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "Hello was already received");
         dlg_conn_close_after_flush(c, "Hello twice");
         stop = 1;
-        break;
+        goto out;
+    }
+    int refused = check_frame(c, f, body, len);
+    if (refused) {
+        stop = refused > 0;
+        goto out;
+    }
+    if (c->state != DLG_CONN_READY) {
+        stop = do_hello(c, rid, f->hello);
+        goto out;
+    }
+    switch (f->msg_case) {
     case CF(JOIN): do_join(c, rid, f->join); break;
     case CF(LEAVE): do_leave(c, rid, f->leave); break;
     case CF(SUBSCRIBE):

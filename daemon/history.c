@@ -846,11 +846,16 @@ void dlg_history_request(dlg_conn *c, uint64_t rid, dlg_room *r,
     dlg_hist_batch_free(&b);
 }
 
+int dlg_history_join_follows(const dlg_member *m, const Dialogue__V1__Join *j) {
+    const dlg_hroom *hr = m->room->hist;
+    return (j && j->recover) || (hr != NULL && hr->sync != 0);
+}
+
 void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogue__V1__Join *j) {
     dlg_room *r = m->room;
     dlg_hroom *hr = r->hist;
     int recover = j && j->recover;
-    if (!recover && (hr == NULL || hr->sync == 0))
+    if (!dlg_history_join_follows(m, j))
         return;
     char **subs = NULL;
     size_t n_subs = 0;

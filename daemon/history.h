@@ -213,6 +213,11 @@ void dlg_history_conn_gone(struct dlg_server *srv, struct dlg_conn *c);
 void dlg_history_request(struct dlg_conn *c, uint64_t request_id, struct dlg_room *r,
                          const Dialogue__V1__History *req);
 
+/* Whether dlg_history_on_join(m, j) will answer with a HistoryBatch (the
+ * Join asks to recover, or the room sends history on join): said in
+ * Joined.history_follows before it comes. */
+int dlg_history_join_follows(const struct dlg_member *m, const Dialogue__V1__Join *j);
+
 /* Right after the Joined reply for member m: queues one HistoryBatch
  * (request_id echoed) when the Join asked to recover (j->recover) or the
  * room syncs history on join; nothing otherwise. j NULL = an auto_join. */

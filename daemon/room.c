@@ -293,6 +293,17 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_roo
         (r->description = strdup(spec->description ? spec->description : "")) == NULL ||
         (spec->creator && (r->creator = strdup(spec->creator)) == NULL))
         goto fail_room;
+    r->join_roles = calloc(spec->n_join + 1, sizeof(char *));
+    r->trigger_roles = calloc(spec->n_trigger + 1, sizeof(char *));
+    if (r->join_roles == NULL || r->trigger_roles == NULL)
+        goto fail_room;
+    for (; r->n_join_roles < spec->n_join; r->n_join_roles++)
+        if ((r->join_roles[r->n_join_roles] = strdup(spec->join[r->n_join_roles])) == NULL)
+            goto fail_room;
+    for (; r->n_trigger_roles < spec->n_trigger; r->n_trigger_roles++)
+        if ((r->trigger_roles[r->n_trigger_roles] = strdup(spec->trigger[r->n_trigger_roles])) ==
+            NULL)
+            goto fail_room;
     /* Keep concrete names only; "*" is any_event / default_all. */
     r->events = calloc(spec->n_events ? spec->n_events : 1, sizeof(char *));
     r->default_subs = calloc(spec->n_default_subs ? spec->n_default_subs : 1, sizeof(char *));
@@ -549,6 +560,24 @@ int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
         if (s)
             slot_sub_del(m, s);
     }
+    return 0;
+}
+
+int dlg_room_joined(const dlg_member *m, int history_follows, Dialogue__V1__Joined *j,
+                    char ***subs) {
+    size_t n = 0;
+    int rc = dlg_room_subscriptions(m, subs, &n);
+    if (rc != 0)
+        return rc;
+    const dlg_room *r = m->room;
+    j->room = r->id;
+    j->name = r->name;
+    j->subscriptions = *subs;
+    j->n_subscriptions = n;
+    j->epoch = r->epoch;
+    j->seq = r->seq;
+    j->members = (uint32_t)r->members.n;
+    j->history_follows = history_follows;
     return 0;
 }
 

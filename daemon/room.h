@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dialogue/v1/protocol.pb-c.h"
+
 struct dlg_conn;
 
 enum { DLG_DELIVERY_STREAM = 0, DLG_DELIVERY_LATEST = 1 };
@@ -53,6 +55,10 @@ typedef struct dlg_room_spec {
     uint32_t max_size;            /* 0 = unlimited */
     const char *creator;          /* dynamic rooms: the creator's name... */
     int creator_kind;             /* ...and its Dialogue__V1__IdentityKind */
+    const char *const *join;      /* roles that may join ("*" = anyone); none = */
+    size_t n_join;                /* nobody but a dynamic room's creator */
+    const char *const *trigger;   /* roles that may trigger any event */
+    size_t n_trigger;
 } dlg_room_spec;
 
 typedef struct dlg_room {
@@ -163,6 +169,12 @@ int dlg_room_unsubscribe(dlg_member *m, char *const *events, size_t n, int all,
  * order the room first saw them. The array is malloc'd (names borrowed
  * from the room); caller frees the array only. */
 int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n);
+
+/* Fills j (initialised by the caller) with m's room and subscriptions:
+ * the Joined reply of a Join, Subscribe or auto_join. *subs is malloc'd
+ * (free it after packing; names borrowed from the room). 0 or DLG_ENOMEM. */
+int dlg_room_joined(const dlg_member *m, int history_follows, Dialogue__V1__Joined *j,
+                    char ***subs);
 
 /* The subscriber slot for event (NULL when nobody ever subscribed);
  * O(log n) in the room's slots. */
