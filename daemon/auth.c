@@ -14,8 +14,10 @@
 
 #include <openssl/x509v3.h>
 
-int dlg_auth_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen) {
+int dlg_auth_verifier(const dlg_config *cfg, const dlg_log *log, dlg_jwt_verifier **out,
+                      char *err, size_t errlen) {
     const dlg_config_jwt *j = &cfg->auth.jwt;
+    *out = NULL;
     if (j->n_keys == 0)
         return 0;
     dlg_jwt_verifier *v = NULL;
@@ -45,18 +47,28 @@ int dlg_auth_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     /* config.c refuses public keys without both; a shared secret is
      * allowed, but the operator should know what is not checked. */
     if (!j->issuer)
-        dlg_log_warn(&srv->log, "auth.jwt: no issuer configured: tokens of any iss are "
-                                "accepted (set auth.jwt.issuer)");
+        dlg_log_warn(log, "auth.jwt: no issuer configured: tokens of any iss are "
+                          "accepted (set auth.jwt.issuer)");
     if (!j->audience)
-        dlg_log_warn(&srv->log, "auth.jwt: no audience configured: only tokens without aud "
-                                "are accepted (set auth.jwt.audience)");
+        dlg_log_warn(log, "auth.jwt: no audience configured: only tokens without aud "
+                          "are accepted (set auth.jwt.audience)");
     dlg_jwt_set_leeway(v, j->leeway_seconds);
-    srv->jwt = v;
+    *out = v;
     return 0;
 fail:
     dlg_jwt_verifier_free(v);
     if (rc == 0)
         rc = DLG_ECONFIG;
+    return rc;
+}
+
+int dlg_auth_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen) {
+    dlg_jwt_verifier *v = NULL;
+    int rc = dlg_auth_verifier(cfg, &srv->log, &v, err, errlen);
+    if (rc == 0) {
+        dlg_jwt_verifier_free(srv->jwt);
+        srv->jwt = v;
+    }
     return rc;
 }
 

@@ -11,8 +11,16 @@
 
 struct dlg_config;
 
-/* Builds srv->jwt from the config's auth.jwt keys (none = token auth off).
- * Returns 0 or a DLG_E* code with err naming the key file at fault. */
+struct dlg_jwt_verifier;
+
+/* Builds a verifier from cfg's auth.jwt keys and checks (NULL in *out when
+ * there are no keys: token auth off); warnings go to log. *out is owned by
+ * the caller. Returns 0 or a DLG_E* code with err naming the key file at
+ * fault (file:line); *out is then NULL. */
+int dlg_auth_verifier(const struct dlg_config *cfg, const dlg_log *log,
+                      struct dlg_jwt_verifier **out, char *err, size_t errlen);
+
+/* dlg_auth_verifier into srv->jwt (the old one, if any, is freed). */
 int dlg_auth_setup(dlg_server *srv, const struct dlg_config *cfg, char *err, size_t errlen);
 
 /* Authenticates c from Hello h. On success sets c->user_id / c->roles and

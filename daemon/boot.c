@@ -24,12 +24,11 @@ static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
     return 0;
 }
 
-int dlg_boot_check_events(const dlg_server *srv, const dlg_config_room *cr,
-                          const char *cfgpath, char *err, size_t errlen) {
+int dlg_boot_check_events(const dlg_schema *sc, const dlg_config_room *cr, const char *cfgpath,
+                          char *err, size_t errlen) {
     for (size_t i = 0; i < cr->events.n; i++) {
         const char *e = cr->events.v[i];
-        if (strcmp(e, "*") != 0 &&
-            (srv->schema == NULL || dlg_schema_event_find(srv->schema, e) == NULL)) {
+        if (strcmp(e, "*") != 0 && (sc == NULL || dlg_schema_event_find(sc, e) == NULL)) {
             snprintf(err, errlen, "%s:%u: rooms: room %s lists event %s, but no loaded schema "
                                   "defines it (add its descriptor set to `schemas`)",
                      cfgpath, cr->line, cr->id, e);
@@ -39,9 +38,54 @@ int dlg_boot_check_events(const dlg_server *srv, const dlg_config_room *cr,
     return 0;
 }
 
+int dlg_boot_schema(const dlg_config *cfg, const char *const *extra, size_t n_extra,
+                    const struct dlg_rooms *rooms, dlg_schema **out, char *err, size_t errlen) {
+    const char *path = cfg->path ? cfg->path : "(defaults)";
+    dlg_schema *sc = NULL;
+    int rc = 0;
+    *out = NULL;
+    if (n_extra + cfg->schemas.n == 0)
+        goto check;
+    if ((rc = dlg_schema_new(&sc)) != 0) {
+        snprintf(err, errlen, "out of memory loading schemas");
+        return rc;
+    }
+    for (size_t i = 0; i < n_extra + cfg->schemas.n; i++) {
+        const char *file = i < n_extra ? extra[i] : cfg->schemas.v[i - n_extra];
+        char why[512];
+        if ((rc = dlg_schema_load_file(sc, file, why, sizeof(why))) != 0) {
+            snprintf(err, errlen, "%s: schemas: %s", path, why);
+            goto fail;
+        }
+    }
+check:
+    for (size_t i = 0; i < cfg->n_rooms; i++)
+        if ((rc = dlg_boot_check_events(sc, &cfg->rooms[i], path, err, errlen)) != 0)
+            goto fail;
+    /* Rooms the file no longer lists (and rooms made at run time) keep
+     * their events: every typed one needs its schema still. */
+    for (size_t i = 0; rooms && i < rooms->n; i++) {
+        const dlg_room *r = rooms->v[i];
+        for (size_t k = 0; !r->any_event && k < r->n_events; k++) {
+            if (sc == NULL || dlg_schema_event_find(sc, r->events[k]) == NULL) {
+                snprintf(err, errlen, "%s: schemas: room %s has event %s, which no schema "
+                                      "of the new configuration defines", path, r->id,
+                         r->events[k]);
+                rc = DLG_ECONFIG;
+                goto fail;
+            }
+        }
+    }
+    *out = sc;
+    return 0;
+fail:
+    dlg_schema_free(sc);
+    return rc ? rc : DLG_ECONFIG;
+}
+
 int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cfgpath,
                     char *err, size_t errlen) {
-    int rc = dlg_boot_check_events(srv, cr, cfgpath, err, errlen);
+    int rc = dlg_boot_check_events(srv->schema, cr, cfgpath, err, errlen);
     if (rc != 0)
         return rc;
     dlg_room_spec spec = {

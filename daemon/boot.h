@@ -25,10 +25,22 @@ void dlg_boot_tls_files(dlg_server_opts *o, const dlg_config *cfg);
 /* Copies cfg's limits (and auth.anonymous) into o. */
 void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg);
 
-/* Checks that every event cr lists (but "*") has a loaded schema. 0 or
- * DLG_ECONFIG with err naming the file, line, room and event. */
-int dlg_boot_check_events(const dlg_server *srv, const dlg_config_room *cr,
-                          const char *cfgpath, char *err, size_t errlen);
+/* Checks that every event cr lists (but "*") has a schema in sc (may be
+ * NULL: none loaded). 0 or DLG_ECONFIG with err naming the file, line, room
+ * and event. */
+int dlg_boot_check_events(const dlg_schema *sc, const dlg_config_room *cr, const char *cfgpath,
+                          char *err, size_t errlen);
+
+struct dlg_rooms;
+
+/* Loads a new schema registry from the n_extra files of extra (--schema)
+ * and cfg's schemas, and checks it against cfg's rooms and every typed
+ * room of rooms (may be NULL): a reload may not take away an event a room
+ * has. *out (NULL when no file is named) is owned by the caller. 0, or a
+ * DLG_E* code with err naming the file, room or event; *out is then NULL. */
+int dlg_boot_schema(const dlg_config *cfg, const char *const *extra, size_t n_extra,
+                    const struct dlg_rooms *rooms, dlg_schema **out, char *err,
+                    size_t errlen);
 
 /* Adds room cr from the config (events must have loaded schemas) with its
  * rules. err names the config line on failure. */

@@ -8,12 +8,15 @@
 #include <string.h>
 
 #include "access.h"
+#include "auth.h"
 #include "boot.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "metrics.h"
 #include "room.h"
+#include "jwt.h"
 #include "server.h"
+#include "tlsctx.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -56,19 +59,55 @@ static void env_switch(dlg_log *log, const char *name, int *on) {
         dlg_log_warn(log, "%s=\"%s\" ignored (1 or 0)", name, v);
 }
 
-/* Every config loaded, kept until exit: the server borrows strings from them. */
+/* What the command line sets: it wins over the file, at start and after
+ * every reload. */
+typedef struct flags {
+    const char *listen, *cert, *key;
+    int plain, anon, level, hb_set, uring, sendth_set, osslrec;
+    uint32_t sendth, max_frame, hsto, hb, maxconn;
+} flags;
+
+/* The flags that a reload could otherwise undo (limits, anonymous, log
+ * level, TLS files). */
+static void apply_flags(dlg_server *srv, const flags *f) {
+    if (f->cert)
+        srv->opts.cert_file = f->cert;
+    if (f->key)
+        srv->opts.key_file = f->key;
+    if (f->anon)
+        srv->opts.allow_anonymous = 1;
+    if (f->level >= 0)
+        srv->log.level = f->level;
+    if (f->max_frame)
+        srv->opts.max_frame = f->max_frame;
+    if (f->hsto)
+        srv->opts.handshake_timeout_ms = f->hsto;
+    if (f->maxconn)
+        srv->opts.max_connections = f->maxconn;
+    if (f->hb_set)
+        srv->opts.heartbeat_ms = f->hb;
+}
+
+/* The start config lives until exit (the metrics source, history store and
+ * cluster borrow from it); a reloaded one lives until the next reload
+ * replaces it. */
 typedef struct reload_ctx {
     const char *path;
-    dlg_config *cfgs[64];
-    size_t n;
+    dlg_config *current;        /* the last reloaded config; NULL = the start one */
+    const flags *fl;
+    const char *const *schemas; /* --schema files */
+    size_t n_schemas;
 } reload_ctx;
 
-/* SIGHUP: load the file again; if it is invalid keep running on the old one.
- * Applied: log level, limits, room rules (join, trigger, rate, delivery,
- * max_size), new rooms, auto_join, the listener's certificate, key, client
- * CA and CRLs (for new connections). Not applied until restart: listener
- * addresses, schemas, token keys, metrics, a room's event list; rooms
- * removed from the file stay. */
+/* SIGHUP: load the file again and apply it, any number of times. Everything
+ * that can fail is built first (TLS context, token verifier, schemas); if
+ * one fails nothing changes and the log says why. Applied: log level,
+ * limits, room rules (join, trigger, rate, delivery, max_size), new rooms,
+ * auto_join, client certificate roles, the listener's certificate, key,
+ * client CA and CRLs, token keys and their checks, schemas. Memberships the
+ * new rules refuse end. Not applied until restart: listener addresses,
+ * metrics, history, cluster, a room's event list; rooms removed from the
+ * file stay. Established connections keep their session. */
 static void on_reload(dlg_server *srv, void *ud) {
     reload_ctx *rc = ud;
     char err[1024];
@@ -76,36 +115,47 @@ static void on_reload(dlg_server *srv, void *ud) {
         dlg_log_warn(&srv->log, "SIGHUP: no --config file to reload");
         return;
     }
-    if (rc->n == sizeof(rc->cfgs) / sizeof(rc->cfgs[0])) {
-        dlg_log_error(&srv->log, "SIGHUP: too many reloads; restart the daemon");
-        return;
-    }
     dlg_config *cfg = NULL;
-    if (dlg_config_load(rc->path, &cfg, err, sizeof(err)) != 0) {
-        dlg_log_error(&srv->log, "SIGHUP: %s; keeping the running configuration", err);
-        return;
-    }
-    for (size_t i = 0; i < cfg->n_rooms; i++) {
-        if (dlg_boot_check_events(srv, &cfg->rooms[i], rc->path, err, sizeof(err)) != 0) {
-            dlg_log_error(&srv->log, "SIGHUP: %s; keeping the running configuration", err);
-            dlg_config_free(cfg);
-            return;
-        }
-    }
-    /* Certificate, key, client CA and CRLs: a new TLS context, built (and
-     * so checked) before anything else changes. */
+    dlg_schema *schema = NULL;
+    struct dlg_jwt_verifier *jwt = NULL;
+    SSL_CTX *ssl = NULL;
+    if (dlg_config_load(rc->path, &cfg, err, sizeof(err)) != 0)
+        goto refused;
+    if (dlg_boot_schema(cfg, rc->schemas, rc->n_schemas, srv->rooms, &schema, err,
+                        sizeof(err)) != 0 ||
+        dlg_auth_verifier(cfg, &srv->log, &jwt, err, sizeof(err)) != 0)
+        goto refused;
+    /* The TLS files of the new file, the command line's winning. */
     dlg_server_opts tls = srv->opts;
+    tls.cert_file = tls.key_file = NULL;
     dlg_boot_tls_files(&tls, cfg);
-    if (dlg_server_reload_tls(srv, &tls, err, sizeof(err)) != 0) {
-        dlg_log_error(&srv->log, "SIGHUP: TLS: %s; keeping the running configuration", err);
-        dlg_config_free(cfg);
-        return;
+    if (rc->fl->cert)
+        tls.cert_file = rc->fl->cert;
+    if (rc->fl->key)
+        tls.key_file = rc->fl->key;
+    if (srv->ssl_ctx && (dlg_tlsctx_new(&tls, &ssl, err + 5, sizeof(err) - 5)) != 0) {
+        memcpy(err, "TLS: ", 5);
+        goto refused;
     }
-    dlg_boot_tls_files(&srv->opts, cfg);
-    rc->cfgs[rc->n++] = cfg;
+
+    /* Nothing can fail from here on. */
+    if (ssl) {
+        SSL_CTX_free(srv->ssl_ctx); /* each connection holds its own reference */
+        srv->ssl_ctx = ssl;
+    }
+    dlg_jwt_verifier_free(srv->jwt);
+    srv->jwt = jwt;
+    dlg_schema_free(srv->schema);
+    srv->schema = schema;
     srv->cfg = cfg;
     srv->log.level = cfg->log_level;
     dlg_boot_limits(&srv->opts, cfg);
+    srv->opts.cert_file = tls.cert_file;
+    srv->opts.key_file = tls.key_file;
+    srv->opts.client_ca_file = tls.client_ca_file;
+    srv->opts.client_crl_file = tls.client_crl_file;
+    srv->opts.require_client_cert = tls.require_client_cert;
+    apply_flags(srv, rc->fl);
     for (size_t i = 0; i < cfg->n_rooms; i++) {
         const dlg_config_room *cr = &cfg->rooms[i];
         dlg_room *r = dlg_rooms_find(srv->rooms, cr->id);
@@ -117,8 +167,17 @@ static void on_reload(dlg_server *srv, void *ud) {
     /* A role a room's join rule no longer names ends the memberships it
      * gave: no more events, history or member lists for them. */
     size_t cut = dlg_access_recheck(srv, "access revoked by a configuration reload");
+    /* Nothing points into the config this one replaces any more. */
+    dlg_config_free(rc->current);
+    rc->current = cfg;
     dlg_log_info(&srv->log, "SIGHUP: reloaded %s (%zu rooms; %zu membership(s) ended)", rc->path,
                  cfg->n_rooms, cut);
+    return;
+refused:
+    dlg_log_error(&srv->log, "SIGHUP: %s; keeping the running configuration", err);
+    dlg_schema_free(schema);
+    dlg_jwt_verifier_free(jwt);
+    dlg_config_free(cfg);
 }
 
 static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *out) {
@@ -167,21 +226,17 @@ int main(int argc, char **argv) {
     const char *config_path = NULL;
     const char *schemas[64];
     size_t n_schemas = 0;
-    const char *f_listen = NULL, *f_cert = NULL, *f_key = NULL;
-    int f_plain = 0, f_anon = 0, f_level = -1, f_hb_set = 0, f_uring = 0, f_sendth_set = 0;
-    int f_osslrec = 0;
-    uint32_t f_sendth = 0;
-    uint32_t f_max_frame = 0, f_hsto = 0, f_hb = 0, f_maxconn = 0;
+    flags fl = {.level = -1};
     double f_alert = 0;
     int f_alert_set = 0;
     int o;
     while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (o) {
         case O_CONFIG: config_path = optarg; break;
-        case O_LISTEN: f_listen = optarg; break;
-        case O_CERT: f_cert = optarg; break;
-        case O_KEY: f_key = optarg; break;
-        case O_PLAIN: f_plain = 1; break;
+        case O_LISTEN: fl.listen = optarg; break;
+        case O_CERT: fl.cert = optarg; break;
+        case O_KEY: fl.key = optarg; break;
+        case O_PLAIN: fl.plain = 1; break;
         case O_PORTFILE: srv.opts.port_file = optarg; break;
         case O_SCHEMA:
             if (n_schemas == 64) {
@@ -190,35 +245,35 @@ int main(int argc, char **argv) {
             }
             schemas[n_schemas++] = optarg;
             break;
-        case O_ANON: f_anon = 1; break;
-        case O_URING: f_uring = 1; break;
-        case O_NOURING: f_uring = -1; break;
-        case O_OSSLREC: f_osslrec = 1; break;
+        case O_ANON: fl.anon = 1; break;
+        case O_URING: fl.uring = 1; break;
+        case O_NOURING: fl.uring = -1; break;
+        case O_OSSLREC: fl.osslrec = 1; break;
         case O_SENDTH:
-            if (parse_u32("--send-threads", optarg, 0, &f_sendth) != 0)
+            if (parse_u32("--send-threads", optarg, 0, &fl.sendth) != 0)
                 return 2;
-            if (f_sendth > DLG_SEND_THREADS_MAX) {
-                fprintf(stderr, "dialogued: --send-threads: %u is more than %u\n", f_sendth,
+            if (fl.sendth > DLG_SEND_THREADS_MAX) {
+                fprintf(stderr, "dialogued: --send-threads: %u is more than %u\n", fl.sendth,
                         DLG_SEND_THREADS_MAX);
                 return 2;
             }
-            f_sendth_set = 1;
+            fl.sendth_set = 1;
             break;
         case O_MAXFRAME:
-            if (parse_u32("--max-frame", optarg, 64, &f_max_frame) != 0)
+            if (parse_u32("--max-frame", optarg, 64, &fl.max_frame) != 0)
                 return 2;
             break;
         case O_HSTO:
-            if (parse_u32("--handshake-timeout-ms", optarg, 1, &f_hsto) != 0)
+            if (parse_u32("--handshake-timeout-ms", optarg, 1, &fl.hsto) != 0)
                 return 2;
             break;
         case O_HB:
-            if (parse_u32("--heartbeat-ms", optarg, 0, &f_hb) != 0)
+            if (parse_u32("--heartbeat-ms", optarg, 0, &fl.hb) != 0)
                 return 2;
-            f_hb_set = 1;
+            fl.hb_set = 1;
             break;
         case O_MAXCONN:
-            if (parse_u32("--max-connections", optarg, 1, &f_maxconn) != 0)
+            if (parse_u32("--max-connections", optarg, 1, &fl.maxconn) != 0)
                 return 2;
             break;
         case O_ALERT: {
@@ -232,7 +287,7 @@ int main(int argc, char **argv) {
             break;
         }
         case O_LOGLEVEL:
-            if ((f_level = dlg_log_level_parse(optarg)) < 0) {
+            if ((fl.level = dlg_log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "dialogued: --log-level: \"%s\" is not error|warn|info|debug\n", optarg);
                 return 2;
             }
@@ -271,35 +326,20 @@ int main(int argc, char **argv) {
         goto fail_cfg;
     }
     /* Flags win over the file. */
-    if (f_listen)
-        srv.opts.listen = f_listen;
-    if (f_cert)
-        srv.opts.cert_file = f_cert;
-    if (f_key)
-        srv.opts.key_file = f_key;
-    if (f_plain)
+    if (fl.listen)
+        srv.opts.listen = fl.listen;
+    if (fl.plain)
         srv.opts.plaintext = 1;
-    if (f_anon)
-        srv.opts.allow_anonymous = 1;
-    if (f_level >= 0)
-        srv.log.level = f_level;
-    if (f_max_frame)
-        srv.opts.max_frame = f_max_frame;
-    if (f_hsto)
-        srv.opts.handshake_timeout_ms = f_hsto;
-    if (f_maxconn)
-        srv.opts.max_connections = f_maxconn;
-    if (f_hb_set)
-        srv.opts.heartbeat_ms = f_hb;
+    apply_flags(&srv, &fl);
     /* Lets a test runner take every existing test through either send path
      * or record layer without editing their configs; flags still win. */
     env_switch(&srv.log, "DIALOGUE_IO_URING", &srv.opts.io_uring);
-    if (f_uring)
-        srv.opts.io_uring = f_uring > 0;
-    if (f_sendth_set)
-        srv.opts.send_threads = f_sendth;
+    if (fl.uring)
+        srv.opts.io_uring = fl.uring > 0;
+    if (fl.sendth_set)
+        srv.opts.send_threads = fl.sendth;
     env_switch(&srv.log, "DIALOGUE_TLS_OWN_RECORDS", &srv.opts.tls_own_records);
-    if (f_osslrec)
+    if (fl.osslrec)
         srv.opts.tls_own_records = 0;
     /* A peer that vanishes must not kill the daemon through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
@@ -340,14 +380,14 @@ int main(int argc, char **argv) {
                          metrics.interval_ms, metrics.room, metrics.n_rules);
         }
     }
-    reload_ctx reload = {.path = config_path};
+    reload_ctx reload = {.path = config_path, .fl = &fl, .schemas = schemas,
+                         .n_schemas = n_schemas};
     srv.reload_cb = on_reload;
     srv.reload_ud = &reload;
     uv_run(&loop, UV_RUN_DEFAULT);
     dlg_server_free(&srv);
     dlg_config_free(cfg);
-    for (size_t i = 0; i < reload.n; i++)
-        dlg_config_free(reload.cfgs[i]);
+    dlg_config_free(reload.current);
     rc = uv_loop_close(&loop);
     if (rc != 0)
         dlg_log_warn(&srv.log, "loop closed with handles open: %s", uv_strerror(rc));

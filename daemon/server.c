@@ -70,19 +70,6 @@ static int make_ssl_ctx(dlg_server *s) {
     return 0;
 }
 
-int dlg_server_reload_tls(dlg_server *s, const dlg_server_opts *o, char *err, size_t errlen) {
-    if (s->ssl_ctx == NULL || o->plaintext)
-        return 0; /* a plaintext listener stays plaintext until restart */
-    SSL_CTX *ctx = NULL;
-    int rc = dlg_tlsctx_new(o, &ctx, err, errlen);
-    if (rc != 0)
-        return rc;
-    /* Each connection's SSL holds its own reference to the old context. */
-    SSL_CTX_free(s->ssl_ctx);
-    s->ssl_ctx = ctx;
-    return 0;
-}
-
 static void on_connection(uv_stream_t *l, int status) {
     dlg_server *s = l->data;
     if (status < 0) {

@@ -147,12 +147,6 @@ int dlg_server_start(dlg_server *srv, uv_loop_t *loop);
  * call twice. */
 void dlg_server_stop(dlg_server *srv);
 
-/* Builds a new TLS context from o (certificate, key, client CA, CRLs) and,
- * when that works, makes it the one new connections get; established
- * connections keep theirs. On error the running context stays and err
- * says why. A plaintext server is left alone. Returns 0 or a DLG_E* code. */
-int dlg_server_reload_tls(dlg_server *s, const dlg_server_opts *o, char *err, size_t errlen);
-
 /* Frees what dlg_server_start allocated. Call after uv_run has returned. */
 void dlg_server_free(dlg_server *srv);
 
