@@ -147,33 +147,51 @@ static void bio_method_build(void) {
     bio_method = m;
 }
 
+/* Fails a session on OpenSSL's record layer from msg_cb: bio_read_ex
+ * feeds OpenSSL nothing more, so it stops where it is, and dlg_tlsio_read
+ * reports why (OpenSSL has no call to send an alert of ours). */
+static void ossl_refuse(dlg_tlsio *t, const char *why) {
+    if (t->failed)
+        return;
+    t->failed = 1;
+    t->why = why;
+}
+
 /* OpenSSL's report of every record it reads or writes (its header, then in
- * TLS 1.3 the inner content type), and of the messages in them. Counts the
- * records received without application data once the handshake is done
- * (empty ones are OpenSSL's own business, 32 at most; KeyUpdates are not:
- * it answers every one), and notes a record under the application keys
- * (see dlg_tlsio_handover). */
+ * TLS 1.3 the inner content type), and of the messages in them. Once the
+ * handshake is done it applies the limits of our record layer to what
+ * OpenSSL reads: runs of records without application data (empty ones are
+ * OpenSSL's own business, 32 at most; KeyUpdates are not: it takes any
+ * number), and TLS 1.3 records longer than an inner plaintext of 2^14 + 1
+ * bytes with its padding (OpenSSL measures it without). It also notes a
+ * record under the application keys (see dlg_tlsio_handover). */
 static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
                    SSL *ssl, void *arg) {
     (void)version;
-    (void)ssl;
     dlg_tlsio *t = arg;
     const uint8_t *b = buf;
-    if (content_type == SSL3_RT_HEADER && len >= 1) {
+    if (content_type == SSL3_RT_HEADER && len >= DLG_TLS13_HDR) {
         if (write_p ? t->app_wr : t->app_rd)
             t->app_seen = 1;
+        if (write_p || !t->done)
+            return;
+        /* Every TLS 1.3 suite we allow has a 16-byte tag. */
+        size_t body = (size_t)b[3] << 8 | b[4];
+        if (b[0] == SSL3_RT_APPLICATION_DATA && SSL_version(ssl) == TLS1_3_VERSION &&
+            body > DLG_TLS13_MAX_PLAIN + 1 + DLG_TLS13_TAG) {
+            ossl_refuse(t, "record too long (inner plaintext over 2^14 + 1 bytes)");
+            return;
+        }
         /* TLS 1.2's handshake and alert records show their type here; in
          * TLS 1.3 the inner type below says. */
-        if (write_p || !t->done || b[0] == SSL3_RT_APPLICATION_DATA)
+        if (b[0] == SSL3_RT_APPLICATION_DATA)
             return;
     } else if (content_type != SSL3_RT_INNER_CONTENT_TYPE || write_p || !t->done || len < 1 ||
                b[0] == SSL3_RT_APPLICATION_DATA) {
         return;
     }
-    if (++t->quiet > DLG_TLSIO_MAX_QUIET_RECORDS && !t->failed) {
-        t->failed = 1; /* bio_read_ex feeds OpenSSL nothing more */
-        t->why = "too many records without application data";
-    }
+    if (++t->quiet > DLG_TLSIO_MAX_QUIET_RECORDS)
+        ossl_refuse(t, "too many records without application data");
 }
 
 /* ---- the handover to our record layer (dlg_tlsio_ctx_lean) ---------------- */
@@ -630,8 +648,17 @@ int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
     if (t->failed) /* msg_cb stopped the input, or an earlier failure */
         return DLG_ETLS;
     int e = SSL_get_error(t->ssl, 0);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        /* The peer's KeyUpdate requests leave OpenSSL one answer to send
+         * (however many came), which it keeps for our next SSL_write: sent
+         * now, with what it read, so that it leaves even when we have
+         * nothing to write. */
+        if (t->done && SSL_get_key_update_type(t->ssl) != SSL_KEY_UPDATE_NONE &&
+            (SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+             SSL_do_handshake(t->ssl) != 1))
+            return ossl_fail(t, SSL_get_error(t->ssl, 0));
         return 0;
+    }
     if (e == SSL_ERROR_ZERO_RETURN)
         return DLG_ECLOSED;
     return ossl_fail(t, e);
@@ -681,7 +708,8 @@ void dlg_tlsio_shutdown(dlg_tlsio *t) {
         t->write_closed = 1;
         return;
     }
-    if (t->ssl != NULL && t->done)
+    /* OpenSSL: never after a fatal error (SSL_shutdown(3)). */
+    if (t->ssl != NULL && t->done && !t->failed)
         SSL_shutdown(t->ssl);
     ERR_clear_error();
 }

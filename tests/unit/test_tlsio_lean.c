@@ -1415,6 +1415,31 @@ static void key_update_flood_both_layers(void **state) {
     }
 }
 
+/* On OpenSSL's record layer too, a KeyUpdate request is answered as soon
+ * as it is read. OpenSSL answers each of several in a row as it reads the
+ * next, but keeps the answer to the last for our next write, which may
+ * never come: dlg_tlsio_read sends it. (Several per run are bounded by
+ * DLG_TLSIO_MAX_QUIET_RECORDS, and the daemon counts them in its caps.) */
+static void openssl_key_update_answered_at_once(void **state) {
+    (void)state;
+    pair_t *p = pair_new(0, 0x1302, 0);
+    handshake(p);
+    assert_null(p->srv.rl);
+    for (int n = 1; n <= 5; n += 4) {
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+            assert_int_equal(SSL_do_handshake(p->cli), 1);
+        }
+        c2s_move(p, 4096);
+        uint8_t got[16];
+        assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), 0);
+        assert_int_equal(dlg_tlsio_out_pending(&p->srv), (size_t)n * dlg_tls13_sealed_len(5));
+        s2c_data(p, 100, 700 + (uint32_t)n, 0); /* the client follows */
+        c2s_data(p, 100, 710 + (uint32_t)n, 4096, 65536);
+    }
+    pair_free(p);
+}
+
 /* A record under the application keys that went through OpenSSL before
  * the handover (here a write, or a read) keeps the session on OpenSSL:
  * dlg_tls13 would start again at sequence number 0 and seal a second
@@ -1470,6 +1495,7 @@ int main(void) {
         cmocka_unit_test_teardown(inner_plaintext_limit, rl_teardown),
         cmocka_unit_test_teardown(key_update_flood_both_layers, test_teardown),
         cmocka_unit_test_teardown(no_handover_after_openssl_records, test_teardown),
+        cmocka_unit_test_teardown(openssl_key_update_answered_at_once, test_teardown),
     };
     return cmocka_run_group_tests_name("tlsio_lean", tests, group_setup, group_teardown);
 }
