@@ -649,10 +649,10 @@ int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
         return DLG_ETLS;
     int e = SSL_get_error(t->ssl, 0);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        /* The peer's KeyUpdate requests leave OpenSSL one answer to send
-         * (however many came), which it keeps for our next SSL_write: sent
-         * now, with what it read, so that it leaves even when we have
-         * nothing to write. */
+        /* OpenSSL answers the peer's KeyUpdate requests as it reads on,
+         * but keeps the answer to the last one for our next SSL_write:
+         * sent now, with what it read, so that it leaves even when we have
+         * nothing to write (the owner counts it in its output caps). */
         if (t->done && SSL_get_key_update_type(t->ssl) != SSL_KEY_UPDATE_NONE &&
             (SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
              SSL_do_handshake(t->ssl) != 1))
