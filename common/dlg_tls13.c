@@ -216,6 +216,14 @@ int dlg_tls13_open(dlg_tls13 *r, uint8_t *rec, size_t len, size_t *off, size_t *
         return DLG_ETLS;
     }
     d->seq++;
+    /* RFC 8446 5.4: the whole TLSInnerPlaintext (content, type and
+     * padding) is at most 2^14 + 1 bytes; padding does not buy a longer
+     * record. Checked once it authenticates, so that a forged record is a
+     * bad_record_mac whatever its length (as OpenSSL answers). */
+    if (ct_len > DLG_TLS13_MAX_PLAIN + 1) {
+        *alert = 22;
+        return DLG_EPROTO;
+    }
     /* The inner type is the last non-zero byte; zeros after it are
      * padding. */
     size_t i = ct_len;
@@ -226,10 +234,6 @@ int dlg_tls13_open(dlg_tls13 *r, uint8_t *rec, size_t len, size_t *off, size_t *
         return DLG_EPROTO;
     }
     *type = ct[i - 1];
-    if (i - 1 > DLG_TLS13_MAX_PLAIN) {
-        *alert = 22;
-        return DLG_EPROTO;
-    }
     *off = DLG_TLS13_HDR;
     *plain_len = i - 1;
     return 0;

@@ -63,8 +63,10 @@ int dlg_tls13_write_worn(const dlg_tls13 *r);
  * (0) the plaintext is rec[*off, *off + *plain_len) with its padding
  * removed and *type its inner content type. Returns DLG_EPROTO for a
  * record that is malformed or too long (alert code in *alert: 10
- * unexpected_message, 22 record_overflow, 50 decode_error) and DLG_ETLS
- * when it does not authenticate (*alert = 20, bad_record_mac). */
+ * unexpected_message, 22 record_overflow: more than 2^14 + 256 bytes
+ * after the header, or an inner plaintext with its padding over 2^14 + 1
+ * bytes, 50 decode_error) and DLG_ETLS when it does not authenticate
+ * (*alert = 20, bad_record_mac). */
 int dlg_tls13_open(dlg_tls13 *r, uint8_t *rec, size_t len, size_t *off, size_t *plain_len,
                    uint8_t *type, uint8_t *alert);
 

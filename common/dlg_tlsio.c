@@ -94,7 +94,10 @@ static int bio_write_ex(BIO *bio, const char *data, size_t len, size_t *written)
 static int bio_read_ex(BIO *bio, char *out, size_t cap, size_t *nread) {
     dlg_tlsio *t = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
-    *nread = buf_take(t->in, out, cap);
+    /* A failed session (msg_cb) gets no more input: OpenSSL stops where
+     * it is, as if the rest had not arrived yet, and dlg_tlsio_read
+     * reports the failure. */
+    *nread = t->failed ? 0 : buf_take(t->in, out, cap);
     if (*nread == 0 && cap > 0) {
         BIO_set_retry_read(bio);
         return 0;
@@ -142,6 +145,53 @@ static void bio_method_build(void) {
         return;
     }
     bio_method = m;
+}
+
+/* Fails a session on OpenSSL's record layer from msg_cb: bio_read_ex
+ * feeds OpenSSL nothing more, so it stops where it is, and dlg_tlsio_read
+ * reports why (OpenSSL has no call to send an alert of ours). */
+static void ossl_refuse(dlg_tlsio *t, const char *why) {
+    if (t->failed)
+        return;
+    t->failed = 1;
+    t->why = why;
+}
+
+/* OpenSSL's report of every record it reads or writes (its header, then in
+ * TLS 1.3 the inner content type), and of the messages in them. Once the
+ * handshake is done it applies the limits of our record layer to what
+ * OpenSSL reads: runs of records without application data (empty ones are
+ * OpenSSL's own business, 32 at most; KeyUpdates are not: it takes any
+ * number), and TLS 1.3 records longer than an inner plaintext of 2^14 + 1
+ * bytes with its padding (OpenSSL measures it without). It also notes a
+ * record under the application keys (see dlg_tlsio_handover). */
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                   SSL *ssl, void *arg) {
+    (void)version;
+    dlg_tlsio *t = arg;
+    const uint8_t *b = buf;
+    if (content_type == SSL3_RT_HEADER && len >= DLG_TLS13_HDR) {
+        if (write_p ? t->app_wr : t->app_rd)
+            t->app_seen = 1;
+        if (write_p || !t->done)
+            return;
+        /* Every TLS 1.3 suite we allow has a 16-byte tag. */
+        size_t body = (size_t)b[3] << 8 | b[4];
+        if (b[0] == SSL3_RT_APPLICATION_DATA && SSL_version(ssl) == TLS1_3_VERSION &&
+            body > DLG_TLS13_MAX_PLAIN + 1 + DLG_TLS13_TAG) {
+            ossl_refuse(t, "record too long (inner plaintext over 2^14 + 1 bytes)");
+            return;
+        }
+        /* TLS 1.2's handshake and alert records show their type here; in
+         * TLS 1.3 the inner type below says. */
+        if (b[0] == SSL3_RT_APPLICATION_DATA)
+            return;
+    } else if (content_type != SSL3_RT_INNER_CONTENT_TYPE || write_p || !t->done || len < 1 ||
+               b[0] == SSL3_RT_APPLICATION_DATA) {
+        return;
+    }
+    if (++t->quiet > DLG_TLSIO_MAX_QUIET_RECORDS)
+        ossl_refuse(t, "too many records without application data");
 }
 
 /* ---- the handover to our record layer (dlg_tlsio_ctx_lean) ---------------- */
@@ -193,6 +243,13 @@ static void keylog_cb(const SSL *ssl, const char *line) {
     int is_client = strncmp(line, cl, sizeof(cl) - 1) == 0;
     if (t == NULL || (!is_client && strncmp(line, sv, sizeof(sv) - 1) != 0))
         return;
+    /* OpenSSL reports a secret as it moves that direction to it: every
+     * record of that direction from now on is under the application keys
+     * (msg_cb notes one). */
+    if (is_client == !SSL_is_server(ssl))
+        t->app_wr = 1;
+    else
+        t->app_rd = 1;
     const char *sp = strchr(line + sizeof(cl) - 1, ' ');
     if (sp == NULL)
         return;
@@ -221,9 +278,11 @@ int dlg_tlsio_handover(dlg_tlsio *t) {
     if (SSL_CTX_get_keylog_callback(SSL_get_SSL_CTX(ssl)) != keylog_cb || sec == NULL ||
         c == NULL || SSL_version(ssl) != TLS1_3_VERSION ||
         (server && SSL_get0_peer_certificate(ssl) != NULL) ||
-        /* Records OpenSSL has read but we have not, or sent after the
-         * handshake (tickets), would put its sequence numbers ahead. */
-        SSL_has_pending(ssl) || SSL_get_num_tickets(ssl) != 0 ||
+        /* Records OpenSSL has read but we have not, or sent or read under
+         * the application keys (tickets, an early write or read), would put
+         * its sequence numbers ahead of ours: starting again from 0 would
+         * reuse a nonce. */
+        SSL_has_pending(ssl) || SSL_get_num_tickets(ssl) != 0 || t->app_seen ||
         SSL_get_early_data_status(ssl) == SSL_EARLY_DATA_ACCEPTED ||
         sec->client_len == 0 || sec->client_len != sec->server_len)
         goto out;
@@ -330,10 +389,17 @@ static int lean_handshake(dlg_tlsio *t, const uint8_t *m, size_t len) {
             return lean_fail(t, "KeyUpdate with an invalid request", 47);
         if (dlg_tls13_update_read(t->rl) != 0)
             return lean_fail(t, "key update failed", 80);
-        if (m[4] == 1 && !t->write_closed && send_key_update(t) != 0) {
-            t->failed = 1;
-            t->why = "could not answer a KeyUpdate";
-            return DLG_ETLS;
+        /* RFC 8446 4.6.3: a party that gets several requests while it is
+         * silent answers with one KeyUpdate. Ours is silent while its last
+         * answer still waits in `out`: that answer serves this request too,
+         * so a peer that floods requests and never reads queues one. */
+        if (m[4] == 1 && !t->write_closed && t->out_taken >= t->ku_end) {
+            if (send_key_update(t) != 0) {
+                t->failed = 1;
+                t->why = "could not answer a KeyUpdate";
+                return DLG_ETLS;
+            }
+            t->ku_end = t->out_taken + buf_pending(t->out);
         }
         return 0;
     }
@@ -364,6 +430,16 @@ static const char *alert_why(uint8_t desc) {
 static int lean_read_fail(dlg_tlsio *t, size_t got, const char *why, uint8_t alert) {
     lean_fail(t, why, alert);
     return got > 0 ? (int)got : DLG_ETLS;
+}
+
+/* One more record without application data; 0, or past the cap -1 (the
+ * session is failed with unexpected_message: each such record costs a
+ * decryption, and a KeyUpdate a key derivation, for nothing). */
+static int lean_quiet(dlg_tlsio *t) {
+    if (++t->quiet <= DLG_TLSIO_MAX_QUIET_RECORDS)
+        return 0;
+    lean_fail(t, "too many records without application data", 10);
+    return -1;
 }
 
 static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
@@ -404,8 +480,13 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
         t->rec_pos = (uint32_t)off;
         t->rec_end = (uint32_t)(off + plen);
         if (type == DLG_TLS13_APPDATA) {
-            if (plen == 0)
-                lean_consume(t);
+            if (plen > 0) {
+                t->quiet = 0;
+                continue;
+            }
+            lean_consume(t);
+            if (lean_quiet(t) != 0)
+                return got > 0 ? (int)got : DLG_ETLS;
             continue;
         }
         const uint8_t *m = rec + off;
@@ -414,6 +495,8 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
                 return lean_read_fail(t, got, "malformed alert", 50);
             uint8_t desc = m[1];
             lean_consume(t);
+            if (desc == 90 && lean_quiet(t) != 0)
+                return got > 0 ? (int)got : DLG_ETLS;
             if (desc == 0) {
                 t->read_closed = 1;
             } else if (desc != 90) { /* user_canceled comes before a close_notify */
@@ -423,6 +506,12 @@ static int lean_read(dlg_tlsio *t, uint8_t *buf, size_t cap) {
             continue;
         }
         if (type == DLG_TLS13_HANDSHAKE) {
+            /* Counted before it is acted on: the one past the cap gets no
+             * key derivation. */
+            if (lean_quiet(t) != 0) {
+                lean_consume(t);
+                return got > 0 ? (int)got : DLG_ETLS;
+            }
             rc = lean_handshake(t, m, plen);
             lean_consume(t);
             if (rc != 0)
@@ -460,6 +549,8 @@ int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
     BIO_set_data(t->bio, t);
     SSL_set_bio(t->ssl, t->bio, t->bio); /* takes our one reference */
     SSL_set_app_data(t->ssl, t);          /* for keylog_cb */
+    SSL_set_msg_callback(t->ssl, msg_cb);
+    SSL_set_msg_callback_arg(t->ssl, t);
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
@@ -530,21 +621,47 @@ int dlg_tlsio_handshake(dlg_tlsio *t, char *err, size_t errlen) {
     return DLG_ETLS;
 }
 
+/* A failed OpenSSL call: keeps OpenSSL's reason (static strings of its
+ * own) for dlg_tlsio_error before the error queue is cleared. */
+static int ossl_fail(dlg_tlsio *t, int e) {
+    unsigned long err = ERR_peek_last_error();
+    const char *reason = err != 0 ? ERR_reason_error_string(err) : NULL;
+    if (t->why == NULL)
+        t->why = reason != NULL            ? reason
+                 : e == SSL_ERROR_SYSCALL ? "TLS I/O failed (out of memory?)"
+                                          : "TLS failure without a reason from OpenSSL";
+    t->failed = 1;
+    ERR_clear_error();
+    return DLG_ETLS;
+}
+
 int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
     if (cap > INT_MAX)
         cap = INT_MAX; /* the count is returned as an int */
     if (t->rl != NULL)
         return lean_read(t, buf, cap);
     size_t n = 0;
-    if (SSL_read_ex(t->ssl, buf, cap, &n) == 1)
+    if (!t->failed && SSL_read_ex(t->ssl, buf, cap, &n) == 1) {
+        t->quiet = 0;
         return (int)n;
+    }
+    if (t->failed) /* msg_cb stopped the input, or an earlier failure */
+        return DLG_ETLS;
     int e = SSL_get_error(t->ssl, 0);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        /* OpenSSL answers the peer's KeyUpdate requests as it reads on,
+         * but keeps the answer to the last one for our next SSL_write:
+         * sent now, with what it read, so that it leaves even when we have
+         * nothing to write (the owner counts it in its output caps). */
+        if (t->done && SSL_get_key_update_type(t->ssl) != SSL_KEY_UPDATE_NONE &&
+            (SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+             SSL_do_handshake(t->ssl) != 1))
+            return ossl_fail(t, SSL_get_error(t->ssl, 0));
         return 0;
+    }
     if (e == SSL_ERROR_ZERO_RETURN)
         return DLG_ECLOSED;
-    ERR_clear_error();
-    return DLG_ETLS;
+    return ossl_fail(t, e);
 }
 
 int dlg_tlsio_write(dlg_tlsio *t, const void *data, size_t len) {
@@ -563,11 +680,13 @@ int dlg_tlsio_write(dlg_tlsio *t, const void *data, size_t len) {
         }
         return 0;
     }
-    /* The BIO grows, so one call writes everything or fails. */
-    if (SSL_write_ex(t->ssl, data, len, &w) != 1 || w != len) {
-        ERR_clear_error();
+    if (t->failed)
         return DLG_ETLS;
-    }
+    /* The BIO grows, so one call writes everything or fails. */
+    if (SSL_write_ex(t->ssl, data, len, &w) != 1)
+        return ossl_fail(t, SSL_get_error(t->ssl, 0));
+    if (w != len)
+        return ossl_fail(t, SSL_ERROR_SYSCALL);
     return 0;
 }
 
@@ -576,7 +695,9 @@ size_t dlg_tlsio_out_pending(const dlg_tlsio *t) {
 }
 
 size_t dlg_tlsio_out_take(dlg_tlsio *t, void *buf, size_t cap) {
-    return buf_take(t->out, buf, cap);
+    size_t n = buf_take(t->out, buf, cap);
+    t->out_taken += n;
+    return n;
 }
 
 void dlg_tlsio_shutdown(dlg_tlsio *t) {
@@ -587,7 +708,8 @@ void dlg_tlsio_shutdown(dlg_tlsio *t) {
         t->write_closed = 1;
         return;
     }
-    if (t->ssl != NULL && t->done)
+    /* OpenSSL: never after a fatal error (SSL_shutdown(3)). */
+    if (t->ssl != NULL && t->done && !t->failed)
         SSL_shutdown(t->ssl);
     ERR_clear_error();
 }

@@ -34,13 +34,33 @@ typedef struct dlg_tlsio {
      * rec_len > 0; its plaintext not yet read is [rec_pos, rec_end),
      * offsets from the head. */
     uint32_t rec_len, rec_pos, rec_end;
-    const char *why;           /* with rl: why the session failed (static) */
+    /* Bytes ever taken from `out`, and where in that count our newest
+     * KeyUpdate answer ends: while out_taken < ku_end it is still waiting
+     * to be sent, and it answers any further request too (with rl). */
+    uint64_t out_taken, ku_end;
+    const char *why;           /* why the session failed (static), or NULL */
+    /* Records received in a row that carried no application data (empty
+     * records, KeyUpdates and other post-handshake messages, user_canceled
+     * alerts), counted once the handshake is done; past
+     * DLG_TLSIO_MAX_QUIET_RECORDS the session fails (see dlg_tlsio_read). */
+    uint16_t quiet;
     unsigned done : 1;         /* handshake finished */
     unsigned read_closed : 1;  /* with rl: close_notify received */
     unsigned write_closed : 1; /* with rl: close_notify sent */
-    unsigned failed : 1;       /* with rl: a record failed; the session is dead */
+    unsigned failed : 1;       /* a record failed; the session is dead */
     unsigned client : 1;       /* with rl: we are the client */
+    /* On OpenSSL: its keys for our writes / the peer's records are the
+     * application traffic keys now (the key log reported them), and a
+     * record under them went through OpenSSL, which then holds sequence
+     * numbers dlg_tls13 would start again from 0: no handover. */
+    unsigned app_wr : 1, app_rd : 1, app_seen : 1;
 } dlg_tlsio;
+
+/* Records in a row without application data that a session takes (as
+ * OpenSSL takes 32 empty records, CVE-2016-8610); one more fails it with
+ * unexpected_message. Nothing legitimate sends more: a KeyUpdate now and
+ * then, a few NewSessionTickets, a user_canceled before close_notify. */
+#define DLG_TLSIO_MAX_QUIET_RECORDS 32
 
 /* Lets the sessions made from ctx leave OpenSSL after their handshake
  * (dlg_tlsio_handover). Sets ctx's keylog callback (to learn the traffic
@@ -55,9 +75,12 @@ int dlg_tlsio_ctx_lean(SSL_CTX *ctx);
  * AES-GCM or ChaCha20-Poly1305, on a server without a client certificate
  * (the daemon reads it at Hello). The session then keeps about 2.5 KB
  * instead of OpenSSL's 13 KB, and its records cost less to protect.
- * Otherwise it stays on OpenSSL, unharmed. Either way the secrets learnt
- * during the handshake are wiped. Returns 1 if the session is on our
- * record layer, 0 if on OpenSSL. */
+ * Otherwise it stays on OpenSSL, unharmed; that includes a session that
+ * has already sent or read a record under the application keys through
+ * OpenSSL (a dlg_tlsio_write or _read before the handover): our sequence
+ * numbers would start again from 0 and reuse an AEAD nonce. Either way the
+ * secrets learnt during the handshake are wiped. Returns 1 if the session
+ * is on our record layer, 0 if on OpenSSL. */
 int dlg_tlsio_handover(dlg_tlsio *t);
 
 /* Creates the session from ctx in *t, which must then stay at the same
@@ -82,7 +105,15 @@ int dlg_tlsio_handshake(dlg_tlsio *t, char *err, size_t errlen);
 
 /* Reads decrypted bytes into buf. Returns the count (> 0), 0 when no more
  * plaintext is available yet, DLG_ECLOSED on a clean close_notify, or
- * DLG_ETLS on a failure (renegotiation attempts included). */
+ * DLG_ETLS on a failure (renegotiation attempts included; dlg_tlsio_error
+ * says why). More than DLG_TLSIO_MAX_QUIET_RECORDS records in a row
+ * without application data are a failure (our record layer sends
+ * unexpected_message; OpenSSL's gets no further input). A KeyUpdate
+ * request is answered at once, but while that answer is still waiting in
+ * `out` it answers every further request too (RFC 8446 4.6.3): a flood of
+ * requests never queues more than one KeyUpdate on our record layer.
+ * Bytes the read made for the peer wait in `out` (dlg_tlsio_out_pending):
+ * the owner sends them even when it has nothing to write itself. */
 int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap);
 
 /* Encrypts len bytes as one TLS record stream. Returns 0 or DLG_ETLS. The
@@ -109,9 +140,10 @@ void dlg_tlsio_shutdown(dlg_tlsio *t);
  * and clears the error queue. */
 void dlg_tlsio_last_error(char *buf, size_t len);
 
-/* Why a session on our record layer failed ("bad record MAC", "peer sent
- * alert bad_certificate", ...), or NULL (then dlg_tlsio_last_error tells).
- * Static storage. */
+/* Why the session failed ("bad record MAC", "peer sent alert
+ * bad_certificate", OpenSSL's reason such as "decryption failed or bad
+ * record mac", ...), or NULL (then dlg_tlsio_last_error tells). Static
+ * storage. */
 const char *dlg_tlsio_why(const dlg_tlsio *t);
 
 /* Why the last read or write of t failed, whichever layer refused it, into

@@ -178,6 +178,7 @@ void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
     o->max_connections = cfg->limits.max_connections;
     o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;
     o->pre_auth_max_bytes = cfg->limits.pre_auth_max_bytes;
+    o->pre_auth_max_connections = cfg->limits.pre_auth_max_connections;
     o->max_pending_bytes = cfg->limits.max_pending_bytes;
     o->soft_pending_bytes = cfg->limits.soft_pending_bytes;
     o->soft_pending_ms = cfg->limits.soft_pending_seconds * 1000u;

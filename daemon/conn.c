@@ -64,12 +64,67 @@ static void unlink_conn(dlg_conn *c) {
     s->n_conns--;
 }
 
+/* The connections admitted before Welcome, oldest first: the budget
+ * pre_auth_max_connections counts them, and the oldest makes room for a
+ * newcomer (dlg_conn_accept). */
+static void pre_link(dlg_conn *c) {
+    dlg_server *s = c->srv;
+    c->pre_prev = s->pre_tail;
+    c->pre_next = NULL;
+    if (s->pre_tail)
+        s->pre_tail->pre_next = c;
+    else
+        s->pre_head = c;
+    s->pre_tail = c;
+    c->pre_linked = 1;
+    s->n_pre_auth++;
+}
+
+static void pre_unlink(dlg_conn *c) {
+    dlg_server *s = c->srv;
+    if (!c->pre_linked)
+        return;
+    if (c->pre_prev)
+        c->pre_prev->pre_next = c->pre_next;
+    else
+        s->pre_head = c->pre_next;
+    if (c->pre_next)
+        c->pre_next->pre_prev = c->pre_prev;
+    else
+        s->pre_tail = c->pre_prev;
+    c->pre_prev = c->pre_next = NULL;
+    c->pre_linked = 0;
+    s->n_pre_auth--;
+}
+
+/* RFC 8446 6.1: close_notify before the socket closes, when the socket
+ * takes it now and nothing sent earlier still waits (it would come out
+ * ahead of those bytes). Best effort: a peer that is gone or not reading
+ * does not get it. */
+static void tls_goodbye(dlg_conn *c) {
+    if (!c->tls_on || !c->tls.done || c->inflight_bytes > 0 || c->usend != NULL ||
+        c->spill_len > 0)
+        return;
+    dlg_tlsio_shutdown(&c->tls);
+    uint8_t tmp[4096];
+    size_t n;
+    while ((n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp))) > 0) {
+        uv_buf_t ub = uv_buf_init((char *)tmp, (unsigned)n);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &ub, 1) != (int)n)
+            break;
+    }
+}
+
 void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (c->state == DLG_CONN_CLOSING)
         return;
     dlg_log_debug(&c->srv->log, "conn %s (%s): closed: %s", c->client_id,
                   c->peer, reason ? reason : "closed");
     int was_ready = c->state == DLG_CONN_READY;
+    tls_goodbye(c);
+    pre_unlink(c);
+    if (c->refuse_full)
+        c->srv->n_refusing--;
     c->state = DLG_CONN_CLOSING;
     for (size_t i = 0; i < c->n_members; i++)
         dlg_hooks_left(c->srv, c, c->members[i]->room->id, "disconnected");
@@ -97,7 +152,9 @@ void dlg_conn_doom(dlg_conn *c, const char *reason) {
 static int sock_write(dlg_conn *c, const uint8_t *data, size_t len);
 
 /* Tells a client it is being cut, without waiting for its queue: the frame
- * goes straight to the socket if it has room, else it is lost. */
+ * goes straight to the socket if it has room, else it is lost. With TLS it
+ * is sealed after what the session already holds and goes out with the
+ * close_notify of the dlg_conn_close that follows (tls_goodbye). */
 void dlg_conn_final_error(dlg_conn *c, int status, const char *msg) {
     Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
     e.code = (Dialogue__V1__Status)status;
@@ -106,18 +163,12 @@ void dlg_conn_final_error(dlg_conn *c, int status, const char *msg) {
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;
     f.error = &e;
     dlg_buf *b = NULL;
-    if (c->inflight_bytes > 0 || dlg_frame_pack(&f.base, 0, &b) != 0)
+    if (c->inflight_bytes > 0 || c->usend != NULL || dlg_frame_pack(&f.base, 0, &b) != 0)
         return;
     /* Mid-frame output would corrupt the stream: only at a frame boundary. */
     if (c->q_len == 0 || c->q[c->q_head].off == 0) {
         if (c->tls_on) {
-            if (dlg_tlsio_write(&c->tls, b->data, b->len) == 0) {
-                uint8_t tmp[512];
-                size_t n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp));
-                uv_buf_t ub = uv_buf_init((char *)tmp, (unsigned)n);
-                if (n > 0)
-                    uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-            }
+            dlg_tlsio_write(&c->tls, b->data, b->len);
         } else {
             uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
             uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
@@ -168,16 +219,19 @@ void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
             c->io_recent = 0;
         else if (!c->close_after_flush)
             release_idle(c);
-        if (c->state != DLG_CONN_READY)
-            continue;
-        if (c->inflight_since && now - c->inflight_since > srv->opts.write_timeout_ms) {
+        /* In every state: a connection that is closing has its own
+         * deadline (on_close_deadline). */
+        if (!c->close_after_flush && c->inflight_since &&
+            now - c->inflight_since > srv->opts.write_timeout_ms) {
             srv->counters.write_timeouts++;
             dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms",
                          c->client_id, c->peer, srv->opts.write_timeout_ms);
             dlg_conn_doom(c, "write timeout");
             continue;
         }
-        uint64_t pending = c->q_bytes + c->inflight_bytes;
+        if (c->state != DLG_CONN_READY)
+            continue;
+        uint64_t pending = dlg_conn_pending(c);
         if (pending <= srv->opts.soft_pending_bytes) {
             c->soft_since = 0;
         } else if (c->soft_since == 0) {
@@ -206,6 +260,29 @@ static void mark_dirty(dlg_conn *c) {
     c->srv->dirty = c;
 }
 
+/* How long a graceful close may take: the write timeout, or before
+ * Welcome the handshake's (a client that never said Hello gets no more
+ * time than it had to say it). */
+static uint32_t close_deadline_ms(const dlg_conn *c) {
+    return c->state == DLG_CONN_READY ? c->srv->opts.write_timeout_ms
+                                      : c->srv->opts.handshake_timeout_ms;
+}
+
+/* A connection that is closing gracefully and whose output has not
+ * drained: a peer that stopped reading must not hold it open. */
+static void on_close_deadline(uv_timer_t *t) {
+    dlg_conn *c = t->data;
+    if (c->state == DLG_CONN_CLOSING)
+        return;
+    c->srv->counters.write_timeouts++;
+    dlg_log_warn(&c->srv->log,
+                 "conn %s (%s): output did not drain within %u ms of closing (%s): %llu bytes "
+                 "dropped",
+                 c->client_id, c->peer, close_deadline_ms(c), c->close_reason,
+                 (unsigned long long)dlg_conn_pending(c));
+    dlg_conn_close(c, "close timeout");
+}
+
 void dlg_conn_close_after_flush(dlg_conn *c, const char *reason) {
     if (c->state == DLG_CONN_CLOSING || c->close_after_flush)
         return;
@@ -213,6 +290,9 @@ void dlg_conn_close_after_flush(dlg_conn *c, const char *reason) {
                  c->peer, reason);
     c->close_after_flush = 1;
     c->close_reason = reason;
+    /* The timer's handshake deadline or heartbeat has no more use. */
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_close_deadline, close_deadline_ms(c), 0);
     mark_dirty(c); /* flush_conn sends the queue, then close_notify */
 }
 
@@ -281,18 +361,28 @@ void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
     lp->abs = before;
 }
 
+uint64_t dlg_conn_pending(const dlg_conn *c) {
+    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST + c->inflight_bytes + c->spill_len +
+           (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0);
+}
+
+/* Marks c a slow consumer: pending output (dlg_conn_pending, plus what was
+ * about to be queued) passed max_pending_bytes. */
+static void cut_slow(dlg_conn *c, uint64_t pending) {
+    c->srv->counters.slow_consumers++;
+    dlg_log_warn(&c->srv->log, "conn %s (%s): slow consumer: %llu bytes pending, cap %llu",
+                 c->client_id, c->peer, (unsigned long long)pending,
+                 (unsigned long long)c->srv->opts.max_pending_bytes);
+    c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
+    dlg_conn_doom(c, "slow consumer");
+}
+
 void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
     if (conn_gone(c))
         return;
-    uint64_t pending = c->q_bytes + c->inflight_bytes + b->len;
+    uint64_t pending = dlg_conn_pending(c) + b->len + DLG_OUTQ_ITEM_COST;
     if (pending > c->srv->opts.max_pending_bytes) {
-        c->srv->counters.slow_consumers++;
-        dlg_log_warn(&c->srv->log,
-                     "conn %s (%s): slow consumer: %llu bytes pending, cap %llu",
-                     c->client_id, c->peer, (unsigned long long)pending,
-                     (unsigned long long)c->srv->opts.max_pending_bytes);
-        c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
-        dlg_conn_doom(c, "slow consumer");
+        cut_slow(c, pending);
         return;
     }
     if (q_push(c, b) != 0) {
@@ -809,6 +899,31 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     return rc;
 }
 
+/* After a read: what TLS made for the peer by itself (a KeyUpdate answer,
+ * an alert) is sent this turn even when no frame is, and counts in the
+ * caps with the rest: a peer that never reads and sends what makes the
+ * daemon answer is cut, before Welcome at pre_auth_max_bytes. */
+static void tls_output_check(dlg_conn *c) {
+    if (c->state == DLG_CONN_CLOSING)
+        return;
+    if (dlg_tlsio_out_pending(&c->tls) > 0)
+        mark_dirty(c);
+    if (c->close_after_flush || c->in_doomed)
+        return; /* reads no more: nothing grows */
+    uint64_t pending = dlg_conn_pending(c);
+    if (c->state == DLG_CONN_READY) {
+        if (pending > c->srv->opts.max_pending_bytes)
+            cut_slow(c, pending);
+    } else if (pending > c->srv->opts.pre_auth_max_bytes) {
+        dlg_log_info(&c->srv->log,
+                     "conn %s (%s): refused: %llu bytes of output pending before Welcome "
+                     "(pre_auth_max_bytes %u)",
+                     c->client_id, c->peer, (unsigned long long)pending,
+                     c->srv->opts.pre_auth_max_bytes);
+        dlg_conn_close(c, "pre-auth output budget exceeded");
+    }
+}
+
 static void refuse_full(dlg_conn *c) {
     dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
                         "server full: %u connections is the limit",
@@ -867,8 +982,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (n == 0)
             break;
         if (n == DLG_ECLOSED) {
-            dlg_conn_close(c, "peer sent close_notify");
-            return;
+            /* What it asked before is still answered, then our own
+             * close_notify (RFC 8446 6.1). */
+            dlg_conn_close_after_flush(c, "peer sent close_notify");
+            break;
         }
         if (n < 0) {
             char why[256];
@@ -881,6 +998,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (feed_plain(c, c->srv->pbuf, (size_t)n) != 0)
             break;
     }
+    tls_output_check(c);
 out:
     /* Replies are flushed by the check handle at the end of this loop turn. */
     dlg_conn_reap(c->srv);
@@ -943,6 +1061,7 @@ static void on_expiry(uv_timer_t *t) {
 void dlg_conn_start_heartbeat(dlg_conn *c) {
     uint64_t ms = c->srv->opts.heartbeat_ms;
     c->dec.max_frame = c->srv->opts.max_frame; /* authenticated: the full limit */
+    pre_unlink(c);
     uv_timer_stop(&c->timer);
     c->in_at_tick = c->in_bytes;
     if (c->session_deadline) {
@@ -957,6 +1076,34 @@ void dlg_conn_start_heartbeat(dlg_conn *c) {
     }
     if (ms > 0)
         uv_timer_start(&c->timer, on_heartbeat, ms, ms);
+}
+
+/* Closes the oldest connection that has not finished Hello. */
+static void evict_oldest(dlg_server *srv) {
+    dlg_conn *o = srv->pre_head;
+    srv->counters.pre_auth_evicted++;
+    dlg_log_debug(&srv->log, "conn %s (%s): closed before Welcome to make room for a new "
+                             "connection (%u waiting, pre_auth_max_connections %u)",
+                  o->client_id, o->peer, srv->n_pre_auth, srv->opts.pre_auth_max_connections);
+    if (o->state == DLG_CONN_HELLO)
+        dlg_conn_final_error(o, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+                             "too many connections waiting for Hello: this one was the oldest");
+    dlg_conn_close(o, "made room before Welcome");
+}
+
+/* Called with a new connection counted in n_conns but not yet admitted:
+ * connections before Welcome keep within their own budget, and while some
+ * are waiting, the newcomer does not find the server full (the oldest
+ * waiting one goes; a client that finishes its handshake gets in, a
+ * slowloris holds a slot only until someone needs it). */
+static void make_room(dlg_server *srv) {
+    uint32_t budget = srv->opts.pre_auth_max_connections;
+    if (budget > srv->opts.max_connections)
+        budget = srv->opts.max_connections;
+    while (srv->pre_head != NULL && srv->n_pre_auth >= budget)
+        evict_oldest(srv);
+    if (srv->pre_head != NULL && srv->n_conns - srv->n_refusing > srv->opts.max_connections)
+        evict_oldest(srv);
 }
 
 void dlg_conn_accept(dlg_server *srv) {
@@ -1011,17 +1158,21 @@ void dlg_conn_accept(dlg_server *srv) {
         snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     }
     srv->counters.conns_accepted++;
-    if (srv->n_conns > srv->opts.max_connections) {
+    make_room(srv);
+    if (srv->n_conns - srv->n_refusing > srv->opts.max_connections) {
         srv->counters.conns_refused++;
         dlg_log_warn(&srv->log, "conn %s (%s): refused: %u connections is the limit",
                      c->client_id, c->peer, srv->opts.max_connections);
         /* A few over the limit are told why (after TLS, so the client can
          * read it); past that they are just closed. */
-        if (srv->n_conns > srv->opts.max_connections + 64) {
+        if (srv->n_refusing >= 64) {
             dlg_conn_close(c, "connection limit");
             return;
         }
         c->refuse_full = 1;
+        srv->n_refusing++;
+    } else {
+        pre_link(c);
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (c->tls_on && dlg_tlsio_init(&c->tls, srv->ssl_ctx, 1, NULL, 0) != 0) {

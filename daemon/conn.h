@@ -90,6 +90,7 @@ typedef struct dlg_conn {
     unsigned in_dirty : 1;
     unsigned close_after_flush : 1;
     unsigned refuse_full : 1;    /* over max_connections: told so after TLS */
+    unsigned pre_linked : 1;     /* in the server's list of connections before Welcome */
     unsigned tls_compact : 1;    /* handshake done: free the TLS buffers once drained */
     unsigned in_doomed : 1;
     /* Idle memory (see dlg_conn_sweep): bytes were read or written since
@@ -102,10 +103,31 @@ typedef struct dlg_conn {
     struct dlg_conn *dirty_next;
     struct dlg_conn *doomed_next;
     struct dlg_conn *prev, *next;
+    struct dlg_conn *pre_prev, *pre_next; /* oldest first (srv->pre_head) */
 } dlg_conn;
 
+/* What one queued frame costs beside its bytes, as the output caps count
+ * it: its queue entry (the ring grows by doubling, so up to two), and the
+ * buffer's header and allocation. A flood of small replies to a reader
+ * that never reads is cut at the cap in real memory, not in payload
+ * bytes, which came to a sixth of it. */
+#define DLG_OUTQ_ITEM_COST (2 * sizeof(dlg_outq_item) + sizeof(dlg_buf) + 16)
+
+/* Bytes c's pending output holds, as every per-connection cap counts them
+ * (max_pending_bytes, the soft cap, the budget before Welcome): queued
+ * frames with DLG_OUTQ_ITEM_COST each, ciphertext handed to the socket
+ * that it has not taken yet, and the TLS layer's output not taken from it
+ * (records sealed behind a full socket, KeyUpdate answers, alerts). */
+uint64_t dlg_conn_pending(const dlg_conn *c);
+
 /* Accepts one pending connection on the listener. Refusals (too many
- * connections, out of memory) are logged and counted. */
+ * connections, out of memory) are logged and counted. Connections that
+ * have not finished Hello have a budget of their own
+ * (pre_auth_max_connections, at most max_connections): when a new one
+ * would pass it, or pass max_connections while some connections have not
+ * finished Hello, the oldest of those is closed to make room, so that
+ * half-open connections never keep out a client that finishes its
+ * handshake. */
 void dlg_conn_accept(dlg_server *srv);
 
 /* Queues one more reference to b (the caller keeps its own). If the
@@ -129,14 +151,19 @@ void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
 
 /* Writes Error{status, msg} straight to the socket, bypassing the queue,
  * when that is possible at a frame boundary (best effort: used just before
- * closing a connection that is being cut). */
+ * closing a connection that is being cut; with TLS the record goes out
+ * from the dlg_conn_close that must follow, with close_notify). */
 void dlg_conn_final_error(dlg_conn *c, int status, const char *msg);
 
-/* Sends whatever is queued, then closes. Logs reason (with the peer). */
+/* Sends whatever is queued, then close_notify, then closes. Logs reason
+ * (with the peer). If the output has not drained within write_timeout_ms
+ * (handshake_timeout_ms before Welcome), the connection is closed anyway. */
 void dlg_conn_close_after_flush(dlg_conn *c, const char *reason);
 
-/* Closes at once (pending output is dropped). Idempotent. The struct is
- * freed from the handles' close callbacks, never here. */
+/* Closes at once (pending output is dropped; a TLS session past its
+ * handshake says close_notify first when the socket takes it at once).
+ * Idempotent. The struct is freed from the handles' close callbacks, never
+ * here. */
 void dlg_conn_close(dlg_conn *c, const char *reason);
 
 /* Marks c to be closed after the current fan-out loop (safe while rooms
@@ -148,8 +175,9 @@ void dlg_conn_doom(dlg_conn *c, const char *reason);
 void dlg_conn_reap(dlg_server *srv);
 
 /* Once a second: closes connections whose writes have not drained within
- * write_timeout_ms, or whose pending output stayed over the soft cap for
- * soft_pending_ms (slow consumers). A connection that read and wrote
+ * write_timeout_ms (in any state), or whose pending output
+ * (dlg_conn_pending) stayed over the soft cap for soft_pending_ms (slow
+ * consumers). A connection that read and wrote
  * nothing since the previous sweep gives back what only traffic needs (its
  * empty output ring, its "latest" table, a kept frame buffer, the TLS
  * ciphertext buffers); they are allocated again by the next traffic.
@@ -161,7 +189,9 @@ void dlg_conn_sweep(dlg_server *srv, uint64_t now);
  * kernel with one submit at the end. */
 void dlg_conn_flush_all(dlg_server *srv);
 
-/* Switches c's timer from the handshake deadline to heartbeats. */
+/* Switches c's timer from the handshake deadline to heartbeats: c has
+ * finished Hello, so it also leaves the count of connections before
+ * Welcome. */
 void dlg_conn_start_heartbeat(dlg_conn *c);
 
 /* The idle callback that only keeps the loop from blocking in poll. */

@@ -33,6 +33,7 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->max_connections = 10000;
     o->handshake_timeout_ms = 2000;
     o->pre_auth_max_bytes = 16384;
+    o->pre_auth_max_connections = 1000;
     o->max_pending_bytes = 8u << 20;
     o->soft_pending_bytes = 1u << 20;
     o->soft_pending_ms = 5000;
@@ -123,6 +124,14 @@ static void on_sweep(uv_timer_t *t) {
         dlg_log_warn(&s->log, "accept failed %llu time(s) (file descriptor limit?)",
                      (unsigned long long)(s->accept_errors - s->accept_errors_logged));
         s->accept_errors_logged = s->accept_errors;
+    }
+    if (s->counters.pre_auth_evicted != s->pre_auth_evicted_logged) {
+        dlg_log_warn(&s->log, "closed %llu connection(s) that had not finished Hello to make "
+                     "room for new ones (pre_auth_max_connections %u, max_connections %u)",
+                     (unsigned long long)(s->counters.pre_auth_evicted -
+                                          s->pre_auth_evicted_logged),
+                     s->opts.pre_auth_max_connections, s->opts.max_connections);
+        s->pre_auth_evicted_logged = s->counters.pre_auth_evicted;
     }
     dlg_conn_sweep(s, uv_now(s->loop));
     dlg_ratelimit_expire(s->rates, dlg_now_ns());
@@ -316,22 +325,13 @@ void dlg_server_stop(dlg_server *s) {
         uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = 0;
     }
-    /* Close every connection; queued output and close_notify are written
-     * best effort before the handles close. */
+    /* Close every connection: the Error and close_notify are written best
+     * effort before the handles close (dlg_conn_close). */
     dlg_conn *c = s->conns;
     while (c) {
         dlg_conn *next = c->next;
         if (c->state == DLG_CONN_READY)
             dlg_conn_final_error(c, 14 /* UNAVAILABLE */, "server shutting down");
-        if (c->tls_on && c->state != DLG_CONN_TLS) {
-            dlg_tlsio_shutdown(&c->tls);
-            uint8_t tmp[256];
-            size_t n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp));
-            if (n > 0 && c->inflight_bytes == 0) {
-                uv_buf_t b = uv_buf_init((char *)tmp, (unsigned)n);
-                uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-            }
-        }
         dlg_conn_close(c, "server shutting down");
         c = next;
     }

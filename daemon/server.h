@@ -38,7 +38,10 @@ typedef struct dlg_server_opts {
     uint32_t max_frame;          /* [1 MiB] */
     uint32_t max_connections;    /* [10000] */
     uint32_t handshake_timeout_ms; /* [2000] TLS handshake + Hello */
-    uint32_t pre_auth_max_bytes; /* [16384] input accepted before Welcome */
+    uint32_t pre_auth_max_bytes; /* [16384] input accepted before Welcome, and
+                                    pending output allowed then */
+    uint32_t pre_auth_max_connections; /* [1000] connections before Welcome (at most
+                                    max_connections); the oldest makes room */
     uint64_t max_pending_bytes;  /* [8 MiB] queued output per connection */
     uint64_t soft_pending_bytes; /* [1 MiB] over this for soft_pending_ms = slow */
     uint32_t soft_pending_ms;    /* [5000] */
@@ -76,6 +79,7 @@ typedef struct dlg_counters {
     uint64_t frames_rejected;    /* answered with an Error */
     uint64_t slow_consumers;     /* cut for pending output over the cap */
     uint64_t write_timeouts;     /* cut because a write did not drain in time */
+    uint64_t pre_auth_evicted;   /* closed before Hello to make room */
     uint64_t events_in;          /* triggers accepted */
     uint64_t deliveries;         /* event frames queued to recipients */
     uint64_t fanout_ns;          /* sum of trigger-receive to all-queued time */
@@ -102,6 +106,12 @@ typedef struct dlg_server {
     uint64_t accept_errors_logged;
     struct dlg_conn *conns;      /* all live connections (intrusive list) */
     uint32_t n_conns;
+    /* Connections admitted that have not finished Hello, oldest first
+     * (conn.c); those over max_connections that are only told so after
+     * TLS are counted apart. */
+    struct dlg_conn *pre_head, *pre_tail;
+    uint32_t n_pre_auth, n_refusing;
+    uint64_t pre_auth_evicted_logged;
     uint64_t next_conn_id;
     struct dlg_conn *dirty;      /* connections with output to flush this turn */
     struct dlg_conn *doomed;     /* connections to close after the current fan-out */

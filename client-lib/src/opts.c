@@ -294,11 +294,13 @@ int dlg__ssl_ctx_new(const dlg__opts *o, SSL_CTX **out, char *err,
     /* SSL_CTX_set_alpn_protos returns 0 on success. */
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0)
         goto fail_ctx;
-    /* TLS 1.3 sessions continue on our record layer after the handshake
-     * (dlg_tlsio_handover), as the daemon's do, unless the environment
-     * says otherwise (for comparing the two). */
+    /* OpenSSL protects the records of a client's one connection: our own
+     * record layer saves memory per connection, which matters to a server
+     * holding thousands, not to a client holding one, and is code a client
+     * need not trust. DIALOGUE_TLS_OWN_RECORDS=1 opts in (to compare the
+     * two, or to exercise the layer against a daemon). */
     const char *own = getenv("DIALOGUE_TLS_OWN_RECORDS");
-    if ((own == NULL || strcmp(own, "0") != 0) && dlg_tlsio_ctx_lean(ctx) != 0)
+    if (own != NULL && strcmp(own, "1") == 0 && dlg_tlsio_ctx_lean(ctx) != 0)
         goto fail_ctx;
     if (o->cert_file != NULL) {
         if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1) {

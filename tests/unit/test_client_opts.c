@@ -1,7 +1,8 @@
 /* test_client_opts.c: option defaults and validation (each error names the
  * field or file), the servers list (each error names the entry) and
  * dlg_client_server, creation and release in both modes without a server,
- * argument checks, and the helper tables. */
+ * argument checks, the helper tables, and which layer protects the TLS
+ * records (OpenSSL's unless DIALOGUE_TLS_OWN_RECORDS=1). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -16,7 +17,9 @@
 
 #include <cmocka.h>
 
+#include "client_int.h"
 #include "dialogue/client.h"
+#include "dlg_tlsio.h"
 
 /* A CA file for the tests: certificates from tools/devcerts.sh in a
  * mkdtemp folder made by the group setup. */
@@ -381,6 +384,71 @@ static void helper_tables(void **state) {
     assert_non_null(dlg_client_version());
 }
 
+/* The client's TLS 1.3 sessions stay on OpenSSL's record layer unless the
+ * environment opts in with DIALOGUE_TLS_OWN_RECORDS=1 (issue 16, item 11):
+ * a real handshake with the client's context against a server on memory
+ * buffers, then the handover the client makes after its checks. */
+static int client_hands_over(const fixture *f) {
+    dlg_client_opts in;
+    dlg__opts o;
+    char err[256] = "";
+    SSL_CTX *cctx = NULL, *sctx = SSL_CTX_new(TLS_server_method());
+    good(f, &in);
+    assert_non_null(sctx);
+    assert_int_equal(SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION), 1);
+    char crt[160], key[160];
+    snprintf(crt, sizeof(crt), "%s/server.crt", f->dir);
+    snprintf(key, sizeof(key), "%s/server.key", f->dir);
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(sctx, crt), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, key, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(dlg__opts_copy(&in, &o, err, sizeof(err)), 0);
+    assert_int_equal(dlg__ssl_ctx_new(&o, &cctx, err, sizeof(err)), 0);
+    static dlg_tlsio s, c; /* must not move */
+    assert_int_equal(dlg_tlsio_init(&s, sctx, 1, NULL, 0), 0);
+    assert_int_equal(dlg_tlsio_init(&c, cctx, 0, "localhost", 1), 0);
+    int sd = 0, cd = 0;
+    uint8_t buf[4096];
+    for (int i = 0; i < 20 && !(sd && cd); i++) {
+        size_t n;
+        if (!cd)
+            cd = dlg_tlsio_handshake(&c, err, sizeof(err)) == 1;
+        while ((n = dlg_tlsio_out_take(&c, buf, sizeof(buf))) > 0)
+            assert_int_equal(dlg_tlsio_feed(&s, buf, n), 0);
+        if (!sd)
+            sd = dlg_tlsio_handshake(&s, err, sizeof(err)) == 1;
+        while ((n = dlg_tlsio_out_take(&s, buf, sizeof(buf))) > 0)
+            assert_int_equal(dlg_tlsio_feed(&c, buf, n), 0);
+    }
+    assert_true(sd && cd);
+    assert_int_equal(SSL_version(c.ssl), TLS1_3_VERSION);
+    int own = dlg_tlsio_handover(&c);
+    dlg_tlsio_free(&c);
+    dlg_tlsio_free(&s);
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
+    dlg__opts_free(&o);
+    return own;
+}
+
+static void tls_records_default(void **state) {
+    fixture *f = *state;
+    const char *was = getenv("DIALOGUE_TLS_OWN_RECORDS");
+    char *saved = was ? strdup(was) : NULL;
+    unsetenv("DIALOGUE_TLS_OWN_RECORDS");
+    assert_int_equal(client_hands_over(f), 0);
+    setenv("DIALOGUE_TLS_OWN_RECORDS", "0", 1);
+    assert_int_equal(client_hands_over(f), 0);
+    setenv("DIALOGUE_TLS_OWN_RECORDS", "yes", 1);
+    assert_int_equal(client_hands_over(f), 0);
+    setenv("DIALOGUE_TLS_OWN_RECORDS", "1", 1);
+    assert_int_equal(client_hands_over(f), 1);
+    if (saved != NULL)
+        setenv("DIALOGUE_TLS_OWN_RECORDS", saved, 1);
+    else
+        unsetenv("DIALOGUE_TLS_OWN_RECORDS");
+    free(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
@@ -391,6 +459,7 @@ int main(void) {
         cmocka_unit_test(create_free_thread_mode),
         cmocka_unit_test(sync_needs_thread_mode),
         cmocka_unit_test(helper_tables),
+        cmocka_unit_test(tls_records_default),
     };
     return cmocka_run_group_tests_name("client_opts", tests, setup, teardown);
 }

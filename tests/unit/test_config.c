@@ -84,6 +84,7 @@ static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->limits.max_connections, 10000);
     assert_int_equal(c->limits.handshake_timeout_ms, 2000);
     assert_int_equal(c->limits.pre_auth_max_bytes, 16384);
+    assert_int_equal(c->limits.pre_auth_max_connections, 1000);
     assert_int_equal(c->limits.max_pending_bytes, 8388608);
     assert_int_equal(c->limits.soft_pending_bytes, 1048576);
     assert_int_equal(c->limits.soft_pending_seconds, 5);
@@ -478,6 +479,25 @@ static void tls_own_records_key(void **state) {
     assert_has(err, ":1:18: tls_own_records: expected true or false, got \"openssl\"");
 }
 
+/* limits.pre_auth_max_connections: 1000 by default (assert_defaults), at
+ * least 1. */
+static void pre_auth_max_connections_key(void **state) {
+    (void)state;
+    char err[512] = "";
+    dlg_config *c = NULL;
+    assert_int_equal(load_text("limits:\n  pre_auth_max_connections: 64\n", &c, err,
+                               sizeof(err)),
+                     0);
+    assert_int_equal(c->limits.pre_auth_max_connections, 64);
+    dlg_config_free(c);
+    c = NULL;
+    assert_int_equal(load_text("limits:\n  pre_auth_max_connections: 0\n", &c, err,
+                               sizeof(err)),
+                     DLG_ECONFIG);
+    assert_null(c);
+    assert_has(err, "limits.pre_auth_max_connections");
+}
+
 /* A file named without a folder resolves paths against the working dir. */
 static void paths_without_folder(void **state) {
     const fixtures *fx = *state;
@@ -662,7 +682,7 @@ int main(void) {
     bad_case cases[N_BAD];
     /* The named tests first; N_FIXED counts them (the compiler refuses
      * more initialisers than the array holds). */
-    enum { N_FIXED = 13 };
+    enum { N_FIXED = 14 };
     struct CMUnitTest tests[N_BAD + N_FIXED] = {
         cmocka_unit_test_prestate(full_file, &fx),
         cmocka_unit_test_prestate(minimal_file, &fx),
@@ -677,6 +697,7 @@ int main(void) {
         cmocka_unit_test_prestate(send_threads_key, &fx),
         cmocka_unit_test_prestate(tls_own_records_key, &fx),
         cmocka_unit_test_prestate(jwt_scope_keys, &fx),
+        cmocka_unit_test_prestate(pre_auth_max_connections_key, &fx),
     };
     size_t nt = N_FIXED;
     if (tests[N_FIXED - 1].test_func == NULL || tests[N_FIXED].test_func != NULL) {

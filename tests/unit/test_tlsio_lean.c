@@ -16,6 +16,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -81,6 +82,9 @@ static const char *suite_name(uint16_t suite) {
 #define MAX_LIVE 4
 static pair_t *g_live[MAX_LIVE];
 
+/* Set by a test that calls dlg_tlsio_handover itself. */
+static int g_no_handover;
+
 static void live_add(pair_t *p) {
     for (int i = 0; i < MAX_LIVE; i++)
         if (g_live[i] == NULL) {
@@ -140,6 +144,7 @@ static void pair_free(pair_t *p) {
 
 static int test_teardown(void **state) {
     (void)state;
+    g_no_handover = 0;
     for (int i = 0; i < MAX_LIVE; i++)
         if (g_live[i] != NULL)
             pair_free(g_live[i]);
@@ -217,7 +222,7 @@ static void handshake_ex(pair_t *p, void (*hook)(pair_t *)) {
                 fail_msg("server handshake failed: %s", err);
             sdone = r == 1;
             /* As the daemon does: right after its handshake. */
-            if (sdone) {
+            if (sdone && !g_no_handover) {
                 int h = dlg_tlsio_handover(&p->srv);
                 assert_int_equal(h, p->srv.rl != NULL);
             }
@@ -488,7 +493,8 @@ static void key_update_both_kinds(void **state) {
 }
 
 /* Several KeyUpdates back to back before any data, then data: the server
- * moves its read key each time and answers each request. */
+ * moves its read key each time; its one answer, still unsent, answers
+ * every request (RFC 8446 4.6.3), and OpenSSL follows it. */
 static void key_update_several_in_a_row(void **state) {
     (void)state;
     pair_t *p = pair_new(1, 0x1302, 0);
@@ -501,7 +507,7 @@ static void key_update_several_in_a_row(void **state) {
         assert_int_equal(SSL_do_handshake(p->cli), 1); /* sends it */
     }
     c2s_data(p, 5000, 70, 4096, 65536);
-    assert_int_equal(dlg_tlsio_out_pending(&p->srv), 4 * dlg_tls13_sealed_len(5));
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(5));
     s2c_data(p, 5000, 71, 1);
     /* Data, update, data in one flight, read in one call. */
     uint8_t a[200], b[200], got[401];
@@ -734,6 +740,11 @@ static void good_data_before_bad_record(void **state) {
         assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), (int)sizeof(data));
         assert_memory_equal(got, data, sizeof(data));
         assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+        /* The reason survives for the log, whichever layer refused it
+         * (OpenSSL's error queue is cleared by then). */
+        char why[256];
+        dlg_tlsio_error(&p->srv, why, sizeof(why));
+        assert_non_null(strstr(why, lean ? "bad record MAC" : "bad record mac"));
         if (lean)
             assert_dead(p);
         pair_free(p);
@@ -1069,6 +1080,394 @@ static void lean_client_to_openssl_server(void **state) {
     }
 }
 
+/* ---- 11. limits: records without data, KeyUpdate answers, inner length --- */
+
+/* A session on our record layer without a handshake, as the fuzz harness
+ * makes it: t reads with secret A and writes with B, the peer (a second
+ * dlg_tls13) the other way round. Static, so the teardown frees it after a
+ * failed assert. */
+static struct {
+    dlg_tlsio t;
+    dlg_tls13 *peer;
+} g_rl;
+
+static const uint8_t secret_a[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                     17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+                                     31, 32};
+static const uint8_t secret_b[32] = {0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7,
+                                     0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+                                     0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+                                     0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf};
+
+static int rl_teardown(void **state) {
+    (void)state;
+    dlg_tlsio_free(&g_rl.t);
+    dlg_tls13_free(g_rl.peer);
+    memset(&g_rl, 0, sizeof(g_rl));
+    return 0;
+}
+
+/* A fresh session (AES-128-GCM), both directions at sequence number 0. */
+static dlg_tlsio *rl_new(void) {
+    rl_teardown(NULL);
+    assert_int_equal(dlg_tls13_new(0x1301, secret_a, secret_b, 32, &g_rl.t.rl), 0);
+    assert_int_equal(dlg_tls13_new(0x1301, secret_b, secret_a, 32, &g_rl.peer), 0);
+    g_rl.t.done = 1;
+    return &g_rl.t;
+}
+
+/* The peer seals one record of `type` and it reaches t. */
+static void peer_send(uint8_t type, const void *data, size_t len) {
+    uint8_t rec[DLG_TLS13_MAX_PLAIN + 64];
+    assert_true(len <= DLG_TLS13_MAX_PLAIN);
+    assert_int_equal(dlg_tls13_seal(g_rl.peer, type, data, len, rec), 0);
+    assert_int_equal(dlg_tlsio_feed(&g_rl.t, rec, dlg_tls13_sealed_len(len)), 0);
+}
+
+/* The peer sends KeyUpdate(requested or not) and moves its write key. */
+static void peer_key_update(int requested) {
+    const uint8_t ku[5] = {24, 0, 0, 1, (uint8_t)requested};
+    peer_send(DLG_TLS13_HANDSHAKE, ku, sizeof(ku));
+    assert_int_equal(dlg_tls13_update_write(g_rl.peer), 0);
+}
+
+/* What the peer found in t's output: KeyUpdates (its read key follows
+ * each), application bytes, and the last alert. */
+typedef struct {
+    size_t key_updates, app_bytes;
+    int alert_level, alert_desc; /* -1: none */
+} peer_view;
+
+/* Takes up to cap bytes of t's output into the peer's stream and opens
+ * every whole record in it; a partial one waits for the next call. */
+static void peer_take(peer_view *v, size_t cap) {
+    static uint8_t stream[4 * (DLG_TLS13_MAX_PLAIN + 64)];
+    static size_t have;
+    if (v == NULL) { /* forget a previous test's partial record */
+        have = 0;
+        return;
+    }
+    size_t want = dlg_tlsio_out_pending(&g_rl.t);
+    if (want > cap)
+        want = cap;
+    assert_true(have + want <= sizeof(stream));
+    assert_int_equal(dlg_tlsio_out_take(&g_rl.t, stream + have, want), want);
+    have += want;
+    size_t pos = 0;
+    while (have - pos >= DLG_TLS13_HDR) {
+        size_t body = (size_t)stream[pos + 3] << 8 | stream[pos + 4];
+        if (have - pos < DLG_TLS13_HDR + body)
+            break;
+        size_t off, plen;
+        uint8_t type, alert;
+        assert_int_equal(dlg_tls13_open(g_rl.peer, stream + pos, DLG_TLS13_HDR + body, &off,
+                                        &plen, &type, &alert),
+                         0);
+        const uint8_t *m = stream + pos + off;
+        if (type == DLG_TLS13_HANDSHAKE) {
+            static const uint8_t ku0[5] = {24, 0, 0, 1, 0};
+            assert_int_equal(plen, 5);
+            assert_memory_equal(m, ku0, 5);
+            v->key_updates++;
+            assert_int_equal(dlg_tls13_update_read(g_rl.peer), 0);
+        } else if (type == DLG_TLS13_ALERT) {
+            assert_int_equal(plen, 2);
+            v->alert_level = m[0];
+            v->alert_desc = m[1];
+        } else {
+            assert_int_equal(type, DLG_TLS13_APPDATA);
+            v->app_bytes += plen;
+        }
+        pos += DLG_TLS13_HDR + body;
+    }
+    memmove(stream, stream + pos, have - pos);
+    have -= pos;
+}
+
+/* Sends one record that carries no application data, of kind k. */
+enum quiet_kind { Q_EMPTY, Q_USER_CANCELED, Q_KU, Q_KU_REQUESTED, Q_KINDS };
+
+static void peer_quiet(int k) {
+    static const uint8_t user_canceled[2] = {1, 90};
+    switch (k) {
+    case Q_EMPTY: peer_send(DLG_TLS13_APPDATA, "", 0); break;
+    case Q_USER_CANCELED: peer_send(DLG_TLS13_ALERT, user_canceled, 2); break;
+    case Q_KU: peer_key_update(0); break;
+    default: peer_key_update(1); break;
+    }
+}
+
+/* More than DLG_TLSIO_MAX_QUIET_RECORDS records in a row without
+ * application data (empty ones, user_canceled alerts, KeyUpdates of either
+ * kind, or a mix) fail the session with unexpected_message; as many as
+ * that, with data after them, are fine, again and again (a count of a
+ * run, not a total). */
+static void quiet_records_capped(void **state) {
+    (void)state;
+    for (int k = 0; k <= Q_KINDS; k++) { /* Q_KINDS: a mix of the four */
+        dlg_tlsio *t = rl_new();
+        peer_view v = {0, 0, -1, -1};
+        peer_take(NULL, 0);
+        uint8_t got[64];
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < DLG_TLSIO_MAX_QUIET_RECORDS; i++)
+                peer_quiet(k == Q_KINDS ? i % Q_KINDS : k);
+            peer_send(DLG_TLS13_APPDATA, "d", 1);
+            assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), 1);
+            assert_int_equal(got[0], 'd');
+            assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), 0);
+            peer_take(&v, SIZE_MAX);
+            assert_int_equal(v.alert_desc, -1);
+        }
+        /* The answers to the requests, one per read at most (see the next
+         * test), and the session is still whole both ways. */
+        if (k == Q_KU_REQUESTED || k == Q_KINDS)
+            assert_true(v.key_updates >= 1);
+        assert_int_equal(dlg_tlsio_write(t, "w", 1), 0);
+        peer_take(&v, SIZE_MAX);
+        assert_int_equal(v.app_bytes, 1);
+
+        for (int i = 0; i <= DLG_TLSIO_MAX_QUIET_RECORDS; i++)
+            peer_quiet(k == Q_KINDS ? i % Q_KINDS : k);
+        peer_send(DLG_TLS13_APPDATA, "late", 4); /* never read: the session ended before */
+        assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), DLG_ETLS);
+        assert_non_null(dlg_tlsio_why(t));
+        assert_non_null(strstr(dlg_tlsio_why(t), "without application data"));
+        assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), DLG_ETLS);
+        assert_int_equal(dlg_tlsio_write(t, "x", 1), DLG_ETLS);
+        peer_take(&v, SIZE_MAX);
+        assert_int_equal(v.alert_level, 2);
+        assert_int_equal(v.alert_desc, 10); /* unexpected_message */
+        assert_int_equal(v.app_bytes, 1);
+    }
+}
+
+/* A peer that floods KeyUpdate requests (each followed by data, so that
+ * the quiet cap never trips) and never reads gets one answer, not one per
+ * request: it waits in `out` and answers them all (RFC 8446 4.6.3). Once
+ * it is taken whole, the next request gets a new one. */
+static void key_update_answers_bounded(void **state) {
+    (void)state;
+    dlg_tlsio *t = rl_new();
+    peer_view v = {0, 0, -1, -1};
+    peer_take(NULL, 0);
+    uint8_t got[64];
+    for (int i = 0; i < 1000; i++) {
+        peer_key_update(1);
+        peer_send(DLG_TLS13_APPDATA, "a", 1);
+        assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), 1);
+        assert_int_equal(dlg_tlsio_out_pending(t), dlg_tls13_sealed_len(5));
+    }
+    /* Taken in part, it is still waiting: no second answer. */
+    peer_take(&v, 3);
+    peer_key_update(1);
+    peer_send(DLG_TLS13_APPDATA, "b", 1);
+    assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), 1);
+    assert_int_equal(dlg_tlsio_out_pending(t), dlg_tls13_sealed_len(5) - 3);
+    peer_take(&v, SIZE_MAX);
+    assert_int_equal(v.key_updates, 1);
+    /* Sent: the next request is answered again, before the data that
+     * follows it, under the key the peer now expects. */
+    peer_key_update(1);
+    peer_send(DLG_TLS13_APPDATA, "c", 1);
+    assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), 1);
+    assert_int_equal(dlg_tlsio_write(t, "xyz", 3), 0);
+    assert_int_equal(dlg_tlsio_out_pending(t),
+                     dlg_tls13_sealed_len(5) + dlg_tls13_sealed_len(3));
+    peer_take(&v, SIZE_MAX);
+    assert_int_equal(v.key_updates, 2);
+    assert_int_equal(v.app_bytes, 3);
+    /* A request that is not one needs no answer. */
+    peer_key_update(0);
+    peer_send(DLG_TLS13_APPDATA, "d", 1);
+    assert_int_equal(dlg_tlsio_read(t, got, sizeof(got)), 1);
+    assert_int_equal(dlg_tlsio_out_pending(t), 0);
+}
+
+/* HKDF-Expand-Label(secret, label, "", len) with SHA-256 (RFC 8446 7.1),
+ * written out with HMAC so that the record below is sealed by code of
+ * the test's own. */
+static void expand_label(const uint8_t *secret, const char *label, uint8_t *out, size_t len) {
+    uint8_t info[64], t[32];
+    size_t ll = 6 + strlen(label), n = 0;
+    info[0] = (uint8_t)(len >> 8);
+    info[1] = (uint8_t)len;
+    info[2] = (uint8_t)ll;
+    memcpy(info + 3, "tls13 ", 6);
+    memcpy(info + 9, label, strlen(label));
+    info[3 + ll] = 0;
+    info[4 + ll] = 1; /* one block is all we need */
+    unsigned mdlen = 0;
+    assert_non_null(HMAC(EVP_sha256(), secret, 32, info, 5 + ll, t, &mdlen));
+    assert_int_equal(mdlen, 32);
+    assert_true(len <= 32);
+    for (; n < len; n++)
+        out[n] = t[n];
+}
+
+/* Seals an AES-128-GCM record under the peer's first key (t's read
+ * secret, sequence number 0): data, the inner type APPDATA, pad zeros. */
+static size_t seal_padded(const uint8_t *data, size_t len, size_t pad, uint8_t *rec) {
+    uint8_t key[16], iv[12];
+    expand_label(secret_a, "key", key, sizeof(key));
+    expand_label(secret_a, "iv", iv, sizeof(iv)); /* seq 0: the nonce is the IV */
+    size_t inner = len + 1 + pad, body = inner + 16;
+    rec[0] = 23;
+    rec[1] = rec[2] = 3;
+    rec[3] = (uint8_t)(body >> 8);
+    rec[4] = (uint8_t)body;
+    uint8_t *ct = rec + 5;
+    memcpy(ct, data, len);
+    ct[len] = DLG_TLS13_APPDATA;
+    memset(ct + len + 1, 0, pad);
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    int l = 0;
+    assert_non_null(x);
+    assert_int_equal(EVP_EncryptInit_ex(x, EVP_aes_128_gcm(), NULL, key, iv), 1);
+    assert_int_equal(EVP_EncryptUpdate(x, NULL, &l, rec, 5), 1);
+    assert_int_equal(EVP_EncryptUpdate(x, ct, &l, ct, (int)inner), 1);
+    assert_int_equal(EVP_EncryptFinal_ex(x, ct + inner, &l), 1);
+    assert_int_equal(EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, ct + inner), 1);
+    EVP_CIPHER_CTX_free(x);
+    return 5 + body;
+}
+
+/* RFC 8446 5.4: the inner plaintext, padding included, is at most 2^14 + 1
+ * bytes. Exactly that is fine, with or without padding; one byte more is
+ * record_overflow, even when the content itself is short. */
+static void inner_plaintext_limit(void **state) {
+    (void)state;
+    static const struct {
+        size_t len, pad;
+        int ok;
+    } cases[] = {
+        {16384, 0, 1},   /* the largest record there is */
+        {100, 16284, 1}, /* as long, mostly padding */
+        {0, 16384, 1},   /* an empty record padded to the limit */
+        {100, 16285, 0}, /* one padding byte too many */
+        {16384, 1, 0},
+        {0, 16385, 0},
+    };
+    static uint8_t rec[DLG_TLS13_MAX_CIPHER + 64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        dlg_tlsio *t = rl_new();
+        peer_view v = {0, 0, -1, -1};
+        peer_take(NULL, 0);
+        fill(g_data, cases[i].len, 400 + (uint32_t)i);
+        size_t n = seal_padded(g_data, cases[i].len, cases[i].pad, rec);
+        assert_true(n - DLG_TLS13_HDR <= DLG_TLS13_MAX_CIPHER);
+        assert_int_equal(dlg_tlsio_feed(t, rec, n), 0);
+        size_t have = 0;
+        int r;
+        while ((r = dlg_tlsio_read(t, g_got + have, MAX_DATA - have)) > 0)
+            have += (size_t)r;
+        if (cases[i].ok) {
+            assert_int_equal(r, 0);
+            assert_int_equal(have, cases[i].len);
+            assert_memory_equal(g_got, g_data, cases[i].len);
+            continue;
+        }
+        assert_int_equal(r, DLG_ETLS);
+        assert_int_equal(have, 0);
+        peer_take(&v, SIZE_MAX);
+        assert_int_equal(v.alert_level, 2);
+        assert_int_equal(v.alert_desc, 22); /* record_overflow */
+    }
+}
+
+/* The same caps on OpenSSL's record layer (a server that stays on it, and
+ * ours after the handover, each against an OpenSSL client): a KeyUpdate
+ * flood is cut after DLG_TLSIO_MAX_QUIET_RECORDS, and what OpenSSL
+ * answered meanwhile stays bounded. */
+static void key_update_flood_both_layers(void **state) {
+    (void)state;
+    for (int lean = 0; lean < 2; lean++) {
+        pair_t *p = pair_new(lean, 0x1301, 0);
+        handshake(p);
+        assert_int_equal(p->srv.rl != NULL, lean);
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < DLG_TLSIO_MAX_QUIET_RECORDS; i++) {
+                assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+                assert_int_equal(SSL_do_handshake(p->cli), 1); /* sends it */
+            }
+            c2s_data(p, 10, 500 + (uint32_t)round, 4096, 65536);
+            s2c_data(p, 10, 510 + (uint32_t)round, 0);
+        }
+        for (int i = 0; i < 200; i++) {
+            assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+            assert_int_equal(SSL_do_handshake(p->cli), 1);
+        }
+        c2s_move(p, 4096);
+        uint8_t got[16];
+        assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+        char why[256];
+        dlg_tlsio_error(&p->srv, why, sizeof(why));
+        assert_non_null(strstr(why, "without application data"));
+        assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), DLG_ETLS);
+        /* OpenSSL answered the requests it read (one more than the cap);
+         * ours answered once and sent unexpected_message. */
+        size_t most = lean ? dlg_tls13_sealed_len(5) + dlg_tls13_sealed_len(2)
+                           : (DLG_TLSIO_MAX_QUIET_RECORDS + 1) * 64;
+        assert_true(dlg_tlsio_out_pending(&p->srv) <= most);
+        if (lean)
+            client_sees_alert(p, SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE);
+        pair_free(p);
+    }
+}
+
+/* On OpenSSL's record layer too, a KeyUpdate request is answered as soon
+ * as it is read. OpenSSL answers each of several in a row as it reads the
+ * next, but keeps the answer to the last for our next write, which may
+ * never come: dlg_tlsio_read sends it. (Several per run are bounded by
+ * DLG_TLSIO_MAX_QUIET_RECORDS, and the daemon counts them in its caps.) */
+static void openssl_key_update_answered_at_once(void **state) {
+    (void)state;
+    pair_t *p = pair_new(0, 0x1302, 0);
+    handshake(p);
+    assert_null(p->srv.rl);
+    for (int n = 1; n <= 5; n += 4) {
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+            assert_int_equal(SSL_do_handshake(p->cli), 1);
+        }
+        c2s_move(p, 4096);
+        uint8_t got[16];
+        assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), 0);
+        assert_int_equal(dlg_tlsio_out_pending(&p->srv), (size_t)n * dlg_tls13_sealed_len(5));
+        s2c_data(p, 100, 700 + (uint32_t)n, 0); /* the client follows */
+        c2s_data(p, 100, 710 + (uint32_t)n, 4096, 65536);
+    }
+    pair_free(p);
+}
+
+/* A record under the application keys that went through OpenSSL before
+ * the handover (here a write, or a read) keeps the session on OpenSSL:
+ * dlg_tls13 would start again at sequence number 0 and seal a second
+ * record with the nonce of the first. */
+static void no_handover_after_openssl_records(void **state) {
+    (void)state;
+    g_no_handover = 1;
+    for (int variant = 0; variant < 3; variant++) {
+        pair_t *p = pair_new(1, 0x1301, 0);
+        handshake(p);
+        assert_null(p->srv.rl);
+        if (variant == 1)
+            s2c_data(p, 40, 600, 0); /* one record sealed by OpenSSL */
+        else if (variant == 2)
+            c2s_data(p, 40, 601, 4096, 65536); /* one record opened by it */
+        int h = dlg_tlsio_handover(&p->srv);
+        /* Variant 0 has nothing in between: it hands over as usual. */
+        assert_int_equal(h, variant == 0);
+        assert_int_equal(p->srv.rl != NULL, variant == 0);
+        assert_null(p->srv.sec); /* wiped either way */
+        /* And the session goes on, whichever layer has it. */
+        s2c_data(p, 300, 602, 0);
+        c2s_data(p, 300, 603, 4096, 65536);
+        s2c_data(p, 70000, 604, 1);
+        pair_free(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(lean_aes128, test_teardown),
@@ -1091,6 +1490,12 @@ int main(void) {
         cmocka_unit_test_teardown(compact_idle, test_teardown),
         cmocka_unit_test_teardown(key_wear, test_teardown),
         cmocka_unit_test_teardown(dlg_client_to_lean_server, duo_teardown),
+        cmocka_unit_test_teardown(quiet_records_capped, rl_teardown),
+        cmocka_unit_test_teardown(key_update_answers_bounded, rl_teardown),
+        cmocka_unit_test_teardown(inner_plaintext_limit, rl_teardown),
+        cmocka_unit_test_teardown(key_update_flood_both_layers, test_teardown),
+        cmocka_unit_test_teardown(no_handover_after_openssl_records, test_teardown),
+        cmocka_unit_test_teardown(openssl_key_update_answered_at_once, test_teardown),
     };
     return cmocka_run_group_tests_name("tlsio_lean", tests, group_setup, group_teardown);
 }
