@@ -214,7 +214,7 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         c->session_deadline = dlg_jwt_session_deadline(srv->jwt, &cl);
         return 0;
     }
-    if (c->tls_on && srv->opts.client_ca_file) {
+    if (c->tls_on && c->lis != NULL && c->lis->conf.client_ca_file) {
         int r = auth_cert(srv, c, err, errlen);
         if (r == 0)
             return 0;

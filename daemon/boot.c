@@ -159,18 +159,22 @@ oom:
     return DLG_ENOMEM;
 }
 
-void dlg_boot_tls_files(dlg_server_opts *o, const dlg_config *cfg) {
+_Static_assert(DLG_CFG_MAX_LISTENERS == DLG_MAX_LISTENERS, "one limit");
+
+void dlg_boot_listeners(dlg_server_opts *o, const dlg_config *cfg) {
     if (cfg->n_listen == 0)
         return;
-    const dlg_config_listener *l = &cfg->listen[0];
-    /* The default listener may take its certificate from the command line. */
-    if (l->cert)
-        o->cert_file = l->cert;
-    if (l->key)
-        o->key_file = l->key;
-    o->client_ca_file = l->client_ca;
-    o->client_crl_file = l->client_crl;
-    o->require_client_cert = l->require_client_cert;
+    o->n_listen = cfg->n_listen < DLG_MAX_LISTENERS ? cfg->n_listen : DLG_MAX_LISTENERS;
+    for (size_t i = 0; i < o->n_listen; i++) {
+        const dlg_config_listener *l = &cfg->listen[i];
+        /* The default listener may take its certificate from the command
+         * line (cert and key NULL here). */
+        o->listen[i] = (dlg_listener_conf){
+            .address = l->address, .plaintext = !l->tls, .cert_file = l->cert,
+            .key_file = l->key, .client_ca_file = l->client_ca,
+            .client_crl_file = l->client_crl, .require_client_cert = l->require_client_cert,
+        };
+    }
 }
 
 void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
@@ -197,15 +201,7 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     dlg_server_opts *o = &srv->opts;
     srv->cfg = cfg;
     srv->log.level = cfg->log_level;
-    if (cfg->n_listen > 0) {
-        const dlg_config_listener *l = &cfg->listen[0];
-        if (cfg->n_listen > 1)
-            dlg_log_warn(&srv->log, "%s: only the first listener (%s) is served by this "
-                                    "version; the others are ignored", path, l->address);
-        o->listen = l->address;
-        o->plaintext = !l->tls;
-    }
-    dlg_boot_tls_files(o, cfg);
+    dlg_boot_listeners(o, cfg);
     dlg_boot_limits(o, cfg);
     o->store_sync = cfg->store_sync;
     o->allow_unknown_fields = cfg->allow_unknown_fields;

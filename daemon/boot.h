@@ -18,9 +18,10 @@ struct dlg_room;
  * with err naming the file, room or event at fault. */
 int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen);
 
-/* Copies the TLS files of cfg's listener (certificate and key when set,
- * client CA, CRLs, require_client_cert) into o; strings are borrowed. */
-void dlg_boot_tls_files(dlg_server_opts *o, const dlg_config *cfg);
+/* Copies cfg's listeners (address, TLS or plaintext, certificate, key,
+ * client CA, CRLs, require_client_cert) into o->listen; strings are
+ * borrowed from cfg. */
+void dlg_boot_listeners(dlg_server_opts *o, const dlg_config *cfg);
 
 /* Copies cfg's limits (and auth.anonymous) into o. */
 void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg);

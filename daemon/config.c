@@ -753,6 +753,9 @@ static int load_listen(loader *x, const node *n) {
         return rc;
     if (!c->n_listen)
         return fail_at(x, n, "listen", "expected at least one listener (or leave the key out)");
+    if (c->n_listen > DLG_CFG_MAX_LISTENERS)
+        return fail_at(x, n, "listen", "%zu listeners; at most %d are served", c->n_listen,
+                       DLG_CFG_MAX_LISTENERS);
     for (size_t i = 0; i < c->n_listen; i++) {
         char p[KEYPATH_LEN];
         idxpath(p, "listen", i);

@@ -55,6 +55,9 @@ enum { DLG_CFG_SEV_LOW, DLG_CFG_SEV_MEDIUM, DLG_CFG_SEV_HIGH, DLG_CFG_SEV_CRITIC
 /* store */
 enum { DLG_CFG_STORE_MEMORY, DLG_CFG_STORE_SQLITE };
 
+/* The most listeners (listen[]) one daemon serves. */
+#define DLG_CFG_MAX_LISTENERS 16
+
 /* listen[]: one listening socket. */
 typedef struct dlg_config_listener {
     char *address;              /* as written, "host:port" [127.0.0.1:3000] */

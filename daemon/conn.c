@@ -1106,19 +1106,16 @@ static void make_room(dlg_server *srv) {
         evict_oldest(srv);
 }
 
-void dlg_conn_accept(dlg_server *srv) {
+void dlg_conn_accept(dlg_listener *l, int fd) {
+    dlg_server *srv = l->srv;
     dlg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        uv_tcp_t tmp;
-        /* Accept and drop, so the backlog does not spin the loop. */
-        if (uv_tcp_init(srv->loop, &tmp) == 0) {
-            uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&tmp);
-            uv_close((uv_handle_t *)&tmp, NULL);
-        }
+        close(fd); /* dropped: the backlog must not spin the loop */
         srv->counters.conns_refused++;
         return;
     }
     c->srv = srv;
+    c->lis = l;
     c->id = ++srv->next_conn_id;
     snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
     /* Before Welcome no frame may exceed the pre-auth budget. */
@@ -1129,15 +1126,16 @@ void dlg_conn_accept(dlg_server *srv) {
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
-    c->state = srv->ssl_ctx ? DLG_CONN_TLS : DLG_CONN_HELLO;
-    c->tls_on = srv->ssl_ctx != NULL;
+    c->state = l->ssl_ctx ? DLG_CONN_TLS : DLG_CONN_HELLO;
+    c->tls_on = l->ssl_ctx != NULL;
     /* Linked before anything can fail, so dlg_conn_close can unlink it. */
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         dlg_conn_close(c, "accept failed");
         return;
     }
@@ -1175,7 +1173,7 @@ void dlg_conn_accept(dlg_server *srv) {
         pre_link(c);
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (c->tls_on && dlg_tlsio_init(&c->tls, srv->ssl_ctx, 1, NULL, 0) != 0) {
+    if (c->tls_on && dlg_tlsio_init(&c->tls, l->ssl_ctx, 1, NULL, 0) != 0) {
         dlg_conn_close(c, "TLS session setup failed");
         return;
     }

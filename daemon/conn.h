@@ -38,6 +38,7 @@ typedef struct dlg_latest_pos {
 
 typedef struct dlg_conn {
     dlg_server *srv;
+    struct dlg_listener *lis;    /* accepted on it; NULL in tests without sockets */
     uv_tcp_t tcp;
     uv_timer_t timer;            /* handshake deadline, then heartbeat */
     int state;
@@ -120,7 +121,8 @@ typedef struct dlg_conn {
  * (records sealed behind a full socket, KeyUpdate answers, alerts). */
 uint64_t dlg_conn_pending(const dlg_conn *c);
 
-/* Accepts one pending connection on the listener. Refusals (too many
+/* Takes fd, a connection accept4 just returned on listener l (the struct
+ * owns it from here: it is closed on every refusal). Refusals (too many
  * connections, out of memory) are logged and counted. Connections that
  * have not finished Hello have a budget of their own
  * (pre_auth_max_connections, at most max_connections): when a new one
@@ -128,7 +130,7 @@ uint64_t dlg_conn_pending(const dlg_conn *c);
  * finished Hello, the oldest of those is closed to make room, so that
  * half-open connections never keep out a client that finishes its
  * handshake. */
-void dlg_conn_accept(dlg_server *srv);
+void dlg_conn_accept(struct dlg_listener *l, int fd);
 
 /* Queues one more reference to b (the caller keeps its own). If the
  * connection's pending output passes the cap it is marked a slow consumer

@@ -32,7 +32,7 @@ int dlg_server_create(uv_loop_t *loop, const char *config_path, const char *list
     if ((rc = dlg_boot_apply(s, e->cfg, err, errlen)) != 0)
         goto fail_server;
     if (listen)
-        s->opts.listen = listen;
+        s->opts.listen[0].address = listen;
     s->opts.port_file = port_file;
     if ((rc = dlg_server_start(s, loop)) != 0) {
         snprintf(err, errlen, "cannot start the server (see the log)");

@@ -70,10 +70,15 @@ typedef struct flags {
 /* The flags that a reload could otherwise undo (limits, anonymous, log
  * level, TLS files). */
 static void apply_flags(dlg_server *srv, const flags *f) {
+    /* --listen, --plaintext, --cert and --key are about the first listener. */
+    if (f->listen)
+        srv->opts.listen[0].address = f->listen;
+    if (f->plain)
+        srv->opts.listen[0].plaintext = 1;
     if (f->cert)
-        srv->opts.cert_file = f->cert;
+        srv->opts.listen[0].cert_file = f->cert;
     if (f->key)
-        srv->opts.key_file = f->key;
+        srv->opts.listen[0].key_file = f->key;
     if (f->anon)
         srv->opts.allow_anonymous = 1;
     if (f->level >= 0)
@@ -118,30 +123,53 @@ static void on_reload(dlg_server *srv, void *ud) {
     dlg_config *cfg = NULL;
     dlg_schema *schema = NULL;
     struct dlg_jwt_verifier *jwt = NULL;
-    SSL_CTX *ssl = NULL;
+    SSL_CTX *ssl[DLG_MAX_LISTENERS] = {0};
     if (dlg_config_load(rc->path, &cfg, err, sizeof(err)) != 0)
         goto refused;
     if (dlg_boot_schema(cfg, rc->schemas, rc->n_schemas, srv->rooms, &schema, err,
                         sizeof(err)) != 0 ||
         dlg_auth_verifier(cfg, &srv->log, &jwt, err, sizeof(err)) != 0)
         goto refused;
-    /* The TLS files of the new file, the command line's winning. */
-    dlg_server_opts tls = srv->opts;
-    tls.cert_file = tls.key_file = NULL;
-    dlg_boot_tls_files(&tls, cfg);
+    /* The listeners of the new file, the command line's winning: the same
+     * addresses (they change only with a restart), new TLS contexts. */
+    dlg_server_opts lis = srv->opts;
+    dlg_boot_listeners(&lis, cfg);
+    lis.listen[0].address = srv->opts.listen[0].address;
+    lis.listen[0].plaintext = srv->opts.listen[0].plaintext;
     if (rc->fl->cert)
-        tls.cert_file = rc->fl->cert;
+        lis.listen[0].cert_file = rc->fl->cert;
     if (rc->fl->key)
-        tls.key_file = rc->fl->key;
-    if (srv->ssl_ctx && (dlg_tlsctx_new(&tls, &ssl, err + 5, sizeof(err) - 5)) != 0) {
-        memcpy(err, "TLS: ", 5);
+        lis.listen[0].key_file = rc->fl->key;
+    if (lis.n_listen != srv->n_listeners) {
+        snprintf(err, sizeof(err), "%s: listen: %zu listener(s) where %zu run (listeners change "
+                                   "only with a restart)", rc->path, lis.n_listen,
+                 srv->n_listeners);
         goto refused;
+    }
+    for (size_t i = 0; i < lis.n_listen; i++) {
+        const dlg_listener_conf *l = &lis.listen[i];
+        if (i > 0 && (strcmp(l->address, srv->listeners[i].conf.address) != 0 ||
+                      l->plaintext != srv->listeners[i].conf.plaintext)) {
+            snprintf(err, sizeof(err), "%s: listen[%zu]: %s (%s) where %s (%s) runs (listeners "
+                                       "change only with a restart)", rc->path, i, l->address,
+                     l->plaintext ? "plaintext" : "TLS", srv->listeners[i].conf.address,
+                     srv->listeners[i].conf.plaintext ? "plaintext" : "TLS");
+            goto refused;
+        }
+        int n = snprintf(err, sizeof(err), "TLS: listener %s: ", l->address);
+        if (!l->plaintext && dlg_tlsctx_new(l, srv->opts.tls_own_records, &ssl[i], err + n,
+                                            sizeof(err) - (size_t)n) != 0)
+            goto refused;
     }
 
     /* Nothing can fail from here on. */
-    if (ssl) {
-        SSL_CTX_free(srv->ssl_ctx); /* each connection holds its own reference */
-        srv->ssl_ctx = ssl;
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        dlg_listener *l = &srv->listeners[i];
+        if (ssl[i]) {
+            SSL_CTX_free(l->ssl_ctx); /* each connection holds its own reference */
+            l->ssl_ctx = ssl[i];
+        }
+        l->conf = lis.listen[i];
     }
     dlg_jwt_verifier_free(srv->jwt);
     srv->jwt = jwt;
@@ -150,11 +178,7 @@ static void on_reload(dlg_server *srv, void *ud) {
     srv->cfg = cfg;
     srv->log.level = cfg->log_level;
     dlg_boot_limits(&srv->opts, cfg);
-    srv->opts.cert_file = tls.cert_file;
-    srv->opts.key_file = tls.key_file;
-    srv->opts.client_ca_file = tls.client_ca_file;
-    srv->opts.client_crl_file = tls.client_crl_file;
-    srv->opts.require_client_cert = tls.require_client_cert;
+    memcpy(srv->opts.listen, lis.listen, sizeof(lis.listen));
     apply_flags(srv, rc->fl);
     for (size_t i = 0; i < cfg->n_rooms; i++) {
         const dlg_config_room *cr = &cfg->rooms[i];
@@ -175,6 +199,8 @@ static void on_reload(dlg_server *srv, void *ud) {
     return;
 refused:
     dlg_log_error(&srv->log, "SIGHUP: %s; keeping the running configuration", err);
+    for (size_t i = 0; i < DLG_MAX_LISTENERS; i++)
+        SSL_CTX_free(ssl[i]);
     dlg_schema_free(schema);
     dlg_jwt_verifier_free(jwt);
     dlg_config_free(cfg);
@@ -326,10 +352,6 @@ int main(int argc, char **argv) {
         goto fail_cfg;
     }
     /* Flags win over the file. */
-    if (fl.listen)
-        srv.opts.listen = fl.listen;
-    if (fl.plain)
-        srv.opts.plaintext = 1;
     apply_flags(&srv, &fl);
     /* Lets a test runner take every existing test through either send path
      * or record layer without editing their configs; flags still win. */

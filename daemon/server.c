@@ -28,7 +28,8 @@
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
-    o->listen = "127.0.0.1:3000";
+    o->listen[0] = (dlg_listener_conf){.address = "127.0.0.1:3000"};
+    o->n_listen = 1;
     o->max_frame = 1u << 20;
     o->max_connections = 10000;
     o->handshake_timeout_ms = 2000;
@@ -54,32 +55,30 @@ uint64_t dlg_server_now_ms(void) {
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-/* The TLS context from the options (tlsctx.h), logged. */
-static int make_ssl_ctx(dlg_server *s) {
-    char err[1024];
-    int rc = dlg_tlsctx_new(&s->opts, &s->ssl_ctx, err, sizeof(err));
-    if (rc != 0) {
-        dlg_log_error(&s->log, "TLS: %s", err);
-        return rc;
+/* Every listener's TLS context (tlsctx.h), logged. */
+static int make_ssl_ctxs(dlg_server *s) {
+    for (size_t i = 0; i < s->opts.n_listen; i++) {
+        const dlg_listener_conf *l = &s->opts.listen[i];
+        if (l->plaintext) {
+            dlg_log_warn(&s->log, "listener %s is PLAINTEXT: no encryption, for benchmarks only",
+                         l->address);
+            continue;
+        }
+        char err[1024];
+        int rc = dlg_tlsctx_new(l, s->opts.tls_own_records, &s->listeners[i].ssl_ctx, err,
+                                sizeof(err));
+        if (rc != 0) {
+            dlg_log_error(&s->log, "TLS: listener %s: %s", l->address, err);
+            return rc;
+        }
+        if (l->client_crl_file)
+            dlg_log_info(&s->log, "TLS: listener %s checks client certificates against the "
+                                  "CRLs of %s", l->address, l->client_crl_file);
     }
-    if (s->opts.client_crl_file)
-        dlg_log_info(&s->log, "TLS: client certificates are checked against the CRLs of %s",
-                     s->opts.client_crl_file);
     dlg_log_info(&s->log, "TLS: records of established TLS 1.3 sessions: %s",
                  s->opts.tls_own_records ? "dialogue's own (tls_own_records: true)"
                                          : "OpenSSL's (tls_own_records: false)");
     return 0;
-}
-
-static void on_connection(uv_stream_t *l, int status) {
-    dlg_server *s = l->data;
-    if (status < 0) {
-        /* libuv sheds the connection itself on EMFILE (reserve fd), so this
-         * does not spin; count, and log once a second from the sweep. */
-        s->accept_errors++;
-        return;
-    }
-    dlg_conn_accept(s);
 }
 
 /* io_uring submission slots: one send per dirty connection per loop turn;
@@ -161,30 +160,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 /* Parses "host:port" or "[v6]:port". */
-static int parse_addr(const char *spec, struct sockaddr_storage *ss) {
-    char host[128];
-    const char *colon = strrchr(spec, ':');
-    if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof(host))
-        return DLG_EINVAL;
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = 0;
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || errno || port < 0 || port > 65535 || colon[1] == 0)
-        return DLG_EINVAL;
-    if (host[0] == '[') {
-        size_t n = strlen(host);
-        if (n < 3 || host[n - 1] != ']')
-            return DLG_EINVAL;
-        host[n - 1] = 0;
-        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0 ? 0 : DLG_EINVAL;
-    }
-    if (strcmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : DLG_EINVAL;
-}
-
 static int write_port_file(dlg_server *s, int port) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", s->opts.port_file);
@@ -221,42 +196,30 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
         dlg_access_hooks(&s->hooks[0]);
         s->n_hooks = 1;
     }
-    if (!s->opts.plaintext) {
-        if ((rc = make_ssl_ctx(s)) != 0)
-            goto fail;
-    } else {
-        dlg_log_warn(&s->log, "listener %s is PLAINTEXT: no encryption, for benchmarks only",
-                     s->opts.listen);
+    s->reserve_fd = dlg_listener_reserve_fd();
+    s->reserve_open = s->reserve_fd >= 0;
+    s->n_listeners = s->opts.n_listen;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        s->listeners[i].srv = s;
+        s->listeners[i].conf = s->opts.listen[i];
+        s->listeners[i].index = i;
+        s->listeners[i].fd = -1;
     }
+    if ((rc = make_ssl_ctxs(s)) != 0)
+        goto fail_ssl;
     if ((rc = dlg_history_start(s->history)) != 0)
         goto fail_ssl;
-    /* Before the listener: a node that cannot reach its cluster must not
+    /* Before the listeners: a node that cannot reach its cluster must not
      * take clients it would cut off from the other nodes. */
     if ((rc = dlg_bus_start(s->bus)) != 0)
         goto fail_history;
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (parse_addr(s->opts.listen, &ss) != 0) {
-        dlg_log_error(&s->log, "listen address \"%s\" is not HOST:PORT", s->opts.listen);
-        rc = DLG_EINVAL;
-        goto fail_history;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        char err[512];
+        if ((rc = dlg_listener_start(&s->listeners[i], err, sizeof(err))) != 0) {
+            dlg_log_error(&s->log, "%s", err);
+            goto fail_listener;
+        }
     }
-    uv_tcp_init(loop, &s->listener);
-    s->listener.data = s;
-    s->listening = 1;
-    int r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
-    if (r != 0) {
-        dlg_log_error(&s->log, "cannot listen on %s: %s", s->opts.listen, uv_strerror(r));
-        rc = DLG_EIO;
-        goto fail_listener;
-    }
-    struct sockaddr_storage bound;
-    int bl = sizeof(bound);
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &bl);
-    int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     /* Best effort: a kernel that refuses io_uring leaves the daemon
      * working, on write(). */
     if (s->opts.io_uring) {
@@ -269,10 +232,13 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
             dlg_log_info(&s->log, "io_uring: on (%u submission slots)", DLG_URING_ENTRIES);
     }
     start_send_threads(s);
-    /* After everything that logs how the daemon sends: whoever waits for
-     * the port file then finds those lines in the log. Nothing after it
-     * can fail, so the handles below need no unwinding. */
-    if (s->opts.port_file && (rc = write_port_file(s, port)) != 0)
+    for (size_t i = 0; i < s->n_listeners; i++)
+        dlg_log_info(&s->log, "listening on %s port %d (%s)", s->listeners[i].conf.address,
+                     s->listeners[i].port, s->listeners[i].ssl_ctx ? "TLS" : "plaintext");
+    /* After everything that logs how the daemon sends and listens: whoever
+     * waits for the port file then finds those lines in the log. Nothing
+     * after it can fail, so the handles below need no unwinding. */
+    if (s->opts.port_file && (rc = write_port_file(s, s->listeners[0].port)) != 0)
         goto fail_senders;
     uv_check_init(loop, &s->flush_check);
     s->flush_check.data = s;
@@ -289,8 +255,6 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     uv_signal_init(loop, &s->sig_hup);
     s->sig_hup.data = s;
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
-    dlg_log_info(&s->log, "listening on %s port %d (%s)", s->opts.listen, port,
-                 s->opts.plaintext ? "plaintext" : "TLS");
     return 0;
 
 fail_senders:
@@ -299,16 +263,16 @@ fail_senders:
     if (s->uring)
         dlg_uring_stop(s->uring);
 fail_listener:
-    uv_close((uv_handle_t *)&s->listener, NULL);
-    s->listening = 0;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        dlg_listener_stop(&s->listeners[i]);
     uv_run(loop, UV_RUN_NOWAIT);
 fail_history:
     dlg_bus_stop(s->bus);
     dlg_history_stop(s->history);
     uv_run(loop, UV_RUN_NOWAIT);
 fail_ssl:
-    SSL_CTX_free(s->ssl_ctx);
-    s->ssl_ctx = NULL;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        dlg_listener_free(&s->listeners[i]);
 fail:
     return rc;
 }
@@ -321,10 +285,8 @@ void dlg_server_stop(dlg_server *s) {
         dlg_log_info(&s->log, "send threads: %llu flush(es) shared; the helpers flushed %llu "
                      "connection(s)", (unsigned long long)s->send_turns,
                      (unsigned long long)dlg_sendpool_helped(s->sendpool));
-    if (s->listening) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listening = 0;
-    }
+    for (size_t i = 0; i < s->n_listeners; i++)
+        dlg_listener_stop(&s->listeners[i]);
     /* Close every connection: the Error and close_notify are written best
      * effort before the handles close (dlg_conn_close). */
     dlg_conn *c = s->conns;
@@ -367,8 +329,12 @@ void dlg_server_free(dlg_server *s) {
     s->schema = NULL;
     dlg_jwt_verifier_free(s->jwt);
     s->jwt = NULL;
-    SSL_CTX_free(s->ssl_ctx);
-    s->ssl_ctx = NULL;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        dlg_listener_free(&s->listeners[i]);
+    s->n_listeners = 0;
+    if (s->reserve_open && s->reserve_fd >= 0)
+        close(s->reserve_fd);
+    s->reserve_open = 0;
     dlg_strv_free(s->create_roles, s->n_create_roles);
     dlg_strv_free(s->delete_roles, s->n_delete_roles);
     free(s->rbuf);

@@ -12,6 +12,10 @@
 #include "dialogue/server.h"
 #include "dlg_log.h"
 #include "dlg_schema.h"
+#include "listener.h"
+
+/* Listeners one daemon serves at most (config.h's DLG_CFG_MAX_LISTENERS). */
+#define DLG_MAX_LISTENERS 16
 
 struct dlg_conn;
 struct dlg_rooms;
@@ -27,14 +31,9 @@ struct dlg_ratelimit;
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
 typedef struct dlg_server_opts {
-    const char *listen;          /* "host:port" [127.0.0.1:3000] */
-    int plaintext;               /* 1 = no TLS (benchmarks only; insecure) */
-    const char *cert_file;
-    const char *key_file;
-    const char *port_file;       /* written with the bound port, or NULL */
-    const char *client_ca_file;  /* ask for client certificates, verify with it */
-    const char *client_crl_file; /* CRLs for them (tlsctx.h), or NULL */
-    int require_client_cert;     /* refuse the handshake without one */
+    dlg_listener_conf listen[DLG_MAX_LISTENERS]; /* [one: TLS on 127.0.0.1:3000] */
+    size_t n_listen;
+    const char *port_file;       /* written with the first listener's port, or NULL */
     uint32_t max_frame;          /* [1 MiB] */
     uint32_t max_connections;    /* [10000] */
     uint32_t handshake_timeout_ms; /* [2000] TLS handshake + Hello */
@@ -89,9 +88,12 @@ typedef struct dlg_server {
     uv_loop_t *loop;
     dlg_log log;
     dlg_server_opts opts;
-    SSL_CTX *ssl_ctx;            /* NULL when plaintext */
-    uv_tcp_t listener;
-    int listening;
+    dlg_listener listeners[DLG_MAX_LISTENERS]; /* from opts.listen, at start */
+    size_t n_listeners;
+    int reserve_fd;              /* spent to shed connections when out of fds, */
+    int reserve_open;            /* when this is set (a zeroed server has none) */
+    int emfile_active;           /* accept is failing for want of descriptors */
+    uint64_t emfile_refused;     /* connections shed in the current episode */
     uv_signal_t sig_int, sig_term, sig_hup;
     /* Called on SIGHUP (config reload); NULL = SIGHUP is ignored. */
     void (*reload_cb)(struct dlg_server *srv, void *ud);
@@ -146,7 +148,7 @@ typedef struct dlg_server {
 
 #define DLG_SCRATCH (64 * 1024)
 
-/* Initialises srv on loop: TLS context, rooms, listener (bound and
+/* Initialises srv on loop: rooms, every listener (TLS context, bound and
  * listening), signal handlers. srv->opts must be set; srv->schema may be
  * set beforehand (ownership passes to srv). On error everything acquired is
  * released and a message naming the cause has been logged. */

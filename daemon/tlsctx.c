@@ -149,7 +149,8 @@ static int ssl_fail(char *err, size_t errlen, const char *what, const char *file
     return DLG_ETLS;
 }
 
-int dlg_tlsctx_new(const dlg_server_opts *o, SSL_CTX **out, char *err, size_t errlen) {
+int dlg_tlsctx_new(const dlg_listener_conf *o, int own_records, SSL_CTX **out, char *err,
+                   size_t errlen) {
     int rc = DLG_ETLS;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -223,7 +224,7 @@ int dlg_tlsctx_new(const dlg_server_opts *o, SSL_CTX **out, char *err, size_t er
     /* Established TLS 1.3 sessions leave OpenSSL for our record layer
      * (common/dlg_tls13.h): 2.5 KB per idle connection instead of 13 KB,
      * and cheaper records. */
-    if (o->tls_own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
+    if (own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
         snprintf(err, errlen, "cannot set up the record layer handover");
         goto fail;
     }

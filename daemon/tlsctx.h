@@ -12,16 +12,18 @@
 
 #include <openssl/ssl.h>
 
-#include "server.h"
+#include "listener.h"
 
-/* Builds a server TLS context from o (cert_file, key_file, client_ca_file,
- * client_crl_file, require_client_cert, tls_own_records). CRLs are checked
+/* Builds a server TLS context for listener l (cert_file, key_file,
+ * client_ca_file, client_crl_file, require_client_cert); own_records lets
+ * established TLS 1.3 sessions leave OpenSSL (tls_own_records). CRLs are checked
  * for the client certificate and every CA above it; a CRL whose nextUpdate
  * has passed (or whose lastUpdate is in the future) is refused, naming its
  * file. On success *out is a new context owned by the caller
  * (SSL_CTX_free). Returns 0, or DLG_ETLS / DLG_EIO / DLG_ENOMEM with err
  * naming the file and the reason; *out is then untouched. */
-int dlg_tlsctx_new(const dlg_server_opts *o, SSL_CTX **out, char *err, size_t errlen);
+int dlg_tlsctx_new(const dlg_listener_conf *l, int own_records, SSL_CTX **out, char *err,
+                   size_t errlen);
 
 /* Loads the CRLs of path (a file of one or more PEM or DER CRLs, or a
  * folder: every regular file in it not starting with '.') into st and

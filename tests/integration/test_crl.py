@@ -222,7 +222,7 @@ def test_sighup_reloads_crls_for_new_connections():
         # A stale CRL on reload: refused, the running CRLs stay.
         write(path, crl(CA, CA_KEY, last=NOW - 3 * DAY, nxt=NOW - DAY))
         d.proc.send_signal(signal.SIGHUP)
-        want = "SIGHUP: TLS: CRL %s (issuer" % path
+        want = "SIGHUP: TLS: listener 127.0.0.1:0: CRL %s (issuer" % path
         assert wait_until(lambda: want in d.logtext(), 5), d.logtext()[-2000:]
         assert "keeping the running configuration" in d.logtext()
         assert hello(d.port, LEAF["bob"][1]) == "refused"
