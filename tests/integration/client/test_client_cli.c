@@ -250,14 +250,15 @@ static void check_line(const char *line, const char *event, long long seq) {
     json_t *j = json_loads(line, 0, &je);
     if (j == NULL)
         fail_msg("not a JSON line: %s", line);
-    const char *keys[] = {"room", "event", "from", "from_kind", "ts", "seq", "data"};
+    const char *keys[] = {"room", "event", "from", "from_kind", "ts", "seq", "epoch", "data"};
     void *it = json_object_iter(j);
-    for (size_t i = 0; i < 7; i++, it = json_object_iter_next(j, it)) {
+    for (size_t i = 0; i < 8; i++, it = json_object_iter_next(j, it)) {
         assert_non_null(it);
         assert_string_equal(json_object_iter_key(it), keys[i]);
     }
     assert_null(it);
     assert_int_equal(json_integer_value(json_object_get(j, "seq")), seq);
+    assert_true(json_integer_value(json_object_get(j, "epoch")) > 0);
     assert_true(json_is_object(json_object_get(j, "data")));
     if (strcmp(event, "metrics:update") == 0)
         assert_true(json_real_value(json_object_get(json_object_get(j, "data"), "cpu")) ==
