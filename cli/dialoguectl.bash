@@ -34,7 +34,7 @@ _dialoguectl_words() {
 # COMPREPLY for cur from the list of words in $1; where bash split cur at a
 # ":", each answer loses the part before it, as bash will put it back.
 _dialoguectl_reply() {
-    COMPREPLY=($(compgen -W "$1" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "$1" -- "$cur")
     if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then
         local pre=${cur%"${cur##*:}"} i
         for i in "${!COMPREPLY[@]}"; do
@@ -54,7 +54,7 @@ _dialoguectl() {
     local commands="ping rooms schema sub history trigger dashboard token bench help"
     # The command word, and the global flags before it (kept to ask the
     # same server).
-    local i=1 cmd= cmd_at=0
+    local i=1 cmd='' cmd_at=0
     local -a conn=()
     while [ "$i" -lt "$cword" ]; do
         case ${words[i]} in
@@ -72,7 +72,7 @@ _dialoguectl() {
 
     case $prev in
         --ca|--cert|--key|--schema|--secret-file)
-            COMPREPLY=($(compgen -f -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return ;;
         --server|--token|--connect-timeout|--count|--timeout|--limit|--since|--format|--sub|--role|--ttl|--aud|--iss|--kid)
             return ;;
@@ -83,9 +83,9 @@ _dialoguectl() {
 
     if [ -z "$cmd" ]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -W "$globals" -- "$cur")
         else
-            COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
         fi
         return
     fi
@@ -103,7 +103,7 @@ _dialoguectl() {
         *) return ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$flags" -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -W "$flags" -- "$cur")
         return
     fi
     # Operands: count those after the command (flag values skipped).
@@ -117,11 +117,11 @@ _dialoguectl() {
     done
     case $cmd:$n in
         sub:0|history:0|trigger:0|dashboard:0)
-            COMPREPLY=($(compgen -W "$(_dialoguectl_ask rooms "${conn[@]}")" -- "$cur")) ;;
+            _dialoguectl_reply "$(_dialoguectl_ask rooms "${conn[@]}")" ;;
         sub:*|history:1|trigger:1)
             _dialoguectl_reply "$(_dialoguectl_ask schema "${conn[@]}")" ;;
         trigger:2)
-            COMPREPLY=($(compgen -W "-" -- "$cur")) ;;
+            mapfile -t COMPREPLY < <(compgen -W "-" -- "$cur") ;;
     esac
 }
 complete -F _dialoguectl dialoguectl

@@ -1,9 +1,10 @@
 /* test_client_cli.c: dialoguectl against a real dialogued: ping's line,
  * rooms as table and JSON, schema, sub printing JSON lines for triggers,
  * trigger's exit statuses (Ack, server refusal with "STATUS: message", bad
- * JSON refused before connecting), history (table, JSON lines as sub's,
- * --limit, --since, the note on evicted events, refusals), sub --timeout,
- * --help everywhere, the environment fallbacks, --server with a list. */
+ * JSON refused before connecting), history (table, JSON lines as sub's with
+ * the room's epoch, --limit, --since, the note on evicted events, refusals),
+ * sub --timeout, --help everywhere, the environment fallbacks, --server
+ * with a list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
