@@ -312,13 +312,27 @@ static void pump(ctl *s) {
         if (want && !t->fs_busy) {
             uv_buf_t b = uv_buf_init(t->chunk, sizeof(t->chunk));
             t->fsreq.data = s;
-            if (uv_fs_read(&s->loop, &t->fsreq, STDIN_FILENO, &b, 1, -1, on_fs_read) == 0)
+            int rc = uv_fs_read(&s->loop, &t->fsreq, STDIN_FILENO, &b, 1, -1, on_fs_read);
+            if (rc == 0) {
                 t->fs_busy = 1;
-            else
-                t->eof = 1;
+                return;
+            }
+            ctl_err("cannot read stdin: %s", uv_strerror(rc));
+            t->read_failed = 1;
+            t->eof = 1;
+            if (t->inflight == 0)
+                stream_done(s);
         }
     } else if (want && !t->reading) {
-        uv_read_start((uv_stream_t *)&t->in, on_alloc, on_read);
+        int rc = uv_read_start((uv_stream_t *)&t->in, on_alloc, on_read);
+        if (rc != 0) {
+            ctl_err("cannot read stdin: %s", uv_strerror(rc));
+            t->read_failed = 1;
+            t->eof = 1;
+            if (t->inflight == 0)
+                stream_done(s);
+            return;
+        }
         t->reading = 1;
     } else if (!want && t->reading) {
         uv_read_stop((uv_stream_t *)&t->in);

@@ -205,6 +205,18 @@ def test_trigger_reads_json_lines_until_eof():
     assert ("trigger: 6 messages from stdin: 3 acked (seq %d..%d), 1 refused, 2 bad"
             % (seqs[0], seqs[-1])) in err, err
     assert sub_end(s) == b"1.0\n2.0\n3.0\n"
+    # The same from a file (`- < events.ndjson`, as --help shows), read
+    # in pieces: more lines than the 64 triggers kept in flight.
+    path = os.path.join(os.path.dirname(D.port_file), "events.ndjson")
+    with open(path, "w") as f:
+        for i in range(300):
+            f.write('{"cpu":%d,"memory":1,"requests":1,"errors":0,"latency":1}\n' % (i % 100))
+    with open(path) as f:
+        p = subprocess.run([CTL, "trigger", "typed", "metrics:update", "-"], env=env(), stdin=f,
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) == 300, p.stdout[-300:]
+    assert "300 messages from stdin: 300 acked" in p.stderr, p.stderr
     # All good: exit 0; nothing: exit 0 and says so.
     p = ctl("trigger", "typed", "metrics:update", "-",
             input='{"cpu":4,"memory":1,"requests":1,"errors":0,"latency":1}\n')
