@@ -1,6 +1,7 @@
 /* main.c: dialoguectl's front door: global flags and their environment
  * fallbacks, command dispatch, and the connection session every network
  * command runs in (all protocol work goes through libdialogue-client). */
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -339,6 +340,14 @@ int main(int argc, char **argv) {
     /* A server that hangs up mid-write, or `dialoguectl sub | head`, must
      * end in an error message or a clean exit, not a silent SIGPIPE death. */
     signal(SIGPIPE, SIG_IGN);
+    /* Started with stdin, stdout or stderr closed (`<&-`): the socket must
+     * not become fd 0 and be read as `trigger -` input, nor get our output. */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd) {
+            ctl_err("cannot open /dev/null for the closed fd %d", fd);
+            return CTL_FAIL;
+        }
+    }
     const char *server = NULL, *ca = NULL, *token = NULL, *cert = NULL, *key = NULL;
     unsigned long cto = 10;
     int verbose = 0, o;

@@ -223,6 +223,11 @@ def test_trigger_reads_json_lines_until_eof():
     assert p.stdout.startswith("ok seq=") and "1 message from stdin: 1 acked" in p.stderr
     p = ctl("trigger", "typed", "metrics:update", "-", input="")
     assert p.stdout == "" and "no JSON object on stdin" in p.stderr, p.stderr
+    # Started with stdin closed: the connection must not take fd 0 (it was
+    # read as input, and libuv aborted closing it).
+    p = subprocess.run(["bash", "-c", '"$0" trigger typed metrics:update - <&-', CTL],
+                       env=env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "no JSON object on stdin" in p.stderr, (p.returncode, p.stderr)
 
 
 def test_trigger_streams_from_a_pipe_as_lines_come():
