@@ -5,6 +5,7 @@ line with a summary, bytes published with --raw and --base64, `schema
 --describe`, the room's epoch in JSON lines, bash completion (in a real
 interactive bash, inside tmux), and `--server [::1]:PORT` verifying against
 the development certificates."""
+import atexit
 import base64
 import json
 import os
@@ -71,6 +72,8 @@ def sub_start(*args):
     bytes come later)."""
     p = subprocess.Popen([CTL, "-v"] + list(args), env=env(), stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A failed test must not leave a sub behind (it would reconnect forever).
+    atexit.register(lambda: p.poll() is None and p.kill())
     # -v says "subscribed to ROOM" once joined; read stderr up to it.
     line = b""
     deadline = time.time() + 20
