@@ -69,14 +69,55 @@ dlg_schema *ctl_schema_from(const dlg_schema_info *info);
 /* Standard base64 of len bytes (malloc'd, NUL-terminated; NULL on OOM). */
 char *ctl_base64(const uint8_t *data, size_t len);
 
-/* One event as sub prints it: {"room","event","from","from_kind","ts","seq","data"},
- * with "data_b64" and "decode_error" instead of "data" when schema (may be
- * NULL) cannot decode the payload. New reference, NULL on OOM. In cmd_sub.c. */
+/* ---- printing events (output.c) ---------------------------------------- */
+
+/* One event as sub prints it: {"room","event","from","from_kind","ts","seq",
+ * "epoch","data"}, with "data_b64" and "decode_error" instead of "data" when
+ * schema (may be NULL) cannot decode the payload. New reference, NULL on
+ * OOM. */
 json_t *ctl_event_json(const dlg_event *ev, const dlg_schema *schema);
 
-/* Prints ctl_event_json(ev) as one compact line on stdout and flushes.
- * 0 or -1 (out of memory). */
+/* Prints ctl_event_json(ev) as one compact line on stdout (numbers in their
+ * shortest form, see dlg_pbjson_dumps) and flushes. 0 or -1 (out of
+ * memory). */
 int ctl_print_event_line(const dlg_event *ev, const dlg_schema *schema);
+
+/* Writes the payload bytes of ev to stdout as they are, nothing added, and
+ * flushes. 0 or -1 (write error). */
+int ctl_print_raw(const dlg_event *ev);
+
+/* A parsed --format template. */
+typedef struct ctl_fmt ctl_fmt;
+
+/* Parses text: literal text with \n, \t and \\ escapes, and {{.PATH}}
+ * fields, PATH a dotted path into the JSON line (.seq, .data.cpu,
+ * .data.tags.0; {{.}} the whole line) or .payload (the bytes as they are).
+ * 0 and *out (free with ctl_fmt_free), or DLG_EINVAL/DLG_ENOMEM with err
+ * naming the fault. */
+int ctl_fmt_parse(const char *text, ctl_fmt **out, char *err, size_t errlen);
+void ctl_fmt_free(ctl_fmt *f);
+
+/* Whether f shows the decoded payload (so the schema is worth fetching). */
+int ctl_fmt_needs_schema(const ctl_fmt *f);
+
+/* Prints ev through f, then a newline, and flushes. A path that leads
+ * nowhere prints nothing; a string prints without quotes, anything else as
+ * JSON text. 0 or -1 (out of memory, write error). */
+int ctl_fmt_print(const ctl_fmt *f, const dlg_event *ev, const dlg_schema *schema);
+
+/* Events held (copied) while the schema that decodes them is on its way:
+ * the sync batch of an auto-joined room arrives right after Welcome, before
+ * any reply. */
+typedef struct ctl_evq {
+    dlg_event *v;
+    size_t n, cap;
+} ctl_evq;
+
+/* Appends a copy of ev (strings and payload). 0 or -1 (out of memory). */
+int ctl_evq_push(ctl_evq *q, const dlg_event *ev);
+
+/* Frees every held event; q is then empty and reusable. */
+void ctl_evq_clear(ctl_evq *q);
 
 /* The commands: argv[0] is the command name. */
 int cmd_ping(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cmd_common.h"
+#include "pbjson.h"
 
 /* The server's cap on one History reply. */
 #define PAGE_MAX 1000u
@@ -16,7 +17,7 @@
 #define MAX_PAGES 100000u
 
 typedef struct hev {
-    uint64_t seq, ts_ms;
+    uint64_t seq, ts_ms, epoch;
     int from_kind;
     char *event, *from;
     uint8_t *data;
@@ -61,6 +62,7 @@ static int keep(hist *h, const dlg_event *e) {
     hev *d = &h->v[h->n];
     d->seq = e->seq;
     d->ts_ms = e->ts_ms;
+    d->epoch = e->epoch;
     d->len = e->len;
     d->event = strdup(e->event);
     d->from = strdup(e->from);
@@ -98,12 +100,10 @@ static void print_table(const hist *h, const hev *v, size_t n) {
            "FROM", "DATA");
     for (size_t i = 0; i < n; i++) {
         dlg_event ev = {h->room, v[i].event, v[i].data, v[i].len, v[i].from, v[i].ts_ms,
-                        v[i].seq, 0, v[i].from_kind};
+                        v[i].seq, v[i].epoch, v[i].from_kind};
         json_t *line = ctl_event_json(&ev, h->schema);
         json_t *data = line ? json_object_get(line, "data") : NULL;
-        char *text = data ? json_dumps(data, JSON_PRESERVE_ORDER | JSON_COMPACT |
-                                                 JSON_ENCODE_ANY)
-                          : NULL;
+        char *text = data ? dlg_pbjson_dumps(data) : NULL;
         const char *b64 = line ? json_string_value(json_object_get(line, "data_b64")) : NULL;
         time_t t = (time_t)(v[i].ts_ms / 1000);
         struct tm tm;
@@ -144,7 +144,7 @@ static void print_all(ctl *s) {
     if (h->json) {
         for (size_t i = 0; i < n; i++) {
             dlg_event ev = {h->room, v[i].event, v[i].data, v[i].len, v[i].from, v[i].ts_ms,
-                            v[i].seq, 0, v[i].from_kind};
+                            v[i].seq, v[i].epoch, v[i].from_kind};
             if (ctl_print_event_line(&ev, h->schema) != 0) {
                 ctl_err("out of memory");
                 ctl_finish(s, CTL_FAIL);
@@ -229,8 +229,7 @@ static void on_joined(dlg_client *c, void *ud, int status, const char *message,
     ctl *s = ud;
     (void)c;
     (void)reply;
-    /* ALREADY_EXISTS: the server joined us at Hello (auto_join). */
-    if (status != 0 && status != 6) {
+    if (status != 0) {
         ctl_fail_request(s, "join", status, message);
         return;
     }
@@ -239,6 +238,11 @@ static void on_joined(dlg_client *c, void *ud, int status, const char *message,
 
 static void join_room(ctl *s) {
     hist *h = s->cmd;
+    /* A member already when the server joined us at connect (auto_join). */
+    if (dlg_client_auto_joined(s->c, h->room) == 1) {
+        ask(s);
+        return;
+    }
     int rc = dlg_client_join(s->c, h->room, on_joined, s);
     if (rc != 0)
         ctl_fail_request(s, "join", rc, "");
@@ -291,6 +295,7 @@ int cmd_history(const dlg_client_opts *o, int verbose, const char *server, int a
         "  --limit N      the newest N events; with --since, the first N after SEQ\n"
         "  --since SEQ    only events with a sequence number above SEQ\n"
         "  --json         one JSON line per event, exactly as `sub` prints them\n"
+        "                 (with \"epoch\", the room's history epoch)\n"
         "  --schema FILE  decode with this descriptor set instead of the server's\n"
         "Without --limit every kept event is printed (fetched in pages of 1000).\n"
         "A note on stderr says when the server no longer keeps part of the range.\n";

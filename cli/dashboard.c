@@ -2,7 +2,10 @@
  * client library in loop mode on a private loop, with the terminal in raw
  * mode through uv_tty so keys, resizes and signals are all loop events.
  * The history batch the server sends on join arrives as ordinary events,
- * so the sparklines and alerts start filled. */
+ * so the sparklines and alerts start filled. Events wait for the server's
+ * schema (the batch of an auto-joined room comes before any reply), so the
+ * JSON lines printed when stdout is not a terminal are always decoded, the
+ * same lines `sub` prints. */
 #include "dashboard.h"
 
 #include <inttypes.h>
@@ -16,9 +19,9 @@
 
 #include <jansson.h>
 
+#include "cmd_common.h"
 #include "dlg_schema.h"
 #include "events/dashboard.pb-c.h"
-#include "pbjson.h"
 
 #define HIST 240          /* samples kept per metric (4 min at 1/s) */
 #define MAX_ALERTS 8
@@ -41,6 +44,11 @@ typedef struct dash {
     uv_check_t redraw;        /* one draw per loop turn, however many events */
     int redraw_open;
     dlg_schema *schema;
+    int schema_asked;         /* GetSchema sent (once per run) */
+    int schema_wait;          /* its reply is due: events are held */
+    ctl_evq held;
+    int joined;               /* a member (by our Join or auto_join); the
+                               * library restores it after a reconnect */
     char state[320];
     double hist[5][HIST];
     size_t n_hist, hist_head;
@@ -141,26 +149,6 @@ static void draw(dash *d) {
 
 /* ---- events ------------------------------------------------------------- */
 
-static void print_json(dash *d, const dlg_event *ev) {
-    json_t *data = NULL;
-    const dlg_schema_event *se = d->schema ? dlg_schema_event_find(d->schema, ev->event) : NULL;
-    char err[256];
-    if (se == NULL || dlg_pbjson_decode(se->msg, ev->data, ev->len, &data, err, sizeof(err)) != 0)
-        data = json_null();
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o}", "room", ev->room, "event",
-                          ev->event, "from", ev->from, "from_kind", dlg_from_kind_name(ev->from_kind),
-                          "ts", (json_int_t)ev->ts_ms, "seq", (json_int_t)ev->seq, "data", data);
-    if (o) {
-        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
-        if (s) {
-            puts(s);
-            fflush(stdout);
-            free(s);
-        }
-        json_decref(o);
-    }
-}
-
 static void on_redraw(uv_check_t *h) {
     dash *d = h->data;
     uv_check_stop(h);
@@ -177,9 +165,10 @@ static void draw_soon(dash *d) {
         draw(d);
 }
 
-static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
-    (void)c;
-    dash *d = ud;
+/* One event into the view (or out as a JSON line). */
+static void process(dash *d, const dlg_event *ev) {
+    if (d->quitting)
+        return;
     d->events++;
     if (strcmp(ev->event, "metrics:update") == 0) {
         Dialogue__Dashboard__MetricsUpdate *m =
@@ -209,12 +198,30 @@ static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
             dialogue__dashboard__alert_triggered__free_unpacked(a, NULL);
         }
     }
-    if (d->tty)
+    if (d->tty) {
         draw_soon(d);
-    else
-        print_json(d, ev);
+    } else if (ctl_print_event_line(ev, d->schema) != 0) {
+        fprintf(stderr, "dialoguectl dashboard: out of memory\n");
+        quit(d, 1);
+        return;
+    }
     if (d->count > 0 && (long)d->events >= d->count)
         quit(d, 0);
+}
+
+static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
+    (void)c;
+    dash *d = ud;
+    if (d->quitting)
+        return;
+    if (!d->schema_wait) {
+        process(d, ev);
+        return;
+    }
+    if (ctl_evq_push(&d->held, ev) != 0) {
+        fprintf(stderr, "dialoguectl dashboard: out of memory\n");
+        quit(d, 1);
+    }
 }
 
 /* The room's history restarted (new epoch): what follows is the server's
@@ -241,8 +248,10 @@ static void on_joined(dlg_client *c, void *ud, int status, const char *msg, cons
     (void)c;
     (void)r;
     dash *d = ud;
-    /* ALREADY_EXISTS: the server's auto_join rules already put us there. */
-    if (status == 0 || status == 6) {
+    if (d->quitting)
+        return;
+    if (status == 0) {
+        d->joined = 1;
         set_state(d, "\033[32m", "connected");
         return;
     }
@@ -256,27 +265,45 @@ static void on_joined(dlg_client *c, void *ud, int status, const char *msg, cons
         quit(d, 1);
 }
 
+/* The schema is in (or will not come): decode and show what was held. */
 static void on_schema(dlg_client *c, void *ud, int status, const char *msg, const void *r) {
     dash *d = ud;
-    if (status == 0 && d->schema == NULL && dlg_schema_new(&d->schema) == 0) {
-        const dlg_schema_info *si = r;
-        char err[256];
-        for (size_t i = 0; i < si->n_sets; i++)
-            dlg_schema_add_set(d->schema, si->sets[i].data, si->sets[i].len, err, sizeof(err));
-    } else if (status != 0) {
-        fprintf(stderr, "dialoguectl dashboard: schema: %s\n", msg);
+    (void)c;
+    d->schema_wait = 0;
+    if (d->quitting) {
+        ctl_evq_clear(&d->held);
+        return;
     }
-    dlg_client_join(c, d->room, on_joined, d);
+    if (status == 0 && d->schema == NULL) {
+        d->schema = ctl_schema_from(r);
+    } else if (status != 0) {
+        /* The view decodes its own two types; JSON lines fall back to
+         * data_b64, as sub's do. */
+        fprintf(stderr, "dialoguectl dashboard: cannot get the schema: %s\n", msg);
+    }
+    for (size_t i = 0; i < d->held.n && !d->quitting; i++)
+        process(d, &d->held.v[i]);
+    ctl_evq_clear(&d->held);
 }
 
 static void on_state(dlg_client *c, void *ud, dlg_client_state_t st, const char *reason) {
     dash *d = ud;
     if (st == DLG_STATE_CONNECTED) {
+        if (!d->schema_asked && dlg_client_get_schema(c, on_schema, d) == 0) {
+            d->schema_asked = 1;
+            d->schema_wait = 1;
+        }
+        /* After a reconnect the library restores the membership (rejoin,
+         * or the server's auto_join again): nothing to send. */
+        if (!d->joined && dlg_client_auto_joined(c, d->room) == 1)
+            d->joined = 1;
+        if (d->joined) {
+            set_state(d, "\033[32m", "connected");
+            return;
+        }
         set_state(d, "\033[33m", "joining");
-        if (d->schema == NULL)
-            dlg_client_get_schema(c, on_schema, d);
-        else
-            dlg_client_join(c, d->room, on_joined, d); /* rejoin is automatic too */
+        if (dlg_client_join(c, d->room, on_joined, d) != 0)
+            set_state(d, "\033[31m", "cannot send the Join");
     } else if (st == DLG_STATE_DISCONNECTED) {
         char line[160];
         snprintf(line, sizeof(line), "disconnected: %s (retrying)", reason ? reason : "");
@@ -346,8 +373,9 @@ static void usage(FILE *f) {
                "  Live view of a dashboard room [dashboard]: current metrics, sparklines,\n"
                "  recent alerts and the connection state. Keys: q or Ctrl-C quits.\n"
                "  The events the server keeps for the room (its sync on join) fill the\n"
-               "  view at start. When stdout is not a terminal, prints one JSON line\n"
-               "  per event.\n"
+               "  view at start. When stdout (or stdin) is not a terminal, prints one\n"
+               "  JSON line per event instead, the same events decoded the same way as\n"
+               "  `dialoguectl sub` (e.g. dashboard --count 50 > file).\n"
                "  --count N   exit after N events (those from history included)\n");
 }
 
@@ -422,6 +450,7 @@ int dlg_cli_dashboard_main(const dlg_client_opts *opts, int argc, char **argv) {
     uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
     dlg_schema_free(d->schema);
+    ctl_evq_clear(&d->held);
     int code = d->exit_code;
     free(d);
     return code;

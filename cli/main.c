@@ -1,6 +1,7 @@
 /* main.c: dialoguectl's front door: global flags and their environment
  * fallbacks, command dispatch, and the connection session every network
  * command runs in (all protocol work goes through libdialogue-client). */
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -39,14 +40,24 @@ static void usage(FILE *f) {
         "commands (each takes --help):\n"
         "  ping                      round-trip time to the server\n"
         "  rooms [--json] [--members]  the rooms and their events\n"
-        "  schema [--json]           event types the server knows\n"
+        "  schema [--json] [--describe EVENT]  event types the server knows; one\n"
+        "                            event's fields and their validation\n"
         "  sub ROOM [EVENT...]       join and print events as JSON lines\n"
+        "                            [--count N] [--raw | --format TEMPLATE]\n"
         "  history ROOM [EVENT]      the events ROOM keeps, oldest first [--limit N]\n"
         "                            [--since SEQ] [--json]\n"
-        "  trigger ROOM EVENT JSON|-  publish one event (JSON from stdin with -)\n"
+        "  trigger ROOM EVENT JSON|-  publish an event; with -, one JSON object per\n"
+        "                            line of stdin until EOF; --raw/--base64 bytes\n"
         "  dashboard [ROOM]          live terminal view of the dashboard room\n"
         "  token ...                 mint a development token (HS256)\n"
         "  bench ...                 run dialogue-bench (same global flags; bench --help)\n"
+        "\n"
+        "examples:\n"
+        "  dialoguectl --server [::1]:3000 ping\n"
+        "  dialoguectl sub dashboard --format '{{.seq}} {{.event}} {{.data.cpu}}'\n"
+        "  dialoguectl trigger dashboard metrics:update - < events.ndjson\n"
+        "bash completion: source cli/dialoguectl.bash (ninja install puts it in\n"
+        "share/bash-completion/completions)\n"
         "\n"
         "exit status: 0 done, 1 failure (connection, refusal), 2 usage or bad\n"
         "input, 3 sub --timeout expired\n");
@@ -329,6 +340,14 @@ int main(int argc, char **argv) {
     /* A server that hangs up mid-write, or `dialoguectl sub | head`, must
      * end in an error message or a clean exit, not a silent SIGPIPE death. */
     signal(SIGPIPE, SIG_IGN);
+    /* Started with stdin, stdout or stderr closed (`<&-`): the socket must
+     * not become fd 0 and be read as `trigger -` input, nor get our output. */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd) {
+            ctl_err("cannot open /dev/null for the closed fd %d", fd);
+            return CTL_FAIL;
+        }
+    }
     const char *server = NULL, *ca = NULL, *token = NULL, *cert = NULL, *key = NULL;
     unsigned long cto = 10;
     int verbose = 0, o;

@@ -64,4 +64,24 @@ int dlg_pbjson_encode(const dlg_schema_msg *m, const json_t *in, uint8_t **out,
 int dlg_pbjson_decode(const dlg_schema_msg *m, const uint8_t *data, size_t len,
                       json_t **out, char *err, size_t errlen);
 
+/* Compact JSON text of v (any JSON value), keys in insertion order, with
+ * every real number in its shortest form that reads back as the same
+ * double: 2.32 and not 2.3199999999999998. A float field decoded above
+ * holds the double nearest its shortest float32 decimal, so it prints as
+ * that decimal (2.32 for the float 2.32f). A real with an integral value
+ * keeps a ".0" (5.0) so it reads back as a real. Returns a malloc'd,
+ * NUL-terminated string the caller frees, or NULL when out of memory (or
+ * v is NULL). */
+char *dlg_pbjson_dumps(const json_t *v);
+
+/* Writes into buf (len >= 32) the text dlg_pbjson_dumps uses for the
+ * finite double d. 0, or DLG_EINVAL for a non-finite d or a short buf. */
+int dlg_pbjson_real_text(double d, char *buf, size_t len);
+
+/* Decodes n characters of base64 (standard or URL-safe alphabet, padding
+ * optional, no blanks) into a malloc'd buffer (*out, never NULL on success;
+ * the caller frees) of *len bytes. 0, DLG_EINVAL (not base64) or
+ * DLG_ENOMEM; on error *out and *len are unchanged. */
+int dlg_pbjson_base64_decode(const char *s, size_t n, uint8_t **out, size_t *len);
+
 #endif

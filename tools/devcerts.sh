@@ -1,9 +1,11 @@
 #!/bin/sh
 # devcerts.sh DIR: makes a development CA, a server certificate for
-# localhost/127.0.0.1 and client certificates (ECDSA P-256: fast handshakes),
-# for tests and the demo only. Existing files in DIR are kept.
+# localhost/127.0.0.1/::1 and client certificates (ECDSA P-256: fast
+# handshakes), for tests and the demo only. Existing files in DIR are kept,
+# except a server certificate made before ::1 was among its names (it is
+# made again, signed by the same CA).
 #   DIR/ca.crt ca.key            development CA
-#   DIR/server.crt server.key    CN=localhost, SAN DNS:localhost, IP:127.0.0.1
+#   DIR/server.crt server.key    CN=localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1
 #   DIR/client-NAME.crt .key     one per NAME in $DEVCERTS_CLIENTS [admin publisher viewer]
 set -eu
 dir=${1:?usage: devcerts.sh DIR}
@@ -27,7 +29,12 @@ leaf() { # name cn ext
         -days "$days" -extfile "$1.ext" -out "$1.crt" 2>/dev/null
     rm -f "$1.csr" "$1.ext"
 }
-leaf server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
+# IPv6 loopback too, so `dialoguectl --server [::1]:3000` verifies.
+if [ -f server.crt ] && ! openssl x509 -in server.crt -noout -ext subjectAltName 2>/dev/null |
+        grep -q 'IP Address:0:0:0:0:0:0:0:1'; then
+    rm -f server.crt server.key
+fi
+leaf server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
 extendedKeyUsage=serverAuth
 basicConstraints=CA:FALSE"
 for c in ${DEVCERTS_CLIENTS:-admin publisher viewer}; do

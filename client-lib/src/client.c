@@ -105,6 +105,16 @@ int dlg_client_server(const dlg_client *c, char *buf, size_t len) {
     return 0;
 }
 
+int dlg_client_auto_joined(const dlg_client *c, const char *room) {
+    if (c == NULL || room == NULL)
+        return DLG_EINVAL;
+    if (c->state != DLG_STATE_CONNECTED)
+        return 0;
+    /* dlg__room_find only reads. */
+    const dlg__room *rm = dlg__room_find((dlg_client *)c, room);
+    return rm != NULL && rm->auto_joined;
+}
+
 /* ---- state ---------------------------------------------------------------- */
 
 void dlg__set_state(dlg_client *c, int st, const char *reason) {

@@ -183,6 +183,7 @@ typedef struct dlg__room {
     int pend_recover;       /* that Join asked for recovery */
     int rejoin_recover;     /* the rejoin in flight was sent with recover */
     int in_restore;         /* a rejoin is in flight on this connection */
+    int auto_joined;        /* listed in this connection's Welcome.auto_joined */
 } dlg__room;
 
 /* ---- the connection ---------------------------------------------------- */

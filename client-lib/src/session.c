@@ -340,8 +340,10 @@ static void on_welcome(dlg_client *c, dlg__conn *conn, const Dialogue__V1__Welco
     else
         dlg_log_info(&c->log, "connected to %s (%s) as %s (server %s)", name, conn->peer,
                      w->client_id, w->server_version);
-    for (size_t i = 0; i < c->n_rooms; i++)
+    for (size_t i = 0; i < c->n_rooms; i++) {
         c->rooms[i].in_restore = 1;
+        c->rooms[i].auto_joined = 0;
+    }
     /* Rooms the server joined for us: record new ones, fix the
      * subscriptions of recorded ones. */
     for (size_t i = 0; i < w->n_auto_joined; i++) {
@@ -349,13 +351,16 @@ static void on_welcome(dlg_client *c, dlg__conn *conn, const Dialogue__V1__Welco
         dlg__room *rm = dlg__room_find(c, j->room);
         /* Its sync batch, if the room has one, carries the Hello's id. */
         if (rm == NULL) {
-            if (dlg__room_set(c, j->room, j->subscriptions, j->n_subscriptions, &rm) != 0)
+            if (dlg__room_set(c, j->room, j->subscriptions, j->n_subscriptions, &rm) != 0) {
                 dlg_log_warn(&c->log, "out of memory recording room %s", j->room);
-            else
+            } else {
+                rm->auto_joined = 1;
                 dlg__pos_joined(c, rm, j, conn->hello_id, 1, 0);
+            }
             continue;
         }
         rm->in_restore = 0;
+        rm->auto_joined = 1;
         dlg__pos_joined(c, rm, j, conn->hello_id, 1, 0);
         resubscribe(c, rm, j->subscriptions, j->n_subscriptions);
     }

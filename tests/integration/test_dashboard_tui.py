@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import CERTS, CTL, Daemon, make_jwt, run_tests, write_config  # noqa: E402
+from dlgtest import CERTS, CTL, ROOT, Daemon, make_jwt, run_tests, write_config  # noqa: E402
 import test_dashboard as td  # noqa: E402
 
 D = None
@@ -86,6 +86,72 @@ def test_dashboard_shows_metrics_and_quits_on_q():
         while time.time() < deadline and not os.path.exists(status):
             time.sleep(0.1)
         assert os.path.exists(status), "dashboard did not exit on q:\n" + screen()
+        with open(status) as f:
+            assert f.read().strip() == "0"
+    finally:
+        tmux("kill-server", check=False)
+
+
+def errors_value(text):
+    m = re.search(r"^\s*errors\s+(\d+\.\d\d)", text, re.M)
+    return None if m is None else float(m.group(1))
+
+
+def readme_publish_line():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        lines = [ln for ln in f.read().splitlines()
+                 if ln.startswith('dialoguectl --token "$DIALOGUE_PUBLISHER_TOKEN" trigger ')]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_publish_from_a_second_shell_shows_on_screen():
+    # The demo's story: the dashboard in one terminal, README.md's publish
+    # line in another; the alert shows under "recent alerts". Meanwhile the
+    # daemon's own `errors` metric stays 0: the dashboard does not Join the
+    # room the server auto-joined it to (that Join would be refused).
+    now = int(time.time())
+    admin = make_jwt(td.SECRET, {"sub": "tui2", "role": "admin", "exp": now + 600})
+    publisher = make_jwt(td.SECRET, {"sub": "demo-publisher", "role": "publisher",
+                                     "exp": now + 600})
+    ca = os.path.join(CERTS, "ca.crt")
+    status = os.path.join(os.path.dirname(D.port_file), "tui2.status")
+    cmd = "%s --server 127.0.0.1:%d --ca %s --token %s dashboard; echo $? > %s" % (
+        CTL, D.port, ca, admin, status)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", cmd)
+    try:
+        deadline = time.time() + 10
+        text = ""
+        while time.time() < deadline and not ("connected" in text and errors_value(text)
+                                                is not None):
+            time.sleep(0.2)
+            text = screen()
+        assert "connected" in text and errors_value(text) is not None, text
+        # Two metric ticks after joining: the errors line never leaves 0.
+        seen = []
+        end = time.time() + 2.5
+        while time.time() < end:
+            v = errors_value(screen())
+            if v is not None:
+                seen.append(v)
+            time.sleep(0.1)
+        assert seen and max(seen) == 0.0, "errors on screen: %s" % sorted(set(seen))
+        # The second shell.
+        env = dict(os.environ, DIALOGUE_SERVER="127.0.0.1:%d" % D.port, DIALOGUE_CA=ca,
+                   DIALOGUE_PUBLISHER_TOKEN=publisher,
+                   PATH=os.path.dirname(CTL) + ":" + os.environ["PATH"])
+        p = subprocess.run(["bash", "-c", readme_publish_line()], env=env,
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and p.stdout.startswith("ok seq="), p.stdout + p.stderr
+        deadline = time.time() + 5
+        while time.time() < deadline and "hello from a second shell" not in text:
+            time.sleep(0.2)
+            text = screen()
+        assert "hello from a second shell" in text, text
+        tmux("send-keys", "-t", SESSION, "q")
+        deadline = time.time() + 5
+        while time.time() < deadline and not os.path.exists(status):
+            time.sleep(0.1)
         with open(status) as f:
             assert f.read().strip() == "0"
     finally:

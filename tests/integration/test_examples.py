@@ -43,16 +43,17 @@ def run(args, timeout=120, **kw):
 
 def load_example():
     """examples/dashboard/dialogue.yaml with test certificates, schema, secret
-    and port 0, and the publisher rule its comments describe enabled."""
+    and port 0. Its rules are used as shipped: publishers join the room and
+    trigger (what examples/publisher/README.md relies on)."""
     with open(os.path.join(ROOT, "examples/dashboard/dialogue.yaml")) as f:
         text = f.read()
+    for rule in ("join: [admin, publisher]",
+                 "    trigger_events:\n      - {event: metrics:update, roles: [publisher]}"):
+        assert rule in text, "examples/dashboard/dialogue.yaml no longer has %r" % rule
     edits = [("../../.state/certs/", "{certs}/"),
              ("../../build/share/dialogue/", "{share}/"),
              ("../../.state/token.secret", "{secret}"),
-             ("address: 127.0.0.1:3000", "address: 127.0.0.1:0"),
-             ("join: [admin]", "join: [admin, publisher]"),
-             ("    # trigger_events:\n    #   - {event: metrics:update, roles: [publisher]}",
-              "    trigger_events:\n      - {event: metrics:update, roles: [publisher]}")]
+             ("address: 127.0.0.1:3000", "address: 127.0.0.1:0")]
     for old, new in edits:
         assert old in text, "examples/dashboard/dialogue.yaml no longer has %r" % old
         text = text.replace(old, new)
@@ -150,8 +151,18 @@ def test_install_and_build_publisher_outside_the_tree():
     pc = os.path.join(prefix, "lib", "pkgconfig")
     for path in ("include/dialogue/client.h", "include/dialogue/dlg_err.h",
                  "lib/libdialogue-client.so.1", "lib/libdialogue-client.a",
-                 "lib/pkgconfig/dialogue-client.pc"):
+                 "lib/pkgconfig/dialogue-client.pc", "bin/dialoguectl",
+                 "share/bash-completion/completions/dialoguectl"):
         assert os.path.exists(os.path.join(prefix, path)), "install left no " + path
+
+    # dialoguectl and its completion: the installed script completes the
+    # installed program's commands in a plain bash (no bash-completion).
+    comp = os.path.join(prefix, "share/bash-completion/completions/dialoguectl")
+    p = subprocess.run(["bash", "--norc", "-c",
+                        "source %s; COMP_WORDS=(dialoguectl tri); COMP_CWORD=1; _dialoguectl; "
+                        "echo \"${COMPREPLY[*]}\"; %s/bin/dialoguectl --version" % (comp, prefix)],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout.startswith("trigger\ndialoguectl "), p.stdout + p.stderr
 
     src = os.path.join(tmpdir("dlg-pubsrc-"), "publisher")
     shutil.copytree(os.path.join(ROOT, "examples", "publisher"), src)

@@ -37,6 +37,9 @@ struct world {
     int conn;               /* Hellos seen */
     uint64_t hello_id;
     int connected, disconnected, closed;
+    /* dlg_client_auto_joined for "r" and "other" in each CONNECTED callback,
+     * and for "r" in the last DISCONNECTED one. */
+    int auto_r[4], auto_other[4], auto_r_down;
     /* What the client sent. */
     int joins;
     int join_recover[4];    /* per connection: the last Join's fields */
@@ -72,12 +75,17 @@ static void on_frame(fsrv_conn *sc, const Dialogue__V1__ClientFrame *f, void *ud
 
 static void on_state(dlg_client *c, void *ud, dlg_client_state_t st, const char *reason) {
     world *w = ud;
-    (void)c;
     (void)reason;
+    if (st == DLG_STATE_CONNECTED && w->connected < 4) {
+        w->auto_r[w->connected] = dlg_client_auto_joined(c, "r");
+        w->auto_other[w->connected] = dlg_client_auto_joined(c, "other");
+    }
     if (st == DLG_STATE_CONNECTED)
         w->connected++;
-    if (st == DLG_STATE_DISCONNECTED)
+    if (st == DLG_STATE_DISCONNECTED) {
         w->disconnected++;
+        w->auto_r_down = dlg_client_auto_joined(c, "r");
+    }
 }
 
 static void append(world *w, const char *fmt, uint64_t a, uint64_t b) {
@@ -317,6 +325,39 @@ static void auto_join_batch_delivered(void **state) {
     world w;
     world_open(&w, s_auto);
     expect_got(&w, "E1/7 E2/7 E3/7 ");
+    world_close(&w);
+}
+
+static void s_auto_epoch(world *w, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f);
+
+/* The client knows, from the CONNECTED callback on, which rooms the
+ * Welcome joined it to (so it does not Join them again), and only those. */
+static void auto_joined_rooms_are_known(void **state) {
+    (void)state;
+    dlgt_timeout(30, __func__);
+    world w;
+    world_open(&w, s_auto);
+    assert_int_equal(w.auto_r[0], 1);
+    assert_int_equal(w.auto_other[0], 0);
+    assert_int_equal(dlg_client_auto_joined(w.c, "r"), 1);
+    assert_int_equal(dlg_client_auto_joined(NULL, "r"), DLG_EINVAL);
+    assert_int_equal(dlg_client_auto_joined(w.c, NULL), DLG_EINVAL);
+    expect_got(&w, "E1/7 E2/7 E3/7 ");
+    world_close(&w);
+    /* A room joined with Join is a membership, not an auto-join. */
+    world_open(&w, s_sync);
+    assert_int_equal(w.auto_r[0], 0);
+    join(&w, "r");
+    expect_got(&w, "E3/7 E4/7 E5/7 E6/7 E10/7 ");
+    assert_int_equal(dlg_client_auto_joined(w.c, "r"), 0);
+    world_close(&w);
+    /* Per connection: auto-joined again after a reconnect, not while down. */
+    world_open(&w, s_auto_epoch);
+    expect_got(&w, "E4/7 ");
+    cut(&w);
+    expect_got(&w, "E4/7 G E1/9 ");
+    assert_int_equal(w.auto_r_down, 0);
+    assert_int_equal(w.auto_r[1], 1);
     world_close(&w);
 }
 
@@ -848,6 +889,7 @@ int main(void) {
         cmocka_unit_test(recover_evicted_reports_gap),
         cmocka_unit_test(position_from_joined_without_batch),
         cmocka_unit_test(auto_joined_new_epoch_reports_gap),
+        cmocka_unit_test(auto_joined_rooms_are_known),
         cmocka_unit_test(recovery_batch_follows_recorded_subscriptions),
         cmocka_unit_test(history_request_and_reply),
         cmocka_unit_test(late_history_reply_is_not_delivered),

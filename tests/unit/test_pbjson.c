@@ -1,5 +1,6 @@
 /* test_pbjson.c: the protobuf <-> JSON transcoder of dialoguectl, against
  * the dashboard events and the every-type fixture in tests/pbjson/. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -524,6 +525,75 @@ static void decode_basics(void **state) {
     dec_hex(fx->alert, "0a 03 e2 82 ac", "{\"alertId\":\"\\u20ac\"}");
 }
 
+/* Decodes hex as m and checks the text dlg_pbjson_dumps makes of it. */
+static void dumps_hex(const dlg_schema_msg *m, const char *hex, const char *want) {
+    uint8_t in[256];
+    size_t n = unhex(hex, in, sizeof in);
+    json_t *got = NULL;
+    char err[256] = "";
+    if (dlg_pbjson_decode(m, in, n, &got, err, sizeof err) != 0)
+        fail_msg("%s: %s", hex, err);
+    char *text = dlg_pbjson_dumps(got);
+    assert_non_null(text);
+    if (strcmp(text, want) != 0)
+        fail_msg("%s printed as %s, want %s", hex, text, want);
+    /* Valid JSON that reads back as the same values. */
+    json_error_t je;
+    json_t *back = json_loads(text, 0, &je);
+    if (back == NULL)
+        fail_msg("%s is not valid JSON: %s", text, je.text);
+    assert_true(json_equal(back, got));
+    json_decref(back);
+    free(text);
+    json_decref(got);
+}
+
+static void dumps_shortest_numbers(void **state) {
+    fx_t *fx = *state;
+    /* float 2.32f (0x40147ae1) and double 2.32: both print 2.32, not
+     * 2.3199999999999998 (jansson's %.17g) or 2.3199999332427979. */
+    dumps_hex(fx->all, "09 8f c2 f5 28 5c 8f 02 40 15 e1 7a 14 40",
+              "{\"fDouble\":2.32,\"fFloat\":2.32}");
+    /* 0.1f, 1e-7f, 3.4e38f, -0.0f, 5.0f in a packed float list. */
+    dumps_hex(fx->all, "e2 01 14 cd cc cc 3d 95 bf d6 33 9e c9 7f 7f 00 00 00 80 00 00 a0 40",
+              "{\"rFloat\":[0.1,1e-07,3.4e+38,-0.0,5.0]}");
+    /* Doubles keep every digit they need: 0.1 + 0.2. */
+    dumps_hex(fx->all, "09 34 33 33 33 33 33 d3 3f", "{\"fDouble\":0.30000000000000004}");
+    dumps_hex(fx->metrics, "09 00 00 00 00 00 00 59 40 11 00 00 00 00 00 00 f0 3f",
+              "{\"cpu\":100.0,\"memory\":1.0}");
+    /* Strings, nesting and integers come out as jansson writes them. */
+    dumps_hex(fx->alert, "0a 03 e2 82 ac 10 02 1a 04 22 5c 0a 01 20 07",
+              "{\"alertId\":\"\u20ac\",\"severity\":\"high\",\"message\":\"\\\"\\\\\\n\\u0001\","
+              "\"timestamp\":\"7\"}");
+    char b[40];
+    static const struct {
+        double d;
+        const char *text;
+    } v[] = {{0.015, "0.015"}, {1.5e-5, "1.5e-05"}, {1e16, "1e+16"},
+             {1e15, "1000000000000000.0"}, {0.0001, "0.0001"}, {-0.0, "-0.0"},
+             {4.9e-324, "5e-324"}, {1.7976931348623157e308, "1.7976931348623157e+308"}};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        assert_int_equal(dlg_pbjson_real_text(v[i].d, b, sizeof b), 0);
+        assert_string_equal(b, v[i].text);
+    }
+    /* Every double and every float (as the decoder stores it) reads back
+     * exactly. */
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double d;
+        memcpy(&d, &x, sizeof d);
+        if (isfinite(d)) {
+            assert_int_equal(dlg_pbjson_real_text(d, b, sizeof b), 0);
+            assert_true(strtod(b, NULL) == d);
+        }
+    }
+    assert_int_equal(dlg_pbjson_real_text(NAN, b, sizeof b), DLG_EINVAL);
+    assert_int_equal(dlg_pbjson_real_text(1.0, b, 8), DLG_EINVAL);
+}
+
 static void decode_skips_unknown(void **state) {
     fx_t *fx = *state;
     wire_t w = {.n = 0};
@@ -694,6 +764,7 @@ int main(void) {
         cmocka_unit_test(encode_depth_limit),
         cmocka_unit_test(encode_args_and_err_buffer),
         cmocka_unit_test(decode_basics),
+        cmocka_unit_test(dumps_shortest_numbers),
         cmocka_unit_test(decode_skips_unknown),
         cmocka_unit_test(decode_malformed),
         cmocka_unit_test(decode_survives_garbage),

@@ -213,6 +213,19 @@ DLG_EXPORT const char *dlg_client_state_name(dlg_client_state_t st);
  * A buffer of DLG_CLIENT_SERVER_MAX bytes always fits. */
 DLG_EXPORT int dlg_client_server(const dlg_client *c, char *buf, size_t len);
 
+/* Whether the server joined this client to room by itself when the current
+ * connection began (its auto_join rules: the rooms of Welcome.auto_joined).
+ * Such a room is a membership already, with its default subscriptions and,
+ * if the room syncs on join, its kept events delivered to the event
+ * callbacks like any Join's; a Join for it would be refused with
+ * ALREADY_EXISTS, so join only where this says 0. Returns 1 or 0 (0 too
+ * when not CONNECTED, or once the room was left), DLG_EINVAL when c or room
+ * is NULL.
+ * Loop thread only: in loop mode call it on the loop's thread (from the
+ * CONNECTED state callback on, it speaks of that connection); in thread
+ * mode only inside one of this client's callbacks. */
+DLG_EXPORT int dlg_client_auto_joined(const dlg_client *c, const char *room);
+
 /* ---- callbacks ---------------------------------------------------------- */
 
 /* State changes. reason is NULL except for DISCONNECTED, where it says what

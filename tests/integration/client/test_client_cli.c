@@ -1,9 +1,10 @@
 /* test_client_cli.c: dialoguectl against a real dialogued: ping's line,
  * rooms as table and JSON, schema, sub printing JSON lines for triggers,
  * trigger's exit statuses (Ack, server refusal with "STATUS: message", bad
- * JSON refused before connecting), history (table, JSON lines as sub's,
- * --limit, --since, the note on evicted events, refusals), sub --timeout,
- * --help everywhere, the environment fallbacks, --server with a list. */
+ * JSON refused before connecting), history (table, JSON lines as sub's with
+ * the room's epoch, --limit, --since, the note on evicted events, refusals),
+ * sub --timeout, --help everywhere, the environment fallbacks, --server
+ * with a list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -250,14 +251,15 @@ static void check_line(const char *line, const char *event, long long seq) {
     json_t *j = json_loads(line, 0, &je);
     if (j == NULL)
         fail_msg("not a JSON line: %s", line);
-    const char *keys[] = {"room", "event", "from", "from_kind", "ts", "seq", "data"};
+    const char *keys[] = {"room", "event", "from", "from_kind", "ts", "seq", "epoch", "data"};
     void *it = json_object_iter(j);
-    for (size_t i = 0; i < 7; i++, it = json_object_iter_next(j, it)) {
+    for (size_t i = 0; i < 8; i++, it = json_object_iter_next(j, it)) {
         assert_non_null(it);
         assert_string_equal(json_object_iter_key(it), keys[i]);
     }
     assert_null(it);
     assert_int_equal(json_integer_value(json_object_get(j, "seq")), seq);
+    assert_true(json_integer_value(json_object_get(j, "epoch")) > 0);
     assert_true(json_is_object(json_object_get(j, "data")));
     if (strcmp(event, "metrics:update") == 0)
         assert_true(json_real_value(json_object_get(json_object_get(j, "data"), "cpu")) ==
