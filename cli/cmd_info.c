@@ -95,15 +95,18 @@ static json_t *strv_json(const char *const *v, size_t n) {
     return a;
 }
 
-static void print_rooms_json(const dlg_room_list *l) {
+/* The server counts members only when asked (--members): without it the
+ * count is left out, not shown as 0. */
+static void print_rooms_json(const dlg_room_list *l, int members) {
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < l->n_rooms; i++) {
         const dlg_room_info *r = &l->rooms[i];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:b}", "id", r->id, "name",
-                              r->name, "description", r->description, "events",
-                              strv_json(r->events, r->n_events), "members",
-                              (json_int_t)r->members, "max_size", (json_int_t)r->max_size,
-                              "dynamic", r->dynamic);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:b}", "id", r->id, "name", r->name,
+                              "description", r->description, "events",
+                              strv_json(r->events, r->n_events), "max_size",
+                              (json_int_t)r->max_size, "dynamic", r->dynamic);
+        if (o != NULL && members)
+            json_object_set_new(o, "members", json_integer((json_int_t)r->members));
         if (o != NULL && r->n_member_ids > 0)
             json_object_set_new(o, "member_ids", strv_json(r->member_ids, r->n_member_ids));
         if (o != NULL)
@@ -135,14 +138,16 @@ static void print_rooms_table(const dlg_room_list *l, int members) {
            "EVENTS", members ? "  MEMBER IDS" : "");
     for (size_t i = 0; i < l->n_rooms; i++) {
         const dlg_room_info *r = &l->rooms[i];
-        char events[1024], max[16], ids[1024];
+        char events[1024], max[16], ids[1024], count[16] = "-";
         join_strs(events, sizeof(events), r->events, r->n_events);
         join_strs(ids, sizeof(ids), r->member_ids, r->n_member_ids);
         if (r->max_size)
             snprintf(max, sizeof(max), "%u", r->max_size);
         else
             snprintf(max, sizeof(max), "-");
-        printf("%-*s  %-*s  %7u  %5s  %s%s%s\n", wid, r->id, wname, r->name, r->members, max,
+        if (members)
+            snprintf(count, sizeof(count), "%u", r->members);
+        printf("%-*s  %-*s  %7s  %5s  %s%s%s\n", wid, r->id, wname, r->name, count, max,
                events[0] ? events : "-", members ? "  " : "", members ? ids : "");
     }
 }
@@ -157,7 +162,7 @@ static void on_rooms(dlg_client *c, void *ud, int status, const char *message,
         return;
     }
     if (fs->json)
-        print_rooms_json(reply);
+        print_rooms_json(reply, fs->members);
     else
         print_rooms_table(reply, fs->members);
     ctl_finish(s, CTL_OK);
@@ -173,9 +178,10 @@ static void start_rooms(ctl *s) {
 int cmd_rooms(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
     static const char text[] =
         "usage: dialoguectl rooms [--json] [--members]\n"
-        "Lists the rooms: id, name, member count, size limit, event types.\n"
+        "Lists the rooms you may join or are in: id, name, member count (with\n"
+        "--members), size limit, event types.\n"
         "  --json      one JSON array instead of the table\n"
-        "  --members   include member ids (for rooms you may join)\n";
+        "  --members   include member counts and ids (counted only when asked)\n";
     flagset fs = {0, 0};
     int i = parse_flags(argc, argv, text, 1, 1, &fs);
     if (i < 0)
