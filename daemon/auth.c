@@ -211,7 +211,7 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         c->id_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_TOKEN;
         c->roles = cl.roles;
         c->n_roles = cl.n_roles;
-        c->session_deadline = dlg_jwt_session_deadline(srv->jwt, &cl);
+        c->session_deadline_ms = dlg_jwt_session_deadline(srv->jwt, &cl) * 1000;
         return 0;
     }
     if (c->tls_on && c->lis != NULL && c->lis->conf.client_ca_file) {

@@ -24,7 +24,7 @@ int dlg_auth_verifier(const struct dlg_config *cfg, const dlg_log *log,
 int dlg_auth_setup(dlg_server *srv, const struct dlg_config *cfg, char *err, size_t errlen);
 
 /* Authenticates c from Hello h. On success sets c->user_id / c->roles and
- * returns 0 (c->session_deadline is set from the token's exp: the session
+ * returns 0 (c->session_deadline_ms is set from the token's exp: the session
  * ends there with UNAUTHENTICATED); otherwise returns the wire Status to refuse with and writes
  * the reason (never the token) to err. */
 int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,

@@ -83,9 +83,9 @@ typedef struct dlg_config_limits {
     uint32_t handshake_timeout_ms;  /* [2000] TLS handshake + Hello */
     uint32_t pre_auth_max_bytes;    /* [16384] input accepted before Welcome */
     uint32_t pre_auth_max_connections; /* [1000] connections before Welcome */
-    uint64_t max_pending_bytes;     /* [8388608] hard cap on queued output */
-    uint64_t soft_pending_bytes;    /* [1048576] soft cap on queued output... */
-    uint32_t soft_pending_seconds;  /* [5] ...held this long = slow consumer */
+    uint64_t max_pending_bytes;     /* [67108864] hard cap on queued output */
+    uint64_t soft_pending_bytes;    /* [8388608] soft cap on queued output... */
+    uint32_t soft_pending_seconds;  /* [30] ...held this long = slow consumer */
     uint32_t write_timeout_ms;      /* [10000] */
     uint32_t heartbeat_ms;          /* [30000] */
     uint32_t max_rooms_per_connection; /* [128] */

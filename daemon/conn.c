@@ -115,11 +115,33 @@ static void tls_goodbye(dlg_conn *c) {
     }
 }
 
+/* One info line per connection that ends, with its reason: at most
+ * DLG_CLOSE_LOGS_PER_SEC a second, so that a flood of connections cannot
+ * flood the log; the sweep reports how many were left out. */
+static void log_close(dlg_conn *c, const char *reason) {
+    dlg_server *s = c->srv;
+    uint64_t now = uv_now(s->loop);
+    /* Counted per second of the log's own clock, as a reader counts. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if ((uint64_t)ts.tv_sec != s->close_log_sec) {
+        s->close_log_sec = (uint64_t)ts.tv_sec;
+        s->close_logs = 0;
+    }
+    if (s->close_logs >= DLG_CLOSE_LOGS_PER_SEC) {
+        s->close_logs_dropped++;
+        return;
+    }
+    s->close_logs++;
+    dlg_log_info(&s->log, "conn %s (%s): closed: %s (after %.1f s%s%s)", c->client_id, c->peer,
+                 reason, (double)(now - c->born_ms) / 1000.0, c->user_id ? ", user " : "",
+                 c->user_id ? c->user_id : "");
+}
+
 void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (c->state == DLG_CONN_CLOSING)
         return;
-    dlg_log_debug(&c->srv->log, "conn %s (%s): closed: %s", c->client_id,
-                  c->peer, reason ? reason : "closed");
+    log_close(c, reason ? reason : "closed");
     int was_ready = c->state == DLG_CONN_READY;
     tls_goodbye(c);
     pre_unlink(c);
@@ -224,8 +246,9 @@ void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
         if (!c->close_after_flush && c->inflight_since &&
             now - c->inflight_since > srv->opts.write_timeout_ms) {
             srv->counters.write_timeouts++;
-            dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms",
-                         c->client_id, c->peer, srv->opts.write_timeout_ms);
+            dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms (the socket "
+                                    "took nothing for that long)", c->client_id, c->peer,
+                         srv->opts.write_timeout_ms);
             dlg_conn_doom(c, "write timeout");
             continue;
         }
@@ -286,8 +309,8 @@ static void on_close_deadline(uv_timer_t *t) {
 void dlg_conn_close_after_flush(dlg_conn *c, const char *reason) {
     if (c->state == DLG_CONN_CLOSING || c->close_after_flush)
         return;
-    dlg_log_info(&c->srv->log, "conn %s (%s): closing: %s", c->client_id,
-                 c->peer, reason);
+    /* The reason is logged (at info) when the connection is gone. */
+    dlg_log_debug(&c->srv->log, "conn %s (%s): closing: %s", c->client_id, c->peer, reason);
     c->close_after_flush = 1;
     c->close_reason = reason;
     /* The timer's handshake deadline or heartbeat has no more use. */
@@ -438,8 +461,10 @@ static void on_write(uv_write_t *req, int status) {
     dlg_conn *c = w->conn;
     c->inflight_bytes -= w->len;
     free(w);
-    if (c->inflight_bytes == 0)
-        c->inflight_since = 0;
+    /* Progress: the write timeout counts from the last write the socket
+     * finished, so a reader that drains a burst slowly is not taken for one
+     * that is stuck (the soft and hard caps bound what it may hold). */
+    c->inflight_since = c->inflight_bytes ? uv_now(c->srv->loop) : 0;
     if (c->state == DLG_CONN_CLOSING)
         return;
     if (status < 0) {
@@ -649,8 +674,7 @@ static void on_usend(dlg_uring_send *us, int res) {
     dlg_conn *c = us->data;
     c->usend = NULL;
     c->inflight_bytes -= us->len;
-    if (c->inflight_bytes == 0)
-        c->inflight_since = 0;
+    c->inflight_since = c->inflight_bytes ? uv_now(c->srv->loop) : 0; /* see on_write */
     if (c->state != DLG_CONN_CLOSING) {
         if (res < 0)
             dlg_conn_close(c, uv_strerror(res)); /* libuv's codes are -errno here */
@@ -1020,27 +1044,32 @@ static void on_deadline(uv_timer_t *t) {
     }
 }
 
-static void on_heartbeat(uv_timer_t *t) {
-    dlg_conn *c = t->data;
-    if (c->state != DLG_CONN_READY || c->close_after_flush)
-        return;
-    if (c->session_deadline && time(NULL) >= c->session_deadline) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAUTHENTICATED,
-                            "token expired: session ended");
-        dlg_conn_close_after_flush(c, "token expired");
-        return;
-    }
+/* One timer per connection serves the heartbeat and the token's expiry:
+ * it is set for whichever comes first, so a session ends at its deadline
+ * to the millisecond, not at the next heartbeat. */
+static void on_tick(uv_timer_t *t);
+
+static void arm_tick(dlg_conn *c) {
+    uint64_t now = uv_now(c->srv->loop), at = c->srv->opts.heartbeat_ms ? c->ping_at : 0;
+    if (c->expire_at && (at == 0 || c->expire_at < at))
+        at = c->expire_at;
+    if (at)
+        uv_timer_start(&c->timer, on_tick, at > now ? at - now : 0, 0);
+}
+
+/* The heartbeat: 0 = alive or pinged, 1 = closing. */
+static int heartbeat(dlg_conn *c) {
     if (c->in_bytes != c->in_at_tick) {
         /* Anything received proves the peer is alive. */
         c->in_at_tick = c->in_bytes;
         c->missed_pongs = 0;
-        return;
+        return 0;
     }
     if (c->missed_pongs >= 2) {
         dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAVAILABLE,
                             "no answer to 2 heartbeats (%u ms apart)", c->srv->opts.heartbeat_ms);
         dlg_conn_close_after_flush(c, "heartbeat timeout");
-        return;
+        return 1;
     }
     c->missed_pongs++;
     Dialogue__V1__Ping p = DIALOGUE__V1__PING__INIT;
@@ -1049,33 +1078,46 @@ static void on_heartbeat(uv_timer_t *t) {
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_PING;
     f.ping = &p;
     dlg_conn_send_frame(c, &f);
+    return 0;
 }
 
-static void on_expiry(uv_timer_t *t) {
+static void on_tick(uv_timer_t *t) {
     dlg_conn *c = t->data;
-    on_heartbeat(t);
-    if (c->state == DLG_CONN_READY && !c->close_after_flush)
-        dlg_conn_start_heartbeat(c);
+    if (c->state != DLG_CONN_READY || c->close_after_flush)
+        return;
+    uint64_t now = uv_now(c->srv->loop), hb = c->srv->opts.heartbeat_ms;
+    if (c->expire_at && now >= c->expire_at) {
+        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAUTHENTICATED,
+                            "token expired: session ended");
+        dlg_conn_close_after_flush(c, "token expired");
+        return;
+    }
+    if (hb && now >= c->ping_at) {
+        if (heartbeat(c))
+            return;
+        c->ping_at = now + hb;
+    }
+    arm_tick(c);
 }
 
 void dlg_conn_start_heartbeat(dlg_conn *c) {
-    uint64_t ms = c->srv->opts.heartbeat_ms;
+    uint64_t now = uv_now(c->srv->loop);
     c->dec.max_frame = c->srv->opts.max_frame; /* authenticated: the full limit */
     pre_unlink(c);
     uv_timer_stop(&c->timer);
     c->in_at_tick = c->in_bytes;
-    if (c->session_deadline) {
-        /* The token's expiry comes before the next heartbeat: wake then. */
-        int64_t left = (c->session_deadline - (int64_t)time(NULL)) * 1000;
-        if (left < 0)
-            left = 0;
-        if (ms == 0 || (uint64_t)left < ms) {
-            uv_timer_start(&c->timer, on_expiry, (uint64_t)left + 1, 0);
-            return;
-        }
+    c->ping_at = now + c->srv->opts.heartbeat_ms;
+    c->expire_at = 0;
+    if (c->session_deadline_ms) {
+        /* The deadline is wall-clock time; the timer runs on the loop's. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t left = c->session_deadline_ms - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        c->expire_at = now + (left > 0 ? (uint64_t)left : 0);
+        if (c->expire_at == 0)
+            c->expire_at = 1; /* 0 means none */
     }
-    if (ms > 0)
-        uv_timer_start(&c->timer, on_heartbeat, ms, ms);
+    arm_tick(c);
 }
 
 /* Closes the oldest connection that has not finished Hello. */
@@ -1116,6 +1158,7 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
     }
     c->srv = srv;
     c->lis = l;
+    c->born_ms = uv_now(srv->loop);
     c->id = ++srv->next_conn_id;
     snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
     /* Before Welcome no frame may exceed the pre-auth budget. */

@@ -52,13 +52,17 @@ typedef struct dlg_conn {
     char client_id[24];
     char peer[64];
     char *client_name;
+    uint64_t born_ms;            /* uv_now at accept */
     /* Verified identity: set once at Welcome, never from client claims. */
     char *user_id;               /* NULL = anonymous */
     int id_kind;                 /* Dialogue__V1__IdentityKind of user_id (ANONYMOUS
                                     until Welcome): names are compared with it */
     char **roles;
     size_t n_roles;
-    int64_t session_deadline;    /* Unix seconds the token expires; 0 = none */
+    int64_t session_deadline_ms; /* Unix ms the token's session ends (exp + leeway);
+                                    0 = none */
+    uint64_t expire_at;          /* the same in uv_now time, once ready; 0 = none */
+    uint64_t ping_at;            /* uv_now of the next heartbeat check */
     uint64_t in_bytes;           /* total plaintext received */
     uint64_t in_at_tick;         /* in_bytes at the last heartbeat tick */
     /* Memberships (owned by rooms; this is an index). */

@@ -35,9 +35,9 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->handshake_timeout_ms = 2000;
     o->pre_auth_max_bytes = 16384;
     o->pre_auth_max_connections = 1000;
-    o->max_pending_bytes = 8u << 20;
-    o->soft_pending_bytes = 1u << 20;
-    o->soft_pending_ms = 5000;
+    o->max_pending_bytes = 64u << 20;
+    o->soft_pending_bytes = 8u << 20;
+    o->soft_pending_ms = 30000;
     o->write_timeout_ms = 10000;
     o->heartbeat_ms = 30000;
     o->max_rooms_per_conn = 128;
@@ -131,6 +131,12 @@ static void on_sweep(uv_timer_t *t) {
                                           s->pre_auth_evicted_logged),
                      s->opts.pre_auth_max_connections, s->opts.max_connections);
         s->pre_auth_evicted_logged = s->counters.pre_auth_evicted;
+    }
+    if (s->close_logs_dropped) {
+        dlg_log_info(&s->log, "%llu more connection close(s) not logged (at most %d lines a "
+                              "second)", (unsigned long long)s->close_logs_dropped,
+                     DLG_CLOSE_LOGS_PER_SEC);
+        s->close_logs_dropped = 0;
     }
     dlg_conn_sweep(s, uv_now(s->loop));
     dlg_ratelimit_expire(s->rates, dlg_now_ns());

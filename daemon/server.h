@@ -41,10 +41,11 @@ typedef struct dlg_server_opts {
                                     pending output allowed then */
     uint32_t pre_auth_max_connections; /* [1000] connections before Welcome (at most
                                     max_connections); the oldest makes room */
-    uint64_t max_pending_bytes;  /* [8 MiB] queued output per connection */
-    uint64_t soft_pending_bytes; /* [1 MiB] over this for soft_pending_ms = slow */
-    uint32_t soft_pending_ms;    /* [5000] */
-    uint32_t write_timeout_ms;   /* [10000] a write that cannot drain closes */
+    uint64_t max_pending_bytes;  /* [64 MiB] queued output per connection */
+    uint64_t soft_pending_bytes; /* [8 MiB] over this for soft_pending_ms = slow */
+    uint32_t soft_pending_ms;    /* [30000] */
+    uint32_t write_timeout_ms;   /* [10000] no byte taken by the socket this long
+                                    while output waits = stuck reader, closed */
     uint32_t heartbeat_ms;       /* [30000] */
     uint32_t max_rooms_per_conn; /* [128] */
     uint32_t room_ops_per_sec;   /* [50] Join/Leave/CreateRoom/DeleteRoom per identity
@@ -104,6 +105,9 @@ typedef struct dlg_server {
     /* Connections that finished their handshake or were freed since the
      * sweep last returned free heap pages to the kernel (malloc_trim). */
     uint32_t heap_churn;
+    uint64_t close_log_sec;      /* connection-close lines: the second counted, */
+    uint32_t close_logs;         /* the lines written in it, */
+    uint64_t close_logs_dropped; /* and those left out (reported by the sweep) */
     uint64_t accept_errors;      /* EMFILE and friends; logged once a second */
     uint64_t accept_errors_logged;
     struct dlg_conn *conns;      /* all live connections (intrusive list) */
@@ -147,6 +151,9 @@ typedef struct dlg_server {
 } dlg_server;
 
 #define DLG_SCRATCH (64 * 1024)
+
+/* Connection-close lines logged at most per second (conn.c). */
+#define DLG_CLOSE_LOGS_PER_SEC 20
 
 /* Initialises srv on loop: rooms, every listener (TLS context, bound and
  * listening), signal handlers. srv->opts must be set; srv->schema may be

@@ -195,6 +195,32 @@ def test_token_expiring_mid_session_ends_it():
     assert time.time() - t0 < 5
 
 
+def test_session_ends_at_expiry_not_at_the_next_heartbeat():
+    # Issue 17: expiry was checked at heartbeat ticks, in whole seconds: a
+    # token that expired between two ticks kept its session (and its
+    # events) until the next one. Heartbeats 5 s apart, a token valid 6 s:
+    # the session must end at exp (leeway 0), not at the 10 s tick.
+    cfgdir = os.path.dirname(write_config("x"))
+    secret = os.path.join(cfgdir, "token.secret")
+    with open(secret, "wb") as f:
+        f.write(SECRET)
+    d = Daemon("--heartbeat-ms", "5000", config=write_config(CONFIG, secret=secret))
+    try:
+        exp = int(time.time()) + 6
+        c = Conn(d.port, timeout=15)
+        c.hello(token=make_jwt(SECRET, {"sub": "brief", "aud": "dialogue", "exp": exp,
+                                        "role": "viewer"}))
+        rid = c.send(join=pb.Join(room="feed"))
+        c.expect("joined", rid)
+        c.sock.settimeout(15)
+        c.expect_error("UNAUTHENTICATED", 0, contains="token expired: session ended")
+        t = time.time()
+        assert exp - 0.1 <= t <= exp + 1.0, "session ended %.2f s after exp" % (t - exp)
+        c.expect_closed()
+    finally:
+        assert d.stop() == 0
+
+
 def test_clean_exit():
     assert D.stop() == 0, D.logtext()[-3000:]
     log = D.logtext()

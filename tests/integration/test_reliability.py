@@ -183,6 +183,37 @@ auth:
         assert d.stop() == 0
 
 
+# ---- 18.18: every disconnect logged at info, with its reason, rate-limited ----
+
+def test_disconnects_logged_at_info_and_rate_limited():
+    import re
+    import socket
+    d = Daemon("--log-level", "info", config=write_config(open_room_config()))
+    try:
+        c = joined_room(d.port, "r", "one")
+        c.close()
+        assert wait_until(lambda: re.search(r"INFO conn c1 \(127\.0\.0\.1:\d+\): closed: peer "
+                                            r"closed \(after \d+\.\d s\)", d.logtext()), 5), \
+            d.logtext()[-1500:]
+        # 300 connections that come and go at once: at most 20 lines a
+        # second, and the rest counted.
+        socks = [socket.create_connection(("127.0.0.1", d.port), timeout=5) for _ in range(300)]
+        for s in socks:
+            s.close()
+        assert wait_until(lambda: "more connection close(s) not logged" in d.logtext(), 5), \
+            d.logtext()[-1500:]
+        per_sec = {}
+        for line in d.logtext().splitlines():
+            if " INFO conn " in line and ": closed: " in line:
+                per_sec[line[:19]] = per_sec.get(line[:19], 0) + 1
+        assert max(per_sec.values()) <= 20, per_sec
+        left_out = sum(int(n) for n in re.findall(r"INFO (\d+) more connection close\(s\) not "
+                                                  r"logged", d.logtext()))
+        assert left_out + sum(per_sec.values()) >= 300, (left_out, per_sec)
+    finally:
+        assert d.stop() == 0
+
+
 def test_daemon_clean_exit():
     assert D.stop() == 0, D.logtext()[-2000:]
 

@@ -85,9 +85,9 @@ static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->limits.handshake_timeout_ms, 2000);
     assert_int_equal(c->limits.pre_auth_max_bytes, 16384);
     assert_int_equal(c->limits.pre_auth_max_connections, 1000);
-    assert_int_equal(c->limits.max_pending_bytes, 8388608);
-    assert_int_equal(c->limits.soft_pending_bytes, 1048576);
-    assert_int_equal(c->limits.soft_pending_seconds, 5);
+    assert_int_equal(c->limits.max_pending_bytes, 67108864);
+    assert_int_equal(c->limits.soft_pending_bytes, 8388608);
+    assert_int_equal(c->limits.soft_pending_seconds, 30);
     assert_int_equal(c->limits.write_timeout_ms, 10000);
     assert_int_equal(c->limits.heartbeat_ms, 30000);
     assert_int_equal(c->limits.max_rooms_per_connection, 128);
