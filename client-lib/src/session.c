@@ -310,6 +310,17 @@ void dlg__session_restore_reply(dlg_client *c, dlg__req *r,
         if (e->code == 6) /* ALREADY_EXISTS: joined after all */
             return;
         char reason[320];
+        if (e->code == 14 && rm->rejoin_recover) {
+            /* UNAVAILABLE: this node has not reached the position yet (a
+             * cluster-log node behind the one we were on); nothing is lost,
+             * so the room stays and another node (or this one, later) is
+             * asked. The connection goes, as after a lost node. */
+            snprintf(reason, sizeof(reason), "recovery of room %s refused: %s", r->room,
+                     e->message);
+            dlg_log_warn(&c->log, "%s; trying another server", reason);
+            dlg__conn_fail(c, reason, 0);
+            return;
+        }
         snprintf(reason, sizeof(reason), "rejoin refused: %s: %s",
                  dlg_status_name((int)e->code), e->message);
         char *room = dlg__strdup(r->room);

@@ -106,6 +106,93 @@ class NatsServer:
         return None
 
 
+class LinkProxy:
+    """A TCP relay on loopback between a node and its NATS server, so a test
+    can hold that one link: pause() stops carrying bytes both ways (the TCP
+    connection stays up, as on a stalled network), resume() carries on with
+    what was held; cut() closes the link and refuses new connections (the
+    node reconnects in a loop), restore() accepts again. close() at the end."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.accepting = True
+        self.closed = False
+        self.lock = threading.Lock()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            if not self.accepting or self.closed:
+                s.close()
+                continue
+            try:
+                t = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                s.close()
+                continue
+            t.settimeout(None)
+            with self.lock:
+                self.socks += [s, t]
+            for a, b in ((s, t), (t, s)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while not self.flowing.wait(0.2):
+                    if self.closed:
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (src, dst):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def pause(self):
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
+
+    def cut(self):
+        self.accepting = False
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)  # the pumps end and drop them
+            except OSError:
+                pass
+
+    def restore(self):
+        self.accepting = True
+
+    def close(self):
+        self.closed = True
+        self.flowing.set()
+        self.cut()
+        self.lsock.close()
+
+
 NATS = []
 NODES = {}
 TMP = tempfile.mkdtemp(prefix="dlg-cluster-")

@@ -6,9 +6,11 @@ recovers exactly on another node, a restarted node catches up from the log,
 and killing a NATS server during a stream loses nothing that was Acked.
 Each test is bounded (run_tests alarm); every process is killed at exit."""
 import atexit
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -16,9 +18,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
-from dlgtest import CERTS, Conn, Daemon, pb, run_tests, status_name, write_config  # noqa: E402
-from test_cluster import (NATS_SERVER, NatsServer, free_port, http_json, join,  # noqa: E402
-                          read_events, stop_all, wait_for, wait_routes)
+from dlgtest import CERTS, CTL, Conn, Daemon, pb, run_tests, status_name, write_config  # noqa: E402
+from test_cluster import (NATS_SERVER, LinkProxy, NatsServer, free_port, http_json,  # noqa: E402
+                          join, read_events, stop_all, wait_for, wait_routes)
 
 NODE_CONFIG = """
 listen:
@@ -53,8 +55,8 @@ TMP = tempfile.mkdtemp(prefix="dlg-clog-")
 atexit.register(shutil.rmtree, TMP, True)
 
 
-def start_node(node, env=None):
-    urls = ", ".join("nats://127.0.0.1:%d" % s.port for s in NATS)
+def start_node(node, env=None, urls=None):
+    urls = urls or ", ".join("nats://127.0.0.1:%d" % s.port for s in NATS)
     d = Daemon(config=write_config(NODE_CONFIG, node=node, urls=urls), env=env)
     NODES[node] = d
     return d
@@ -231,6 +233,185 @@ def test_lost_event_is_fetched_again():
     pub.close()
 
 
+# ---- a node held behind: its NATS link stopped ---------------------------
+
+def held_node(name):
+    """A node whose only NATS link goes through a LinkProxy (to the first
+    server), caught up with room "kept"; returns (proxy, daemon)."""
+    px = LinkProxy(NATS[0].port)
+    atexit.register(px.close)
+    d = start_node(name, urls="nats://127.0.0.1:%d" % px.port)
+    return px, d
+
+
+def frames_until_pong(c):
+    """Every frame (history batches too) that arrives before a Ping's Pong."""
+    rid = c.send(ping=pb.Ping(nonce=77))
+    seen = []
+    while True:
+        f = c.recv()
+        if f.WhichOneof("msg") == "pong" and f.request_id == rid:
+            return seen
+        seen.append(f)
+
+
+def position_on(node, room, pub, data):
+    """A client on node that sees pub trigger `data` (a list) in room; returns
+    the (epoch, seq) it reached, as a client library would record it."""
+    c = client(node, "pos-" + node)
+    join(c, room)
+    for d in data:
+        trigger_acked(pub, room, d)
+    got = read_events(c, len(data))
+    assert [e.data for e in got] == data, [e.data for e in got]
+    c.close()
+    return got[-1].epoch, got[-1].seq
+
+
+def test_recovery_on_a_node_behind_waits_until_it_caught_up():
+    """Issue 24: a client at seq S on node B moves to node P, whose NATS link
+    is stopped, so P has delivered less than S. P neither calls the events
+    after its own seq lost nor resends what the client has: the Join waits
+    (other requests are answered meanwhile); once the link is back and P
+    has caught up, Joined comes with HistoryBatch{complete: true} holding
+    exactly the events after S, then live events, each once."""
+    room = "kept"
+    px, p = held_node("p")
+    try:
+        pub = client("a", "hpub")
+        join(pub, room)
+        watch = client("p", "hwatch")  # P is caught up before the hold
+        join(watch, room)
+        probe = trigger_acked(pub, room, b"probe")
+        assert [e.seq for e in read_events(watch, 1)] == [probe]
+        watch.close()
+        px.pause()
+        epoch, seq = position_on("b", room, pub, [b"ahead-%d" % i for i in range(40)])
+        assert seq >= probe + 40
+        moved = client("p", "mover")
+        rid = moved.send(join=pb.Join(room=room, recover=True, epoch=epoch, since_seq=seq))
+        time.sleep(1.0)
+        early = frames_until_pong(moved)
+        assert early == [], "node P answered before catching up: %s" % early
+        later = [trigger_acked(pub, room, b"later-%d" % i) for i in range(3)]
+        px.resume()
+        j = moved.expect("joined", rid)
+        f = moved.recv()
+        assert f.WhichOneof("msg") == "history_batch" and f.request_id == rid, f
+        batch = f.history_batch
+        assert batch.complete, "a node behind the client called its events lost"
+        assert batch.epoch == epoch and j.epoch == epoch
+        got = list(batch.events)
+        got += read_events(moved, len(later) - len(got), within=10)
+        assert [e.seq for e in got] == later, ([e.seq for e in got], seq, later)
+        assert [e.data for e in got] == [b"later-%d" % i for i in range(3)]
+        assert frames_until_pong(moved) == [], "an event came twice"
+        assert "recovery in room kept waits" in p.logtext()
+        moved.close()
+        pub.close()
+    finally:
+        px.resume()
+        assert p.stop() == 0, p.logtext()[-2000:]
+        NODES.pop("p", None)
+        px.close()
+
+
+def test_recovery_on_a_node_behind_refused_when_it_stays_behind():
+    """Same, but the link stays stopped: after the bounded wait (5 s) the
+    Join is refused with UNAVAILABLE, and nothing else is sent for it (no
+    Joined, no batch, no events); once the node has caught up, the same
+    recovery is exact."""
+    room = "kept"
+    px, p = held_node("q")
+    try:
+        pub = client("a", "qpub")
+        join(pub, room)
+        watch = client("q", "qwatch")
+        join(watch, room)
+        probe = trigger_acked(pub, room, b"probe")
+        assert [e.seq for e in read_events(watch, 1)] == [probe]
+        watch.close()
+        px.pause()
+        epoch, seq = position_on("b", room, pub, [b"ahead-%d" % i for i in range(10)])
+        moved = client("q", "mover")
+        t0 = time.time()
+        rid = moved.send(join=pb.Join(room=room, recover=True, epoch=epoch, since_seq=seq))
+        moved.sock.settimeout(20)
+        e = moved.expect_error("UNAVAILABLE", rid, contains="try another node")
+        waited = time.time() - t0
+        assert 4.0 <= waited <= 15.0, waited
+        assert "behind this client's position %d" % seq in e.message, e.message
+        assert frames_until_pong(moved) == []
+        px.resume()
+        w2 = client("q", "qwatch2")
+        join(w2, room)
+        w2.expect("joined", w2.send(unsubscribe=pb.Unsubscribe(room=room, all=True)))
+        wait_for("node q catches up", lambda: seq in [x.seq for x in history(w2, room).events])
+        w2.close()
+        rid = moved.send(join=pb.Join(room=room, recover=True, epoch=epoch, since_seq=seq))
+        moved.expect("joined", rid)
+        batch = moved.expect("history_batch", rid)
+        assert batch.complete and list(batch.events) == []
+        moved.close()
+        pub.close()
+    finally:
+        px.resume()
+        assert p.stop() == 0, p.logtext()[-2000:]
+        NODES.pop("q", None)
+        px.close()
+
+
+def test_client_library_moves_on_from_a_node_behind():
+    """The client library's side: `dialoguectl sub` given the nodes [E, R, A]
+    is on E; R's NATS link is stopped; E is killed. The library moves to R,
+    which is behind its position: R refuses the recovery (UNAVAILABLE) after
+    its wait, the library keeps the room and moves on to A, where recovery
+    is exact. Every event is printed once, in order, and no loss is
+    reported."""
+    room = "kept"
+    e = start_node("e")
+    px, r = held_node("r")
+    sub = None
+    out_path, err_path = os.path.join(TMP, "sub.out"), os.path.join(TMP, "sub.err")
+    try:
+        pub = client("a", "lpub")
+        join(pub, room)
+        servers = ",".join("127.0.0.1:%d" % d.port for d in (e, r, NODES["a"]))
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            sub = subprocess.Popen([CTL, "--server", servers, "--ca",
+                                    os.path.join(CERTS, "ca.crt"), "-v", "sub", room,
+                                    "--count", "25", "--timeout", "40"],
+                                   stdout=out, stderr=err)
+        atexit.register(lambda: sub.poll() is None and sub.kill())
+        wait_for("the sub ready", lambda: "subscribed to kept" in open(err_path).read())
+        px.pause()
+        acks = [trigger_acked(pub, room, b"b%d" % i) for i in range(20)]
+        wait_for("the sub at seq %d" % acks[-1],
+                 lambda: len(open(out_path).read().splitlines()) == 20)
+        e.stop(signal.SIGKILL)
+        NODES.pop("e", None)
+        acks += [trigger_acked(pub, room, b"c%d" % i) for i in range(5)]
+        try:
+            rc = sub.wait(40)
+        except subprocess.TimeoutExpired:
+            rc = "still running"
+        err = open(err_path).read()
+        seqs = [json.loads(line)["seq"] for line in open(out_path).read().splitlines()]
+        assert rc == 0, (rc, seqs, err[-3000:])
+        assert seqs == acks, (seqs, acks)
+        assert "recovery of room kept refused" in err and "trying another server" in err, err
+        # The library's gap reports ("... are lost", "... may be lost").
+        assert " lost" not in err.replace("connection lost", ""), err
+        assert "recovery in room kept refused" in r.logtext()
+    finally:
+        if sub and sub.poll() is None:
+            sub.kill()
+        px.resume()
+        assert r.stop() == 0, r.logtext()[-2000:]
+        NODES.pop("r", None)
+        px.close()
+
+
 class Streamer(threading.Thread):
     """Triggers into room from node as fast as Acks come back; records the
     seq of every Acked trigger and counts the refused ones."""
@@ -324,6 +505,9 @@ def main():
     run_tests([test_same_seq_and_epoch_on_every_node, test_history_same_on_every_node,
                test_killed_node_client_recovers_exactly_elsewhere,
                test_restarted_node_catches_up, test_lost_event_is_fetched_again,
+               test_recovery_on_a_node_behind_waits_until_it_caught_up,
+               test_recovery_on_a_node_behind_refused_when_it_stays_behind,
+               test_client_library_moves_on_from_a_node_behind,
                test_nats_server_killed_nothing_acked_lost,
                test_nodes_stop_cleanly],
               per_test_timeout=90)

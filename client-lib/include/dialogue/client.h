@@ -229,7 +229,10 @@ DLG_EXPORT int dlg_client_on_state(dlg_client *c, dlg_state_cb cb, void *ud);
 
 /* The server removed the client from room (reason from the server: room
  * deleted, kicked), or a rejoin after reconnect was refused (reason holds
- * "STATUS: message"). The room is dropped from the restore record. */
+ * "STATUS: message"). The room is dropped from the restore record.
+ * Exception: a recovery rejoin refused with UNAVAILABLE (a cluster node
+ * that has not reached the client's position yet) keeps the room and
+ * fails the connection, so the next server of the list is asked. */
 typedef void (*dlg_left_cb)(dlg_client *c, void *ud, const char *room,
                             const char *reason);
 
