@@ -344,6 +344,52 @@ fail:
     return rc;
 }
 
+/* ---- gaps: events this node may have missed ---------------------------- */
+
+/* Room r may have missed events of other nodes: its history says so to
+ * later recoveries, and its members get one Gap frame now, in order with
+ * its events. Returns the members told. */
+static uint32_t room_gap(dlg_server *srv, dlg_room *r, const char *why) {
+    dlg_hroom_note_gap(r->hist, r->seq);
+    if (r->members.n == 0)
+        return 0;
+    Dialogue__V1__Gap g = DIALOGUE__V1__GAP__INIT;
+    g.room = r->id;
+    g.epoch = r->epoch;
+    g.seq = r->seq;
+    g.reason = (char *)why;
+    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_GAP;
+    f.gap = &g;
+    dlg_buf *out = NULL;
+    if (dlg_frame_pack(&f.base, 0, &out) != 0) {
+        dlg_log_error(&srv->log, "cluster: out of memory telling the members of room %s "
+                      "about a gap", r->id);
+        return 0;
+    }
+    for (size_t i = 0; i < r->members.n; i++)
+        dlg_conn_send(r->members.v[i]->conn, out);
+    dlg_buf_unref(out);
+    return (uint32_t)r->members.n;
+}
+
+void dlg__bus_gap(dlg_bus *b, const char *room, const char *why) {
+    uint32_t rooms = 0, told = 0;
+    for (size_t i = 0; i < b->n_rooms; i++) {
+        if (room && strcmp(room, b->rooms[i].id) != 0)
+            continue;
+        dlg_room *r = dlg_rooms_find(b->srv->rooms, b->rooms[i].id);
+        if (r == NULL)
+            continue;
+        rooms++;
+        told += room_gap(b->srv, r, why);
+    }
+    b->stats.gaps += rooms;
+    if (rooms)
+        dlg_log_warn(&b->srv->log, "cluster: %s: %u room(s) may have missed events of other "
+                     "nodes; %u member(s) told (Gap)", why, rooms, told);
+}
+
 /* ---- the seam ----------------------------------------------------------- */
 
 int dlg_bus_cluster_new(dlg_server *srv, const struct dlg_config_cluster *cc, dlg_bus **out,
@@ -501,12 +547,12 @@ void dlg_bus_log_stats(const dlg_bus *b) {
     const dlg_bus_stats *s = &b->stats;
     dlg_log_info(&b->srv->log, "cluster (%s): published %llu, publish failed %llu, received "
                  "%llu, relayed %llu, deliveries %llu, dropped %llu, duplicates %llu, log "
-                 "refused %llu, rooms %u", b->ops->name,
+                 "refused %llu, gaps %llu, rooms %u", b->ops->name,
                  (unsigned long long)s->published, (unsigned long long)s->publish_failed,
                  (unsigned long long)s->received, (unsigned long long)s->relayed,
                  (unsigned long long)s->deliveries, (unsigned long long)s->dropped,
                  (unsigned long long)s->duplicates, (unsigned long long)s->log_failed,
-                 s->interests);
+                 (unsigned long long)s->gaps, s->interests);
 }
 
 void dlg_bus_stop(dlg_bus *b) {

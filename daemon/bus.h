@@ -33,6 +33,9 @@ typedef struct dlg_bus_stats {
                                  (seq not above the room's), not again */
     uint64_t log_failed;      /* cluster log: triggers the log refused or did
                                  not answer (the sender got an Error) */
+    uint64_t gaps;            /* without the log: times a room may have
+                                 missed events (link lost, events dropped);
+                                 its members got a Gap frame each time */
     uint32_t interests;       /* rooms this node receives events for now */
 } dlg_bus_stats;
 
@@ -253,6 +256,14 @@ int dlg__bus_relay_at(struct dlg_server *srv, dlg_bus *b, const char *room, cons
 /* The log answered trigger `ticket`: seq on success, else err (not NULL)
  * says why. Sends the deferred Ack or Error. Loop thread. */
 void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *err);
+
+/* Without the cluster log: this node may have missed events of other
+ * nodes in room (NULL = every room it has interest in), for the reason
+ * why (its NATS link was lost, their events were dropped here). Each such
+ * room notes the gap in its history (a recovery from before it is
+ * incomplete) and its members get one Gap frame; logged once. Loop
+ * thread. */
+void dlg__bus_gap(dlg_bus *b, const char *room, const char *why);
 
 /* b's entry for room, or NULL when this node has no interest in it. The
  * pointer is valid until the next interest change. */

@@ -439,6 +439,9 @@ static int server_push(dlg_client *c, dlg__conn *conn,
                  dlg_status_name((int)f->error->code), f->error->message);
         dlg_log_warn(&c->log, "server error: %s", conn->server_error);
         return 0;
+    case DIALOGUE__V1__SERVER_FRAME__MSG_GAP:
+        dlg__pos_gap(c, f->gap);
+        return 0;
     case DIALOGUE__V1__SERVER_FRAME__MSG_WELCOME:
         dlg__conn_fail(c, "protocol error: server sent a second Welcome", 0);
         return 1;
