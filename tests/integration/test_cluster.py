@@ -196,6 +196,35 @@ class LinkProxy:
         self.lsock.close()
 
 
+def nats_request(port, subject, payload=b"", timeout=5.0):
+    """One request to a NATS server over its text protocol (a test needs no
+    NATS client library): returns the reply's payload."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"INFO")
+        inbox = "_INBOX.dlgtest%d" % os.getpid()
+        s.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n'
+                  + ("SUB %s 1\r\n" % inbox).encode()
+                  + ("PUB %s %s %d\r\n" % (subject, inbox, len(payload))).encode()
+                  + payload + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                raise EOFError("NATS closed the connection: %s" % subject)
+            if line.startswith(b"PING"):
+                s.sendall(b"PONG\r\n")
+            elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
+                parts = line.split()
+                total = int(parts[-1])
+                hdr = int(parts[-2]) if line.startswith(b"HMSG") else 0
+                return f.read(total + 2)[hdr:total]
+            elif line.startswith(b"-ERR"):
+                raise RuntimeError("NATS: %s" % line)
+    finally:
+        s.close()
+
+
 NATS = []
 NODES = {}
 TMP = tempfile.mkdtemp(prefix="dlg-cluster-")
