@@ -24,7 +24,7 @@
  * again every RETRY_MS. A trigger that gets no answer within
  * PUBLISH_TRY_WAIT_MS (it was on its way to the server that died, or its
  * answer was) is sent again too, and counts as PUBLISH_TRY_WAIT_MS /
- * RETRY_MS tries: after RETRY_MAX tries (about 10 s) it is refused. The
+ * RETRY_MS tries: past RETRY_MAX tries (10-12 s) it is refused. The
  * message id makes a copy that did get stored harmless: JetStream answers
  * a resent copy with the seq it stored the first one at (issue 24: these
  * were refused after 5 s although they had been, or could still be,

@@ -200,8 +200,6 @@ static void handle_link(nats_bus *nb, const inbox_item *it) {
             nb->link_lost_ms = now ? now : 1;
         return;
     }
-    if (nb->log)
-        return;
     if (it->link == LINK_BACK) {
         if (nb->link_lost_ms)
             snprintf(why, sizeof(why), "node %s was not connected to NATS for %.1f s",
@@ -209,9 +207,12 @@ static void handle_link(nats_bus *nb, const inbox_item *it) {
         else
             snprintf(why, sizeof(why), "node %s reconnected to NATS", nb->node_id);
         nb->link_lost_ms = 0;
-        dlg__bus_gap(b, NULL, why);
+        if (nb->log == NULL)
+            dlg__bus_gap(b, NULL, why);
         return;
     }
+    if (nb->log)
+        return;
     for (size_t i = 0; i < b->n_rooms; i++) {
         if (b->rooms[i].handle != it->sub)
             continue;
