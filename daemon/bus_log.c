@@ -44,12 +44,15 @@
  * it after two heartbeat intervals without a message, so this bounds how
  * long a node goes without noticing (issue 24: 1 s made it 2-4 s). */
 #define HEARTBEAT_MS 500
-/* A new subscription is a JetStream API request: while the API has no
- * leader (its NATS server died: JetStream elects another within 4-9 s)
- * it gets no answer, so it is asked with a short timeout and asked again
- * soon, to follow again within about a second of the API's return. */
-#define RESYNC_WAIT_MS 1000
-#define RESYNC_RETRY_MS 500
+/* A new subscription is a JetStream API request that gets no answer
+ * while the API has no leader (its NATS server died: JetStream elects
+ * another within 4-9 s), and none either when JetStream puts the new
+ * consumer on a replica that is down (nats-server 2.9 picks among all the
+ * stream's replicas, dead or alive: a third of the attempts after one of
+ * three servers died). So it is asked with a short timeout and asked again
+ * at once; creating a consumer takes milliseconds otherwise. */
+#define RESYNC_WAIT_MS 500
+#define RESYNC_RETRY_MS 100
 /* Stream names are directory names on the NATS servers: keep them short. */
 #define STREAM_MAX 200
 
@@ -538,8 +541,10 @@ static void resync_done(uv_work_t *req, int status) {
             natsSubscription_Destroy(w->sub);
         }
         if (!nb->base.stopped && lg->timer_open) {
-            dlg_log_error(&nb->base.srv->log, "cluster: log: %s; trying again in %u ms",
-                          w->err[0] ? w->err : "resubscription cancelled", RESYNC_RETRY_MS);
+            /* Every RESYNC_RETRY_MS while the API has no leader (or the
+             * stream is gone): one line per LOG_EVERY_MS. */
+            dlg__nats_warn(nb, LOG_RESYNC, "cluster: log: %s; trying again every %u ms",
+                           w->err[0] ? w->err : "resubscription cancelled", RESYNC_RETRY_MS);
             lr->resync_from = w->from;
             uv_timer_start(&lg->resync_timer, on_resync_timer, RESYNC_RETRY_MS, 0);
         }

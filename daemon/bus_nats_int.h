@@ -69,7 +69,7 @@ typedef struct inbox {
                                  log is being set up) */
 } inbox;
 
-enum { LOG_PUBLISH, LOG_RELAY, LOG_SELF, LOG_OVERFLOW, LOG_N };
+enum { LOG_PUBLISH, LOG_RELAY, LOG_SELF, LOG_OVERFLOW, LOG_RESYNC, LOG_N };
 
 struct nats_log;
 

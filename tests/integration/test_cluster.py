@@ -423,7 +423,15 @@ class Streamer(threading.Thread):
     def run(self):
         try:
             while not self.halt.is_set():
-                self.c.trigger(self.room, "tick", b"%d" % self.sent)
+                rid = self.c.send(trigger=pb.Trigger(room=self.room, event="tick",
+                                                     data=b"%d" % self.sent))
+                while True:
+                    f = self.c.recv()
+                    # A member: its node's Gap (after a reconnect) may come.
+                    if f.WhichOneof("msg") in ("event", "gap"):
+                        continue
+                    assert f.WhichOneof("msg") == "ack" and f.request_id == rid, f
+                    break
                 self.sent += 1
                 time.sleep(self.pause)
         except BaseException as e:  # noqa: B902 - reported by stop()
