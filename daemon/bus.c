@@ -122,6 +122,134 @@ int dlg_bus_subject_room(const char *subject, char *out, size_t outlen) {
     return dlg_name_check(out) ? DLG_EINVAL : (int)o;
 }
 
+/* ---- recovery Joins waiting for the log -------------------------------- */
+
+static void waiter_drop(dlg_bus_waiter *w) {
+    free(w->room);
+    w->room = NULL;
+}
+
+/* A waiter whose room has caught up with it (or changed lineage, or is
+ * gone: then the Join is answered as it would be without waiting). */
+static int waiter_ready(const dlg_bus *b, const dlg_bus_waiter *w) {
+    const dlg_room *r = dlg_rooms_find(b->srv->rooms, w->room);
+    return r == NULL || r->epoch != w->epoch || w->since_seq <= r->seq;
+}
+
+static void on_wait_timer(uv_timer_t *t) {
+    dlg_bus *b = t->data;
+    uint64_t now = uv_now(t->loop);
+    /* Answered from a copy: a resumed Join runs hooks and sends frames,
+     * which must not see the array half rewritten. */
+    dlg_bus_waiter *done = malloc((b->n_waiters ? b->n_waiters : 1) * sizeof(*done));
+    size_t n_done = 0, k = 0;
+    uint64_t next = 0;
+    for (size_t i = 0; i < b->n_waiters; i++) {
+        dlg_bus_waiter *w = &b->waiters[i];
+        int ready = w->c == NULL || waiter_ready(b, w) || now >= w->deadline_ms;
+        if (ready && done) {
+            done[n_done++] = *w;
+            continue;
+        }
+        if (next == 0 || w->deadline_ms < next)
+            next = w->deadline_ms;
+        b->waiters[k++] = *w;
+    }
+    b->n_waiters = k;
+    for (size_t i = 0; i < n_done; i++) {
+        dlg_bus_waiter *w = &done[i];
+        if (w->c == NULL || b->stopped) {
+            /* gone, or the node is stopping: nobody to answer */
+        } else if (waiter_ready(b, w)) {
+            Dialogue__V1__Join j = DIALOGUE__V1__JOIN__INIT;
+            j.room = w->room;
+            j.recover = 1;
+            j.epoch = w->epoch;
+            j.since_seq = w->since_seq;
+            b->resume(w->c, w->request_id, &j);
+        } else {
+            const dlg_room *r = dlg_rooms_find(b->srv->rooms, w->room);
+            dlg_log_info(&b->srv->log, "cluster: recovery in room %s refused: this node "
+                         "is at seq %llu, behind the client's %llu after %u ms", w->room,
+                         (unsigned long long)(r ? r->seq : 0),
+                         (unsigned long long)w->since_seq, DLG_BUS_RECOVER_WAIT_MS);
+            dlg_conn_send_error(w->c, w->request_id, DIALOGUE__V1__STATUS__UNAVAILABLE,
+                                "room %s: this node has delivered up to seq %llu, behind "
+                                "this client's position %llu, and did not catch up within "
+                                "%u ms: try another node", w->room,
+                                (unsigned long long)(r ? r->seq : 0),
+                                (unsigned long long)w->since_seq, DLG_BUS_RECOVER_WAIT_MS);
+        }
+        waiter_drop(w);
+    }
+    free(done);
+    if (done == NULL && b->n_waiters)
+        next = now + 100; /* out of memory: try again shortly */
+    if (next && !b->stopped)
+        uv_timer_start(&b->wait_timer, on_wait_timer, next > now ? next - now : 0, 0);
+}
+
+/* r's seq moved: Joins waiting for it are answered on the next loop turn. */
+static void waiters_kick(dlg_bus *b, const dlg_room *r) {
+    if (b == NULL || b->n_waiters == 0 || !b->wait_timer_open)
+        return;
+    for (size_t i = 0; i < b->n_waiters; i++) {
+        const dlg_bus_waiter *w = &b->waiters[i];
+        if (w->since_seq <= r->seq && strcmp(w->room, r->id) == 0) {
+            uv_timer_start(&b->wait_timer, on_wait_timer, 0, 0);
+            return;
+        }
+    }
+}
+
+int dlg_bus_recover_wait(dlg_bus *b, dlg_conn *c, uint64_t rid, const dlg_room *r,
+                         const Dialogue__V1__Join *j, dlg_bus_join_fn resume) {
+    if (b == NULL || !j->recover || !dlg_bus_log_room(b, r) || j->epoch != r->epoch ||
+        j->since_seq <= r->seq)
+        return 0;
+    if (b->n_waiters == DLG_BUS_RECOVER_WAITERS) {
+        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
+                            "room %s: this node is behind this client's position %llu and "
+                            "%u recoveries already wait for it: try another node", r->id,
+                            (unsigned long long)j->since_seq, DLG_BUS_RECOVER_WAITERS);
+        return 1;
+    }
+    if (b->n_waiters == b->cap_waiters) {
+        size_t nc = b->cap_waiters ? b->cap_waiters * 2 : 8;
+        dlg_bus_waiter *nv = realloc(b->waiters, nc * sizeof(*nv));
+        if (nv == NULL)
+            goto nomem;
+        b->waiters = nv;
+        b->cap_waiters = nc;
+    }
+    char *room = strdup(r->id);
+    if (room == NULL)
+        goto nomem;
+    if (!b->wait_timer_open) {
+        uv_timer_init(b->srv->loop, &b->wait_timer);
+        b->wait_timer.data = b;
+        b->wait_timer_open = 1;
+    }
+    uint64_t now = uv_now(b->srv->loop);
+    b->resume = resume;
+    b->waiters[b->n_waiters++] = (dlg_bus_waiter){
+        .c = c, .request_id = rid, .room = room, .epoch = j->epoch,
+        .since_seq = j->since_seq, .deadline_ms = now + DLG_BUS_RECOVER_WAIT_MS};
+    dlg_log_debug(&b->srv->log, "cluster: recovery in room %s waits: this node is at seq "
+                  "%llu, the client at %llu", r->id, (unsigned long long)r->seq,
+                  (unsigned long long)j->since_seq);
+    /* The earliest deadline is the oldest waiter's: arm only for the first. */
+    if (b->n_waiters == 1)
+        uv_timer_start(&b->wait_timer, on_wait_timer, DLG_BUS_RECOVER_WAIT_MS, 0);
+    return 1;
+nomem:
+    dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
+                        "room %s: this node is behind this client's position %llu and out "
+                        "of memory to wait: try another node", r->id,
+                        (unsigned long long)j->since_seq);
+    return 1;
+}
+
 /* ---- relay: an event from another node -------------------------------- */
 
 int dlg_bus_relay(dlg_server *srv, dlg_bus *b, const char *room, const uint8_t *frame,
@@ -180,6 +308,7 @@ int dlg__bus_relay_at(dlg_server *srv, dlg_bus *b, const char *room, const uint8
     if (r->members.n == 0 && r->hist == NULL) {
         r->seq += seq != 0; /* Joined.seq stays the log's position */
         rc = 0; /* interest dropped while the message was on its way */
+        waiters_kick(b, r);
         goto done;
     }
     /* Without a log, this node's numbering: members see one gap-free
@@ -203,6 +332,7 @@ int dlg__bus_relay_at(dlg_server *srv, dlg_bus *b, const char *room, const uint8
         b->stats.relayed++;
         b->stats.deliveries += n;
     }
+    waiters_kick(b, r);
 done:
     dialogue__v1__server_frame__free_unpacked(f, NULL);
     return rc;
@@ -212,6 +342,52 @@ fail:
     if (f)
         dialogue__v1__server_frame__free_unpacked(f, NULL);
     return rc;
+}
+
+/* ---- gaps: events this node may have missed ---------------------------- */
+
+/* Room r may have missed events of other nodes: its history says so to
+ * later recoveries, and its members get one Gap frame now, in order with
+ * its events. Returns the members told. */
+static uint32_t room_gap(dlg_server *srv, dlg_room *r, const char *why) {
+    dlg_hroom_note_gap(r->hist, r->seq);
+    if (r->members.n == 0)
+        return 0;
+    Dialogue__V1__Gap g = DIALOGUE__V1__GAP__INIT;
+    g.room = r->id;
+    g.epoch = r->epoch;
+    g.seq = r->seq;
+    g.reason = (char *)why;
+    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
+    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_GAP;
+    f.gap = &g;
+    dlg_buf *out = NULL;
+    if (dlg_frame_pack(&f.base, 0, &out) != 0) {
+        dlg_log_error(&srv->log, "cluster: out of memory telling the members of room %s "
+                      "about a gap", r->id);
+        return 0;
+    }
+    for (size_t i = 0; i < r->members.n; i++)
+        dlg_conn_send(r->members.v[i]->conn, out);
+    dlg_buf_unref(out);
+    return (uint32_t)r->members.n;
+}
+
+void dlg__bus_gap(dlg_bus *b, const char *room, const char *why) {
+    uint32_t rooms = 0, told = 0;
+    for (size_t i = 0; i < b->n_rooms; i++) {
+        if (room && strcmp(room, b->rooms[i].id) != 0)
+            continue;
+        dlg_room *r = dlg_rooms_find(b->srv->rooms, b->rooms[i].id);
+        if (r == NULL)
+            continue;
+        rooms++;
+        told += room_gap(b->srv, r, why);
+    }
+    b->stats.gaps += rooms;
+    if (rooms)
+        dlg_log_warn(&b->srv->log, "cluster: %s: %u room(s) may have missed events of other "
+                     "nodes; %u member(s) told (Gap)", why, rooms, told);
 }
 
 /* ---- the seam ----------------------------------------------------------- */
@@ -340,6 +516,9 @@ void dlg_bus_conn_gone(dlg_bus *b, dlg_conn *c) {
         if (p->c == c)
             p->c = NULL;
     }
+    for (size_t i = 0; b && i < b->n_waiters; i++)
+        if (b->waiters[i].c == c)
+            b->waiters[i].c = NULL;
 }
 
 void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *err) {
@@ -368,12 +547,12 @@ void dlg_bus_log_stats(const dlg_bus *b) {
     const dlg_bus_stats *s = &b->stats;
     dlg_log_info(&b->srv->log, "cluster (%s): published %llu, publish failed %llu, received "
                  "%llu, relayed %llu, deliveries %llu, dropped %llu, duplicates %llu, log "
-                 "refused %llu, rooms %u", b->ops->name,
+                 "refused %llu, gaps %llu, rooms %u", b->ops->name,
                  (unsigned long long)s->published, (unsigned long long)s->publish_failed,
                  (unsigned long long)s->received, (unsigned long long)s->relayed,
                  (unsigned long long)s->deliveries, (unsigned long long)s->dropped,
                  (unsigned long long)s->duplicates, (unsigned long long)s->log_failed,
-                 s->interests);
+                 (unsigned long long)s->gaps, s->interests);
 }
 
 void dlg_bus_stop(dlg_bus *b) {
@@ -382,6 +561,9 @@ void dlg_bus_stop(dlg_bus *b) {
     b->stopped = 1;
     if (b->started)
         dlg_bus_log_stats(b);
+    if (b->wait_timer_open)
+        uv_close((uv_handle_t *)&b->wait_timer, NULL);
+    b->wait_timer_open = 0;
     if (b->ops->stop)
         b->ops->stop(b);
 }
@@ -396,6 +578,11 @@ void dlg_bus_free(dlg_bus *b) {
     b->n_rooms = 0;
     free(b->pend);
     b->pend = NULL;
+    for (size_t i = 0; i < b->n_waiters; i++)
+        waiter_drop(&b->waiters[i]);
+    free(b->waiters);
+    b->waiters = NULL;
+    b->n_waiters = 0;
     b->ops->free(b);
 }
 

@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
+#include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_buf.h"
 
 struct dlg_server;
@@ -30,6 +33,9 @@ typedef struct dlg_bus_stats {
                                  (seq not above the room's), not again */
     uint64_t log_failed;      /* cluster log: triggers the log refused or did
                                  not answer (the sender got an Error) */
+    uint64_t gaps;            /* without the log: times a room may have
+                                 missed events (link lost, events dropped);
+                                 its members got a Gap frame each time */
     uint32_t interests;       /* rooms this node receives events for now */
 } dlg_bus_stats;
 
@@ -69,6 +75,20 @@ typedef struct dlg_bus_pending {
     int done;                          /* answered out of order */
 } dlg_bus_pending;
 
+/* A recovery Join parked until this node's log reaches the client's
+ * position (dlg_bus_recover_wait). */
+typedef struct dlg_bus_waiter {
+    struct dlg_conn *c;                /* NULL: the connection went away */
+    uint64_t request_id;
+    char *room;
+    uint64_t epoch, since_seq;
+    uint64_t deadline_ms;              /* uv_now of the loop */
+} dlg_bus_waiter;
+
+/* Re-runs a parked Join (dispatch's own Join handler). */
+typedef void (*dlg_bus_join_fn)(struct dlg_conn *c, uint64_t request_id,
+                                Dialogue__V1__Join *j);
+
 /* The part every implementation starts with. */
 struct dlg_bus {
     const dlg_bus_ops *ops;
@@ -86,6 +106,13 @@ struct dlg_bus {
     dlg_bus_pending *pend;
     size_t pend_head, pend_n, pend_cap;
     uint64_t pend_first;
+    /* Recovery Joins waiting for the log, oldest (earliest deadline) first;
+     * the timer answers them (resumed or refused) on a later loop turn. */
+    dlg_bus_waiter *waiters;
+    size_t n_waiters, cap_waiters;
+    dlg_bus_join_fn resume;
+    uv_timer_t wait_timer;
+    int wait_timer_open;
 };
 
 /* ---- the seam: what the daemon calls ---------------------------------- */
@@ -132,7 +159,27 @@ int dlg_bus_log_publish(dlg_bus *b, const struct dlg_room *r, const char *event,
  * DLG_ENOTFOUND when the ticket is no longer waiting. */
 int dlg_bus_defer_ack(dlg_bus *b, struct dlg_conn *c, uint64_t request_id, uint64_t ticket);
 
-/* c is closing: its waiting Acks have nowhere to go. NULL b is ignored. */
+/* How long a recovery Join waits for a node's log to reach the client's
+ * position before it is refused with UNAVAILABLE, and how many may wait. */
+#define DLG_BUS_RECOVER_WAIT_MS 5000
+#define DLG_BUS_RECOVER_WAITERS 4096
+
+/* A Join{recover} of c for room r, with the client ahead of this node:
+ * the same epoch (the cluster log's numbering, shared by every node) and a
+ * since_seq above the last seq this node has delivered in r. That client
+ * saw events on another node which this one has not received yet, not
+ * events that were lost: the Join is parked and answered by calling
+ * resume(c, request_id, join) once r's seq reaches since_seq, or with
+ * Error{UNAVAILABLE} after DLG_BUS_RECOVER_WAIT_MS (the client tries
+ * another node), always from a later loop turn. Returns 1 when parked (or
+ * refused at once: too many waiting, out of memory), 0 when the Join is
+ * for the caller to answer now (not a log room, not ahead, NULL b). */
+int dlg_bus_recover_wait(dlg_bus *b, struct dlg_conn *c, uint64_t request_id,
+                         const struct dlg_room *r, const Dialogue__V1__Join *j,
+                         dlg_bus_join_fn resume);
+
+/* c is closing: its waiting Acks and Joins have nowhere to go. NULL b is
+ * ignored. */
 void dlg_bus_conn_gone(dlg_bus *b, struct dlg_conn *c);
 
 /* Re-reads whether this node wants room r's events from other nodes (it
@@ -209,6 +256,14 @@ int dlg__bus_relay_at(struct dlg_server *srv, dlg_bus *b, const char *room, cons
 /* The log answered trigger `ticket`: seq on success, else err (not NULL)
  * says why. Sends the deferred Ack or Error. Loop thread. */
 void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *err);
+
+/* Without the cluster log: this node may have missed events of other
+ * nodes in room (NULL = every room it has interest in), for the reason
+ * why (its NATS link was lost, their events were dropped here). Each such
+ * room notes the gap in its history (a recovery from before it is
+ * incomplete) and its members get one Gap frame; logged once. Loop
+ * thread. */
+void dlg__bus_gap(dlg_bus *b, const char *room, const char *why);
 
 /* b's entry for room, or NULL when this node has no interest in it. The
  * pointer is valid until the next interest change. */

@@ -20,17 +20,39 @@
 #define HDR_MSG_ID "Nats-Msg-Id"
 #define HDR_TRY "Dialogue-Try"
 /* A stream without a leader (its NATS server died; JetStream elects
- * another within seconds) answers "no responders": the trigger is sent
- * again every RETRY_MS, up to RETRY_MAX times, before it is refused. The
- * message id makes a copy that did get stored harmless. */
+ * another within 4-9 s) answers "no responders": the trigger is sent
+ * again every RETRY_MS. A trigger that gets no answer within
+ * PUBLISH_TRY_WAIT_MS (it was on its way to the server that died, or its
+ * answer was) is sent again too, and counts as PUBLISH_TRY_WAIT_MS /
+ * RETRY_MS tries: past RETRY_MAX tries (10-12 s) it is refused. The
+ * message id makes a copy that did get stored harmless: JetStream answers
+ * a resent copy with the seq it stored the first one at (issue 24: these
+ * were refused after 5 s although they had been, or could still be,
+ * stored). */
 #define RETRY_MS 250
 #define RETRY_MAX 40
+#define PUBLISH_TRY_WAIT_MS 2000
 /* How long a node waits for JetStream to answer at start (a new cluster
  * elects its JetStream leaders first) and to catch up with history. */
 #define SETUP_WAIT_MS 30000
 #define CATCHUP_WAIT_MS 15000
-/* A trigger not answered by then is refused (UNAVAILABLE). */
-#define PUBLISH_WAIT_MS 5000
+/* JetStream API requests (stream info, consumers) made at start. */
+#define API_WAIT_MS 5000
+/* The consumers' idle heartbeat. A consumer dies with the NATS server it
+ * was placed on, which is any replica of the stream (JetStream puts an
+ * ordered consumer, R1, on a random one), leader or not; libnats reports
+ * it after two heartbeat intervals without a message, so this bounds how
+ * long a node goes without noticing (issue 24: 1 s made it 2-4 s). */
+#define HEARTBEAT_MS 500
+/* A new subscription is a JetStream API request that gets no answer
+ * while the API has no leader (its NATS server died: JetStream elects
+ * another within 4-9 s), and none either when JetStream puts the new
+ * consumer on a replica that is down (nats-server 2.9 picks among all the
+ * stream's replicas, dead or alive: a third of the attempts after one of
+ * three servers died). So it is asked with a short timeout and asked again
+ * at once; creating a consumer takes milliseconds otherwise. */
+#define RESYNC_WAIT_MS 500
+#define RESYNC_RETRY_MS 100
 /* Stream names are directory names on the NATS servers: keep them short. */
 #define STREAM_MAX 200
 
@@ -52,10 +74,12 @@ typedef struct log_room {
                                        came before it was known */
     size_t n_parked;
     uint64_t resync_from;           /* ...or waits for the timer (0 = none) */
+    uint64_t last_msg_ms;           /* when sub last delivered (mono_ms) */
 } log_room;
 
 struct nats_log {
     jsCtx *js;
+    jsCtx *js_resync;               /* the same with RESYNC_WAIT_MS requests */
     uint32_t replicas;
     uint64_t max_events;
     uint32_t max_age_s;
@@ -115,6 +139,7 @@ void dlg__nats_log_free(struct nats_log *lg) {
     }
     free(lg->rooms);
     jsCtx_Destroy(lg->js);
+    jsCtx_Destroy(lg->js_resync);
     if (lg->inbox_ref)
         dlg__nats_inbox_unref(lg->nb->ib);
     free(lg);
@@ -162,7 +187,14 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         const char *tries = NULL;
         if (natsMsgHeader_Get(msg, HDR_TRY, &tries) != NATS_OK || tries == NULL)
             tries = "0";
-        if (pae && pae->Err == NATS_NO_RESPONDERS && atoi(tries) < RETRY_MAX && it->ticket) {
+        int again = pae == NULL ? 0
+                    : pae->Err == NATS_NO_RESPONDERS ? 1
+                    : pae->Err == NATS_TIMEOUT ? PUBLISH_TRY_WAIT_MS / RETRY_MS : 0;
+        int n = atoi(tries) + again;
+        char count[16];
+        snprintf(count, sizeof(count), "%d", n);
+        if (again && n <= RETRY_MAX && it->ticket &&
+            natsMsgHeader_Set(msg, HDR_TRY, count) == NATS_OK) {
             it->msg = msg; /* the loop sends it again */
             dlg__nats_inbox_push(ib, it);
             return;
@@ -227,7 +259,7 @@ static int stream_info(struct nats_log *lg, log_room *lr, jsStreamInfo **si) {
 
 /* An ordered push consumer of lr's stream from seq `from`, delivering to
  * the inbox. Any thread but the loop's (request/reply). */
-static int subscribe(struct nats_log *lg, const log_room *lr, uint64_t from,
+static int subscribe(struct nats_log *lg, jsCtx *js, const log_room *lr, uint64_t from,
                      natsSubscription **out, char *err, size_t errlen) {
     jsSubOptions so;
     jsSubOptions_Init(&so);
@@ -235,13 +267,13 @@ static int subscribe(struct nats_log *lg, const log_room *lr, uint64_t from,
     so.Ordered = true; /* in order, restarted by libnats after a failover */
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = from;
-    /* A consumer lost with its NATS server is noticed after a few missed
+    /* A consumer lost with its NATS server is noticed after two missed
      * heartbeats (libnats's default is 5 s each): then a new one is made. */
-    so.Config.Heartbeat = (int64_t)1000 * 1000000;
+    so.Config.Heartbeat = (int64_t)HEARTBEAT_MS * 1000000;
     inbox *ib = lg->nb->ib;
     dlg__nats_inbox_ref(ib); /* the subscription's, given back when it completes */
     jsErrCode jerr = 0;
-    natsStatus s = js_Subscribe(out, lg->js, lr->subject, dlg__nats_on_msg, ib, NULL, &so, &jerr);
+    natsStatus s = js_Subscribe(out, js, lr->subject, dlg__nats_on_msg, ib, NULL, &so, &jerr);
     if (s != NATS_OK) {
         dlg__nats_inbox_unref(ib);
         *out = NULL;
@@ -276,7 +308,7 @@ static int follow(struct nats_log *lg, log_room *lr) {
     jsStreamInfo_Destroy(si);
 
     lr->fresh = 1;
-    return subscribe(lg, lr, lr->start, &lr->sub, lr->err, sizeof(lr->err));
+    return subscribe(lg, lg->js, lr, lr->start, &lr->sub, lr->err, sizeof(lr->err));
 }
 
 static void setup_thread(void *arg) {
@@ -316,12 +348,18 @@ int dlg__nats_log_start(nats_bus *nb) {
     const dlg_rooms *rs = srv->rooms;
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.Wait = PUBLISH_WAIT_MS;
+    jo.Wait = API_WAIT_MS;
     jo.PublishAsync.AckHandler = on_ack;
     jo.PublishAsync.AckHandlerClosure = nb->ib;
     jo.PublishAsync.MaxPending = 65536;
     jo.PublishAsync.StallWait = 50; /* blocks the loop at most that long */
     natsStatus s = natsConnection_JetStream(&lg->js, nb->nc, &jo);
+    if (s == NATS_OK) {
+        jsOptions jr;
+        jsOptions_Init(&jr);
+        jr.Wait = RESYNC_WAIT_MS;
+        s = natsConnection_JetStream(&lg->js_resync, nb->nc, &jr);
+    }
     if (s != NATS_OK) {
         dlg_log_error(&srv->log, "cluster: cannot use JetStream: %s", natsStatus_GetText(s));
         return DLG_EIO;
@@ -420,9 +458,43 @@ typedef struct resync_work {
 
 static void resync_run(uv_work_t *req) {
     resync_work *w = req->data;
-    if (w->old)
-        natsSubscription_Unsubscribe(w->old); /* deletes its consumer: a request */
-    w->rc = subscribe(w->lg, w->lr, w->from, &w->sub, w->err, sizeof(w->err));
+    w->rc = subscribe(w->lg, w->lg->js_resync, w->lr, w->from, &w->sub, w->err,
+                      sizeof(w->err));
+}
+
+/* A replaced subscription is dropped off the loop and after its successor
+ * is made: deleting its consumer is a JetStream request, which waits for
+ * the API timeout when the consumer's NATS server is gone (issue 24: that
+ * wait used to come before the new subscription, up to 5 s more of
+ * delay). Its events are ignored meanwhile (not the room's sub). */
+typedef struct retire_work {
+    uv_work_t req;
+    natsSubscription *sub;
+} retire_work;
+
+static void retire_run(uv_work_t *req) {
+    retire_work *w = req->data;
+    natsSubscription_Unsubscribe(w->sub);
+    natsSubscription_Destroy(w->sub);
+}
+
+static void retire_done(uv_work_t *req, int status) {
+    (void)status;
+    free(req->data);
+}
+
+static void retire(struct nats_log *lg, natsSubscription *sub) {
+    if (sub == NULL)
+        return;
+    retire_work *w = calloc(1, sizeof(*w));
+    if (w) {
+        w->req.data = w;
+        w->sub = sub;
+        if (uv_queue_work(lg->nb->base.srv->loop, &w->req, retire_run, retire_done) == 0)
+            return;
+        free(w);
+    }
+    natsSubscription_Destroy(sub); /* out of memory: here, then */
 }
 
 static void resync(struct nats_log *lg, log_room *lr, uint64_t from);
@@ -445,7 +517,7 @@ static void resync_done(uv_work_t *req, int status) {
     inbox_item *parked = lr->parked;
     lr->parked = NULL;
     lr->n_parked = 0;
-    natsSubscription_Destroy(w->old);
+    retire(lg, w->old);
     int ok = status == 0 && w->rc == 0 && !nb->base.stopped && lg->timer_open;
     if (ok) {
         lr->sub = w->sub;
@@ -469,10 +541,12 @@ static void resync_done(uv_work_t *req, int status) {
             natsSubscription_Destroy(w->sub);
         }
         if (!nb->base.stopped && lg->timer_open) {
-            dlg_log_error(&nb->base.srv->log, "cluster: log: %s; trying again in 1 s",
-                          w->err[0] ? w->err : "resubscription cancelled");
+            /* Every RESYNC_RETRY_MS while the API has no leader (or the
+             * stream is gone): one line per LOG_EVERY_MS. */
+            dlg__nats_warn(nb, LOG_RESYNC, "cluster: log: %s; trying again every %u ms",
+                           w->err[0] ? w->err : "resubscription cancelled", RESYNC_RETRY_MS);
             lr->resync_from = w->from;
-            uv_timer_start(&lg->resync_timer, on_resync_timer, 1000, 0);
+            uv_timer_start(&lg->resync_timer, on_resync_timer, RESYNC_RETRY_MS, 0);
         }
         free(w);
         return;
@@ -485,7 +559,7 @@ static void resync(struct nats_log *lg, log_room *lr, uint64_t from) {
     nats_bus *nb = lg->nb;
     if (w == NULL) {
         lr->resync_from = from;
-        uv_timer_start(&lg->resync_timer, on_resync_timer, 1000, 0);
+        uv_timer_start(&lg->resync_timer, on_resync_timer, RESYNC_RETRY_MS, 0);
         return;
     }
     w->req.data = w;
@@ -505,18 +579,25 @@ static void resync(struct nats_log *lg, log_room *lr, uint64_t from) {
         lr->old_sub = NULL;
         lr->resyncing = 0;
         lr->resync_from = from;
-        uv_timer_start(&lg->resync_timer, on_resync_timer, 1000, 0);
+        uv_timer_start(&lg->resync_timer, on_resync_timer, RESYNC_RETRY_MS, 0);
         free(w);
         return;
     }
     lg->works++;
 }
 
+/* libnats reports missed heartbeats (every two heartbeat intervals while
+ * the subscription hears nothing) and begins to remake the ordered
+ * consumer itself; that does not always succeed after a NATS server died
+ * (seen: rooms silent until a subscription of our own was made), so the
+ * room gets a new subscription at once, unless its subscription delivered
+ * an event within those two intervals (then the report is stale). */
 void dlg__nats_log_stalled(nats_bus *nb, const void *sub) {
     struct nats_log *lg = nb->log;
+    uint64_t now = mono_ms();
     for (size_t i = 0; i < lg->n && lg->timer_open; i++) {
         log_room *lr = &lg->rooms[i];
-        if (lr->sub != sub || lr->resyncing)
+        if (lr->sub != sub || lr->resyncing || now - lr->last_msg_ms < 2 * HEARTBEAT_MS)
             continue;
         const dlg_room *r = dlg_rooms_find(nb->base.srv->rooms, lr->id);
         uint64_t from = r ? r->seq + 1 : lr->start;
@@ -534,7 +615,10 @@ int dlg__nats_log_msg(nats_bus *nb, inbox_item *it, const char *room) {
     natsMsg *msg = it->msg;
     log_room *lr = find(lg, room);
     if (lr && lr->resyncing && it->sub != lr->old_sub && lr->n_parked < INBOX_MAX_MSGS) {
-        /* Probably the new subscription's, before it is known here. */
+        /* Probably the new subscription's, before it is known here. The
+         * caller has read it->next already: the parked list must not lead
+         * into the rest of its batch (freed while this one waits). */
+        it->next = NULL;
         *lr->parked_tail = it;
         lr->parked_tail = &it->next;
         lr->n_parked++;
@@ -553,6 +637,7 @@ int dlg__nats_log_msg(nats_bus *nb, inbox_item *it, const char *room) {
     }
     uint64_t seq = md->Sequence.Stream;
     jsMsgMetaData_Destroy(md);
+    lr->last_msg_ms = mono_ms(); /* the subscription delivers */
     if (lg->drop_seq && seq == lg->drop_seq) {
         lg->drop_seq = 0;
         return 0;
@@ -589,7 +674,7 @@ static natsStatus log_send(struct nats_log *lg, log_room *lr, natsMsg **m, const
     jsPubOptions_Init(&po);
     po.MsgId = id;              /* JetStream drops a resent copy */
     po.ExpectStream = lr->stream;
-    po.MaxWait = PUBLISH_WAIT_MS;
+    po.MaxWait = PUBLISH_TRY_WAIT_MS;
     return js_PublishMsgAsync(lg->js, m, &po);
 }
 
@@ -602,20 +687,16 @@ static void on_retry(uv_timer_t *t) {
         inbox_item *it = list;
         list = it->next;
         it->next = NULL;
-        char room[256], tries[16];
-        const char *id = NULL, *was = NULL;
+        char room[256];
+        const char *id = NULL;
         log_room *lr = NULL;
         if (dlg_bus_subject_room(natsMsg_GetSubject(it->msg), room, sizeof(room)) >= 0)
             lr = find(lg, room);
-        if (natsMsgHeader_Get(it->msg, HDR_TRY, &was) != NATS_OK || was == NULL)
-            was = "0";
-        snprintf(tries, sizeof(tries), "%d", atoi(was) + 1);
+        /* The tries were counted by on_ack, in the header. */
         natsStatus s = lr ? natsMsgHeader_Get(it->msg, HDR_MSG_ID, &id) : NATS_NOT_FOUND;
         char idcopy[96];
-        if (s == NATS_OK) {
+        if (s == NATS_OK)
             snprintf(idcopy, sizeof(idcopy), "%s", id);
-            s = natsMsgHeader_Set(it->msg, HDR_TRY, tries);
-        }
         if (s == NATS_OK)
             s = log_send(lg, lr, &it->msg, idcopy);
         if (s != NATS_OK)

@@ -96,6 +96,22 @@ void dlg__nats_on_sub_complete(void *closure) {
     dlg__nats_inbox_unref(closure);
 }
 
+/* A LINK_* marker after the messages already queued (dropped, and counted
+ * as an overflow, when the inbox is full: that is a gap too). */
+static void push_link(inbox *ib, int link, const void *sub) {
+    inbox_item *it = calloc(1, sizeof(*it));
+    if (it == NULL) {
+        uv_mutex_lock(&ib->mu);
+        ib->overflow++;
+        wake_loop(ib);
+        uv_mutex_unlock(&ib->mu);
+        return;
+    }
+    it->link = link;
+    it->sub = sub;
+    dlg__nats_inbox_push(ib, it);
+}
+
 static void on_disconnected(natsConnection *nc, void *closure) {
     (void)nc;
     inbox *ib = closure;
@@ -103,6 +119,7 @@ static void on_disconnected(natsConnection *nc, void *closure) {
     ib->disconnects++;
     wake_loop(ib);
     uv_mutex_unlock(&ib->mu);
+    push_link(ib, LINK_LOST, NULL);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure) {
@@ -112,6 +129,9 @@ static void on_reconnected(natsConnection *nc, void *closure) {
     ib->reconnects++;
     wake_loop(ib);
     uv_mutex_unlock(&ib->mu);
+    /* libnats has sent the subscriptions again before this callback: from
+     * here on, other nodes' events arrive again. */
+    push_link(ib, LINK_BACK, NULL);
 }
 
 static void on_closed(natsConnection *nc, void *closure) {
@@ -137,6 +157,9 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
             dlg__nats_inbox_push(ib, it);
         }
     }
+    /* libnats dropped messages of a room subscription that fell behind. */
+    if (sub && err == NATS_SLOW_CONSUMER)
+        push_link(ib, LINK_SLOW, sub);
 }
 
 /* ---- the loop side ----------------------------------------------------- */
@@ -161,6 +184,43 @@ void dlg__nats_warn(nats_bus *nb, int kind, const char *fmt, ...) {
         dlg_log_warn(&nb->base.srv->log, "%s", msg);
     nb->logged_ms[kind] = now;
     nb->unlogged[kind] = 0;
+}
+
+/* The connection or a subscription changed, in order with the messages.
+ * Without the log, events other nodes published while this node was not
+ * receiving them are gone: the rooms' members are told (Gap) when the link
+ * is back. With the log nothing is lost: each room's consumer resumes from
+ * the first event the room lacks (bus_log.c). */
+static void handle_link(nats_bus *nb, const inbox_item *it) {
+    dlg_bus *b = &nb->base;
+    uint64_t now = dlg_server_now_ms();
+    char why[192];
+    if (it->link == LINK_LOST) {
+        if (nb->link_lost_ms == 0)
+            nb->link_lost_ms = now ? now : 1;
+        return;
+    }
+    if (it->link == LINK_BACK) {
+        if (nb->link_lost_ms)
+            snprintf(why, sizeof(why), "node %s was not connected to NATS for %.1f s",
+                     nb->node_id, (double)(now - nb->link_lost_ms) / 1000.0);
+        else
+            snprintf(why, sizeof(why), "node %s reconnected to NATS", nb->node_id);
+        nb->link_lost_ms = 0;
+        if (nb->log == NULL)
+            dlg__bus_gap(b, NULL, why);
+        return;
+    }
+    if (nb->log)
+        return;
+    for (size_t i = 0; i < b->n_rooms; i++) {
+        if (b->rooms[i].handle != it->sub)
+            continue;
+        snprintf(why, sizeof(why), "NATS dropped events of room %.64s for node %s (slow "
+                 "consumer)", b->rooms[i].id, nb->node_id);
+        dlg__bus_gap(b, b->rooms[i].id, why);
+        return;
+    }
 }
 
 /* Returns 1 when the log kept it (it is then its owner). */
@@ -257,12 +317,19 @@ static void on_async(uv_async_t *h) {
         dlg__nats_warn(nb, LOG_OVERFLOW, "cluster: %llu event(s) from other nodes dropped: more "
                      "than %u messages or %u MiB waited for the loop",
                      (unsigned long long)overflow, INBOX_MAX_MSGS, INBOX_MAX_BYTES >> 20);
+        /* Which rooms lost them is not known here: every room is told. The
+         * log needs nothing: its gap check fetches what is missing. */
+        if (nb->log == NULL && !nb->base.stopped)
+            dlg__bus_gap(&nb->base, NULL, "events of other nodes were dropped: this node's "
+                         "inbox was full");
     }
     while (list) {
         inbox_item *it = list;
         list = it->next;
         if (nb->base.stopped)
             ;
+        else if (it->link)
+            handle_link(nb, it);
         else if (it->msg && it->ticket) {
             dlg__nats_log_retry(nb, it);
             continue;

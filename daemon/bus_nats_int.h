@@ -43,7 +43,13 @@ typedef struct inbox_item {
     size_t bytes;
     uint64_t ticket, seq;     /* answer: the trigger, the log's seq */
     char *error;              /* answer: NULL = stored, else why not (owned) */
+    int link;                 /* a LINK_* event instead (in order with the
+                                 messages around it), 0 = none */
 } inbox_item;
+
+/* What happened to the connection or a subscription, queued in order with
+ * the messages (inbox_item.link). */
+enum { LINK_LOST = 1, LINK_BACK, LINK_SLOW };
 
 /* Shared with the NATS threads, so it lives until the last of them is
  * done with it: one reference for the bus, one for the connection (given
@@ -63,7 +69,7 @@ typedef struct inbox {
                                  log is being set up) */
 } inbox;
 
-enum { LOG_PUBLISH, LOG_RELAY, LOG_SELF, LOG_OVERFLOW, LOG_N };
+enum { LOG_PUBLISH, LOG_RELAY, LOG_SELF, LOG_OVERFLOW, LOG_RESYNC, LOG_N };
 
 struct nats_log;
 
@@ -79,6 +85,7 @@ typedef struct nats_bus {
     uint64_t logged_ms[LOG_N];   /* rate limit of repeated warnings */
     uint64_t unlogged[LOG_N];
     struct nats_log *log;        /* the JetStream room log; NULL = none */
+    uint64_t link_lost_ms;       /* when LINK_LOST was seen, 0 = linked */
 } nats_bus;
 
 /* Inbox references (see struct inbox). Any thread. */

@@ -189,6 +189,10 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
     dlg_room *r = room_arg(c, rid, j->room);
     if (r == NULL)
         return;
+    /* A cluster-log node behind the client's position answers once it has
+     * caught up, or refuses (UNAVAILABLE): never a false loss (bus.h). */
+    if (dlg_bus_recover_wait(c->srv->bus, c, rid, r, j, do_join))
+        return;
     char reason[256] = "";
     if (dlg_hooks_before_join(c->srv, c, r->id, reason, sizeof(reason)) != 0) {
         dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "%s",

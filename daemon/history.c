@@ -43,6 +43,9 @@ struct dlg_hroom {
     /* What the store was last handed, for deferred Acks (loop thread). */
     uint64_t last_put_seq, last_ticket;
     const char *last_event;
+    /* Events may be missing just before this seq (dlg_hroom_note_gap):
+     * a range reaching below it is incomplete. 0 = no gap known. */
+    uint64_t gap_next;
 };
 
 static dlg_hist_entry *ring_at(const ring *rg, size_t i) {
@@ -237,6 +240,22 @@ void dlg_hroom_note_evicted(dlg_hroom *hr, const char *event, uint64_t seq) {
     ring *rg = ring_for(hr, event, 1);
     if (rg && seq > rg->evicted_max)
         rg->evicted_max = seq;
+}
+
+void dlg_hroom_note_gap(dlg_hroom *hr, uint64_t seq) {
+    if (hr && seq + 1 > hr->gap_next)
+        hr->gap_next = seq + 1;
+}
+
+/* Whether a request for events after since_seq (by_seq), or a page whose
+ * oldest event is b->v[0] and which reaches up to `upto`, spans a gap. */
+static int spans_gap(const dlg_hroom *hr, int by_seq, uint64_t since_seq,
+                     const dlg_hist_batch *b, uint64_t upto) {
+    if (hr == NULL || hr->gap_next == 0)
+        return 0;
+    if (by_seq)
+        return since_seq < hr->gap_next;
+    return b->n > 0 && b->v[0]->seq < hr->gap_next && upto >= hr->gap_next;
 }
 
 /* ---- queries ---------------------------------------------------------- */
@@ -840,9 +859,12 @@ void dlg_history_request(dlg_conn *c, uint64_t rid, dlg_room *r,
             return;
         }
     }
+    /* A newest-first page (start 0) reaches the room's seq. */
+    uint64_t upto = req->start == 0 ? r->seq : b.n ? b.v[b.n - 1]->seq : 0;
+    int gap = spans_gap(r->hist, req->by_seq, req->since_seq, &b, upto);
     /* Reaching `limit` is paging, not loss: the client asks again from the
      * last seq (or index) it got. */
-    send_batch(c, rid, r, &b, !b.lost && !b.truncated);
+    send_batch(c, rid, r, &b, !b.lost && !b.truncated && !gap);
     dlg_hist_batch_free(&b);
 }
 
@@ -884,6 +906,10 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
                             "out of memory reading the history of room %s", r->id);
         return;
     }
+    /* A gap this node knows of after the client's position (a core-mode
+     * node that lost its cluster link) is a loss like an eviction. */
+    if (resume && spans_gap(hr, 1, j->since_seq, &b, 0))
+        b.lost = 1;
     /* A sync batch is what is kept: dropped events are no gap in it, a
      * damaged one is. */
     int complete = recover ? resume && !b.lost && !b.truncated : !b.truncated && !b.damaged;

@@ -87,6 +87,13 @@ void dlg_hroom_note_evicted(dlg_hroom *hr, const char *event, uint64_t seq);
 int dlg_hroom_note_damaged(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t ts_ms,
                            uint64_t now_ms);
 
+/* Events of hr's room may be missing between seq and seq + 1 (a cluster
+ * node without the log lost events of other nodes): a recovery or a by-seq
+ * request from a position at or below seq, or a page spanning it, is
+ * incomplete from now on. The latest gap is kept (the earlier ones lie
+ * below it). NULL hr is ignored. */
+void dlg_hroom_note_gap(dlg_hroom *hr, uint64_t seq);
+
 /* How many events hr can keep at most when the room has n_types event
  * types: the named rules' limits plus the "*" limit for each other type
  * (an upper bound: what a node fetches to fill its rings from a log). */

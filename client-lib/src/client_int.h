@@ -443,6 +443,12 @@ int dlg__pos_frame(dlg_client *c, const Dialogue__V1__ServerFrame *f);
  * stay as they are for the next recovery. */
 void dlg__pos_disconnected(dlg_client *c);
 
+/* The server says events of a recorded room may be missing after g->seq
+ * (a cluster node that lost its link): reported to the gap callback. The
+ * position is unchanged (the numbering goes on). Rooms not recorded are
+ * ignored. Callbacks run inside: check c->conn afterwards. */
+void dlg__pos_gap(dlg_client *c, const Dialogue__V1__Gap *g);
+
 /* The Join that restores rm after a reconnect: with recover, epoch and
  * since_seq when rm's position is known. 0 or DLG_ENOMEM/DLG_ETOOBIG. */
 int dlg__build_rejoin(dlg_client *c, dlg__room *rm, dlg__req **out);

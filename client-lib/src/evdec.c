@@ -10,9 +10,9 @@
  * checks them against the generated descriptors. */
 enum {
     FRAME_REQUEST_ID = 1,
-    FRAME_MSG_FIRST = 2,  /* ServerFrame.msg: welcome .. ping */
+    FRAME_MSG_FIRST = 2,  /* ServerFrame.msg: welcome .. gap */
     FRAME_EVENT = 5,
-    FRAME_MSG_LAST = 12,
+    FRAME_MSG_LAST = 13,
     EV_ROOM = 1,
     EV_EVENT,
     EV_DATA,

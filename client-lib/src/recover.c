@@ -176,6 +176,24 @@ int dlg__pos_frame(dlg_client *c, const Dialogue__V1__ServerFrame *f) {
     return 0;
 }
 
+void dlg__pos_gap(dlg_client *c, const Dialogue__V1__Gap *g) {
+    dlg__room *rm = dlg__room_find(c, g->room);
+    if (rm == NULL)
+        return;
+    char reason[512];
+    dlg_gap gap = {.room = rm->room, .reason = reason, .old_epoch = rm->epoch,
+                   .since_seq = g->seq, .epoch = g->epoch};
+    snprintf(reason, sizeof(reason),
+             "room %s: events after seq %" PRIu64 " may be lost (the server says: %s)",
+             rm->room, g->seq, g->reason && g->reason[0] ? g->reason : "no reason given");
+    dlg_log_warn(&c->log, "%s", reason);
+    if (c->gap_cb != NULL && !c->freeing) {
+        c->cb_depth++;
+        c->gap_cb(c, c->gap_ud, &gap);
+        c->cb_depth--;
+    }
+}
+
 int dlg__build_rejoin(dlg_client *c, dlg__room *rm, dlg__req **out) {
     Dialogue__V1__Join m = DIALOGUE__V1__JOIN__INIT;
     Dialogue__V1__ClientFrame f = DIALOGUE__V1__CLIENT_FRAME__INIT;

@@ -36,6 +36,7 @@ static const char *server_case_name(int c) {
     case DIALOGUE__V1__SERVER_FRAME__MSG_PONG: return "Pong";
     case DIALOGUE__V1__SERVER_FRAME__MSG_SCHEMA: return "Schema";
     case DIALOGUE__V1__SERVER_FRAME__MSG_PING: return "Ping";
+    case DIALOGUE__V1__SERVER_FRAME__MSG_GAP: return "Gap";
     default: return "an empty frame";
     }
 }

@@ -310,6 +310,17 @@ void dlg__session_restore_reply(dlg_client *c, dlg__req *r,
         if (e->code == 6) /* ALREADY_EXISTS: joined after all */
             return;
         char reason[320];
+        if (e->code == 14 && rm->rejoin_recover) {
+            /* UNAVAILABLE: this node has not reached the position yet (a
+             * cluster-log node behind the one we were on); nothing is lost,
+             * so the room stays and another node (or this one, later) is
+             * asked. The connection goes, as after a lost node. */
+            snprintf(reason, sizeof(reason), "recovery of room %s refused: %s", r->room,
+                     e->message);
+            dlg_log_warn(&c->log, "%s; trying another server", reason);
+            dlg__conn_fail(c, reason, 0);
+            return;
+        }
         snprintf(reason, sizeof(reason), "rejoin refused: %s: %s",
                  dlg_status_name((int)e->code), e->message);
         char *room = dlg__strdup(r->room);
@@ -432,6 +443,9 @@ static int server_push(dlg_client *c, dlg__conn *conn,
         snprintf(conn->server_error, sizeof(conn->server_error), "%s: %s",
                  dlg_status_name((int)f->error->code), f->error->message);
         dlg_log_warn(&c->log, "server error: %s", conn->server_error);
+        return 0;
+    case DIALOGUE__V1__SERVER_FRAME__MSG_GAP:
+        dlg__pos_gap(c, f->gap);
         return 0;
     case DIALOGUE__V1__SERVER_FRAME__MSG_WELCOME:
         dlg__conn_fail(c, "protocol error: server sent a second Welcome", 0);

@@ -74,7 +74,10 @@ class NatsServer:
         self.log_path = os.path.join(folder, name + ".log")
         with open(self.conf, "w") as f:
             f.write("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n"
-                    "cluster {\n  name: dlg\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n"
+                    # no_advertise: a node reconnects only to the URLs it was
+                    # given (a LinkProxy's link cannot be bypassed).
+                    "cluster {\n  name: dlg\n  listen: 127.0.0.1:%d\n  no_advertise: true\n"
+                    "  routes: [%s]\n}\n"
                     % (name, port, mport, cport,
                        ", ".join("nats-route://127.0.0.1:%d" % r for r in routes)) + extra)
         self.proc = None
@@ -106,6 +109,122 @@ class NatsServer:
         return None
 
 
+class LinkProxy:
+    """A TCP relay on loopback between a node and its NATS server, so a test
+    can hold that one link: pause() stops carrying bytes both ways (the TCP
+    connection stays up, as on a stalled network), resume() carries on with
+    what was held; cut() closes the link and refuses new connections (the
+    node reconnects in a loop), restore() accepts again. close() at the end."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.accepting = True
+        self.closed = False
+        self.lock = threading.Lock()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            if not self.accepting or self.closed:
+                s.close()
+                continue
+            try:
+                t = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                s.close()
+                continue
+            t.settimeout(None)
+            with self.lock:
+                self.socks += [s, t]
+            for a, b in ((s, t), (t, s)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while not self.flowing.wait(0.2):
+                    if self.closed:
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (src, dst):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def pause(self):
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
+
+    def cut(self):
+        self.accepting = False
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for x in socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)  # the pumps end and drop them
+            except OSError:
+                pass
+
+    def restore(self):
+        self.accepting = True
+
+    def close(self):
+        self.closed = True
+        self.flowing.set()
+        self.cut()
+        self.lsock.close()
+
+
+def nats_request(port, subject, payload=b"", timeout=5.0):
+    """One request to a NATS server over its text protocol (a test needs no
+    NATS client library): returns the reply's payload."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"INFO")
+        inbox = "_INBOX.dlgtest%d" % os.getpid()
+        s.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n'
+                  + ("SUB %s 1\r\n" % inbox).encode()
+                  + ("PUB %s %s %d\r\n" % (subject, inbox, len(payload))).encode()
+                  + payload + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                raise EOFError("NATS closed the connection: %s" % subject)
+            if line.startswith(b"PING"):
+                s.sendall(b"PONG\r\n")
+            elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
+                parts = line.split()
+                total = int(parts[-1])
+                hdr = int(parts[-2]) if line.startswith(b"HMSG") else 0
+                return f.read(total + 2)[hdr:total]
+            elif line.startswith(b"-ERR"):
+                raise RuntimeError("NATS: %s" % line)
+    finally:
+        s.close()
+
+
 NATS = []
 NODES = {}
 TMP = tempfile.mkdtemp(prefix="dlg-cluster-")
@@ -132,8 +251,8 @@ def wait_routes(servers):
                  lambda s=s: s.routes() >= len(servers) - 1)
 
 
-def start_node(node):
-    urls = ", ".join("nats://127.0.0.1:%d" % s.port for s in NATS)
+def start_node(node, urls=None):
+    urls = urls or ", ".join("nats://127.0.0.1:%d" % s.port for s in NATS)
     d = Daemon(config=write_config(NODE_CONFIG, node=node, urls=urls))
     NODES[node] = d
     return d
@@ -304,7 +423,15 @@ class Streamer(threading.Thread):
     def run(self):
         try:
             while not self.halt.is_set():
-                self.c.trigger(self.room, "tick", b"%d" % self.sent)
+                rid = self.c.send(trigger=pb.Trigger(room=self.room, event="tick",
+                                                     data=b"%d" % self.sent))
+                while True:
+                    f = self.c.recv()
+                    # A member: its node's Gap (after a reconnect) may come.
+                    if f.WhichOneof("msg") in ("event", "gap"):
+                        continue
+                    assert f.WhichOneof("msg") == "ack" and f.request_id == rid, f
+                    break
                 self.sent += 1
                 time.sleep(self.pause)
         except BaseException as e:  # noqa: B902 - reported by stop()
@@ -351,13 +478,19 @@ def test_nats_server_killed_during_stream():
     assert total > after_reconnect + 50, "the stream was too slow to say anything"
     report = []
     for node, c in members.items():
-        got = [int(e.data) for e in read_events(c, total, within=10)]
+        frames = read_frames(c, total, within=10)
+        got = [int(f.event.data) for f in frames if f.WhichOneof("msg") == "event"]
+        gaps = [f.gap for f in frames if f.WhichOneof("msg") == "gap"]
         assert len(got) == len(set(got)), "node %s: duplicates" % node
         assert got == sorted(got), "node %s: out of order" % node
         missing = sorted(set(range(total)) - set(got))
-        report.append("%s lost %d of %d %s" % (node, len(missing), total,
-                                              missing[:3] + (["..."] if len(missing) > 3
-                                                             else [])))
+        report.append("%s lost %d of %d %s, %d Gap" % (
+            node, len(missing), total, missing[:3] + (["..."] if len(missing) > 3 else []),
+            len(gaps)))
+        # Issue 24: a member whose node lost events is told so.
+        assert gaps or not missing, "node %s lost %s without a Gap" % (node, missing[:5])
+        if node == "a":
+            assert gaps, "node a reconnected: its member must get a Gap"
         if node == "b":
             assert not missing, "local delivery on the publisher's node lost %s" % missing
         # Everything sent once the node was back is there.
@@ -419,6 +552,99 @@ def test_dialogue_node_killed_client_moves():
     moved.close()
     watch.close()
     pub.close()
+
+
+def read_frames(c, want_events, within=10.0):
+    """Events and Gap frames, in arrival order, until `want_events` events or
+    `within` seconds."""
+    got, n = [], 0
+    deadline = time.time() + within
+    while n < want_events and time.time() < deadline:
+        c.sock.settimeout(max(0.05, deadline - time.time()))
+        try:
+            f = c.recv()
+        except socket.timeout:
+            break
+        kind = f.WhichOneof("msg")
+        assert kind in ("event", "gap"), "unexpected %s: %s" % (kind, f)
+        got.append(f)
+        n += kind == "event"
+    c.sock.settimeout(10)
+    return got
+
+
+def recover(c, room, epoch, since_seq):
+    rid = c.send(join=pb.Join(room=room, recover=True, epoch=epoch, since_seq=since_seq))
+    c.expect("joined", rid)
+    return c.expect("history_batch", rid)
+
+
+def test_link_lost_members_told_of_the_gap():
+    """Issue 24: node P's NATS link is down for a while (a TCP relay in the
+    test refuses it) and events published on node B meanwhile never reach
+    it. When the link is back, each member of P's rooms gets one Gap frame
+    (room, P's epoch, the last seq before the hole) in order with the
+    events; a recovery on P from a position before the hole is incomplete,
+    one from after it is exact."""
+    room, subject = "chat.main:1", "dialogue.room.chat%2Emain%3A1"
+    px = LinkProxy(NATS[0].port)
+    atexit.register(px.close)
+    p = start_node("p", urls="nats://127.0.0.1:%d" % px.port)
+    try:
+        m = client("p", "gap-m")
+        jm, _ = join(m, room)
+        mk = client("p", "gap-k")
+        jk, _ = join(mk, "kept")
+        wait_for("p's interest", lambda: interest_everywhere("p", subject))
+        wait_for("p's interest in kept", lambda: interest_everywhere("p", "dialogue.room.kept"))
+        pub = client("b", "gap-pub")
+        join(pub, room)
+        join(pub, "kept")
+        pub.trigger(room, "say", b"before")
+        pub.trigger("kept", "note", b"before")
+        before = read_events(m, 1)
+        kept_before = read_events(mk, 1)
+        assert [e.data for e in before] == [b"before"]
+        px.cut()
+        wait_for("p to lose its link", lambda: "lost its NATS connection" in p.logtext())
+        for i in range(20):
+            pub.trigger(room, "say", b"during-%d" % i)
+            pub.trigger("kept", "note", b"during-%d" % i)
+        time.sleep(0.5)
+        px.restore()
+        wait_for("p to reconnect", lambda: "reconnected to NATS" in p.logtext(), within=15)
+        wait_for("p's interest again", lambda: interest_everywhere("p", subject))
+        wait_for("p's kept interest again",
+                 lambda: interest_everywhere("p", "dialogue.room.kept"))
+        pub.trigger(room, "say", b"after")
+        pub.trigger("kept", "note", b"after")
+        for c, r, b4, j in ((m, room, before, jm), (mk, "kept", kept_before, jk)):
+            got = read_frames(c, 1)
+            kinds = [f.WhichOneof("msg") for f in got]
+            assert kinds == ["gap", "event"], (r, got)
+            g, after = got[0].gap, got[1].event
+            assert g.room == r and g.epoch == j.epoch and g.seq == b4[-1].seq, (g, b4[-1])
+            assert "not connected to NATS" in g.reason, g.reason
+            assert after.data == b"after" and after.seq == g.seq + 1, after
+            quiet_for(c)
+        # The hole is in P's history too.
+        late = client("p", "gap-late")
+        b = recover(late, "kept", jk.epoch, kept_before[-1].seq)
+        assert not b.complete and [e.data for e in b.events] == [b"after"], b
+        late.close()
+        late = client("p", "gap-late2")
+        b = recover(late, "kept", jk.epoch, kept_before[-1].seq + 1)
+        assert b.complete and list(b.events) == [], b
+        late.close()
+        assert "1 member(s) told" in p.logtext() or "2 member(s) told" in p.logtext()
+        for c in (m, mk, pub):
+            c.close()
+    finally:
+        px.restore()
+        rc = p.stop()
+        NODES.pop("p", None)
+        px.close()
+    assert rc == 0, p.logtext()[-2000:]
 
 
 TLS_NODE_CONFIG = NODE_CONFIG.replace("  nats: [{urls}]\n", """  nats: [{urls}]
@@ -510,6 +736,7 @@ def main():
         raise
     run_tests([test_cross_node_exactly_once, test_interest_follows_local_members,
                test_nats_server_killed_during_stream, test_dialogue_node_killed_client_moves,
+               test_link_lost_members_told_of_the_gap,
                test_tls_to_nats_and_duplicate_node_id, test_nodes_stop_cleanly],
               per_test_timeout=60)
 

@@ -3,8 +3,10 @@
  * after Joined and after Welcome delivered as events, duplicates dropped,
  * stray batches ignored, Join{recover, epoch, since_seq} after a reconnect,
  * gap reports (epoch changed, events evicted, auto-joined room with a new
- * epoch) before the recovered events, a recovery batch filtered by the
- * recorded subscriptions, History requests and their replies, and the
+ * epoch) before the recovered events, a recovery refused with UNAVAILABLE
+ * (the room kept, asked again on the next connection), a Gap frame
+ * reported in order, a recovery batch filtered by the recorded
+ * subscriptions, History requests and their replies, and the
  * blocking variant. No daemon involved. */
 #include <setjmp.h>
 #include <signal.h>
@@ -364,7 +366,7 @@ static void auto_joined_rooms_are_known(void **state) {
 /* ---- recovery ---------------------------------------------------------------------- */
 
 /* What the second connection answers to the recovery Join. */
-enum { R_COMPLETE, R_NEW_EPOCH, R_EVICTED, R_NO_BATCH_CUT };
+enum { R_COMPLETE, R_NEW_EPOCH, R_EVICTED, R_NO_BATCH_CUT, R_UNAVAILABLE };
 
 static int rmode;  /* set by each test before the world opens */
 
@@ -394,6 +396,14 @@ static void s_recover(world *w, fsrv_conn *sc, const Dialogue__V1__ClientFrame *
             send_joined(sc, f->request_id, "r", 8, 2);
             send_batch(sc, f->request_id, "r", 8, 0, 1, 2);
             send_event(sc, "r", 3, 8);
+        } else if (w->conn == 2 && rmode == R_UNAVAILABLE) {
+            /* A cluster node behind the client's position (issue 24). */
+            fsrv_error(sc, f->request_id, 14, "room r: this node has delivered up to seq 9, "
+                       "behind this client's position 12, and did not catch up within "
+                       "5000 ms: try another node");
+        } else if (rmode == R_UNAVAILABLE) {
+            send_joined(sc, f->request_id, "r", 7, 14);
+            send_batch(sc, f->request_id, "r", 7, 1, 13, 14);
         } else if (w->conn == 2 && rmode == R_EVICTED) {
             send_joined(sc, f->request_id, "r", 7, 20);
             send_batch(sc, f->request_id, "r", 7, 0, 18, 20);
@@ -422,6 +432,73 @@ static void recover_replays_missed_events(void **state) {
     assert_int_equal(w.join_epoch[2], 7);
     assert_int_equal(w.join_since[2], 12);
     assert_int_equal(w.n_gaps, 0);
+    world_close(&w);
+}
+
+/* Issue 24: the recovery is refused with UNAVAILABLE (a node behind the
+ * client): the room is kept and the next connection recovers it, exactly,
+ * with no gap reported. */
+static void recover_unavailable_tries_again(void **state) {
+    (void)state;
+    dlgt_timeout(30, __func__);
+    world w;
+    rmode = R_UNAVAILABLE;
+    world_open(&w, s_recover);
+    join(&w, "r");
+    expect_got(&w, "E11/7 E12/7 ");
+    int before = w.disconnected;
+    rec r = {0};
+    assert_int_equal(dlg_client_ping(w.c, on_reply, &r), 0); /* drops connection 1 */
+    expect_got(&w, "E11/7 E12/7 E13/7 E14/7 ");
+    assert_int_equal(w.conn, 3);
+    assert_int_equal(w.disconnected, before + 2);
+    assert_int_equal(w.join_recover[2], 1);
+    assert_int_equal(w.join_since[2], 12);
+    assert_int_equal(w.join_recover[3], 1);
+    assert_int_equal(w.join_epoch[3], 7);
+    assert_int_equal(w.join_since[3], 12);
+    assert_int_equal(w.n_gaps, 0);
+    world_close(&w);
+}
+
+/* Issue 24: Joined{7, 5}, live 6, Gap{seq 6}, live 7. */
+static void s_gap(world *w, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f) {
+    (void)w;
+    if (f->msg_case == DIALOGUE__V1__CLIENT_FRAME__MSG_HELLO) {
+        fsrv_welcome(sc, f->request_id, 0, 0, NULL, 0);
+    } else if (f->msg_case == DIALOGUE__V1__CLIENT_FRAME__MSG_JOIN) {
+        send_joined(sc, f->request_id, "r", 7, 5);
+        send_event(sc, "r", 6, 7);
+        Dialogue__V1__ServerFrame fr = DIALOGUE__V1__SERVER_FRAME__INIT;
+        Dialogue__V1__Gap g = DIALOGUE__V1__GAP__INIT;
+        g.room = (char *)"r";
+        g.epoch = 7;
+        g.seq = 6;
+        g.reason = (char *)"node n1 was not connected to NATS for 3.0 s";
+        fr.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_GAP;
+        fr.gap = &g;
+        fsrv_send(sc, 0, &fr);
+        g.room = (char *)"not-joined";
+        fsrv_send(sc, 0, &fr);
+        send_event(sc, "r", 7, 7);
+    }
+}
+
+static void server_gap_reported_in_order(void **state) {
+    (void)state;
+    dlgt_timeout(30, __func__);
+    world w;
+    world_open(&w, s_gap);
+    join(&w, "r");
+    expect_got(&w, "E6/7 G E7/7 ");
+    assert_int_equal(w.n_gaps, 1);
+    assert_string_equal(w.gap_room, "r");
+    assert_int_equal(w.gap.epoch_changed, 0);
+    assert_int_equal(w.gap.old_epoch, 7);
+    assert_int_equal(w.gap.since_seq, 6);
+    assert_int_equal(w.gap.epoch, 7);
+    assert_non_null(strstr(w.gap_reason, "room r: events after seq 6 may be lost"));
+    assert_non_null(strstr(w.gap_reason, "node n1 was not connected to NATS for 3.0 s"));
     world_close(&w);
 }
 
@@ -886,6 +963,8 @@ int main(void) {
         cmocka_unit_test(auto_join_batch_delivered),
         cmocka_unit_test(recover_replays_missed_events),
         cmocka_unit_test(recover_new_epoch_reports_gap),
+        cmocka_unit_test(recover_unavailable_tries_again),
+        cmocka_unit_test(server_gap_reported_in_order),
         cmocka_unit_test(recover_evicted_reports_gap),
         cmocka_unit_test(position_from_joined_without_batch),
         cmocka_unit_test(auto_joined_new_epoch_reports_gap),

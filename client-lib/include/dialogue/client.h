@@ -242,7 +242,10 @@ DLG_EXPORT int dlg_client_on_state(dlg_client *c, dlg_state_cb cb, void *ud);
 
 /* The server removed the client from room (reason from the server: room
  * deleted, kicked), or a rejoin after reconnect was refused (reason holds
- * "STATUS: message"). The room is dropped from the restore record. */
+ * "STATUS: message"). The room is dropped from the restore record.
+ * Exception: a recovery rejoin refused with UNAVAILABLE (a cluster node
+ * that has not reached the client's position yet) keeps the room and
+ * fails the connection, so the next server of the list is asked. */
 typedef void (*dlg_left_cb)(dlg_client *c, void *ud, const char *room,
                             const char *reason);
 
@@ -324,7 +327,13 @@ typedef struct dlg_gap {
  * or too many for one frame), or an auto-joined room came back with another
  * epoch. It runs before the events that could be recovered are delivered,
  * so a view can be reset and rebuilt from them (what the server still
- * keeps, oldest first). The position then moves to the new epoch. */
+ * keeps, oldest first). The position then moves to the new epoch.
+ * Also called, while connected, when the server pushes a Gap frame: a
+ * cluster node without the cluster log lost its link to the other nodes
+ * and events published elsewhere meanwhile may be missing after seq
+ * since_seq (epoch_changed 0, epoch unchanged; the reason quotes the
+ * server). It runs between the events before and after the hole; the
+ * position is unchanged (the numbering goes on without a jump). */
 typedef void (*dlg_gap_cb)(dlg_client *c, void *ud, const dlg_gap *gap);
 
 /* Sets the gap callback (replacing any earlier one; NULL removes it). Set
