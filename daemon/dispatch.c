@@ -183,15 +183,15 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
 
 /* ---- rooms ------------------------------------------------------------ */
 
-static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
-    if (!room_op_ok(c, rid))
-        return;
+/* A Join past its rate limit; also what a parked recovery Join re-runs
+ * (bus.h), which must not be charged twice. */
+static void join_now(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
     dlg_room *r = room_arg(c, rid, j->room);
     if (r == NULL)
         return;
     /* A cluster-log node behind the client's position answers once it has
      * caught up, or refuses (UNAVAILABLE): never a false loss (bus.h). */
-    if (dlg_bus_recover_wait(c->srv->bus, c, rid, r, j, do_join))
+    if (dlg_bus_recover_wait(c->srv->bus, c, rid, r, j, join_now))
         return;
     char reason[256] = "";
     if (dlg_hooks_before_join(c->srv, c, r->id, reason, sizeof(reason)) != 0) {
@@ -232,6 +232,11 @@ static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
     /* Queued before any later event (one loop thread): no gap, no duplicate. */
     dlg_history_on_join(c, rid, m, j);
     dlg_hooks_joined(c->srv, c, r->id);
+}
+
+static void do_join(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
+    if (room_op_ok(c, rid))
+        join_now(c, rid, j);
 }
 
 static void do_leave(dlg_conn *c, uint64_t rid, Dialogue__V1__Leave *l) {
