@@ -96,6 +96,6 @@ if [ "$tool" = perf ]; then
 else
     kill "$DPID"; wait "$DPID" || true; DPID=
     callgrind_annotate --inclusive=yes "$dir/callgrind.out" 2>/dev/null |
-        grep -E 'PROGRAM TOTALS|daemon/|common/|SSL_write|unpack|pack' | head -40
+        grep -E 'PROGRAM TOTALS|daemon/|lib/|SSL_write|unpack|pack' | head -40
 fi
 echo "profile.sh: files in $dir"

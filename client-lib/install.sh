@@ -16,7 +16,7 @@ install -m 755 "$b/lib/libdialogue-client.so.1" "$dest$libdir/libdialogue-client
 ln -sf libdialogue-client.so.1 "$dest$libdir/libdialogue-client.so"
 # client.h includes "dlg_err.h" with quotes, found next to it.
 install -m 644 client-lib/include/dialogue/client.h "$dest$prefix/include/dialogue/client.h"
-install -m 644 common/dlg_err.h "$dest$prefix/include/dialogue/dlg_err.h"
+install -m 644 lib/base/dlg_err.h "$dest$prefix/include/dialogue/dlg_err.h"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@LIBDIR@|$libdir|g" -e "s|@VERSION@|$version|g" \
     client-lib/dialogue-client.pc.in > "$dest$libdir/pkgconfig/dialogue-client.pc"
 echo "install.sh: libdialogue-client $version -> $dest$prefix"

@@ -24,6 +24,16 @@ static int varint(rd *r, uint64_t *v) {
     return DLG_EPROTO;
 }
 
+/* The field numbered num: fields are sorted by number, so with the dense
+ * numbering our messages use it sits at num - 1 (one load, on every
+ * Trigger); protobuf-c's search for the others. */
+static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessageDescriptor *d,
+                                                uint64_t num) {
+    if (num >= 1 && num <= d->n_fields && d->fields[num - 1].id == num)
+        return &d->fields[num - 1];
+    return num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num) : NULL;
+}
+
 static int check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, int depth,
                  char *err, size_t errlen) {
     if (depth > 32)
@@ -35,8 +45,7 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t
             return DLG_EPROTO;
         unsigned wt = key & 7;
         uint64_t num = key >> 3;
-        const ProtobufCFieldDescriptor *f =
-            num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num) : NULL;
+        const ProtobufCFieldDescriptor *f = field_of(d, num);
         switch (wt) {
         case 0:
             if (varint(&r, &n) != 0)
