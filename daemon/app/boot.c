@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "dlg_err.h"
 #include "history.h"
 #include "hooks.h"
@@ -200,6 +201,12 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
     const char *path = cfg->path ? cfg->path : "(defaults)";
     dlg_server_opts *o = &srv->opts;
     srv->cfg = cfg;
+    /* The layers' seams: net calls the protocol, the core calls the history
+     * and the cluster, through these (none of them names an upper one). */
+    if (srv->up.frame == NULL)
+        srv->up = (dlg_net_upcalls){.frame = dlg_dispatch_frame, .closing = dlg_dispatch_closing};
+    dlg_history_keeper(srv, &srv->keeper);
+    dlg_bus_forwarder(srv, &srv->fwd);
     srv->log.level = cfg->log_level;
     dlg_boot_listeners(o, cfg);
     dlg_boot_limits(o, cfg);
@@ -251,58 +258,4 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
 oom:
     snprintf(err, errlen, "out of memory applying %s", path);
     return DLG_ENOMEM;
-}
-
-void dlg_boot_free_joined(Dialogue__V1__Joined **joined, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        free(joined[i]->subscriptions);
-        free(joined[i]);
-    }
-    free(joined);
-}
-
-int dlg_boot_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joined,
-                       size_t *n) {
-    *joined = NULL;
-    *n = 0;
-    const dlg_config *cfg = srv->cfg;
-    if (cfg == NULL || cfg->n_auto_join == 0)
-        return 0;
-    Dialogue__V1__Joined **out = calloc(c->srv->opts.max_rooms_per_conn + 1, sizeof(*out));
-    if (out == NULL)
-        return DLG_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < cfg->n_auto_join; i++) {
-        const dlg_config_auto_join *aj = &cfg->auto_join[i];
-        if (strcmp(aj->role, "*") != 0 && !dlg_conn_has_role(c, aj->role))
-            continue;
-        for (size_t j = 0; j < aj->rooms.n; j++) {
-            dlg_room *r = dlg_rooms_find(srv->rooms, aj->rooms.v[j]);
-            if (r == NULL || dlg_room_member(r, c) ||
-                c->n_members >= srv->opts.max_rooms_per_conn)
-                continue;
-            char reason[256] = "";
-            if (dlg_hooks_before_join(srv, c, r->id, reason, sizeof(reason)) != 0) {
-                dlg_log_warn(&srv->log, "conn %s: auto_join %s refused: %s", c->client_id,
-                             r->id, reason);
-                continue;
-            }
-            dlg_member *m = NULL;
-            if (dlg_room_join(r, c, &m) != 0)
-                continue;
-            Dialogue__V1__Joined *jd = calloc(1, sizeof(*jd));
-            if (jd == NULL)
-                break;
-            dialogue__v1__joined__init(jd);
-            char **subs = NULL;
-            if (dlg_room_joined(m, dlg_history_join_follows(m, NULL), jd, &subs) != 0) {
-                free(jd);
-                break;
-            }
-            out[k++] = jd;
-        }
-    }
-    *joined = out;
-    *n = k;
-    return 0;
 }

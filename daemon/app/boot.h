@@ -53,12 +53,5 @@ int dlg_boot_add_room(dlg_server *srv, const dlg_config_room *cr, const char *cf
 int dlg_boot_room_rules(struct dlg_room *r, const dlg_config_room *cr, char *err,
                         size_t errlen);
 
-/* Joins c to the rooms its roles auto-join (config auto_join), through the
- * same hooks as a Join. Fills *joined with malloc'd Joined replies (free
- * with dlg_boot_free_joined). */
-int dlg_boot_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joined,
-                       size_t *n);
-
-void dlg_boot_free_joined(Dialogue__V1__Joined **joined, size_t n);
 
 #endif

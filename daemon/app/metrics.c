@@ -1,5 +1,6 @@
 /* metrics.c: the dashboard's metrics source and alert rules (metrics.h). */
 #include "metrics.h"
+#include "dlg_clock.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -9,7 +10,7 @@
 
 #include "dlg_err.h"
 #include "events/dashboard.pb-c.h"
-#include "fanout.h"
+#include "trigger.h"
 #include "room.h"
 
 static const char *const metric_names[DLG_METRIC_COUNT] = {
@@ -151,7 +152,7 @@ static void publish(dlg_metrics *m, const ProtobufCMessage *msg, const char *eve
     protobuf_c_message_pack(msg, buf);
     char err[256];
     dlg_publish_result res;
-    if (dlg_fanout_publish(s, r, NULL, event, buf, n, dlg_now_ns(), &res, err,
+    if (dlg_trigger(s, r, NULL, event, buf, n, dlg_now_ns(), &res, err,
                            sizeof(err)) != 0)
         dlg_log_warn(&s->log, "metrics: %s refused: %s", event, err);
 }
@@ -200,7 +201,7 @@ static void on_tick(uv_timer_t *t) {
     publish(m, &mu.base, "metrics:update");
 
     double vals[DLG_METRIC_COUNT] = {mu.cpu, mu.memory, mu.requests, mu.errors, mu.latency};
-    uint64_t now_ms = dlg_server_now_ms();
+    uint64_t now_ms = dlg_wall_ms();
     for (size_t i = 0; i < m->n_rules; i++) {
         dlg_alert_rule *r = &m->rules[i];
         if (!dlg_alert_check(r, vals[r->metric], now_ms))

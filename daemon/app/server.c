@@ -49,12 +49,6 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->io_uring = 1;
 }
 
-uint64_t dlg_server_now_ms(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-}
-
 /* Every listener's TLS context (tlsctx.h), logged. */
 static int make_ssl_ctxs(dlg_server *s) {
     for (size_t i = 0; i < s->opts.n_listen; i++) {

@@ -13,6 +13,7 @@
 #include "dlg_log.h"
 #include "dlg_schema.h"
 #include "listener.h"
+#include "seam.h"
 
 /* Listeners one daemon serves at most (config.h's DLG_CFG_MAX_LISTENERS). */
 #define DLG_MAX_LISTENERS 16
@@ -27,6 +28,17 @@ struct dlg_bus;
 struct dlg_uring;
 struct dlg_sendpool;
 struct dlg_ratelimit;
+
+/* What the network layer calls above it, set by the app (boot) before any
+ * connection: it never names a module above it. */
+typedef struct dlg_net_upcalls {
+    /* A whole frame body arrived on c (read path); non-zero stops reading
+     * this turn. */
+    int (*frame)(struct dlg_conn *c, const uint8_t *body, size_t len);
+    /* c is closing (once, before its handles close): what is above drops
+     * its memberships and tells its hooks. was_ready = past Welcome. */
+    void (*closing)(struct dlg_conn *c, const char *reason, int was_ready);
+} dlg_net_upcalls;
 
 /* Everything the daemon needs, whether it came from flags or a config
  * file. Strings are borrowed: they must outlive the server. */
@@ -89,6 +101,9 @@ typedef struct dlg_server {
     uv_loop_t *loop;
     dlg_log log;
     dlg_server_opts opts;
+    dlg_net_upcalls up;          /* net -> the layers above (boot sets them) */
+    dlg_keeper keeper;           /* core -> the history (boot installs it) */
+    dlg_forwarder fwd;           /* core -> the cluster (boot installs it) */
     dlg_listener listeners[DLG_MAX_LISTENERS]; /* from opts.listen, at start */
     size_t n_listeners;
     int reserve_fd;              /* spent to shed connections when out of fds, */
@@ -169,7 +184,6 @@ void dlg_server_stop(dlg_server *srv);
 /* Frees what dlg_server_start allocated. Call after uv_run has returned. */
 void dlg_server_free(dlg_server *srv);
 
-/* Milliseconds since the Unix epoch (wall clock, for event timestamps). */
-uint64_t dlg_server_now_ms(void);
+
 
 #endif

@@ -2,6 +2,7 @@
  * interest bookkeeping, subject mapping, the relay of events from other
  * nodes, and the in-process hub. */
 #include "bus.h"
+#include "reply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,7 +174,7 @@ static void on_wait_timer(uv_timer_t *t) {
                          "is at seq %llu, behind the client's %llu after %u ms", w->room,
                          (unsigned long long)(r ? r->seq : 0),
                          (unsigned long long)w->since_seq, DLG_BUS_RECOVER_WAIT_MS);
-            dlg_conn_send_error(w->c, w->request_id, DIALOGUE__V1__STATUS__UNAVAILABLE,
+            dlg_reply_error(w->c, w->request_id, DIALOGUE__V1__STATUS__UNAVAILABLE,
                                 "room %s: this node has delivered up to seq %llu, behind "
                                 "this client's position %llu, and did not catch up within "
                                 "%u ms: try another node", w->room,
@@ -208,7 +209,7 @@ int dlg_bus_recover_wait(dlg_bus *b, dlg_conn *c, uint64_t rid, const dlg_room *
         j->since_seq <= r->seq)
         return 0;
     if (b->n_waiters == DLG_BUS_RECOVER_WAITERS) {
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
                             "room %s: this node is behind this client's position %llu and "
                             "%u recoveries already wait for it: try another node", r->id,
                             (unsigned long long)j->since_seq, DLG_BUS_RECOVER_WAITERS);
@@ -243,7 +244,7 @@ int dlg_bus_recover_wait(dlg_bus *b, dlg_conn *c, uint64_t rid, const dlg_room *
         uv_timer_start(&b->wait_timer, on_wait_timer, DLG_BUS_RECOVER_WAIT_MS, 0);
     return 1;
 nomem:
-    dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
+    dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
                         "room %s: this node is behind this client's position %llu and out "
                         "of memory to wait: try another node", r->id,
                         (unsigned long long)j->since_seq);
@@ -313,20 +314,12 @@ int dlg__bus_relay_at(dlg_server *srv, dlg_bus *b, const char *room, const uint8
     }
     /* Without a log, this node's numbering: members see one gap-free
      * lineage per node, which is what their (epoch, seq) position and
-     * history refer to. */
-    e->seq = r->seq + 1;
-    e->epoch = r->epoch;
-    dlg_buf *out = NULL;
-    if ((rc = dlg_frame_pack(&f->base, 0, &out)) != 0) {
-        snprintf(err, errlen, "cannot encode event %s of room %s: %s", e->event, r->id,
-                 dlg_strerror(rc));
+     * history refer to. The same way out as an event triggered here, but
+     * not forwarded again. */
+    dlg_publish_result res;
+    if ((rc = dlg_fanout_emit(srv, r, e, 0, 0, &res, err, errlen)) != 0)
         goto fail;
-    }
-    r->seq++;
-    uint32_t n = dlg_fanout_deliver(r, e->event, out);
-    dlg_history_append(srv, r, e->event, e->seq, e->ts_ms, out);
-    dlg_buf_unref(out);
-    srv->counters.deliveries += n;
+    uint32_t n = res.recipients;
     *recipients = n;
     if (b) {
         b->stats.relayed++;
@@ -447,6 +440,35 @@ void dlg_bus_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *
     b->ops->publish(b, r, event, frame);
 }
 
+/* The core's seam (seam.h): every call finds the bus the server has now
+ * (none: a single node, nothing to do). */
+static int fw_log_room(void *ud, const dlg_room *r) {
+    return dlg_bus_log_room(((dlg_server *)ud)->bus, r);
+}
+
+static int fw_log_publish(void *ud, const dlg_room *r, const char *event, dlg_buf *frame,
+                          uint64_t *ticket, char *err, size_t errlen) {
+    return dlg_bus_log_publish(((dlg_server *)ud)->bus, r, event, frame, ticket, err, errlen);
+}
+
+static void fw_publish(void *ud, const dlg_room *r, const char *event, dlg_buf *frame) {
+    dlg_bus_publish(((dlg_server *)ud)->bus, r, event, frame);
+}
+
+static void fw_room_changed(void *ud, const dlg_room *r) {
+    dlg_bus_room_changed(((dlg_server *)ud)->bus, r);
+}
+
+static void fw_conn_gone(void *ud, dlg_conn *c) {
+    dlg_bus_conn_gone(((dlg_server *)ud)->bus, c);
+}
+
+void dlg_bus_forwarder(dlg_server *srv, dlg_forwarder *out) {
+    *out = (dlg_forwarder){.ud = srv, .log_room = fw_log_room, .log_publish = fw_log_publish,
+                           .publish = fw_publish, .room_changed = fw_room_changed,
+                           .conn_gone = fw_conn_gone};
+}
+
 void dlg_bus_room_changed(dlg_bus *b, const dlg_room *r) {
     if (b == NULL || !b->started || b->stopped || b->follow_all)
         return;
@@ -528,9 +550,9 @@ void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *er
     if (err)
         b->stats.log_failed++;
     if (p->c && err == NULL)
-        dlg_dispatch_send_ack(p->c, p->request_id, seq, 0);
+        dlg_reply_ack(p->c, p->request_id, seq, 0);
     else if (p->c)
-        dlg_conn_send_error(p->c, p->request_id, DIALOGUE__V1__STATUS__UNAVAILABLE,
+        dlg_reply_error(p->c, p->request_id, DIALOGUE__V1__STATUS__UNAVAILABLE,
                             "the cluster log did not take the event: %s", err);
     p->c = NULL;
     p->done = 1;

@@ -11,6 +11,7 @@
 
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_buf.h"
+#include "seam.h"
 
 struct dlg_server;
 struct dlg_room;
@@ -181,6 +182,10 @@ int dlg_bus_recover_wait(dlg_bus *b, struct dlg_conn *c, uint64_t request_id,
 /* c is closing: its waiting Acks and Joins have nowhere to go. NULL b is
  * ignored. */
 void dlg_bus_conn_gone(dlg_bus *b, struct dlg_conn *c);
+
+/* The core's forwarder (seam.h) for srv: each call goes to srv->bus as it
+ * is then (NULL: a single node). */
+void dlg_bus_forwarder(struct dlg_server *srv, dlg_forwarder *out);
 
 /* Re-reads whether this node wants room r's events from other nodes (it
  * does while r has local members or keeps history) and subscribes or

@@ -11,6 +11,7 @@
 #include <nats/adapters/libuv.h> /* defines functions: this file only */
 
 #include "bus_nats_int.h"
+#include "dlg_clock.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "room.h"
@@ -167,7 +168,7 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 /* One line per kind of trouble per LOG_EVERY_MS, with what was not logged:
  * a broken peer must not flood the log with a line per event. */
 void dlg__nats_warn(nats_bus *nb, int kind, const char *fmt, ...) {
-    uint64_t now = dlg_server_now_ms();
+    uint64_t now = dlg_wall_ms();
     if (nb->logged_ms[kind] && now - nb->logged_ms[kind] < LOG_EVERY_MS) {
         nb->unlogged[kind]++;
         return;
@@ -193,7 +194,7 @@ void dlg__nats_warn(nats_bus *nb, int kind, const char *fmt, ...) {
  * the first event the room lacks (bus_log.c). */
 static void handle_link(nats_bus *nb, const inbox_item *it) {
     dlg_bus *b = &nb->base;
-    uint64_t now = dlg_server_now_ms();
+    uint64_t now = dlg_wall_ms();
     char why[192];
     if (it->link == LINK_LOST) {
         if (nb->link_lost_ms == 0)

@@ -1,15 +1,15 @@
 /* room.c: rooms, membership and the per-event subscriber index. */
 #include "room.h"
+#include "dlg_random.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 
-#include "bus.h"
 #include "conn.h"
 #include "dlg_err.h"
 #include "dlg_sorted.h"
-#include "history.h"
+#include "reply.h"
 
 static int plist_grow(dlg_plist *l) {
     if (l->n < l->cap)
@@ -287,7 +287,7 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_roo
     r->max_size = spec->max_size;
     r->dynamic = dynamic;
     r->creator_kind = spec->creator_kind;
-    r->epoch = dlg_history_random_epoch(); /* memory history: new each time */
+    r->epoch = dlg_random_epoch(); /* memory history: new each time */
     if ((r->id = strdup(spec->id)) == NULL ||
         (r->name = strdup(spec->name ? spec->name : spec->id)) == NULL ||
         (r->description = strdup(spec->description ? spec->description : "")) == NULL ||
@@ -364,6 +364,11 @@ dlg_member *dlg_room_member(const dlg_room *r, const dlg_conn *c) {
     return NULL;
 }
 
+static void room_changed(const dlg_server *s, const dlg_room *r) {
+    if (s->fwd.room_changed)
+        s->fwd.room_changed(s->fwd.ud, r);
+}
+
 static void unsubscribe_everything(dlg_member *m) {
     if (m->all)
         all_del(m->room, m);
@@ -406,7 +411,7 @@ int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
         return rc;
     }
     if (r->members.n == 1) /* first local member: events of other nodes */
-        dlg_bus_room_changed(c->srv->bus, r);
+        room_changed(c->srv, r);
     if (out)
         *out = m;
     return 0;
@@ -427,7 +432,7 @@ int dlg_room_leave(dlg_room *r, dlg_conn *c) {
     free(m->subs);
     free(m);
     if (r->members.n == 0) /* last local member gone: drop the interest */
-        dlg_bus_room_changed(c->srv->bus, r);
+        room_changed(c->srv, r);
     return 0;
 }
 
@@ -612,21 +617,19 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
 
 void dlg_rooms_conn_gone(dlg_rooms *rs, dlg_conn *c) {
     (void)rs;
-    dlg_history_conn_gone(c->srv, c); /* its deferred Acks have nowhere to go */
-    dlg_bus_conn_gone(c->srv->bus, c);
+    const dlg_server *s = c->srv;
+    /* Its deferred Acks (and parked Joins) have nowhere to go. */
+    if (s->keeper.conn_gone)
+        s->keeper.conn_gone(s->keeper.ud, c);
+    if (s->fwd.conn_gone)
+        s->fwd.conn_gone(s->fwd.ud, c);
     while (c->n_members > 0)
         dlg_room_leave(c->members[0]->room, c);
 }
 
 void dlg_rooms_remove(dlg_rooms *rs, dlg_room *r, const char *reason) {
-    Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
-    left.room = r->id;
-    left.reason = (char *)reason;
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_LEFT;
-    f.left = &left;
     dlg_buf *b = NULL;
-    if (r->members.n > 0 && dlg_frame_pack(&f.base, 0, &b) == 0) {
+    if (r->members.n > 0 && dlg_reply_left_frame(r->id, reason, 0, &b) == 0) {
         for (size_t i = 0; i < r->members.n; i++)
             dlg_conn_send(r->members.v[i]->conn, b);
         dlg_buf_unref(b);

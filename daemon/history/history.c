@@ -2,11 +2,12 @@
  * answers, and the Acks that wait for the durable store (see history.h and
  * docs/history.md). */
 #include "history.h"
+#include "reply.h"
+#include "dlg_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -519,18 +520,6 @@ int dlg_hist_event_span(const dlg_buf *f, uint32_t *off, uint32_t *len) {
     return DLG_EINVAL;
 }
 
-uint64_t dlg_history_random_epoch(void) {
-    uint64_t x = 0;
-    if (getrandom(&x, sizeof(x), 0) != (ssize_t)sizeof(x)) {
-        /* No entropy source: time and pid still differ from run to run. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec << 20 ^ (uint64_t)getpid();
-    }
-    x >>= 1;
-    return x ? x : 1;
-}
-
 /* ---- the server's history ------------------------------------------- */
 
 typedef struct pending_ack {
@@ -570,7 +559,7 @@ int dlg_history_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t 
         (rc = dlg_store_open(cfg->store_path, h->sync_mode, &srv->log, &h->store, err,
                              errlen)) != 0)
         goto fail;
-    uint64_t now = dlg_server_now_ms();
+    uint64_t now = dlg_wall_ms();
     for (size_t i = 0; i < cfg->n_rooms; i++) {
         const dlg_config_room *cr = &cfg->rooms[i];
         dlg_room *r = dlg_rooms_find(srv->rooms, cr->id);
@@ -652,7 +641,7 @@ static void on_store_done(void *ud, const dlg_store_result *res) {
     dlg_history *h = ud;
     dlg_server *s = h->srv;
     if (res->rc != 0) {
-        uint64_t now = dlg_server_now_ms();
+        uint64_t now = dlg_wall_ms();
         /* A full disk fails every batch: one line per 10 s is enough. */
         if (h->fail_logged_ms == 0 || now - h->fail_logged_ms >= 10000) {
             dlg_store_stats st;
@@ -672,9 +661,9 @@ static void on_store_done(void *ud, const dlg_store_result *res) {
     pending_ack *a;
     while ((a = ack_front(h)) != NULL && a->ticket <= res->last) {
         if (a->c && res->rc == 0)
-            dlg_dispatch_send_ack(a->c, a->rid, a->seq, a->recipients);
+            dlg_reply_ack(a->c, a->rid, a->seq, a->recipients);
         else if (a->c)
-            dlg_conn_send_error(a->c, a->rid, DIALOGUE__V1__STATUS__DATA_LOSS,
+            dlg_reply_error(a->c, a->rid, DIALOGUE__V1__STATUS__DATA_LOSS,
                                 "event %s seq %llu of room %s was delivered but not stored: %s",
                                 a->event, (unsigned long long)a->seq, a->room, res->err);
         ack_pop(h);
@@ -763,7 +752,7 @@ void dlg_history_append(dlg_server *srv, dlg_room *r, const char *event, uint64_
     hr->last_event = rg->event;
     if (t == 0) {
         h->lost = 1;
-        uint64_t now = dlg_server_now_ms();
+        uint64_t now = dlg_wall_ms();
         if (h->refused_logged_ms == 0 || now - h->refused_logged_ms >= 10000) {
             h->refused_logged_ms = now;
             dlg_store_stats st;
@@ -784,7 +773,7 @@ int dlg_history_defer_ack(dlg_server *srv, dlg_conn *c, uint64_t rid, dlg_room *
         hr->last_put_seq != seq || seq == 0)
         return 0; /* not kept, so nothing to wait for */
     if (hr->last_ticket == 0) {
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__DATA_LOSS,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__DATA_LOSS,
                             "event %s seq %llu of room %s was delivered but not stored: the "
                             "store's write queue is full", hr->last_event,
                             (unsigned long long)seq, r->id);
@@ -793,7 +782,7 @@ int dlg_history_defer_ack(dlg_server *srv, dlg_conn *c, uint64_t rid, dlg_room *
     pending_ack a = {.c = c, .rid = rid, .seq = seq, .ticket = hr->last_ticket,
                      .recipients = recipients, .room = hr->room, .event = hr->last_event};
     if (ack_push(h, &a) != 0) {
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
                             "event %s seq %llu of room %s was delivered; out of memory "
                             "tracking its write", hr->last_event, (unsigned long long)seq, r->id);
     }
@@ -828,7 +817,7 @@ static void send_batch(dlg_conn *c, uint64_t rid, const dlg_room *r,
     dlg_buf *buf = NULL;
     int rc = dlg_hist_pack(r->id, r->epoch, complete, rid, b, &buf);
     if (rc != 0) {
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
                             "cannot encode the history of room %s: %s", r->id, dlg_strerror(rc));
         return;
     }
@@ -841,7 +830,7 @@ void dlg_history_request(dlg_conn *c, uint64_t rid, dlg_room *r,
     const char *ev = req->event ? req->event : "";
     const char *why = ev[0] ? dlg_name_check(ev) : NULL;
     if (why) {
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__INVALID_ARGUMENT,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INVALID_ARGUMENT,
                             "event name \"%.64s\" %s", ev, why);
         return;
     }
@@ -853,8 +842,8 @@ void dlg_history_request(dlg_conn *c, uint64_t rid, dlg_room *r,
             .limit = req->limit == 0 || req->limit > DLG_HIST_MAX ? DLG_HIST_MAX : req->limit,
             .max_bytes = batch_budget(c->srv, r),
         };
-        if (dlg_hroom_query(r->hist, &q, dlg_server_now_ms(), &b) != 0) {
-            dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
+        if (dlg_hroom_query(r->hist, &q, dlg_wall_ms(), &b) != 0) {
+            dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
                                 "out of memory reading the history of room %s", r->id);
             return;
         }
@@ -882,7 +871,7 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
     char **subs = NULL;
     size_t n_subs = 0;
     if (!m->all && dlg_room_subscriptions(m, &subs, &n_subs) != 0) {
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
                             "out of memory reading the history of room %s", r->id);
         return;
     }
@@ -900,9 +889,9 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
     dlg_hist_batch b = {0};
     /* Subscribed to nothing: n_events 0 would mean "every type". */
     int none = !m->all && n_subs == 0;
-    if (hr && !none && dlg_hroom_query(hr, &q, dlg_server_now_ms(), &b) != 0) {
+    if (hr && !none && dlg_hroom_query(hr, &q, dlg_wall_ms(), &b) != 0) {
         free(subs);
-        dlg_conn_send_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
+        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
                             "out of memory reading the history of room %s", r->id);
         return;
     }
@@ -916,4 +905,18 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
     send_batch(c, rid, r, &b, complete);
     dlg_hist_batch_free(&b);
     free(subs);
+}
+
+/* The core's keeper (seam.h). */
+static void keep(void *ud, dlg_room *r, const char *event, uint64_t seq, uint64_t ts_ms,
+                 dlg_buf *frame) {
+    dlg_history_append(ud, r, event, seq, ts_ms, frame);
+}
+
+static void keeper_conn_gone(void *ud, dlg_conn *c) {
+    dlg_history_conn_gone(ud, c);
+}
+
+void dlg_history_keeper(dlg_server *srv, dlg_keeper *out) {
+    *out = (dlg_keeper){.ud = srv, .append = keep, .conn_gone = keeper_conn_gone};
 }

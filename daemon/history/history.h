@@ -10,6 +10,7 @@
 
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_buf.h"
+#include "seam.h"
 
 struct dlg_server;
 struct dlg_config;
@@ -168,8 +169,6 @@ int dlg_hist_pack(const char *room, uint64_t epoch, int complete, uint64_t reque
  * the frame is not laid out that way. */
 int dlg_hist_event_span(const dlg_buf *frame, uint32_t *off, uint32_t *len);
 
-/* A random epoch: 1 .. 2^63-1 (never 0, which means "none" on the wire). */
-uint64_t dlg_history_random_epoch(void);
 
 /* ---- the server's history: config, store, requests ------------------ */
 
@@ -212,6 +211,10 @@ void dlg_history_append(struct dlg_server *srv, struct dlg_room *r, const char *
  * write fails) and returns 1; else returns 0 and the caller acks now. */
 int dlg_history_defer_ack(struct dlg_server *srv, struct dlg_conn *c, uint64_t request_id,
                           struct dlg_room *r, uint64_t seq, uint32_t recipients);
+
+/* The core's keeper (seam.h) for srv: appends go to dlg_history_append,
+ * closing connections to dlg_history_conn_gone. */
+void dlg_history_keeper(struct dlg_server *srv, dlg_keeper *out);
 
 /* Forgets c's deferred Acks (c is closing). */
 void dlg_history_conn_gone(struct dlg_server *srv, struct dlg_conn *c);

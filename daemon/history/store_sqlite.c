@@ -2,6 +2,7 @@
  * its migrations, open-and-check, per-room load with a check of every row,
  * and the writer thread with its queue. */
 #include "store_sqlite.h"
+#include "dlg_random.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -453,7 +454,7 @@ int dlg_store_load_room(dlg_store *s, const char *room, dlg_hroom *hr, uint64_t 
     /* After a crash the last events may have reached clients and not the
      * disk: only a new epoch tells those clients so. */
     if (ep == 0 || !s->was_clean)
-        ep = dlg_history_random_epoch();
+        ep = dlg_random_epoch();
     rc = sqlite3_prepare_v2(db, "SELECT seq, event, ts_ms, epoch, body, crc FROM events"
                             " WHERE room = ? ORDER BY seq", -1, &st, NULL);
     if (rc != SQLITE_OK)

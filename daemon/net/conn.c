@@ -2,6 +2,7 @@
  * dispatch) and the write path (output queue -> one coalesced TLS write ->
  * socket), flushed once per loop turn. */
 #include "conn.h"
+#include "reply.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,10 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dispatch.h"
-#include "hooks.h"
 #include "dlg_err.h"
-#include "room.h"
 #include "sendpool.h"
 #include "uring.h"
 
@@ -148,11 +146,8 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (c->refuse_full)
         c->srv->n_refusing--;
     c->state = DLG_CONN_CLOSING;
-    for (size_t i = 0; i < c->n_members; i++)
-        dlg_hooks_left(c->srv, c, c->members[i]->room->id, "disconnected");
-    dlg_rooms_conn_gone(c->srv->rooms, c);
-    if (was_ready)
-        dlg_hooks_disconnected(c->srv, c, reason ? reason : "closed");
+    if (c->srv->up.closing)
+        c->srv->up.closing(c, reason ? reason : "closed", was_ready);
     unlink_conn(c);
     /* Before the descriptor closes: a send parked on a full socket would
      * otherwise keep the socket open until the peer reads. */
@@ -413,45 +408,6 @@ void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
         return;
     }
     mark_dirty(c);
-}
-
-int dlg_conn_send_frame(dlg_conn *c, Dialogue__V1__ServerFrame *f) {
-    dlg_buf *b = NULL;
-    int rc = dlg_frame_pack(&f->base, 0, &b);
-    if (rc != 0) {
-        dlg_log_error(&c->srv->log, "conn %s: cannot pack reply: %s",
-                      c->client_id, dlg_strerror(rc));
-        return rc;
-    }
-    dlg_conn_send(c, b);
-    dlg_buf_unref(b);
-    return 0;
-}
-
-void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
-                         const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    c->srv->counters.frames_rejected++;
-    dlg_log_debug(&c->srv->log, "conn %s (%s): request %llu refused: %s: %s",
-                  c->client_id, c->peer, (unsigned long long)request_id,
-                  dlg_status_name(status), msg);
-    /* Messages quote what the client sent, cut to a length that may split
-     * a character: escaped, so the frame stays valid UTF-8 for strict
-     * decoders and holds no control characters. */
-    char safe[4 * sizeof(msg)];
-    dlg_log_escape(msg, safe, sizeof(safe));
-    Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
-    e.code = (Dialogue__V1__Status)status;
-    e.message = safe;
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.request_id = request_id;
-    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;
-    f.error = &e;
-    dlg_conn_send_frame(c, &f);
 }
 
 /* ---- write path ------------------------------------------------------- */
@@ -890,7 +846,7 @@ static int on_frame(void *ctx, const uint8_t *body, size_t len) {
     dlg_conn *c = ctx;
     if (c->state == DLG_CONN_CLOSING || c->close_after_flush)
         return 1; /* stop: nothing more is read from a closing client */
-    return dlg_dispatch_frame(c, body, len);
+    return c->srv->up.frame(c, body, len);
 }
 
 /* Feeds plaintext to the frame decoder, enforcing the pre-auth budget. */
@@ -898,7 +854,7 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     c->in_bytes += len;
     if (c->state != DLG_CONN_READY &&
         c->in_bytes > c->srv->opts.pre_auth_max_bytes) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
                             "more than %u bytes before Welcome",
                             c->srv->opts.pre_auth_max_bytes);
         dlg_conn_close_after_flush(c, "pre-auth input budget exceeded");
@@ -906,7 +862,7 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     }
     int rc = dlg_frame_dec_feed(&c->dec, data, len, on_frame, c, NULL);
     if (rc == DLG_ETOOBIG) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
                             "frame length %u is above the limit %u",
                             dlg_frame_dec_bad_len(&c->dec),
                             c->dec.max_frame);
@@ -914,7 +870,7 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
         return 1;
     }
     if (rc == DLG_EFLAG) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__INVALID_ARGUMENT,
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__INVALID_ARGUMENT,
                             "frame flag %u is not supported (only 0, uncompressed)",
                             c->dec.hdr[0]);
         dlg_conn_close_after_flush(c, "bad frame flag");
@@ -949,7 +905,7 @@ static void tls_output_check(dlg_conn *c) {
 }
 
 static void refuse_full(dlg_conn *c) {
-    dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+    dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
                         "server full: %u connections is the limit",
                         c->srv->opts.max_connections);
     dlg_conn_close_after_flush(c, "connection limit");
@@ -1036,7 +992,7 @@ static void on_deadline(uv_timer_t *t) {
                  "conn %s (%s): refused: no Hello within %u ms (handshake timeout)",
                  c->client_id, c->peer, c->srv->opts.handshake_timeout_ms);
     if (c->state == DLG_CONN_HELLO) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__DEADLINE_EXCEEDED,
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__DEADLINE_EXCEEDED,
                             "no Hello within %u ms", c->srv->opts.handshake_timeout_ms);
         dlg_conn_close_after_flush(c, "handshake timeout");
     } else {
@@ -1066,7 +1022,7 @@ static int heartbeat(dlg_conn *c) {
         return 0;
     }
     if (c->missed_pongs >= 2) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAVAILABLE,
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__UNAVAILABLE,
                             "no answer to 2 heartbeats (%u ms apart)", c->srv->opts.heartbeat_ms);
         dlg_conn_close_after_flush(c, "heartbeat timeout");
         return 1;
@@ -1077,7 +1033,7 @@ static int heartbeat(dlg_conn *c) {
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_PING;
     f.ping = &p;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_frame(c, &f);
     return 0;
 }
 
@@ -1087,7 +1043,7 @@ static void on_tick(uv_timer_t *t) {
         return;
     uint64_t now = uv_now(c->srv->loop), hb = c->srv->opts.heartbeat_ms;
     if (c->expire_at && now >= c->expire_at) {
-        dlg_conn_send_error(c, 0, DIALOGUE__V1__STATUS__UNAUTHENTICATED,
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__UNAUTHENTICATED,
                             "token expired: session ended");
         dlg_conn_close_after_flush(c, "token expired");
         return;
@@ -1227,6 +1183,10 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
     }
     if (c->refuse_full && !c->tls_on)
         refuse_full(c);
+}
+
+const char *dlg_conn_name(const dlg_conn *c) {
+    return c->user_id ? c->user_id : c->client_id;
 }
 
 int dlg_conn_has_role(const dlg_conn *c, const char *role) {

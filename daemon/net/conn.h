@@ -147,14 +147,6 @@ void dlg_conn_send(dlg_conn *c, dlg_buf *b);
  * value, not a backlog. */
 void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key);
 
-/* Packs and queues a ServerFrame. Returns 0 or a DLG_E* code. */
-int dlg_conn_send_frame(dlg_conn *c, Dialogue__V1__ServerFrame *f);
-
-/* Queues Error{status, message} answering request_id; the message is
- * formatted printf-style and also logged at debug level. */
-void dlg_conn_send_error(dlg_conn *c, uint64_t request_id, int status,
-                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
 /* Writes Error{status, msg} straight to the socket, bypassing the queue,
  * when that is possible at a frame boundary (best effort: used just before
  * closing a connection that is being cut; with TLS the record goes out
@@ -202,6 +194,10 @@ void dlg_conn_start_heartbeat(dlg_conn *c);
 
 /* The idle callback that only keeps the loop from blocking in poll. */
 void dlg_conn_kick_noop(uv_idle_t *h);
+
+/* The name c is known by to other clients and rules: its verified user
+ * id, or (anonymous) its client id. Borrowed from c. */
+const char *dlg_conn_name(const dlg_conn *c);
 
 /* 1 if the connection's verified identity has role. */
 int dlg_conn_has_role(const dlg_conn *c, const char *role);

@@ -17,17 +17,6 @@
 
 #include "dlg_err.h"
 
-/* Weak: libdialogued.a is also linked by programs that spell out their
- * libraries without liburing (unit tests in mk/bus.ninja, mk/history.ninja)
- * and never turn io_uring on. There these resolve to NULL and
- * dlg_uring_new says so; programs linking $daemon_libs get liburing. */
-#pragma weak io_uring_queue_init
-#pragma weak io_uring_queue_exit
-#pragma weak io_uring_submit
-#pragma weak io_uring_register_eventfd
-#pragma weak io_uring_wait_cqe_timeout
-#pragma weak __io_uring_get_cqe
-
 /* Counters since dlg_uring_new, logged at stop (tests read them there). */
 typedef struct dlg_uring_stats {
     uint64_t sends;        /* dlg_uring_queue calls accepted */
@@ -61,10 +50,6 @@ static void on_failed_poll_closed(uv_handle_t *h) {
 int dlg_uring_new(uv_loop_t *loop, const dlg_log *log, unsigned entries, dlg_uring **out,
                   char *err, size_t errlen) {
     int rc;
-    if (io_uring_queue_init == NULL) {
-        snprintf(err, errlen, "this program was linked without liburing");
-        return DLG_EIO;
-    }
     dlg_uring *u = calloc(1, sizeof(*u));
     if (u == NULL) {
         snprintf(err, errlen, "out of memory");

@@ -1,10 +1,15 @@
 /* access.c: role rules as hooks (see access.h). */
 #include "access.h"
+#include "reply.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+#include "dlg_err.h"
 #include "dlg_frame.h"
+#include "history.h"
 
 #include "auth.h"
 #include "hooks.h"
@@ -97,13 +102,7 @@ size_t dlg_access_recheck(dlg_server *srv, const char *reason) {
             char why[256] = "";
             if (dlg_hooks_before_join(srv, c, r->id, why, sizeof(why)) == 0)
                 continue;
-            Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
-            left.room = r->id;
-            left.reason = (char *)reason;
-            Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-            f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_LEFT;
-            f.left = &left;
-            dlg_conn_send_frame(c, &f);
+            dlg_reply_left(c, 0, r->id, reason);
             dlg_log_info(&srv->log, "conn %s (%s): removed from room %s: %s (%s)", c->client_id,
                          c->peer, r->id, reason, why);
             dlg_hooks_left(srv, c, r->id, reason);
@@ -112,4 +111,58 @@ size_t dlg_access_recheck(dlg_server *srv, const char *reason) {
         }
     }
     return cut;
+}
+
+void dlg_access_free_joined(Dialogue__V1__Joined **joined, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(joined[i]->subscriptions);
+        free(joined[i]);
+    }
+    free(joined);
+}
+
+int dlg_access_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joined,
+                       size_t *n) {
+    *joined = NULL;
+    *n = 0;
+    const dlg_config *cfg = srv->cfg;
+    if (cfg == NULL || cfg->n_auto_join == 0)
+        return 0;
+    Dialogue__V1__Joined **out = calloc(c->srv->opts.max_rooms_per_conn + 1, sizeof(*out));
+    if (out == NULL)
+        return DLG_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < cfg->n_auto_join; i++) {
+        const dlg_config_auto_join *aj = &cfg->auto_join[i];
+        if (strcmp(aj->role, "*") != 0 && !dlg_conn_has_role(c, aj->role))
+            continue;
+        for (size_t j = 0; j < aj->rooms.n; j++) {
+            dlg_room *r = dlg_rooms_find(srv->rooms, aj->rooms.v[j]);
+            if (r == NULL || dlg_room_member(r, c) ||
+                c->n_members >= srv->opts.max_rooms_per_conn)
+                continue;
+            char reason[256] = "";
+            if (dlg_hooks_before_join(srv, c, r->id, reason, sizeof(reason)) != 0) {
+                dlg_log_warn(&srv->log, "conn %s: auto_join %s refused: %s", c->client_id,
+                             r->id, reason);
+                continue;
+            }
+            dlg_member *m = NULL;
+            if (dlg_room_join(r, c, &m) != 0)
+                continue;
+            Dialogue__V1__Joined *jd = calloc(1, sizeof(*jd));
+            if (jd == NULL)
+                break;
+            dialogue__v1__joined__init(jd);
+            char **subs = NULL;
+            if (dlg_room_joined(m, dlg_history_join_follows(m, NULL), jd, &subs) != 0) {
+                free(jd);
+                break;
+            }
+            out[k++] = jd;
+        }
+    }
+    *joined = out;
+    *n = k;
+    return 0;
 }

@@ -31,4 +31,12 @@ int dlg_access_may_delete(const dlg_server *srv, const dlg_room *r, const dlg_co
  * member list reaches them any more. Returns how many memberships ended. */
 size_t dlg_access_recheck(dlg_server *srv, const char *reason);
 
+/* Joins c to the rooms its roles auto-join (config auto_join), through the
+ * same hooks as a Join. Fills *joined with malloc'd Joined replies (free
+ * with dlg_access_free_joined). 0 or DLG_ENOMEM. */
+int dlg_access_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***joined,
+                         size_t *n);
+
+void dlg_access_free_joined(Dialogue__V1__Joined **joined, size_t n);
+
 #endif

@@ -229,10 +229,6 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
     return 0;
 }
 
-const char *dlg_auth_name(const dlg_conn *c) {
-    return c->user_id ? c->user_id : c->client_id;
-}
-
 int dlg_auth_same(int a, const char *an, int b, const char *bn) {
     return a == b && an != NULL && bn != NULL && strcmp(an, bn) == 0;
 }

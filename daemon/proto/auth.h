@@ -30,10 +30,6 @@ int dlg_auth_setup(dlg_server *srv, const struct dlg_config *cfg, char *err, siz
 int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
                    char *err, size_t errlen);
 
-/* The name c is known by to other clients and rules: its verified user
- * id, or (anonymous) its client id. Borrowed from c. */
-const char *dlg_auth_name(const dlg_conn *c);
-
 /* Whether kind a / name an and kind b / name bn are one identity: names
  * alone are not (a token sub can equal an anonymous client id). */
 int dlg_auth_same(int a, const char *an, int b, const char *bn);

@@ -2,6 +2,7 @@
  * accepted; any other frame, or Hello twice, is a protocol error that closes
  * the connection. Every request gets exactly one reply echoing request_id. */
 #include "dispatch.h"
+#include "reply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +13,10 @@
 #include "bus.h"
 #include "dlg_err.h"
 #include "dlg_pbcheck.h"
-#include "fanout.h"
+#include "trigger.h"
 #include "history.h"
 #include "hooks.h"
 #include "jwt.h"
-#include "boot.h"
 #include "ratelimit.h"
 #include "room.h"
 
@@ -46,17 +46,6 @@ static const char *frame_name(int c) {
     return "unknown frame";
 }
 
-void dlg_dispatch_send_ack(dlg_conn *c, uint64_t rid, uint64_t seq, uint32_t recipients) {
-    Dialogue__V1__Ack a = DIALOGUE__V1__ACK__INIT;
-    a.seq = seq;
-    a.recipients = recipients;
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.request_id = rid;
-    f.msg_case = SF(ACK);
-    f.ack = &a;
-    dlg_conn_send_frame(c, &f);
-}
-
 /* Replies Joined with m's room state and subscriptions; history_follows
  * says a HistoryBatch answers the same request next. 0, or an error already
  * answered to the client. */
@@ -64,14 +53,14 @@ static int send_joined(dlg_conn *c, uint64_t rid, dlg_member *m, int history_fol
     Dialogue__V1__Joined jd = DIALOGUE__V1__JOINED__INIT;
     char **subs = NULL;
     if (dlg_room_joined(m, history_follows, &jd, &subs) != 0) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
+        dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         return DLG_ENOMEM;
     }
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.request_id = rid;
     f.msg_case = SF(JOINED);
     f.joined = &jd;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_frame(c, &f);
     free(subs);
     return 0;
 }
@@ -80,12 +69,12 @@ static int send_joined(dlg_conn *c, uint64_t rid, dlg_member *m, int history_fol
 static dlg_room *room_arg(dlg_conn *c, uint64_t rid, const char *id) {
     const char *why = dlg_name_check(id);
     if (why) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "room id \"%.64s\" %s", id, why);
+        dlg_reply_error(c, rid, ST(INVALID_ARGUMENT), "room id \"%.64s\" %s", id, why);
         return NULL;
     }
     dlg_room *r = dlg_rooms_find(c->srv->rooms, id);
     if (r == NULL)
-        dlg_conn_send_error(c, rid, ST(NOT_FOUND), "room %s not found", id);
+        dlg_reply_error(c, rid, ST(NOT_FOUND), "room %s not found", id);
     return r;
 }
 
@@ -96,19 +85,19 @@ static int rate_ok(dlg_conn *c, uint64_t rid, int what, const char *scope, uint3
                    uint32_t burst, uint64_t now_ns) {
     if (per_sec == 0)
         return 1; /* no limit: nothing to look up (every Trigger of most rooms) */
-    int ok = dlg_ratelimit_take(c->srv->rates, c->id_kind, dlg_auth_name(c), what, scope,
+    int ok = dlg_ratelimit_take(c->srv->rates, c->id_kind, dlg_conn_name(c), what, scope,
                                 per_sec, burst, now_ns);
     if (ok == 1)
         return 1;
     if (ok < 0)
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+        dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                             "rate limiter has no room for %s: try again later",
-                            dlg_auth_name(c));
+                            dlg_conn_name(c));
     else if (what == DLG_RATE_TRIGGER)
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+        dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                             "rate limit: %u triggers per second in room %s", per_sec, scope);
     else
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+        dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                             "rate limit: %u room operations (Join, Leave, CreateRoom, "
                             "DeleteRoom) per second", per_sec);
     return 0;
@@ -127,7 +116,7 @@ static int room_op_ok(dlg_conn *c, uint64_t rid) {
 static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     dlg_server *s = c->srv;
     if (h->protocol_version != 1) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION),
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION),
                             "protocol version %u is not supported (this server speaks 1)",
                             h->protocol_version);
         dlg_conn_close_after_flush(c, "unsupported protocol version");
@@ -138,7 +127,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     if (status != 0) {
         dlg_log_info(&s->log, "conn %s (%s): refused: %s: %s", c->client_id, c->peer,
                      dlg_status_name(status), err);
-        dlg_conn_send_error(c, rid, status, "%s", err);
+        dlg_reply_error(c, rid, status, "%s", err);
         dlg_conn_close_after_flush(c, "authentication failed");
         return 1;
     }
@@ -148,7 +137,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     dlg_conn_start_heartbeat(c);
     Dialogue__V1__Joined **aj = NULL;
     size_t n_aj = 0;
-    dlg_boot_auto_join(s, c, &aj, &n_aj);
+    dlg_access_auto_join(s, c, &aj, &n_aj);
 
     Dialogue__V1__Welcome w = DIALOGUE__V1__WELCOME__INIT;
     w.client_id = c->client_id;
@@ -165,7 +154,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     f.request_id = rid;
     f.msg_case = SF(WELCOME);
     f.welcome = &w;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_frame(c, &f);
     /* Before any hook can trigger: nothing may come between batch and live. */
     for (size_t i = 0; i < n_aj; i++) {
         dlg_room *ar = dlg_rooms_find(s->rooms, aj[i]->room);
@@ -176,7 +165,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
     dlg_hooks_connected(s, c);
     for (size_t i = 0; i < n_aj; i++)
         dlg_hooks_joined(s, c, aj[i]->room);
-    dlg_boot_free_joined(aj, n_aj);
+    dlg_access_free_joined(aj, n_aj);
     dlg_log_info(&s->log, "conn %s (%s): welcome user=%s roles=%zu name=%s", c->client_id,
                  c->peer, c->user_id ? c->user_id : "(anonymous)", c->n_roles,
                  c->client_name ? c->client_name : "-");
@@ -197,12 +186,12 @@ static void join_now(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
         return;
     char reason[256] = "";
     if (dlg_hooks_before_join(c->srv, c, r->id, reason, sizeof(reason)) != 0) {
-        dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "%s",
+        dlg_reply_error(c, rid, ST(PERMISSION_DENIED), "%s",
                             reason[0] ? reason : "may not join this room");
         return;
     }
     if (c->n_members >= c->srv->opts.max_rooms_per_conn && !dlg_room_member(r, c)) {
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+        dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                             "already in %zu rooms, the limit per connection", c->n_members);
         return;
     }
@@ -217,15 +206,15 @@ static void join_now(dlg_conn *c, uint64_t rid, Dialogue__V1__Join *j) {
         return;
     }
     if (rc == DLG_EEXIST) {
-        dlg_conn_send_error(c, rid, ST(ALREADY_EXISTS), "already a member of room %s", r->id);
+        dlg_reply_error(c, rid, ST(ALREADY_EXISTS), "already a member of room %s", r->id);
         return;
     }
     if (rc == DLG_EFULL) {
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED), "room %s is full", r->id);
+        dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED), "room %s is full", r->id);
         return;
     }
     if (rc != 0) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "cannot join room %s: %s", r->id,
+        dlg_reply_error(c, rid, ST(INTERNAL), "cannot join room %s: %s", r->id,
                             dlg_strerror(rc));
         return;
     }
@@ -248,18 +237,11 @@ static void do_leave(dlg_conn *c, uint64_t rid, Dialogue__V1__Leave *l) {
     if (r == NULL)
         return;
     if (dlg_room_leave(r, c) != 0) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
     dlg_hooks_left(c->srv, c, r->id, "left");
-    Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
-    left.room = r->id;
-    left.reason = "left";
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.request_id = rid;
-    f.msg_case = SF(LEFT);
-    f.left = &left;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_left(c, rid, r->id, "left");
 }
 
 static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, size_t n,
@@ -269,11 +251,11 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
         return;
     dlg_member *m = dlg_room_member(r, c);
     if (m == NULL) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
     if (!all && n == 0) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "no events named (set all for every event)");
+        dlg_reply_error(c, rid, ST(INVALID_ARGUMENT), "no events named (set all for every event)");
         return;
     }
     const char *bad = NULL;
@@ -284,35 +266,35 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
                                         o->max_room_events, &bad, &room_full);
     if (rc == DLG_EFULL) {
         if (!room_full)
-            dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+            dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                                 "room %s: at most %u event names per member "
                                 "(limits.max_subscriptions); %zu held, \"%.64s\" is one too many "
                                 "(or subscribe to all)", r->id, o->max_subscriptions,
                                 dlg_member_subscriptions(m), bad);
         else
-            dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+            dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                                 "room %s: at most %u distinct event names may be subscribed "
                                 "(limits.max_room_events); \"%.64s\" would be one more",
                                 r->id, o->max_room_events, bad);
         return;
     }
     if (rc == DLG_ENOTFOUND) {
-        dlg_conn_send_error(c, rid, ST(NOT_FOUND), "room %s has no event %.64s", r->id, bad);
+        dlg_reply_error(c, rid, ST(NOT_FOUND), "room %s has no event %.64s", r->id, bad);
         return;
     }
     if (rc == DLG_EINVAL) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "event name \"%.64s\" %s", bad,
+        dlg_reply_error(c, rid, ST(INVALID_ARGUMENT), "event name \"%.64s\" %s", bad,
                             dlg_name_check(bad));
         return;
     }
     if (rc == DLG_ESTATE) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION),
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION),
                             "room %s accepts any event: unsubscribe all before naming events",
                             r->id);
         return;
     }
     if (rc != 0) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
+        dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         return;
     }
     send_joined(c, rid, m, 0); /* the resulting subscription set */
@@ -325,12 +307,12 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
     /* Membership first: a non-member learns nothing of the room's rules
      * (docs/protocol.md, "Which error wins"). */
     if (dlg_room_member(r, c) == NULL) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
     const char *why = dlg_name_check(t->event);
     if (why) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "event name \"%.64s\" %s", t->event, why);
+        dlg_reply_error(c, rid, ST(INVALID_ARGUMENT), "event name \"%.64s\" %s", t->event, why);
         return;
     }
     if (!rate_ok(c, rid, DLG_RATE_TRIGGER, r->id, r->rate_per_sec, r->rate_burst, recv_ns))
@@ -338,9 +320,9 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
     /* Whether the room accepts the event is checked once, in the fan-out. */
     char err[512];
     dlg_publish_result res;
-    if (dlg_fanout_publish(c->srv, r, c, t->event, t->data.data, t->data.len, recv_ns, &res,
+    if (dlg_trigger(c->srv, r, c, t->event, t->data.data, t->data.len, recv_ns, &res,
                            err, sizeof(err)) != 0) {
-        dlg_conn_send_error(c, rid, res.status, "%s", err);
+        dlg_reply_error(c, rid, res.status, "%s", err);
         return;
     }
     /* The cluster log numbers the event: the Ack waits for its answer. */
@@ -349,11 +331,11 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
          * still waiting here; were it not, the event was accepted with a
          * seq this node no longer knows. */
         if (dlg_bus_defer_ack(c->srv->bus, c, rid, res.ticket) != 0)
-            dlg_dispatch_send_ack(c, rid, 0, 0);
+            dlg_reply_ack(c, rid, 0, 0);
         return;
     }
     if (!dlg_history_defer_ack(c->srv, c, rid, r, res.seq, res.recipients))
-        dlg_dispatch_send_ack(c, rid, res.seq, res.recipients);
+        dlg_reply_ack(c, rid, res.seq, res.recipients);
 }
 
 static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
@@ -364,7 +346,7 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
     char ***ids = calloc(rs->n ? rs->n : 1, sizeof(*ids));
     Dialogue__V1__IdentityKind **kinds = calloc(rs->n ? rs->n : 1, sizeof(*kinds));
     if (!infos || !ptrs || !ids || !kinds) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
+        dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         goto out;
     }
     size_t n = 0;
@@ -399,7 +381,7 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
             if (ids[i] && kinds[i]) {
                 for (size_t k = 0; k < r->members.n; k++) {
                     dlg_conn *mc = r->members.v[k]->conn;
-                    ids[i][k] = (char *)dlg_auth_name(mc);
+                    ids[i][k] = (char *)dlg_conn_name(mc);
                     kinds[i][k] = (Dialogue__V1__IdentityKind)mc->id_kind;
                 }
                 ri->member_ids = ids[i];
@@ -416,7 +398,7 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
     f.request_id = rid;
     f.msg_case = SF(ROOMS);
     f.rooms = &rooms;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_frame(c, &f);
 out:
     for (size_t i = 0; i < rs->n; i++) {
         if (ids)
@@ -438,7 +420,7 @@ static void do_schema(dlg_conn *c, uint64_t rid) {
     Dialogue__V1__EventType *evs = calloc(ne ? ne : 1, sizeof(*evs));
     Dialogue__V1__EventType **evp = calloc(ne ? ne : 1, sizeof(*evp));
     if (!sets || !evs || !evp) {
-        dlg_conn_send_error(c, rid, ST(INTERNAL), "out of memory");
+        dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         goto out;
     }
     for (size_t i = 0; i < ns; i++) {
@@ -462,7 +444,7 @@ static void do_schema(dlg_conn *c, uint64_t rid) {
     f.request_id = rid;
     f.msg_case = SF(SCHEMA);
     f.schema = &sch;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_frame(c, &f);
 out:
     free(sets);
     free(evs);
@@ -474,7 +456,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     if (!room_op_ok(c, rid))
         return;
     if (!dlg_access_may_create(s, c)) {
-        dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED), "may not create rooms");
+        dlg_reply_error(c, rid, ST(PERMISSION_DENIED), "may not create rooms");
         return;
     }
     /* Every field of a room kept in memory has a cap, and so has their number. */
@@ -482,7 +464,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     for (size_t i = 0; i < s->rooms->n; i++)
         n_dynamic += s->rooms->v[i]->dynamic != 0;
     if (n_dynamic >= DLG_MAX_DYNAMIC_ROOMS) {
-        dlg_conn_send_error(c, rid, ST(RESOURCE_EXHAUSTED),
+        dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
                             "room %.64s: %d rooms created at run time is the limit", cr->room,
                             DLG_MAX_DYNAMIC_ROOMS);
         return;
@@ -490,7 +472,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     if ((cr->name && strlen(cr->name) > 255) ||
         (cr->description && strlen(cr->description) > 1024) ||
         cr->n_events > 256 || cr->n_default_subscriptions > 256) {
-        dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT),
+        dlg_reply_error(c, rid, ST(INVALID_ARGUMENT),
                             "room %.64s: name over 255 bytes, description over 1024 bytes, or "
                             "more than 256 events or default subscriptions", cr->room);
         return;
@@ -501,7 +483,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     size_t counts[] = {cr->n_join, cr->n_trigger};
     for (int w = 0; w < 2; w++) {
         if (counts[w] > 64) {
-            dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT),
+            dlg_reply_error(c, rid, ST(INVALID_ARGUMENT),
                                 "room %.64s: more than 64 %s roles", cr->room, what[w]);
             return;
         }
@@ -510,13 +492,13 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
             if (strcmp(role, "*") == 0)
                 continue;
             if (!dlg_jwt_name_valid(role, true)) {
-                dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT),
+                dlg_reply_error(c, rid, ST(INVALID_ARGUMENT),
                                     "room %.64s: %s role \"%.64s\" is not a valid role name",
                                     cr->room, what[w], role);
                 return;
             }
             if (!dlg_conn_has_role(c, role)) {
-                dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED),
+                dlg_reply_error(c, rid, ST(PERMISSION_DENIED),
                                     "room %.64s: %s role \"%.64s\" is not one of yours (a "
                                     "creator may grant only roles it holds, or \"*\")",
                                     cr->room, what[w], role);
@@ -529,7 +511,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
         const char *e = cr->events[i];
         if (strcmp(e, "*") != 0 && dlg_name_check(e) == NULL &&
             (s->schema == NULL || dlg_schema_event_find(s->schema, e) == NULL)) {
-            dlg_conn_send_error(c, rid, ST(INVALID_ARGUMENT), "event %s has no schema loaded", e);
+            dlg_reply_error(c, rid, ST(INVALID_ARGUMENT), "event %s has no schema loaded", e);
             return;
         }
     }
@@ -538,7 +520,7 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
         .events = (const char *const *)cr->events, .n_events = cr->n_events,
         .default_subs = (const char *const *)cr->default_subscriptions,
         .n_default_subs = cr->n_default_subscriptions, .max_size = cr->max_size,
-        .creator = dlg_auth_name(c), .creator_kind = c->id_kind,
+        .creator = dlg_conn_name(c), .creator_kind = c->id_kind,
         .join = (const char *const *)cr->join, .n_join = cr->n_join,
         .trigger = (const char *const *)cr->trigger, .n_trigger = cr->n_trigger,
     };
@@ -546,13 +528,13 @@ static void do_create(dlg_conn *c, uint64_t rid, Dialogue__V1__CreateRoom *cr) {
     dlg_room *r = NULL;
     int rc = dlg_rooms_add(s->rooms, &spec, 1, &r, err, sizeof(err));
     if (rc != 0) {
-        dlg_conn_send_error(c, rid, rc == DLG_EEXIST ? ST(ALREADY_EXISTS)
+        dlg_reply_error(c, rid, rc == DLG_EEXIST ? ST(ALREADY_EXISTS)
                                     : rc == DLG_EINVAL ? ST(INVALID_ARGUMENT) : ST(INTERNAL),
                             "%s", err);
         return;
     }
     dlg_log_info(&s->log, "room %s created by %s", r->id, r->creator);
-    dlg_dispatch_send_ack(c, rid, 0, 0);
+    dlg_reply_ack(c, rid, 0, 0);
     dlg_hooks_room_created(s, r->id, r->creator);
 }
 
@@ -563,7 +545,7 @@ static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
     if (r == NULL)
         return;
     if (!dlg_access_may_delete(c->srv, r, c)) {
-        dlg_conn_send_error(c, rid, ST(PERMISSION_DENIED),
+        dlg_reply_error(c, rid, ST(PERMISSION_DENIED),
                             r->dynamic ? "may not delete room %s"
                                        : "room %s comes from the config file and cannot be deleted",
                             r->id);
@@ -576,7 +558,7 @@ static void do_delete(dlg_conn *c, uint64_t rid, Dialogue__V1__DeleteRoom *d) {
     for (size_t i = 0; i < r->members.n; i++)
         dlg_hooks_left(c->srv, r->members.v[i]->conn, id, "room deleted");
     dlg_rooms_remove(c->srv->rooms, r, "room deleted");
-    dlg_dispatch_send_ack(c, rid, 0, 0);
+    dlg_reply_ack(c, rid, 0, 0);
     dlg_hooks_room_deleted(c->srv, id);
 }
 
@@ -587,7 +569,7 @@ static void do_history(dlg_conn *c, uint64_t rid, Dialogue__V1__History *h) {
     if (r == NULL)
         return;
     if (dlg_room_member(r, c) == NULL) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION), "not a member of room %s", r->id);
         return;
     }
     dlg_history_request(c, rid, r, h);
@@ -600,7 +582,7 @@ static void do_ping(dlg_conn *c, uint64_t rid, Dialogue__V1__Ping *p) {
     f.request_id = rid;
     f.msg_case = SF(PONG);
     f.pong = &pong;
-    dlg_conn_send_frame(c, &f);
+    dlg_reply_frame(c, &f);
 }
 
 /* What every request must pass before it is looked at: its strings (which
@@ -615,10 +597,10 @@ static int check_frame(dlg_conn *c, const Dialogue__V1__ClientFrame *f, const ui
     char why[160];
     if (dlg_pb_check_strings(&dialogue__v1__client_frame__descriptor, body, len, why,
                              sizeof(why)) != 0) {
-        dlg_conn_send_error(c, f->request_id, ST(INVALID_ARGUMENT), "%s", why);
+        dlg_reply_error(c, f->request_id, ST(INVALID_ARGUMENT), "%s", why);
     } else if (f->request_id == 0 && f->msg_case != CF(PONG) &&
                f->msg_case != DIALOGUE__V1__CLIENT_FRAME__MSG__NOT_SET) {
-        dlg_conn_send_error(c, 0, ST(INVALID_ARGUMENT),
+        dlg_reply_error(c, 0, ST(INVALID_ARGUMENT),
                             "%s with request_id 0: 0 is reserved for frames the server sends "
                             "on its own; number requests from 1", frame_name(f->msg_case));
     } else {
@@ -636,21 +618,21 @@ int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     s->counters.frames_in++;
     Dialogue__V1__ClientFrame *f = dialogue__v1__client_frame__unpack(NULL, len, body);
     if (f == NULL) {
-        dlg_conn_send_error(c, 0, ST(INVALID_ARGUMENT), "malformed frame: not a ClientFrame");
+        dlg_reply_error(c, 0, ST(INVALID_ARGUMENT), "malformed frame: not a ClientFrame");
         dlg_conn_close_after_flush(c, "malformed frame");
         return 1;
     }
     int stop = 0;
     uint64_t rid = f->request_id;
     if (c->state != DLG_CONN_READY && f->msg_case != CF(HELLO)) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "expected Hello first, got %s",
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION), "expected Hello first, got %s",
                             frame_name(f->msg_case));
         dlg_conn_close_after_flush(c, "frame before Hello");
         stop = 1;
         goto out;
     }
     if (c->state == DLG_CONN_READY && f->msg_case == CF(HELLO)) {
-        dlg_conn_send_error(c, rid, ST(FAILED_PRECONDITION), "Hello was already received");
+        dlg_reply_error(c, rid, ST(FAILED_PRECONDITION), "Hello was already received");
         dlg_conn_close_after_flush(c, "Hello twice");
         stop = 1;
         goto out;
@@ -686,10 +668,18 @@ int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len) {
     case CF(HISTORY): do_history(c, rid, f->history); break;
     default:
         /* An empty frame, or a message type from a newer protocol. */
-        dlg_conn_send_error(c, rid, ST(UNIMPLEMENTED), "frame carries no known message");
+        dlg_reply_error(c, rid, ST(UNIMPLEMENTED), "frame carries no known message");
         break;
     }
 out:
     dialogue__v1__client_frame__free_unpacked(f, NULL);
     return stop;
+}
+
+void dlg_dispatch_closing(dlg_conn *c, const char *reason, int was_ready) {
+    for (size_t i = 0; i < c->n_members; i++)
+        dlg_hooks_left(c->srv, c, c->members[i]->room->id, "disconnected");
+    dlg_rooms_conn_gone(c->srv->rooms, c);
+    if (was_ready)
+        dlg_hooks_disconnected(c->srv, c, reason);
 }

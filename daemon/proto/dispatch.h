@@ -12,8 +12,10 @@
  * the connection is closing and nothing more should be decoded. */
 int dlg_dispatch_frame(dlg_conn *c, const uint8_t *body, size_t len);
 
-/* Queues Ack{seq, recipients} answering request_id to c (also for Acks
- * sent later: a durable store's commit, the cluster log's answer). */
-void dlg_dispatch_send_ack(dlg_conn *c, uint64_t request_id, uint64_t seq, uint32_t recipients);
+
+/* The network layer's closing upcall (dlg_net_upcalls): tells the hooks
+ * that c left each of its rooms and, past Welcome, disconnected, and drops
+ * its memberships. */
+void dlg_dispatch_closing(dlg_conn *c, const char *reason, int was_ready);
 
 #endif

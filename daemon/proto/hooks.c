@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "dlg_err.h"
-#include "fanout.h"
+#include "trigger.h"
 #include "room.h"
 
 void dlg_hooks_client_info(const dlg_conn *c, dlg_client_info *i) {
@@ -120,7 +120,7 @@ int dlg_server_trigger(dlg_server *s, const char *room, const char *event,
         return DLG_ENOTFOUND;
     }
     dlg_publish_result res;
-    int rc = dlg_fanout_publish(s, r, NULL, event, data, len, dlg_now_ns(), &res,
+    int rc = dlg_trigger(s, r, NULL, event, data, len, dlg_now_ns(), &res,
                                 err, errlen);
     if (rc != 0)
         return rc;

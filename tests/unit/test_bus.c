@@ -18,13 +18,14 @@
 #include <uv.h>
 
 #include "access.h"
+#include "dlg_clock.h"
 #include "boot.h"
 #include "bus.h"
 #include "config.h"
 #include "conn.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
-#include "fanout.h"
+#include "trigger.h"
 #include "history.h"
 #include "room.h"
 #include "server.h"
@@ -218,7 +219,7 @@ static void publish(dlg_server *s, const char *room, const char *text, dlg_publi
     char err[256] = "";
     dlg_room *r = dlg_rooms_find(s->rooms, room);
     assert_non_null(r);
-    int rc = dlg_fanout_publish(s, r, NULL, "say", (const uint8_t *)text, strlen(text),
+    int rc = dlg_trigger(s, r, NULL, "say", (const uint8_t *)text, strlen(text),
                                 dlg_now_ns(), res, err, sizeof(err));
     if (rc != 0)
         print_error("publish: %s\n", err);
@@ -329,7 +330,7 @@ static void history_without_members(void **state) {
     assert_non_null(rc->hist);
     dlg_hist_query q = {.by_seq = 1, .since_seq = 0};
     dlg_hist_batch hb;
-    assert_int_equal(dlg_hroom_query(rc->hist, &q, dlg_server_now_ms(), &hb), 0);
+    assert_int_equal(dlg_hroom_query(rc->hist, &q, dlg_wall_ms(), &hb), 0);
     assert_int_equal(hb.n, 2);
     assert_int_equal(hb.v[0]->seq, 1);
     assert_int_equal(hb.v[1]->seq, 2);
@@ -504,7 +505,7 @@ static void log_acks_and_numbering(void **state) {
     dlg_publish_result res[4];
     char err[256];
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"x", 1,
+        assert_int_equal(dlg_trigger(s, r, c, "say", (const uint8_t *)"x", 1,
                                             dlg_now_ns(), &res[i], err, sizeof(err)), 0);
         assert_int_equal(res[i].ticket, (uint64_t)i + 1);
         assert_int_equal(res[i].seq, 0);
@@ -532,7 +533,7 @@ static void log_acks_and_numbering(void **state) {
     assert_int_equal(s->bus->stats.log_failed, 1);
 
     /* The sender leaves before the answer. */
-    assert_int_equal(dlg_fanout_publish(s, r, gone, "say", (const uint8_t *)"y", 1,
+    assert_int_equal(dlg_trigger(s, r, gone, "say", (const uint8_t *)"y", 1,
                                         dlg_now_ns(), &res[3], err, sizeof(err)), 0);
     assert_int_equal(dlg_bus_defer_ack(s->bus, gone, 7, res[3].ticket), 0);
     dlg_bus_conn_gone(s->bus, gone);
@@ -542,13 +543,13 @@ static void log_acks_and_numbering(void **state) {
     /* Refused: an error naming the room, no ticket used. */
     f->refuse = 1;
     dlg_publish_result rr;
-    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1,
+    assert_int_equal(dlg_trigger(s, r, c, "say", (const uint8_t *)"z", 1,
                                         dlg_now_ns(), &rr, err, sizeof(err)), DLG_EIO);
     assert_int_equal(rr.status, DIALOGUE__V1__STATUS__UNAVAILABLE);
     assert_non_null(strstr(err, "room kept"));
     assert_int_equal(rr.ticket, 0);
     f->refuse = 0;
-    assert_int_equal(dlg_fanout_publish(s, r, c, "say", (const uint8_t *)"z", 1,
+    assert_int_equal(dlg_trigger(s, r, c, "say", (const uint8_t *)"z", 1,
                                         dlg_now_ns(), &rr, err, sizeof(err)), 0);
     assert_int_equal(rr.ticket, res[3].ticket + 1);
 

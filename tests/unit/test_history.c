@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_random.h"
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
@@ -394,7 +395,7 @@ static void test_event_span(void **state) {
 
 static void test_epoch_random(void **state) {
     (void)state;
-    uint64_t a = dlg_history_random_epoch(), b = dlg_history_random_epoch();
+    uint64_t a = dlg_random_epoch(), b = dlg_random_epoch();
     assert_true(a != 0 && b != 0);
     assert_true(a < (1ull << 63) && b < (1ull << 63));
     assert_true(a != b);
