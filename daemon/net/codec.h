@@ -36,6 +36,11 @@ typedef struct dlg_codec {
      * the transport has no such thing. */
     size_t (*final_error)(struct dlg_conn *c, int status, const char *msg, uint8_t *dst,
                           size_t cap);
+    /* The handshake deadline passed before Welcome. NULL (or a NULL
+     * return): the usual, an Error and a close; else close at once with
+     * the reason returned, logged at debug only (an HTTP keep-alive
+     * connection that fetched the page is no failed client). */
+    const char *(*deadline)(struct dlg_conn *c);
     /* The connection had no traffic for a sweep: give back what only
      * traffic needs. NULL = nothing. */
     void (*release_idle)(struct dlg_conn *c);
@@ -47,15 +52,19 @@ typedef struct dlg_codec {
 /* dialogue/1 (native.c). */
 extern const dlg_codec dlg_codec_native;
 
+/* HTTP/1.1: the web page, and WebSocket sessions upgraded from it
+ * (http.c, ws.c). */
+extern const dlg_codec dlg_codec_http;
+
 /* The codec for a connection whose TLS handshake chose alpn (alpn_len
  * bytes, not NUL-terminated; NULL when the client offered none): the
- * native protocol for "dialogue/1". Without ALPN (and on plaintext
- * listeners) the first bytes decide (dlg_codec_sniff). */
+ * native protocol for "dialogue/1", HTTP for "http/1.1". Without ALPN
+ * (and on plaintext listeners) the first bytes decide (dlg_codec_sniff). */
 const dlg_codec *dlg_codec_by_alpn(const uint8_t *alpn, size_t alpn_len);
 
 /* The codec for a stream that starts with data[0..len) (len >= 1): a
- * dialogue/1 frame starts with its flag byte, 0. NULL when the bytes say
- * nothing any codec speaks yet. */
+ * dialogue/1 frame starts with its flag byte, 0; an HTTP request with an
+ * upper-case method name. NULL when no codec speaks what they start. */
 const dlg_codec *dlg_codec_sniff(const uint8_t *data, size_t len);
 
 #endif

@@ -263,6 +263,12 @@ static void on_deadline(uv_timer_t *t) {
     dlg_conn *c = t->data;
     if (c->state == DLG_CONN_READY || c->state == DLG_CONN_CLOSING)
         return;
+    const char *quiet = c->codec && c->codec->deadline ? c->codec->deadline(c) : NULL;
+    if (quiet != NULL) {
+        dlg_log_debug(&c->srv->log, "conn %s (%s): %s", c->client_id, c->peer, quiet);
+        dlg_conn_close(c, quiet);
+        return;
+    }
     dlg_log_info(&c->srv->log,
                  "conn %s (%s): refused: no Hello within %u ms (handshake timeout)",
                  c->client_id, c->peer, c->srv->opts.handshake_timeout_ms);

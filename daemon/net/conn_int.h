@@ -41,6 +41,9 @@ size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap);
  * and returns the bytes written (0 = nothing fits now). */
 typedef size_t (*dlg_outq_put_fn)(dlg_conn *c, dlg_outq_item *it, uint8_t *dst, size_t cap);
 
+/* outq.c: drops the head item (a codec that took its bytes elsewhere). */
+void dlg_outq_drop_head(dlg_conn *c);
+
 /* outq.c: like dlg_outq_stage, with each item framed by put. */
 size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_fn put);
 

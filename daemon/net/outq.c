@@ -135,6 +135,13 @@ static void pop_done(dlg_conn *c, dlg_outq_item *it) {
     c->q_popped++;
 }
 
+void dlg_outq_drop_head(dlg_conn *c) {
+    dlg_outq_item *it = &c->q[c->q_head];
+    c->q_bytes -= it->buf->len - it->off;
+    it->off = (uint32_t)it->buf->len;
+    pop_done(c, it);
+}
+
 size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
     size_t used = 0;
     while (c->q_len > 0 && used < cap) {
