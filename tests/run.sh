@@ -2,12 +2,28 @@
 # tests/run.sh: runs every suite (cmocka unit binaries and Python integration
 # scripts) for the normal build and the ASan+UBSan build, each with its own
 # timeout, and ends with the sum: `N passed, N failed`.
+#   tests/run.sh [NAME...]   only the suites whose name contains one of the
+#                            NAMEs (e.g. `websocket`, `asan:`, `test_room`,
+#                            `fuzz`, `layers`, `demo`); the names are those
+#                            of the summary lines.
+# DLG_SUITE_TIMEOUT: seconds each suite may take [300].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 total_pass=0
 total_fail=0
 suite_timeout=${DLG_SUITE_TIMEOUT:-300}
 logdir=$(mktemp -d /tmp/dlg-tests-XXXXXX)
+filters=("$@")
+
+# Whether suite $1 was asked for (all when no NAME was given).
+want() {
+    ((${#filters[@]} == 0)) && return 0
+    local f
+    for f in "${filters[@]}"; do
+        [[ "$1" == *"$f"* ]] && return 0
+    done
+    return 1
+}
 
 record() { # suite pass fail
     printf '%-48s %4d passed, %d failed\n' "$1" "$2" "$3"
@@ -17,6 +33,7 @@ record() { # suite pass fail
 
 run_cmocka() { # variant binary
     local name="$1:$(basename "$2")" out="$logdir/$1-$(basename "$2").log"
+    want "$name" || return 0
     timeout -k 5 "$suite_timeout" "$2" >"$out" 2>&1
     local rc=$?
     local p f
@@ -31,6 +48,7 @@ run_cmocka() { # variant binary
 
 run_py() { # variant script
     local name="$1:${2#tests/}" out="$logdir/$1-$(basename "$2").log"
+    want "$name" || return 0
     DLG_BUILD="$3" timeout -k 5 "$suite_timeout" /usr/bin/python3 "$2" >"$out" 2>&1
     local rc=$?
     local line p f
@@ -71,9 +89,28 @@ for py in tests/integration/test_protocol.py tests/integration/test_slow.py \
     DIALOGUE_IO_URING=0 run_py write "$py" "$(pwd)/build"
     DIALOGUE_IO_URING=0 run_py write-asan "$py" "$(pwd)/build/asan"
 done
+# The layers: each links alone against the ones below it, and no object
+# calls a function of a layer above its own (docs/architecture.md).
+if want "layers:"; then
+    out="$logdir/layers.log"
+    if ninja -f build.ninja layers >"$out" 2>&1; then
+        record "layers:link-each-alone" 1 0
+    else
+        sed 's/^/    /' "$out" | tail -20
+        record "layers:link-each-alone" 0 1
+    fi
+    if tools/layers.sh build >"$out" 2>&1; then
+        record "layers:tools/layers.sh" 1 0
+    else
+        sed 's/^/    /' "$out" | tail -20
+        record "layers:tools/layers.sh" 0 1
+    fi
+fi
 # The client's thread-safety test under ThreadSanitizer.
 out="$logdir/tsan.log"
-if ninja -f tsan.ninja tsan >"$out" 2>&1; then
+if ! want "tsan:"; then
+    :
+elif ninja -f tsan.ninja tsan >"$out" 2>&1; then
     run_cmocka tsan build/tsan/tests/test_client_threads
     run_cmocka tsan build/tsan/tests/test_sendpool
 else
@@ -83,6 +120,7 @@ fi
 
 # Every libFuzzer harness, briefly (./dev fuzz runs them longer).
 out="$logdir/fuzz.log"
+if want "fuzz:"; then
 # A fixed seed and input count: the same inputs every run, so a red CI is
 # reproducible. `./dev fuzz` is the random exploration.
 FUZZ_RUNS=${DLG_FUZZ_RUNS:-300000} FUZZ_SEED=${DLG_FUZZ_SEED:-1} \
@@ -96,10 +134,13 @@ f=${f:-0}
 if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 if [ "$f" -ne 0 ]; then sed 's/^/    /' "$out" | tail -40; fi
 record "fuzz:tools/fuzz.sh" "$p" "$f"
+fi
 
 # The demo, headless, as a user would run it (on a free port).
 out="$logdir/demo-check.log"
-if DIALOGUE_PORT=0 timeout -k 5 120 ./dev demo --check >"$out" 2>&1; then
+if ! want "demo:"; then
+    :
+elif DIALOGUE_PORT=0 timeout -k 5 120 ./dev demo --check >"$out" 2>&1; then
     record "demo:--check" 1 0
 else
     sed 's/^/    /' "$out" | tail -30
