@@ -1,7 +1,11 @@
 /* plain.c: the bench's plaintext client (see plain.h): one TCP connection,
  * frames packed straight into one output buffer flushed once per loop turn,
  * server frames unpacked into a per-connection arena so receiving an event
- * allocates nothing. */
+ * allocates nothing. With opts->websocket it upgrades GET /v1/ws first and
+ * carries each frame as one WebSocket message (docs/websocket.md): a
+ * minimal client framer, enough for what the daemon sends (unfragmented
+ * binary messages, close); it masks with a zero key, which the format
+ * allows and which keeps the bench's own cost out of the measurement. */
 #include "plain.h"
 
 #include <netdb.h>
@@ -47,6 +51,12 @@ struct bench_plain {
     char server_error[256];  /* the last request_id-0 Error: why we got cut */
     ProtobufCAllocator alloc;
     size_t arena_used;
+    /* WebSocket: the 101 being read (ws_open = 0), then partial frames. */
+    int ws_open;
+    char ws_head[1024];
+    size_t ws_head_len;
+    uint8_t *wsin;
+    size_t wsin_len, wsin_cap;
     uint8_t arena[ARENA_SIZE];
     uint8_t rbuf[READ_SIZE];
 };
@@ -164,6 +174,8 @@ void bench_plain_free(bench_plain *p) {
     if (p == NULL || p->freeing)
         return;
     p->freeing = 1;
+    free(p->wsin);
+    p->wsin = NULL;
     p->phase = PH_DEAD;
     close_handle((uv_handle_t *)&p->tcp);
     close_handle((uv_handle_t *)&p->flush);
@@ -237,7 +249,9 @@ static int queue_frame(bench_plain *p, Dialogue__V1__ClientFrame *f) {
     size_t n = protobuf_c_message_get_packed_size(&f->base);
     if (n > UINT32_MAX - DLG_FRAME_HDR)
         return DLG_ETOOBIG;
-    size_t need = p->olen + DLG_FRAME_HDR + n;
+    /* WebSocket: 2, 4 or 10 bytes of header and a 4-byte mask key. */
+    size_t hdr = !p->o->websocket ? DLG_FRAME_HDR : n < 126 ? 6 : n < 65536 ? 8 : 14;
+    size_t need = p->olen + hdr + n;
     if (need > p->ocap) {
         size_t cap = p->ocap ? p->ocap : 4096;
         while (cap < need)
@@ -248,8 +262,25 @@ static int queue_frame(bench_plain *p, Dialogue__V1__ClientFrame *f) {
         p->obuf = nb;
         p->ocap = cap;
     }
-    dlg_frame_put_header(p->obuf + p->olen, (uint32_t)n);
-    if (protobuf_c_message_pack(&f->base, p->obuf + p->olen + DLG_FRAME_HDR) != n)
+    uint8_t *h = p->obuf + p->olen;
+    if (!p->o->websocket) {
+        dlg_frame_put_header(h, (uint32_t)n);
+    } else {
+        h[0] = 0x82; /* FIN, binary */
+        if (n < 126) {
+            h[1] = (uint8_t)(0x80 | n);
+        } else if (n < 65536) {
+            h[1] = 0x80 | 126;
+            h[2] = (uint8_t)(n >> 8);
+            h[3] = (uint8_t)n;
+        } else {
+            h[1] = 0x80 | 127;
+            for (int i = 0; i < 8; i++)
+                h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        }
+        memset(h + hdr - 4, 0, 4); /* the mask key: zero, so the payload is as packed */
+    }
+    if (protobuf_c_message_pack(&f->base, h + hdr) != n)
         return DLG_EINTERNAL;
     p->olen = need;
     uv_prepare_start(&p->flush, on_flush);
@@ -406,6 +437,79 @@ static int on_frame(void *ctx, const uint8_t *body, size_t len) {
     return p->phase == PH_DEAD;
 }
 
+/* WebSocket input: the 101, then frames; each binary message is one
+ * frame body for on_frame. 0, or a DLG_E* code (the peer dies). */
+static int ws_feed(bench_plain *p, const uint8_t *data, size_t len) {
+    char why[300];
+    if (!p->ws_open) {
+        size_t room = sizeof(p->ws_head) - 1 - p->ws_head_len;
+        size_t n = len < room ? len : room;
+        memcpy(p->ws_head + p->ws_head_len, data, n);
+        p->ws_head_len += n;
+        p->ws_head[p->ws_head_len] = '\0';
+        char *end = strstr(p->ws_head, "\r\n\r\n");
+        if (end == NULL) {
+            if (room == n)
+                return DLG_EPROTO;
+            return 0;
+        }
+        if (strncmp(p->ws_head, "HTTP/1.1 101 ", 13) != 0) {
+            snprintf(why, sizeof(why), "%s refused the WebSocket upgrade: %.120s", p->peer,
+                     p->ws_head);
+            die(p, why);
+            return 0;
+        }
+        p->ws_open = 1;
+        size_t used = (size_t)(end + 4 - p->ws_head) - (p->ws_head_len - n);
+        data += used;
+        len -= used;
+    }
+    if (p->wsin_len + len > p->wsin_cap) {
+        size_t cap = p->wsin_cap ? p->wsin_cap : READ_SIZE;
+        while (cap < p->wsin_len + len)
+            cap *= 2;
+        uint8_t *nb = realloc(p->wsin, cap);
+        if (nb == NULL)
+            return DLG_ENOMEM;
+        p->wsin = nb;
+        p->wsin_cap = cap;
+    }
+    memcpy(p->wsin + p->wsin_len, data, len);
+    p->wsin_len += len;
+    size_t off = 0;
+    while (p->wsin_len - off >= 2 && p->phase != PH_DEAD) {
+        const uint8_t *h = p->wsin + off;
+        uint64_t n = h[1] & 0x7f;
+        size_t hl = 2;
+        if (n == 126 || n == 127) {
+            hl = n == 126 ? 4 : 10;
+            if (p->wsin_len - off < hl)
+                break;
+            n = 0;
+            for (size_t i = 2; i < hl; i++)
+                n = (n << 8) | h[i];
+        }
+        if (n > MAX_IN_FRAME)
+            return DLG_ETOOBIG;
+        if (p->wsin_len - off < hl + n)
+            break;
+        unsigned op = h[0] & 0x0f;
+        if (op == 2 && on_frame(p, h + hl, (size_t)n) != 0)
+            return 0;
+        if (op == 8) {
+            unsigned code = n >= 2 ? ((unsigned)h[hl] << 8) | h[hl + 1] : 0;
+            snprintf(why, sizeof(why), "%s closed the WebSocket (%u %.*s)", p->peer, code,
+                     n >= 2 ? (int)(n - 2) : 0, (const char *)h + hl + 2);
+            die(p, why);
+            return 0;
+        }
+        off += hl + (size_t)n;
+    }
+    memmove(p->wsin, p->wsin + off, p->wsin_len - off);
+    p->wsin_len -= off;
+    return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     bench_plain *p = h->data;
     (void)hint;
@@ -424,7 +528,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         die(p, why);
         return;
     }
-    int rc = dlg_frame_dec_feed(&p->dec, p->rbuf, (size_t)nread, on_frame, p, NULL);
+    int rc = p->o->websocket ? ws_feed(p, p->rbuf, (size_t)nread)
+                             : dlg_frame_dec_feed(&p->dec, p->rbuf, (size_t)nread, on_frame, p, NULL);
     if (rc < 0 && p->phase != PH_DEAD) {
         snprintf(why, sizeof(why), "reading frames from %s: %s", p->peer, dlg_strerror(rc));
         die(p, why);
@@ -446,6 +551,25 @@ static void on_connect(uv_connect_t *req, int status) {
         snprintf(why, sizeof(why), "read from %s failed", p->peer);
         die(p, why);
         return;
+    }
+    if (p->o->websocket) {
+        /* The upgrade goes first; Hello follows in the same write (the
+         * daemon reads what comes after the request as WebSocket). */
+        static const char req[] = "GET /v1/ws HTTP/1.1\r\nHost: bench\r\n"
+                                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                  "Sec-WebSocket-Key: ZGlhbG9ndWUtYmVuY2gtMQ==\r\n"
+                                  "Sec-WebSocket-Version: 13\r\n"
+                                  "Sec-WebSocket-Protocol: dialogue.v1\r\n\r\n";
+        size_t rl = sizeof(req) - 1;
+        uint8_t *nb = realloc(p->obuf, rl + 4096);
+        if (nb == NULL) {
+            die(p, "out of memory");
+            return;
+        }
+        p->obuf = nb;
+        p->ocap = rl + 4096;
+        memcpy(p->obuf, req, rl);
+        p->olen = rl;
     }
     Dialogue__V1__Hello h = DIALOGUE__V1__HELLO__INIT;
     h.protocol_version = 1;

@@ -72,6 +72,7 @@ static void fanout_json(const bench_opts *o, const bench_fanout_result *r) {
     json_t *j = json_object();
     json_object_set_new(j, "mode", json_string("fanout"));
     json_object_set_new(j, "tls", json_boolean(!o->conn.plaintext));
+    json_object_set_new(j, "transport", json_string(o->conn.websocket ? "ws" : "native"));
     json_object_set_new(j, "subscribers", json_integer(o->subs));
     json_object_set_new(j, "publishers", json_integer(o->pubs));
     json_object_set_new(j, "rate", json_real(o->rate));
@@ -214,6 +215,7 @@ static void scale_json(const bench_opts *o, const bench_scale_result *r, double 
     json_t *j = json_object();
     json_object_set_new(j, "mode", json_string("connections"));
     json_object_set_new(j, "tls", json_boolean(!o->conn.plaintext));
+    json_object_set_new(j, "transport", json_string(o->conn.websocket ? "ws" : "native"));
     json_object_set_new(j, "connections", json_integer(r->wanted));
     json_object_set_new(j, "connected", json_integer(r->connected));
     json_object_set_new(j, "failed", json_integer(r->failed));

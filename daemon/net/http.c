@@ -334,6 +334,8 @@ static int upgrade(dlg_conn *c, http_req *q) {
     }
     if (push_resp(c, head, NULL) != 0)
         return 1;
+    dlg_log_debug(&c->srv->log, "conn %s (%s): WebSocket session (origin %s)", c->client_id,
+                  c->peer, q->seen[H_ORIGIN] ? q->val[H_ORIGIN] : "none");
     /* The WebSocket's Hello gets the whole budget before Welcome. */
     c->in_bytes -= q->req_bytes < c->in_bytes ? q->req_bytes : c->in_bytes;
     free(h->req);

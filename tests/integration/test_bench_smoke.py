@@ -121,6 +121,26 @@ def test_plaintext():
         assert d.stop() == 0
 
 
+def test_websocket_transport():
+    # Every connection through GET /v1/ws, one frame per message.
+    d = Daemon(config=write_config(PLAIN_CONFIG))
+    try:
+        r = bench("-S", "3", "-R", "0", "-M", "2000", "--transport", "ws", daemon=d,
+                  plaintext=True)
+        check_fanout(r, 3, 2000)
+        assert r["transport"] == "ws" and r["tls"] is False, r
+        c = bench("--connections", "20", "--concurrency", "8", "--transport", "ws", daemon=d,
+                  plaintext=True)
+        assert c["connected"] == 20 and c["failed"] == 0, c
+        assert d.logtext().count("WebSocket session (origin none)") >= 4 + 20, d.logtext()[-1500:]
+    finally:
+        assert d.stop() == 0
+    p = bench("--transport", "ws", expect_rc=2)
+    assert "--plaintext" in p.stderr, p.stderr
+    p = bench("--transport", "smoke", expect_rc=2)
+    assert "smoke" in p.stderr, p.stderr
+
+
 def test_connection_scale():
     r = bench("--connections", "40", "--conn-threads", "2", "--concurrency", "8")
     assert r["mode"] == "connections", r
