@@ -1,15 +1,16 @@
 #!/bin/bash
 # bench/profile.sh: profiles dialogued on one workload, the way
 # docs/benchmarks.md did:
-#   bench/profile.sh callgrind W1|W2|W3|L1 [tls|plain]
+#   bench/profile.sh callgrind W1|W2|W3|L1 [tls|plain|ws]
 #       the daemon under valgrind --tool=callgrind, collecting only the hot
 #       path (the per-turn flush and frame handling, not the TLS handshakes),
 #       on a shortened workload (callgrind runs the daemon ~50x slower);
 #       prints the inclusive cost of the daemon's functions.
-#   bench/profile.sh perf W1|W2|W3|L1 [tls|plain]
+#   bench/profile.sh perf W1|W2|W3|L1 [tls|plain|ws]
 #       perf record -e cpu-clock -g on the daemon at full speed (this VM has
 #       no hardware counters); prints the split by library and the top
 #       symbols, kernel included.
+# ws = plaintext, every connection through WebSocket (--transport ws).
 # Output files stay in a temp folder named at the end. Bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,7 +68,7 @@ daemon=("$BUILD/bin/dialogued" --config "$dir/dialogue.yaml" --port-file "$dir/p
 if [ "$tool" = callgrind ]; then
     valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
         --toggle-collect=dlg_conn_flush_all --toggle-collect=on_frame \
-        --toggle-collect=dlg_tlsio_read "${daemon[@]}" >"$dir/dialogued.log" 2>&1 &
+        --toggle-collect=dlg_tlsio_read --toggle-collect=dlg_ws_feed "${daemon[@]}" >"$dir/dialogued.log" 2>&1 &
 else
     "${daemon[@]}" >"$dir/dialogued.log" 2>&1 &
 fi
@@ -77,6 +78,7 @@ for _ in $(seq 300); do [ -s "$dir/port" ] && break; sleep 0.1; done
 port=$(cat "$dir/port")
 flags=(--server "127.0.0.1:$port")
 if [ "$tr" = tls ]; then flags+=(--ca "$dir/certs/ca.crt"); else flags+=(--plaintext); fi
+[ "$tr" = ws ] && flags+=(--transport ws)
 if [ "$tool" = perf ]; then
     perf record -e cpu-clock -F 4000 -g -p "$DPID" -o "$dir/perf.data" >/dev/null 2>&1 &
     PPID_=$!

@@ -55,6 +55,8 @@ extern const dlg_codec dlg_codec_native;
 /* HTTP/1.1: the web page, and WebSocket sessions upgraded from it
  * (http.c, ws.c). */
 extern const dlg_codec dlg_codec_http;
+/* What an upgraded connection's codec becomes once its 101 is sent. */
+extern const dlg_codec dlg_codec_ws;
 
 /* The codec for a connection whose TLS handshake chose alpn (alpn_len
  * bytes, not NUL-terminated; NULL when the client offered none): the

@@ -465,8 +465,15 @@ static size_t http_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
         h->n_resp--;
     }
     if (h->ws != NULL) {
-        if (h->n_resp == 0 && used < cap)
-            used += dlg_ws_stage(h->ws, dst + used, cap - used);
+        if (h->n_resp == 0) {
+            /* The 101 is out: the WebSocket session is the codec now. */
+            c->codec_st = h->ws;
+            c->codec = &dlg_codec_ws;
+            free(h->req);
+            free(h);
+            if (used < cap)
+                used += dlg_ws_stage(c->codec_st, dst + used, cap - used);
+        }
     } else {
         /* Before the upgrade, frames queued for this connection (an
          * Error before a close) mean nothing to an HTTP client. */
