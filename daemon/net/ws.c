@@ -11,6 +11,7 @@
 
 #include "conn_int.h"
 #include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_err.h"
 #include "dlg_frame.h"
 #include "reply.h"
 
@@ -35,6 +36,10 @@ struct dlg_ws {
     size_t out_cap, out_used;
     uint64_t msg_len;         /* bytes announced so far by the frames of the message
                                  being received */
+    /* Bytes wslay took from us, and those of the whole frames it parsed
+     * (counting the shortest header: a longer one only keeps them apart),
+     * and the frame being parsed: equal = wslay holds nothing half-read. */
+    uint64_t consumed, framed, frame_bytes;
     uint8_t *mbuf;            /* that message's bytes so far (wslay buffers none:
                                  no_buffering), cap mcap, mlen used */
     size_t mcap, mlen;
@@ -59,6 +64,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     }
     size_t n = len < w->in_len ? len : w->in_len;
     memcpy(buf, w->in, n);
+    w->consumed += n;
     w->in += n;
     w->in_len -= n;
     return (ssize_t)n;
@@ -104,6 +110,10 @@ static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *ud) {
     (void)ctx;
     dlg_ws *w = ud;
+    /* Client frames are masked (or refused): 2 + 4 bytes of header, plus
+     * 2 or 8 for a longer length. */
+    uint64_t n = arg->payload_length;
+    w->frame_bytes = 6 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + n;
     if (w->stop)
         return;
     if (arg->opcode == WSLAY_TEXT_FRAME) {
@@ -182,29 +192,62 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     /* Pings are answered by wslay; pongs need nothing. */
 }
 
-dlg_ws *dlg_ws_new(dlg_conn *c) {
+static void on_frame_end(wslay_event_context_ptr ctx, void *ud) {
+    (void)ctx;
+    dlg_ws *w = ud;
+    w->framed += w->frame_bytes;
+}
+
+/* wslay's context holds about 8.5 KiB of buffers whatever the traffic:
+ * made when the session needs it, given back when it is idle (see
+ * dlg_ws_release_idle). 0 or DLG_ENOMEM. */
+static int ensure_ctx(dlg_ws *w) {
     static const struct wslay_event_callbacks cbs = {
         .recv_callback = recv_cb,
         .send_callback = send_cb,
         .on_frame_recv_start_callback = on_frame_start,
         .on_frame_recv_chunk_callback = on_chunk,
+        .on_frame_recv_end_callback = on_frame_end,
         .on_msg_recv_callback = on_msg,
     };
-    dlg_ws *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return NULL;
-    w->c = c;
-    if (wslay_event_context_server_init(&w->ctx, &cbs, w) != 0) {
-        free(w);
-        return NULL;
-    }
+    if (w->ctx != NULL)
+        return 0;
+    if (wslay_event_context_server_init(&w->ctx, &cbs, w) != 0)
+        return DLG_ENOMEM;
     /* wslay buffers no data frame (it would allocate a frame's announced
      * length before asking us): on_frame_start enforces max_frame (which
      * rises at Welcome) with an Error that says so, on_chunk gathers the
      * message. wslay's own limit (a close 1009 without a reason) is off. */
     wslay_event_config_set_no_buffering(w->ctx, 1);
     wslay_event_config_set_max_recv_msg_length(w->ctx, UINT64_MAX);
+    return 0;
+}
+
+dlg_ws *dlg_ws_new(dlg_conn *c) {
+    dlg_ws *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->c = c;
+    if (ensure_ctx(w) != 0) {
+        free(w);
+        return NULL;
+    }
     return w;
+}
+
+void dlg_ws_release_idle(dlg_ws *w) {
+    /* Only between frames, with every byte wslay read accounted for by
+     * whole frames (nothing of a next frame in its buffer), and nothing
+     * for it to send: a new context then starts where this one stands. */
+    if (w->ctx == NULL || w->consumed != w->framed || w->wslay_has || w->close_queued ||
+        w->stop || w->mlen != 0)
+        return;
+    wslay_event_context_free(w->ctx);
+    w->ctx = NULL;
+    free(w->mbuf);
+    w->mbuf = NULL;
+    w->mcap = 0;
+    w->c->srv->heap_churn++; /* freed chunks between live ones: the sweep trims */
 }
 
 void dlg_ws_free(dlg_ws *w) {
@@ -219,6 +262,10 @@ int dlg_ws_feed(dlg_ws *w, const uint8_t *data, size_t len) {
     dlg_conn *c = w->c;
     if (w->stop)
         return 1;
+    if (ensure_ctx(w) != 0) {
+        dlg_conn_close(c, "out of memory");
+        return 1;
+    }
     w->in = data;
     w->in_len = len;
     int r = wslay_event_recv(w->ctx);
@@ -261,6 +308,8 @@ static void note_error(dlg_ws *w, const uint8_t *body, size_t len) {
 }
 
 static void queue_close(dlg_ws *w) {
+    if (ensure_ctx(w) != 0)
+        return; /* out of memory: the connection closes without the frame */
     uint16_t code = w->close_code;
     if (code == 0)
         code = w->err_status ? (uint16_t)(DLG_WS_CLOSE_STATUS_BASE + w->err_status)
@@ -365,7 +414,7 @@ int dlg_ws_more(const dlg_ws *w) {
 }
 
 uint64_t dlg_ws_pending(const dlg_ws *w) {
-    return wslay_event_get_queued_msg_length(w->ctx);
+    return w->ctx ? wslay_event_get_queued_msg_length(w->ctx) : 0;
 }
 
 size_t dlg_ws_final_error(dlg_ws *w, int status, const char *msg, uint8_t *dst, size_t cap) {
@@ -376,7 +425,8 @@ size_t dlg_ws_final_error(dlg_ws *w, int status, const char *msg, uint8_t *dst, 
     Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
     f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;
     f.error = &e;
-    if (w->close_queued || protobuf_c_message_get_packed_size(&f.base) > sizeof(body))
+    if (w->close_queued || protobuf_c_message_get_packed_size(&f.base) > sizeof(body) ||
+        ensure_ctx(w) != 0)
         return 0;
     size_t blen = protobuf_c_message_pack(&f.base, body);
     struct wslay_event_msg m = {WSLAY_BINARY_FRAME, body, blen};
@@ -419,6 +469,10 @@ static size_t ws_final_error(dlg_conn *c, int status, const char *msg, uint8_t *
     return dlg_ws_final_error(c->codec_st, status, msg, dst, cap);
 }
 
+static void ws_release_idle(dlg_conn *c) {
+    dlg_ws_release_idle(c->codec_st);
+}
+
 static void ws_free(dlg_conn *c) {
     dlg_ws_free(c->codec_st);
     c->codec_st = NULL;
@@ -431,5 +485,6 @@ const dlg_codec dlg_codec_ws = {
     .more = ws_more,
     .pending = ws_pending,
     .final_error = ws_final_error,
+    .release_idle = ws_release_idle,
     .free = ws_free,
 };

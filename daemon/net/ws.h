@@ -30,6 +30,10 @@ size_t dlg_ws_stage(dlg_ws *w, uint8_t *dst, size_t cap);
 /* Non-zero while wslay holds output (a pong, a close, a message begun). */
 int dlg_ws_more(const dlg_ws *w);
 
+/* Gives back wslay's buffers (about 8.5 KiB) while the session is idle
+ * between frames; they are made again when it reads or closes. */
+void dlg_ws_release_idle(dlg_ws *w);
+
 /* Bytes wslay holds for this session (queued messages). */
 uint64_t dlg_ws_pending(const dlg_ws *w);
 

@@ -250,6 +250,28 @@ def test_fragments_and_interleaved_ping():
     w.close()
 
 
+def test_idle_sessions_give_buffers_back_and_go_on():
+    # Idle for two sweeps (the daemon frees wslay's buffers between
+    # frames), then used again; and a frame cut in two across an idle
+    # pause (nothing may be freed then) still arrives whole.
+    w = WsConn(D.port)
+    w.hello()
+    time.sleep(2.5)
+    rid = w.send(ping=pb.Ping(nonce=5))
+    assert w.expect("pong", rid).nonce == 5
+    body = pb.ClientFrame(request_id=77, ping=pb.Ping(nonce=77)).SerializeToString()
+    fr = ws_frame(2, body)
+    w.sock.sendall(fr[:5])
+    time.sleep(2.5)
+    w.sock.sendall(fr[5:])
+    assert w.expect("pong", 77).nonce == 77
+    w.sock.sendall(ws_frame(9, b"still here"))
+    rid = w.send(ping=pb.Ping(nonce=6))
+    assert w.expect("pong", rid).nonce == 6
+    assert (10, b"still here") in w.control, w.control
+    w.close()
+
+
 def test_oversized_message_is_refused_before_buffering():
     # Before Welcome: the limit is the budget of input before Welcome
     # (16384); which check sees it first depends on how the bytes arrive.
