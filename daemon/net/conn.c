@@ -127,6 +127,12 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (c->refuse_full)
         c->srv->n_refusing--;
     c->state = DLG_CONN_CLOSING;
+    /* Still on the dirty list: it must outlive that until the flush takes
+     * it off (see unlist in flush.c), whatever runs first. */
+    if (c->in_dirty && !c->dirty_hold) {
+        c->dirty_hold = 1;
+        c->handles_open++;
+    }
     if (c->srv->up.closing)
         c->srv->up.closing(c, reason ? reason : "closed", was_ready);
     unlink_conn(c);

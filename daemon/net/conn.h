@@ -103,6 +103,8 @@ typedef struct dlg_conn {
     int flush_rc;
     uint64_t soft_since;         /* uv_now when pending went over the soft cap */
     unsigned in_dirty : 1;
+    unsigned dirty_hold : 1;     /* closed while on the dirty list: the list holds one
+                                    count of handles_open until the flush takes it off */
     unsigned close_after_flush : 1;
     unsigned refuse_full : 1;    /* over max_connections: told so after TLS */
     unsigned pre_linked : 1;     /* in the server's list of connections before Welcome */

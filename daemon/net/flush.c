@@ -403,6 +403,17 @@ static void flush_on_send_thread(void *item, uint8_t *scratch, void *ud) {
 /* Flushes the dirty list with the send threads: ready connections that are
  * not backed up are shared out (each flushed by exactly one thread); the
  * rest, and everything a send thread could not finish, on this thread. */
+/* Takes c off the dirty list. A connection closed while on it gives back
+ * the count the list held (dlg_conn_close), which may free it: the caller
+ * must not touch c afterwards when it is closing. */
+static void unlist(dlg_conn *c) {
+    c->in_dirty = 0;
+    if (c->dirty_hold) {
+        c->dirty_hold = 0;
+        dlg_conn_release(c);
+    }
+}
+
 static void flush_all_shared(dlg_server *srv) {
     flush_ctx x = loop_ctx(srv);
     size_t n = 0;
@@ -410,7 +421,7 @@ static void flush_all_shared(dlg_server *srv) {
         dlg_conn *c = srv->dirty;
         srv->dirty = c->dirty_next;
         if (c->state == DLG_CONN_CLOSING) {
-            c->in_dirty = 0;
+            unlist(c);
             continue;
         }
         if (c->state == DLG_CONN_READY && !c->close_after_flush && !backed_up(c)) {
@@ -441,10 +452,16 @@ static void flush_all_shared(dlg_server *srv) {
         for (size_t i = 0; i < n; i++)
             srv->flush_v[i]->flush_rc = flush_conn(srv->flush_v[i], &x);
     }
+    /* Off the list before flush_done, which may queue more (and list them
+     * again); one closed meanwhile keeps the list's count until after it
+     * (its handles close after this phase of the loop anyway). */
     for (size_t i = 0; i < n; i++)
         srv->flush_v[i]->in_dirty = 0;
     for (size_t i = 0; i < n; i++)
         flush_done(srv->flush_v[i], srv->flush_v[i]->flush_rc);
+    for (size_t i = 0; i < n; i++)
+        if (srv->flush_v[i]->dirty_hold && !srv->flush_v[i]->in_dirty)
+            unlist(srv->flush_v[i]);
 }
 
 void dlg_conn_flush_all(dlg_server *srv) {
@@ -462,9 +479,11 @@ void dlg_conn_flush_all(dlg_server *srv) {
         while (srv->dirty) {
             dlg_conn *c = srv->dirty;
             srv->dirty = c->dirty_next;
-            c->in_dirty = 0;
-            if (c->state == DLG_CONN_CLOSING)
+            if (c->state == DLG_CONN_CLOSING) {
+                unlist(c);
                 continue;
+            }
+            c->in_dirty = 0;
             flush_done(c, srv->uring ? flush_conn_uring(c) : flush_conn(c, &x));
         }
         if (srv->uring == NULL)
