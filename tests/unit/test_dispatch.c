@@ -92,6 +92,9 @@ static int teardown(void **state) {
     world *w = *state;
     while (w->srv.conns)
         dlg_conn_close(w->srv.conns, "test over");
+    /* The flush takes closed connections off the dirty list (they are
+     * freed only then, as in the daemon's loop). */
+    dlg_conn_flush_all(&w->srv);
     uv_close((uv_handle_t *)&w->srv.kick, NULL);
     for (int i = 0; i < 5; i++)
         uv_run(&w->loop, UV_RUN_NOWAIT);
