@@ -267,10 +267,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     drain(s.client, NULL, NULL);
     drain(s.observer, NULL, NULL);
+    /* Nothing is flushed here: the dirty list is dropped as a flush would
+     * empty it (a connection closed while listed waits for that). */
+    srv.dirty = NULL;
+    s.client->in_dirty = s.observer->in_dirty = 0;
     if (s.client->state != DLG_CONN_CLOSING)
         dlg_conn_close(s.client, "end of fuzz input");
     if (s.observer->state != DLG_CONN_CLOSING)
         dlg_conn_close(s.observer, "end of fuzz input");
+    /* Closed while listed: the list's count, given back (see unlist). */
+    dlg_conn *both[2] = {s.client, s.observer};
+    for (int i = 0; i < 2; i++)
+        if (both[i]->dirty_hold) {
+            both[i]->dirty_hold = 0;
+            both[i]->handles_open--;
+        }
     uv_close((uv_handle_t *)&srv.kick, NULL);
     dlg_history_stop(srv.history);
     /* Runs the close callbacks, which free the connections. */

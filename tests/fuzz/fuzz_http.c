@@ -205,9 +205,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         c->in_dirty = 0;
     }
     flush(c);
-    srv.dirty = NULL;
+    srv.dirty = NULL; /* as a flush would empty it */
+    c->in_dirty = 0;
     if (c->state != DLG_CONN_CLOSING)
         dlg_conn_close(c, "end of fuzz input");
+    if (c->dirty_hold) { /* closed while listed: the list's count, given back */
+        c->dirty_hold = 0;
+        c->handles_open--;
+    }
     uv_close((uv_handle_t *)&srv.kick, NULL);
     uv_run(srv.loop, UV_RUN_NOWAIT);
     FUZZ_CHECK(!uv_loop_alive(srv.loop), "handles left open after the input");
