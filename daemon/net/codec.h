@@ -42,19 +42,39 @@ typedef struct dlg_codec {
     /* Frees the codec's state (c->codec_st); once, when c is freed. NULL =
      * nothing to free. */
     void (*free)(struct dlg_conn *c);
+    /* c is closing (dlg_conn_close: its state is CLOSING, the layers above
+     * are told next): the codec ends what runs on c (HTTP/2: the session of
+     * every stream; a stream's session: its stream). NULL = nothing. */
+    void (*closing)(struct dlg_conn *c);
+    /* After each flush of c, on the loop thread (stage may run on a send
+     * thread): what the flush found that needs the loop (closing the
+     * session of a stream that ended). NULL = nothing. */
+    void (*flushed)(struct dlg_conn *c);
+    /* Once a second from dlg_conn_sweep: the codec sweeps the sessions it
+     * runs on c (dlg_conn_sweep_one for each). NULL = none. */
+    void (*sweep)(struct dlg_conn *c, uint64_t now);
 } dlg_codec;
 
 /* dialogue/1 (native.c). */
 extern const dlg_codec dlg_codec_native;
 
+/* HTTP/2 with gRPC (h2.c): ALPN "h2", or the HTTP/2 connection preface
+ * on a plaintext listener (prior knowledge). */
+extern const dlg_codec dlg_codec_h2;
+
+/* The session of one gRPC stream (h2.c): its output leaves through its
+ * parent's HTTP/2 session, never through a socket of its own. */
+extern const dlg_codec dlg_codec_h2_stream;
+
 /* The codec for a connection whose TLS handshake chose alpn (alpn_len
  * bytes, not NUL-terminated; NULL when the client offered none): the
- * native protocol for "dialogue/1". Without ALPN (and on plaintext
+ * native protocol for "dialogue/1", HTTP/2 for "h2". Without ALPN (and on plaintext
  * listeners) the first bytes decide (dlg_codec_sniff). */
 const dlg_codec *dlg_codec_by_alpn(const uint8_t *alpn, size_t alpn_len);
 
 /* The codec for a stream that starts with data[0..len) (len >= 1): a
- * dialogue/1 frame starts with its flag byte, 0. NULL when the bytes say
+ * dialogue/1 frame starts with its flag byte, 0; HTTP/2 with its client
+ * preface ("PRI * HTTP/2.0...", at least its first 3 bytes). NULL when the bytes say
  * nothing any codec speaks yet. */
 const dlg_codec *dlg_codec_sniff(const uint8_t *data, size_t len);
 

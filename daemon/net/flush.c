@@ -383,8 +383,14 @@ static void flush_done(dlg_conn *c, int rc) {
         dlg_conn_close(c, dlg_strerror(rc));
         return;
     }
-    if (c->close_after_flush && c->inflight_bytes == 0)
+    if (c->close_after_flush && c->inflight_bytes == 0) {
         dlg_conn_close(c, c->close_reason);
+        return;
+    }
+    /* What the codec's stage left for the loop thread (h2.c: the sessions
+     * of streams that ended). */
+    if (c->codec && c->codec->flushed)
+        c->codec->flushed(c);
 }
 
 /* dlg_sendpool_fn: one connection's flush on whichever thread took it. */

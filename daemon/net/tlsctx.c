@@ -19,9 +19,10 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned int inlen, void *arg) {
     (void)ssl;
     (void)arg;
-    static const unsigned char ours[] = "\x0a" "dialogue/1";
-    /* A client that offers ALPN must offer ours; one that offers none is
-     * accepted (plain TLS clients, e.g. health checks). */
+    /* In our order of preference: the native protocol, then HTTP/2 (gRPC,
+     * h2.c). A client that offers ALPN must offer one of ours; one that
+     * offers none is accepted (plain TLS clients, e.g. health checks). */
+    static const unsigned char ours[] = "\x0a" "dialogue/1" "\x02" "h2";
     if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
                               inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
