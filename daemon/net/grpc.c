@@ -204,8 +204,10 @@ static int deliver(dlg_conn *sess, const uint8_t *body, size_t n) {
     /* The first session that says Welcome makes its connection ready
      * (heartbeats; it leaves the count of connections before Welcome). */
     dlg_conn *p = sess->parent;
-    if (sess->state == DLG_CONN_READY && p->state == DLG_CONN_HELLO && !p->close_after_flush)
+    if (sess->state == DLG_CONN_READY && p->state == DLG_CONN_HELLO && !p->close_after_flush) {
+        p->state = DLG_CONN_READY;
         dlg_conn_start_heartbeat(p);
+    }
     return rc;
 }
 
