@@ -39,8 +39,9 @@
  * gRPC servers say it (gRPC clients then slow their keepalive down). */
 #define H2_PING_MIN_MS 10000
 #define H2_PING_STRIKES 2
-/* SETTINGS and PING ACKs owed to a peer that does not read. */
-#define H2_MAX_OUTBOUND_ACK 100
+/* SETTINGS and PING ACKs owed to a peer that does not read (nghttp2's
+ * own flood guard, beside our budget). */
+#define H2_MAX_OUTBOUND_ACK 1000
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -600,12 +601,22 @@ static int h2_feed(dlg_conn *c, const uint8_t *data, size_t len) {
         cut(h, h->abuse_code, h->abuse);
         return 1;
     }
+    if (rv == NGHTTP2_ERR_FLOODED) {
+        cut(h, NGHTTP2_ENHANCE_YOUR_CALM, "SETTINGS or PING flood (acknowledgements owed pile up)");
+        return 1;
+    }
+    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+        dlg_log_info(&c->srv->log, "conn %s (%s): refused: not an HTTP/2 client preface",
+                     c->client_id, c->peer);
+        dlg_conn_close(c, "not an HTTP/2 client preface");
+        return 1;
+    }
     if (rv < 0) {
-        dlg_log_info(&c->srv->log, "conn %s (%s): HTTP/2: %s", c->client_id, c->peer,
-                     nghttp2_strerror((int)rv));
-        dlg_conn_close_after_flush(c, rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC
-                                          ? "not an HTTP/2 client preface"
-                                          : "HTTP/2 protocol error");
+        /* nghttp2 stopped reading (too many CONTINUATION frames, a
+         * malformed frame...): GOAWAY saying what it found. */
+        cut(h, rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                         : NGHTTP2_PROTOCOL_ERROR,
+            nghttp2_strerror((int)rv));
         return 1;
     }
     if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng)) {
