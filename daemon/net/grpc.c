@@ -118,6 +118,8 @@ static int frame_msg(const dlg_buf *b, uint64_t *rid, uint32_t *field, const uin
 
 /* The string field f of message [p, p+n) into out (cut to cap). */
 static void str_field(const uint8_t *p, size_t n, uint32_t f, char *out, size_t cap) {
+    if (p == NULL) /* an empty message may come without bytes */
+        p = (const uint8_t *)"";
     pbw r = {p, p + n};
     uint32_t g;
     int wt;
@@ -132,6 +134,8 @@ static void str_field(const uint8_t *p, size_t n, uint32_t f, char *out, size_t 
 
 /* The varint field f of message [p, p+n); 0 when absent. */
 static uint64_t int_field(const uint8_t *p, size_t n, uint32_t f) {
+    if (p == NULL) /* an empty message may come without bytes */
+        p = (const uint8_t *)"";
     pbw r = {p, p + n};
     uint32_t g;
     int wt;
@@ -146,6 +150,8 @@ static uint64_t int_field(const uint8_t *p, size_t n, uint32_t f) {
 
 /* Is the string field f of [p, p+n) equal to s? */
 static int str_is(const uint8_t *p, size_t n, uint32_t f, const char *s) {
+    if (p == NULL) /* an empty message may come without bytes */
+        p = (const uint8_t *)"";
     pbw r = {p, p + n};
     uint32_t g;
     int wt;
@@ -1027,6 +1033,8 @@ void grpc_begin(h2_stream *st) {
 
 static int on_msg(void *ctx, const uint8_t *body, size_t len) {
     h2_stream *st = ctx;
+    if (body == NULL) /* an empty message split from its header comes without bytes */
+        body = (const uint8_t *)"";
     if (st->end_status >= 0 || st->trailers || st->reset)
         return 1;
     switch (st->method) {
