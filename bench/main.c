@@ -30,6 +30,8 @@ static void usage(FILE *f) {
         "  --ca FILE            CA of the server certificate [$DIALOGUE_CA, else system store]\n"
         "  --token TOKEN        JWT for Hello [$DIALOGUE_TOKEN, else anonymous]\n"
         "  --plaintext          the daemon listens without TLS (INSECURE; loopback benchmarks)\n"
+        "  --grpc               subscribers use gRPC Subscribe streams (HTTP/2, one connection\n"
+        "                       each; needs --plaintext); publishers stay on dialogue/1\n"
         "  --room ROOM          room to use; it must accept the events [bench]\n"
         "  --event NAME         measured event name [bench:tick]; warm-up uses bench:warmup\n"
         "  -S, --subscribers N  subscriber connections [10]\n"
@@ -210,7 +212,7 @@ static int add_pids(bench_opts *o, const char *v) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
+    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_GRPC, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
            O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT, O_DRAIN, O_PID, O_JSON, O_HELP };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
@@ -218,6 +220,7 @@ int main(int argc, char **argv) {
         {"ca", required_argument, 0, O_CA},
         {"token", required_argument, 0, O_TOKEN},
         {"plaintext", no_argument, 0, O_PLAIN},
+        {"grpc", no_argument, 0, O_GRPC},
         {"room", required_argument, 0, O_ROOM},
         {"event", required_argument, 0, O_EVENT},
         {"subscribers", required_argument, 0, 'S'},
@@ -275,6 +278,7 @@ int main(int argc, char **argv) {
         case O_CA: o.conn.ca = optarg; break;
         case O_TOKEN: o.conn.token = optarg; break;
         case O_PLAIN: o.conn.plaintext = 1; break;
+        case O_GRPC: o.conn.grpc = 1; break;
         case O_ROOM: o.conn.room = optarg; break;
         case O_EVENT: o.event = optarg; break;
         case 'S': bad = parse_u32("--subscribers", optarg, 0, 1000000, &o.subs); break;
@@ -319,6 +323,11 @@ int main(int argc, char **argv) {
     if (o.n_pub_srv == 0) {
         memcpy(o.pub_srv, o.sub_srv, sizeof(o.sub_srv));
         o.n_pub_srv = o.n_sub_srv;
+    }
+    if (o.conn.grpc && (!o.conn.plaintext || o.connections > 0)) {
+        fprintf(stderr, "dialogue-bench: --grpc needs --plaintext (its subscribers speak HTTP/2 "
+                        "with prior knowledge) and has no use with --connections\n");
+        return EXIT_USAGE;
     }
     if (o.conn.ca && *o.conn.ca == 0)
         o.conn.ca = NULL;

@@ -24,6 +24,8 @@ typedef struct bench_conn_opts {
     const char *ca;          /* NULL = system trust store */
     const char *token;       /* NULL or "" = anonymous */
     int plaintext;           /* the daemon listens without TLS */
+    int grpc;                /* subscribers use gRPC Subscribe streams (grpcsub.h;
+                                plaintext only) */
     const char *room;
     uint32_t max_pending;    /* triggers that may wait for their Ack */
     uint32_t connect_timeout_ms;
