@@ -395,6 +395,55 @@ def test_uring_sends_carry_the_streams_queues():
     assert sends < 30, sends
 
 
+def test_connection_deadline_heartbeat_and_budget():
+    """The connection keeps dialogue/1's rules until its first Welcome
+    (handshake_timeout_ms, pre_auth_max_bytes), then HTTP/2 PINGs are its
+    heartbeat: two unanswered and it is closed."""
+    d = Daemon(config=write_config(CONFIG.replace(
+        "limits:\n", "limits:\n  handshake_timeout_ms: 500\n  heartbeat_ms: 300\n", 1)))
+    try:
+        plain = int(re.findall(r"port (\d+) \(plaintext\)", d.logtext())[0])
+        h = RawH2(plain)
+        ack_settings(h)
+        g = h.goaway(within=3)
+        assert b"no Hello within 500 ms" in g.additional_data, g
+        assert h.closed(within=3)
+        h.close()
+        h = RawH2(plain)
+        ack_settings(h)
+        try:
+            # 30 bytes a round, none of them a stream: 17 KB before Welcome.
+            for i in range(600):
+                h.send(hf.PingFrame(0, opaque_data=b"%08d" % i, flags=["ACK"]))
+                h.send(hf.WindowUpdateFrame(0, window_increment=1))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        g = h.goaway(within=3)
+        assert b"before Welcome" in g.additional_data, g
+        h.close()
+        h = authed(plain)
+        t0 = time.time()
+        p, _ = h.until(lambda f: isinstance(f, hf.PingFrame) and "ACK" not in f.flags, within=3)
+        g = h.goaway(within=5)
+        assert b"no answer to 2 heartbeats" in g.additional_data, g
+        assert time.time() - t0 >= 0.5
+        h.close()
+        # Answered, the PINGs keep the connection (any byte counts).
+        h = authed(plain)
+        end = time.time() + 2
+        while time.time() < end:
+            try:
+                f = h.read_frame(timeout=end - time.time())
+            except OSError:
+                continue
+            assert f is not None and not isinstance(f, hf.GoAwayFrame), f
+            if isinstance(f, hf.PingFrame) and "ACK" not in f.flags:
+                h.send(hf.PingFrame(0, opaque_data=f.opaque_data, flags=["ACK"]))
+        h.close()
+    finally:
+        assert d.stop() == 0
+
+
 def test_not_http2_after_the_preface_prefix():
     import socket
     s = socket.create_connection(("127.0.0.1", D.port), timeout=5)
@@ -426,6 +475,7 @@ if __name__ == "__main__":
              test_cancel_by_reset_leaves_the_room,
              test_flow_control_is_the_slow_consumer_signal,
              test_uring_sends_carry_the_streams_queues,
+             test_connection_deadline_heartbeat_and_budget,
              test_not_http2_after_the_preface_prefix]
     try:
         run_tests(tests, per_test_timeout=90)
