@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dlggrpc import (bearer, channel, code_of, dash, pb, refl, refl_grpc,  # noqa: E402
                      stub, svc)
-from dlgtest import Conn, Daemon, make_jwt, run_tests, write_config  # noqa: E402
+from dlgtest import CERTS, Conn, Daemon, make_jwt, run_tests, write_config  # noqa: E402
 
 import grpc  # noqa: E402
 from google.protobuf import descriptor_pb2, descriptor_pool  # noqa: E402
@@ -426,6 +426,55 @@ def test_token_expiry_ends_the_subscription():
     ch.close()
 
 
+CERT_CONFIG = """
+listen:
+  - address: 127.0.0.1:0
+    cert: {certs}/server.crt
+    key: {certs}/server.key
+    client_ca: {certs}/ca.crt
+auth:
+  anonymous: false
+  client_cert:
+    user_from: cn
+    roles:
+      - {match: admin, roles: [admin]}
+rooms:
+  - id: ops
+    events: ["*"]
+    join: [admin]
+    trigger: [admin]
+"""
+
+
+def test_client_certificate_is_the_identity_of_every_call():
+    d = Daemon(config=write_config(CERT_CONFIG))
+    try:
+        def cert_channel(name):
+            rd = lambda f: open(os.path.join(CERTS, f), "rb").read()  # noqa: E731
+            creds = grpc.ssl_channel_credentials(rd("ca.crt"), rd("client-%s.key" % name),
+                                                 rd("client-%s.crt" % name))
+            return grpc.secure_channel("127.0.0.1:%d" % d.port, creds,
+                                       options=[("grpc.ssl_target_name_override", "localhost"),
+                                                ("grpc.use_local_subchannel_pool", 1)])
+        ch = cert_channel("admin")
+        st = stub(ch)
+        sub = st.Subscribe(svc.SubscribeRequest(room="ops", events=["*"]), timeout=10)
+        sub.initial_metadata()
+        ack = st.Trigger(pb.Trigger(room="ops", event="x", data=b"1"), timeout=5)
+        ev = next(sub)
+        assert (getattr(ev, "from"), ev.from_kind, ev.seq) == (
+            "admin", pb.IDENTITY_CERTIFICATE, ack.seq), ev
+        sub.cancel()
+        ch.close()
+        # A certificate without the role: the same refusal as dialogue/1.
+        ch = cert_channel("viewer")
+        code, details = code_of(stub(ch).Trigger, pb.Trigger(room="ops", event="x"), timeout=5)
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "ops" in details, (code, details)
+        ch.close()
+    finally:
+        assert d.stop() == 0
+
+
 def teardown():
     assert D.stop() == 0
     log = D.logtext()
@@ -444,7 +493,8 @@ if __name__ == "__main__":
              test_session_stream_speaks_dialogue_1,
              test_history_list_rooms_and_get_schema_are_unary_calls,
              test_reflection_lists_and_describes_the_service_and_the_events,
-             test_token_expiry_ends_the_subscription]
+             test_token_expiry_ends_the_subscription,
+             test_client_certificate_is_the_identity_of_every_call]
     try:
         run_tests(tests, per_test_timeout=60)
     finally:
