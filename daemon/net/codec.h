@@ -15,6 +15,10 @@ struct dlg_conn;
 
 typedef struct dlg_codec {
     const char *name; /* as logs and metrics name it: "dialogue/1", ... */
+    /* Non-zero: the connection carries many sessions (HTTP/2 streams, each
+     * with its own Hello): before its first Welcome it may read
+     * pre_auth_max_bytes for each stream it allows (max_streams). */
+    int sessions;
     /* Plaintext from the peer, in order (the caller has counted it against
      * the connection's input budgets). Returns 0 to read on, non-zero when
      * the connection is to read no more (it is closing). */

@@ -827,6 +827,7 @@ static void h2_free(dlg_conn *c) {
 
 const dlg_codec dlg_codec_h2 = {
     .name = "h2",
+    .sessions = 1,
     .feed = h2_feed,
     .stage = h2_stage,
     .more = h2_more,

@@ -412,8 +412,9 @@ def test_connection_deadline_heartbeat_and_budget():
         h = RawH2(plain)
         ack_settings(h)
         try:
-            # 30 bytes a round, none of them a stream: 17 KB before Welcome.
-            for i in range(600):
+            # 30 bytes a round, none of them a stream: 75 KB before Welcome
+            # (the budget is pre_auth_max_bytes for each of the 4 streams).
+            for i in range(2500):
                 h.send(hf.PingFrame(0, opaque_data=b"%08d" % i, flags=["ACK"]))
                 h.send(hf.WindowUpdateFrame(0, window_increment=1))
         except (BrokenPipeError, ConnectionResetError):
@@ -439,6 +440,38 @@ def test_connection_deadline_heartbeat_and_budget():
             assert f is not None and not isinstance(f, hf.GoAwayFrame), f
             if isinstance(f, hf.PingFrame) and "ACK" not in f.flags:
                 h.send(hf.PingFrame(0, opaque_data=f.opaque_data, flags=["ACK"]))
+        h.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_first_flight_of_many_calls_is_not_cut():
+    """A client may open many calls at once before any has said Hello
+    (gRPC clients do): the connection's byte budget before its first
+    Welcome is pre_auth_max_bytes for each stream it allows, not in all."""
+    d = Daemon(config=write_config(CONFIG.replace("  max_streams_per_connection: 4\n", "")))
+    try:
+        plain = int(re.findall(r"port (\d+) \(plaintext\)", d.logtext())[0])
+        h = RawH2(plain)
+        req = lpm(subscribe_req())
+        flight = b""
+        for i in range(50):
+            sid = 1 + 2 * i
+            # A header never indexed by HPACK (as a token may be): 400
+            # bytes on the wire for each call, 20 KB in all.
+            block = h.enc.encode([(":method", "POST"), (":scheme", "http"), (":path", SUB),
+                                  (":authority", "localhost"),
+                                  ("content-type", "application/grpc"),
+                                  ("x-pad", "p" * 400, True)])
+            flight += hf.HeadersFrame(sid, data=block, flags=["END_HEADERS"]).serialize()
+            flight += hf.DataFrame(sid, data=req, flags=["END_STREAM"]).serialize()
+        assert len(flight) > 16384
+        h.send_raw(flight)
+        got = set()
+        while len(got) < 50:
+            f, _ = h.until(lambda f: isinstance(f, (hf.HeadersFrame, hf.GoAwayFrame)))
+            assert not isinstance(f, hf.GoAwayFrame), f
+            got.add(f.stream_id)
         h.close()
     finally:
         assert d.stop() == 0
@@ -476,6 +509,7 @@ if __name__ == "__main__":
              test_flow_control_is_the_slow_consumer_signal,
              test_uring_sends_carry_the_streams_queues,
              test_connection_deadline_heartbeat_and_budget,
+             test_a_first_flight_of_many_calls_is_not_cut,
              test_not_http2_after_the_preface_prefix]
     try:
         run_tests(tests, per_test_timeout=90)
