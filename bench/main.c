@@ -30,8 +30,10 @@ static void usage(FILE *f) {
         "  --ca FILE            CA of the server certificate [$DIALOGUE_CA, else system store]\n"
         "  --token TOKEN        JWT for Hello [$DIALOGUE_TOKEN, else anonymous]\n"
         "  --plaintext          the daemon listens without TLS (INSECURE; loopback benchmarks)\n"
-        "  --transport T        native (dialogue/1) or ws (WebSocket, GET /v1/ws; needs\n"
-        "                       --plaintext) for every connection of the run [native]\n"
+        "  --transport T        native (dialogue/1), ws (WebSocket, GET /v1/ws) or grpc\n"
+        "                       (subscribers on gRPC Subscribe streams, publishers on\n"
+        "                       dialogue/1); ws and grpc need --plaintext [native]\n"
+        "  --grpc               the same as --transport grpc\n"
         "  --room ROOM          room to use; it must accept the events [bench]\n"
         "  --event NAME         measured event name [bench:tick]; warm-up uses bench:warmup\n"
         "  -S, --subscribers N  subscriber connections [10]\n"
@@ -212,7 +214,7 @@ static int add_pids(bench_opts *o, const char *v) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
+    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_GRPC, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
            O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT, O_DRAIN, O_PID, O_JSON, O_HELP };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
@@ -221,6 +223,7 @@ int main(int argc, char **argv) {
         {"token", required_argument, 0, O_TOKEN},
         {"plaintext", no_argument, 0, O_PLAIN},
         {"transport", required_argument, 0, O_TRANSPORT},
+        {"grpc", no_argument, 0, O_GRPC},
         {"room", required_argument, 0, O_ROOM},
         {"event", required_argument, 0, O_EVENT},
         {"subscribers", required_argument, 0, 'S'},
@@ -281,12 +284,15 @@ int main(int argc, char **argv) {
         case O_TRANSPORT:
             if (strcmp(optarg, "ws") == 0) {
                 o.conn.websocket = 1;
+            } else if (strcmp(optarg, "grpc") == 0) {
+                o.conn.grpc = 1;
             } else if (strcmp(optarg, "native") != 0) {
-                fprintf(stderr, "dialogue-bench: --transport: \"%s\" is neither native nor ws\n",
-                        optarg);
+                fprintf(stderr, "dialogue-bench: --transport: \"%s\" is none of native, ws, "
+                                "grpc\n", optarg);
                 bad = 1;
             }
             break;
+        case O_GRPC: o.conn.grpc = 1; break;
         case O_ROOM: o.conn.room = optarg; break;
         case O_EVENT: o.event = optarg; break;
         case 'S': bad = parse_u32("--subscribers", optarg, 0, 1000000, &o.subs); break;
@@ -335,6 +341,15 @@ int main(int argc, char **argv) {
     if (o.conn.websocket && !o.conn.plaintext) {
         fprintf(stderr, "dialogue-bench: --transport ws needs --plaintext (the bench's WebSocket "
                         "client has no TLS; TLS costs the daemon the same on both transports)\n");
+        return EXIT_USAGE;
+    }
+    if (o.conn.grpc && o.conn.websocket) {
+        fprintf(stderr, "dialogue-bench: --transport: one of ws and grpc\n");
+        return EXIT_USAGE;
+    }
+    if (o.conn.grpc && (!o.conn.plaintext || o.connections > 0)) {
+        fprintf(stderr, "dialogue-bench: --grpc needs --plaintext (its subscribers speak HTTP/2 "
+                        "with prior knowledge) and has no use with --connections\n");
         return EXIT_USAGE;
     }
     if (o.conn.ca && *o.conn.ca == 0)

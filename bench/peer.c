@@ -9,10 +9,12 @@
 
 #include "dialogue/client.h"
 #include "dlg_err.h"
+#include "grpcsub.h"
 #include "plain.h"
 
 struct bench_peer {
     bench_plain *plain;      /* set: the plaintext client does everything */
+    bench_grpcsub *grpc;     /* set: a gRPC subscriber does everything */
     dlg_client *c;
     const bench_conn_opts *o;
     const bench_peer_cbs *cbs;
@@ -127,6 +129,12 @@ int bench_peer_new(uv_loop_t *loop, const bench_conn_opts *o, int role,
     p->cbs = cbs;
     p->ud = ud;
     p->role = role;
+    if (o->grpc && role == BENCH_ROLE_SUB) {
+        if ((rc = bench_grpcsub_new(loop, o, cbs, ud, &p->grpc, err, errlen)) != 0)
+            goto fail;
+        *out = p;
+        return 0;
+    }
     if (o->plaintext) {
         if ((rc = bench_plain_new(loop, o, role, cbs, ud, &p->plain, err, errlen)) != 0)
             goto fail;
@@ -170,12 +178,16 @@ fail:
 }
 
 int bench_peer_start(bench_peer *p) {
+    if (p->grpc)
+        return bench_grpcsub_start(p->grpc);
     if (p->plain)
         return bench_plain_start(p->plain);
     return dlg_client_connect(p->c);
 }
 
 int bench_peer_trigger(bench_peer *p, const char *event, const void *data, size_t len) {
+    if (p->grpc)
+        return DLG_ESTATE; /* subscribers only */
     if (p->plain)
         return bench_plain_trigger(p->plain, event, data, len);
     if (!p->ready || p->failed)
@@ -186,7 +198,9 @@ int bench_peer_trigger(bench_peer *p, const char *event, const void *data, size_
 void bench_peer_free(bench_peer *p) {
     if (p == NULL)
         return;
-    if (p->plain)
+    if (p->grpc)
+        bench_grpcsub_free(p->grpc);
+    else if (p->plain)
         bench_plain_free(p->plain);
     else
         dlg_client_free(p->c);

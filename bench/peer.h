@@ -26,6 +26,8 @@ typedef struct bench_conn_opts {
     int plaintext;           /* the daemon listens without TLS */
     int websocket;           /* with plaintext: speak through GET /v1/ws (one frame per
                                 WebSocket message) instead of dialogue/1 */
+    int grpc;                /* subscribers use gRPC Subscribe streams (grpcsub.h;
+                                plaintext only) */
     const char *room;
     uint32_t max_pending;    /* triggers that may wait for their Ack */
     uint32_t connect_timeout_ms;

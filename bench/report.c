@@ -72,7 +72,10 @@ static void fanout_json(const bench_opts *o, const bench_fanout_result *r) {
     json_t *j = json_object();
     json_object_set_new(j, "mode", json_string("fanout"));
     json_object_set_new(j, "tls", json_boolean(!o->conn.plaintext));
-    json_object_set_new(j, "transport", json_string(o->conn.websocket ? "ws" : "native"));
+    json_object_set_new(j, "transport", json_string(o->conn.grpc        ? "grpc"
+                                                   : o->conn.websocket ? "ws"
+                                                                       : "native"));
+    json_object_set_new(j, "grpc", json_boolean(o->conn.grpc));
     json_object_set_new(j, "subscribers", json_integer(o->subs));
     json_object_set_new(j, "publishers", json_integer(o->pubs));
     json_object_set_new(j, "rate", json_real(o->rate));
@@ -148,7 +151,8 @@ void bench_report_fanout(const bench_opts *o, const bench_fanout_result *r, int 
     }
     printf("dialogue-bench: S=%u P=%u R=%g M=%llu B=%u warmup=%llu %s\n", o->subs, o->pubs,
            o->rate, (unsigned long long)o->messages, o->bytes, (unsigned long long)o->warmup,
-           o->conn.plaintext ? "plaintext" : "TLS");
+           o->conn.grpc ? "plaintext, subscribers over gRPC"
+                        : o->conn.plaintext ? "plaintext" : "TLS");
     printf("servers        subscribers on ");
     print_list(o, o->sub_srv, o->n_sub_srv);
     printf("; publishers on ");

@@ -197,6 +197,7 @@ void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
     o->room_ops_burst = cfg->limits.room_ops_burst;
     o->max_subscriptions = cfg->limits.max_subscriptions;
     o->max_room_events = cfg->limits.max_room_events;
+    o->max_streams = cfg->limits.max_streams_per_connection;
     o->allow_anonymous = cfg->auth.anonymous;
 }
 

@@ -47,6 +47,7 @@ void dlg_server_opts_default(dlg_server_opts *o) {
     o->room_ops_burst = 500;
     o->max_subscriptions = 1024;
     o->max_room_events = 10000;
+    o->max_streams = 100;
     o->tls_own_records = 1;
     o->io_uring = 1;
 }

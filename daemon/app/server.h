@@ -65,6 +65,8 @@ typedef struct dlg_server_opts {
     uint32_t room_ops_burst;     /* [500] */
     uint32_t max_subscriptions;  /* [1024] event names per member */
     uint32_t max_room_events;    /* [10000] distinct names subscribed in one "*" room */
+    uint32_t max_streams;        /* [100] concurrent HTTP/2 streams (gRPC calls) per
+                                    connection (h2.c) */
     int allow_anonymous;         /* [0] */
     int allow_unknown_fields;    /* [0] */
     int store_sync;              /* [0 = DLG_STORE_SYNC_ACK] store: sqlite durability

@@ -193,6 +193,7 @@ static int fill_defaults(dlg_config *c) {
         .room_ops_burst = 500,
         .max_subscriptions = 1024,
         .max_room_events = 10000,
+        .max_streams_per_connection = 100,
     };
     c->auth.jwt.leeway_seconds = 30;
     c->auth.jwt.roles_claim = strdup("role");
@@ -818,6 +819,8 @@ static int load_limits(loader *x, const node *m) {
         {"room_ops_burst", offsetof(dlg_config_limits, room_ops_burst), false, 0, 1000000},
         {"max_subscriptions", offsetof(dlg_config_limits, max_subscriptions), false, 1, 1000000},
         {"max_room_events", offsetof(dlg_config_limits, max_room_events), false, 1, 1000000},
+        {"max_streams_per_connection", offsetof(dlg_config_limits, max_streams_per_connection),
+         false, 1, 10000},
     };
     enum { NTAB = sizeof(tab) / sizeof(tab[0]) };
     const char *keys[NTAB + 1];

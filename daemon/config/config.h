@@ -95,6 +95,8 @@ typedef struct dlg_config_limits {
     uint32_t max_subscriptions;     /* [1024] event names one member may subscribe to */
     uint32_t max_room_events;       /* [10000] distinct event names subscribed in
                                        one room that accepts any event */
+    uint32_t max_streams_per_connection; /* [100] concurrent HTTP/2 streams (gRPC
+                                       calls) on one connection */
 } dlg_config_limits;
 
 /* auth.jwt.keys[]: one key a token may be signed with. */

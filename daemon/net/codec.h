@@ -15,6 +15,10 @@ struct dlg_conn;
 
 typedef struct dlg_codec {
     const char *name; /* as logs and metrics name it: "dialogue/1", ... */
+    /* Non-zero: the connection carries many sessions (HTTP/2 streams, each
+     * with its own Hello): before its first Welcome it may read
+     * pre_auth_max_bytes for each stream it allows (max_streams). */
+    int sessions;
     /* Plaintext from the peer, in order (the caller has counted it against
      * the connection's input budgets). Returns 0 to read on, non-zero when
      * the connection is to read no more (it is closing). */
@@ -47,6 +51,17 @@ typedef struct dlg_codec {
     /* Frees the codec's state (c->codec_st); once, when c is freed. NULL =
      * nothing to free. */
     void (*free)(struct dlg_conn *c);
+    /* c is closing (dlg_conn_close: its state is CLOSING, the layers above
+     * are told next): the codec ends what runs on c (HTTP/2: the session of
+     * every stream; a stream's session: its stream). NULL = nothing. */
+    void (*closing)(struct dlg_conn *c);
+    /* After each flush of c, on the loop thread (stage may run on a send
+     * thread): what the flush found that needs the loop (closing the
+     * session of a stream that ended). NULL = nothing. */
+    void (*flushed)(struct dlg_conn *c);
+    /* Once a second from dlg_conn_sweep: the codec sweeps the sessions it
+     * runs on c (dlg_conn_sweep_one for each). NULL = none. */
+    void (*sweep)(struct dlg_conn *c, uint64_t now);
 } dlg_codec;
 
 /* dialogue/1 (native.c). */
@@ -58,15 +73,25 @@ extern const dlg_codec dlg_codec_http;
 /* What an upgraded connection's codec becomes once its 101 is sent. */
 extern const dlg_codec dlg_codec_ws;
 
+/* HTTP/2 with gRPC (h2.c): ALPN "h2", or the HTTP/2 connection preface
+ * on a plaintext listener (prior knowledge). */
+extern const dlg_codec dlg_codec_h2;
+
+/* The session of one gRPC stream (h2.c): its output leaves through its
+ * parent's HTTP/2 session, never through a socket of its own. */
+extern const dlg_codec dlg_codec_h2_stream;
+
 /* The codec for a connection whose TLS handshake chose alpn (alpn_len
  * bytes, not NUL-terminated; NULL when the client offered none): the
- * native protocol for "dialogue/1", HTTP for "http/1.1". Without ALPN
- * (and on plaintext listeners) the first bytes decide (dlg_codec_sniff). */
+ * native protocol for "dialogue/1", HTTP/2 for "h2", HTTP/1.1 for
+ * "http/1.1". Without ALPN (and on plaintext listeners) the first bytes
+ * decide (dlg_codec_sniff). */
 const dlg_codec *dlg_codec_by_alpn(const uint8_t *alpn, size_t alpn_len);
 
 /* The codec for a stream that starts with data[0..len) (len >= 1): a
- * dialogue/1 frame starts with its flag byte, 0; an HTTP request with an
- * upper-case method name. NULL when no codec speaks what they start. */
+ * dialogue/1 frame starts with its flag byte, 0; HTTP/2 with its client
+ * preface ("PRI * HTTP/2.0...", at least its first 3 bytes); an HTTP/1.1
+ * request with an upper-case method name. NULL when len is 0. */
 const dlg_codec *dlg_codec_sniff(const uint8_t *data, size_t len);
 
 #endif

@@ -117,6 +117,8 @@ static void log_close(dlg_conn *c, const char *reason) {
                  c->user_id ? c->user_id : "");
 }
 
+static void on_deadline(uv_timer_t *t);
+
 void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (c->state == DLG_CONN_CLOSING)
         return;
@@ -133,8 +135,16 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
         c->dirty_hold = 1;
         c->handles_open++;
     }
+    /* The sessions on its streams (or a session's stream) end first. */
+    if (c->codec && c->codec->closing)
+        c->codec->closing(c);
     if (c->srv->up.closing)
         c->srv->up.closing(c, reason ? reason : "closed", was_ready);
+    if (c->parent != NULL) {
+        /* A stream's session: its stream ended above; it has only a timer. */
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        return;
+    }
     unlink_conn(c);
     /* Before the descriptor closes: a send parked on a full socket would
      * otherwise keep the socket open until the peer reads. */
@@ -142,6 +152,29 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
         dlg_uring_cancel(c->srv->uring, c->usend);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+dlg_conn *dlg_conn_new_session(dlg_conn *parent) {
+    dlg_server *srv = parent->srv;
+    dlg_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->srv = srv;
+    c->lis = parent->lis;
+    c->parent = parent;
+    c->born_ms = uv_now(srv->loop);
+    c->id = ++srv->next_conn_id;
+    snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
+    snprintf(c->peer, sizeof(c->peer), "%s", parent->peer);
+    c->dec.max_frame = srv->opts.max_frame < srv->opts.pre_auth_max_bytes
+                           ? srv->opts.max_frame : srv->opts.pre_auth_max_bytes;
+    uv_timer_init(srv->loop, &c->timer);
+    c->timer.data = c;
+    c->handles_open = 1;
+    c->state = DLG_CONN_HELLO;
+    c->codec = &dlg_codec_h2_stream;
+    uv_timer_start(&c->timer, on_deadline, srv->opts.handshake_timeout_ms, 0);
+    return c;
 }
 
 void dlg_conn_doom(dlg_conn *c, const char *reason) {
@@ -190,41 +223,51 @@ static void release_idle(dlg_conn *c) {
         c->codec->release_idle(c);
 }
 
-void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
-    for (dlg_conn *c = srv->conns; c; c = c->next) {
-        if (c->state == DLG_CONN_CLOSING || c->in_doomed)
-            continue;
-        if (c->io_recent)
-            c->io_recent = 0;
-        else if (!c->close_after_flush)
-            release_idle(c);
-        /* In every state: a connection that is closing has its own
-         * deadline (on_close_deadline). */
-        if (!c->close_after_flush && c->inflight_since &&
-            now - c->inflight_since > srv->opts.write_timeout_ms) {
-            srv->counters.write_timeouts++;
-            dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms (the socket "
-                                    "took nothing for that long)", c->client_id, c->peer,
-                         srv->opts.write_timeout_ms);
-            dlg_conn_doom(c, "write timeout");
-            continue;
-        }
-        if (c->state != DLG_CONN_READY)
-            continue;
-        uint64_t pending = dlg_conn_pending(c);
-        if (pending <= srv->opts.soft_pending_bytes) {
-            c->soft_since = 0;
-        } else if (c->soft_since == 0) {
-            c->soft_since = now;
-        } else if (now - c->soft_since > srv->opts.soft_pending_ms) {
-            srv->counters.slow_consumers++;
-            dlg_log_warn(&srv->log, "conn %s (%s): slow consumer: %llu bytes pending for %u ms",
-                         c->client_id, c->peer, (unsigned long long)pending,
-                         srv->opts.soft_pending_ms);
-            c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
-            dlg_conn_doom(c, "slow consumer");
-        }
+void dlg_conn_sweep_one(dlg_conn *c, uint64_t now) {
+    dlg_server *srv = c->srv;
+    if (c->state == DLG_CONN_CLOSING || c->in_doomed)
+        return;
+    if (c->io_recent)
+        c->io_recent = 0;
+    else if (!c->close_after_flush)
+        release_idle(c);
+    /* In every state: a connection that is closing has its own deadline
+     * (on_close_deadline). A stream's session counts here from when its
+     * stream's flow-control window stopped its output (h2.c). */
+    if (!c->close_after_flush && c->inflight_since &&
+        now - c->inflight_since > srv->opts.write_timeout_ms) {
+        srv->counters.write_timeouts++;
+        dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms (the %s took "
+                                "nothing for that long)", c->client_id, c->peer,
+                     srv->opts.write_timeout_ms,
+                     c->parent ? "stream's flow-control window" : "socket");
+        if (c->parent)
+            c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED; /* the call's status */
+        dlg_conn_doom(c, "write timeout");
+        return;
     }
+    if (c->codec && c->codec->sweep)
+        c->codec->sweep(c, now);
+    if (c->state != DLG_CONN_READY)
+        return;
+    uint64_t pending = dlg_conn_pending(c);
+    if (pending <= srv->opts.soft_pending_bytes) {
+        c->soft_since = 0;
+    } else if (c->soft_since == 0) {
+        c->soft_since = now;
+    } else if (now - c->soft_since > srv->opts.soft_pending_ms) {
+        srv->counters.slow_consumers++;
+        dlg_log_warn(&srv->log, "conn %s (%s): slow consumer: %llu bytes pending for %u ms",
+                     c->client_id, c->peer, (unsigned long long)pending,
+                     srv->opts.soft_pending_ms);
+        c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
+        dlg_conn_doom(c, "slow consumer");
+    }
+}
+
+void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
+    for (dlg_conn *c = srv->conns; c; c = c->next)
+        dlg_conn_sweep_one(c, now);
     dlg_conn_reap(srv);
 }
 
@@ -294,7 +337,10 @@ static void on_deadline(uv_timer_t *t) {
 static void on_tick(uv_timer_t *t);
 
 static void arm_tick(dlg_conn *c) {
-    uint64_t now = uv_now(c->srv->loop), at = c->srv->opts.heartbeat_ms ? c->ping_at : 0;
+    /* A stream's session has no heartbeat of its own: HTTP/2 PINGs keep
+     * its connection alive (h2.c). */
+    uint64_t now = uv_now(c->srv->loop),
+             at = c->srv->opts.heartbeat_ms && c->parent == NULL ? c->ping_at : 0;
     if (c->expire_at && (at == 0 || c->expire_at < at))
         at = c->expire_at;
     if (at)

@@ -45,6 +45,13 @@ typedef struct dlg_latest_pos {
 typedef struct dlg_conn {
     dlg_server *srv;
     struct dlg_listener *lis;    /* accepted on it; NULL in tests without sockets */
+    /* A session that runs on a stream of another connection (one gRPC call
+     * over HTTP/2, h2.c): that connection, which owns the socket, TLS and
+     * every byte on the wire. Such a session has no socket of its own (tcp
+     * is unused, handles_open counts its timer only), is in none of the
+     * server's lists, and its output queue is drained by its parent's codec;
+     * marking it dirty marks the parent. NULL for a connection with a socket. */
+    struct dlg_conn *parent;
     uv_tcp_t tcp;
     uv_timer_t timer;            /* handshake deadline, then heartbeat */
     int state;
@@ -86,6 +93,9 @@ typedef struct dlg_conn {
     dlg_latest_pos *latest;      /* one per latest-policy event type seen */
     size_t n_latest, cap_latest;
     uint64_t conflated;          /* frames replaced by a newer one */
+    uint64_t kids_pending;       /* with sessions on its streams (parent above): what their
+                                    queues hold, as dlg_conn_pending counts it, so that the
+                                    caps hold across all streams of the connection */
     uint64_t inflight_bytes;     /* handed to uv_write (or the io_uring send), not yet
                                     completed */
     uint64_t inflight_since;     /* uv_now when writes started to back up (or the io_uring
@@ -110,6 +120,8 @@ typedef struct dlg_conn {
     unsigned pre_linked : 1;     /* in the server's list of connections before Welcome */
     unsigned tls_compact : 1;    /* handshake done: free the TLS buffers once drained */
     unsigned in_doomed : 1;
+    unsigned kids_dirty : 1;     /* a session on one of its streams has new output (outq.c
+                                    sets it, its codec clears it when it looks) */
     /* Idle memory (see dlg_conn_sweep): bytes were read or written since
      * the last sweep; TLS data went through the ciphertext buffers since
      * they were last freed. */
@@ -211,6 +223,12 @@ void dlg_conn_start_heartbeat(dlg_conn *c);
 
 /* The idle callback that only keeps the loop from blocking in poll. */
 void dlg_conn_kick_noop(uv_idle_t *h);
+
+/* The connection that owns c's socket and TLS session: c itself, or the
+ * connection c's stream runs on. */
+static inline dlg_conn *dlg_conn_root(dlg_conn *c) {
+    return c->parent ? c->parent : c;
+}
 
 /* The name c is known by to other clients and rules: its verified user
  * id, or (anonymous) its client id. Borrowed from c. */

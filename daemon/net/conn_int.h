@@ -19,6 +19,16 @@ void dlg_conn_release(dlg_conn *c);
  * closes it once that is sent. */
 void dlg_conn_refuse_full(dlg_conn *c);
 
+/* conn.c: a new session for one stream of parent (conn.h: parent), in
+ * DLG_CONN_HELLO with the handshake deadline running, its codec
+ * dlg_codec_h2_stream; the caller sets codec_st. NULL when out of memory.
+ * It is freed after dlg_conn_close, like any connection. */
+dlg_conn *dlg_conn_new_session(dlg_conn *parent);
+
+/* conn.c: one connection's part of dlg_conn_sweep (write timeout, soft
+ * cap, idle memory); dooms, never closes. */
+void dlg_conn_sweep_one(dlg_conn *c, uint64_t now);
+
 /* outq.c: puts c on the list the end of this loop turn flushes. */
 void dlg_conn_mark_dirty(dlg_conn *c);
 
@@ -46,6 +56,11 @@ void dlg_outq_drop_head(dlg_conn *c);
 
 /* outq.c: like dlg_outq_stage, with each item framed by put. */
 size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_fn put);
+
+/* outq.c: takes the head item, not started, out of c's queue: its
+ * reference passes to the caller. NULL when the queue is empty or its head
+ * is partly staged. */
+dlg_buf *dlg_outq_take(dlg_conn *c);
 
 /* flush.c: RFC 8446 6.1 close_notify before the socket closes, when the
  * socket takes it at once (best effort). */

@@ -318,8 +318,10 @@ static int flush_conn_uring(dlg_conn *c) {
     } else {
         /* A codec may frame items with more bytes than they hold (a
          * WebSocket header is up to 10 bytes where ours is 5) and add
-         * its own: room for that, then the send is as long as it came. */
-        uint64_t want = c->q_bytes + 8 * (uint64_t)c->q_len +
+         * its own: room for that, then the send is as long as it came.
+         * The queues of the sessions on its streams (HTTP/2) go out
+         * through it too. */
+        uint64_t want = c->q_bytes + 8 * (uint64_t)c->q_len + c->kids_pending +
                         (c->codec && c->codec->more && c->codec->more(c) ? 4096 : 0);
         len = want < DLG_URING_SEND_MAX ? (size_t)want : DLG_URING_SEND_MAX;
         if (len == 0)
@@ -383,8 +385,14 @@ static void flush_done(dlg_conn *c, int rc) {
         dlg_conn_close(c, dlg_strerror(rc));
         return;
     }
-    if (c->close_after_flush && c->inflight_bytes == 0)
+    if (c->close_after_flush && c->inflight_bytes == 0) {
         dlg_conn_close(c, c->close_reason);
+        return;
+    }
+    /* What the codec's stage left for the loop thread (h2.c: the sessions
+     * of streams that ended). */
+    if (c->codec && c->codec->flushed)
+        c->codec->flushed(c);
 }
 
 /* dlg_sendpool_fn: one connection's flush on whichever thread took it. */

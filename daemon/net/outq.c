@@ -13,12 +13,32 @@ void dlg_conn_mark_dirty(dlg_conn *c) {
     if (c->in_dirty || c->state == DLG_CONN_CLOSING)
         return;
     c->in_dirty = 1;
+    if (c->parent != NULL) {
+        /* A stream's session is flushed by its connection, whose codec
+         * looks for the sessions marked here (h2.c). */
+        c->parent->kids_dirty = 1;
+        dlg_conn_mark_dirty(c->parent);
+        return;
+    }
     /* Output queued from a timer or async callback must not wait for the
      * next I/O event: an active idle handle makes the poll return at once. */
     if (c->srv->dirty == NULL)
         uv_idle_start(&c->srv->kick, dlg_conn_kick_noop);
     c->dirty_next = c->srv->dirty;
     c->srv->dirty = c;
+}
+
+/* What c's queue counts in the caps. */
+static uint64_t q_cost(const dlg_conn *c) {
+    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST;
+}
+
+/* A stream's session's queue counts in its connection's caps too
+ * (conn.h: kids_pending): the change since q_cost was `before`. Unsigned
+ * arithmetic wraps, so a queue that shrank subtracts. */
+static void kids_account(dlg_conn *c, uint64_t before) {
+    if (c->parent != NULL)
+        c->parent->kids_pending += q_cost(c) - before;
 }
 
 static int q_push(dlg_conn *c, dlg_buf *b, int raw) {
@@ -50,7 +70,7 @@ static int conn_gone(const dlg_conn *c) {
 }
 
 uint64_t dlg_conn_pending(const dlg_conn *c) {
-    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST + c->inflight_bytes + c->spill_len +
+    return q_cost(c) + c->kids_pending + c->inflight_bytes + c->spill_len +
            (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0) +
            (c->codec && c->codec->pending ? c->codec->pending(c) : 0);
 }
@@ -67,15 +87,19 @@ void dlg_conn_cut_slow(dlg_conn *c, uint64_t pending) {
 static void send_item(dlg_conn *c, dlg_buf *b, int raw) {
     if (conn_gone(c))
         return;
-    uint64_t pending = dlg_conn_pending(c) + b->len + DLG_OUTQ_ITEM_COST;
+    /* A stream's session is held to its connection's cap, all streams
+     * together; the one that passes it is cut. */
+    uint64_t pending = dlg_conn_pending(dlg_conn_root(c)) + b->len + DLG_OUTQ_ITEM_COST;
     if (pending > c->srv->opts.max_pending_bytes) {
         dlg_conn_cut_slow(c, pending);
         return;
     }
+    uint64_t before = q_cost(c);
     if (q_push(c, b, raw) != 0) {
         dlg_conn_doom(c, "out of memory queueing output");
         return;
     }
+    kids_account(c, before);
     dlg_conn_mark_dirty(c);
 }
 
@@ -97,11 +121,13 @@ void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
     if (lp && lp->abs >= c->q_popped) {
         dlg_outq_item *it = &c->q[(c->q_head + (lp->abs - c->q_popped)) % c->q_cap];
         if (it->latest == key && it->off == 0) {
+            uint64_t before = q_cost(c);
             c->q_bytes += b->len;
             c->q_bytes -= it->buf->len;
             dlg_buf_unref(it->buf);
             it->buf = dlg_buf_ref(b);
             c->conflated++;
+            kids_account(c, before);
             return;
         }
     }
@@ -143,6 +169,7 @@ void dlg_outq_drop_head(dlg_conn *c) {
 }
 
 size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
+    uint64_t before = q_cost(c);
     size_t used = 0;
     while (c->q_len > 0 && used < cap) {
         dlg_outq_item *it = &c->q[c->q_head];
@@ -154,10 +181,12 @@ size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
         c->q_bytes -= n;
         pop_done(c, it);
     }
+    kids_account(c, before);
     return used;
 }
 
 size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_fn put) {
+    uint64_t before = q_cost(c);
     size_t used = 0;
     while (c->q_len > 0 && used < cap) {
         dlg_outq_item *it = &c->q[c->q_head];
@@ -169,7 +198,21 @@ size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_f
             break; /* the rest of it does not fit now */
         pop_done(c, it);
     }
+    kids_account(c, before);
     return used;
+}
+
+dlg_buf *dlg_outq_take(dlg_conn *c) {
+    if (c->q_len == 0 || c->q[c->q_head].off != 0)
+        return NULL;
+    uint64_t before = q_cost(c);
+    dlg_outq_item *it = &c->q[c->q_head];
+    dlg_buf *b = dlg_buf_ref(it->buf);
+    c->q_bytes -= b->len;
+    it->off = (uint32_t)b->len;
+    pop_done(c, it);
+    kids_account(c, before);
+    return b;
 }
 
 int dlg_conn_has_output(const dlg_conn *c) {

@@ -18,21 +18,22 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
  * ALPN did not choose it. 0 = read on. */
 static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     c->in_bytes += len;
-    if (c->state != DLG_CONN_READY &&
-        c->in_bytes > c->srv->opts.pre_auth_max_bytes) {
-        if (c->codec == NULL)
-            c->codec = &dlg_codec_native; /* to say why, in our framing */
-        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
-                            "more than %u bytes before Welcome",
-                            c->srv->opts.pre_auth_max_bytes);
-        dlg_conn_close_after_flush(c, "pre-auth input budget exceeded");
-        return 1;
-    }
     if (c->codec == NULL && (c->codec = dlg_codec_sniff(data, len)) == NULL) {
         dlg_log_info(&c->srv->log, "conn %s (%s): refused: its first bytes are no protocol "
                                    "this listener speaks (first byte 0x%02x)",
                      c->client_id, c->peer, data[0]);
         dlg_conn_close(c, "unknown protocol");
+        return 1;
+    }
+    /* A transport that carries many sessions may bring the first request
+     * of each at once (HTTP/2: max_streams calls in its first flight):
+     * it may read the budget for each; each session keeps its own. */
+    uint64_t budget = (uint64_t)c->srv->opts.pre_auth_max_bytes *
+                      (c->codec->sessions ? c->srv->opts.max_streams : 1);
+    if (c->state != DLG_CONN_READY && c->in_bytes > budget) {
+        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+                            "more than %llu bytes before Welcome", (unsigned long long)budget);
+        dlg_conn_close_after_flush(c, "pre-auth input budget exceeded");
         return 1;
     }
     return c->codec->feed(c, data, len);

@@ -19,11 +19,13 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned int inlen, void *arg) {
     (void)ssl;
     (void)arg;
-    /* In our order of preference: the native protocol, then HTTP/1.1 (the
-     * web page and WebSocket). A client that offers ALPN must offer one of
-     * them; one that offers none is accepted (its first bytes say which
-     * it speaks). */
-    static const unsigned char ours[] = "\x0a" "dialogue/1" "\x08" "http/1.1";
+    /* In our order of preference: the native protocol, HTTP/1.1 (the web
+     * page and WebSocket), HTTP/2 (gRPC, h2.c). HTTP/1.1 before h2: a
+     * browser offers both and must get the page, which only the HTTP/1.1
+     * codec serves; gRPC clients offer h2 alone. A client that offers ALPN
+     * must offer one of ours; one that offers none is accepted (its first
+     * bytes say which it speaks). */
+    static const unsigned char ours[] = "\x0a" "dialogue/1" "\x08" "http/1.1" "\x02" "h2";
     if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
                               inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;

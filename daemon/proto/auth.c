@@ -165,12 +165,15 @@ static int cert_identity(X509 *x, int from, char **out, char *err, size_t errlen
 /* Identity from a client certificate the TLS layer has verified against
  * the listener's client CA; roles from auth.client_cert.roles. */
 static int auth_cert(dlg_server *srv, dlg_conn *c, char *err, size_t errlen) {
-    /* A session that left OpenSSL after its handshake had no client
-     * certificate (dlg_tlsio_ctx_lean keeps those on OpenSSL). */
-    if (c->tls.ssl == NULL)
+    /* The certificate is the connection's: a gRPC stream's session (conn.h:
+     * parent) reads its connection's. A session that left OpenSSL after
+     * its handshake had no client certificate (dlg_tlsio_ctx_lean keeps
+     * those on OpenSSL). */
+    const dlg_conn *t = dlg_conn_root(c);
+    if (t->tls.ssl == NULL)
         return 1;
-    X509 *x = SSL_get0_peer_certificate(c->tls.ssl);
-    if (x == NULL || SSL_get_verify_result(c->tls.ssl) != X509_V_OK)
+    X509 *x = SSL_get0_peer_certificate(t->tls.ssl);
+    if (x == NULL || SSL_get_verify_result(t->tls.ssl) != X509_V_OK)
         return 1;
     const dlg_config_client_cert *cc = srv->cfg ? &srv->cfg->auth.client_cert : NULL;
     char *user = NULL;
@@ -214,7 +217,7 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         c->session_deadline_ms = dlg_jwt_session_deadline(srv->jwt, &cl) * 1000;
         return 0;
     }
-    if (c->tls_on && c->lis != NULL && c->lis->conf.client_ca_file) {
+    if (dlg_conn_root(c)->tls_on && c->lis != NULL && c->lis->conf.client_ca_file) {
         int r = auth_cert(srv, c, err, errlen);
         if (r == 0)
             return 0;

@@ -32,10 +32,12 @@ GEN = tempfile.mkdtemp(prefix="dlg-fuzz-pygen-")
 subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include",
                 "--python_out=" + GEN,
                 os.path.join(ROOT, "proto/dialogue/v1/protocol.proto"),
+                os.path.join(ROOT, "proto/dialogue/v1/service.proto"),
                 os.path.join(ROOT, "proto/dialogue/v1/options.proto"),
                 os.path.join(ROOT, "proto/events/dashboard.proto")], check=True)
 sys.path.insert(0, GEN)
 from dialogue.v1 import protocol_pb2 as pb  # noqa: E402
+from dialogue.v1 import service_pb2 as svc  # noqa: E402
 from events import dashboard_pb2 as dash  # noqa: E402
 
 
@@ -320,6 +322,70 @@ ev_hb.history_batch.events.add(room="r", seq=1)
 ev_hb.history_batch.complete = True
 put("evdec", "history_batch", ev_hb.SerializeToString())
 put("evdec", "event_then_ping", ld(5, ld(1, b"r")) + ld(12, key(1, 0) + varint(5)))
+
+# ---- h2: [read size - 1] what a client sends after the preface ------------------
+# Frames by python3-h2's hyperframe, headers by its hpack (not our code).
+from hpack import Encoder  # noqa: E402
+from hyperframe import frame as hf  # noqa: E402
+
+
+def h2_call(enc, sid, method, body=None, extra=(), end=True):
+    h = [(":method", "POST"), (":scheme", "http"), (":path", "/dialogue.v1.Dialogue/" + method),
+         (":authority", "fuzz"), ("content-type", "application/grpc"), ("te", "trailers")]
+    out = hf.HeadersFrame(sid, data=enc.encode(h + list(extra)),
+                          flags=["END_HEADERS"] + ([] if body is not None else ["END_STREAM"]))
+    out = out.serialize()
+    if body is not None:
+        msg = b"\0" + struct.pack(">I", len(body)) + body
+        out += hf.DataFrame(sid, data=msg, flags=["END_STREAM"] if end else []).serialize()
+    return out
+
+
+def h2_seed(name, parts, piece=255):
+    put("h2", name, bytes([piece]) + hf.SettingsFrame(0).serialize() +
+        hf.SettingsFrame(0, flags=["ACK"]).serialize() + b"".join(parts))
+
+
+e = Encoder()
+h2_seed("list_rooms", [h2_call(e, 1, "ListRooms", pb.ListRooms(members=True).SerializeToString())])
+e = Encoder()
+h2_seed("subscribe_trigger", [
+    h2_call(e, 1, "Subscribe", svc.SubscribeRequest(room="dash").SerializeToString()),
+    h2_call(e, 3, "Trigger", pb.Trigger(room="dash", event="metrics:update",
+                                        data=metrics).SerializeToString()),
+    hf.WindowUpdateFrame(1, window_increment=1000).serialize(),
+    hf.RstStreamFrame(1, error_code=8).serialize()], piece=7)
+e = Encoder()
+h2_seed("subscribe_recover_filter", [h2_call(e, 1, "Subscribe", svc.SubscribeRequest(
+    room="open", events=["a", "*"], after=svc.Position(epoch=1, seq=2)).SerializeToString(),
+    extra=[("grpc-timeout", "10m"), ("authorization", "Bearer x.y.z")])])
+e = Encoder()
+hello_body = cf(1, hello=pb.Hello(protocol_version=1)).SerializeToString()
+h2_seed("session", [
+    h2_call(e, 1, "Session", hello_body, end=False),
+    hf.DataFrame(1, data=frame(cf(2, join=pb.Join(room="open"))) +
+                 frame(cf(3, trigger=pb.Trigger(room="open", event="x", data=b"1")))).serialize(),
+    hf.DataFrame(1, data=b"", flags=["END_STREAM"]).serialize()], piece=31)
+e = Encoder()
+h2_seed("history_schema", [
+    h2_call(e, 1, "History", pb.History(room="open", by_seq=True).SerializeToString()),
+    h2_call(e, 3, "GetSchema", b""),
+    hf.PingFrame(0, opaque_data=b"12345678").serialize(),
+    hf.GoAwayFrame(0, last_stream_id=0).serialize()])
+e = Encoder()
+refl = (b"\x3a\x00")  # ServerReflectionRequest{list_services: ""}
+h = [(":method", "POST"), (":scheme", "http"),
+     (":path", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
+     (":authority", "fuzz"), ("content-type", "application/grpc")]
+h2_seed("reflection", [hf.HeadersFrame(1, data=e.encode(h), flags=["END_HEADERS"]).serialize(),
+                       hf.DataFrame(1, data=b"\0" + struct.pack(">I", 2) + refl +
+                                    b"\0" + struct.pack(">I", 22) + b"\x22\x14dialogue.v1.Dialogue",
+                                    flags=["END_STREAM"]).serialize()])
+e = Encoder()
+hb = e.encode([(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "f")])
+h2_seed("continuation", [hf.HeadersFrame(1, data=hb[:3], flags=[]).serialize(),
+                         hf.ContinuationFrame(1, data=hb[3:], flags=[]).serialize(),
+                         hf.ContinuationFrame(1, data=b"", flags=["END_HEADERS"]).serialize()])
 
 shutil.rmtree(GEN)
 print("seeds written under", CORPUS)
