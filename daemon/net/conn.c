@@ -130,8 +130,9 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
         c->srv->n_refusing--;
     c->state = DLG_CONN_CLOSING;
     /* Still on the dirty list: it must outlive that until the flush takes
-     * it off (see unlist in flush.c), whatever runs first. */
-    if (c->in_dirty && !c->dirty_hold) {
+     * it off (see unlist in flush.c), whatever runs first. (A stream's
+     * session is marked, never listed: its connection is.) */
+    if (c->in_dirty && !c->dirty_hold && c->parent == NULL) {
         c->dirty_hold = 1;
         c->handles_open++;
     }

@@ -49,6 +49,18 @@ def test_page_files_with_types_and_headers():
     s.close()
 
 
+def test_browsers_offering_h2_get_http11():
+    # A browser offers h2 and http/1.1: the page is only on HTTP/1.1, so
+    # the server prefers it; a gRPC client (h2 alone) gets h2.
+    s = connect(D.port, alpn=("h2", "http/1.1"))
+    assert s.selected_alpn_protocol() == "http/1.1", s.selected_alpn_protocol()
+    assert request(s, "/")[0] == 200
+    s.close()
+    s = connect(D.port, alpn=("h2",))
+    assert s.selected_alpn_protocol() == "h2"
+    s.close()
+
+
 def test_etag_and_head():
     s = connect(D.port)
     st, h, body, _ = request(s, "/app.js")
