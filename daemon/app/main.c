@@ -10,6 +10,7 @@
 #include "access.h"
 #include "auth.h"
 #include "boot.h"
+#include "check.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "metrics.h"
@@ -22,6 +23,10 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: dialogued [options]\n"
         "  --config FILE          YAML configuration (see docs/config.md)\n"
+        "  -t, --check-config     load and check the configuration and everything it\n"
+        "                         names (certificates, keys, CRLs, schemas, rules),\n"
+        "                         print every error as file:line:col and exit: 0 when\n"
+        "                         it is valid, 1 when not; nothing listens\n"
         "  --listen HOST:PORT     listen address [127.0.0.1:3000]; port 0 = any free port\n"
         "  --cert FILE            TLS certificate chain (PEM)\n"
         "  --key FILE             TLS private key (PEM); never logged\n"
@@ -217,12 +222,39 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
     return 0;
 }
 
+/* --check-config: every error on stderr, the verdict as the exit code. */
+static int check_config(const char *path, const flags *fl, const char *const *schemas,
+                        size_t n_schemas) {
+    int own = -1;
+    const char *v = getenv("DIALOGUE_TLS_OWN_RECORDS");
+    if (fl->osslrec)
+        own = 0;
+    else if (v && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0))
+        own = v[0] == '1';
+    dlg_check_opts o = {.config = path, .schemas = schemas, .n_schemas = n_schemas,
+                        .cert = fl->cert, .key = fl->key, .plaintext = fl->plain,
+                        .tls_own_records = own};
+    int n = dlg_check_config(&o, stderr);
+    const char *what = path ? path : "(command line)";
+    if (n < 0) {
+        fprintf(stderr, "dialogued: checking %s: %s\n", what, dlg_strerror(n));
+        return 1;
+    }
+    if (n > 0) {
+        fprintf(stderr, "dialogued: configuration %s has %d error(s)\n", what, n);
+        return 1;
+    }
+    printf("dialogued: configuration %s is valid\n", what);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
            O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_NOURING,
-           O_SENDTH, O_OSSLREC, O_VERSION, O_HELP };
+           O_SENDTH, O_OSSLREC, O_VERSION, O_HELP, O_CHECK = 't' };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
+        {"check-config", no_argument, 0, O_CHECK},
         {"listen", required_argument, 0, O_LISTEN},
         {"cert", required_argument, 0, O_CERT},
         {"key", required_argument, 0, O_KEY},
@@ -254,11 +286,12 @@ int main(int argc, char **argv) {
     size_t n_schemas = 0;
     flags fl = {.level = -1};
     double f_alert = 0;
-    int f_alert_set = 0;
+    int f_alert_set = 0, check = 0;
     int o;
-    while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "t", longopts, NULL)) != -1) {
         switch (o) {
         case O_CONFIG: config_path = optarg; break;
+        case O_CHECK: check = 1; break;
         case O_LISTEN: fl.listen = optarg; break;
         case O_CERT: fl.cert = optarg; break;
         case O_KEY: fl.key = optarg; break;
@@ -328,6 +361,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (check)
+        return check_config(config_path, &fl, schemas, n_schemas);
     char err[1024];
     dlg_config *cfg = NULL;
     int rc = config_path ? dlg_config_load(config_path, &cfg, err, sizeof(err))

@@ -9,11 +9,23 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "dlg_err.h"
 #include "yamlread.h"
 
 #define DLG_CFG_NAME_MAX 255      /* room ids, event names, roles, kids */
 #define DLG_CFG_TEXT_MAX 4096     /* descriptions, issuer, audience */
 #define DLG_CFG_BYTES_CAP (1ull << 40)
+
+/* How every loader here walks (yamlread.h): an error is recorded where it
+ * is found and the walk goes on to the next key or entry, so that one run
+ * reports every mistake; only running out of memory stops it. A loader
+ * returns DLG_ECONFIG when its item had an error (dlg__yaml_since), and
+ * runs the checks across its keys only when each key read well. */
+#define DLG_CFG_TRY(expr)                                                                          \
+    do {                                                                                           \
+        if ((expr) == DLG_ENOMEM)                                                                  \
+            return DLG_ENOMEM;                                                                     \
+    } while (0)
 
 /* The configuration being filled: the reader's ud. */
 static inline dlg_config *dlg__cfg(dlg_yaml *y) {

@@ -60,6 +60,7 @@ int dlg__cfg_load_limits(dlg_yaml *y, const dlg_ynode *m) {
     for (size_t i = 0; i < NTAB; i++)
         keys[i] = tab[i].key;
     keys[NTAB] = NULL;
+    size_t mark = y->n_errors;
     int rc = dlg__yaml_want_map(y, m, "limits", keys);
     if (rc < 0)
         return rc;
@@ -71,13 +72,15 @@ int dlg__cfg_load_limits(dlg_yaml *y, const dlg_ynode *m) {
         char p[DLG_YAML_KEYPATH];
         uint64_t val;
         dlg__yaml_keypath(p, "limits", tab[i].key);
-        if ((rc = dlg__yaml_uint(y, v, p, tab[i].min, tab[i].max, &val)) < 0)
-            return rc;
+        if (dlg__yaml_uint(y, v, p, tab[i].min, tab[i].max, &val) < 0)
+            continue;
         if (tab[i].wide)
             *(uint64_t *)((char *)l + tab[i].off) = val;
         else
             *(uint32_t *)((char *)l + tab[i].off) = (uint32_t)val;
     }
+    if (y->n_errors > mark)
+        return DLG_ECONFIG;
     dlg_ynode *v;
     if (l->soft_pending_bytes > l->max_pending_bytes) {
         v = dlg__yaml_get(y, m, "soft_pending_bytes");

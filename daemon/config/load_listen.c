@@ -91,17 +91,19 @@ static int load_listener(dlg_yaml *y, const dlg_ynode *m, const char *path,
                          dlg_config_listener *l) {
     static const char *const keys[] = {
         "address", "tls", "cert", "key", "client_ca", "client_crl", "require_client_cert", NULL};
+    size_t mark = y->n_errors;
     char p[DLG_YAML_KEYPATH];
     dlg_ynode *v;
+    DLG_CFG_TRY(dlg__cfg_listener_default(l));
     int rc = dlg__yaml_want_map(y, m, path, keys);
-    if (rc < 0 || (rc = dlg__cfg_listener_default(l)) < 0)
+    if (rc < 0)
         return rc;
     l->line = (unsigned)m->start_mark.line + 1;
     if ((v = dlg__yaml_get(y, m, "address"))) {
         dlg__yaml_keypath(p, path, "address");
-        if ((rc = dlg__yaml_text(y, v, p, 300, &l->address)) < 0 ||
-            (rc = parse_address(y, v, p, l)) < 0)
-            return rc;
+        DLG_CFG_TRY(rc = dlg__yaml_text(y, v, p, 300, &l->address));
+        if (rc == 0)
+            DLG_CFG_TRY(parse_address(y, v, p, l));
     }
     static const struct {
         const char *key;
@@ -115,19 +117,18 @@ static int load_listener(dlg_yaml *y, const dlg_ynode *m, const char *path,
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         if ((v = dlg__yaml_get(y, m, paths[i].key))) {
             dlg__yaml_keypath(p, path, paths[i].key);
-            if ((rc = dlg__yaml_path(y, v, p, (char **)((char *)l + paths[i].off))) < 0)
-                return rc;
+            DLG_CFG_TRY(dlg__yaml_path(y, v, p, (char **)((char *)l + paths[i].off)));
         }
     if ((v = dlg__yaml_get(y, m, "tls"))) {
         dlg__yaml_keypath(p, path, "tls");
-        if ((rc = dlg__yaml_bool(y, v, p, &l->tls)) < 0)
-            return rc;
+        DLG_CFG_TRY(dlg__yaml_bool(y, v, p, &l->tls));
     }
     if ((v = dlg__yaml_get(y, m, "require_client_cert"))) {
         dlg__yaml_keypath(p, path, "require_client_cert");
-        if ((rc = dlg__yaml_bool(y, v, p, &l->require_client_cert)) < 0)
-            return rc;
+        DLG_CFG_TRY(dlg__yaml_bool(y, v, p, &l->require_client_cert));
     }
+    if (y->n_errors > mark)
+        return DLG_ECONFIG;
     if (l->tls && !l->cert)
         return dlg__yaml_fail(y, m, path, "missing \"cert\" (required when tls is true)");
     if (l->tls && !l->key)
@@ -158,17 +159,22 @@ int dlg__cfg_load_listen(dlg_yaml *y, const dlg_ynode *n) {
     if (c->n_listen > DLG_CFG_MAX_LISTENERS)
         return dlg__yaml_fail(y, n, "listen", "%zu listeners; at most %d are served", c->n_listen,
                               DLG_CFG_MAX_LISTENERS);
+    size_t mark = y->n_errors;
+    bool ok[DLG_CFG_MAX_LISTENERS];
     for (size_t i = 0; i < c->n_listen; i++) {
         char p[DLG_YAML_KEYPATH];
         dlg__yaml_idxpath(p, "listen", i);
         dlg_config_listener *l = &c->listen[i];
-        if ((rc = load_listener(y, dlg__yaml_seq_at(y, n, i), p, l)) < 0)
-            return rc;
-        for (size_t j = 0; j < i; j++)
-            if (l->port && l->port == c->listen[j].port && !strcmp(l->host, c->listen[j].host))
-                return dlg__yaml_fail(y, dlg__yaml_seq_at(y, n, i), p,
-                                      "address %s is already used by listen[%zu] (line %u)",
-                                      l->address, j, c->listen[j].line);
+        DLG_CFG_TRY(rc = load_listener(y, dlg__yaml_seq_at(y, n, i), p, l));
+        ok[i] = rc == 0;
+        for (size_t j = 0; ok[i] && j < i; j++)
+            if (ok[j] && l->port && l->port == c->listen[j].port &&
+                !strcmp(l->host, c->listen[j].host)) {
+                dlg__yaml_fail(y, dlg__yaml_seq_at(y, n, i), p,
+                               "address %s is already used by listen[%zu] (line %u)", l->address,
+                               j, c->listen[j].line);
+                break;
+            }
     }
-    return 0;
+    return dlg__yaml_since(y, mark);
 }

@@ -62,6 +62,7 @@ int dlg__cfg_check_role(dlg_yaml *y, const dlg_ynode *n, const char *path, const
 
 int dlg__cfg_strv(dlg_yaml *y, const dlg_ynode *n, const char *path, int kind,
                   dlg_config_strv *out) {
+    size_t mark = y->n_errors;
     int rc = dlg__yaml_want(y, n, path, YAML_SEQUENCE_NODE);
     if (rc < 0)
         return rc;
@@ -80,8 +81,9 @@ int dlg__cfg_strv(dlg_yaml *y, const dlg_ynode *n, const char *path, int kind,
         dlg__yaml_idxpath(p, path, i);
         rc = kind == DLG_CFG_K_PATH ? dlg__yaml_path(y, it, p, &out->v[i])
                                     : dlg__yaml_text(y, it, p, DLG_CFG_NAME_MAX, &out->v[i]);
+        DLG_CFG_TRY(rc);
         if (rc < 0)
-            return rc;
+            continue;
         const char *s = out->v[i];
         bool is_star = strcmp(s, "*") == 0;
         if (kind == DLG_CFG_K_PATH)
@@ -95,16 +97,26 @@ int dlg__cfg_strv(dlg_yaml *y, const dlg_ynode *n, const char *path, int kind,
         else
             rc = dlg__cfg_check_role(y, it, p, s);
         if (rc < 0)
-            return rc;
+            continue;
         for (size_t j = 0; j < i; j++)
-            if (strcmp(out->v[j], s) == 0)
-                return dlg__yaml_fail(y, it, p, "duplicate entry \"%s\"", s);
+            if (out->v[j] && strcmp(out->v[j], s) == 0) {
+                dlg__yaml_fail(y, it, p, "duplicate entry \"%s\"", s);
+                break;
+            }
     }
     if (kind == DLG_CFG_K_EVENT && star < cnt && cnt > 1) {
         char p[DLG_YAML_KEYPATH];
         dlg__yaml_idxpath(p, path, star);
-        return dlg__yaml_fail(y, dlg__yaml_seq_at(y, n, star), p,
-                              "\"*\" must be the only entry of the list");
+        dlg__yaml_fail(y, dlg__yaml_seq_at(y, n, star), p,
+                       "\"*\" must be the only entry of the list");
     }
-    return 0;
+    /* Entries that could not be read as text leave no hole for the checks
+     * that walk the list later; those read but refused stay, so that what
+     * names them is not refused a second time. */
+    size_t o = 0;
+    for (size_t i = 0; i < cnt; i++)
+        if (out->v[i])
+            out->v[o++] = out->v[i];
+    out->n = o;
+    return dlg__yaml_since(y, mark);
 }

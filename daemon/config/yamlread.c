@@ -41,22 +41,71 @@ void dlg__yaml_show(const dlg_ynode *n, char *buf, size_t len) {
     buf[o] = '\0';
 }
 
+/* Keeps one error; out of memory here only shortens the list (the count
+ * in n_errors stays true, and y->err has the first message anyway). */
+static void keep_error(dlg_yaml *y, const char *path, const char *text) {
+    if (y->n_errv == DLG_YAML_MAX_ERRORS)
+        return;
+    if (y->n_errv == y->cap_errv) {
+        size_t cap = y->cap_errv ? 2 * y->cap_errv : 8;
+        dlg_yerr *v = realloc(y->errv, cap * sizeof(*v));
+        if (!v)
+            return;
+        y->errv = v;
+        y->cap_errv = cap;
+    }
+    dlg_yerr *e = &y->errv[y->n_errv];
+    e->path = strdup(path);
+    e->text = strdup(text);
+    if (!e->path || !e->text) {
+        free(e->path);
+        free(e->text);
+        return;
+    }
+    y->n_errv++;
+}
+
 int dlg__yaml_fail(dlg_yaml *y, const dlg_ynode *n, const char *path, const char *fmt, ...) {
-    if (!y->err || !y->errlen)
-        return DLG_ECONFIG;
-    char msg[768];
+    char msg[768], line[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     const char *sep = *path ? ": " : "";
     if (n)
-        snprintf(y->err, y->errlen, "%s:%lu:%lu: %s%s%s", y->file,
+        snprintf(line, sizeof(line), "%s:%lu:%lu: %s%s%s", y->file,
                  (unsigned long)n->start_mark.line + 1, (unsigned long)n->start_mark.column + 1,
                  path, sep, msg);
     else
-        snprintf(y->err, y->errlen, "%s: %s%s%s", y->file, path, sep, msg);
+        snprintf(line, sizeof(line), "%s: %s%s%s", y->file, path, sep, msg);
+    if (y->n_errors++ == 0 && y->err && y->errlen)
+        snprintf(y->err, y->errlen, "%s", line);
+    keep_error(y, path, line);
     return DLG_ECONFIG;
+}
+
+int dlg__yaml_since(const dlg_yaml *y, size_t mark) {
+    return y->n_errors > mark ? DLG_ECONFIG : 0;
+}
+
+int dlg__yaml_note(dlg_yaml *y, const dlg_ynode *n, const char *path) {
+    if (!y->keep_pos)
+        return 0;
+    if (y->n_posv == y->cap_posv) {
+        size_t cap = y->cap_posv ? 2 * y->cap_posv : 32;
+        dlg_ypos *v = realloc(y->posv, cap * sizeof(*v));
+        if (!v)
+            return DLG_ENOMEM;
+        y->posv = v;
+        y->cap_posv = cap;
+    }
+    dlg_ypos *p = &y->posv[y->n_posv];
+    if (!(p->path = strdup(path)))
+        return DLG_ENOMEM;
+    p->line = (unsigned)n->start_mark.line + 1;
+    p->col = (unsigned)n->start_mark.column + 1;
+    y->n_posv++;
+    return 0;
 }
 
 void dlg__yaml_keypath(char *out, const char *parent, const char *key) {
@@ -120,15 +169,18 @@ int dlg__yaml_want(dlg_yaml *y, const dlg_ynode *n, const char *path, yaml_node_
     return dlg__yaml_fail(y, n, path, "expected %s, got %s", what, got);
 }
 
-static int check_keys(dlg_yaml *y, const dlg_ynode *map, const char *path,
-                      const char *const *keys) {
+/* Every bad key of the mapping is recorded, not just the first. */
+static void check_keys(dlg_yaml *y, const dlg_ynode *map, const char *path,
+                       const char *const *keys) {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         dlg_ynode *k = at(y, p->key);
         char got[80];
         dlg__yaml_show(k, got, sizeof(got));
-        if (k->type != YAML_SCALAR_NODE)
-            return dlg__yaml_fail(y, k, path, "expected a key name, got %s", got);
+        if (k->type != YAML_SCALAR_NODE) {
+            dlg__yaml_fail(y, k, path, "expected a key name, got %s", got);
+            continue;
+        }
         size_t i = 0;
         while (keys[i] && strcmp(keys[i], dlg__yaml_sval(k)) != 0)
             i++;
@@ -138,22 +190,28 @@ static int check_keys(dlg_yaml *y, const dlg_ynode *map, const char *path,
             list[0] = '\0';
             for (size_t j = 0; keys[j] && o < sizeof(list); j++)
                 o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", j ? ", " : "", keys[j]);
-            return dlg__yaml_fail(y, k, path, "unknown key %s (expected one of: %s)", got, list);
+            dlg__yaml_fail(y, k, path, "unknown key %s (expected one of: %s)", got, list);
+            continue;
         }
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
             dlg_ynode *kq = at(y, q->key);
-            if (kq->type == YAML_SCALAR_NODE && strcmp(dlg__yaml_sval(kq), dlg__yaml_sval(k)) == 0)
-                return dlg__yaml_fail(y, k, path, "duplicate key %s (first at line %lu)", got,
-                                      (unsigned long)kq->start_mark.line + 1);
+            if (kq->type == YAML_SCALAR_NODE &&
+                strcmp(dlg__yaml_sval(kq), dlg__yaml_sval(k)) == 0) {
+                dlg__yaml_fail(y, k, path, "duplicate key %s (first at line %lu)", got,
+                               (unsigned long)kq->start_mark.line + 1);
+                break;
+            }
         }
     }
-    return 0;
 }
 
 int dlg__yaml_want_map(dlg_yaml *y, const dlg_ynode *n, const char *path,
                        const char *const *keys) {
     int rc = dlg__yaml_want(y, n, path, YAML_MAPPING_NODE);
-    return rc < 0 ? rc : check_keys(y, n, path, keys);
+    if (rc < 0)
+        return rc;
+    check_keys(y, n, path, keys);
+    return dlg__yaml_note(y, n, path);
 }
 
 int dlg__yaml_missing(dlg_yaml *y, const dlg_ynode *map, const char *path, const char *key) {
@@ -163,7 +221,7 @@ int dlg__yaml_missing(dlg_yaml *y, const dlg_ynode *map, const char *path, const
 int dlg__yaml_seq_alloc(dlg_yaml *y, const dlg_ynode *n, const char *path, size_t size,
                         void **v, size_t *cnt) {
     int rc = dlg__yaml_want(y, n, path, YAML_SEQUENCE_NODE);
-    if (rc < 0)
+    if (rc < 0 || (rc = dlg__yaml_note(y, n, path)) < 0)
         return rc;
     *cnt = dlg__yaml_seq_len(n);
     *v = *cnt ? calloc(*cnt, size) : NULL;
@@ -183,8 +241,10 @@ int dlg__yaml_text(dlg_yaml *y, const dlg_ynode *n, const char *path, size_t max
     if (len > maxlen)
         return dlg__yaml_fail(y, n, path, "is %zu bytes long (at most %zu)", len, maxlen);
     char *s = strdup(dlg__yaml_sval(n));
-    if (!s)
+    if (!s || dlg__yaml_note(y, n, path) < 0) {
+        free(s);
         return DLG_ENOMEM;
+    }
     free(*out);
     *out = s;
     return 0;
@@ -337,25 +397,33 @@ static unsigned long line_of_offset(FILE *f, size_t off) {
     return line;
 }
 
+/* Records a message that has its own form (no key path). */
+static void fail_file(dlg_yaml *y, const char *line) {
+    if (y->n_errors++ == 0 && y->err && y->errlen)
+        snprintf(y->err, y->errlen, "%s", line);
+    keep_error(y, "", line);
+}
+
+/* A syntax error ends the parse: it is the only error of the file. */
 static int syntax_error(dlg_yaml *y, const yaml_parser_t *p, FILE *f) {
     if (p->error == YAML_MEMORY_ERROR)
         return DLG_ENOMEM;
-    if (!y->err || !y->errlen)
-        return DLG_ECONFIG;
+    char line[1200];
     const char *prob = p->problem ? p->problem : "unknown problem";
     if (p->error == YAML_READER_ERROR) {
-        snprintf(y->err, y->errlen, "%s:%lu: cannot read YAML: %s (byte %zu of the file)", y->file,
-                 line_of_offset(f, p->problem_offset), prob, p->problem_offset);
+        snprintf(line, sizeof(line), "%s:%lu: cannot read YAML: %s (byte %zu of the file)",
+                 y->file, line_of_offset(f, p->problem_offset), prob, p->problem_offset);
     } else if (p->context) {
-        snprintf(y->err, y->errlen,
+        snprintf(line, sizeof(line),
                  "%s:%lu:%lu: YAML syntax error: %s (%s that starts at line %lu)", y->file,
                  (unsigned long)p->problem_mark.line + 1, (unsigned long)p->problem_mark.column + 1,
                  prob, p->context, (unsigned long)p->context_mark.line + 1);
     } else {
-        snprintf(y->err, y->errlen, "%s:%lu:%lu: YAML syntax error: %s", y->file,
+        snprintf(line, sizeof(line), "%s:%lu:%lu: YAML syntax error: %s", y->file,
                  (unsigned long)p->problem_mark.line + 1, (unsigned long)p->problem_mark.column + 1,
                  prob);
     }
+    fail_file(y, line);
     return DLG_ECONFIG;
 }
 
@@ -405,8 +473,9 @@ int dlg__yaml_open(dlg_yaml *y, const char *path, char *err, size_t errlen, dlg_
     if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))
         errno = EISDIR; /* fopen takes a directory; reading it fails */
     if (!f || S_ISDIR(st.st_mode)) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        char line[1200];
+        snprintf(line, sizeof(line), "%s: cannot open: %s", path, strerror(errno));
+        fail_file(y, line);
         if (f)
             fclose(f);
         return DLG_EIO;
@@ -422,6 +491,18 @@ int dlg__yaml_open(dlg_yaml *y, const char *path, char *err, size_t errlen, dlg_
 }
 
 void dlg__yaml_close(dlg_yaml *y) {
+    for (size_t i = 0; i < y->n_errv; i++) {
+        free(y->errv[i].path);
+        free(y->errv[i].text);
+    }
+    free(y->errv);
+    y->errv = NULL;
+    y->n_errv = y->cap_errv = 0;
+    for (size_t i = 0; i < y->n_posv; i++)
+        free(y->posv[i].path);
+    free(y->posv);
+    y->posv = NULL;
+    y->n_posv = y->cap_posv = 0;
     if (y->have_doc)
         yaml_document_delete(&y->doc_);
     y->have_doc = false;

@@ -21,14 +21,39 @@ typedef yaml_node_t dlg_ynode;
 /* Longest key path kept in messages ("rooms[3].history[0].limit"). */
 #define DLG_YAML_KEYPATH 256
 
-/* One file being read. Zero it, then dlg__yaml_open. */
+/* Errors kept by one read at most; more are counted, not kept. */
+#define DLG_YAML_MAX_ERRORS 1000
+
+/* One error found: the message and the key path it is about. */
+typedef struct dlg_yerr {
+    char *path;            /* "rooms[0].events[1]"; "" = the file or its root */
+    char *text;            /* "file:line:col: path: what" */
+} dlg_yerr;
+
+/* Where one value read was: its key path and 1-based line and column. */
+typedef struct dlg_ypos {
+    char *path;
+    unsigned line, col;
+} dlg_ypos;
+
+/* One file being read. Zero it, then dlg__yaml_open.
+ * Loaders built on it go on after an error to find the next one: every
+ * getter and check records its error (dlg__yaml_fail) and returns
+ * DLG_ECONFIG; only DLG_ENOMEM must stop a walk. A loader compares
+ * n_errors before and after an item to know whether the item is whole. */
 typedef struct dlg_yaml {
     const char *file;      /* as the caller named it, for messages (borrowed) */
     char *dir;             /* prefix for relative paths ("" or ".../"), owned */
     yaml_document_t *doc;  /* the tree the getters walk */
-    char *err;             /* where the message goes (may be NULL) */
+    char *err;             /* gets the first message (may be NULL) */
     size_t errlen;
     void *ud;              /* what the caller's loaders fill; never read here */
+    size_t n_errors;       /* errors found (dlg__yaml_fail calls) */
+    dlg_yerr *errv;        /* the first DLG_YAML_MAX_ERRORS of them, owned */
+    size_t n_errv, cap_errv;
+    bool keep_pos;         /* set before the walk: record positions in posv */
+    dlg_ypos *posv;        /* mappings, lists and texts read, owned */
+    size_t n_posv, cap_posv;
     yaml_document_t doc_;  /* storage for doc */
     bool have_doc;
 } dlg_yaml;
@@ -41,14 +66,24 @@ typedef struct dlg_yaml {
  * file:line:col) or DLG_ENOMEM. Call dlg__yaml_close in every case. */
 int dlg__yaml_open(dlg_yaml *y, const char *path, char *err, size_t errlen, dlg_ynode **root);
 
-/* Frees what dlg__yaml_open acquired; y may be half-opened. */
+/* Frees what dlg__yaml_open acquired, and the errors and positions still
+ * held (a caller takes them first by moving errv and posv and zeroing
+ * their counts); y may be half-opened. */
 void dlg__yaml_close(dlg_yaml *y);
 
-/* Writes "file:line:col: path: message" to y->err (the position is omitted
- * when n is NULL, "path: " when path is "") and returns DLG_ECONFIG, so a
- * check can `return dlg__yaml_fail(...)`. */
+/* Records the error "file:line:col: path: message" (the position is
+ * omitted when n is NULL, "path: " when path is "") and returns
+ * DLG_ECONFIG, so a check can `return dlg__yaml_fail(...)`. The first one
+ * also goes to y->err. */
 int dlg__yaml_fail(dlg_yaml *y, const dlg_ynode *n, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* DLG_ECONFIG when errors were recorded since mark (an earlier
+ * y->n_errors), else 0. */
+int dlg__yaml_since(const dlg_yaml *y, size_t mark);
+
+/* Records where the value at path is (when y->keep_pos); DLG_ENOMEM only. */
+int dlg__yaml_note(dlg_yaml *y, const dlg_ynode *n, const char *path);
 
 /* "parent.key" and "parent[i]" into out (DLG_YAML_KEYPATH bytes), cut if
  * longer. */
@@ -80,7 +115,10 @@ dlg_ynode *dlg__yaml_get(dlg_yaml *y, const dlg_ynode *map, const char *key);
 int dlg__yaml_want(dlg_yaml *y, const dlg_ynode *n, const char *path, yaml_node_type_t t);
 
 /* A mapping whose keys are all in keys[] (NULL-terminated), none given
- * twice (YAML parsers disagree on which duplicate wins), all scalars. */
+ * twice (YAML parsers disagree on which duplicate wins), all scalars.
+ * Returns DLG_ECONFIG only when n is not a mapping (nothing can be read
+ * from it); a bad key is recorded (every one) and the known keys can still
+ * be read, so it returns 0 then. */
 int dlg__yaml_want_map(dlg_yaml *y, const dlg_ynode *n, const char *path,
                        const char *const *keys);
 
