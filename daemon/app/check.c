@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -326,6 +328,34 @@ static void check_store(checker *ck) {
         say(ck, true, NULL, "store_path", "%s", warn);
 }
 
+/* The log file is appended to (or made) at start: it must take writes,
+ * or its folder a new file. Nothing is created here. */
+static void check_log_file(checker *ck) {
+    const char *flag = ck->o->log_file ? "--log-file" : NULL;
+    const char *path = flag ? ck->o->log_file : ck->cfg->log_file;
+    if (path == NULL || (!flag && refused(ck, "log_file")))
+        return;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+            say(ck, false, flag, "log_file", "%s is not a regular file", path);
+        else if (access(path, W_OK) != 0)
+            say(ck, false, flag, "log_file", "cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    if (errno != ENOENT) {
+        say(ck, false, flag, "log_file", "%s: %s", path, strerror(errno));
+        return;
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash == path ? 1 : slash - path) : 1,
+             slash ? path : ".");
+    if (access(dir, W_OK | X_OK) != 0)
+        say(ck, false, flag, "log_file", "cannot create %s in %s: %s", path, dir,
+            strerror(errno));
+}
+
 /* The bus reads the credentials and TLS files as it is made (no link yet).
  * Its messages start with the key at fault ("cluster.tls.ca: ..."): that
  * key's position when the file has it. */
@@ -416,6 +446,7 @@ int dlg_check_config(const dlg_check_opts *o, FILE *out) {
     if (rc < 0)
         goto done;
     check_store(&ck);
+    check_log_file(&ck);
     rc = check_cluster(&ck);
 done:
     dlg_config_errors_free(&errs);

@@ -17,14 +17,16 @@ typedef struct dlg_check_opts {
     const char *cert, *key;            /* --cert, --key: the first listener's */
     int plaintext;                     /* --plaintext: the first listener's */
     int tls_own_records;               /* as the daemon would start: -1 = the file's */
+    const char *log_file;              /* --log-file */
 } dlg_check_opts;
 
 /* Checks the configuration of o: the YAML (every key, dlg_config_check),
  * then what it names: each listener's certificate chain, key (and that
  * they match), client CA and CRLs; each JWT key file; each schema file and
  * every room event against them; each room's rules and history as the
- * daemon builds them; the store's file or folder (read-only); the cluster's
- * credentials and TLS files. What the file could not read is not looked at
+ * daemon builds them; the store's file or folder (read-only); the log
+ * file or its folder (nothing is created); the cluster's credentials and
+ * TLS files. What the file could not read is not looked at
  * further (so one mistake is not reported twice). Each error is one line on
  * out, "file:line:col: key.path: what" (a key that is not in the file, or
  * a command-line flag, has no position). Returns the number of errors (0 =

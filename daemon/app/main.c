@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "room.h"
 #include "jwt.h"
+#include "logout.h"
 #include "server.h"
 #include "tlsctx.h"
 
@@ -48,6 +49,10 @@ static void usage(FILE *f) {
         "                         (config tls_own_records: false)\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
+        "  --log-format FORMAT    text|json: json writes one object a line (ts, level,\n"
+        "                         msg; conn and peer on connection lines) [text]\n"
+        "  --log-file FILE        append the log to FILE instead of stderr; SIGUSR1\n"
+        "                         opens it again (logrotate)\n"
         "  --version, --help\n"
         "environment: DIALOGUE_IO_URING=1|0 forces io_uring on or off over the config\n"
         "  (for running test suites both ways); --io-uring / --no-io-uring still win;\n"
@@ -67,7 +72,8 @@ static void env_switch(dlg_log *log, const char *name, int *on) {
 /* What the command line sets: it wins over the file, at start and after
  * every reload. */
 typedef struct flags {
-    const char *listen, *cert, *key;
+    const char *listen, *cert, *key, *log_file;
+    int log_format; /* -1 = the file's */
     int plain, anon, level, hb_set, uring, sendth_set, osslrec;
     uint32_t sendth, max_frame, hsto, hb, maxconn;
 } flags;
@@ -233,7 +239,7 @@ static int check_config(const char *path, const flags *fl, const char *const *sc
         own = v[0] == '1';
     dlg_check_opts o = {.config = path, .schemas = schemas, .n_schemas = n_schemas,
                         .cert = fl->cert, .key = fl->key, .plaintext = fl->plain,
-                        .tls_own_records = own};
+                        .tls_own_records = own, .log_file = fl->log_file};
     int n = dlg_check_config(&o, stderr);
     const char *what = path ? path : "(command line)";
     if (n < 0) {
@@ -251,7 +257,7 @@ static int check_config(const char *path, const flags *fl, const char *const *sc
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
            O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_NOURING,
-           O_SENDTH, O_OSSLREC, O_VERSION, O_HELP, O_CHECK = 't' };
+           O_SENDTH, O_OSSLREC, O_VERSION, O_HELP, O_LOGFORMAT, O_LOGFILE, O_CHECK = 't' };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
         {"check-config", no_argument, 0, O_CHECK},
@@ -268,6 +274,8 @@ int main(int argc, char **argv) {
         {"alert-threshold", required_argument, 0, O_ALERT},
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"log-level", required_argument, 0, O_LOGLEVEL},
+        {"log-format", required_argument, 0, O_LOGFORMAT},
+        {"log-file", required_argument, 0, O_LOGFILE},
         {"io-uring", no_argument, 0, O_URING},
         {"no-io-uring", no_argument, 0, O_NOURING},
         {"send-threads", required_argument, 0, O_SENDTH},
@@ -284,7 +292,7 @@ int main(int argc, char **argv) {
     const char *config_path = NULL;
     const char *schemas[64];
     size_t n_schemas = 0;
-    flags fl = {.level = -1};
+    flags fl = {.level = -1, .log_format = -1};
     double f_alert = 0;
     int f_alert_set = 0, check = 0;
     int o;
@@ -351,6 +359,14 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_LOGFORMAT:
+            if (strcmp(optarg, "text") == 0 || strcmp(optarg, "json") == 0) {
+                fl.log_format = optarg[0] == 'j' ? DLG_CFG_LOG_JSON : DLG_CFG_LOG_TEXT;
+                break;
+            }
+            fprintf(stderr, "dialogued: --log-format: \"%s\" is not text|json\n", optarg);
+            return 2;
+        case O_LOGFILE: fl.log_file = optarg; break;
         case O_VERSION: printf("dialogued %s\n", DLG_VERSION); return 0;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -372,6 +388,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dialogued: %s\n", config_path ? err : dlg_strerror(rc));
         return 1;
     }
+    /* The log's place and form first: everything after this is logged. */
+    dlg_logout logout = {0};
+    const char *log_file = fl.log_file ? fl.log_file : cfg->log_file;
+    int log_format = fl.log_format >= 0 ? fl.log_format : cfg->log_format;
+    if (dlg_logout_open(&logout, &srv.log, log_file, log_format == DLG_CFG_LOG_JSON, err,
+                        sizeof(err)) != 0) {
+        fprintf(stderr, "dialogued: %s\n", *err ? err : "out of memory opening the log");
+        dlg_config_free(cfg);
+        return 1;
+    }
+    srv.logout = log_file ? &logout : NULL;
     if (n_schemas > 0) {
         if (dlg_schema_new(&srv.schema) != 0)
             goto fail_cfg;
@@ -449,10 +476,12 @@ int main(int argc, char **argv) {
     if (rc != 0)
         dlg_log_warn(&srv.log, "loop closed with handles open: %s", uv_strerror(rc));
     dlg_log_info(&srv.log, "stopped");
+    dlg_logout_close(&logout, &srv.log);
     return 0;
 
 fail_cfg:
     dlg_server_free(&srv);
     dlg_config_free(cfg);
+    dlg_logout_close(&logout, &srv.log);
     return 1;
 }

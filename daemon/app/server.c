@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "jwt.h"
+#include "logout.h"
 #include "history.h"
 #include "bus.h"
 #include "sendpool.h"
@@ -148,8 +149,26 @@ static void on_check(uv_check_t *h) {
     dlg_conn_flush_all(h->data);
 }
 
+/* SIGUSR1: the log file was moved (logrotate): open it again. */
+static void reopen_log(dlg_server *s) {
+    char err[512];
+    if (s->logout == NULL) {
+        dlg_log_info(&s->log, "SIGUSR1: the log goes to stderr, no log_file to reopen");
+        return;
+    }
+    if (dlg_logout_reopen(s->logout, err, sizeof(err)) != 0)
+        dlg_log_error(&s->log, "SIGUSR1: cannot reopen the log: %s; still writing to the old "
+                               "file", err);
+    else
+        dlg_log_info(&s->log, "SIGUSR1: log file %s reopened", s->logout->path);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     dlg_server *s = h->data;
+    if (signum == SIGUSR1) {
+        reopen_log(s);
+        return;
+    }
     if (signum == SIGHUP) {
         if (s->reload_cb)
             s->reload_cb(s, s->reload_ud);
@@ -255,6 +274,9 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     uv_signal_init(loop, &s->sig_hup);
     s->sig_hup.data = s;
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+    uv_signal_init(loop, &s->sig_usr1);
+    s->sig_usr1.data = s;
+    uv_signal_start(&s->sig_usr1, on_signal, SIGUSR1);
     return 0;
 
 fail_senders:
@@ -312,6 +334,7 @@ void dlg_server_stop(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
+    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
 }
 
 void dlg_server_free(dlg_server *s) {

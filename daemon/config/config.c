@@ -14,6 +14,7 @@ void dlg_config_free(dlg_config *c) {
     if (!c)
         return;
     free(c->path);
+    free(c->log_file);
     dlg__cfg_listeners_free(c->listen, c->n_listen);
     dlg__cfg_strv_free(&c->schemas);
     dlg__cfg_auth_free(&c->auth);
@@ -84,8 +85,9 @@ static int load_root(dlg_yaml *y, const dlg_ynode *root) {
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
                                        "store_sync", "cluster", "io_uring", "send_threads",
-                                       "tls_own_records", NULL};
+                                       "tls_own_records", "log_format", "log_file", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    static const char *const formats[] = {"text", "json", NULL};
     dlg_config *c = dlg__cfg(y);
     dlg_ynode *v;
     int rc = dlg__yaml_want_map(y, root, "", keys);
@@ -93,6 +95,10 @@ static int load_root(dlg_yaml *y, const dlg_ynode *root) {
         return rc;
     if ((v = dlg__yaml_get(y, root, "log_level")))
         DLG_CFG_TRY(dlg__yaml_enum(y, v, "log_level", levels, &c->log_level));
+    if ((v = dlg__yaml_get(y, root, "log_format")))
+        DLG_CFG_TRY(dlg__yaml_enum(y, v, "log_format", formats, &c->log_format));
+    if ((v = dlg__yaml_get(y, root, "log_file")))
+        DLG_CFG_TRY(dlg__yaml_path(y, v, "log_file", &c->log_file));
     if ((v = dlg__yaml_get(y, root, "listen")))
         DLG_CFG_TRY(dlg__cfg_load_listen(y, v));
     if ((v = dlg__yaml_get(y, root, "schemas")))

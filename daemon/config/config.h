@@ -31,6 +31,9 @@ typedef struct dlg_config_strv {
 /* Values of log_level; the same numbers as DLG_LOG_* in dlg_log.h. */
 enum { DLG_CFG_LOG_ERROR, DLG_CFG_LOG_WARN, DLG_CFG_LOG_INFO, DLG_CFG_LOG_DEBUG };
 
+/* Values of log_format. */
+enum { DLG_CFG_LOG_TEXT, DLG_CFG_LOG_JSON };
+
 /* auth.jwt.keys[].alg */
 enum { DLG_CFG_ALG_HS256, DLG_CFG_ALG_RS256, DLG_CFG_ALG_ES256, DLG_CFG_ALG_EDDSA };
 
@@ -256,6 +259,9 @@ typedef struct dlg_config {
                                    dlg_config_check records them */
     size_t n_pos;
     int log_level;              /* [DLG_CFG_LOG_INFO] */
+    int log_format;             /* [DLG_CFG_LOG_TEXT] DLG_CFG_LOG_JSON: one object a line */
+    char *log_file;             /* NULL = stderr: lines appended to this file, which
+                                   SIGUSR1 opens again (resolved path) */
     dlg_config_listener *listen; /* [one: TLS on 127.0.0.1:3000, no cert] */
     size_t n_listen;
     dlg_config_strv schemas;    /* [none] descriptor set files (resolved) */

@@ -168,6 +168,7 @@ cluster:
   node_id: n1
   nats: [nats://127.0.0.1:4222]
   creds: {tmp}/no.creds
+log_file: {tmp}/no/dir/dialogued.log
 """
 
 # (line, column, key path, words) of every error, in the order reported:
@@ -184,6 +185,7 @@ BAD_ERRORS = [
     (21, 35, "auth.jwt.keys[0].secret_file", "no.secret"),
     (15, 5, "schemas[1]", "nothere.pb: No such file or directory"),
     (29, 13, "store_path", "cannot create it in"),
+    (34, 11, "log_file", "no/dir/dialogued.log in "),
     (33, 10, "cluster.creds", "cannot read"),
 ]
 

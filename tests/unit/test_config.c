@@ -67,6 +67,8 @@ static void assert_strv(const dlg_config_strv *v, size_t n, const char *const *w
 /* Everything but rooms, auto_join and metrics, as documented in config.h. */
 static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->log_level, DLG_CFG_LOG_INFO);
+    assert_int_equal(c->log_format, DLG_CFG_LOG_TEXT);
+    assert_null(c->log_file);
     assert_int_equal(c->n_listen, 1);
     const dlg_config_listener *l = &c->listen[0];
     assert_string_equal(l->address, "127.0.0.1:3000");
@@ -126,6 +128,8 @@ static void full_file(void **state) {
     const fixtures *fx = *state;
     dlg_config *c = load_ok(fx, "full.yaml");
     assert_int_equal(c->log_level, DLG_CFG_LOG_DEBUG);
+    assert_int_equal(c->log_format, DLG_CFG_LOG_JSON);
+    assert_resolved(fx, c->log_file, "logs/dialogued.log");
 
     assert_int_equal(c->n_listen, 2);
     const dlg_config_listener *l = &c->listen[0];
