@@ -1,0 +1,35 @@
+#!/bin/sh
+# install.sh BUILD_DIR: `ninja install`: everything dialogue installs, under
+# $DESTDIR (a staging root, default none) and $PREFIX (default /usr/local):
+#   $SBINDIR/dialogued                        [PREFIX/sbin]
+#   $BINDIR/dialoguectl, dialogue-bench       [PREFIX/bin]
+#   $LIBDIR/libdialogue-client.{a,so.1,so}, pkgconfig/dialogue-client.pc
+#                                             [PREFIX/lib]
+#   PREFIX/include/dialogue/client.h, dlg_err.h
+#   PREFIX/share/dialogue/proto/...           the .proto files
+#   PREFIX/share/dialogue/dashboard.pb        the example's descriptor set
+#   $DOCDIR/examples/dialogue.yaml            example config [PREFIX/share/doc/dialogue]
+#   PREFIX/share/bash-completion/completions/dialoguectl
+# Run from the repository root; `ninja install` does that (after building).
+set -eu
+b=${1:?usage: install.sh BUILD_DIR}
+prefix=${PREFIX:-/usr/local}
+bindir=${BINDIR:-$prefix/bin}
+sbindir=${SBINDIR:-$prefix/sbin}
+datadir=$prefix/share
+docdir=${DOCDIR:-$datadir/doc/dialogue}
+dest=${DESTDIR:-}
+# The client library (with headers and pkg-config file) and dialoguectl
+# have their own scripts (ninja install-client, install-cli).
+PREFIX=$prefix client-lib/install.sh "$b"
+PREFIX=$prefix BINDIR=$bindir cli/install.sh "$b"
+install -d "$dest$sbindir" "$dest$bindir" "$dest$datadir/dialogue" "$dest$docdir/examples"
+install -m 755 "$b/bin/dialogued" "$dest$sbindir/dialogued"
+install -m 755 "$b/bin/dialogue-bench" "$dest$bindir/dialogue-bench"
+# The protocol and the example's events, for clients in other languages.
+(cd proto && find . -name '*.proto' | sort) | while read -r f; do
+    install -D -m 644 "proto/$f" "$dest$datadir/dialogue/proto/${f#./}"
+done
+install -m 644 "$b/share/dialogue/dashboard.pb" "$dest$datadir/dialogue/dashboard.pb"
+install -m 644 dist/dialogue.yaml "$dest$docdir/examples/dialogue.yaml"
+echo "install.sh: dialogued, dialogue-bench, protocol files, example config -> $dest$prefix"
