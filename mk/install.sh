@@ -10,6 +10,9 @@
 #   PREFIX/share/dialogue/dashboard.pb        the example's descriptor set
 #   $DOCDIR/examples/dialogue.yaml            example config [PREFIX/share/doc/dialogue]
 #   PREFIX/share/bash-completion/completions/dialoguectl
+#   $UNITDIR/dialogued.service                [PREFIX/lib/systemd/system]
+#       (its paths: SBINDIR, and SYSCONFDIR/dialogue/dialogue.yaml
+#       [/etc when PREFIX is /usr, else PREFIX/etc])
 # Run from the repository root; `ninja install` does that (after building).
 set -eu
 b=${1:?usage: install.sh BUILD_DIR}
@@ -18,6 +21,8 @@ bindir=${BINDIR:-$prefix/bin}
 sbindir=${SBINDIR:-$prefix/sbin}
 datadir=$prefix/share
 docdir=${DOCDIR:-$datadir/doc/dialogue}
+unitdir=${UNITDIR:-$prefix/lib/systemd/system}
+if [ "$prefix" = /usr ]; then sysconfdir=${SYSCONFDIR:-/etc}; else sysconfdir=${SYSCONFDIR:-$prefix/etc}; fi
 dest=${DESTDIR:-}
 # The client library (with headers and pkg-config file) and dialoguectl
 # have their own scripts (ninja install-client, install-cli).
@@ -32,4 +37,8 @@ install -m 755 "$b/bin/dialogue-bench" "$dest$bindir/dialogue-bench"
 done
 install -m 644 "$b/share/dialogue/dashboard.pb" "$dest$datadir/dialogue/dashboard.pb"
 install -m 644 dist/dialogue.yaml "$dest$docdir/examples/dialogue.yaml"
-echo "install.sh: dialogued, dialogue-bench, protocol files, example config -> $dest$prefix"
+install -d "$dest$unitdir"
+sed -e "s|@SBINDIR@|$sbindir|g" -e "s|@SYSCONFDIR@|$sysconfdir|g" dist/dialogued.service.in \
+    > "$dest$unitdir/dialogued.service"
+chmod 644 "$dest$unitdir/dialogued.service"
+echo "install.sh: dialogued, dialogue-bench, protocol files, example config, unit -> $dest$prefix"

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "dlg_err.h"
 #include "metrics.h"
+#include "notify.h"
 #include "room.h"
 #include "jwt.h"
 #include "logout.h"
@@ -468,6 +469,12 @@ int main(int argc, char **argv) {
                          .n_schemas = n_schemas};
     srv.reload_cb = on_reload;
     srv.reload_ud = &reload;
+    /* Listening, the store open and the cluster caught up (dlg_server_start
+     * waits for all of them): clients can come. */
+    char status[256];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on %s port %d",
+             srv.listeners[0].conf.address, srv.listeners[0].port);
+    dlg_notify(status);
     uv_run(&loop, UV_RUN_DEFAULT);
     dlg_server_free(&srv);
     dlg_config_free(cfg);

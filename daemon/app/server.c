@@ -21,6 +21,7 @@
 #include "ratelimit.h"
 #include "jwt.h"
 #include "logout.h"
+#include "notify.h"
 #include "history.h"
 #include "bus.h"
 #include "sendpool.h"
@@ -145,6 +146,13 @@ static void on_sweep(uv_timer_t *t) {
     }
 }
 
+/* From the loop, so that a loop stuck in one callback stops the pings and
+ * systemd restarts the daemon. */
+static void on_watchdog(uv_timer_t *t) {
+    (void)t;
+    dlg_notify("WATCHDOG=1");
+}
+
 static void on_check(uv_check_t *h) {
     dlg_conn_flush_all(h->data);
 }
@@ -170,8 +178,12 @@ static void on_signal(uv_signal_t *h, int signum) {
         return;
     }
     if (signum == SIGHUP) {
-        if (s->reload_cb)
+        if (s->reload_cb) {
+            /* The reload runs here, to its end, between the two. */
+            dlg_notify_reloading();
             s->reload_cb(s, s->reload_ud);
+            dlg_notify("READY=1");
+        }
         return;
     }
     dlg_log_info(&s->log, "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -277,6 +289,16 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     uv_signal_init(loop, &s->sig_usr1);
     s->sig_usr1.data = s;
     uv_signal_start(&s->sig_usr1, on_signal, SIGUSR1);
+    /* Twice per period, as sd_watchdog_enabled(3) advises. */
+    uint64_t wd = dlg_notify_watchdog_usec();
+    if (wd > 0) {
+        uint64_t every = wd / 2000 ? wd / 2000 : 1;
+        uv_timer_init(loop, &s->watchdog);
+        uv_timer_start(&s->watchdog, on_watchdog, 0, every);
+        s->watchdog_on = 1;
+        dlg_log_info(&s->log, "systemd watchdog: every %llu ms (WatchdogSec %.3f s)",
+                     (unsigned long long)every, (double)wd / 1e6);
+    }
     return 0;
 
 fail_senders:
@@ -303,6 +325,7 @@ void dlg_server_stop(dlg_server *s) {
     if (s->stopping)
         return;
     s->stopping = 1;
+    dlg_notify("STOPPING=1");
     if (s->sendpool)
         dlg_log_info(&s->log, "send threads: %llu flush(es) shared; the helpers flushed %llu "
                      "connection(s)", (unsigned long long)s->send_turns,
@@ -335,6 +358,8 @@ void dlg_server_stop(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
     uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+    if (s->watchdog_on)
+        uv_close((uv_handle_t *)&s->watchdog, NULL);
 }
 
 void dlg_server_free(dlg_server *s) {

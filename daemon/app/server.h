@@ -120,6 +120,8 @@ typedef struct dlg_server {
     uv_check_t flush_check;      /* flushes dirty connections once per loop turn */
     uv_idle_t kick;              /* active while output waits: poll must not block */
     uv_timer_t sweep;            /* once a second: write timeouts, soft caps */
+    uv_timer_t watchdog;         /* WATCHDOG=1 to systemd, when it asks (notify.h) */
+    int watchdog_on;
     /* Connections that finished their handshake or were freed since the
      * sweep last returned free heap pages to the kernel (malloc_trim). */
     uint32_t heap_churn;

@@ -39,6 +39,7 @@ EXPECTED = {
     "opt/dlg/share/dialogue/dashboard.pb": 0o644,
     "opt/dlg/share/doc/dialogue/examples/dialogue.yaml": 0o644,
     "opt/dlg/share/bash-completion/completions/dialoguectl": 0o644,
+    "opt/dlg/lib/systemd/system/dialogued.service": 0o644,
 }
 
 
@@ -65,7 +66,7 @@ def installed():
 
 def test_install_puts_every_file_in_place():
     env = dict(os.environ, DESTDIR=STAGE, PREFIX=PREFIX)
-    for k in ("BINDIR", "SBINDIR", "LIBDIR", "DOCDIR", "MANDIR", "UNITDIR"):
+    for k in ("BINDIR", "SBINDIR", "LIBDIR", "DOCDIR", "MANDIR", "UNITDIR", "SYSCONFDIR"):
         env.pop(k, None)
     # The release build whatever the variant (an ASan library needs the ASan
     # runtime in the program that loads it).
@@ -83,6 +84,12 @@ def test_install_puts_every_file_in_place():
     with open(ROOTED + "/lib/pkgconfig/dialogue-client.pc") as f:
         pc = f.read()
     assert "prefix=%s\n" % PREFIX in pc and ROOT not in pc, pc
+    # The unit starts the installed daemon on the config of PREFIX/etc.
+    with open(ROOTED + "/lib/systemd/system/dialogued.service") as f:
+        unit = f.read()
+    assert "\nExecStart=%s/sbin/dialogued --config %s/etc/dialogue/dialogue.yaml\n" % (
+        PREFIX, PREFIX) in unit, unit
+    assert "@SBINDIR@" not in unit and "@SYSCONFDIR@" not in unit, unit
     # The programs run from where they were put.
     for exe in ("sbin/dialogued", "bin/dialoguectl", "bin/dialogue-bench"):
         out = run([ROOTED + "/" + exe, "--version"])
