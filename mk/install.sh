@@ -10,6 +10,8 @@
 #   PREFIX/share/dialogue/dashboard.pb        the example's descriptor set
 #   $DOCDIR/examples/dialogue.yaml            example config [PREFIX/share/doc/dialogue]
 #   PREFIX/share/bash-completion/completions/dialoguectl
+#   $MANDIR/man8/dialogued.8, man1/dialoguectl.1, man1/dialogue-bench.1,
+#       man5/dialogue.yaml.5                  [PREFIX/share/man]
 #   $UNITDIR/dialogued.service                [PREFIX/lib/systemd/system]
 #       (its paths: SBINDIR, and SYSCONFDIR/dialogue/dialogue.yaml
 #       [/etc when PREFIX is /usr, else PREFIX/etc])
@@ -22,6 +24,7 @@ sbindir=${SBINDIR:-$prefix/sbin}
 datadir=$prefix/share
 docdir=${DOCDIR:-$datadir/doc/dialogue}
 unitdir=${UNITDIR:-$prefix/lib/systemd/system}
+mandir=${MANDIR:-$datadir/man}
 if [ "$prefix" = /usr ]; then sysconfdir=${SYSCONFDIR:-/etc}; else sysconfdir=${SYSCONFDIR:-$prefix/etc}; fi
 dest=${DESTDIR:-}
 # The client library (with headers and pkg-config file) and dialoguectl
@@ -37,8 +40,11 @@ install -m 755 "$b/bin/dialogue-bench" "$dest$bindir/dialogue-bench"
 done
 install -m 644 "$b/share/dialogue/dashboard.pb" "$dest$datadir/dialogue/dashboard.pb"
 install -m 644 dist/dialogue.yaml "$dest$docdir/examples/dialogue.yaml"
+for page in man/dialogued.8 man/dialoguectl.1 man/dialogue-bench.1 man/dialogue.yaml.5; do
+    install -D -m 644 "$page" "$dest$mandir/man${page##*.}/${page#man/}"
+done
 install -d "$dest$unitdir"
 sed -e "s|@SBINDIR@|$sbindir|g" -e "s|@SYSCONFDIR@|$sysconfdir|g" dist/dialogued.service.in \
     > "$dest$unitdir/dialogued.service"
 chmod 644 "$dest$unitdir/dialogued.service"
-echo "install.sh: dialogued, dialogue-bench, protocol files, example config, unit -> $dest$prefix"
+echo "install.sh: dialogued, dialogue-bench, protocol files, example config, man pages, unit -> $dest$prefix"

@@ -40,6 +40,10 @@ EXPECTED = {
     "opt/dlg/share/doc/dialogue/examples/dialogue.yaml": 0o644,
     "opt/dlg/share/bash-completion/completions/dialoguectl": 0o644,
     "opt/dlg/lib/systemd/system/dialogued.service": 0o644,
+    "opt/dlg/share/man/man8/dialogued.8": 0o644,
+    "opt/dlg/share/man/man1/dialoguectl.1": 0o644,
+    "opt/dlg/share/man/man1/dialogue-bench.1": 0o644,
+    "opt/dlg/share/man/man5/dialogue.yaml.5": 0o644,
 }
 
 
@@ -90,6 +94,11 @@ def test_install_puts_every_file_in_place():
     assert "\nExecStart=%s/sbin/dialogued --config %s/etc/dialogue/dialogue.yaml\n" % (
         PREFIX, PREFIX) in unit, unit
     assert "@SBINDIR@" not in unit and "@SYSCONFDIR@" not in unit, unit
+    # man finds the pages where they were put.
+    for page in ("8 dialogued", "1 dialoguectl", "1 dialogue-bench", "5 dialogue.yaml"):
+        out = run(["man", "-M", ROOTED + "/share/man", "-P", "cat"] + page.split(),
+                  env=dict(os.environ, MANWIDTH="80"))
+        assert out.split("\n", 1)[0].startswith(page.split()[1].upper() + "(" + page[0] + ")"), out
     # The programs run from where they were put.
     for exe in ("sbin/dialogued", "bin/dialoguectl", "bin/dialogue-bench"):
         out = run([ROOTED + "/" + exe, "--version"])

@@ -31,10 +31,21 @@ def test_unit_verifies():
     path = os.path.join(TMP, "dialogued.service")
     with open(path, "w") as f:
         f.write(unit_text())
-    # Man pages are checked where they are installed (test_install.py).
-    p = subprocess.run(["systemd-analyze", "verify", "--man=no", path], capture_output=True,
-                       text=True, timeout=60)
+    # Documentation= names man pages: verify runs man(1) on them, found
+    # through MANPATH in a tree laid out as they are installed.
+    mantree = os.path.join(TMP, "man")
+    for page in os.listdir(os.path.join(ROOT, "man")):
+        d = os.path.join(mantree, "man" + page.rsplit(".", 1)[1])
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(ROOT, "man", page), d)
+    env = dict(os.environ, MANPATH=mantree)
+    p = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True,
+                       timeout=60, env=env)
     assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p
+    # Without the pages it would have said so.
+    p = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True,
+                       timeout=60, env=dict(env, MANPATH=os.path.join(TMP, "none")))
+    assert p.returncode != 0 and "man dialogued(8)" in p.stderr, p
     settings = {}
     for line in unit_text().splitlines():
         if line and not line.startswith(("#", "[")):
