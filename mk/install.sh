@@ -9,6 +9,8 @@
 #   PREFIX/share/dialogue/proto/...           the .proto files
 #   PREFIX/share/dialogue/dashboard.pb        the example's descriptor set
 #   $DOCDIR/examples/dialogue.yaml            example config [PREFIX/share/doc/dialogue]
+#   $LIBEXECDIR/make-credentials              a fresh install's TLS certificate and
+#                                             token secret [PREFIX/libexec/dialogue]
 #   PREFIX/share/bash-completion/completions/dialoguectl
 #   $MANDIR/man8/dialogued.8, man1/dialoguectl.1, man1/dialogue-bench.1,
 #       man5/dialogue.yaml.5                  [PREFIX/share/man]
@@ -25,6 +27,7 @@ datadir=$prefix/share
 docdir=${DOCDIR:-$datadir/doc/dialogue}
 unitdir=${UNITDIR:-$prefix/lib/systemd/system}
 mandir=${MANDIR:-$datadir/man}
+libexecdir=${LIBEXECDIR:-$prefix/libexec/dialogue}
 if [ "$prefix" = /usr ]; then sysconfdir=${SYSCONFDIR:-/etc}; else sysconfdir=${SYSCONFDIR:-$prefix/etc}; fi
 dest=${DESTDIR:-}
 # The client library (with headers and pkg-config file) and dialoguectl
@@ -40,6 +43,7 @@ install -m 755 "$b/bin/dialogue-bench" "$dest$bindir/dialogue-bench"
 done
 install -m 644 "$b/share/dialogue/dashboard.pb" "$dest$datadir/dialogue/dashboard.pb"
 install -m 644 dist/dialogue.yaml "$dest$docdir/examples/dialogue.yaml"
+install -D -m 755 dist/make-credentials "$dest$libexecdir/make-credentials"
 for page in man/dialogued.8 man/dialoguectl.1 man/dialogue-bench.1 man/dialogue.yaml.5; do
     install -D -m 644 "$page" "$dest$mandir/man${page##*.}/${page#man/}"
 done

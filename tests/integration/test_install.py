@@ -44,6 +44,7 @@ EXPECTED = {
     "opt/dlg/share/man/man1/dialoguectl.1": 0o644,
     "opt/dlg/share/man/man1/dialogue-bench.1": 0o644,
     "opt/dlg/share/man/man5/dialogue.yaml.5": 0o644,
+    "opt/dlg/libexec/dialogue/make-credentials": 0o755,
 }
 
 
@@ -70,7 +71,8 @@ def installed():
 
 def test_install_puts_every_file_in_place():
     env = dict(os.environ, DESTDIR=STAGE, PREFIX=PREFIX)
-    for k in ("BINDIR", "SBINDIR", "LIBDIR", "DOCDIR", "MANDIR", "UNITDIR", "SYSCONFDIR"):
+    for k in ("BINDIR", "SBINDIR", "LIBDIR", "LIBEXECDIR", "DOCDIR", "MANDIR", "UNITDIR",
+              "SYSCONFDIR"):
         env.pop(k, None)
     # The release build whatever the variant (an ASan library needs the ASan
     # runtime in the program that loads it).
