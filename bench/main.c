@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "dialogue/client.h"
 #include "dlg_err.h"
 
 enum { EXIT_COMPLETE = 0, EXIT_INCOMPLETE = 1, EXIT_USAGE = 2, EXIT_SETUP = 3 };
@@ -56,7 +57,7 @@ static void usage(FILE *f) {
         "  --daemon-pid PID     also report the daemon's CPU time (and RSS with --connections);\n"
         "                       repeatable, one per node (up to 16): per pid and summed\n"
         "  --json               print one JSON object instead of text\n"
-        "  --help\n"
+        "  --version, --help\n"
         "Latency is valid across nodes: publishers stamp and subscribers read\n"
         "CLOCK_MONOTONIC in this one process, whichever servers they talk to.\n"
         "exit status: 0 complete (everything delivered / connected), 1 ran but incomplete,\n"
@@ -214,8 +215,9 @@ static int add_pids(bench_opts *o, const char *v) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_GRPC, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
-           O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT, O_DRAIN, O_PID, O_JSON, O_HELP };
+    enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_GRPC, O_ROOM,
+           O_EVENT, O_WARMUP, O_WINDOW, O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT,
+           O_DRAIN, O_PID, O_JSON, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
         {"pub-server", required_argument, 0, O_PUB_SERVER},
@@ -244,6 +246,7 @@ int main(int argc, char **argv) {
         {"daemon-pid", required_argument, 0, O_PID},
         {"json", no_argument, 0, O_JSON},
         {"help", no_argument, 0, O_HELP},
+        {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
     };
     bench_opts o; /* never copied: bench_opts_bind_servers points into it */
@@ -313,6 +316,9 @@ int main(int argc, char **argv) {
         case O_PID: bad = add_pids(&o, optarg); break;
         case O_JSON: json = 1; break;
         case O_HELP: usage(stdout); return EXIT_COMPLETE;
+        case O_VERSION:
+            printf("dialogue-bench (libdialogue-client %s)\n", dlg_client_version());
+            return EXIT_COMPLETE;
         default: usage(stderr); return EXIT_USAGE;
         }
         if (bad)

@@ -49,7 +49,10 @@ run_cmocka() { # variant binary
 run_py() { # variant script
     local name="$1:${2#tests/}" out="$logdir/$1-$(basename "$2").log"
     want "$name" || return 0
-    DLG_BUILD="$3" timeout -k 5 "$suite_timeout" /usr/bin/python3 "$2" >"$out" 2>&1
+    # A slow suite says how long it may take: "# suite-timeout: SECONDS".
+    local t
+    t=$(sed -n 's/^# suite-timeout: \([0-9][0-9]*\)$/\1/p' "$2" | head -1)
+    DLG_BUILD="$3" timeout -k 5 "${t:-$suite_timeout}" /usr/bin/python3 "$2" >"$out" 2>&1
     local rc=$?
     local line p f
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)

@@ -10,11 +10,14 @@
 #include "access.h"
 #include "auth.h"
 #include "boot.h"
+#include "check.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "metrics.h"
+#include "notify.h"
 #include "room.h"
 #include "jwt.h"
+#include "logout.h"
 #include "server.h"
 #include "web.h"
 #include "tlsctx.h"
@@ -23,6 +26,10 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: dialogued [options]\n"
         "  --config FILE          YAML configuration (see docs/config.md)\n"
+        "  -t, --check-config     load and check the configuration and everything it\n"
+        "                         names (certificates, keys, CRLs, schemas, rules),\n"
+        "                         print every error as file:line:col and exit: 0 when\n"
+        "                         it is valid, 1 when not; nothing listens\n"
         "  --listen HOST:PORT     listen address [127.0.0.1:3000]; port 0 = any free port\n"
         "  --cert FILE            TLS certificate chain (PEM)\n"
         "  --key FILE             TLS private key (PEM); never logged\n"
@@ -45,6 +52,10 @@ static void usage(FILE *f) {
         "  --web-root DIR         serve the web page from DIR (config http.web_root)\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
+        "  --log-format FORMAT    text|json: json writes one object a line (ts, level,\n"
+        "                         msg; conn and peer on connection lines) [text]\n"
+        "  --log-file FILE        append the log to FILE instead of stderr; SIGUSR1\n"
+        "                         opens it again (logrotate)\n"
         "  --version, --help\n"
         "environment: DIALOGUE_IO_URING=1|0 forces io_uring on or off over the config\n"
         "  (for running test suites both ways); --io-uring / --no-io-uring still win;\n"
@@ -64,7 +75,8 @@ static void env_switch(dlg_log *log, const char *name, int *on) {
 /* What the command line sets: it wins over the file, at start and after
  * every reload. */
 typedef struct flags {
-    const char *listen, *cert, *key, *web_root;
+    const char *listen, *cert, *key, *web_root, *log_file;
+    int log_format; /* -1 = the file's */
     int plain, anon, level, hb_set, uring, sendth_set, osslrec;
     uint32_t sendth, max_frame, hsto, hb, maxconn;
 } flags;
@@ -230,12 +242,41 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
     return 0;
 }
 
+/* --check-config: every error on stderr, the verdict as the exit code. */
+static int check_config(const char *path, const flags *fl, const char *const *schemas,
+                        size_t n_schemas) {
+    int own = -1;
+    const char *v = getenv("DIALOGUE_TLS_OWN_RECORDS");
+    if (fl->osslrec)
+        own = 0;
+    else if (v && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0))
+        own = v[0] == '1';
+    dlg_check_opts o = {.config = path, .schemas = schemas, .n_schemas = n_schemas,
+                        .cert = fl->cert, .key = fl->key, .plaintext = fl->plain,
+                        .tls_own_records = own, .log_file = fl->log_file,
+                        .web_root = fl->web_root};
+    int n = dlg_check_config(&o, stderr);
+    const char *what = path ? path : "(command line)";
+    if (n < 0) {
+        fprintf(stderr, "dialogued: checking %s: %s\n", what, dlg_strerror(n));
+        return 1;
+    }
+    if (n > 0) {
+        fprintf(stderr, "dialogued: configuration %s has %d error(s)\n", what, n);
+        return 1;
+    }
+    printf("dialogued: configuration %s is valid\n", what);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
            O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_NOURING,
-           O_SENDTH, O_OSSLREC, O_WEBROOT, O_VERSION, O_HELP };
+           O_SENDTH, O_OSSLREC, O_WEBROOT, O_VERSION, O_HELP, O_LOGFORMAT, O_LOGFILE,
+           O_CHECK = 't' };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
+        {"check-config", no_argument, 0, O_CHECK},
         {"listen", required_argument, 0, O_LISTEN},
         {"cert", required_argument, 0, O_CERT},
         {"key", required_argument, 0, O_KEY},
@@ -249,6 +290,8 @@ int main(int argc, char **argv) {
         {"alert-threshold", required_argument, 0, O_ALERT},
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"log-level", required_argument, 0, O_LOGLEVEL},
+        {"log-format", required_argument, 0, O_LOGFORMAT},
+        {"log-file", required_argument, 0, O_LOGFILE},
         {"io-uring", no_argument, 0, O_URING},
         {"no-io-uring", no_argument, 0, O_NOURING},
         {"send-threads", required_argument, 0, O_SENDTH},
@@ -266,13 +309,14 @@ int main(int argc, char **argv) {
     const char *config_path = NULL;
     const char *schemas[64];
     size_t n_schemas = 0;
-    flags fl = {.level = -1};
+    flags fl = {.level = -1, .log_format = -1};
     double f_alert = 0;
-    int f_alert_set = 0;
+    int f_alert_set = 0, check = 0;
     int o;
-    while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "t", longopts, NULL)) != -1) {
         switch (o) {
         case O_CONFIG: config_path = optarg; break;
+        case O_CHECK: check = 1; break;
         case O_LISTEN: fl.listen = optarg; break;
         case O_CERT: fl.cert = optarg; break;
         case O_KEY: fl.key = optarg; break;
@@ -333,6 +377,14 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_LOGFORMAT:
+            if (strcmp(optarg, "text") == 0 || strcmp(optarg, "json") == 0) {
+                fl.log_format = optarg[0] == 'j' ? DLG_CFG_LOG_JSON : DLG_CFG_LOG_TEXT;
+                break;
+            }
+            fprintf(stderr, "dialogued: --log-format: \"%s\" is not text|json\n", optarg);
+            return 2;
+        case O_LOGFILE: fl.log_file = optarg; break;
         case O_VERSION: printf("dialogued %s\n", DLG_VERSION); return 0;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -343,6 +395,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (check)
+        return check_config(config_path, &fl, schemas, n_schemas);
     char err[1024];
     dlg_config *cfg = NULL;
     int rc = config_path ? dlg_config_load(config_path, &cfg, err, sizeof(err))
@@ -352,6 +406,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dialogued: %s\n", config_path ? err : dlg_strerror(rc));
         return 1;
     }
+    /* The log's place and form first: everything after this is logged. */
+    dlg_logout logout = {0};
+    const char *log_file = fl.log_file ? fl.log_file : cfg->log_file;
+    int log_format = fl.log_format >= 0 ? fl.log_format : cfg->log_format;
+    if (dlg_logout_open(&logout, &srv.log, log_file, log_format == DLG_CFG_LOG_JSON, err,
+                        sizeof(err)) != 0) {
+        fprintf(stderr, "dialogued: %s\n", *err ? err : "out of memory opening the log");
+        dlg_config_free(cfg);
+        return 1;
+    }
+    srv.logout = log_file ? &logout : NULL;
     if (n_schemas > 0) {
         if (dlg_schema_new(&srv.schema) != 0)
             goto fail_cfg;
@@ -421,6 +486,12 @@ int main(int argc, char **argv) {
                          .n_schemas = n_schemas};
     srv.reload_cb = on_reload;
     srv.reload_ud = &reload;
+    /* Listening, the store open and the cluster caught up (dlg_server_start
+     * waits for all of them): clients can come. */
+    char status[256];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on %s port %d",
+             srv.listeners[0].conf.address, srv.listeners[0].port);
+    dlg_notify(status);
     uv_run(&loop, UV_RUN_DEFAULT);
     dlg_server_free(&srv);
     dlg_config_free(cfg);
@@ -429,10 +500,12 @@ int main(int argc, char **argv) {
     if (rc != 0)
         dlg_log_warn(&srv.log, "loop closed with handles open: %s", uv_strerror(rc));
     dlg_log_info(&srv.log, "stopped");
+    dlg_logout_close(&logout, &srv.log);
     return 0;
 
 fail_cfg:
     dlg_server_free(&srv);
     dlg_config_free(cfg);
+    dlg_logout_close(&logout, &srv.log);
     return 1;
 }

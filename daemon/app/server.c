@@ -20,6 +20,8 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "jwt.h"
+#include "logout.h"
+#include "notify.h"
 #include "history.h"
 #include "bus.h"
 #include "sendpool.h"
@@ -147,15 +149,44 @@ static void on_sweep(uv_timer_t *t) {
     }
 }
 
+/* From the loop, so that a loop stuck in one callback stops the pings and
+ * systemd restarts the daemon. */
+static void on_watchdog(uv_timer_t *t) {
+    (void)t;
+    dlg_notify("WATCHDOG=1");
+}
+
 static void on_check(uv_check_t *h) {
     dlg_conn_flush_all(h->data);
 }
 
+/* SIGUSR1: the log file was moved (logrotate): open it again. */
+static void reopen_log(dlg_server *s) {
+    char err[512];
+    if (s->logout == NULL) {
+        dlg_log_info(&s->log, "SIGUSR1: the log goes to stderr, no log_file to reopen");
+        return;
+    }
+    if (dlg_logout_reopen(s->logout, err, sizeof(err)) != 0)
+        dlg_log_error(&s->log, "SIGUSR1: cannot reopen the log: %s; still writing to the old "
+                               "file", err);
+    else
+        dlg_log_info(&s->log, "SIGUSR1: log file %s reopened", s->logout->path);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     dlg_server *s = h->data;
+    if (signum == SIGUSR1) {
+        reopen_log(s);
+        return;
+    }
     if (signum == SIGHUP) {
-        if (s->reload_cb)
+        if (s->reload_cb) {
+            /* The reload runs here, to its end, between the two. */
+            dlg_notify_reloading();
             s->reload_cb(s, s->reload_ud);
+            dlg_notify("READY=1");
+        }
         return;
     }
     dlg_log_info(&s->log, "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -268,6 +299,19 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     uv_signal_init(loop, &s->sig_hup);
     s->sig_hup.data = s;
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+    uv_signal_init(loop, &s->sig_usr1);
+    s->sig_usr1.data = s;
+    uv_signal_start(&s->sig_usr1, on_signal, SIGUSR1);
+    /* Twice per period, as sd_watchdog_enabled(3) advises. */
+    uint64_t wd = dlg_notify_watchdog_usec();
+    if (wd > 0) {
+        uint64_t every = wd / 2000 ? wd / 2000 : 1;
+        uv_timer_init(loop, &s->watchdog);
+        uv_timer_start(&s->watchdog, on_watchdog, 0, every);
+        s->watchdog_on = 1;
+        dlg_log_info(&s->log, "systemd watchdog: every %llu ms (WatchdogSec %.3f s)",
+                     (unsigned long long)every, (double)wd / 1e6);
+    }
     return 0;
 
 fail_senders:
@@ -286,6 +330,13 @@ fail_history:
 fail_ssl:
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_listener_free(&s->listeners[i]);
+    /* Its timer is on the loop: the loop closes only once it is gone. */
+    if (s->presence) {
+        dlg_presence_close(s->presence);
+        uv_run(loop, UV_RUN_NOWAIT);
+        dlg_presence_free(s->presence);
+        s->presence = NULL;
+    }
 fail:
     return rc;
 }
@@ -294,6 +345,7 @@ void dlg_server_stop(dlg_server *s) {
     if (s->stopping)
         return;
     s->stopping = 1;
+    dlg_notify("STOPPING=1");
     if (s->sendpool)
         dlg_log_info(&s->log, "send threads: %llu flush(es) shared; the helpers flushed %llu "
                      "connection(s)", (unsigned long long)s->send_turns,
@@ -326,6 +378,9 @@ void dlg_server_stop(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
+    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+    if (s->watchdog_on)
+        uv_close((uv_handle_t *)&s->watchdog, NULL);
 }
 
 void dlg_server_free(dlg_server *s) {

@@ -28,6 +28,7 @@ struct dlg_bus;
 struct dlg_uring;
 struct dlg_sendpool;
 struct dlg_ratelimit;
+struct dlg_logout;
 
 /* What the network layer calls above it, set by the app (boot) before any
  * connection: it never names a module above it. */
@@ -117,13 +118,17 @@ typedef struct dlg_server {
     int reserve_open;            /* when this is set (a zeroed server has none) */
     int emfile_active;           /* accept is failing for want of descriptors */
     uint64_t emfile_refused;     /* connections shed in the current episode */
-    uv_signal_t sig_int, sig_term, sig_hup;
+    uv_signal_t sig_int, sig_term, sig_hup, sig_usr1;
+    /* SIGUSR1 opens it again (logrotate); NULL = the log is not a file. */
+    struct dlg_logout *logout;
     /* Called on SIGHUP (config reload); NULL = SIGHUP is ignored. */
     void (*reload_cb)(struct dlg_server *srv, void *ud);
     void *reload_ud;
     uv_check_t flush_check;      /* flushes dirty connections once per loop turn */
     uv_idle_t kick;              /* active while output waits: poll must not block */
     uv_timer_t sweep;            /* once a second: write timeouts, soft caps */
+    uv_timer_t watchdog;         /* WATCHDOG=1 to systemd, when it asks (notify.h) */
+    int watchdog_on;
     /* Connections that finished their handshake or were freed since the
      * sweep last returned free heap pages to the kernel (malloc_trim). */
     uint32_t heap_churn;

@@ -31,6 +31,9 @@ typedef struct dlg_config_strv {
 /* Values of log_level; the same numbers as DLG_LOG_* in dlg_log.h. */
 enum { DLG_CFG_LOG_ERROR, DLG_CFG_LOG_WARN, DLG_CFG_LOG_INFO, DLG_CFG_LOG_DEBUG };
 
+/* Values of log_format. */
+enum { DLG_CFG_LOG_TEXT, DLG_CFG_LOG_JSON };
+
 /* auth.jwt.keys[].alg */
 enum { DLG_CFG_ALG_HS256, DLG_CFG_ALG_RS256, DLG_CFG_ALG_ES256, DLG_CFG_ALG_EDDSA };
 
@@ -258,9 +261,17 @@ typedef struct dlg_config_http {
                                    open a WebSocket ("https://host:port", or "*") */
 } dlg_config_http;
 
+struct dlg_ypos;
+
 typedef struct dlg_config {
     char *path;                 /* the file loaded; NULL for defaults */
+    struct dlg_ypos *pos;       /* where each value was (dlg_config_where); only
+                                   dlg_config_check records them */
+    size_t n_pos;
     int log_level;              /* [DLG_CFG_LOG_INFO] */
+    int log_format;             /* [DLG_CFG_LOG_TEXT] DLG_CFG_LOG_JSON: one object a line */
+    char *log_file;             /* NULL = stderr: lines appended to this file, which
+                                   SIGUSR1 opens again (resolved path) */
     dlg_config_listener *listen; /* [one: TLS on 127.0.0.1:3000, no cert] */
     size_t n_listen;
     dlg_config_strv schemas;    /* [none] descriptor set files (resolved) */
@@ -305,6 +316,47 @@ int dlg_config_new_default(dlg_config **out);
  * Returns 0, DLG_EIO (file cannot be read), DLG_ECONFIG (YAML syntax error or
  * invalid content), DLG_EINVAL (path or out is NULL) or DLG_ENOMEM. */
 int dlg_config_load(const char *path, dlg_config **out, char *err, size_t errlen);
+
+/* One error of a configuration file. */
+typedef struct dlg_config_error {
+    char *path;                 /* the key path it is about ("rooms[0].events[1]"),
+                                   "" for the file or its root */
+    char *text;                 /* "file:line:col: path: what", as dlg_config_load
+                                   would have put it in err */
+} dlg_config_error;
+
+/* Every error dlg_config_check found, in the order of the walk (the
+ * sections in the order of config.h, each in file order). */
+typedef struct dlg_config_errors {
+    dlg_config_error *v;        /* owned: dlg_config_errors_free */
+    size_t n;                   /* kept: the first 1000 */
+    size_t total;               /* found */
+} dlg_config_errors;
+
+/* Like dlg_config_load, but goes on after an error to find every one:
+ * each key and list entry is read whatever happened to the ones before
+ * it, and a check across keys runs only when they all read well (so one
+ * mistake is not reported twice). *errs gets the errors (zeroed first;
+ * free with dlg_config_errors_free in every case). *out gets the
+ * configuration as far as it could be read, with the position of every
+ * value (dlg_config_where) -- for further checks of what it names (files,
+ * keys), never to run a server with -- or NULL when the file could not be
+ * opened or is not YAML. Returns 0 (no error), DLG_ECONFIG, DLG_EIO (the
+ * file cannot be opened), DLG_EINVAL (a NULL argument) or DLG_ENOMEM (then
+ * *out is NULL and errs empty). */
+int dlg_config_check(const char *path, dlg_config **out, dlg_config_errors *errs);
+
+void dlg_config_errors_free(dlg_config_errors *e);
+
+/* Whether any error of e is about prefix or a key under it ("listen[0]"
+ * covers "listen[0].cert", not "listen[01]"). */
+bool dlg_config_errors_under(const dlg_config_errors *e, const char *prefix);
+
+/* The 1-based line and column of the value at key path ("listen[0].cert",
+ * "rooms[2]") in a configuration from dlg_config_check: 0, or
+ * DLG_ENOTFOUND (never read, or not recorded: a configuration from
+ * dlg_config_load has no positions), DLG_EINVAL. line and col may be NULL. */
+int dlg_config_where(const dlg_config *c, const char *path, unsigned *line, unsigned *col);
 
 /* Frees c and everything it owns. NULL is ignored. */
 void dlg_config_free(dlg_config *c);

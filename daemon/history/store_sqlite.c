@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -281,6 +282,52 @@ static int move_aside(dlg_store *s, char *to, size_t tolen) {
         unlink(a);
     snprintf(a, sizeof(a), "%s-shm", s->path);
     unlink(a);
+    return 0;
+}
+
+int dlg_store_check(const char *path, char *err, size_t errlen, char *warn, size_t warnlen) {
+    struct stat st;
+    if (warn && warnlen)
+        warn[0] = '\0';
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "store %s: %s", path, strerror(errno));
+            return DLG_EIO;
+        }
+        /* A new store: its directory must take the file, -wal and -shm. */
+        char dir[4096];
+        const char *slash = strrchr(path, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof(dir), ".");
+        else
+            snprintf(dir, sizeof(dir), "%.*s", (int)(slash == path ? 1 : slash - path), path);
+        if (access(dir, W_OK | X_OK) != 0) {
+            snprintf(err, errlen, "store %s: cannot create it in %s: %s", path, dir,
+                     strerror(errno));
+            return DLG_EIO;
+        }
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "store %s: not a regular file", path);
+        return DLG_EIO;
+    }
+    if (access(path, R_OK | W_OK) != 0) {
+        snprintf(err, errlen, "store %s: cannot read and write it: %s", path, strerror(errno));
+        return DLG_EIO;
+    }
+    static const char magic[16] = "SQLite format 3";
+    char head[16] = {0};
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "store %s: %s", path, strerror(errno));
+        return DLG_EIO;
+    }
+    size_t n = fread(head, 1, sizeof(head), f);
+    fclose(f);
+    if (n > 0 && (n < sizeof(head) || memcmp(head, magic, sizeof(magic)) != 0) && warn && warnlen)
+        snprintf(warn, warnlen, "store %s is not an SQLite database: a start moves it aside and "
+                                "begins an empty store", path);
     return 0;
 }
 

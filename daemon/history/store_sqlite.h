@@ -63,6 +63,15 @@ typedef struct dlg_store_stats {
 int dlg_store_open(const char *path, int sync, const dlg_log *log, dlg_store **out,
                    char *err, size_t errlen);
 
+/* What `dialogued --check-config` asks of a store before a start, without
+ * opening it (opening may write: a WAL index, a migration, a corrupt file
+ * moved aside): a file at path is a regular file this process may read and
+ * write; without one, its directory exists and is writable. Returns 0 or
+ * DLG_EIO with err naming path and cause. A file that is there but is not
+ * an SQLite database is not an error (the start moves it aside and begins
+ * a new store): 0, with warn (may be NULL) saying so; warn is "" else. */
+int dlg_store_check(const char *path, char *err, size_t errlen, char *warn, size_t warnlen);
+
 /* Loads room's state (before dlg_store_start, loop thread): *epoch is the
  * stored epoch after a clean stop, else a new random one (first start, or
  * the last run crashed / lost writes: it may have delivered events it never

@@ -18,6 +18,11 @@ int dlg_log_level_parse(const char *s) {
     return -1;
 }
 
+const char *dlg_log_level_name(int level) {
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    return level >= 0 && level <= DLG_LOG_DEBUG ? names[level] : "?";
+}
+
 /* Code points that must not reach a log as they are: C0 and C1 controls
  * (a newline forges a line, an escape sequence rewrites a terminal), the
  * Unicode line and paragraph separators, and the bidirectional overrides
@@ -73,10 +78,11 @@ void dlg_log_write(const dlg_log *l, int level, const char *fmt, ...) {
     FILE *f = l->out ? l->out : stderr;
     struct timeval tv;
     struct tm tm;
-    char ts[32];
+    char ts[32], tsz[64];
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(tsz, sizeof(tsz), "%s.%03dZ", ts, (int)(tv.tv_usec / 1000) % 1000);
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -86,8 +92,11 @@ void dlg_log_write(const dlg_log *l, int level, const char *fmt, ...) {
      * once, so no caller can forget it and a line stays one line. */
     char safe[4 * sizeof(line)];
     dlg_log_escape(line, safe, sizeof(safe));
+    if (l->emit) {
+        l->emit(l, level, tsz, safe);
+        return;
+    }
     /* One fprintf so concurrent writers do not interleave within a line. */
-    fprintf(f, "%s.%03ldZ %s %s %s\n", ts, (long)(tv.tv_usec / 1000),
-            l->prog ? l->prog : "dialogue", tags[level], safe);
+    fprintf(f, "%s %s %s %s\n", tsz, l->prog ? l->prog : "dialogue", tags[level], safe);
     fflush(f);
 }

@@ -12,7 +12,15 @@ typedef struct dlg_log {
     int level;   /* messages above this level are dropped */
     FILE *out;   /* NULL = stderr */
     const char *prog;
+    /* NULL = the text line below. Else called for each line instead, with
+     * the level, the time ("2026-01-02T03:04:05.678Z") and the message
+     * already escaped (dlg_log_escape), from whatever thread logs: it
+     * writes the line its own way (e.g. as JSON, daemon/app/logout.c). */
+    void (*emit)(const struct dlg_log *l, int level, const char *ts, const char *msg);
 } dlg_log;
+
+/* "error", "warn", "info" or "debug" for a DLG_LOG_* level. */
+const char *dlg_log_level_name(int level);
 
 /* Parses "error", "warn", "info" or "debug"; -1 for anything else. */
 int dlg_log_level_parse(const char *s);

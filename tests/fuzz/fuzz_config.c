@@ -1,7 +1,10 @@
 /* fuzz_config.c: libFuzzer harness for the YAML config loader
- * (daemon/config.c). The loader takes a path, so each input is written over
+ * (daemon/config/). The loader takes a path, so each input is written over
  * one temp file made at start-up, then loaded; a config that loads must
- * satisfy the invariants config.h promises, a refusal must say where. */
+ * satisfy the invariants config.h promises, a refusal must say where. The
+ * same input goes through dlg_config_check, which walks on past errors
+ * (half-read entries): it must agree with the load on the verdict and the
+ * first message. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,12 +96,38 @@ static void check_loaded(const dlg_config *c) {
     FUZZ_CHECK(c->store != DLG_CFG_STORE_SQLITE || c->store_path, "sqlite store without a path");
 }
 
+/* Every error dlg_config_check reports names the file; the first is the
+ * one dlg_config_load gave (err, rc). */
+static void check_all(int rc, const char *err) {
+    dlg_config *c = NULL;
+    dlg_config_errors e;
+    int crc = dlg_config_check(g_h->path, &c, &e);
+    FUZZ_CHECK(crc == rc, "check returned %d, load %d", crc, rc);
+    FUZZ_CHECK((rc == 0) == (e.total == 0), "rc %d with %zu error(s)", rc, e.total);
+    FUZZ_CHECK(e.n <= e.total && (e.total == 0 || e.n >= 1), "%zu of %zu kept", e.n, e.total);
+    if (e.n) {
+        /* load's err is cut at 512 bytes; the kept text is whole. */
+        FUZZ_CHECK(strncmp(e.v[0].text, err, strlen(err)) == 0,
+                   "first error \"%s\" is not load's \"%s\"", e.v[0].text, err);
+    }
+    size_t n = strlen(g_h->path);
+    for (size_t i = 0; i < e.n; i++)
+        FUZZ_CHECK(strncmp(e.v[i].text, g_h->path, n) == 0 && e.v[i].text[n] == ':' &&
+                       !strchr(e.v[i].text, '\n'),
+                   "error %zu: \"%s\"", i, e.v[i].text);
+    if (rc == 0)
+        check_loaded(c);
+    dlg_config_free(c);
+    dlg_config_errors_free(&e);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_tmpfile_put(g_h->fd, data, size);
     dlg_config *c = NULL;
     char err[512] = "";
     int rc = dlg_config_load(g_h->path, &c, err, sizeof(err));
     FUZZ_CHECK(rc == 0 || rc == DLG_ECONFIG || rc == DLG_EIO, "load returned %d (%s)", rc, err);
+    check_all(rc, err);
     if (rc != 0) {
         FUZZ_CHECK(c == NULL, "failed load set *out");
         /* One line naming the file: "<path>:<line>:..." */

@@ -67,6 +67,8 @@ static void assert_strv(const dlg_config_strv *v, size_t n, const char *const *w
 /* Everything but rooms, auto_join and metrics, as documented in config.h. */
 static void assert_defaults(const dlg_config *c) {
     assert_int_equal(c->log_level, DLG_CFG_LOG_INFO);
+    assert_int_equal(c->log_format, DLG_CFG_LOG_TEXT);
+    assert_null(c->log_file);
     assert_int_equal(c->n_listen, 1);
     const dlg_config_listener *l = &c->listen[0];
     assert_string_equal(l->address, "127.0.0.1:3000");
@@ -126,6 +128,8 @@ static void full_file(void **state) {
     const fixtures *fx = *state;
     dlg_config *c = load_ok(fx, "full.yaml");
     assert_int_equal(c->log_level, DLG_CFG_LOG_DEBUG);
+    assert_int_equal(c->log_format, DLG_CFG_LOG_JSON);
+    assert_resolved(fx, c->log_file, "logs/dialogued.log");
 
     assert_int_equal(c->n_listen, 2);
     const dlg_config_listener *l = &c->listen[0];
@@ -533,6 +537,108 @@ static void error_buffer_edges(void **state) {
     assert_has(full, "out");
 }
 
+/* ---- every error (dlg_config_check) -------------------------------------- */
+
+/* bad_many.yaml: one run finds each of its mistakes, in walk order, each
+ * at its position with its key path; dlg_config_load stops at the first
+ * and says the same about it. */
+static void check_every_error(void **state) {
+    const fixtures *fx = *state;
+    static const struct {
+        const char *path;
+        unsigned line, col;
+        const char *what;
+    } want[] = {
+        {"log_level", 2, 12, "got \"loud\""},
+        {"listen[0].tls", 5, 10, "expected true or false, got \"maybe\""},
+        {"listen[1].address", 7, 14, "an IPv6 address needs brackets"},
+        {"limits.max_frame", 11, 14, "expected an unsigned integer, got \"ten\""},
+        {"limits.heartbeat_ms", 12, 17, "0 is out of range"},
+        {"rooms[0]", 17, 5, "unknown key \"colour\""},
+        {"rooms[0].events[1]", 15, 23, "invalid character ' ' in \"bad event\""},
+        {"rooms[0].max_size", 16, 15, "got \"-1\""},
+        {"rooms[1]", 18, 5, "missing required key \"id\""},
+        {"rooms[2].id", 19, 9, "duplicate room id \"chat\" (first defined at line 14)"},
+        {"auto_join[0].rooms[1]", 21, 34, "unknown room \"lobby\""},
+        {"cluster", 23, 3, "missing required key \"node_id\""},
+        {"cluster.nats[0]", 23, 10, "expected a URL like nats://"},
+    };
+    enum { N = sizeof(want) / sizeof(want[0]) };
+    char path[PATH_MAX + 64], err[1024] = "", at[PATH_MAX + 400];
+    fixture(fx, "bad_many.yaml", path, sizeof(path));
+    dlg_config *c = NULL;
+    dlg_config_errors e;
+    assert_int_equal(dlg_config_check(path, &c, &e), DLG_ECONFIG);
+    assert_non_null(c); /* what could be read, for the checks of what it names */
+    for (size_t i = 0; e.total != N && i < e.n; i++)
+        print_message("%s\n", e.v[i].text);
+    assert_int_equal(e.total, N);
+    assert_int_equal(e.n, N);
+    for (size_t i = 0; i < N; i++) {
+        assert_string_equal(e.v[i].path, want[i].path);
+        snprintf(at, sizeof(at), "%s:%u:%u: %s: ", path, want[i].line, want[i].col,
+                 want[i].path);
+        assert_has(e.v[i].text, at);
+        assert_has(e.v[i].text, want[i].what);
+    }
+    /* A mapping that had an error is not checked across its keys: listen[0]
+     * lacks its key, but its tls did not read, so that is not said. */
+    for (size_t i = 0; i < e.n; i++)
+        assert_null(strstr(e.v[i].text, "missing \"key\""));
+    assert_true(dlg_config_errors_under(&e, "rooms[0]"));
+    assert_true(dlg_config_errors_under(&e, "rooms"));
+    assert_false(dlg_config_errors_under(&e, "room"));
+    assert_false(dlg_config_errors_under(&e, "auth"));
+    /* The room that read well is still there, with its position. */
+    assert_int_equal(c->n_rooms, 3);
+    assert_string_equal(c->rooms[0].id, "chat");
+    unsigned line = 0, col = 0;
+    assert_int_equal(dlg_config_where(c, "listen[0].cert", &line, &col), 0);
+    assert_int_equal(line, 6);
+    assert_int_equal(col, 11);
+    assert_int_equal(dlg_config_where(c, "rooms[1]", &line, &col), 0);
+    assert_int_equal(line, 18);
+    assert_int_equal(col, 5);
+    assert_int_equal(dlg_config_where(c, "auth", &line, &col), DLG_ENOTFOUND);
+    dlg_config_free(c);
+    dlg_config_errors_free(&e);
+    dlg_config_errors_free(&e); /* twice is harmless */
+
+    c = NULL;
+    assert_int_equal(dlg_config_load(path, &c, err, sizeof(err)), DLG_ECONFIG);
+    assert_null(c);
+    snprintf(at, sizeof(at), "%s:2:12: log_level: ", path);
+    assert_has(err, at);
+}
+
+/* A valid file: no error, and the position of what it holds. */
+static void check_valid_file(void **state) {
+    const fixtures *fx = *state;
+    char path[PATH_MAX + 64];
+    fixture(fx, "full.yaml", path, sizeof(path));
+    dlg_config *c = NULL;
+    dlg_config_errors e;
+    assert_int_equal(dlg_config_check(path, &c, &e), 0);
+    assert_int_equal(e.total, 0);
+    assert_int_equal(e.n, 0);
+    assert_non_null(c);
+    unsigned line = 0, col = 0;
+    assert_int_equal(dlg_config_where(c, "listen[0].cert", &line, &col), 0);
+    assert_int_equal(line, 6);
+    assert_int_equal(col, 11);
+    assert_int_equal(dlg_config_where(c, "listen[1]", &line, NULL), 0);
+    assert_int_equal(line, 10);
+    assert_int_equal(dlg_config_where(c, "schemas[1]", &line, &col), 0);
+    assert_int_equal(line, 12);
+    assert_int_equal(col, 25);
+    dlg_config_free(c);
+    dlg_config_errors_free(&e);
+    /* dlg_config_load records no positions. */
+    assert_int_equal(dlg_config_load(path, &c, NULL, 0), 0);
+    assert_int_equal(dlg_config_where(c, "listen[0].cert", &line, &col), DLG_ENOTFOUND);
+    dlg_config_free(c);
+}
+
 /* ---- broken fixtures ---------------------------------------------------- */
 
 typedef struct bad_case {
@@ -564,6 +670,22 @@ static void broken(void **state) {
     assert_has(err, want);
     assert_has(err, bc->what);
     assert_null(strchr(err, '\n'));
+
+    /* dlg_config_check's first error is this one; a file that could not
+     * be opened or parsed gives no configuration to look further into. */
+    dlg_config_errors e;
+    c = NULL;
+    rc = dlg_config_check(path, &c, &e);
+    assert_int_equal(rc, bc->rc);
+    assert_true(e.n >= 1);
+    assert_int_equal(e.n, e.total);
+    assert_string_equal(e.v[0].text, err);
+    if (bc->rc == DLG_EIO || strstr(err, "YAML") || strstr(err, "second YAML document"))
+        assert_null(c);
+    else
+        assert_non_null(c);
+    dlg_config_free(c);
+    dlg_config_errors_free(&e);
 }
 
 static const bad_case bad_cases[] = {
@@ -682,7 +804,7 @@ int main(void) {
     bad_case cases[N_BAD];
     /* The named tests first; N_FIXED counts them (the compiler refuses
      * more initialisers than the array holds). */
-    enum { N_FIXED = 14 };
+    enum { N_FIXED = 16 };
     struct CMUnitTest tests[N_BAD + N_FIXED] = {
         cmocka_unit_test_prestate(full_file, &fx),
         cmocka_unit_test_prestate(minimal_file, &fx),
@@ -698,6 +820,8 @@ int main(void) {
         cmocka_unit_test_prestate(tls_own_records_key, &fx),
         cmocka_unit_test_prestate(jwt_scope_keys, &fx),
         cmocka_unit_test_prestate(pre_auth_max_connections_key, &fx),
+        cmocka_unit_test_prestate(check_every_error, &fx),
+        cmocka_unit_test_prestate(check_valid_file, &fx),
     };
     size_t nt = N_FIXED;
     if (tests[N_FIXED - 1].test_func == NULL || tests[N_FIXED].test_func != NULL) {
