@@ -284,7 +284,7 @@ static int parse_u64(const char *flag, const char *v, int allow_zero, uint64_t m
     return 0;
 }
 
-int cmd_history(const dlg_client_opts *o, int verbose, const char *server, int argc,
+int cmd_history(dlg_client_opts *o, int verbose, const char *server, int argc,
                 char **argv) {
     static const char text[] =
         "usage: dialoguectl history ROOM [EVENT] [--limit N] [--since SEQ] [--json]\n"

@@ -255,19 +255,19 @@ static int submit_loop(dlg_client *c, dlg__req *r, int from_api) {
         snprintf(why, sizeof(why), "client is closed");
         goto refused;
     }
-    if (c->n_reqs >= c->o.max_pending) {
+    if (c->n_reqs >= c->o.v.max_pending) {
         rc = DLG_EFULL;
         snprintf(why, sizeof(why), "%u requests already waiting (max_pending)",
-                 c->o.max_pending);
+                 c->o.v.max_pending);
         goto refused;
     }
     if (c->state != DLG_STATE_CONNECTED && c->state != DLG_STATE_CONNECTING &&
-        c->n_waiting >= c->o.offline_queue) {
+        c->n_waiting >= c->o.v.offline_queue) {
         rc = DLG_ECLOSED;
         char where[DLG_CLIENT_SERVER_MAX + 64];
         dlg__servers_desc(c, where, sizeof(where));
         snprintf(why, sizeof(why), "not connected to %s%s", where,
-                 c->o.offline_queue ? " and the offline queue is full" : "");
+                 c->o.v.offline_queue ? " and the offline queue is full" : "");
         goto refused;
     }
     dlg__req_link(c, r);
@@ -518,7 +518,7 @@ int dlg__submit(dlg_client *c, dlg__req *r) {
         /* Racy by nature: a request that slips through is refused on the
          * library thread through its callback. */
         if (st != DLG_STATE_CONNECTED && st != DLG_STATE_CONNECTING &&
-            c->o.offline_queue == 0)
+            c->o.v.offline_queue == 0)
             rc = DLG_ECLOSED;
     }
     dlg__cmd *cmd = rc == 0 ? cmd_new(DLG__CMD_REQ) : NULL;
@@ -687,7 +687,7 @@ static int client_new(uv_loop_t *loop, const dlg_client_opts *opts,
     } else {
         c->loop = loop;
     }
-    c->log.level = c->o.log_level;
+    c->log.level = c->o.v.log_level;
     c->log.prog = "libdialogue-client";
     atomic_init(&c->pub_state, DLG_STATE_IDLE);
     atomic_init(&c->next_id, 1);
