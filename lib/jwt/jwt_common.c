@@ -1,0 +1,203 @@
+/* jwt_common.c: what key set-up, verification and minting share: the
+ * algorithm names, the rules for names (sub, kid, roles), strict base64url,
+ * and reading key and secret files. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "dlg_err.h"
+#include "dlg_utf8.h"
+#include "jwt.h"
+#include "jwt_int.h"
+
+static const char *const alg_names[] = {NULL, "HS256", "RS256", "ES256", "EdDSA"};
+
+int dlg_jwt_alg_parse(const char *s) {
+    if (!s)
+        return -1;
+    for (int i = DLG_JWT_HS256; i <= DLG_JWT_EDDSA; i++)
+        if (strcmp(s, alg_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *dlg_jwt_alg_name(int alg) {
+    if (alg < DLG_JWT_HS256 || alg > DLG_JWT_EDDSA)
+        return "?";
+    return alg_names[alg];
+}
+
+void dlg__jwt_quote_safe(char *dst, size_t dstlen, const char *src) {
+    size_t o = 0;
+    for (size_t i = 0; src[i] && o + 4 < dstlen; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        if (i >= 48) {
+            memcpy(dst + o, "...", 3);
+            o += 3;
+            break;
+        }
+        dst[o++] = (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') ? (char)ch : '?';
+    }
+    dst[o] = '\0';
+}
+
+/* ---- base64url (RFC 4648 section 5, no padding) --------------------------- */
+
+static int b64url_value(unsigned char c) {
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+int dlg__jwt_b64url_decode(const char *in, size_t n, uint8_t **out, size_t *outlen) {
+    if (n % 4 == 1)
+        return DLG_EPROTO;
+    uint8_t *buf = malloc(n / 4 * 3 + 3);
+    if (!buf)
+        return DLG_ENOMEM;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64url_value((unsigned char)in[i]);
+        if (v < 0)
+            goto fail;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) /* non-zero leftover bits: a non-canonical encoding */
+        goto fail;
+    *out = buf;
+    *outlen = o;
+    return 0;
+fail:
+    free(buf);
+    return DLG_EPROTO;
+}
+
+char *dlg__jwt_b64url_encode(const uint8_t *in, size_t n) {
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = malloc(n / 3 * 4 + 5);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = tab[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[o++] = tab[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- names (sub, roles, kid) --------------------------------------------- */
+
+bool dlg__jwt_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > DLG_JWT_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return dlg_utf8_valid(s, n);
+}
+
+bool dlg__jwt_role_ok(const char *s) {
+    return dlg__jwt_name_ok(s) && strcmp(s, "*") != 0;
+}
+
+bool dlg_jwt_name_valid(const char *s, bool as_role) {
+    return s && (as_role ? dlg__jwt_role_ok(s) : dlg__jwt_name_ok(s));
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+int dlg__jwt_read_file(const char *path, size_t max, uint8_t **out, size_t *len, char *err,
+                     size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        dlg_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return DLG_EIO;
+    }
+    int rc;
+    uint8_t *buf = malloc(max + 1);
+    if (!buf) {
+        rc = DLG_ENOMEM;
+        goto fail;
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    if (ferror(f)) {
+        dlg_errf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        rc = DLG_EIO;
+        goto fail;
+    }
+    if (n > max) {
+        dlg_errf(err, errlen, "%s: larger than %zu bytes", path, max);
+        rc = DLG_EINVAL;
+        goto fail;
+    }
+    fclose(f);
+    *out = buf;
+    *len = n;
+    return 0;
+fail:
+    if (buf) {
+        OPENSSL_cleanse(buf, max + 1);
+        free(buf);
+    }
+    fclose(f);
+    return rc;
+}
+
+int dlg_jwt_read_secret_file(const char *path, uint8_t **out, size_t *len, char *err,
+                             size_t errlen) {
+    if (!path || !out || !len)
+        return DLG_EINVAL;
+    uint8_t *buf;
+    size_t n;
+    int rc = dlg__jwt_read_file(path, DLG_JWT_MAX_SECRET + 2, &buf, &n, err, errlen);
+    if (rc)
+        return rc;
+    if (n > 0 && buf[n - 1] == '\n') {
+        n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+    }
+    if (n < DLG_JWT_MIN_SECRET || n > DLG_JWT_MAX_SECRET) {
+        dlg_errf(err, errlen, "%s: secret is %zu bytes, expected %d..%d", path, n,
+               DLG_JWT_MIN_SECRET, DLG_JWT_MAX_SECRET);
+        OPENSSL_cleanse(buf, DLG_JWT_MAX_SECRET + 3);
+        free(buf);
+        return DLG_EINVAL;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
