@@ -1,11 +1,13 @@
 /* pbjson.c: what both directions of the protobuf <-> JSON transcoder
  * share: the error context (JSON paths), field lookups, wire types, and
- * base64 (bytes fields, `dialoguectl trigger --base64`). Encoding is
+ * dlg_pbjson_base64_decode (`dialoguectl trigger --base64`; base64 itself
+ * is lib/wire/dlg_base64.c). Encoding is
  * pbjson_encode.c, decoding pbjson_decode.c, JSON text pbjson_text.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dlg_base64.h"
 #include "dlg_err.h"
 #include "pbjson.h"
 #include "pbjson_int.h"
@@ -90,80 +92,12 @@ const dlg_schema_field *dlg__pbjson_field_num(const dlg_schema_msg *m, uint32_t 
 
 /* ---- base64 ------------------------------------------------------------- */
 
-static const char b64_std[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_val(unsigned char ch) {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+' || ch == '-') return 62;
-    if (ch == '/' || ch == '_') return 63;
-    return -1;
-}
-
-int dlg__pbjson_b64_decode(const char *s, size_t n, uint8_t *out, size_t *olen) {
-    size_t pad = 0;
-    while (pad < n && s[n - 1 - pad] == '=')
-        pad++;
-    if (pad > 2 || (pad > 0 && n % 4 != 0))
-        return -1;
-    n -= pad;
-    if (n % 4 == 1)
-        return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    *olen = o;
-    return 0;
-}
-
-char *dlg__pbjson_b64_encode(const uint8_t *p, size_t n, size_t *olen) {
-    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
-        return NULL;
-    size_t len = (n + 2) / 3 * 4;
-    char *out = malloc(len + 1);
-    if (out == NULL)
-        return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = b64_std[v >> 18];
-        out[o++] = b64_std[(v >> 12) & 63];
-        out[o++] = b64_std[(v >> 6) & 63];
-        out[o++] = b64_std[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        out[o++] = b64_std[v >> 18];
-        out[o++] = b64_std[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64_std[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-    *olen = o;
-    return out;
-}
-
 int dlg_pbjson_base64_decode(const char *s, size_t n, uint8_t **out, size_t *len) {
-    uint8_t *bytes = malloc(n / 4 * 3 + 3);
+    uint8_t *bytes = malloc(DLG_BASE64_DECODED_MAX(n) + 1);
     size_t blen = 0;
     if (bytes == NULL)
         return DLG_ENOMEM;
-    if (dlg__pbjson_b64_decode(s, n, bytes, &blen) < 0) {
+    if (dlg_base64_decode(s, n, DLG_PBJSON_B64, bytes, &blen) != 0) {
         free(bytes);
         return DLG_EINVAL;
     }

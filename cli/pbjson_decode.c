@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_base64.h"
 #include "dlg_err.h"
+#include "dlg_varint.h"
 #include "dlg_utf8.h"
 #include "pbjson.h"
 #include "pbjson_int.h"
@@ -33,20 +35,16 @@ typedef struct {
 } rd_t;
 
 static int rd_varint(pbjson_ctx *c, rd_t *r, uint64_t *out) {
-    uint64_t v = 0;
-    for (int i = 0; i < 10; i++) {
-        if (r->p >= r->end)
-            return dlg__pbjson_fail(c, DLG_EINVAL, "truncated varint");
-        uint8_t b = *r->p++;
-        if (i == 9 && b > 1)
-            return dlg__pbjson_fail(c, DLG_EINVAL, "varint overflows 64 bits");
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
+    switch (dlg_varint_get(&r->p, r->end, out)) {
+    case DLG_VARINT_OK:
+        return 0;
+    case DLG_VARINT_TRUNC:
+        return dlg__pbjson_fail(c, DLG_EINVAL, "truncated varint");
+    default:
+        /* Ten bytes and still going, or a tenth above 1: either way the
+         * value does not fit 64 bits. */
+        return dlg__pbjson_fail(c, DLG_EINVAL, "varint overflows 64 bits");
     }
-    return dlg__pbjson_fail(c, DLG_EINVAL, "varint longer than 10 bytes");
 }
 
 static int rd_fixed(pbjson_ctx *c, rd_t *r, size_t n, uint64_t *out) {
@@ -225,7 +223,7 @@ static int dec_value(pbjson_ctx *c, const dlg_schema_field *f, int wt, rd_t *r,
         if ((rc = rd_len(c, r, &sub)))
             return rc;
         size_t n = 0;
-        char *s = dlg__pbjson_b64_encode(sub.p, (size_t)(sub.end - sub.p), &n);
+        char *s = dlg_base64_encode(sub.p, (size_t)(sub.end - sub.p), DLG_B64_PAD, &n);
         j = s ? json_stringn_nocheck(s, n) : NULL;
         free(s);
         break;

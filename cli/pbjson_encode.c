@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_base64.h"
 #include "dlg_err.h"
+#include "dlg_varint.h"
+#include "dlg_vec.h"
 #include "pbjson.h"
 #include "pbjson_int.h"
 
@@ -22,18 +25,7 @@ typedef struct {
 static int wb_reserve(wbuf *b, size_t n) {
     if (n > SIZE_MAX - b->len)
         return DLG_ENOMEM;
-    size_t need = b->len + n;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (p == NULL)
-        return DLG_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    return DLG_GROW(b->p, b->cap, b->len + n);
 }
 
 static int wb_put(wbuf *b, const void *data, size_t n) {
@@ -48,16 +40,8 @@ static int wb_put(wbuf *b, const void *data, size_t n) {
 }
 
 static int wb_varint(wbuf *b, uint64_t v) {
-    uint8_t tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            tmp[n] |= 0x80;
-        n++;
-    } while (v);
-    return wb_put(b, tmp, n);
+    uint8_t tmp[DLG_VARINT_MAX];
+    return wb_put(b, tmp, (size_t)(dlg_varint_put(tmp, v) - tmp));
 }
 
 static int wb_fixed(wbuf *b, uint64_t v, size_t n) {
@@ -409,10 +393,10 @@ static int enc_value(pbjson_ctx *c, const dlg_schema_field *f, const json_t *v,
             return dlg__pbjson_fail(c, DLG_EINVAL, "expected a base64 string, got %s",
                         json_kind(v));
         size_t n = json_string_length(v), blen = 0;
-        uint8_t *bytes = malloc(n / 4 * 3 + 3);
+        uint8_t *bytes = malloc(DLG_BASE64_DECODED_MAX(n) + 1);
         if (bytes == NULL)
             return dlg__pbjson_fail_nomem(c);
-        if (dlg__pbjson_b64_decode(json_string_value(v), n, bytes, &blen) < 0) {
+        if (dlg_base64_decode(json_string_value(v), n, DLG_PBJSON_B64, bytes, &blen) != 0) {
             free(bytes);
             return dlg__pbjson_fail(c, DLG_EINVAL, "not valid base64");
         }

@@ -1,12 +1,13 @@
 /* pbjson_int.h: what the parts of the transcoder share (pbjson.c): the
  * error context that names the JSON path of a bad value, field lookups and
- * wire types, base64. Not for use outside cli/pbjson*.c. */
+ * wire types. Not for use outside cli/pbjson*.c. */
 #ifndef DLG_PBJSON_INT_H
 #define DLG_PBJSON_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dlg_base64.h"
 #include "dlg_schema.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4,
@@ -47,12 +48,8 @@ int dlg__pbjson_is_map(const dlg_schema_field *f);
 /* m's field with this number, or NULL. */
 const dlg_schema_field *dlg__pbjson_field_num(const dlg_schema_msg *m, uint32_t n);
 
-/* Decodes standard or URL-safe base64, padding optional; out must hold
- * n / 4 * 3 + 2 bytes. Returns -1 on a character outside both alphabets,
- * misplaced padding or a length no encoder produces. */
-int dlg__pbjson_b64_decode(const char *s, size_t n, uint8_t *out, size_t *olen);
-/* A malloc'd, NUL-terminated padded standard encoding (length in *olen), or
- * NULL when out of memory. */
-char *dlg__pbjson_b64_encode(const uint8_t *p, size_t n, size_t *olen);
+/* How bytes fields and --base64 input are read: standard or URL-safe
+ * alphabet, padding optional (dlg_base64.h). */
+#define DLG_PBJSON_B64 (DLG_B64_STD | DLG_B64_URL | DLG_B64_PAD)
 
 #endif

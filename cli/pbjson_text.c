@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dlg_err.h"
+#include "dlg_vec.h"
 #include "pbjson.h"
 #include "pbjson_int.h"
 
@@ -20,21 +21,9 @@ typedef struct {
 static void sb_put(sbuf *b, const char *s, size_t n) {
     if (b->oom)
         return;
-    if (n > SIZE_MAX - b->len - 1) {
+    if (n > SIZE_MAX - b->len - 1 || DLG_GROW(b->p, b->cap, b->len + n + 1) != 0) {
         b->oom = 1;
         return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (cap < b->len + n + 1)
-            cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;

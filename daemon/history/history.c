@@ -19,6 +19,7 @@
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
+#include "dlg_vec.h"
 #include "room.h"
 #include "server.h"
 #include "store_sqlite.h"
@@ -40,8 +41,7 @@ struct dlg_history {
     int sync_mode;
     int started, stopped;
     int lost;                     /* the store refused an event this run */
-    pending_ack *acks;            /* FIFO by ticket */
-    size_t acks_head, acks_n, acks_cap;
+    dlg_fifo acks;                /* pending_ack, by ticket */
     uint64_t refused_logged_ms, fail_logged_ms, fails_unlogged;
 };
 
@@ -112,33 +112,6 @@ fail:
     return rc;
 }
 
-static pending_ack *ack_front(dlg_history *h) {
-    return h->acks_n ? &h->acks[h->acks_head] : NULL;
-}
-
-static void ack_pop(dlg_history *h) {
-    h->acks_head = (h->acks_head + 1) % h->acks_cap;
-    h->acks_n--;
-}
-
-static int ack_push(dlg_history *h, const pending_ack *a) {
-    if (h->acks_n == h->acks_cap) {
-        size_t nc = h->acks_cap ? h->acks_cap * 2 : 64;
-        pending_ack *nv = malloc(nc * sizeof(*nv));
-        if (nv == NULL)
-            return DLG_ENOMEM;
-        for (size_t i = 0; i < h->acks_n; i++)
-            nv[i] = h->acks[(h->acks_head + i) % h->acks_cap];
-        free(h->acks);
-        h->acks = nv;
-        h->acks_cap = nc;
-        h->acks_head = 0;
-    }
-    h->acks[(h->acks_head + h->acks_n) % h->acks_cap] = *a;
-    h->acks_n++;
-    return 0;
-}
-
 /* Writer results arrive in ticket order, and so do the Acks waiting. */
 static void on_store_done(void *ud, const dlg_store_result *res) {
     dlg_history *h = ud;
@@ -162,14 +135,14 @@ static void on_store_done(void *ud, const dlg_store_result *res) {
         }
     }
     pending_ack *a;
-    while ((a = ack_front(h)) != NULL && a->ticket <= res->last) {
+    while (h->acks.n > 0 && (a = dlg_fifo_at(&h->acks, 0))->ticket <= res->last) {
         if (a->c && res->rc == 0)
             dlg_reply_ack(a->c, a->rid, a->seq, a->recipients);
         else if (a->c)
             dlg_reply_error(a->c, a->rid, DIALOGUE__V1__STATUS__DATA_LOSS,
                                 "event %s seq %llu of room %s was delivered but not stored: %s",
                                 a->event, (unsigned long long)a->seq, a->room, res->err);
-        ack_pop(h);
+        dlg_fifo_pop(&h->acks);
     }
 }
 
@@ -201,8 +174,7 @@ void dlg_history_stop(dlg_history *h) {
     /* Without the final seqs the next start cannot continue them: not clean. */
     dlg_store_close(h->store, seqs, n, h->lost || seqs == NULL);
     free(seqs);
-    while (ack_front(h))
-        ack_pop(h);
+    dlg_fifo_free(&h->acks);
     dlg_store_stats st;
     dlg_store_get_stats(h->store, &st);
     dlg_log_info(&h->srv->log, "store %s: closed: %llu event(s) written in %llu batch(es) "
@@ -220,7 +192,7 @@ void dlg_history_free(dlg_history *h) {
     for (size_t i = 0; i < h->n_rooms; i++)
         dlg_hroom_free(h->rooms[i]);
     free(h->rooms);
-    free(h->acks);
+    dlg_fifo_free(&h->acks);
     free(h);
 }
 
@@ -282,9 +254,11 @@ int dlg_history_defer_ack(dlg_server *srv, dlg_conn *c, uint64_t rid, dlg_room *
                             (unsigned long long)seq, r->id);
         return 1;
     }
-    pending_ack a = {.c = c, .rid = rid, .seq = seq, .ticket = hr->last_ticket,
-                     .recipients = recipients, .room = hr->room, .event = hr->last_event};
-    if (ack_push(h, &a) != 0) {
+    pending_ack *a = dlg_fifo_push(&h->acks, sizeof(*a));
+    if (a != NULL) {
+        *a = (pending_ack){.c = c, .rid = rid, .seq = seq, .ticket = hr->last_ticket,
+                           .recipients = recipients, .room = hr->room, .event = hr->last_event};
+    } else {
         dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__UNAVAILABLE,
                             "event %s seq %llu of room %s was delivered; out of memory "
                             "tracking its write", hr->last_event, (unsigned long long)seq, r->id);
@@ -296,8 +270,8 @@ void dlg_history_conn_gone(dlg_server *srv, dlg_conn *c) {
     dlg_history *h = srv->history;
     if (h == NULL)
         return;
-    for (size_t i = 0; i < h->acks_n; i++) {
-        pending_ack *a = &h->acks[(h->acks_head + i) % h->acks_cap];
+    for (size_t i = 0; i < h->acks.n; i++) {
+        pending_ack *a = dlg_fifo_at(&h->acks, i);
         if (a->c == c)
             a->c = NULL;
     }

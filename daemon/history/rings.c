@@ -8,6 +8,8 @@
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
+#include "dlg_varint.h"
+#include "dlg_vec.h"
 #include "rings.h"
 #include "rings_int.h"
 
@@ -53,14 +55,8 @@ static ring *ring_find(const dlg_hroom *hr, const char *event) {
 }
 
 static ring *ring_add(dlg_hroom *hr, const char *event, uint32_t limit, uint32_t age) {
-    if (hr->n_rings == hr->cap_rings) {
-        size_t nc = hr->cap_rings ? hr->cap_rings * 2 : 4;
-        ring **nv = realloc(hr->rings, nc * sizeof(*nv));
-        if (nv == NULL)
-            return NULL;
-        hr->rings = nv;
-        hr->cap_rings = nc;
-    }
+    if (DLG_GROW(hr->rings, hr->cap_rings, hr->n_rings + 1) != 0)
+        return NULL;
     ring *rg = calloc(1, sizeof(*rg));
     if (rg == NULL || (rg->event = strdup(event)) == NULL) {
         free(rg);
@@ -220,27 +216,9 @@ int dlg__hroom_spans_gap(const dlg_hroom *hr, int by_seq, uint64_t since_seq,
 
 /* ---- queries ---------------------------------------------------------- */
 
-static size_t varint_len(uint64_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v) {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* Bytes one event adds to a HistoryBatch (tag, length, message). */
 static size_t entry_cost(const dlg_hist_entry *e) {
-    return 1 + varint_len(e->len) + e->len;
+    return 1 + dlg_varint_len(e->len) + e->len;
 }
 
 typedef struct cursor {
@@ -406,14 +384,14 @@ int dlg_hist_pack(const char *room, uint64_t epoch, int complete, uint64_t reque
     size_t room_len = strlen(room);
     uint64_t hb = 0;
     if (room_len)
-        hb += 1 + varint_len(room_len) + room_len;
+        hb += 1 + dlg_varint_len(room_len) + room_len;
     for (size_t i = 0; i < b->n; i++)
         hb += entry_cost(b->v[i]);
     if (complete)
         hb += 2;
     if (epoch)
-        hb += 1 + varint_len(epoch);
-    uint64_t sf = (request_id ? 1 + varint_len(request_id) : 0) + 1 + varint_len(hb) + hb;
+        hb += 1 + dlg_varint_len(epoch);
+    uint64_t sf = (request_id ? 1 + dlg_varint_len(request_id) : 0) + 1 + dlg_varint_len(hb) + hb;
     if (sf > UINT32_MAX)
         return DLG_ETOOBIG;
     dlg_buf *buf = dlg_buf_new(DLG_FRAME_HDR + (size_t)sf);
@@ -423,20 +401,20 @@ int dlg_hist_pack(const char *room, uint64_t epoch, int complete, uint64_t reque
     uint8_t *p = buf->data + DLG_FRAME_HDR;
     if (request_id) {
         *p++ = 0x08; /* ServerFrame.request_id = 1, varint */
-        p = put_varint(p, request_id);
+        p = dlg_varint_put(p, request_id);
     }
     *p++ = 0x4a; /* ServerFrame.history_batch = 9, length-delimited */
-    p = put_varint(p, hb);
+    p = dlg_varint_put(p, hb);
     if (room_len) {
         *p++ = 0x0a; /* HistoryBatch.room = 1 */
-        p = put_varint(p, room_len);
+        p = dlg_varint_put(p, room_len);
         memcpy(p, room, room_len);
         p += room_len;
     }
     for (size_t i = 0; i < b->n; i++) {
         const dlg_hist_entry *e = b->v[i];
         *p++ = 0x12; /* HistoryBatch.events = 2 */
-        p = put_varint(p, e->len);
+        p = dlg_varint_put(p, e->len);
         memcpy(p, e->buf->data + e->off, e->len);
         p += e->len;
     }
@@ -446,7 +424,7 @@ int dlg_hist_pack(const char *room, uint64_t epoch, int complete, uint64_t reque
     }
     if (epoch) {
         *p++ = 0x20; /* HistoryBatch.epoch = 4 */
-        p = put_varint(p, epoch);
+        p = dlg_varint_put(p, epoch);
     }
     if ((size_t)(p - buf->data) != buf->len) {
         dlg_buf_unref(buf);
@@ -463,18 +441,11 @@ int dlg_hist_event_span(const dlg_buf *f, uint32_t *off, uint32_t *len) {
                     (uint32_t)f->data[3] << 8 | f->data[4];
     if ((size_t)body + DLG_FRAME_HDR != f->len || f->data[5] != 0x2a) /* ServerFrame.event */
         return DLG_EINVAL;
-    uint64_t v = 0;
-    size_t i = 6;
-    for (int shift = 0; i < f->len && shift < 35; shift += 7) {
-        uint8_t ch = f->data[i++];
-        v |= (uint64_t)(ch & 0x7f) << shift;
-        if (!(ch & 0x80)) {
-            if (i + v != f->len)
-                return DLG_EINVAL;
-            *off = (uint32_t)i;
-            *len = (uint32_t)v;
-            return 0;
-        }
-    }
-    return DLG_EINVAL;
+    const uint8_t *p = f->data + 6, *end = f->data + f->len;
+    uint64_t v;
+    if (dlg_varint_get_max(&p, end, 5, &v) != DLG_VARINT_OK || v != (uint64_t)(end - p))
+        return DLG_EINVAL;
+    *off = (uint32_t)(p - f->data);
+    *len = (uint32_t)v;
+    return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <openssl/crypto.h>
 
+#include "dlg_base64.h"
 #include "dlg_err.h"
 #include "dlg_utf8.h"
 #include "jwt.h"
@@ -46,72 +47,16 @@ void dlg__jwt_quote_safe(char *dst, size_t dstlen, const char *src) {
 
 /* ---- base64url (RFC 4648 section 5, no padding) --------------------------- */
 
-static int b64url_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 int dlg__jwt_b64url_decode(const char *in, size_t n, uint8_t **out, size_t *outlen) {
-    if (n % 4 == 1)
-        return DLG_EPROTO;
-    uint8_t *buf = malloc(n / 4 * 3 + 3);
+    uint8_t *buf = malloc(DLG_BASE64_DECODED_MAX(n) + 1);
     if (!buf)
         return DLG_ENOMEM;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0)
-            goto fail;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+    if (dlg_base64_decode(in, n, DLG_B64_URL | DLG_B64_CANONICAL, buf, outlen) != 0) {
+        free(buf);
+        return DLG_EPROTO;
     }
-    if (acc != 0) /* non-zero leftover bits: a non-canonical encoding */
-        goto fail;
     *out = buf;
-    *outlen = o;
     return 0;
-fail:
-    free(buf);
-    return DLG_EPROTO;
-}
-
-char *dlg__jwt_b64url_encode(const uint8_t *in, size_t n) {
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(n / 3 * 4 + 5);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = tab[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = tab[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-    return out;
 }
 
 /* ---- names (sub, roles, kid) --------------------------------------------- */

@@ -49,16 +49,13 @@ void dlg__jwt_quote_safe(char *dst, size_t dstlen, const char *src);
 bool dlg__jwt_name_ok(const char *s);
 bool dlg__jwt_role_ok(const char *s);
 
-/* Strict base64url decode (RFC 4648 section 5): only the URL alphabet, no
+/* Strict base64url decode (RFC 4648 section 5, dlg_base64.h): only the URL alphabet, no
  * '=', and the bits a short final group leaves unused must be zero, so each
  * value has exactly one encoding (otherwise several tokens would carry the
  * same signature bytes). *out is malloc'ed (at least 1 byte, so an empty
  * segment is not NULL). 0, DLG_EPROTO or DLG_ENOMEM. */
 int dlg__jwt_b64url_decode(const char *in, size_t n, uint8_t **out, size_t *outlen);
 
-/* base64url without padding, NUL-terminated and malloc'ed; NULL when out of
- * memory. */
-char *dlg__jwt_b64url_encode(const uint8_t *in, size_t n);
 
 /* Reads at most max bytes of path into a malloc'ed buffer (*out, *len); a
  * longer file is DLG_EINVAL (too large), not silently cut. 0, DLG_EIO,

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "dlg_base64.h"
 #include "dlg_err.h"
 #include "dlg_utf8.h"
 #include "jwt.h"
@@ -73,8 +74,8 @@ int dlg_jwt_sign_hs256(const uint8_t *secret, size_t len, const char *kid, const
     if (!(head = json_dumps(header, JSON_COMPACT)) ||
         !(payload = json_dumps(claims, JSON_COMPACT)))
         goto fail;
-    h64 = dlg__jwt_b64url_encode((const uint8_t *)head, strlen(head));
-    p64 = dlg__jwt_b64url_encode((const uint8_t *)payload, strlen(payload));
+    h64 = dlg_base64_encode((const uint8_t *)head, strlen(head), DLG_B64_URL, NULL);
+    p64 = dlg_base64_encode((const uint8_t *)payload, strlen(payload), DLG_B64_URL, NULL);
     if (!h64 || !p64)
         goto fail;
     size_t hl = strlen(h64), pl = strlen(p64);
@@ -92,7 +93,7 @@ int dlg_jwt_sign_hs256(const uint8_t *secret, size_t len, const char *kid, const
         rc = DLG_EINTERNAL;
         goto fail;
     }
-    s64 = dlg__jwt_b64url_encode(mac, maclen);
+    s64 = dlg_base64_encode(mac, maclen, DLG_B64_URL, NULL);
     OPENSSL_cleanse(mac, sizeof mac);
     if (!s64)
         goto fail;

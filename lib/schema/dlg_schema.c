@@ -14,6 +14,8 @@
 #include "dialogue/v1/options.pb-c.h"
 #include "dlg_err.h"
 #include "dlg_schema_int.h"
+#include "dlg_vec.h"
+#include "dlg_varint.h"
 #include "google/protobuf/descriptor.pb-c.h"
 
 #define EXT_EVENT 50000u        /* MessageOptions extension in options.proto */
@@ -72,14 +74,8 @@ typedef struct vec {
 } vec;
 
 static int vec_push(vec *x, void *p) {
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 16;
-        void **v = realloc(x->v, cap * sizeof(*v));
-        if (v == NULL)
-            return DLG_ENOMEM;
-        x->v = v;
-        x->cap = cap;
-    }
+    if (DLG_GROW(x->v, x->cap, x->n + 1) != 0)
+        return DLG_ENOMEM;
     x->v[x->n++] = p;
     return 0;
 }
@@ -209,14 +205,8 @@ static void stage_free(stage *st) {
 }
 
 static int add_pending(stage *st, const pending *p) {
-    if (st->n_pend == st->cap_pend) {
-        size_t cap = st->cap_pend ? st->cap_pend * 2 : 32;
-        pending *v = realloc(st->pend, cap * sizeof(*v));
-        if (v == NULL)
-            return DLG_ENOMEM;
-        st->pend = v;
-        st->cap_pend = cap;
-    }
+    if (DLG_GROW(st->pend, st->cap_pend, st->n_pend + 1) != 0)
+        return DLG_ENOMEM;
     st->pend[st->n_pend++] = *p;
     return 0;
 }
@@ -228,16 +218,12 @@ static int unknown_payload(const ProtobufCMessageUnknownField *u,
                            const uint8_t **data, size_t *len) {
     if (u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
         return -1;
-    uint64_t n = 0;
-    size_t i = 0;
-    for (; i < u->len && i < 10; i++) {
-        n |= (uint64_t)(u->data[i] & 0x7f) << (7 * i);
-        if (!(u->data[i] & 0x80))
-            break;
-    }
-    if (i >= u->len || i == 10 || n != u->len - i - 1)
+    const uint8_t *p = u->data, *end = u->data + u->len;
+    uint64_t n;
+    int rc = dlg_varint_get(&p, end, &n);
+    if ((rc != DLG_VARINT_OK && rc != DLG_VARINT_OVER) || n != (uint64_t)(end - p))
         return -1;
-    *data = u->data + i + 1;
+    *data = p;
     *len = (size_t)n;
     return 0;
 }

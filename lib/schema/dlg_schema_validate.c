@@ -11,6 +11,7 @@
 #include "dlg_schema.h"
 #include "dlg_schema_int.h"
 #include "dlg_utf8.h"
+#include "dlg_varint.h"
 
 #define MAX_DEPTH 32            /* nested messages below the event message */
 
@@ -62,28 +63,6 @@ typedef struct vctx {
     frame path[MAX_DEPTH + 1];
 } vctx;
 
-enum { VI_OK, VI_TRUNC, VI_LONG };
-
-static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out) {
-    const uint8_t *p = *pp;
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (p == end)
-            return VI_TRUNC;
-        uint8_t b = *p++;
-        /* The 10th byte holds bit 63 only; anything more is over 64 bits. */
-        if (i == 9 && b > 1)
-            return VI_LONG;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *pp = p;
-            *out = v;
-            return VI_OK;
-        }
-    }
-    return VI_LONG;
-}
-
 static uint64_t get_le(const uint8_t *p, unsigned n) {
     uint64_t v = 0;
     for (unsigned i = 0; i < n; i++)
@@ -110,12 +89,12 @@ static size_t elem_index(const frame *fr) {
     const uint8_t *p = fr->msg, *end = fr->tag;
     while (p < end) {
         uint64_t tag, v;
-        if (get_varint(&p, end, &tag) != VI_OK)
+        if (dlg_varint_get(&p, end, &tag) != DLG_VARINT_OK)
             break;
         int same = (tag >> 3) == fr->f->number;
         switch (tag & 7) {
         case 0:
-            if (get_varint(&p, end, &v) != VI_OK)
+            if (dlg_varint_get(&p, end, &v) != DLG_VARINT_OK)
                 return n;
             n += same;
             break;
@@ -129,7 +108,7 @@ static size_t elem_index(const frame *fr) {
             break;
         }
         case 2:
-            if (get_varint(&p, end, &v) != VI_OK || v > (uint64_t)(end - p))
+            if (dlg_varint_get(&p, end, &v) != DLG_VARINT_OK || v > (uint64_t)(end - p))
                 return n;
             if (same)
                 n += dlg__schema_is_numeric(fr->f->type) ? packed_count(fr->f->type, p, (size_t)v) : 1;
@@ -178,8 +157,9 @@ static size_t at(const vctx *c, const uint8_t *p) {
 }
 
 static int bad_varint(vctx *c, int nframes, int why, const uint8_t *p) {
-    return fail(c, nframes, why == VI_TRUNC ? "truncated varint at byte %zu"
-                                            : "varint longer than 10 bytes at byte %zu",
+    /* DLG_VARINT_OVER too: a 10th byte above 1 is more than 64 bits. */
+    return fail(c, nframes, why == DLG_VARINT_TRUNC ? "truncated varint at byte %zu"
+                                                    : "varint longer than 10 bytes at byte %zu",
                 at(c, p));
 }
 
@@ -380,8 +360,8 @@ static int check_ld(vctx *c, const dlg_schema_field *f, const uint8_t *p, size_t
         while (q < end) {
             const uint8_t *vp = q;
             uint64_t raw;
-            int r = get_varint(&q, end, &raw);
-            if (r != VI_OK)
+            int r = dlg_varint_get(&q, end, &raw);
+            if (r != DLG_VARINT_OK)
                 return bad_varint(c, nf, r, vp);
             int rc = check_scalar(c, f, raw, nf);
             if (rc)
@@ -401,8 +381,8 @@ static int walk_msg(vctx *c, const dlg_schema_msg *m, const uint8_t *p,
     while (p < end) {
         const uint8_t *tp = p;
         uint64_t tag, v;
-        int r = get_varint(&p, end, &tag);
-        if (r != VI_OK)
+        int r = dlg_varint_get(&p, end, &tag);
+        if (r != DLG_VARINT_OK)
             return bad_varint(c, depth, r, tp);
         uint64_t num = tag >> 3;
         unsigned wt = (unsigned)(tag & 7);
@@ -426,7 +406,7 @@ static int walk_msg(vctx *c, const dlg_schema_msg *m, const uint8_t *p,
         const uint8_t *vp = p;
         switch (wt) {
         case 0:
-            if ((r = get_varint(&p, end, &v)) != VI_OK)
+            if ((r = dlg_varint_get(&p, end, &v)) != DLG_VARINT_OK)
                 return bad_varint(c, depth, r, vp);
             break;
         case 1:
@@ -439,7 +419,7 @@ static int walk_msg(vctx *c, const dlg_schema_msg *m, const uint8_t *p,
             break;
         }
         default:    /* 2 */
-            if ((r = get_varint(&p, end, &v)) != VI_OK)
+            if ((r = dlg_varint_get(&p, end, &v)) != DLG_VARINT_OK)
                 return bad_varint(c, depth, r, vp);
             if (v > (uint64_t)(end - p))
                 return fail(c, depth, "length %llu at byte %zu exceeds the %zu bytes left",
