@@ -52,7 +52,7 @@ static void usage(FILE *f) {
         "  --daemon-pid PID     also report the daemon's CPU time (and RSS with --connections);\n"
         "                       repeatable, one per node (up to 16): per pid and summed\n"
         "  --json               print one JSON object instead of text\n"
-        "  --help\n"
+        "  --version, --help\n"
         "Latency is valid across nodes: publishers stamp and subscribers read\n"
         "CLOCK_MONOTONIC in this one process, whichever servers they talk to.\n"
         "exit status: 0 complete (everything delivered / connected), 1 ran but incomplete,\n"
@@ -211,7 +211,7 @@ static int add_pids(bench_opts *o, const char *v) {
 
 int main(int argc, char **argv) {
     enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_ROOM, O_EVENT, O_WARMUP, O_WINDOW,
-           O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT, O_DRAIN, O_PID, O_JSON, O_HELP };
+           O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT, O_DRAIN, O_PID, O_JSON, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
         {"pub-server", required_argument, 0, O_PUB_SERVER},
@@ -237,6 +237,7 @@ int main(int argc, char **argv) {
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"daemon-pid", required_argument, 0, O_PID},
         {"json", no_argument, 0, O_JSON},
+        {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -294,6 +295,7 @@ int main(int argc, char **argv) {
         case O_DRAIN: bad = parse_u32("--drain-ms", optarg, 1, 3600000, &o.drain_ms); break;
         case O_PID: bad = add_pids(&o, optarg); break;
         case O_JSON: json = 1; break;
+        case O_VERSION: printf("dialogue-bench %s\n", DLG_VERSION); return EXIT_COMPLETE;
         case O_HELP: usage(stdout); return EXIT_COMPLETE;
         default: usage(stderr); return EXIT_USAGE;
         }

@@ -372,7 +372,7 @@ int main(int argc, char **argv) {
         }
         case 'v': verbose = 1; break;
         case O_VERSION:
-            printf("dialoguectl (libdialogue-client %s)\n", dlg_client_version());
+            printf("dialoguectl %s (libdialogue-client %s)\n", DLG_VERSION, dlg_client_version());
             return CTL_OK;
         case O_HELP: usage(stdout); return CTL_OK;
         case ':':

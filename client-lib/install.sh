@@ -8,8 +8,9 @@ b=${1:?usage: install.sh BUILD_DIR}
 prefix=${PREFIX:-/usr/local}
 libdir=${LIBDIR:-$prefix/lib}
 dest=${DESTDIR:-}
-version=$(sed -n 's/^#define DLG__VERSION "\(.*\)"$/\1/p' client-lib/src/client_int.h)
-[ -n "$version" ] || { echo "install.sh: no DLG__VERSION in client-lib/src/client_int.h" >&2; exit 1; }
+# The one version number (the same the library was built with).
+version=$(cat VERSION)
+[ -n "$version" ] || { echo "install.sh: VERSION is empty" >&2; exit 1; }
 install -d "$dest$libdir/pkgconfig" "$dest$prefix/include/dialogue"
 install -m 644 "$b/lib/libdialogue-client.a" "$dest$libdir/libdialogue-client.a"
 install -m 755 "$b/lib/libdialogue-client.so.2" "$dest$libdir/libdialogue-client.so.2"

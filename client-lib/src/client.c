@@ -51,8 +51,10 @@ int dlg_client_status_err(int status) {
     }
 }
 
+/* DLG_VERSION: the top-level VERSION file, through the header the build
+ * generates from it (mk/version-h.sh). */
 const char *dlg_client_version(void) {
-    return DLG__VERSION;
+    return DLG_VERSION;
 }
 
 const char *dlg_client_state_name(dlg_client_state_t st) {

@@ -17,7 +17,6 @@
 #include "dlg_log.h"
 #include "dlg_tlsio.h"
 
-#define DLG__VERSION "0.1.0"
 #define DLG__ALPN "dialogue/1"
 
 /* ---- allocation: the one choke point ----------------------------------- */

@@ -656,7 +656,9 @@ DLG_EXPORT const char *dlg_from_kind_name(int kind);
  * a DLG_E* code) is returned as is. */
 DLG_EXPORT int dlg_client_status_err(int status);
 
-/* Library version, "MAJOR.MINOR.PATCH"; static storage. */
+/* The release this library belongs to, "MAJOR.MINOR.PATCH" (the same
+ * number dialogued and dialoguectl of the release report; the SONAME's
+ * number is the ABI's, not this); static storage. */
 DLG_EXPORT const char *dlg_client_version(void);
 
 #ifdef __cplusplus
