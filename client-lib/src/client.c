@@ -33,22 +33,7 @@ const char *dlg_from_kind_name(int kind) {
 }
 
 int dlg_client_status_err(int status) {
-    if (status <= 0)
-        return status;
-    switch (status) {
-    case 1: return DLG_ECLOSED;      /* CANCELLED */
-    case 3: return DLG_EINVAL;       /* INVALID_ARGUMENT */
-    case 4: return DLG_ETIMEDOUT;    /* DEADLINE_EXCEEDED */
-    case 5: return DLG_ENOTFOUND;    /* NOT_FOUND */
-    case 6: return DLG_EEXIST;       /* ALREADY_EXISTS */
-    case 7: return DLG_EPERM;        /* PERMISSION_DENIED */
-    case 8: return DLG_EFULL;        /* RESOURCE_EXHAUSTED */
-    case 9: return DLG_ESTATE;       /* FAILED_PRECONDITION */
-    case 12: return DLG_EPROTO;      /* UNIMPLEMENTED */
-    case 14: return DLG_EAGAIN;      /* UNAVAILABLE */
-    case 16: return DLG_EAUTH;       /* UNAUTHENTICATED */
-    default: return DLG_EINTERNAL;   /* UNKNOWN, ABORTED, INTERNAL, ... */
-    }
+    return dlg_err_from_status(status);
 }
 
 /* DLG_VERSION: the top-level VERSION file, through the header the build

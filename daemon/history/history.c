@@ -294,7 +294,7 @@ static void send_batch(dlg_conn *c, uint64_t rid, const dlg_room *r,
     dlg_buf *buf = NULL;
     int rc = dlg_hist_pack(r->id, r->epoch, complete, rid, b, &buf);
     if (rc != 0) {
-        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
+        dlg_reply_error(c, rid, dlg_err_status(rc),
                             "cannot encode the history of room %s: %s", r->id, dlg_strerror(rc));
         return;
     }
@@ -319,9 +319,11 @@ void dlg_history_request(dlg_conn *c, uint64_t rid, dlg_room *r,
             .limit = req->limit == 0 || req->limit > DLG_HIST_MAX ? DLG_HIST_MAX : req->limit,
             .max_bytes = batch_budget(c->srv, r),
         };
-        if (dlg_hroom_query(r->hist, &q, dlg_wall_ms(), &b) != 0) {
-            dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
-                                "out of memory reading the history of room %s", r->id);
+        int rc = dlg_hroom_query(r->hist, &q, dlg_wall_ms(), &b);
+        if (rc != 0) {
+            dlg_reply_error(c, rid, dlg_err_status(rc),
+                                "cannot read the history of room %s: %s", r->id,
+                                dlg_strerror(rc));
             return;
         }
     }
@@ -347,9 +349,10 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
         return;
     char **subs = NULL;
     size_t n_subs = 0;
-    if (!m->all && dlg_room_subscriptions(m, &subs, &n_subs) != 0) {
-        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
-                            "out of memory reading the history of room %s", r->id);
+    int rc = m->all ? 0 : dlg_room_subscriptions(m, &subs, &n_subs);
+    if (rc != 0) {
+        dlg_reply_error(c, rid, dlg_err_status(rc),
+                            "cannot read the history of room %s: %s", r->id, dlg_strerror(rc));
         return;
     }
     dlg_hist_query q = {.events = (const char *const *)subs, .n_events = n_subs,
@@ -366,10 +369,10 @@ void dlg_history_on_join(dlg_conn *c, uint64_t rid, dlg_member *m, const Dialogu
     dlg_hist_batch b = {0};
     /* Subscribed to nothing: n_events 0 would mean "every type". */
     int none = !m->all && n_subs == 0;
-    if (hr && !none && dlg_hroom_query(hr, &q, dlg_wall_ms(), &b) != 0) {
+    if (hr && !none && (rc = dlg_hroom_query(hr, &q, dlg_wall_ms(), &b)) != 0) {
         free(subs);
-        dlg_reply_error(c, rid, DIALOGUE__V1__STATUS__INTERNAL,
-                            "out of memory reading the history of room %s", r->id);
+        dlg_reply_error(c, rid, dlg_err_status(rc),
+                            "cannot read the history of room %s: %s", r->id, dlg_strerror(rc));
         return;
     }
     /* A gap this node knows of after the client's position (a core-mode

@@ -16,8 +16,17 @@ const char *dlg_strerror(int err);
 /* Symbolic name ("EINVAL") for a DLG_E* code (static storage; never NULL). */
 const char *dlg_err_name(int err);
 
-/* The dialogue.v1.Status value a DLG_E* code is reported as on the wire. */
+/* The dialogue.v1.Status value a DLG_E* code is reported as on the wire
+ * (the table's column): every reply that reports a failed call's code
+ * takes its status from here. 0 for 0; 2 (UNKNOWN) outside the table. */
 int dlg_err_status(int err);
+
+/* The DLG_E* code closest to a dialogue.v1.Status received from the wire:
+ * the code the table marks `back` for it (NOT_FOUND -> DLG_ENOTFOUND, ...),
+ * CANCELLED -> DLG_ECLOSED, UNIMPLEMENTED -> DLG_EPROTO, anything else ->
+ * DLG_EINTERNAL; 0 for OK, and a negative input (already a code) as it
+ * is. */
+int dlg_err_from_status(int status);
 
 /* snprintf into an error buffer; does nothing when err is NULL or errlen 0,
  * so callers that want no message can pass nothing. */
