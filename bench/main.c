@@ -245,8 +245,8 @@ int main(int argc, char **argv) {
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"daemon-pid", required_argument, 0, O_PID},
         {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
+        {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
     bench_opts o; /* never copied: bench_opts_bind_servers points into it */
@@ -315,10 +315,8 @@ int main(int argc, char **argv) {
         case O_DRAIN: bad = parse_u32("--drain-ms", optarg, 1, 3600000, &o.drain_ms); break;
         case O_PID: bad = add_pids(&o, optarg); break;
         case O_JSON: json = 1; break;
+        case O_VERSION: printf("dialogue-bench %s\n", DLG_VERSION); return EXIT_COMPLETE;
         case O_HELP: usage(stdout); return EXIT_COMPLETE;
-        case O_VERSION:
-            printf("dialogue-bench (libdialogue-client %s)\n", dlg_client_version());
-            return EXIT_COMPLETE;
         default: usage(stderr); return EXIT_USAGE;
         }
         if (bad)

@@ -141,26 +141,30 @@ int bench_peer_new(uv_loop_t *loop, const bench_conn_opts *o, int role,
         *out = p;
         return 0;
     }
-    dlg_client_opts co;
-    dlg_client_opts_init(&co);
-    co.host = o->host;
-    co.port = o->port;
-    co.ca_file = o->ca;
-    co.token = o->token;
-    co.client_name = "dialogue-bench";
-    co.reconnect = 0;  /* a lost peer is a result to report, not to hide */
-    co.max_pending = o->max_pending;
-    co.connect_timeout_ms = o->connect_timeout_ms;
-    /* A deep trigger window must not time out while the daemon works
-     * through it; the run's own time limit bounds everything. */
-    co.request_timeout_ms = 120000;
-    if ((rc = dlg_client_new(loop, &co, &p->c)) != 0) {
+    /* A lost peer is a result to report, not to hide: no reconnect. A deep
+     * trigger window must not time out while the daemon works through it;
+     * the run's own time limit bounds everything. */
+    dlg_client_opts *co = NULL;
+    if ((rc = dlg_client_opts_new(&co)) != 0 ||
+        (rc = dlg_client_opts_set_host(co, o->host)) != 0 ||
+        (rc = dlg_client_opts_set_port(co, o->port)) != 0 ||
+        (rc = dlg_client_opts_set_ca_file(co, o->ca)) != 0 ||
+        (rc = dlg_client_opts_set_token(co, o->token)) != 0 ||
+        (rc = dlg_client_opts_set_client_name(co, "dialogue-bench")) != 0 ||
+        (rc = dlg_client_opts_set_reconnect(co, 0)) != 0 ||
+        (rc = dlg_client_opts_set_max_pending(co, o->max_pending)) != 0 ||
+        (rc = dlg_client_opts_set_connect_timeout_ms(co, o->connect_timeout_ms)) != 0 ||
+        (rc = dlg_client_opts_set_request_timeout_ms(co, 120000)) != 0 ||
+        (rc = dlg_client_new(loop, co, &p->c)) != 0) {
         char why[256] = "";
-        dlg_client_opts_check(&co, why, sizeof(why));
+        if (co != NULL)
+            dlg_client_opts_check(co, why, sizeof(why));
         snprintf(err, errlen, "client for %s:%u: %s", o->host, o->port,
                  why[0] ? why : dlg_client_strerror(rc));
+        dlg_client_opts_free(co);
         goto fail;
     }
+    dlg_client_opts_free(co);
     if ((rc = dlg_client_on_state(p->c, on_state, p)) != 0 ||
         (role == BENCH_ROLE_SUB &&
          (rc = dlg_client_on_event(p->c, o->room, NULL, on_event, p)) != 0)) {

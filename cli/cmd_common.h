@@ -42,9 +42,10 @@ struct ctl {
     int verbose;
 };
 
-/* Connects with opts (copied) and runs the loop until ctl_finish; start is
+/* Connects with opts (copied; its reconnect option is set to
+ * keep_reconnecting) and runs the loop until ctl_finish; start is
  * called on the first CONNECTED. Returns the exit status. */
-int ctl_run(const dlg_client_opts *opts, int keep_reconnecting, int verbose,
+int ctl_run(dlg_client_opts *opts, int keep_reconnecting, int verbose,
             const char *server, ctl_start_fn start, void *cmd);
 
 /* Ends the session with code: closes the client; the loop then drains.
@@ -120,11 +121,11 @@ int ctl_evq_push(ctl_evq *q, const dlg_event *ev);
 void ctl_evq_clear(ctl_evq *q);
 
 /* The commands: argv[0] is the command name. */
-int cmd_ping(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
-int cmd_rooms(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
-int cmd_schema(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
-int cmd_sub(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
-int cmd_trigger(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
-int cmd_history(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_ping(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_rooms(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_schema(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_sub(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_trigger(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
+int cmd_history(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cmd_common.h"
+#include "dlg_vec.h"
 #include "pbjson.h"
 
 /* The server's cap on one History reply. */
@@ -51,14 +52,8 @@ static void hist_free(hist *h) {
 }
 
 static int keep(hist *h, const dlg_event *e) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        hev *n = realloc(h->v, cap * sizeof(*n));
-        if (n == NULL)
-            return -1;
-        h->v = n;
-        h->cap = cap;
-    }
+    if (DLG_GROW(h->v, h->cap, h->n + 1) != 0)
+        return -1;
     hev *d = &h->v[h->n];
     d->seq = e->seq;
     d->ts_ms = e->ts_ms;
@@ -284,7 +279,7 @@ static int parse_u64(const char *flag, const char *v, int allow_zero, uint64_t m
     return 0;
 }
 
-int cmd_history(const dlg_client_opts *o, int verbose, const char *server, int argc,
+int cmd_history(dlg_client_opts *o, int verbose, const char *server, int argc,
                 char **argv) {
     static const char text[] =
         "usage: dialoguectl history ROOM [EVENT] [--limit N] [--since SEQ] [--json]\n"

@@ -75,7 +75,7 @@ static void start_ping(ctl *s) {
         ctl_fail_request(s, "ping", rc, "");
 }
 
-int cmd_ping(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
+int cmd_ping(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
     static const char text[] =
         "usage: dialoguectl ping\n"
         "Connects, sends one Ping and prints the round-trip time.\n";
@@ -175,7 +175,7 @@ static void start_rooms(ctl *s) {
         ctl_fail_request(s, "rooms", rc, "");
 }
 
-int cmd_rooms(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
+int cmd_rooms(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
     static const char text[] =
         "usage: dialoguectl rooms [--json] [--members]\n"
         "Lists the rooms you may join or are in: id, name, member count (with\n"
@@ -467,7 +467,7 @@ static void start_schema(ctl *s) {
         ctl_fail_request(s, "schema", rc, "");
 }
 
-int cmd_schema(const dlg_client_opts *o, int verbose, const char *server, int argc,
+int cmd_schema(dlg_client_opts *o, int verbose, const char *server, int argc,
                char **argv) {
     static const char text[] =
         "usage: dialoguectl schema [--json] [--describe EVENT]\n"

@@ -213,7 +213,7 @@ static int parse_ulong(const char *flag, const char *v, unsigned long *out) {
     return 0;
 }
 
-int cmd_sub(const dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
+int cmd_sub(dlg_client_opts *o, int verbose, const char *server, int argc, char **argv) {
     static const char text[] =
         "usage: dialoguectl sub ROOM [EVENT...] [--count N] [--timeout SEC] [--schema FILE]\n"
         "                       [--raw | --format TEMPLATE]\n"

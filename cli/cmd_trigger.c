@@ -528,7 +528,7 @@ static void print_summary(const trig *t) {
                 t->n_bad, lost ? ", some unanswered (connection lost)" : "");
 }
 
-int cmd_trigger(const dlg_client_opts *o, int verbose, const char *server, int argc,
+int cmd_trigger(dlg_client_opts *o, int verbose, const char *server, int argc,
                 char **argv) {
     static const char text[] =
         "usage: dialoguectl trigger ROOM EVENT JSON|- [--schema FILE]\n"

@@ -143,9 +143,9 @@ static void on_state(dlg_client *c, void *ud, dlg_client_state_t st, const char 
     }
 }
 
-int ctl_run(const dlg_client_opts *opts, int keep_reconnecting, int verbose,
+int ctl_run(dlg_client_opts *opts, int keep_reconnecting, int verbose,
             const char *server, ctl_start_fn start, void *cmd) {
-    char err[512];
+    char err[512] = "";
     ctl s;
     memset(&s, 0, sizeof(s));
     s.start = start;
@@ -156,17 +156,18 @@ int ctl_run(const dlg_client_opts *opts, int keep_reconnecting, int verbose,
     s.n_servers = 1;
     for (const char *p = server; *p; p++)
         s.n_servers += *p == ',';
-    dlg_client_opts o = *opts;
-    o.reconnect = keep_reconnecting;
-    if (dlg_client_opts_check(&o, err, sizeof(err)) != 0) {
-        ctl_err("%s", err);
+    int rc = dlg_client_opts_set_reconnect(opts, keep_reconnecting);
+    if (rc == 0)
+        rc = dlg_client_opts_check(opts, err, sizeof(err));
+    if (rc != 0) {
+        ctl_err("%s", err[0] ? err : dlg_client_strerror(rc));
         return CTL_USAGE;
     }
     if (uv_loop_init(&s.loop) != 0) {
         ctl_err("cannot create an event loop");
         return CTL_FAIL;
     }
-    int rc = dlg_client_new(&s.loop, &o, &s.c);
+    rc = dlg_client_new(&s.loop, opts, &s.c);
     if (rc != 0) {
         ctl_err("cannot create the client: %s", dlg_client_strerror(rc));
         uv_loop_close(&s.loop);
@@ -371,7 +372,7 @@ int main(int argc, char **argv) {
         }
         case 'v': verbose = 1; break;
         case O_VERSION:
-            printf("dialoguectl (libdialogue-client %s)\n", dlg_client_version());
+            printf("dialoguectl %s (libdialogue-client %s)\n", DLG_VERSION, dlg_client_version());
             return CTL_OK;
         case O_HELP: usage(stdout); return CTL_OK;
         case ':':
@@ -411,39 +412,53 @@ int main(int argc, char **argv) {
         ctl_err("--server: \"%s\" is not HOST:PORT", server);
         return CTL_USAGE;
     }
-    dlg_client_opts opts;
-    dlg_client_opts_init(&opts);
-    if (is_list) {
-        /* The library walks the list (failover, round robin). */
-        opts.servers = server;
-    } else {
-        opts.host = host;
-        opts.port = port;
+    dlg_client_opts *opts = NULL;
+    /* The library walks a list itself (failover, round robin). */
+    int rc = dlg_client_opts_new(&opts);
+    if (rc == 0 && is_list)
+        rc = dlg_client_opts_set_servers(opts, server);
+    if (rc == 0 && !is_list && (rc = dlg_client_opts_set_host(opts, host)) == 0)
+        rc = dlg_client_opts_set_port(opts, port);
+    if (rc == 0)
+        rc = dlg_client_opts_set_ca_file(opts, env_or(ca, "DIALOGUE_CA"));
+    if (rc == 0)
+        rc = dlg_client_opts_set_token(opts, env_or(token, "DIALOGUE_TOKEN"));
+    if (rc == 0)
+        rc = dlg_client_opts_set_cert_file(opts, cert);
+    if (rc == 0)
+        rc = dlg_client_opts_set_key_file(opts, key);
+    if (rc == 0)
+        rc = dlg_client_opts_set_client_name(opts, "dialoguectl");
+    if (rc == 0)
+        rc = dlg_client_opts_set_connect_timeout_ms(opts, (uint32_t)(cto * 1000));
+    if (rc == 0)
+        rc = dlg_client_opts_set_log_level(opts, verbose ? 2 : -1);
+    if (rc != 0) {
+        ctl_err("cannot set up the connection options: %s", dlg_client_strerror(rc));
+        dlg_client_opts_free(opts);
+        return CTL_FAIL;
     }
-    opts.ca_file = env_or(ca, "DIALOGUE_CA");
-    opts.token = env_or(token, "DIALOGUE_TOKEN");
-    opts.cert_file = cert;
-    opts.key_file = key;
-    opts.client_name = "dialoguectl";
-    opts.connect_timeout_ms = (uint32_t)(cto * 1000);
-    opts.log_level = verbose ? 2 : -1;
 
     /* A fresh getopt scan for the command's own flags. */
     optind = 0;
     if (strcmp(cmd, "ping") == 0)
-        return cmd_ping(&opts, verbose, server, sub_argc, sub_argv);
-    if (strcmp(cmd, "rooms") == 0)
-        return cmd_rooms(&opts, verbose, server, sub_argc, sub_argv);
-    if (strcmp(cmd, "schema") == 0)
-        return cmd_schema(&opts, verbose, server, sub_argc, sub_argv);
-    if (strcmp(cmd, "sub") == 0)
-        return cmd_sub(&opts, verbose, server, sub_argc, sub_argv);
-    if (strcmp(cmd, "trigger") == 0)
-        return cmd_trigger(&opts, verbose, server, sub_argc, sub_argv);
-    if (strcmp(cmd, "history") == 0)
-        return cmd_history(&opts, verbose, server, sub_argc, sub_argv);
-    if (strcmp(cmd, "dashboard") == 0)
-        return dlg_cli_dashboard_main(&opts, sub_argc, sub_argv);
-    ctl_err("unknown command \"%s\" (see --help)", cmd);
-    return CTL_USAGE;
+        rc = cmd_ping(opts, verbose, server, sub_argc, sub_argv);
+    else if (strcmp(cmd, "rooms") == 0)
+        rc = cmd_rooms(opts, verbose, server, sub_argc, sub_argv);
+    else if (strcmp(cmd, "schema") == 0)
+        rc = cmd_schema(opts, verbose, server, sub_argc, sub_argv);
+    else if (strcmp(cmd, "sub") == 0)
+        rc = cmd_sub(opts, verbose, server, sub_argc, sub_argv);
+    else if (strcmp(cmd, "trigger") == 0)
+        rc = cmd_trigger(opts, verbose, server, sub_argc, sub_argv);
+    else if (strcmp(cmd, "history") == 0)
+        rc = cmd_history(opts, verbose, server, sub_argc, sub_argv);
+    else if (strcmp(cmd, "dashboard") == 0)
+        rc = dlg_cli_dashboard_main(opts, sub_argc, sub_argv);
+    else {
+        ctl_err("unknown command \"%s\" (see --help)", cmd);
+        rc = CTL_USAGE;
+    }
+    dlg_client_opts_free(opts);
+    return rc;
 }

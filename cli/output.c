@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd_common.h"
+#include "dlg_vec.h"
 #include "pbjson.h"
 
 /* ---- the JSON line ---------------------------------------------------------- */
@@ -267,14 +268,8 @@ int ctl_fmt_needs_schema(const ctl_fmt *f) {
 /* ---- events held until the schema is known ----------------------------------- */
 
 int ctl_evq_push(ctl_evq *q, const dlg_event *ev) {
-    if (q->n == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 64;
-        dlg_event *n = realloc(q->v, cap * sizeof(*n));
-        if (n == NULL)
-            return -1;
-        q->v = n;
-        q->cap = cap;
-    }
+    if (DLG_GROW(q->v, q->cap, q->n + 1) != 0)
+        return -1;
     /* One block per event: room, event and from, then the payload; the
      * room string comes first, so its pointer frees the block. */
     size_t lr = strlen(ev->room) + 1, le = strlen(ev->event) + 1, lf = strlen(ev->from) + 1;

@@ -3,9 +3,9 @@
 # $DESTDIR (a staging root, default none) and $PREFIX (default /usr/local):
 #   $SBINDIR/dialogued                        [PREFIX/sbin]
 #   $BINDIR/dialoguectl, dialogue-bench       [PREFIX/bin]
-#   $LIBDIR/libdialogue-client.{a,so.1,so}, pkgconfig/dialogue-client.pc
+#   $LIBDIR/libdialogue-client.{a,so.2,so}, pkgconfig/dialogue-client.pc
 #                                             [PREFIX/lib]
-#   PREFIX/include/dialogue/client.h, dlg_err.h
+#   PREFIX/include/dialogue/client.h, dlg_errno.h
 #   PREFIX/share/dialogue/proto/...           the .proto files
 #   PREFIX/share/dialogue/dashboard.pb        the example's descriptor set
 #   $DOCDIR/examples/dialogue.yaml            example config [PREFIX/share/doc/dialogue]
@@ -30,6 +30,9 @@ mandir=${MANDIR:-$datadir/man}
 libexecdir=${LIBEXECDIR:-$prefix/libexec/dialogue}
 if [ "$prefix" = /usr ]; then sysconfdir=${SYSCONFDIR:-/etc}; else sysconfdir=${SYSCONFDIR:-$prefix/etc}; fi
 dest=${DESTDIR:-}
+# The one version number, for the man pages' headers.
+version=$(cat VERSION)
+[ -n "$version" ] || { echo "install.sh: VERSION is empty" >&2; exit 1; }
 # The client library (with headers and pkg-config file) and dialoguectl
 # have their own scripts (ninja install-client, install-cli).
 PREFIX=$prefix client-lib/install.sh "$b"
@@ -45,7 +48,9 @@ install -m 644 "$b/share/dialogue/dashboard.pb" "$dest$datadir/dialogue/dashboar
 install -m 644 dist/dialogue.yaml "$dest$docdir/examples/dialogue.yaml"
 install -D -m 755 dist/make-credentials "$dest$libexecdir/make-credentials"
 for page in man/dialogued.8 man/dialoguectl.1 man/dialogue-bench.1 man/dialogue.yaml.5; do
-    install -D -m 644 "$page" "$dest$mandir/man${page##*.}/${page#man/}"
+    install -d "$dest$mandir/man${page##*.}"
+    sed "s|@VERSION@|$version|g" "$page" > "$dest$mandir/man${page##*.}/${page#man/}"
+    chmod 644 "$dest$mandir/man${page##*.}/${page#man/}"
 done
 install -d "$dest$unitdir"
 sed -e "s|@SBINDIR@|$sbindir|g" -e "s|@SYSCONFDIR@|$sysconfdir|g" dist/dialogued.service.in \

@@ -33,26 +33,13 @@ const char *dlg_from_kind_name(int kind) {
 }
 
 int dlg_client_status_err(int status) {
-    if (status <= 0)
-        return status;
-    switch (status) {
-    case 1: return DLG_ECLOSED;      /* CANCELLED */
-    case 3: return DLG_EINVAL;       /* INVALID_ARGUMENT */
-    case 4: return DLG_ETIMEDOUT;    /* DEADLINE_EXCEEDED */
-    case 5: return DLG_ENOTFOUND;    /* NOT_FOUND */
-    case 6: return DLG_EEXIST;       /* ALREADY_EXISTS */
-    case 7: return DLG_EPERM;        /* PERMISSION_DENIED */
-    case 8: return DLG_EFULL;        /* RESOURCE_EXHAUSTED */
-    case 9: return DLG_ESTATE;       /* FAILED_PRECONDITION */
-    case 12: return DLG_EPROTO;      /* UNIMPLEMENTED */
-    case 14: return DLG_EAGAIN;      /* UNAVAILABLE */
-    case 16: return DLG_EAUTH;       /* UNAUTHENTICATED */
-    default: return DLG_EINTERNAL;   /* UNKNOWN, ABORTED, INTERNAL, ... */
-    }
+    return dlg_err_from_status(status);
 }
 
+/* DLG_VERSION: the top-level VERSION file, through the header the build
+ * generates from it (mk/version-h.sh). */
 const char *dlg_client_version(void) {
-    return DLG__VERSION;
+    return DLG_VERSION;
 }
 
 const char *dlg_client_state_name(dlg_client_state_t st) {
@@ -255,19 +242,19 @@ static int submit_loop(dlg_client *c, dlg__req *r, int from_api) {
         snprintf(why, sizeof(why), "client is closed");
         goto refused;
     }
-    if (c->n_reqs >= c->o.max_pending) {
+    if (c->n_reqs >= c->o.v.max_pending) {
         rc = DLG_EFULL;
         snprintf(why, sizeof(why), "%u requests already waiting (max_pending)",
-                 c->o.max_pending);
+                 c->o.v.max_pending);
         goto refused;
     }
     if (c->state != DLG_STATE_CONNECTED && c->state != DLG_STATE_CONNECTING &&
-        c->n_waiting >= c->o.offline_queue) {
+        c->n_waiting >= c->o.v.offline_queue) {
         rc = DLG_ECLOSED;
         char where[DLG_CLIENT_SERVER_MAX + 64];
         dlg__servers_desc(c, where, sizeof(where));
         snprintf(why, sizeof(why), "not connected to %s%s", where,
-                 c->o.offline_queue ? " and the offline queue is full" : "");
+                 c->o.v.offline_queue ? " and the offline queue is full" : "");
         goto refused;
     }
     dlg__req_link(c, r);
@@ -518,7 +505,7 @@ int dlg__submit(dlg_client *c, dlg__req *r) {
         /* Racy by nature: a request that slips through is refused on the
          * library thread through its callback. */
         if (st != DLG_STATE_CONNECTED && st != DLG_STATE_CONNECTING &&
-            c->o.offline_queue == 0)
+            c->o.v.offline_queue == 0)
             rc = DLG_ECLOSED;
     }
     dlg__cmd *cmd = rc == 0 ? cmd_new(DLG__CMD_REQ) : NULL;
@@ -687,7 +674,7 @@ static int client_new(uv_loop_t *loop, const dlg_client_opts *opts,
     } else {
         c->loop = loop;
     }
-    c->log.level = c->o.log_level;
+    c->log.level = c->o.v.log_level;
     c->log.prog = "libdialogue-client";
     atomic_init(&c->pub_state, DLG_STATE_IDLE);
     atomic_init(&c->next_id, 1);

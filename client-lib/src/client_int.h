@@ -17,7 +17,6 @@
 #include "dlg_log.h"
 #include "dlg_tlsio.h"
 
-#define DLG__VERSION "0.1.0"
 #define DLG__ALPN "dialogue/1"
 
 /* ---- allocation: the one choke point ----------------------------------- */
@@ -34,6 +33,30 @@ void dlg__strv_free(char **v, size_t n);
 
 /* ---- options ------------------------------------------------------------ */
 
+/* The options that are plain values: a client keeps them as the caller
+ * set them (once validated). */
+typedef struct dlg__values {
+    int reconnect;
+    uint32_t backoff_min_ms, backoff_max_ms;
+    double backoff_jitter;
+    uint32_t connect_timeout_ms, request_timeout_ms;
+    uint32_t max_frame, offline_queue, max_pending;
+    int log_level;
+} dlg__values;
+
+/* The object behind the public opaque dlg_client_opts: the options as the
+ * caller set them, strings owned ("" kept as NULL). Validated only when a
+ * client is made from it (dlg__opts_copy). */
+struct dlg_client_opts {
+    char *host;
+    unsigned port;
+    char *servers;
+    char *ca_file, *cert_file, *key_file;
+    char *token;
+    char *client_name;
+    dlg__values v;
+};
+
 /* One server to connect to: host/port, or an entry of servers. */
 typedef struct dlg__server {
     char *host;       /* what is resolved and what the certificate must match
@@ -42,7 +65,7 @@ typedef struct dlg__server {
     char *name;       /* "host:port" or "[v6]:port": messages, dlg_client_server */
 } dlg__server;
 
-/* The owned copy of dlg_client_opts. */
+/* The validated copy of dlg_client_opts a client keeps. */
 typedef struct dlg__opts {
     /* host/port become a list of one, so the connection code has one path. */
     dlg__server servers[DLG_CLIENT_MAX_SERVERS];
@@ -50,12 +73,7 @@ typedef struct dlg__opts {
     char *ca_file, *cert_file, *key_file;
     char *token;
     char *client_name;
-    int reconnect;
-    uint32_t backoff_min_ms, backoff_max_ms;
-    double backoff_jitter;
-    uint32_t connect_timeout_ms, request_timeout_ms;
-    uint32_t max_frame, offline_queue, max_pending;
-    int log_level;
+    dlg__values v;
 } dlg__opts;
 
 /* Validates and copies o (host/port or servers into servers[]). 0 or

@@ -78,7 +78,7 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
     /* With reconnect off, dlg_client_connect still makes its one pass over
      * the list (a failed attempt moves on while entries are left), but a
      * lost connection is not retried. */
-    int retry = !c->no_retry && (c->o.reconnect || (!was_up && c->pass_left > 0));
+    int retry = !c->no_retry && (c->o.v.reconnect || (!was_up && c->pass_left > 0));
     /* Sent requests cannot be resent safely (a trigger may have been
      * applied); unsent ones wait if the offline queue has room. */
     dlg__req *lost = NULL, **tail = &lost;
@@ -86,7 +86,7 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
     for (dlg__req *r = c->reqs_head, *next; r != NULL; r = next) {
         next = r->next;
         if (!r->sent && r->owner == DLG__OWNER_USER && retry &&
-            kept < c->o.offline_queue) {
+            kept < c->o.v.offline_queue) {
             kept++;
             continue;
         }
@@ -108,9 +108,9 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
      * between them; failed attempts double the delay, so a cluster that is
      * down is not hammered. */
     uint64_t delay = 0;
-    if (!(was_up && c->o.n_servers > 1 && up_ms >= c->o.backoff_min_ms)) {
-        delay = dlg__backoff_ms(c->o.backoff_min_ms, c->o.backoff_max_ms,
-                                c->o.backoff_jitter, c->attempt, &c->rng);
+    if (!(was_up && c->o.n_servers > 1 && up_ms >= c->o.v.backoff_min_ms)) {
+        delay = dlg__backoff_ms(c->o.v.backoff_min_ms, c->o.v.backoff_max_ms,
+                                c->o.v.backoff_jitter, c->attempt, &c->rng);
         c->attempt++;
     }
     dlg__set_state(c, DLG_STATE_DISCONNECTED, why);
@@ -390,7 +390,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             return; /* torn down while handling a frame */
         if (rc == DLG_ETOOBIG)
             snprintf(why, sizeof(why), "server sent a frame of %u bytes, above max_frame %u",
-                     dlg_frame_dec_bad_len(&conn->dec), c->o.max_frame);
+                     dlg_frame_dec_bad_len(&conn->dec), c->o.v.max_frame);
         else if (rc == DLG_EFLAG)
             snprintf(why, sizeof(why), "server sent a frame with flag %u (compression is not supported)",
                      conn->dec.hdr[0]);
@@ -410,7 +410,7 @@ static dlg__conn *conn_new(dlg_client *c) {
     if (conn == NULL)
         return NULL;
     conn->c = c;
-    conn->dec.max_frame = c->o.max_frame;
+    conn->dec.max_frame = c->o.v.max_frame;
     uv_tcp_init(c->loop, &conn->tcp);
     conn->tcp.data = conn;
     conn->refs = 1;
@@ -529,7 +529,7 @@ static void on_conn_timeout(uv_timer_t *t) {
     if (c->conn == NULL)
         return;
     snprintf(why, sizeof(why), "connect to %s timed out after %u ms (%s)",
-             dlg__server_now(c)->name, c->o.connect_timeout_ms, phase_name(c->conn->phase));
+             dlg__server_now(c)->name, c->o.v.connect_timeout_ms, phase_name(c->conn->phase));
     dlg__conn_fail(c, why, 0);
 }
 
@@ -571,7 +571,7 @@ void dlg__conn_start(dlg_client *c) {
     conn->phase = DLG__CONN_RESOLVING;
     conn->last_rx = uv_now(c->loop);
     snprintf(conn->peer, sizeof(conn->peer), "%s", sv->name);
-    uv_timer_start(&c->conn_timer, on_conn_timeout, c->o.connect_timeout_ms, 0);
+    uv_timer_start(&c->conn_timer, on_conn_timeout, c->o.v.connect_timeout_ms, 0);
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

@@ -4,6 +4,7 @@
  * a 0 only costs the fast path, a 1 that protobuf-c would not give is a bug. */
 #include <string.h>
 
+#include "dlg_varint.h"
 #include "evdec.h"
 
 /* Field numbers of proto/dialogue/v1/protocol.proto. test_client_evdec
@@ -32,59 +33,32 @@ typedef struct rd {
 /* A value varint: protobuf-c reads up to 10 bytes and keeps the low 64
  * bits of what they spell (a tenth byte above 1 is not refused). */
 static int get_varint(rd *r, uint64_t *v) {
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (r->p == r->end)
-            return 0;
-        uint8_t b = *r->p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            *v = x;
-            return 1;
-        }
-    }
-    return 0;
+    int rc = dlg_varint_get(&r->p, r->end, v);
+    return rc == DLG_VARINT_OK || rc == DLG_VARINT_OVER;
 }
 
 /* A key: protobuf-c takes at most 5 bytes. Field 0 is refused here even
  * where protobuf-c would keep it as an unknown field (an over-long zero
  * key): no encoder writes one, and refusing is always safe. */
 static int get_tag(rd *r, uint32_t *field, unsigned *wt) {
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 5; i++) {
-        if (r->p == r->end)
-            return 0;
-        uint8_t b = *r->p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            if ((x >> 3) == 0)
-                return 0;
-            *field = (uint32_t)(x >> 3);
-            *wt = (unsigned)(x & 7);
-            return 1;
-        }
-    }
-    return 0;
+    uint64_t x;
+    if (dlg_varint_get_max(&r->p, r->end, 5, &x) != DLG_VARINT_OK || (x >> 3) == 0)
+        return 0;
+    *field = (uint32_t)(x >> 3);
+    *wt = (unsigned)(x & 7);
+    return 1;
 }
 
 /* A length prefix: at most 5 bytes, as protobuf-c, and the bytes it
  * announces must all be there. (protobuf-c does that sum in 32 bits; a
  * length that wraps it is refused here, so the two never disagree on 1.) */
 static int get_len(rd *r, size_t *n) {
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 5; i++) {
-        if (r->p == r->end)
-            return 0;
-        uint8_t b = *r->p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            if (x > (uint64_t)(r->end - r->p))
-                return 0;
-            *n = (size_t)x;
-            return 1;
-        }
-    }
-    return 0;
+    uint64_t x;
+    if (dlg_varint_get_max(&r->p, r->end, 5, &x) != DLG_VARINT_OK ||
+        x > (uint64_t)(r->end - r->p))
+        return 0;
+    *n = (size_t)x;
+    return 1;
 }
 
 /* Steps over a field this decoder has no use for. Groups (3, 4) and the

@@ -13,23 +13,104 @@
 #include "client_int.h"
 #include "dlg_err.h"
 
-void dlg_client_opts_init(dlg_client_opts *o) {
-    memset(o, 0, sizeof(*o));
-    o->reconnect = 1;
-    o->backoff_min_ms = 100;
-    o->backoff_max_ms = 30000;
-    o->backoff_jitter = 0.2;
-    o->connect_timeout_ms = 10000;
-    o->request_timeout_ms = 10000;
-    o->max_frame = DLG_FRAME_DEFAULT_MAX;
-    o->offline_queue = 0;
-    o->max_pending = 4096;
-    o->log_level = -1;
+/* ---- the options object ---------------------------------------------------- */
+
+int dlg_client_opts_new(dlg_client_opts **out) {
+    if (out == NULL)
+        return DLG_EINVAL;
+    dlg_client_opts *o = dlg__calloc(1, sizeof(*o));
+    if (o == NULL)
+        return DLG_ENOMEM;
+    o->v.reconnect = 1;
+    o->v.backoff_min_ms = 100;
+    o->v.backoff_max_ms = 30000;
+    o->v.backoff_jitter = 0.2;
+    o->v.connect_timeout_ms = 10000;
+    o->v.request_timeout_ms = 10000;
+    o->v.max_frame = DLG_FRAME_DEFAULT_MAX;
+    o->v.offline_queue = 0;
+    o->v.max_pending = 4096;
+    o->v.log_level = -1;
+    *out = o;
+    return 0;
 }
+
+/* Frees a string option; a credential is wiped first so it does not stay
+ * in freed memory. */
+static void str_free(char *s, int secret) {
+    if (s != NULL && secret)
+        memset(s, 0, strlen(s));
+    dlg__free(s);
+}
+
+/* Replaces *slot with a copy of v ("" and NULL clear it). On error *slot
+ * is unchanged. */
+static int str_set(dlg_client_opts *o, char **slot, const char *v, int secret) {
+    char *copy = NULL;
+    if (o == NULL)
+        return DLG_EINVAL;
+    if (v != NULL && v[0] != 0 && (copy = dlg__strdup(v)) == NULL)
+        return DLG_ENOMEM;
+    str_free(*slot, secret);
+    *slot = copy;
+    return 0;
+}
+
+void dlg_client_opts_free(dlg_client_opts *o) {
+    if (o == NULL)
+        return;
+    dlg__free(o->host);
+    dlg__free(o->servers);
+    dlg__free(o->ca_file);
+    dlg__free(o->cert_file);
+    dlg__free(o->key_file);
+    str_free(o->token, 1);
+    dlg__free(o->client_name);
+    dlg__free(o);
+}
+
+/* The accessors of one option: a string (copied; secret ones wiped when
+ * dropped) or a plain value. */
+#define OPT_STR(name, secret)                                                 \
+    int dlg_client_opts_set_##name(dlg_client_opts *o, const char *v) {       \
+        return str_set(o, o != NULL ? &o->name : NULL, v, secret);           \
+    }                                                                         \
+    const char *dlg_client_opts_get_##name(const dlg_client_opts *o) {        \
+        return o->name;                                                       \
+    }
+#define OPT_VAL(name, type, field)                                            \
+    int dlg_client_opts_set_##name(dlg_client_opts *o, type v) {             \
+        if (o == NULL)                                                        \
+            return DLG_EINVAL;                                                \
+        o->field = v;                                                         \
+        return 0;                                                             \
+    }                                                                         \
+    type dlg_client_opts_get_##name(const dlg_client_opts *o) {              \
+        return o->field;                                                      \
+    }
+
+OPT_STR(host, 0)
+OPT_STR(servers, 0)
+OPT_STR(ca_file, 0)
+OPT_STR(cert_file, 0)
+OPT_STR(key_file, 0)
+OPT_STR(token, 1)
+OPT_STR(client_name, 0)
+OPT_VAL(port, unsigned, port)
+OPT_VAL(reconnect, int, v.reconnect)
+OPT_VAL(backoff_min_ms, uint32_t, v.backoff_min_ms)
+OPT_VAL(backoff_max_ms, uint32_t, v.backoff_max_ms)
+OPT_VAL(backoff_jitter, double, v.backoff_jitter)
+OPT_VAL(connect_timeout_ms, uint32_t, v.connect_timeout_ms)
+OPT_VAL(request_timeout_ms, uint32_t, v.request_timeout_ms)
+OPT_VAL(max_frame, uint32_t, v.max_frame)
+OPT_VAL(offline_queue, uint32_t, v.offline_queue)
+OPT_VAL(max_pending, uint32_t, v.max_pending)
+OPT_VAL(log_level, int, v.log_level)
 
 /* ---- the list of servers ------------------------------------------------- */
 
-/* One entry of dlg_client_opts.servers, as spans of the caller's string:
+/* One entry of the servers option, as spans of the caller's string:
  * nothing is allocated until the whole list is known to be good. */
 typedef struct entry {
     const char *text;   /* the entry without surrounding blanks */
@@ -221,28 +302,28 @@ static int check(const dlg_client_opts *o, entry *list, size_t *n, char *err,
                o->cert_file ? "key_file" : "cert_file");
         return DLG_EINVAL;
     }
-    if (!(o->backoff_jitter >= 0 && o->backoff_jitter <= 1)) {
+    if (!(o->v.backoff_jitter >= 0 && o->v.backoff_jitter <= 1)) {
         dlg_errf(err, errlen, "backoff_jitter: must be within 0..1");
         return DLG_EINVAL;
     }
-    if (o->backoff_min_ms == 0 || o->backoff_min_ms > o->backoff_max_ms) {
+    if (o->v.backoff_min_ms == 0 || o->v.backoff_min_ms > o->v.backoff_max_ms) {
         dlg_errf(err, errlen, "backoff_min_ms: must be 1..backoff_max_ms");
         return DLG_EINVAL;
     }
-    if (o->connect_timeout_ms == 0 || o->request_timeout_ms == 0) {
+    if (o->v.connect_timeout_ms == 0 || o->v.request_timeout_ms == 0) {
         dlg_errf(err, errlen, "%s: must be above 0",
-               o->connect_timeout_ms == 0 ? "connect_timeout_ms" : "request_timeout_ms");
+               o->v.connect_timeout_ms == 0 ? "connect_timeout_ms" : "request_timeout_ms");
         return DLG_EINVAL;
     }
-    if (o->max_frame < 64) {
+    if (o->v.max_frame < 64) {
         dlg_errf(err, errlen, "max_frame: must be at least 64 bytes");
         return DLG_EINVAL;
     }
-    if (o->max_pending == 0) {
+    if (o->v.max_pending == 0) {
         dlg_errf(err, errlen, "max_pending: must be above 0");
         return DLG_EINVAL;
     }
-    if (o->log_level < -1 || o->log_level > DLG_LOG_DEBUG) {
+    if (o->v.log_level < -1 || o->v.log_level > DLG_LOG_DEBUG) {
         dlg_errf(err, errlen, "log_level: must be -1..3");
         return DLG_EINVAL;
     }
@@ -344,11 +425,7 @@ void dlg__opts_free(dlg__opts *o) {
     dlg__free(o->ca_file);
     dlg__free(o->cert_file);
     dlg__free(o->key_file);
-    if (o->token != NULL) {
-        /* The token is a credential: do not leave it in freed memory. */
-        memset(o->token, 0, strlen(o->token));
-        dlg__free(o->token);
-    }
+    str_free(o->token, 1);
     dlg__free(o->client_name);
     memset(o, 0, sizeof(*o));
 }
@@ -361,16 +438,7 @@ int dlg__opts_copy(const dlg_client_opts *in, dlg__opts *o, char *err,
     if (rc != 0)
         return rc;
     memset(o, 0, sizeof(*o));
-    o->reconnect = in->reconnect;
-    o->backoff_min_ms = in->backoff_min_ms;
-    o->backoff_max_ms = in->backoff_max_ms;
-    o->backoff_jitter = in->backoff_jitter;
-    o->connect_timeout_ms = in->connect_timeout_ms;
-    o->request_timeout_ms = in->request_timeout_ms;
-    o->max_frame = in->max_frame;
-    o->offline_queue = in->offline_queue;
-    o->max_pending = in->max_pending;
-    o->log_level = in->log_level;
+    o->v = in->v;
     for (size_t i = 0; i < n; i++) {
         dlg__server *sv = &o->servers[i];
         /* A colon in the host can only be an IPv6 literal: bracketed in

@@ -57,7 +57,7 @@ int dlg__req_new(dlg_client *c, int kind, Dialogue__V1__ClientFrame *f,
     if (r == NULL)
         return DLG_ENOMEM;
     r->kind = kind;
-    r->timeout_ms = c->o.request_timeout_ms;
+    r->timeout_ms = c->o.v.request_timeout_ms;
     r->t0_ns = uv_hrtime();
     if (room != NULL && (r->room = dlg__strdup(room)) == NULL)
         goto fail;

@@ -151,7 +151,7 @@ static int run(dlg_client *c, dlg__req *r, uint32_t timeout_ms, uint64_t *value,
         return DLG_ENOMEM;
     }
     if (timeout_ms == 0)
-        timeout_ms = c->o.request_timeout_ms;
+        timeout_ms = c->o.v.request_timeout_ms;
     w->kind = r->kind;
     r->timeout_ms = timeout_ms;
     r->cb = on_reply;
@@ -220,7 +220,7 @@ int dlg_sync_connect(const dlg_client_opts *opts, uint32_t timeout_ms,
         return rc;
     }
     if (timeout_ms == 0)
-        timeout_ms = c->o.connect_timeout_ms;
+        timeout_ms = c->o.v.connect_timeout_ms;
     uint64_t end = uv_hrtime() + (uint64_t)timeout_ms * 1000000ull;
     if ((rc = dlg_client_connect(c)) != 0) {
         seterr(err, errlen, dlg_strerror(rc));

@@ -14,6 +14,14 @@
 #include "ratelimit.h"
 #include "room.h"
 
+/* The config's log_level is used as a dlg_log level as it is (here and in
+ * main.c): checked, not trusted. */
+_Static_assert((int)DLG_CFG_LOG_ERROR == (int)DLG_LOG_ERROR &&
+                   (int)DLG_CFG_LOG_WARN == (int)DLG_LOG_WARN &&
+                   (int)DLG_CFG_LOG_INFO == (int)DLG_LOG_INFO &&
+                   (int)DLG_CFG_LOG_DEBUG == (int)DLG_LOG_DEBUG,
+               "config log levels must be the dlg_log levels");
+
 static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
     *out = calloc(in->n ? in->n : 1, sizeof(char *));
     if (*out == NULL)

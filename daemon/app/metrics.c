@@ -11,6 +11,15 @@
 #include "dlg_err.h"
 #include "events/dashboard.pb-c.h"
 #include "trigger.h"
+
+/* A rule's severity is the config's metrics.alerts[].severity as it is:
+ * those values are the Severity enum of dashboard.proto, checked here
+ * rather than trusted (config.h cannot see the generated code). */
+_Static_assert((int)DLG_CFG_SEV_LOW == (int)DIALOGUE__DASHBOARD__SEVERITY__low &&
+                   (int)DLG_CFG_SEV_MEDIUM == (int)DIALOGUE__DASHBOARD__SEVERITY__medium &&
+                   (int)DLG_CFG_SEV_HIGH == (int)DIALOGUE__DASHBOARD__SEVERITY__high &&
+                   (int)DLG_CFG_SEV_CRITICAL == (int)DIALOGUE__DASHBOARD__SEVERITY__critical,
+               "config severities must be dialogue.dashboard.Severity values");
 #include "room.h"
 
 static const char *const metric_names[DLG_METRIC_COUNT] = {

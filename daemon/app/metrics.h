@@ -11,11 +11,26 @@
 
 #include <uv.h>
 
+#include "config.h"
 #include "server.h"
 
-enum { DLG_METRIC_CPU, DLG_METRIC_MEMORY, DLG_METRIC_REQUESTS, DLG_METRIC_ERRORS,
-       DLG_METRIC_LATENCY, DLG_METRIC_COUNT };
-enum { DLG_OP_GT, DLG_OP_GE, DLG_OP_LT, DLG_OP_LE };
+/* An alert's metric and comparison: the config's metrics.alerts[] values,
+ * named here for the metrics source (a rule takes the config's ints as
+ * they are). */
+enum {
+    DLG_METRIC_CPU = DLG_CFG_METRIC_CPU,
+    DLG_METRIC_MEMORY = DLG_CFG_METRIC_MEMORY,
+    DLG_METRIC_REQUESTS = DLG_CFG_METRIC_REQUESTS,
+    DLG_METRIC_ERRORS = DLG_CFG_METRIC_ERRORS,
+    DLG_METRIC_LATENCY = DLG_CFG_METRIC_LATENCY,
+    DLG_METRIC_COUNT = DLG_CFG_METRIC_LATENCY + 1,
+};
+enum {
+    DLG_OP_GT = DLG_CFG_OP_GT,
+    DLG_OP_GE = DLG_CFG_OP_GE,
+    DLG_OP_LT = DLG_CFG_OP_LT,
+    DLG_OP_LE = DLG_CFG_OP_LE,
+};
 
 typedef struct dlg_alert_rule {
     int metric;                 /* DLG_METRIC_* */

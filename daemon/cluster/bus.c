@@ -46,14 +46,8 @@ static dlg_bus_room *set_add(dlg_bus *b, const char *room) {
     size_t pos = set_pos(b, room, &found);
     if (found)
         return &b->rooms[pos];
-    if (b->n_rooms == b->cap_rooms) {
-        size_t nc = b->cap_rooms ? b->cap_rooms * 2 : 8;
-        dlg_bus_room *nv = realloc(b->rooms, nc * sizeof(*nv));
-        if (nv == NULL)
-            return NULL;
-        b->rooms = nv;
-        b->cap_rooms = nc;
-    }
+    if (DLG_GROW(b->rooms, b->cap_rooms, b->n_rooms + 1) != 0)
+        return NULL;
     char *s = strdup(room);
     if (s == NULL)
         return NULL;
@@ -215,14 +209,8 @@ int dlg_bus_recover_wait(dlg_bus *b, dlg_conn *c, uint64_t rid, const dlg_room *
                             (unsigned long long)j->since_seq, DLG_BUS_RECOVER_WAITERS);
         return 1;
     }
-    if (b->n_waiters == b->cap_waiters) {
-        size_t nc = b->cap_waiters ? b->cap_waiters * 2 : 8;
-        dlg_bus_waiter *nv = realloc(b->waiters, nc * sizeof(*nv));
-        if (nv == NULL)
-            goto nomem;
-        b->waiters = nv;
-        b->cap_waiters = nc;
-    }
+    if (DLG_GROW(b->waiters, b->cap_waiters, b->n_waiters + 1) != 0)
+        goto nomem;
     char *room = strdup(r->id);
     if (room == NULL)
         goto nomem;
@@ -484,41 +472,31 @@ int dlg_bus_log_room(const dlg_bus *b, const dlg_room *r) {
 }
 
 static dlg_bus_pending *pend_at(dlg_bus *b, uint64_t ticket) {
-    if (ticket < b->pend_first || ticket - b->pend_first >= b->pend_n)
+    if (ticket < b->pend_first || ticket - b->pend_first >= b->pend.n)
         return NULL;
-    return &b->pend[(b->pend_head + (size_t)(ticket - b->pend_first)) % b->pend_cap];
+    return dlg_fifo_at(&b->pend, (size_t)(ticket - b->pend_first));
 }
 
 int dlg_bus_log_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_buf *frame,
                         uint64_t *ticket, char *err, size_t errlen) {
     *ticket = 0;
-    if (b->pend_n == b->pend_cap) {
-        size_t nc = b->pend_cap ? b->pend_cap * 2 : 64;
-        dlg_bus_pending *nv = malloc(nc * sizeof(*nv));
-        if (nv == NULL) {
-            snprintf(err, errlen, "out of memory queueing event %s of room %s for the cluster "
-                     "log", event, r->id);
-            return DLG_ENOMEM;
-        }
-        for (size_t i = 0; i < b->pend_n; i++)
-            nv[i] = b->pend[(b->pend_head + i) % b->pend_cap];
-        free(b->pend);
-        b->pend = nv;
-        b->pend_cap = nc;
-        b->pend_head = 0;
+    /* Room first, so that a publish that went out always gets its slot. */
+    if (dlg_fifo_reserve(&b->pend, sizeof(dlg_bus_pending)) != 0) {
+        snprintf(err, errlen, "out of memory queueing event %s of room %s for the cluster "
+                 "log", event, r->id);
+        return DLG_ENOMEM;
     }
     if (b->pend_first == 0)
         b->pend_first = 1; /* 0 means "no ticket" */
     /* A refused publish gets no answer and takes no ticket. */
-    uint64_t t = b->pend_first + b->pend_n;
+    uint64_t t = b->pend_first + b->pend.n;
     int rc = b->ops->log_publish(b, r, event, frame, t, err, errlen);
     if (rc != 0) {
         b->stats.log_failed++;
         return rc;
     }
     b->stats.published++;
-    b->pend[(b->pend_head + b->pend_n) % b->pend_cap] = (dlg_bus_pending){0};
-    b->pend_n++;
+    dlg_fifo_push(&b->pend, sizeof(dlg_bus_pending)); /* cannot fail: reserved */
     *ticket = t;
     return 0;
 }
@@ -533,8 +511,8 @@ int dlg_bus_defer_ack(dlg_bus *b, dlg_conn *c, uint64_t request_id, uint64_t tic
 }
 
 void dlg_bus_conn_gone(dlg_bus *b, dlg_conn *c) {
-    for (size_t i = 0; b && i < b->pend_n; i++) {
-        dlg_bus_pending *p = &b->pend[(b->pend_head + i) % b->pend_cap];
+    for (size_t i = 0; b && i < b->pend.n; i++) {
+        dlg_bus_pending *p = dlg_fifo_at(&b->pend, i);
         if (p->c == c)
             p->c = NULL;
     }
@@ -556,9 +534,8 @@ void dlg__bus_ack_done(dlg_bus *b, uint64_t ticket, uint64_t seq, const char *er
                             "the cluster log did not take the event: %s", err);
     p->c = NULL;
     p->done = 1;
-    while (b->pend_n && b->pend[b->pend_head].done) {
-        b->pend_head = (b->pend_head + 1) % b->pend_cap;
-        b->pend_n--;
+    while (b->pend.n && ((dlg_bus_pending *)dlg_fifo_at(&b->pend, 0))->done) {
+        dlg_fifo_pop(&b->pend);
         b->pend_first++;
     }
 }
@@ -598,8 +575,7 @@ void dlg_bus_free(dlg_bus *b) {
     free(b->rooms);
     b->rooms = NULL;
     b->n_rooms = 0;
-    free(b->pend);
-    b->pend = NULL;
+    dlg_fifo_free(&b->pend);
     for (size_t i = 0; i < b->n_waiters; i++)
         waiter_drop(&b->waiters[i]);
     free(b->waiters);
@@ -676,14 +652,8 @@ static const dlg_bus_ops local_ops = {
 };
 
 int dlg_bus_local_new(dlg_server *srv, dlg_bus_hub *h, dlg_bus **out) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 4;
-        dlg_bus **nv = realloc(h->v, nc * sizeof(*nv));
-        if (nv == NULL)
-            return DLG_ENOMEM;
-        h->v = nv;
-        h->cap = nc;
-    }
+    if (DLG_GROW(h->v, h->cap, h->n + 1) != 0)
+        return DLG_ENOMEM;
     local_bus *lb = calloc(1, sizeof(*lb));
     if (lb == NULL)
         return DLG_ENOMEM;

@@ -11,6 +11,7 @@
 
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_buf.h"
+#include "dlg_vec.h"
 #include "seam.h"
 
 struct dlg_server;
@@ -102,10 +103,9 @@ struct dlg_bus {
      * (the cluster log: each node keeps the whole history), so membership
      * changes take no interest. */
     int follow_all;
-    /* Triggers in the log without an answer: tickets pend_first ..
-     * pend_first + pend_n - 1, a ring of pend_cap entries from pend_head. */
-    dlg_bus_pending *pend;
-    size_t pend_head, pend_n, pend_cap;
+    /* Triggers in the log without an answer (dlg_bus_pending): tickets
+     * pend_first .. pend_first + pend.n - 1, oldest first. */
+    dlg_fifo pend;
     uint64_t pend_first;
     /* Recovery Joins waiting for the log, oldest (earliest deadline) first;
      * the timer answers them (resumed or refused) on a later loop turn. */

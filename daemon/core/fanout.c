@@ -46,7 +46,7 @@ int dlg_fanout_emit(dlg_server *srv, dlg_room *room, Dialogue__V1__Event *e, uns
     dlg_buf *b = NULL;
     int rc = dlg_frame_pack(&f.base, 0, &b);
     if (rc != 0) {
-        res->status = DIALOGUE__V1__STATUS__INTERNAL;
+        res->status = dlg_err_status(rc);
         snprintf(err, errlen, "cannot encode event %s of room %s: %s", e->event, room->id,
                  dlg_strerror(rc));
         return rc;
@@ -55,7 +55,7 @@ int dlg_fanout_emit(dlg_server *srv, dlg_room *room, Dialogue__V1__Event *e, uns
         rc = fw->log_publish(fw->ud, room, e->event, b, &res->ticket, err, errlen);
         dlg_buf_unref(b);
         if (rc != 0)
-            res->status = DIALOGUE__V1__STATUS__UNAVAILABLE;
+            res->status = dlg_err_status(rc); /* the log refused (EIO): UNAVAILABLE */
         return rc;
     }
     room->seq++;

@@ -9,18 +9,11 @@
 #include "conn.h"
 #include "dlg_err.h"
 #include "dlg_sorted.h"
+#include "dlg_vec.h"
 #include "reply.h"
 
 static int plist_grow(dlg_plist *l) {
-    if (l->n < l->cap)
-        return 0;
-    size_t nc = l->cap ? l->cap * 2 : 8;
-    dlg_member **nv = realloc(l->v, nc * sizeof(*nv));
-    if (nv == NULL)
-        return DLG_ENOMEM;
-    l->v = nv;
-    l->cap = nc;
-    return 0;
+    return DLG_GROW(l->v, l->cap, l->n + 1);
 }
 
 /* ---- a member's subscriptions: sorted by slot address ------------------ */
@@ -50,14 +43,8 @@ static dlg_msub *msub_find(const dlg_member *m, const dlg_evslot *slot) {
 static int slot_sub_add(dlg_evslot *slot, dlg_member *m) {
     if (plist_grow(&slot->subs) != 0)
         return DLG_ENOMEM;
-    if (m->n_subs == m->cap_subs) {
-        size_t nc = m->cap_subs ? m->cap_subs * 2 : 4;
-        dlg_msub *nv = realloc(m->subs, nc * sizeof(*nv));
-        if (nv == NULL)
-            return DLG_ENOMEM;
-        m->subs = nv;
-        m->cap_subs = nc;
-    }
+    if (DLG_GROW(m->subs, m->cap_subs, m->n_subs + 1) != 0)
+        return DLG_ENOMEM;
     int found;
     size_t i = msub_pos(m, slot, &found);
     memmove(m->subs + i + 1, m->subs + i, (m->n_subs - i) * sizeof(*m->subs));
@@ -325,14 +312,8 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_roo
             goto fail_room;
         r->n_default_subs++;
     }
-    if (rs->n == rs->cap) {
-        size_t nc = rs->cap ? rs->cap * 2 : 8;
-        dlg_room **nv = realloc(rs->v, nc * sizeof(*nv));
-        if (nv == NULL)
-            goto fail_room;
-        rs->v = nv;
-        rs->cap = nc;
-    }
+    if (DLG_GROW(rs->v, rs->cap, rs->n + 1) != 0)
+        goto fail_room;
     memmove(rs->v + pos + 1, rs->v + pos, (rs->n - pos) * sizeof(*rs->v));
     rs->v[pos] = r;
     rs->n++;
@@ -383,14 +364,8 @@ int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
         return DLG_EEXIST;
     if (r->max_size && r->members.n >= r->max_size)
         return DLG_EFULL;
-    if (c->n_members == c->cap_members) {
-        size_t nc = c->cap_members ? c->cap_members * 2 : 4;
-        dlg_member **nv = realloc(c->members, nc * sizeof(*nv));
-        if (nv == NULL)
-            return DLG_ENOMEM;
-        c->members = nv;
-        c->cap_members = nc;
-    }
+    if (DLG_GROW(c->members, c->cap_members, c->n_members + 1) != 0)
+        return DLG_ENOMEM;
     dlg_member *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return DLG_ENOMEM;

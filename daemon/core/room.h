@@ -6,11 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "dialogue/v1/protocol.pb-c.h"
 
 struct dlg_conn;
 
-enum { DLG_DELIVERY_STREAM = 0, DLG_DELIVERY_LATEST = 1 };
+/* A slot's delivery policy: the values of the config's rooms[].delivery[]
+ * policy, named here for the core (boot copies the config's int as is). */
+enum {
+    DLG_DELIVERY_STREAM = DLG_CFG_DELIVERY_STREAM,
+    DLG_DELIVERY_LATEST = DLG_CFG_DELIVERY_LATEST,
+};
 
 struct dlg_evslot;
 

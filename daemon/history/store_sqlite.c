@@ -18,6 +18,7 @@
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
+#include "dlg_vec.h"
 #include "room.h"
 
 #define QUEUE_MAX_ITEMS 65536
@@ -695,14 +696,8 @@ static uint64_t mono_ns(void) {
 }
 
 static int push_result(dlg_store *s, const result *r) {
-    if (s->res_n == s->res_cap) {
-        size_t nc = s->res_cap ? s->res_cap * 2 : 16;
-        result *nv = realloc(s->res, nc * sizeof(*nv));
-        if (nv == NULL)
-            return -1;
-        s->res = nv;
-        s->res_cap = nc;
-    }
+    if (DLG_GROW(s->res, s->res_cap, s->res_n + 1) != 0)
+        return -1;
     s->res[s->res_n++] = *r;
     return 0;
 }
@@ -825,14 +820,8 @@ uint64_t dlg_store_put(dlg_store *s, const dlg_store_item *it) {
     if (!s->thread_on || s->stop || s->q_n >= QUEUE_MAX_ITEMS ||
         s->q_bytes + it->len > QUEUE_MAX_BYTES)
         goto refuse;
-    if (s->q_n == s->q_cap) {
-        size_t nc = s->q_cap ? s->q_cap * 2 : 256;
-        qitem *nv = realloc(s->q, nc * sizeof(*nv));
-        if (nv == NULL)
-            goto refuse;
-        s->q = nv;
-        s->q_cap = nc;
-    }
+    if (DLG_GROW(s->q, s->q_cap, s->q_n + 1) != 0)
+        goto refuse;
     t = ++s->next_ticket;
     s->q[s->q_n].it = *it;
     s->q[s->q_n].it.buf = dlg_buf_ref(it->buf);

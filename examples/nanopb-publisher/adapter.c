@@ -16,15 +16,25 @@ int nbp_adapter_connect(const char *room, dlg_client **out, char *err, size_t er
         return DLG_EINVAL;
     }
     snprintf(host, sizeof(host), "%.*s", (int)(colon - server), server);
-    dlg_client_opts o;
-    dlg_client_opts_init(&o);
-    o.host = host;
-    o.port = (unsigned)strtoul(colon + 1, NULL, 10);
-    o.ca_file = getenv("DIALOGUE_CA");
-    o.token = getenv("DIALOGUE_TOKEN");
-    o.client_name = "examples/nanopb-publisher";
+    /* The client keeps its own copy of the options. */
+    dlg_client_opts *o = NULL;
     dlg_client *c = NULL;
-    int rc = dlg_sync_connect(&o, 10000, &c, err, errlen);
+    int rc = dlg_client_opts_new(&o);
+    if (rc == 0)
+        rc = dlg_client_opts_set_host(o, host);
+    if (rc == 0)
+        rc = dlg_client_opts_set_port(o, (unsigned)strtoul(colon + 1, NULL, 10));
+    if (rc == 0)
+        rc = dlg_client_opts_set_ca_file(o, getenv("DIALOGUE_CA"));
+    if (rc == 0)
+        rc = dlg_client_opts_set_token(o, getenv("DIALOGUE_TOKEN"));
+    if (rc == 0)
+        rc = dlg_client_opts_set_client_name(o, "examples/nanopb-publisher");
+    if (rc != 0)
+        snprintf(err, errlen, "options: %s", dlg_client_strerror(rc));
+    else
+        rc = dlg_sync_connect(o, 10000, &c, err, errlen);
+    dlg_client_opts_free(o);
     if (rc != 0)
         return rc;
     rc = dlg_sync_join(c, room, 5000, err, errlen);

@@ -5,7 +5,7 @@
 #include <pb_encode.h>
 
 #include "device.h"
-#include "dlg_err.h"
+#include "dlg_errno.h"
 
 static int encode(const pb_msgdesc_t *desc, const void *msg, const char *what, uint8_t *buf,
                   size_t cap, size_t *len, char *err, size_t errlen) {

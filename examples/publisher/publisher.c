@@ -43,16 +43,27 @@ int main(int argc, char **argv) {
     }
     char host[256], err[512];
     snprintf(host, sizeof(host), "%.*s", (int)(colon - server), server);
-    dlg_client_opts o;
-    dlg_client_opts_init(&o);
-    o.host = host;
-    o.port = (unsigned)strtoul(colon + 1, NULL, 10);
-    o.ca_file = getenv("DIALOGUE_CA");
-    o.token = getenv("DIALOGUE_TOKEN");
-    o.client_name = "examples/publisher";
+    /* The options are an object the library owns; the client keeps its
+     * own copy, so they go as soon as the client exists. */
+    dlg_client_opts *o = NULL;
     dlg_client *c = NULL;
-    if (dlg_sync_connect(&o, 10000, &c, err, sizeof(err)) != 0 ||
-        dlg_sync_join(c, ROOM, 5000, err, sizeof(err)) != 0 ||
+    int rc = dlg_client_opts_new(&o);
+    if (rc == 0)
+        rc = dlg_client_opts_set_host(o, host);
+    if (rc == 0)
+        rc = dlg_client_opts_set_port(o, (unsigned)strtoul(colon + 1, NULL, 10));
+    if (rc == 0)
+        rc = dlg_client_opts_set_ca_file(o, getenv("DIALOGUE_CA"));
+    if (rc == 0)
+        rc = dlg_client_opts_set_token(o, getenv("DIALOGUE_TOKEN"));
+    if (rc == 0)
+        rc = dlg_client_opts_set_client_name(o, "examples/publisher");
+    if (rc != 0)
+        snprintf(err, sizeof(err), "options: %s", dlg_client_strerror(rc));
+    else
+        rc = dlg_sync_connect(o, 10000, &c, err, sizeof(err));
+    dlg_client_opts_free(o);
+    if (rc != 0 || dlg_sync_join(c, ROOM, 5000, err, sizeof(err)) != 0 ||
         /* It only sends: the room's default subscriptions would echo it back. */
         dlg_sync_unsubscribe(c, ROOM, NULL, 0, 1, 5000, err, sizeof(err)) != 0) {
         fprintf(stderr, "publisher: %s: %s\n", server, err);

@@ -7,7 +7,7 @@
 const char *dlg_strerror(int err) {
     switch (err) {
     case DLG_OK: return "success";
-#define X(name, val, msg, st) case DLG_##name: return msg;
+#define X(name, val, msg, st, back) case DLG_##name: return msg;
     DLG_ERRNO_MAP(X)
 #undef X
     }
@@ -17,7 +17,7 @@ const char *dlg_strerror(int err) {
 const char *dlg_err_name(int err) {
     switch (err) {
     case DLG_OK: return "OK";
-#define X(name, val, msg, st) case DLG_##name: return #name;
+#define X(name, val, msg, st, back) case DLG_##name: return #name;
     DLG_ERRNO_MAP(X)
 #undef X
     }
@@ -27,11 +27,27 @@ const char *dlg_err_name(int err) {
 int dlg_err_status(int err) {
     switch (err) {
     case DLG_OK: return 0;
-#define X(name, val, msg, st) case DLG_##name: return st;
+#define X(name, val, msg, st, back) case DLG_##name: return st;
     DLG_ERRNO_MAP(X)
 #undef X
     }
     return 2;
+}
+
+int dlg_err_from_status(int status) {
+    if (status <= 0)
+        return status;
+    /* The wire's own reasons for which the table has no code of its own. */
+    if (status == 1)  /* CANCELLED */
+        return DLG_ECLOSED;
+    if (status == 12) /* UNIMPLEMENTED */
+        return DLG_EPROTO;
+#define X(name, val, msg, st, back)                                           \
+    if ((back) && status == (st))                                             \
+        return DLG_##name;
+    DLG_ERRNO_MAP(X)
+#undef X
+    return DLG_EINTERNAL; /* UNKNOWN, ABORTED, INTERNAL, DATA_LOSS, ... */
 }
 
 const char *dlg_status_name(int status) {

@@ -6,22 +6,17 @@
 
 #include "dlg_err.h"
 #include "dlg_utf8.h"
+#include "dlg_varint.h"
 
 typedef struct rd {
     const uint8_t *p, *end;
 } rd;
 
+/* A varint as protobuf-c reads it: at most 10 bytes, the low 64 bits
+ * kept. */
 static int varint(rd *r, uint64_t *v) {
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 10 && r->p < r->end; i++) {
-        uint8_t b = *r->p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return DLG_EPROTO;
+    int rc = dlg_varint_get(&r->p, r->end, v);
+    return rc == DLG_VARINT_OK || rc == DLG_VARINT_OVER ? 0 : DLG_EPROTO;
 }
 
 /* The field numbered num: fields are sorted by number, so with the dense

@@ -1,4 +1,4 @@
-/* fuzz_jwt.c: libFuzzer harness for the JWT verifier (daemon/jwt.c), against
+/* fuzz_jwt.c: libFuzzer harness for the JWT verifier (lib/jwt/jwt_verify.c), against
  * two verifiers holding HS256 and ES256 keys (default and by kid) with
  * different claim settings. Input starting with 0x01 is "header JSON \n
  * payload JSON", which the harness encodes and signs with the HS256 test

@@ -1,5 +1,5 @@
 """The Debian packages (issue 22): `dpkg-buildpackage -us -uc -b` builds
-dialogued, dialoguectl, libdialogue-client1 and libdialogue-client-dev
+dialogued, dialoguectl, libdialogue-client2 and libdialogue-client-dev
 from a copy of the tree; lintian finds no error in them; each holds what
 it should; unpacked into a scratch root (dpkg -x), the packaged daemon
 checks the packaged example config (--check-config) once the packaged
@@ -21,7 +21,7 @@ from dlgtest import BUILD, ROOT, run_tests  # noqa: E402
 
 WORK = tempfile.mkdtemp(prefix="dlg-deb-")
 SRC = os.path.join(WORK, "dialogue")
-PACKAGES = ("dialogued", "dialoguectl", "libdialogue-client1", "libdialogue-client-dev")
+PACKAGES = ("dialogued", "dialoguectl", "libdialogue-client2", "libdialogue-client-dev")
 DEBS = {}
 
 
@@ -34,7 +34,7 @@ def run(args, cwd=None, env=None, timeout=1200):
 
 def soname():
     """The client library's SONAME, read from the build."""
-    out = run(["readelf", "-d", os.path.join(ROOT, "build", "lib", "libdialogue-client.so.1")])
+    out = run(["readelf", "-d", os.path.join(ROOT, "build", "lib", "libdialogue-client.so.2")])
     return re.search(r"Library soname: \[([^\]]+)\]", out).group(1)
 
 
@@ -70,7 +70,7 @@ def test_packages_build_and_hold_their_files():
     build_packages()
     # The library package is named after the SONAME the build gives it.
     lib = soname()
-    assert lib == "libdialogue-client.so.1", lib
+    assert lib == "libdialogue-client.so.2", lib
     assert sorted(p for p in DEBS if not p.endswith("-dbgsym")) == sorted(PACKAGES), DEBS
     arch = run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"]).strip()
     want = {
@@ -83,8 +83,8 @@ def test_packages_build_and_hold_their_files():
                         "/usr/share/man/man1/dialoguectl.1.gz",
                         "/usr/share/man/man1/dialogue-bench.1.gz",
                         "/usr/share/bash-completion/completions/dialoguectl"],
-        "libdialogue-client1": ["/usr/lib/%s/libdialogue-client.so.1" % arch,
-                                "/usr/lib/%s/libdialogue-client.so.1.0.0" % arch],
+        "libdialogue-client2": ["/usr/lib/%s/libdialogue-client.so.2" % arch,
+                                "/usr/lib/%s/libdialogue-client.so.2.0.0" % arch],
         "libdialogue-client-dev": ["/usr/include/dialogue/client.h",
                                    "/usr/lib/%s/libdialogue-client.so" % arch,
                                    "/usr/lib/%s/libdialogue-client.a" % arch,
@@ -105,7 +105,7 @@ def test_packages_build_and_hold_their_files():
     assert "adduser --quiet --system --group" in post and " dialogue\n" in post, post
     assert "deb-systemd-helper" in post, post  # the unit is enabled by debhelper's snippet
     info = run(["dpkg-deb", "-I", DEBS["libdialogue-client-dev"]])
-    assert re.search(r"Depends: .*libdialogue-client1 \(= ", info), info
+    assert re.search(r"Depends: .*libdialogue-client2 \(= ", info), info
 
 
 def test_lintian_finds_no_error():

@@ -149,8 +149,8 @@ def test_install_and_build_publisher_outside_the_tree():
     # would need the ASan runtime in the program that loads it.
     run(["ninja", "-f", "build.ninja", "install"], cwd=ROOT, env=env, timeout=300)
     pc = os.path.join(prefix, "lib", "pkgconfig")
-    for path in ("include/dialogue/client.h", "include/dialogue/dlg_err.h",
-                 "lib/libdialogue-client.so.1", "lib/libdialogue-client.a",
+    for path in ("include/dialogue/client.h", "include/dialogue/dlg_errno.h",
+                 "lib/libdialogue-client.so.2", "lib/libdialogue-client.a",
                  "lib/pkgconfig/dialogue-client.pc", "bin/dialoguectl",
                  "share/bash-completion/completions/dialoguectl"):
         assert os.path.exists(os.path.join(prefix, path)), "install left no " + path
@@ -180,7 +180,7 @@ def test_install_and_build_publisher_outside_the_tree():
     renv = publisher_env("svc-pub")
     renv["LD_LIBRARY_PATH"] = os.path.join(prefix, "lib")
     ldd = run(["ldd", exe], env=renv)
-    assert os.path.join(prefix, "lib", "libdialogue-client.so.1") in ldd, ldd
+    assert os.path.join(prefix, "lib", "libdialogue-client.so.2") in ldd, ldd
 
     lines, events = run_publisher([exe, "--count", "3"], renv, "svc-pub", 3)
     check_seqs(lines, events)

@@ -26,13 +26,13 @@ EXPECTED = {
     "opt/dlg/sbin/dialogued": 0o755,
     "opt/dlg/bin/dialoguectl": 0o755,
     "opt/dlg/bin/dialogue-bench": 0o755,
-    "opt/dlg/lib/libdialogue-client.so.1.0.0": 0o644,
-    "opt/dlg/lib/libdialogue-client.so.1": "libdialogue-client.so.1.0.0",
-    "opt/dlg/lib/libdialogue-client.so": "libdialogue-client.so.1",
+    "opt/dlg/lib/libdialogue-client.so.2.0.0": 0o644,
+    "opt/dlg/lib/libdialogue-client.so.2": "libdialogue-client.so.2.0.0",
+    "opt/dlg/lib/libdialogue-client.so": "libdialogue-client.so.2",
     "opt/dlg/lib/libdialogue-client.a": 0o644,
     "opt/dlg/lib/pkgconfig/dialogue-client.pc": 0o644,
     "opt/dlg/include/dialogue/client.h": 0o644,
-    "opt/dlg/include/dialogue/dlg_err.h": 0o644,
+    "opt/dlg/include/dialogue/dlg_errno.h": 0o644,
     "opt/dlg/share/dialogue/proto/dialogue/v1/protocol.proto": 0o644,
     "opt/dlg/share/dialogue/proto/dialogue/v1/options.proto": 0o644,
     "opt/dlg/share/dialogue/proto/dialogue/v1/service.proto": 0o644,
@@ -85,8 +85,8 @@ def test_install_puts_every_file_in_place():
         ["%s: %r, want %r" % (k, got[k], EXPECTED[k]) for k in sorted(set(got) & set(EXPECTED))
          if got[k] != EXPECTED[k]])
     # The library's SONAME is the name of its link.
-    out = run(["readelf", "-d", ROOTED + "/lib/libdialogue-client.so.1.0.0"])
-    assert "Library soname: [libdialogue-client.so.1]" in out, out
+    out = run(["readelf", "-d", ROOTED + "/lib/libdialogue-client.so.2.0.0"])
+    assert "Library soname: [libdialogue-client.so.2]" in out, out
     # Nothing in the installed files points back into the build tree.
     with open(ROOTED + "/lib/pkgconfig/dialogue-client.pc") as f:
         pc = f.read()
@@ -102,6 +102,10 @@ def test_install_puts_every_file_in_place():
         out = run(["man", "-M", ROOTED + "/share/man", "-P", "cat"] + page.split(),
                   env=dict(os.environ, MANWIDTH="80"))
         assert out.split("\n", 1)[0].startswith(page.split()[1].upper() + "(" + page[0] + ")"), out
+        # The footer names the version of VERSION, filled in at install.
+        with open(os.path.join(ROOT, "VERSION")) as f:
+            version = f.read().strip()
+        assert "dialogue %s" % version in out.rstrip().rsplit("\n", 1)[-1], out[-300:]
     # The programs run from where they were put.
     for exe in ("sbin/dialogued", "bin/dialoguectl", "bin/dialogue-bench"):
         out = run([ROOTED + "/" + exe, "--version"])
@@ -124,17 +128,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: tiny PORT CA\n");
         return 2;
     }
-    dlg_client_opts o;
-    dlg_client_opts_init(&o);
-    o.host = "127.0.0.1";
-    o.port = (unsigned)atoi(argv[1]);
-    o.ca_file = argv[2];
-    o.reconnect = 0;
-    o.client_name = "tiny";
+    dlg_client_opts *o = NULL;
     dlg_client *c = NULL;
     char err[256] = "";
     uint64_t rtt = 0;
-    int rc = dlg_sync_connect(&o, 5000, &c, err, sizeof err);
+    int rc = dlg_client_opts_new(&o);
+    if (rc == 0) rc = dlg_client_opts_set_host(o, "127.0.0.1");
+    if (rc == 0) rc = dlg_client_opts_set_port(o, (unsigned)atoi(argv[1]));
+    if (rc == 0) rc = dlg_client_opts_set_ca_file(o, argv[2]);
+    if (rc == 0) rc = dlg_client_opts_set_reconnect(o, 0);
+    if (rc == 0) rc = dlg_client_opts_set_client_name(o, "tiny");
+    if (rc == 0)
+        rc = dlg_sync_connect(o, 5000, &c, err, sizeof err);
+    dlg_client_opts_free(o);
     if (rc == 0)
         rc = dlg_sync_ping(c, 5000, &rtt, err, sizeof err);
     printf("ping: %s%s%s\n", rc ? dlg_client_strerror(rc) : "ok", *err ? ": " : "", err);
@@ -169,7 +175,7 @@ def test_program_built_against_the_installed_library():
                                                   a != "-ldialogue-client"], cwd=src)
     renv = dict(os.environ, LD_LIBRARY_PATH=ROOTED + "/lib")
     ldd = run(["ldd", os.path.join(src, "tiny")], env=renv)
-    assert ROOTED + "/lib/libdialogue-client.so.1" in ldd, ldd
+    assert ROOTED + "/lib/libdialogue-client.so.2" in ldd, ldd
     assert "libdialogue-client" not in run(["ldd", os.path.join(src, "tiny-static")])
     d = Daemon()
     try:

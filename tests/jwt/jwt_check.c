@@ -1,4 +1,4 @@
-/* jwt_check.c: a command-line face on daemon/jwt.c for the interop test
+/* jwt_check.c: a command-line face on lib/jwt for the interop test
  * (tests/jwt/test_jwt_interop.py), which feeds it tokens made by PyJWT.
  *   jwt_check verify ALG KEYFILE TOKEN [--kid K] [--aud A] [--iss I]
  *                    [--now T] [--roles-claim C]

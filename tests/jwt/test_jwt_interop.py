@@ -1,5 +1,5 @@
 """JWT interop: tokens signed by PyJWT + cryptography (implementations nobody
-here wrote) must verify with daemon/jwt.c, through the jwt_check tool, for
+here wrote) must verify with lib/jwt (jwt_verify.c), through the jwt_check tool, for
 every algorithm; tokens minted by `dialoguectl token` must verify with PyJWT.
 Needs $DLG_BUILD/tests/jwt_check (`ninja build/tests/jwt_check`).
 Prints `N passed, N failed`."""

@@ -201,6 +201,9 @@ static int world_teardown(void **state) {
         dlg_server *s = &w->srv[i];
         while (s->conns)
             dlg_conn_close(s->conns, "end of test");
+        /* The flush takes closed connections off the dirty list (they are
+         * freed only then, as in the daemon's loop). */
+        dlg_conn_flush_all(s);
         uv_close((uv_handle_t *)&s->kick, NULL);
         dlg_history_stop(s->history);
         dlg_bus_stop(s->bus);

@@ -119,21 +119,22 @@ static void world_open(world *w, script_fn fn) {
     assert_int_equal(uv_loop_init(&w->loop), 0);
     w->fn = fn;
     assert_int_equal(fsrv_start(&w->loop, w->certs.certs, on_frame, w, 0, &w->srv), 0);
-    dlg_client_opts o;
-    dlg_client_opts_init(&o);
-    o.host = "127.0.0.1";
-    o.port = fsrv_port(w->srv);
-    o.ca_file = w->ca;
-    o.backoff_min_ms = 1;
-    o.backoff_max_ms = 5;
-    o.request_timeout_ms = 2000;
-    o.log_level = getenv("DLGT_LOG") ? 3 : -1;
-    assert_int_equal(dlg_client_new(&w->loop, &o, &w->c), 0);
+    dlg_client_opts *o = NULL;
+    assert_int_equal(dlg_client_opts_new(&o), 0);
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, fsrv_port(w->srv));
+    dlg_client_opts_set_ca_file(o, w->ca);
+    dlg_client_opts_set_backoff_min_ms(o, 1);
+    dlg_client_opts_set_backoff_max_ms(o, 5);
+    dlg_client_opts_set_request_timeout_ms(o, 2000);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
+    assert_int_equal(dlg_client_new(&w->loop, o, &w->c), 0);
     assert_int_equal(dlg_client_on_state(w->c, on_state, w), 0);
     assert_int_equal(dlg_client_on_event(w->c, NULL, NULL, on_event, w), 0);
     assert_int_equal(dlg_client_on_gap(w->c, on_gap, w), 0);
     assert_int_equal(dlg_client_connect(w->c), 0);
     assert_int_equal(dlgt_run_until(&w->loop, &w->connected, 5000), 0);
+    dlg_client_opts_free(o);
 }
 
 static void on_closed(dlg_client *c, void *ud) {
@@ -912,15 +913,15 @@ static void sync_history_copy(void **state) {
     unsigned port = fsrv_port(t.srv);
     assert_int_equal(uv_thread_create(&th, srv_main, &t), 0);
 
-    dlg_client_opts o;
-    dlg_client_opts_init(&o);
-    o.host = "127.0.0.1";
-    o.port = port;
-    o.ca_file = ca;
-    o.reconnect = 0;
+    dlg_client_opts *o = NULL;
+    assert_int_equal(dlg_client_opts_new(&o), 0);
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, port);
+    dlg_client_opts_set_ca_file(o, ca);
+    dlg_client_opts_set_reconnect(o, 0);
     dlg_client *c = NULL;
     dlg_history_reply *h = NULL;
-    assert_int_equal(dlg_sync_connect(&o, 5000, &c, err, sizeof(err)), 0);
+    assert_int_equal(dlg_sync_connect(o, 5000, &c, err, sizeof(err)), 0);
     assert_int_equal(dlg_sync_join(c, "r", 5000, err, sizeof(err)), 0);
     assert_int_equal(dlg_sync_history(c, "r", "tick", 0, 10, 1, 3, 5000, &h, err, sizeof(err)),
                      0);
@@ -951,6 +952,7 @@ static void sync_history_copy(void **state) {
     uv_thread_join(&th);
     assert_int_equal(uv_loop_close(&t.loop), 0);
     dlgt_teardown(&certs);
+    dlg_client_opts_free(o);
 }
 
 int main(void) {

@@ -1,4 +1,5 @@
-/* test_client_opts.c: option defaults and validation (each error names the
+/* test_client_opts.c: the options object (defaults, setters that copy,
+ * getters), validation (each error names the
  * field or file), the servers list (each error names the entry) and
  * dlg_client_server, creation and release in both modes without a server,
  * argument checks, the helper tables, and which layer protects the TLS
@@ -52,31 +53,97 @@ static int teardown(void **state) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static void good(const fixture *f, dlg_client_opts *o) {
-    dlg_client_opts_init(o);
-    o->host = "127.0.0.1";
-    o->port = 3000;
-    o->ca_file = f->ca;
+/* Fresh options that pass the check: 127.0.0.1:3000 with the test CA. The
+ * object *o held before (may be NULL) is freed. */
+static dlg_client_opts *good(const fixture *f, dlg_client_opts **o) {
+    dlg_client_opts_free(*o);
+    *o = NULL;
+    assert_int_equal(dlg_client_opts_new(o), 0);
+    assert_int_equal(dlg_client_opts_set_host(*o, "127.0.0.1"), 0);
+    assert_int_equal(dlg_client_opts_set_port(*o, 3000), 0);
+    assert_int_equal(dlg_client_opts_set_ca_file(*o, f->ca), 0);
+    return *o;
 }
 
 static void defaults(void **state) {
     (void)state;
-    dlg_client_opts o;
-    memset(&o, 0xAB, sizeof(o));
-    dlg_client_opts_init(&o);
-    assert_null(o.host);
-    assert_int_equal(o.port, 0);
-    assert_null(o.servers);
-    assert_int_equal(o.reconnect, 1);
-    assert_int_equal(o.backoff_min_ms, 100);
-    assert_int_equal(o.backoff_max_ms, 30000);
-    assert_true(o.backoff_jitter > 0.19 && o.backoff_jitter < 0.21);
-    assert_int_equal(o.connect_timeout_ms, 10000);
-    assert_int_equal(o.request_timeout_ms, 10000);
-    assert_int_equal(o.max_frame, 1u << 20);
-    assert_int_equal(o.offline_queue, 0);
-    assert_int_equal(o.max_pending, 4096);
-    assert_int_equal(o.log_level, -1);
+    dlg_client_opts *o = NULL;
+    assert_int_equal(dlg_client_opts_new(&o), 0);
+    assert_null(dlg_client_opts_get_host(o));
+    assert_int_equal(dlg_client_opts_get_port(o), 0);
+    assert_null(dlg_client_opts_get_servers(o));
+    assert_null(dlg_client_opts_get_ca_file(o));
+    assert_null(dlg_client_opts_get_cert_file(o));
+    assert_null(dlg_client_opts_get_key_file(o));
+    assert_null(dlg_client_opts_get_token(o));
+    assert_null(dlg_client_opts_get_client_name(o));
+    assert_int_equal(dlg_client_opts_get_reconnect(o), 1);
+    assert_int_equal(dlg_client_opts_get_backoff_min_ms(o), 100);
+    assert_int_equal(dlg_client_opts_get_backoff_max_ms(o), 30000);
+    assert_true(dlg_client_opts_get_backoff_jitter(o) > 0.19 &&
+                dlg_client_opts_get_backoff_jitter(o) < 0.21);
+    assert_int_equal(dlg_client_opts_get_connect_timeout_ms(o), 10000);
+    assert_int_equal(dlg_client_opts_get_request_timeout_ms(o), 10000);
+    assert_int_equal(dlg_client_opts_get_max_frame(o), 1u << 20);
+    assert_int_equal(dlg_client_opts_get_offline_queue(o), 0);
+    assert_int_equal(dlg_client_opts_get_max_pending(o), 4096);
+    assert_int_equal(dlg_client_opts_get_log_level(o), -1);
+    dlg_client_opts_free(o);
+    dlg_client_opts_free(NULL);
+    assert_int_equal(dlg_client_opts_new(NULL), DLG_EINVAL);
+}
+
+/* Every setter stores what its getter reads back; strings are copies ("" is
+ * no value); a NULL object is refused, not dereferenced. */
+static void setters_copy(void **state) {
+    (void)state;
+    dlg_client_opts *o = NULL;
+    char buf[32];
+    assert_int_equal(dlg_client_opts_new(&o), 0);
+#define STR(name)                                                              \
+    do {                                                                       \
+        snprintf(buf, sizeof(buf), "v-%s", #name);                            \
+        assert_int_equal(dlg_client_opts_set_##name(o, buf), 0);              \
+        memset(buf, 'x', sizeof(buf) - 1);                                     \
+        assert_string_equal(dlg_client_opts_get_##name(o), "v-" #name);       \
+        assert_int_equal(dlg_client_opts_set_##name(o, "again"), 0);          \
+        assert_string_equal(dlg_client_opts_get_##name(o), "again");          \
+        assert_int_equal(dlg_client_opts_set_##name(o, ""), 0);               \
+        assert_null(dlg_client_opts_get_##name(o));                            \
+        assert_int_equal(dlg_client_opts_set_##name(o, "kept"), 0);           \
+        assert_int_equal(dlg_client_opts_set_##name(o, NULL), 0);             \
+        assert_null(dlg_client_opts_get_##name(o));                            \
+        assert_int_equal(dlg_client_opts_set_##name(NULL, "x"), DLG_EINVAL);  \
+    } while (0)
+    STR(host);
+    STR(servers);
+    STR(ca_file);
+    STR(cert_file);
+    STR(key_file);
+    STR(token);
+    STR(client_name);
+#undef STR
+#define VAL(name, v)                                                           \
+    do {                                                                       \
+        assert_int_equal(dlg_client_opts_set_##name(o, v), 0);                \
+        assert_true(dlg_client_opts_get_##name(o) == v);                       \
+        assert_int_equal(dlg_client_opts_set_##name(NULL, v), DLG_EINVAL);    \
+    } while (0)
+    VAL(port, 4242u);
+    VAL(reconnect, 0);
+    VAL(backoff_min_ms, 7u);
+    VAL(backoff_max_ms, 70u);
+    VAL(backoff_jitter, 0.5);
+    VAL(connect_timeout_ms, 123u);
+    VAL(request_timeout_ms, 456u);
+    VAL(max_frame, 4096u);
+    VAL(offline_queue, 9u);
+    VAL(max_pending, 11u);
+    VAL(log_level, 3);
+#undef VAL
+    /* A string left set is released with the object (ASan's leak check). */
+    assert_int_equal(dlg_client_opts_set_token(o, "secret"), 0);
+    dlg_client_opts_free(o);
 }
 
 static void expect_err(const dlg_client_opts *o, int rc, const char *needle) {
@@ -88,154 +155,144 @@ static void expect_err(const dlg_client_opts *o, int rc, const char *needle) {
 
 static void validation_names_the_field(void **state) {
     fixture *f = *state;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     good(f, &o);
-    assert_int_equal(dlg_client_opts_check(&o, NULL, 0), 0);
-    o.host = NULL;
-    expect_err(&o, DLG_EINVAL, "host");
-    good(f, &o);
-    o.host = "bad host";
-    expect_err(&o, DLG_EINVAL, "bad host");
-    good(f, &o);
-    o.port = 70000;
-    expect_err(&o, DLG_EINVAL, "70000");
-    good(f, &o);
-    o.cert_file = f->cert;
-    expect_err(&o, DLG_EINVAL, "key_file");
-    good(f, &o);
-    o.backoff_jitter = 1.5;
-    expect_err(&o, DLG_EINVAL, "backoff_jitter");
-    good(f, &o);
-    o.backoff_min_ms = 5000;
-    o.backoff_max_ms = 10;
-    expect_err(&o, DLG_EINVAL, "backoff_min_ms");
-    good(f, &o);
-    o.request_timeout_ms = 0;
-    expect_err(&o, DLG_EINVAL, "request_timeout_ms");
-    good(f, &o);
-    o.max_frame = 10;
-    expect_err(&o, DLG_EINVAL, "max_frame");
-    good(f, &o);
-    o.max_pending = 0;
-    expect_err(&o, DLG_EINVAL, "max_pending");
-    good(f, &o);
-    o.ca_file = "/nonexistent/ca.pem";
-    expect_err(&o, DLG_ETLS, "/nonexistent/ca.pem: No such file");
-    good(f, &o);
-    o.ca_file = "/etc/hostname"; /* exists, not PEM */
-    expect_err(&o, DLG_ETLS, "ca_file /etc/hostname");
-    good(f, &o);
-    o.cert_file = f->cert;
-    o.key_file = f->other_key;
-    expect_err(&o, DLG_ETLS, "does not match");
-    o.key_file = f->key;
-    assert_int_equal(dlg_client_opts_check(&o, NULL, 0), 0);
+    assert_int_equal(dlg_client_opts_check(o, NULL, 0), 0);
+    dlg_client_opts_set_host(o, NULL);
+    expect_err(o, DLG_EINVAL, "host");
+    dlg_client_opts_set_host(good(f, &o), "bad host");
+    expect_err(o, DLG_EINVAL, "bad host");
+    dlg_client_opts_set_port(good(f, &o), 70000);
+    expect_err(o, DLG_EINVAL, "70000");
+    dlg_client_opts_set_cert_file(good(f, &o), f->cert);
+    expect_err(o, DLG_EINVAL, "key_file");
+    dlg_client_opts_set_backoff_jitter(good(f, &o), 1.5);
+    expect_err(o, DLG_EINVAL, "backoff_jitter");
+    dlg_client_opts_set_backoff_min_ms(good(f, &o), 5000);
+    dlg_client_opts_set_backoff_max_ms(o, 10);
+    expect_err(o, DLG_EINVAL, "backoff_min_ms");
+    dlg_client_opts_set_request_timeout_ms(good(f, &o), 0);
+    expect_err(o, DLG_EINVAL, "request_timeout_ms");
+    dlg_client_opts_set_max_frame(good(f, &o), 10);
+    expect_err(o, DLG_EINVAL, "max_frame");
+    dlg_client_opts_set_max_pending(good(f, &o), 0);
+    expect_err(o, DLG_EINVAL, "max_pending");
+    dlg_client_opts_set_ca_file(good(f, &o), "/nonexistent/ca.pem");
+    expect_err(o, DLG_ETLS, "/nonexistent/ca.pem: No such file");
+    dlg_client_opts_set_ca_file(good(f, &o), "/etc/hostname"); /* exists, not PEM */
+    expect_err(o, DLG_ETLS, "ca_file /etc/hostname");
+    dlg_client_opts_set_cert_file(good(f, &o), f->cert);
+    dlg_client_opts_set_key_file(o, f->other_key);
+    expect_err(o, DLG_ETLS, "does not match");
+    dlg_client_opts_set_key_file(o, f->key);
+    assert_int_equal(dlg_client_opts_check(o, NULL, 0), 0);
     assert_int_equal(dlg_client_opts_check(NULL, NULL, 0), DLG_EINVAL);
+    dlg_client_opts_free(o);
 }
 
 /* A list of servers in place of host/port. */
-static void list(const fixture *f, dlg_client_opts *o, const char *servers) {
+static void list(const fixture *f, dlg_client_opts **o, const char *servers) {
     good(f, o);
-    o->host = NULL;
-    o->port = 0;
-    o->servers = servers;
+    dlg_client_opts_set_host(*o, NULL);
+    dlg_client_opts_set_port(*o, 0);
+    assert_int_equal(dlg_client_opts_set_servers(*o, servers), 0);
 }
 
 static void servers_list_checked(void **state) {
     fixture *f = *state;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char err[256];
     /* Good lists: names, IPv4, IPv6 (with a zone too), blanks around
      * entries, a list of one, the most entries allowed. */
     list(f, &o, "127.0.0.1:3000,localhost:3001");
-    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    assert_int_equal(dlg_client_opts_check(o, err, sizeof(err)), 0);
     list(f, &o, " 127.0.0.1:3000 ,\t[::1]:3000 , node-2.example.com:65535");
-    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    assert_int_equal(dlg_client_opts_check(o, err, sizeof(err)), 0);
     list(f, &o, "[::1]:3000,[fe80::1%lo]:3000,[::ffff:127.0.0.1]:1");
-    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    assert_int_equal(dlg_client_opts_check(o, err, sizeof(err)), 0);
     list(f, &o, "127.0.0.1:3000");
-    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    assert_int_equal(dlg_client_opts_check(o, err, sizeof(err)), 0);
     char many[512] = "";
     for (int i = 0; i < 16; i++)
         snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s10.0.0.%d:3000",
                  i ? "," : "", i + 1);
     list(f, &o, many);
-    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
+    assert_int_equal(dlg_client_opts_check(o, err, sizeof(err)), 0);
     /* 17 entries. */
     strcat(many, ",10.0.0.17:3000");
     list(f, &o, many);
-    expect_err(&o, DLG_EINVAL, "servers: 17 entries, at most 16");
+    expect_err(o, DLG_EINVAL, "servers: 17 entries, at most 16");
 
     /* Empty entries, wherever they are. */
     list(f, &o, "127.0.0.1:3000,,127.0.0.1:3001");
-    expect_err(&o, DLG_EINVAL, "servers: entry 2 is empty");
+    expect_err(o, DLG_EINVAL, "servers: entry 2 is empty");
     list(f, &o, "127.0.0.1:3000,");
-    expect_err(&o, DLG_EINVAL, "servers: entry 2 is empty");
+    expect_err(o, DLG_EINVAL, "servers: entry 2 is empty");
     list(f, &o, " ,127.0.0.1:3000");
-    expect_err(&o, DLG_EINVAL, "servers: entry 1 is empty");
+    expect_err(o, DLG_EINVAL, "servers: entry 1 is empty");
     /* Missing port. */
     list(f, &o, "127.0.0.1:3000,foo");
-    expect_err(&o, DLG_EINVAL, "servers: entry 2 \"foo\" is not HOST:PORT");
+    expect_err(o, DLG_EINVAL, "servers: entry 2 \"foo\" is not HOST:PORT");
     list(f, &o, "foo:,127.0.0.1:3000");
-    expect_err(&o, DLG_EINVAL, "servers: entry 1 \"foo:\" is not HOST:PORT");
+    expect_err(o, DLG_EINVAL, "servers: entry 1 \"foo:\" is not HOST:PORT");
     list(f, &o, "127.0.0.1:3000,:3000");
-    expect_err(&o, DLG_EINVAL, "entry 2 \":3000\" is not HOST:PORT");
+    expect_err(o, DLG_EINVAL, "entry 2 \":3000\" is not HOST:PORT");
     /* Port 0, too big, not a number. */
     list(f, &o, "127.0.0.1:3000,127.0.0.1:3001,127.0.0.1:0");
-    expect_err(&o, DLG_EINVAL, "servers: entry 3 \"127.0.0.1:0\": port \"0\" is not in 1..65535");
+    expect_err(o, DLG_EINVAL, "servers: entry 3 \"127.0.0.1:0\": port \"0\" is not in 1..65535");
     list(f, &o, "127.0.0.1:65536");
-    expect_err(&o, DLG_EINVAL, "entry 1 \"127.0.0.1:65536\": port \"65536\"");
+    expect_err(o, DLG_EINVAL, "entry 1 \"127.0.0.1:65536\": port \"65536\"");
     list(f, &o, "127.0.0.1:99999999999999999999");
-    expect_err(&o, DLG_EINVAL, "is not in 1..65535");
+    expect_err(o, DLG_EINVAL, "is not in 1..65535");
     list(f, &o, "127.0.0.1:30x0");
-    expect_err(&o, DLG_EINVAL, "port \"30x0\"");
+    expect_err(o, DLG_EINVAL, "port \"30x0\"");
     /* IPv6: brackets required, and what is inside must be an address. */
     list(f, &o, "::1:3000");
-    expect_err(&o, DLG_EINVAL, "entry 1 \"::1:3000\" is not HOST:PORT (write an IPv6 address as [ADDR]:PORT)");
+    expect_err(o, DLG_EINVAL, "entry 1 \"::1:3000\" is not HOST:PORT (write an IPv6 address as [ADDR]:PORT)");
     list(f, &o, "[::1]3000");
-    expect_err(&o, DLG_EINVAL, "entry 1 \"[::1]3000\" is not HOST:PORT");
+    expect_err(o, DLG_EINVAL, "entry 1 \"[::1]3000\" is not HOST:PORT");
     list(f, &o, "[::1]");
-    expect_err(&o, DLG_EINVAL, "entry 1 \"[::1]\" is not HOST:PORT");
+    expect_err(o, DLG_EINVAL, "entry 1 \"[::1]\" is not HOST:PORT");
     list(f, &o, "[127.0.0.1]:3000");
-    expect_err(&o, DLG_EINVAL, "\"127.0.0.1\" is not an IPv6 address");
+    expect_err(o, DLG_EINVAL, "\"127.0.0.1\" is not an IPv6 address");
     list(f, &o, "[::1]:");
-    expect_err(&o, DLG_EINVAL, "entry 1 \"[::1]:\" is not HOST:PORT");
+    expect_err(o, DLG_EINVAL, "entry 1 \"[::1]:\" is not HOST:PORT");
     /* A host that cannot be one. */
     list(f, &o, "127.0.0.1:3000,a b:3000");
-    expect_err(&o, DLG_EINVAL, "entry 2 \"a b:3000\": \"a b\" is not a host name or address");
+    expect_err(o, DLG_EINVAL, "entry 2 \"a b:3000\": \"a b\" is not a host name or address");
 
     /* host/port and servers together: refused, both fields named. */
     list(f, &o, "127.0.0.1:3000,127.0.0.1:3001");
-    o.host = "127.0.0.1";
-    o.port = 3000;
-    expect_err(&o, DLG_EINVAL, "servers and host are both set");
-    o.port = 0;
-    expect_err(&o, DLG_EINVAL, "servers and host are both set");
-    o.host = NULL;
-    o.port = 3000;
-    expect_err(&o, DLG_EINVAL, "servers and port are both set");
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, 3000);
+    expect_err(o, DLG_EINVAL, "servers and host are both set");
+    dlg_client_opts_set_port(o, 0);
+    expect_err(o, DLG_EINVAL, "servers and host are both set");
+    dlg_client_opts_set_host(o, NULL);
+    dlg_client_opts_set_port(o, 3000);
+    expect_err(o, DLG_EINVAL, "servers and port are both set");
     /* "" is no list: host/port count again. */
-    good(f, &o);
-    o.servers = "";
-    assert_int_equal(dlg_client_opts_check(&o, err, sizeof(err)), 0);
-    o.host = NULL;
-    expect_err(&o, DLG_EINVAL, "host: missing (set host and port, or servers)");
+    dlg_client_opts_set_servers(good(f, &o), "");
+    assert_int_equal(dlg_client_opts_check(o, err, sizeof(err)), 0);
+    dlg_client_opts_set_host(o, NULL);
+    expect_err(o, DLG_EINVAL, "host: missing (set host and port, or servers)");
     /* dlg_client_new refuses what check refuses. */
     uv_loop_t loop;
     dlg_client *c = NULL;
     assert_int_equal(uv_loop_init(&loop), 0);
     list(f, &o, "127.0.0.1:3000,foo");
-    assert_int_equal(dlg_client_new(&loop, &o, &c), DLG_EINVAL);
+    assert_int_equal(dlg_client_new(&loop, o, &c), DLG_EINVAL);
     assert_null(c);
     assert_int_equal(uv_loop_close(&loop), 0);
+    dlg_client_opts_free(o);
 }
 
 /* dlg_client_server before any attempt: the first entry, as written
  * without its blanks; a copy of the options, whatever the caller does to
- * its string afterwards. */
+ * its string and its options afterwards. */
 static void server_name(void **state) {
     fixture *f = *state;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     uv_loop_t loop;
     dlg_client *c = NULL;
     char buf[DLG_CLIENT_SERVER_MAX], small[8];
@@ -243,8 +300,10 @@ static void server_name(void **state) {
 
     char servers[64] = " [::1]:3001 ,127.0.0.1:3000";
     list(f, &o, servers);
-    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    assert_int_equal(dlg_client_new(&loop, o, &c), 0);
     memset(servers, 'x', sizeof(servers) - 1);
+    dlg_client_opts_free(o);
+    o = NULL;
     assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "[::1]:3001");
     /* Too small: as much as fits, NUL-terminated. */
@@ -259,46 +318,48 @@ static void server_name(void **state) {
     dlg_client_free(c);
 
     /* host/port: the same form. */
-    good(f, &o);
-    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    assert_int_equal(dlg_client_new(&loop, good(f, &o), &c), 0);
     assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "127.0.0.1:3000");
     dlg_client_free(c);
-    good(f, &o);
-    o.host = "::1";
-    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    dlg_client_opts_set_host(good(f, &o), "::1");
+    assert_int_equal(dlg_client_new(&loop, o, &c), 0);
     assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "[::1]:3000");
     dlg_client_free(c);
 
     /* Thread mode: any thread may ask. */
     list(f, &o, "localhost:3000,127.0.0.1:3001");
-    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &c), 0);
     assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "localhost:3000");
     dlg_client_free(c);
 
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
+    dlg_client_opts_free(o);
 }
 
 static void create_free_loop_mode(void **state) {
     fixture *f = *state;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     uv_loop_t loop;
     dlg_client *c = NULL;
     good(f, &o);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(dlg_client_new(NULL, &o, &c), DLG_EINVAL);
-    o.port = 0;
-    assert_int_equal(dlg_client_new(&loop, &o, &c), DLG_EINVAL);
+    assert_int_equal(dlg_client_new(NULL, o, &c), DLG_EINVAL);
+    assert_int_equal(dlg_client_new(&loop, NULL, &c), DLG_EINVAL);
+    dlg_client_opts_set_port(o, 0);
+    assert_int_equal(dlg_client_new(&loop, o, &c), DLG_EINVAL);
     assert_null(c);
-    good(f, &o);
-    /* Options are copied: scribbling over them afterwards is harmless. */
-    char host[32] = "127.0.0.1";
-    o.host = host;
-    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
-    memset(host, 'x', sizeof(host) - 1);
+    /* Options are copied: changing or freeing them afterwards is harmless. */
+    assert_int_equal(dlg_client_new(&loop, good(f, &o), &c), 0);
+    dlg_client_opts_set_host(o, "203.0.113.1");
+    dlg_client_opts_set_port(o, 1);
+    dlg_client_opts_free(o);
+    char buf[DLG_CLIENT_SERVER_MAX];
+    assert_int_equal(dlg_client_server(c, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "127.0.0.1:3000");
     assert_int_equal(dlg_client_state(c), DLG_STATE_IDLE);
     /* Not connected, offline queue 0: requests fail fast. */
     assert_int_equal(dlg_client_join(c, "lobby", NULL, NULL), DLG_ECLOSED);
@@ -326,11 +387,11 @@ static void check_mask(dlg_client *c, void *ud) {
 
 static void create_free_thread_mode(void **state) {
     fixture *f = *state;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     dlg_client *c = NULL;
     good(f, &o);
     for (int i = 0; i < 20; i++) {
-        assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+        assert_int_equal(dlg_client_new_threaded(o, &c), 0);
         assert_int_equal(dlg_client_state(c), DLG_STATE_IDLE);
         dlg_client_free(c);
     }
@@ -338,7 +399,8 @@ static void create_free_thread_mode(void **state) {
     /* Close then free: the close callback runs first, on the library
      * thread, which blocks SIGPIPE. */
     on_lib_thread t = {0};
-    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &c), 0);
+    dlg_client_opts_free(o);
     assert_int_equal(dlg_client_close(c, check_mask, &t), 0);
     for (int i = 0; i < 2000 && !atomic_load(&t.done); i++)
         usleep(1000);
@@ -352,22 +414,24 @@ static void create_free_thread_mode(void **state) {
 
 static void sync_needs_thread_mode(void **state) {
     fixture *f = *state;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     uv_loop_t loop;
     dlg_client *c = NULL;
     char err[128];
     good(f, &o);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(dlg_client_new(&loop, &o, &c), 0);
+    assert_int_equal(dlg_client_new(&loop, o, &c), 0);
     assert_int_equal(dlg_sync_ping(c, 100, NULL, err, sizeof(err)), DLG_ESTATE);
     assert_non_null(strstr(err, "thread-mode"));
     assert_int_equal(dlg_sync_ping(NULL, 100, NULL, err, sizeof(err)), DLG_EINVAL);
     dlg_client_free(c);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
-    o.port = 0;
-    assert_int_equal(dlg_sync_connect(&o, 100, &c, err, sizeof(err)), DLG_EINVAL);
+    dlg_client_opts_set_port(o, 0);
+    assert_int_equal(dlg_sync_connect(o, 100, &c, err, sizeof(err)), DLG_EINVAL);
     assert_non_null(strstr(err, "port"));
+    assert_int_equal(dlg_sync_connect(NULL, 100, &c, err, sizeof(err)), DLG_EINVAL);
+    dlg_client_opts_free(o);
 }
 
 static void helper_tables(void **state) {
@@ -389,7 +453,7 @@ static void helper_tables(void **state) {
  * a real handshake with the client's context against a server on memory
  * buffers, then the handover the client makes after its checks. */
 static int client_hands_over(const fixture *f) {
-    dlg_client_opts in;
+    dlg_client_opts *in = NULL;
     dlg__opts o;
     char err[256] = "";
     SSL_CTX *cctx = NULL, *sctx = SSL_CTX_new(TLS_server_method());
@@ -401,7 +465,8 @@ static int client_hands_over(const fixture *f) {
     snprintf(key, sizeof(key), "%s/server.key", f->dir);
     assert_int_equal(SSL_CTX_use_certificate_chain_file(sctx, crt), 1);
     assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, key, SSL_FILETYPE_PEM), 1);
-    assert_int_equal(dlg__opts_copy(&in, &o, err, sizeof(err)), 0);
+    assert_int_equal(dlg__opts_copy(in, &o, err, sizeof(err)), 0);
+    dlg_client_opts_free(in);
     assert_int_equal(dlg__ssl_ctx_new(&o, &cctx, err, sizeof(err)), 0);
     static dlg_tlsio s, c; /* must not move */
     assert_int_equal(dlg_tlsio_init(&s, sctx, 1, NULL, 0), 0);
@@ -452,6 +517,7 @@ static void tls_records_default(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
+        cmocka_unit_test(setters_copy),
         cmocka_unit_test(validation_names_the_field),
         cmocka_unit_test(servers_list_checked),
         cmocka_unit_test(server_name),

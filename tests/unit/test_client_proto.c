@@ -101,15 +101,16 @@ static void on_state(dlg_client *c, void *ud, dlg_client_state_t st, const char 
     }
 }
 
-static void base_opts(world *w, dlg_client_opts *o) {
-    dlg_client_opts_init(o);
-    o->host = "127.0.0.1";
-    o->port = fsrv_port(w->srv);
-    o->ca_file = w->ca;
-    o->reconnect = 0;
-    o->backoff_min_ms = 1;
-    o->backoff_max_ms = 5;
-    o->log_level = getenv("DLGT_LOG") ? 3 : -1;
+static void base_opts(world *w, dlg_client_opts **op) {
+    assert_int_equal(dlg_client_opts_new(op), 0);
+    dlg_client_opts *o = *op;
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, fsrv_port(w->srv));
+    dlg_client_opts_set_ca_file(o, w->ca);
+    dlg_client_opts_set_reconnect(o, 0);
+    dlg_client_opts_set_backoff_min_ms(o, 1);
+    dlg_client_opts_set_backoff_max_ms(o, 5);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
 }
 
 /* Starts the loop and the fake server with fn; the client is made by the
@@ -226,12 +227,12 @@ static void hello_alpn_tls(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_plain, 0);
     base_opts(&w, &o);
-    o.client_name = "unit";
-    o.token = "tok.en.x";
-    make_client(&w, &o);
+    dlg_client_opts_set_client_name(o, "unit");
+    dlg_client_opts_set_token(o, "tok.en.x");
+    make_client(&w, o);
     connect_ok(&w);
     fsrv_stats *st = fsrv_stats_of(w.srv);
     assert_string_equal(st->alpn, "dialogue/1");
@@ -247,6 +248,7 @@ static void hello_alpn_tls(void **state) {
     assert_int_equal(r.status, 0);
     world_close(&w);
     assert_string_equal(w.states, "cCX");
+    dlg_client_opts_free(o);
 }
 
 static void s_refuse(script *s, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f) {
@@ -261,13 +263,13 @@ static void hello_refused_stops_retrying(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     int code = 16; /* UNAUTHENTICATED */
     world_open(&w, s_refuse, 0);
     w.sc.extra = &code;
     base_opts(&w, &o);
-    o.reconnect = 1;
-    make_client(&w, &o);
+    dlg_client_opts_set_reconnect(o, 1);
+    make_client(&w, o);
     assert_int_equal(dlg_client_connect(w.c), 0);
     assert_int_equal(dlgt_run_until(&w.loop, &w.disconnected, 5000), 0);
     assert_string_equal(w.reason, "server refused Hello: UNAUTHENTICATED: bad token");
@@ -276,25 +278,27 @@ static void hello_refused_stops_retrying(void **state) {
     assert_int_equal(fsrv_stats_of(w.srv)->accepted, 1);
     assert_int_equal(dlg_client_state(w.c), DLG_STATE_DISCONNECTED);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void hello_unavailable_retries(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     int code = 14; /* UNAVAILABLE: worth another try */
     world_open(&w, s_refuse, 0);
     w.sc.extra = &code;
     base_opts(&w, &o);
-    o.reconnect = 1;
-    make_client(&w, &o);
+    dlg_client_opts_set_reconnect(o, 1);
+    make_client(&w, o);
     assert_int_equal(dlg_client_connect(w.c), 0);
     for (int i = 0; i < 500 && w.disconnected < 3; i++)
         run_for(&w, 10);
     assert_true(w.disconnected >= 3);
     assert_true(fsrv_stats_of(w.srv)->accepted >= 3);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 /* On a ping, answers with what extra says: 0 = a frame header above the
@@ -323,12 +327,12 @@ static void s_misbehave(script *s, fsrv_conn *sc, const Dialogue__V1__ClientFram
 
 static void misbehave(int mode, const char *want_reason, int want_status) {
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_misbehave, 0);
     w.sc.extra = &mode;
     base_opts(&w, &o);
-    o.max_frame = 1024;
-    make_client(&w, &o);
+    dlg_client_opts_set_max_frame(o, 1024);
+    make_client(&w, o);
     connect_ok(&w);
     rec r = {0};
     assert_int_equal(dlg_client_ping(w.c, on_reply, &r), 0);
@@ -339,6 +343,7 @@ static void misbehave(int mode, const char *want_reason, int want_status) {
         fail_msg("reason \"%s\" lacks \"%s\"", w.reason, want_reason);
     assert_int_equal(r.done, 1);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void oversized_frame_closes(void **state) {
@@ -384,11 +389,11 @@ static void request_timeout_and_late_reply(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_late, 0);
     base_opts(&w, &o);
-    o.request_timeout_ms = 100;
-    make_client(&w, &o);
+    dlg_client_opts_set_request_timeout_ms(o, 100);
+    make_client(&w, o);
     connect_ok(&w);
     rec r1 = {0}, r2 = {0};
     assert_int_equal(dlg_client_ping(w.c, on_reply, &r1), 0);
@@ -404,6 +409,7 @@ static void request_timeout_and_late_reply(void **state) {
     assert_int_equal(r1.done, 1);
     assert_int_equal(w.disconnected, 0);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void s_heartbeat(script *s, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f) {
@@ -425,12 +431,12 @@ static void server_ping_answered(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     int hb = 30000;
     world_open(&w, s_heartbeat, 0);
     w.sc.extra = &hb;
     base_opts(&w, &o);
-    make_client(&w, &o);
+    make_client(&w, o);
     connect_ok(&w);
     fsrv_stats *st = fsrv_stats_of(w.srv);
     for (int i = 0; i < 500 && st->pongs == 0; i++)
@@ -438,32 +444,34 @@ static void server_ping_answered(void **state) {
     assert_int_equal(st->pongs, 1);
     assert_int_equal(st->last_pong_nonce, 77);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void silent_server_detected(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     int hb = 20; /* promises pings every 20 ms, never sends one */
     world_open(&w, s_heartbeat, 0);
     w.sc.extra = &hb;
     base_opts(&w, &o);
-    make_client(&w, &o);
+    make_client(&w, o);
     connect_ok(&w);
     assert_int_equal(dlgt_run_until(&w.loop, &w.disconnected, 5000), 0);
     assert_non_null(strstr(w.reason, "heartbeat 20 ms"));
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void writes_coalesced(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_plain, 0);
     base_opts(&w, &o);
-    make_client(&w, &o);
+    make_client(&w, o);
     connect_ok(&w);
     /* Settle: nothing more from the client after the handshake. */
     run_for(&w, 50);
@@ -482,6 +490,7 @@ static void writes_coalesced(void **state) {
     for (int i = 0; i < 50; i++)
         assert_int_equal(r[i].status, 0);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 /* Join: Joined with the default [e1]; then push an Event and a Left. */
@@ -547,12 +556,12 @@ static void event_and_left_pushes(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     evrec e;
     memset(&e, 0, sizeof(e));
     world_open(&w, s_push, 0);
     base_opts(&w, &o);
-    make_client(&w, &o);
+    make_client(&w, o);
     dlg_client_on_event(w.c, "r", "e1", on_ev, &e);
     dlg_client_on_left(w.c, on_left, &e);
     connect_ok(&w);
@@ -572,6 +581,7 @@ static void event_and_left_pushes(void **state) {
     assert_string_equal(e.left_room, "r");
     assert_string_equal(e.left_reason, "kicked");
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 /* Connection 1: Join r1/r2 get [e1]; Subscribe answers with what was
@@ -621,13 +631,13 @@ static void restore_after_reconnect(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     evrec e;
     memset(&e, 0, sizeof(e));
     world_open(&w, s_restore, 0);
     base_opts(&w, &o);
-    o.reconnect = 1;
-    make_client(&w, &o);
+    dlg_client_opts_set_reconnect(o, 1);
+    make_client(&w, o);
     dlg_client_on_left(w.c, on_left, &e);
     connect_ok(&w);
     rec r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
@@ -653,18 +663,19 @@ static void restore_after_reconnect(void **state) {
         run_for(&w, 10);
     assert_string_equal(w.sc.log, "J:r1 J:r2 S:r1:e2 U:r2:e3 J:r1 ");
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void offline_queue_and_max_pending(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_late, 0);
     base_opts(&w, &o);
-    o.offline_queue = 1;
-    o.max_pending = 3;
-    make_client(&w, &o);
+    dlg_client_opts_set_offline_queue(o, 1);
+    dlg_client_opts_set_max_pending(o, 3);
+    make_client(&w, o);
     rec q1 = {0};
     /* Before connect: one request may wait, the next is refused. */
     assert_int_equal(dlg_client_trigger(w.c, "room", "ev", "x", 1, on_reply, &q1), 0);
@@ -683,6 +694,7 @@ static void offline_queue_and_max_pending(void **state) {
     /* Closed: the waiting requests completed with ECLOSED first. */
     assert_int_equal(q1.done, 1);
     assert_int_equal(q1.status, DLG_ECLOSED);
+    dlg_client_opts_free(o);
 }
 
 static void s_small_frames(script *s, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f) {
@@ -697,10 +709,10 @@ static void server_max_frame_respected(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_small_frames, 0);
     base_opts(&w, &o);
-    make_client(&w, &o);
+    make_client(&w, o);
     connect_ok(&w);
     char big[100];
     memset(big, 'x', sizeof(big));
@@ -711,21 +723,23 @@ static void server_max_frame_respected(void **state) {
     assert_int_equal(dlgt_run_until(&w.loop, &r.done, 5000), 0);
     assert_int_equal(r.status, 0);
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 static void connect_timeout_in_handshake(void **state) {
     (void)state;
     dlgt_timeout(30, __func__);
     world w;
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     world_open(&w, s_plain, 1);
     base_opts(&w, &o);
-    o.connect_timeout_ms = 100;
-    make_client(&w, &o);
+    dlg_client_opts_set_connect_timeout_ms(o, 100);
+    make_client(&w, o);
     assert_int_equal(dlg_client_connect(w.c), 0);
     assert_int_equal(dlgt_run_until(&w.loop, &w.disconnected, 5000), 0);
     assert_non_null(strstr(w.reason, "timed out after 100 ms (in the TLS handshake)"));
     world_close(&w);
+    dlg_client_opts_free(o);
 }
 
 /* dlg_sync_connect against a refusing server on its own thread. */
@@ -764,22 +778,23 @@ static void sync_connect_refused(void **state) {
     uv_thread_t th;
     assert_int_equal(uv_thread_create(&th, srv_main, &t), 0);
 
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], err[256];
-    dlg_client_opts_init(&o);
+    assert_int_equal(dlg_client_opts_new(&o), 0);
     snprintf(ca, sizeof(ca), "%s/ca.crt", certs.certs);
-    o.host = "127.0.0.1";
-    o.port = fsrv_port(t.srv);
-    o.ca_file = ca;
-    o.reconnect = 1; /* refused credentials end the wait anyway */
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, fsrv_port(t.srv));
+    dlg_client_opts_set_ca_file(o, ca);
+    dlg_client_opts_set_reconnect(o, 1); /* refused credentials end the wait anyway */
     dlg_client *c = NULL;
-    assert_int_equal(dlg_sync_connect(&o, 20000, &c, err, sizeof err), DLG_EAUTH);
+    assert_int_equal(dlg_sync_connect(o, 20000, &c, err, sizeof err), DLG_EAUTH);
     assert_null(c);
     assert_string_equal(err, "server refused Hello: UNAUTHENTICATED: bad token");
     uv_async_send(&t.stop);
     uv_thread_join(&th);
     assert_int_equal(uv_loop_close(&t.loop), 0);
     dlgt_teardown(&certs);
+    dlg_client_opts_free(o);
 }
 
 int main(void) {

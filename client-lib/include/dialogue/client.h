@@ -19,8 +19,13 @@
  * turn. Strings and arrays handed to callbacks are valid during the callback
  * only; copy what you keep.
  *
- * Errors: functions return 0 or a negative DLG_E* code (dlg_err.h);
- * dlg_client_strerror() gives the text. */
+ * Errors: functions return 0 or a negative DLG_E* code (dlg_errno.h);
+ * dlg_client_strerror() gives the text.
+ *
+ * ABI: libdialogue-client.so.2 exports exactly the functions declared in
+ * this header, each at symbol version DIALOGUE_CLIENT_2; every type a
+ * program allocates itself is a plain view (dlg_event, dlg_room_spec, ...),
+ * options and handles are opaque. */
 #ifndef DIALOGUE_CLIENT_H
 #define DIALOGUE_CLIENT_H
 
@@ -29,7 +34,7 @@
 
 #include <uv.h>
 
-#include "dlg_err.h"
+#include "dlg_errno.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,90 +53,139 @@ typedef struct dlg_client dlg_client;
 
 /* ---- options ------------------------------------------------------------ */
 
-/* Connection options. Initialise with dlg_client_opts_init(), then set what
- * you need. dlg_client_new*() copies every field and string, so the struct
- * and its strings may be freed or reused as soon as it returns. */
-typedef struct dlg_client_opts {
-    /* Server host name or IP literal (required unless servers is set). It
-     * is also the name the server certificate must match: a DNS SAN for a
-     * name, an IP SAN for an IP literal. */
-    const char *host;
-    /* Server TCP port (1..65535; required unless servers is set). */
-    unsigned port;
-    /* PEM file of the CA(s) that sign the server certificate; NULL = the
-     * system trust store. Verification is never skipped. */
-    const char *ca_file;
-    /* Client certificate chain and key (PEM) for mutual TLS; both or neither. */
-    const char *cert_file;
-    const char *key_file;
-    /* JWT sent in Hello; NULL or "" = anonymous. Never logged. */
-    const char *token;
-    /* Free text shown in server logs; NULL = "libdialogue-client". */
-    const char *client_name;
-    /* Reconnect after a lost connection or failed attempt [1] (with a list
-     * of servers, see servers below for what 0 means). A Hello
-     * refused with UNAUTHENTICATED, PERMISSION_DENIED or FAILED_PRECONDITION
-     * stops reconnecting whatever this says: retrying cannot help. */
-    int reconnect;
-    /* Reconnect delay: backoff_min_ms doubled per failed attempt up to
-     * backoff_max_ms [100, 30000], then reduced by a random fraction of up to
-     * backoff_jitter (0..1) [0.2] so many clients do not retry in step. */
-    uint32_t backoff_min_ms;
-    uint32_t backoff_max_ms;
-    double backoff_jitter;
-    /* Limit for one connection attempt: resolve, TCP connect, TLS handshake
-     * and Welcome [10000]. */
-    uint32_t connect_timeout_ms;
-    /* Limit for a request, from the call to its reply, time spent queued
-     * included [10000]. */
-    uint32_t request_timeout_ms;
-    /* Largest frame accepted from the server [1 MiB]. A bigger one closes the
-     * connection (the disconnect reason says so). */
-    uint32_t max_frame;
-    /* Requests that may wait while the client is disconnected (between
-     * attempts, or before dlg_client_connect) and are sent after the next
-     * Welcome [0]. With 0 such requests fail at once with DLG_ECLOSED.
-     * Requests made during a connection attempt always wait for it; if it
-     * fails they complete with DLG_ECLOSED unless they fit in this queue. */
-    uint32_t offline_queue;
-    /* Cap on requests not yet answered (queued or in flight) [4096]. Over it
-     * a request fails with DLG_EFULL. */
-    uint32_t max_pending;
-    /* Library diagnostics to stderr: -1 = none [default], else a DLG_LOG_*
-     * level from dlg_log.h (0 = errors .. 3 = debug). */
-    int log_level;
-    /* A list of servers, in place of host and port [NULL]: comma-separated
-     * "HOST:PORT" entries, at most DLG_CLIENT_MAX_SERVERS, IPv6 literals in
-     * brackets ("[::1]:3000"), blanks around an entry ignored, e.g.
-     * "node1.example:3000, node2.example:3000". NULL or "" = use host and
-     * port; when set, host must be NULL and port 0. Each HOST is the name
-     * that server's certificate must match, as host above. Every entry is
-     * validated; an error names it, counting from 1 ("servers: entry 2
-     * \"foo\" is not HOST:PORT").
-     *
-     * The first attempt goes to the first entry; every later attempt (after
-     * a failed attempt or a lost connection) to the next one, round robin.
-     * Delays: after losing a connection that was up (Welcome received) for
-     * at least backoff_min_ms, the attempt on the next server starts at
-     * once; otherwise, and after every failed attempt, the usual backoff
-     * applies (doubling per failed attempt since the last Welcome), so a
-     * cluster that is down is not hammered. With reconnect off,
-     * dlg_client_connect makes one pass: each entry is tried at most once,
-     * and a lost connection is not retried. dlg_client_server() tells which
-     * entry the client is on. */
-    const char *servers;
-} dlg_client_opts;
+/* Connection options: an opaque object (its layout is the library's, so it
+ * can grow without breaking programs built against an older release).
+ * Create it with dlg_client_opts_new (every option at its default, shown in
+ * brackets below), change what you need with the dlg_client_opts_set_*
+ * functions, hand it to dlg_client_new* or dlg_sync_connect, free it with
+ * dlg_client_opts_free. dlg_client_new* copies every option, so the object
+ * may be freed, changed or reused as soon as it returns.
+ *
+ * Setters copy strings; NULL (or "") puts a string option back to its
+ * default. They do not validate: dlg_client_opts_check and dlg_client_new*
+ * do, naming the option at fault. Each setter returns 0, DLG_EINVAL when o
+ * is NULL, or DLG_ENOMEM (the option is then unchanged). Getters take a
+ * non-NULL o and return the option as set (a string option set to "" reads
+ * back as NULL); a string stays valid until that option is set again or o
+ * is freed. An object is not thread-safe: set it up on one thread. */
+typedef struct dlg_client_opts dlg_client_opts;
 
-/* Most entries in dlg_client_opts.servers. */
+/* Most entries in the servers option. */
 #define DLG_CLIENT_MAX_SERVERS 16
 
-/* Fills o with the defaults shown in brackets above (host NULL, port 0,
- * servers NULL). */
-DLG_EXPORT void dlg_client_opts_init(dlg_client_opts *o);
+/* A new options object with the defaults (host NULL, port 0, servers NULL).
+ * 0 and the object in *out, or DLG_EINVAL (out NULL) or DLG_ENOMEM. */
+DLG_EXPORT int dlg_client_opts_new(dlg_client_opts **out);
+
+/* Releases o and its strings (the token is wiped first). NULL is ignored. */
+DLG_EXPORT void dlg_client_opts_free(dlg_client_opts *o);
+
+/* Server host name or IP literal (required unless servers is set). It is
+ * also the name the server certificate must match: a DNS SAN for a name,
+ * an IP SAN for an IP literal. */
+DLG_EXPORT int dlg_client_opts_set_host(dlg_client_opts *o, const char *host);
+DLG_EXPORT const char *dlg_client_opts_get_host(const dlg_client_opts *o);
+
+/* Server TCP port (1..65535; required unless servers is set; 0 = unset). */
+DLG_EXPORT int dlg_client_opts_set_port(dlg_client_opts *o, unsigned port);
+DLG_EXPORT unsigned dlg_client_opts_get_port(const dlg_client_opts *o);
+
+/* A list of servers, in place of host and port [NULL]: comma-separated
+ * "HOST:PORT" entries, at most DLG_CLIENT_MAX_SERVERS, IPv6 literals in
+ * brackets ("[::1]:3000"), blanks around an entry ignored, e.g.
+ * "node1.example:3000, node2.example:3000". NULL or "" = use host and
+ * port; when set, host must be NULL and port 0. Each HOST is the name
+ * that server's certificate must match, as host above. Every entry is
+ * validated; an error names it, counting from 1 ("servers: entry 2
+ * \"foo\" is not HOST:PORT").
+ *
+ * The first attempt goes to the first entry; every later attempt (after
+ * a failed attempt or a lost connection) to the next one, round robin.
+ * Delays: after losing a connection that was up (Welcome received) for
+ * at least backoff_min_ms, the attempt on the next server starts at
+ * once; otherwise, and after every failed attempt, the usual backoff
+ * applies (doubling per failed attempt since the last Welcome), so a
+ * cluster that is down is not hammered. With reconnect off,
+ * dlg_client_connect makes one pass: each entry is tried at most once,
+ * and a lost connection is not retried. dlg_client_server() tells which
+ * entry the client is on. */
+DLG_EXPORT int dlg_client_opts_set_servers(dlg_client_opts *o, const char *servers);
+DLG_EXPORT const char *dlg_client_opts_get_servers(const dlg_client_opts *o);
+
+/* PEM file of the CA(s) that sign the server certificate; NULL = the
+ * system trust store [NULL]. Verification is never skipped. */
+DLG_EXPORT int dlg_client_opts_set_ca_file(dlg_client_opts *o, const char *path);
+DLG_EXPORT const char *dlg_client_opts_get_ca_file(const dlg_client_opts *o);
+
+/* Client certificate chain and key (PEM) for mutual TLS; both or neither
+ * [NULL]. */
+DLG_EXPORT int dlg_client_opts_set_cert_file(dlg_client_opts *o, const char *path);
+DLG_EXPORT const char *dlg_client_opts_get_cert_file(const dlg_client_opts *o);
+DLG_EXPORT int dlg_client_opts_set_key_file(dlg_client_opts *o, const char *path);
+DLG_EXPORT const char *dlg_client_opts_get_key_file(const dlg_client_opts *o);
+
+/* JWT sent in Hello; NULL or "" = anonymous [NULL]. Never logged; wiped
+ * from memory when replaced or freed. */
+DLG_EXPORT int dlg_client_opts_set_token(dlg_client_opts *o, const char *token);
+DLG_EXPORT const char *dlg_client_opts_get_token(const dlg_client_opts *o);
+
+/* Free text shown in server logs; NULL = "libdialogue-client" [NULL]. */
+DLG_EXPORT int dlg_client_opts_set_client_name(dlg_client_opts *o, const char *name);
+DLG_EXPORT const char *dlg_client_opts_get_client_name(const dlg_client_opts *o);
+
+/* Reconnect after a lost connection or failed attempt [1] (with a list of
+ * servers, see servers above for what 0 means). A Hello refused with
+ * UNAUTHENTICATED, PERMISSION_DENIED or FAILED_PRECONDITION stops
+ * reconnecting whatever this says: retrying cannot help. */
+DLG_EXPORT int dlg_client_opts_set_reconnect(dlg_client_opts *o, int on);
+DLG_EXPORT int dlg_client_opts_get_reconnect(const dlg_client_opts *o);
+
+/* Reconnect delay: backoff_min_ms doubled per failed attempt up to
+ * backoff_max_ms [100, 30000], then reduced by a random fraction of up to
+ * backoff_jitter (0..1) [0.2] so many clients do not retry in step. */
+DLG_EXPORT int dlg_client_opts_set_backoff_min_ms(dlg_client_opts *o, uint32_t ms);
+DLG_EXPORT uint32_t dlg_client_opts_get_backoff_min_ms(const dlg_client_opts *o);
+DLG_EXPORT int dlg_client_opts_set_backoff_max_ms(dlg_client_opts *o, uint32_t ms);
+DLG_EXPORT uint32_t dlg_client_opts_get_backoff_max_ms(const dlg_client_opts *o);
+DLG_EXPORT int dlg_client_opts_set_backoff_jitter(dlg_client_opts *o, double jitter);
+DLG_EXPORT double dlg_client_opts_get_backoff_jitter(const dlg_client_opts *o);
+
+/* Limit for one connection attempt: resolve, TCP connect, TLS handshake
+ * and Welcome [10000]. */
+DLG_EXPORT int dlg_client_opts_set_connect_timeout_ms(dlg_client_opts *o, uint32_t ms);
+DLG_EXPORT uint32_t dlg_client_opts_get_connect_timeout_ms(const dlg_client_opts *o);
+
+/* Limit for a request, from the call to its reply, time spent queued
+ * included [10000]. */
+DLG_EXPORT int dlg_client_opts_set_request_timeout_ms(dlg_client_opts *o, uint32_t ms);
+DLG_EXPORT uint32_t dlg_client_opts_get_request_timeout_ms(const dlg_client_opts *o);
+
+/* Largest frame accepted from the server, at least 64 [1 MiB]. A bigger one
+ * closes the connection (the disconnect reason says so). */
+DLG_EXPORT int dlg_client_opts_set_max_frame(dlg_client_opts *o, uint32_t bytes);
+DLG_EXPORT uint32_t dlg_client_opts_get_max_frame(const dlg_client_opts *o);
+
+/* Requests that may wait while the client is disconnected (between
+ * attempts, or before dlg_client_connect) and are sent after the next
+ * Welcome [0]. With 0 such requests fail at once with DLG_ECLOSED.
+ * Requests made during a connection attempt always wait for it; if it
+ * fails they complete with DLG_ECLOSED unless they fit in this queue. */
+DLG_EXPORT int dlg_client_opts_set_offline_queue(dlg_client_opts *o, uint32_t n);
+DLG_EXPORT uint32_t dlg_client_opts_get_offline_queue(const dlg_client_opts *o);
+
+/* Cap on requests not yet answered (queued or in flight) [4096]. Over it
+ * a request fails with DLG_EFULL. */
+DLG_EXPORT int dlg_client_opts_set_max_pending(dlg_client_opts *o, uint32_t n);
+DLG_EXPORT uint32_t dlg_client_opts_get_max_pending(const dlg_client_opts *o);
+
+/* Library diagnostics to stderr: -1 = none [-1], 0 = errors, 1 = warnings
+ * too, 2 = info too, 3 = debug too. */
+DLG_EXPORT int dlg_client_opts_set_log_level(dlg_client_opts *o, int level);
+DLG_EXPORT int dlg_client_opts_get_log_level(const dlg_client_opts *o);
 
 /* Checks o as dlg_client_new would, loading the CA, certificate and key
  * files. Returns 0 or DLG_EINVAL/DLG_ETLS/DLG_ENOMEM with a message naming
- * the offending field, servers entry or file in err (may be NULL). */
+ * the offending option, servers entry or file in err (may be NULL). */
 DLG_EXPORT int dlg_client_opts_check(const dlg_client_opts *o, char *err,
                                      size_t errlen);
 
@@ -411,8 +465,9 @@ typedef struct dlg_bytes {
     size_t len;
 } dlg_bytes;
 
-/* Reply of get_schema: serialised google.protobuf.FileDescriptorSets (feed
- * them to dlg_schema_add_set) and the event names they define. */
+/* Reply of get_schema: serialised google.protobuf.FileDescriptorSets (parse
+ * them with protobuf-c's google/protobuf/descriptor.proto code, or any
+ * protobuf library) and the event names they define. */
 typedef struct dlg_schema_info {
     const dlg_bytes *sets;
     size_t n_sets;
@@ -527,10 +582,14 @@ DLG_EXPORT int dlg_client_delete_room(dlg_client *c, const char *room,
  * dlg_client_status_err) and err (may be NULL) receives "STATUS: message"
  * or a local explanation. Example:
  *
- *   dlg_client_opts o; dlg_client_opts_init(&o);
- *   o.host = "127.0.0.1"; o.port = 3000; o.ca_file = "ca.crt";
- *   dlg_client *c = NULL; char err[256]; uint64_t seq;
- *   int rc = dlg_sync_connect(&o, 5000, &c, err, sizeof err);
+ *   dlg_client_opts *o = NULL;
+ *   dlg_client *c = NULL; char err[256] = ""; uint64_t seq;
+ *   int rc = dlg_client_opts_new(&o);
+ *   if (rc == 0) rc = dlg_client_opts_set_host(o, "127.0.0.1");
+ *   if (rc == 0) rc = dlg_client_opts_set_port(o, 3000);
+ *   if (rc == 0) rc = dlg_client_opts_set_ca_file(o, "ca.crt");
+ *   if (rc == 0) rc = dlg_sync_connect(o, 5000, &c, err, sizeof err);
+ *   dlg_client_opts_free(o);
  *   if (rc == 0) rc = dlg_sync_join(c, "dashboard", 5000, err, sizeof err);
  *   if (rc == 0) rc = dlg_sync_trigger(c, "dashboard", "metrics:update",
  *                                      buf, len, 5000, &seq, err, sizeof err);
@@ -597,7 +656,9 @@ DLG_EXPORT const char *dlg_from_kind_name(int kind);
  * a DLG_E* code) is returned as is. */
 DLG_EXPORT int dlg_client_status_err(int status);
 
-/* Library version, "MAJOR.MINOR.PATCH"; static storage. */
+/* The release this library belongs to, "MAJOR.MINOR.PATCH" (the same
+ * number dialogued and dialoguectl of the release report; the SONAME's
+ * number is the ABI's, not this); static storage. */
 DLG_EXPORT const char *dlg_client_version(void);
 
 #ifdef __cplusplus

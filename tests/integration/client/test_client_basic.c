@@ -49,14 +49,17 @@ static int group_teardown(void **state) {
     return 0;
 }
 
-static void base_opts(const fixture *f, dlg_client_opts *o, char *ca, size_t calen) {
-    dlg_client_opts_init(o);
+/* New options for the fixture's daemon (the caller frees them). */
+static dlg_client_opts *base_opts(const fixture *f, char *ca, size_t calen) {
+    dlg_client_opts *o = NULL;
+    assert_int_equal(dlg_client_opts_new(&o), 0);
     snprintf(ca, calen, "%s/ca.crt", f->d.certs);
-    o->host = "127.0.0.1";
-    o->port = f->d.port;
-    o->ca_file = ca;
-    o->reconnect = 0;
-    o->log_level = getenv("DLGT_LOG") ? 3 : -1;
+    assert_int_equal(dlg_client_opts_set_host(o, "127.0.0.1"), 0);
+    assert_int_equal(dlg_client_opts_set_port(o, f->d.port), 0);
+    assert_int_equal(dlg_client_opts_set_ca_file(o, ca), 0);
+    assert_int_equal(dlg_client_opts_set_reconnect(o, 0), 0);
+    assert_int_equal(dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1), 0);
+    return o;
 }
 
 static void on_closed(dlg_client *c, void *ud) {
@@ -97,11 +100,11 @@ static void connect_ping_close(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
-    lc_open(&l, &o);
+    o = base_opts(f, ca, sizeof(ca));
+    lc_open(&l, o);
     assert_int_equal(dlg_client_state(l.c), DLG_STATE_IDLE);
     lc_connect(&l);
     assert_int_equal(dlg_client_state(l.c), DLG_STATE_CONNECTED);
@@ -116,6 +119,7 @@ static void connect_ping_close(void **state) {
     assert_int_equal(dlg_client_connect(l.c), DLG_ESTATE);
     lc_close(&l);
     assert_string_equal(l.st.seq, "cCX");
+    dlg_client_opts_free(o);
 }
 
 static void request_errors(void **state) {
@@ -123,11 +127,11 @@ static void request_errors(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
-    lc_open(&l, &o);
+    o = base_opts(f, ca, sizeof(ca));
+    lc_open(&l, o);
     lc_connect(&l);
 
     dlgt_call k = {.kind = DLGT_R_JOINED};
@@ -191,6 +195,7 @@ static void request_errors(void **state) {
     assert_int_equal(dlg_client_trigger(l.c, "lobby", NULL, "x", 1, NULL, NULL), DLG_EINVAL);
     assert_int_equal(dlg_client_subscribe(l.c, "lobby", NULL, 0, 0, NULL, NULL), DLG_EINVAL);
     lc_close(&l);
+    dlg_client_opts_free(o);
 }
 
 static void list_rooms_and_schema(void **state) {
@@ -198,11 +203,11 @@ static void list_rooms_and_schema(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
-    lc_open(&l, &o);
+    o = base_opts(f, ca, sizeof(ca));
+    lc_open(&l, o);
     lc_connect(&l);
     dlgt_call k = {.kind = DLGT_R_ROOMS};
     assert_int_equal(dlg_client_list_rooms(l.c, 0, dlgt_on_reply, &k), 0);
@@ -218,6 +223,7 @@ static void list_rooms_and_schema(void **state) {
     assert_non_null(strstr(s.r.events, "metrics:update=dialogue.dashboard.MetricsUpdate"));
     assert_non_null(strstr(s.r.events, "alert:triggered=dialogue.dashboard.AlertTriggered"));
     lc_close(&l);
+    dlg_client_opts_free(o);
 }
 
 static void tls_wrong_ca_refused(void **state) {
@@ -225,20 +231,21 @@ static void tls_wrong_ca_refused(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], other[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
+    o = base_opts(f, ca, sizeof(ca));
     /* A self-signed certificate that did not sign the server's. */
     snprintf(other, sizeof(other), "%s/client-admin.crt", f->d.certs);
-    o.ca_file = other;
-    lc_open(&l, &o);
+    dlg_client_opts_set_ca_file(o, other);
+    lc_open(&l, o);
     assert_int_equal(dlg_client_connect(l.c), 0);
     assert_int_equal(dlgt_run_until(&l.loop, &l.st.disconnected, 10000), 0);
     assert_non_null(strstr(l.st.reason, "certificate verify failed"));
     assert_int_equal(l.st.connected, 0);
     lc_close(&l);
     assert_string_equal(l.st.seq, "cdX");
+    dlg_client_opts_free(o);
 }
 
 static void tls_wrong_name_refused(void **state) {
@@ -246,15 +253,15 @@ static void tls_wrong_name_refused(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
+    o = base_opts(f, ca, sizeof(ca));
     /* "127.1" resolves to 127.0.0.1 (inet_aton shorthand), but it is not
      * the IP SAN's literal form nor a DNS SAN of the certificate, so the
      * name check must fail after a TCP connect succeeded. */
-    o.host = "127.1";
-    lc_open(&l, &o);
+    dlg_client_opts_set_host(o, "127.1");
+    lc_open(&l, o);
     assert_int_equal(dlg_client_connect(l.c), 0);
     assert_int_equal(dlgt_run_until(&l.loop, &l.st.disconnected, 10000), 0);
     assert_int_equal(l.st.connected, 0);
@@ -262,6 +269,7 @@ static void tls_wrong_name_refused(void **state) {
         strstr(l.st.reason, "certificate verify failed") == NULL)
         fail_msg("unexpected reason: %s", l.st.reason);
     lc_close(&l);
+    dlg_client_opts_free(o);
 }
 
 static void localhost_name_verified(void **state) {
@@ -269,14 +277,15 @@ static void localhost_name_verified(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
-    o.host = "localhost"; /* DNS SAN; may resolve to ::1 first */
-    lc_open(&l, &o);
+    o = base_opts(f, ca, sizeof(ca));
+    dlg_client_opts_set_host(o, "localhost"); /* DNS SAN; may resolve to ::1 first */
+    lc_open(&l, o);
     lc_connect(&l);
     lc_close(&l);
+    dlg_client_opts_free(o);
 }
 
 static void refused_port_and_fail_fast(void **state) {
@@ -284,25 +293,26 @@ static void refused_port_and_fail_fast(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
+    o = base_opts(f, ca, sizeof(ca));
     /* Not connected yet, offline queue 0: triggers fail at once. */
-    lc_open(&l, &o);
+    lc_open(&l, o);
     assert_int_equal(dlg_client_trigger(l.c, "lobby", "metrics:update", "", 0, NULL, NULL),
                      DLG_ECLOSED);
     lc_close(&l);
 
     /* Port 1 on loopback: nothing listens there. */
-    o.port = 1;
-    lc_open(&l, &o);
+    dlg_client_opts_set_port(o, 1);
+    lc_open(&l, o);
     assert_int_equal(dlg_client_connect(l.c), 0);
     assert_int_equal(dlgt_run_until(&l.loop, &l.st.disconnected, 10000), 0);
     assert_non_null(strstr(l.st.reason, "127.0.0.1:1"));
     assert_non_null(strstr(l.st.reason, "refused"));
     assert_int_equal(dlg_client_ping(l.c, NULL, NULL), DLG_ECLOSED);
     lc_close(&l);
+    dlg_client_opts_free(o);
 }
 
 static void pending_fail_on_close(void **state) {
@@ -310,11 +320,11 @@ static void pending_fail_on_close(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
-    lc_open(&l, &o);
+    o = base_opts(f, ca, sizeof(ca));
+    lc_open(&l, o);
     lc_connect(&l);
     dlgt_call k = {.kind = DLGT_R_PING};
     assert_int_equal(dlg_client_ping(l.c, dlgt_on_reply, &k), 0);
@@ -329,6 +339,7 @@ static void pending_fail_on_close(void **state) {
     dlg_client_free(l.c);
     uv_run(&l.loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&l.loop), 0);
+    dlg_client_opts_free(o);
 }
 
 static void free_without_close(void **state) {
@@ -336,11 +347,11 @@ static void free_without_close(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400];
     lc l;
-    base_opts(f, &o, ca, sizeof(ca));
-    lc_open(&l, &o);
+    o = base_opts(f, ca, sizeof(ca));
+    lc_open(&l, o);
     lc_connect(&l);
     dlgt_call k = {.kind = DLGT_R_PING};
     assert_int_equal(dlg_client_ping(l.c, dlgt_on_reply, &k), 0);
@@ -351,6 +362,7 @@ static void free_without_close(void **state) {
     /* No callback of any kind after free. */
     assert_int_equal(k.r.done, 0);
     assert_int_equal(l.st.n, seen);
+    dlg_client_opts_free(o);
 }
 
 static void sync_api(void **state) {
@@ -358,9 +370,9 @@ static void sync_api(void **state) {
     if (f == NULL)
         skip();
     dlgt_timeout(30, __func__);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], err[256];
-    base_opts(f, &o, ca, sizeof(ca));
+    o = base_opts(f, ca, sizeof(ca));
     /* The header's example, nearly verbatim. */
     Dialogue__Dashboard__MetricsUpdate m = DIALOGUE__DASHBOARD__METRICS_UPDATE__INIT;
     m.has_cpu = m.has_memory = m.has_requests = m.has_errors = m.has_latency = 1;
@@ -368,7 +380,7 @@ static void sync_api(void **state) {
     size_t len = dialogue__dashboard__metrics_update__pack(&m, buf);
     dlg_client *c = NULL;
     uint64_t seq = 0;
-    int rc = dlg_sync_connect(&o, 5000, &c, err, sizeof err);
+    int rc = dlg_sync_connect(o, 5000, &c, err, sizeof err);
     if (rc == 0) rc = dlg_sync_join(c, "lobby", 5000, err, sizeof err);
     if (rc == 0) rc = dlg_sync_trigger(c, "lobby", "metrics:update", buf, len, 5000, &seq,
                                        err, sizeof err);
@@ -384,11 +396,12 @@ static void sync_api(void **state) {
 
     /* A refused connection with reconnect off fails without waiting out
      * the timeout, and leaves nothing behind. */
-    o.port = 1;
+    dlg_client_opts_set_port(o, 1);
     c = NULL;
-    assert_int_equal(dlg_sync_connect(&o, 20000, &c, err, sizeof err), DLG_ECLOSED);
+    assert_int_equal(dlg_sync_connect(o, 20000, &c, err, sizeof err), DLG_ECLOSED);
     assert_null(c);
     assert_non_null(strstr(err, "refused"));
+    dlg_client_opts_free(o);
 }
 
 int main(void) {

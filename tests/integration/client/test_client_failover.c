@@ -183,33 +183,37 @@ static void start_both(pair *p) {
     snprintf(p->list, sizeof(p->list), "%s,%s", p->name_a, p->name_b);
 }
 
-static void opts_list(const pair *p, dlg_client_opts *o, const char *servers) {
-    dlg_client_opts_init(o);
-    o->servers = servers;
-    o->ca_file = p->ca;
-    o->backoff_min_ms = 20;
-    o->backoff_max_ms = 200;
-    o->connect_timeout_ms = 5000;
-    o->log_level = getenv("DLGT_LOG") ? 3 : -1;
+static void opts_list(const pair *p, dlg_client_opts **op, const char *servers) {
+    dlg_client_opts_free(*op); /* the previous one, if any */
+    assert_int_equal(dlg_client_opts_new(op), 0);
+    dlg_client_opts *o = *op;
+    dlg_client_opts_set_servers(o, servers);
+    dlg_client_opts_set_ca_file(o, p->ca);
+    dlg_client_opts_set_backoff_min_ms(o, 20);
+    dlg_client_opts_set_backoff_max_ms(o, 200);
+    dlg_client_opts_set_connect_timeout_ms(o, 5000);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
 }
 
 /* Info lines at least: "reconnecting to X in N ms" is what tests read. */
 static void opts_logged(dlg_client_opts *o) {
-    if (o->log_level < 2) /* DLG_LOG_INFO */
-        o->log_level = 2;
+    if (dlg_client_opts_get_log_level(o) < 2) /* info */
+        dlg_client_opts_set_log_level(o, 2);
 }
 
 /* A publisher on one daemon only (host/port). */
 static dlg_client *publisher(const pair *p, const dlgt_daemon *d, const char *room) {
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     dlg_client *c = NULL;
     char err[512];
-    dlg_client_opts_init(&o);
-    o.host = "127.0.0.1";
-    o.port = d->port;
-    o.ca_file = p->ca;
-    o.reconnect = 0;
-    if (dlg_sync_connect(&o, 5000, &c, err, sizeof(err)) != 0) {
+    assert_int_equal(dlg_client_opts_new(&o), 0);
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, d->port);
+    dlg_client_opts_set_ca_file(o, p->ca);
+    dlg_client_opts_set_reconnect(o, 0);
+    int rc = dlg_sync_connect(o, 5000, &c, err, sizeof(err));
+    dlg_client_opts_free(o);
+    if (rc != 0) {
         fprintf(stderr, "publisher on %u: %s\n", d->port, err);
         return NULL;
     }
@@ -237,15 +241,15 @@ static void moves_to_next_node_when_killed(void **state) {
         skip();
     dlgt_timeout(60, __func__);
     start_both(p);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char err[512], now[DLG_CLIENT_SERVER_MAX];
     static watch w;
     memset(&w, 0, sizeof(w));
     opts_list(p, &o, p->list);
-    opts_logged(&o);
+    opts_logged(o);
     dlg_client *c = NULL;
     capture_start(p);
-    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &c), 0);
     dlg_client_on_state(c, on_state, &w);
     dlg_client_on_event(c, NULL, NULL, on_event, &w);
     dlg_client_on_gap(c, on_gap, &w);
@@ -318,6 +322,7 @@ static void moves_to_next_node_when_killed(void **state) {
     const char *log = capture_end(p, 0);
     if (strstr(log, want) == NULL)
         fail_msg("no \"%s\" in the client's log:\n%s", want, log);
+    dlg_client_opts_free(o);
 }
 
 /* Two free ports, learned by running each daemon once. */
@@ -341,12 +346,12 @@ static void failed_attempt_moves_on(void **state) {
     snprintf(list, sizeof(list), "%s, %s", dead, p->name_b);
 
     /* Loop of state changes: dead first entry, then B. */
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     static watch w;
     memset(&w, 0, sizeof(w));
     opts_list(p, &o, list);
     dlg_client *c = NULL;
-    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &c), 0);
     dlg_client_on_state(c, on_state, &w);
     assert_int_equal(dlg_client_server(c, now, sizeof(now)), 0);
     assert_string_equal(now, dead);
@@ -362,11 +367,12 @@ static void failed_attempt_moves_on(void **state) {
 
     /* Reconnect off: one pass over the list still reaches B. */
     opts_list(p, &o, list);
-    o.reconnect = 0;
-    assert_int_equal(dlg_sync_connect(&o, 10000, &c, err, sizeof(err)), 0);
+    dlg_client_opts_set_reconnect(o, 0);
+    assert_int_equal(dlg_sync_connect(o, 10000, &c, err, sizeof(err)), 0);
     assert_int_equal(dlg_client_server(c, now, sizeof(now)), 0);
     assert_string_equal(now, p->name_b);
     dlg_client_free(c);
+    dlg_client_opts_free(o);
 }
 
 static void dead_list_one_pass_then_backoff(void **state) {
@@ -379,15 +385,15 @@ static void dead_list_one_pass_then_backoff(void **state) {
     snprintf(list, sizeof(list), "%s,%s,%s", d1, d2, d1);
 
     /* Reconnect off: each entry once, in order, then nothing more. */
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     static watch w;
     memset(&w, 0, sizeof(w));
     opts_list(p, &o, list);
-    opts_logged(&o);
-    o.reconnect = 0;
+    opts_logged(o);
+    dlg_client_opts_set_reconnect(o, 0);
     dlg_client *c = NULL;
     capture_start(p);
-    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &c), 0);
     dlg_client_on_state(c, on_state, &w);
     assert_int_equal(dlg_client_connect(c), 0);
     assert_int_equal(dlgt_wait_count(&w.disconnected, 3, 10000), 0);
@@ -402,7 +408,7 @@ static void dead_list_one_pass_then_backoff(void **state) {
     dlg_client_free(c);
 
     /* The blocking connect reports the pass's end with the last reason. */
-    assert_int_equal(dlg_sync_connect(&o, 10000, &c, err, sizeof(err)), DLG_ECLOSED);
+    assert_int_equal(dlg_sync_connect(o, 10000, &c, err, sizeof(err)), DLG_ECLOSED);
     fprintf(stderr, "sync connect: %s\n", err);
     assert_non_null(strstr(err, d1));
 
@@ -411,15 +417,15 @@ static void dead_list_one_pass_then_backoff(void **state) {
     memset(&w, 0, sizeof(w));
     snprintf(list, sizeof(list), "%s,%s", d1, d2);
     opts_list(p, &o, list);
-    opts_logged(&o);
-    assert_int_equal(dlg_client_new_threaded(&o, &c), 0);
+    opts_logged(o);
+    assert_int_equal(dlg_client_new_threaded(o, &c), 0);
     dlg_client_on_state(c, on_state, &w);
     assert_int_equal(dlg_client_connect(c), 0);
     assert_int_equal(dlgt_wait_count(&w.disconnected, 4, 10000), 0);
     for (int i = 0; i < 4; i++)
         assert_non_null(strstr(w.reasons[i], i % 2 ? d2 : d1));
     dlg_client_free(c);
-    assert_int_equal(dlg_sync_connect(&o, 300, &c, err, sizeof(err)), DLG_ETIMEDOUT);
+    assert_int_equal(dlg_sync_connect(o, 300, &c, err, sizeof(err)), DLG_ETIMEDOUT);
     const char *log = capture_end(p, 0);
     fprintf(stderr, "sync connect: %s\n", err);
     assert_non_null(strstr(err, "not connected to any of the 2 servers (last tried"));
@@ -427,6 +433,7 @@ static void dead_list_one_pass_then_backoff(void **state) {
     assert_non_null(strstr(log, "reconnecting to "));
     if (strstr(log, " in 0 ms") != NULL)
         fail_msg("a failed attempt was retried without delay:\n%s", log);
+    dlg_client_opts_free(o);
 }
 
 int main(void) {

@@ -70,15 +70,17 @@ static size_t pack_alert(uint8_t *buf, const char *id) {
     return dialogue__dashboard__alert_triggered__pack(&a, buf);
 }
 
-static void opts_for(const dlgt_daemon *d, dlg_client_opts *o, char *ca, size_t calen) {
-    dlg_client_opts_init(o);
+static void opts_for(const dlgt_daemon *d, dlg_client_opts **op, char *ca, size_t calen) {
+    dlg_client_opts_free(*op); /* the previous one, if any */
+    assert_int_equal(dlg_client_opts_new(op), 0);
+    dlg_client_opts *o = *op;
     snprintf(ca, calen, "%s/ca.crt", d->certs);
-    o->host = "127.0.0.1";
-    o->port = d->port;
-    o->ca_file = ca;
-    o->backoff_min_ms = 20;
-    o->backoff_max_ms = 200;
-    o->log_level = getenv("DLGT_LOG") ? 3 : -1;
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, d->port);
+    dlg_client_opts_set_ca_file(o, ca);
+    dlg_client_opts_set_backoff_min_ms(o, 20);
+    dlg_client_opts_set_backoff_max_ms(o, 200);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
 }
 
 /* Each test gets its own folder and daemon; teardown removes both even
@@ -107,15 +109,15 @@ static void restore_after_kill(void **state) {
     dlgt_timeout(60, __func__);
     dlgt_daemon *dp = *state;
     assert_int_equal(dlgt_start(dp, 0), 0);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], err[512];
     watch w;
     memset(&w, 0, sizeof(w));
     opts_for(dp, &o, ca, sizeof(ca));
-    o.offline_queue = 4;
+    dlg_client_opts_set_offline_queue(o, 4);
     dlg_client *a = NULL, *b = NULL;
     /* Handlers first, then connect: a threaded client of our own. */
-    assert_int_equal(dlg_client_new_threaded(&o, &a), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &a), 0);
     dlg_client_on_state(a, on_state, &w);
     dlg_client_on_event(a, "lobby", NULL, on_event, &w);
     assert_int_equal(dlg_client_connect(a), 0);
@@ -149,9 +151,9 @@ static void restore_after_kill(void **state) {
 
     /* Another client publishes metrics then an alert: a must see only the
      * alert (same room: delivered in seq order). */
-    o.offline_queue = 0;
-    o.reconnect = 0;
-    assert_int_equal(dlg_sync_connect(&o, 5000, &b, err, sizeof err), 0);
+    dlg_client_opts_set_offline_queue(o, 0);
+    dlg_client_opts_set_reconnect(o, 0);
+    assert_int_equal(dlg_sync_connect(o, 5000, &b, err, sizeof err), 0);
     assert_int_equal(dlg_sync_join(b, "lobby", 5000, err, sizeof err), 0);
     int alerts0 = atomic_load(&w.alerts), metrics0 = atomic_load(&w.metrics);
     n = pack_metrics(buf);
@@ -164,6 +166,7 @@ static void restore_after_kill(void **state) {
     assert_int_equal(atomic_load(&w.metrics), metrics0);
     dlg_client_free(b);
     dlg_client_free(a);
+    dlg_client_opts_free(o);
 }
 
 static void retries_until_daemon_appears(void **state) {
@@ -175,14 +178,14 @@ static void retries_until_daemon_appears(void **state) {
     assert_int_equal(dlgt_start(dp, 0), 0);
     unsigned port = dp->port;
     assert_int_equal(dlgt_stop(dp), 0);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], err[512];
     watch w;
     memset(&w, 0, sizeof(w));
     dp->port = port;
     opts_for(dp, &o, ca, sizeof(ca));
     dlg_client *a = NULL;
-    assert_int_equal(dlg_client_new_threaded(&o, &a), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &a), 0);
     dlg_client_on_state(a, on_state, &w);
     assert_int_equal(dlg_client_connect(a), 0);
     assert_int_equal(dlgt_wait_count(&w.disconnected, 2, 10000), 0);
@@ -194,6 +197,7 @@ static void retries_until_daemon_appears(void **state) {
     /* Each attempt announced itself. */
     assert_true(atomic_load(&w.connecting) >= 3);
     dlg_client_free(a);
+    dlg_client_opts_free(o);
 }
 
 static void no_reconnect_when_off(void **state) {
@@ -202,14 +206,14 @@ static void no_reconnect_when_off(void **state) {
     dlgt_timeout(60, __func__);
     dlgt_daemon *dp = *state;
     assert_int_equal(dlgt_start(dp, 0), 0);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], err[512];
     watch w;
     memset(&w, 0, sizeof(w));
     opts_for(dp, &o, ca, sizeof(ca));
-    o.reconnect = 0;
+    dlg_client_opts_set_reconnect(o, 0);
     dlg_client *a = NULL;
-    assert_int_equal(dlg_client_new_threaded(&o, &a), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &a), 0);
     dlg_client_on_state(a, on_state, &w);
     assert_int_equal(dlg_client_connect(a), 0);
     assert_int_equal(dlgt_wait_count(&w.connected, 1, 10000), 0);
@@ -222,11 +226,12 @@ static void no_reconnect_when_off(void **state) {
     assert_int_equal(dlg_sync_ping(a, 1000, NULL, err, sizeof err), DLG_ECLOSED);
     assert_int_equal(atomic_load(&w.connecting), 1);
     /* A manual connect is allowed again. */
-    assert_int_equal(dlgt_start(dp, o.port), 0);
+    assert_int_equal(dlgt_start(dp, dlg_client_opts_get_port(o)), 0);
     assert_int_equal(dlg_client_connect(a), 0);
     assert_int_equal(dlgt_wait_count(&w.connected, 2, 10000), 0);
     assert_int_equal(dlg_sync_ping(a, 5000, NULL, err, sizeof err), 0);
     dlg_client_free(a);
+    dlg_client_opts_free(o);
 }
 
 int main(void) {

@@ -175,14 +175,16 @@ static void on_tick(uv_timer_t *t) {
     trigger_one(t->data);
 }
 
-static void opts_for(world *w, dlg_client_opts *o, unsigned port) {
-    dlg_client_opts_init(o);
-    o->host = "127.0.0.1";
-    o->port = port;
-    o->ca_file = w->ca;
-    o->backoff_min_ms = 20;
-    o->backoff_max_ms = 200;
-    o->log_level = getenv("DLGT_LOG") ? 3 : -1;
+static void opts_for(world *w, dlg_client_opts **op, unsigned port) {
+    dlg_client_opts_free(*op); /* the previous one, if any */
+    assert_int_equal(dlg_client_opts_new(op), 0);
+    dlg_client_opts *o = *op;
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, port);
+    dlg_client_opts_set_ca_file(o, w->ca);
+    dlg_client_opts_set_backoff_min_ms(o, 20);
+    dlg_client_opts_set_backoff_max_ms(o, 200);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
 }
 
 typedef struct done_flag {
@@ -222,7 +224,7 @@ static int run_until_ge(world *w, const int *a, int want, unsigned timeout_ms) {
 /* Starts the daemon, the proxy in front of it (via_proxy), and both
  * clients connected; the subscriber joins room. */
 static void world_open(world *w, dlgt_daemon *d, const char *room, int via_proxy) {
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     memset(w, 0, sizeof(*w));
     w->d = d;
     w->room = room;
@@ -237,14 +239,14 @@ static void world_open(world *w, dlgt_daemon *d, const char *room, int via_proxy
         sub_port = tproxy_port(w->px);
     }
     opts_for(w, &o, sub_port);
-    o.client_name = "subscriber";
-    assert_int_equal(dlg_client_new(&w->loop, &o, &w->sub), 0);
+    dlg_client_opts_set_client_name(o, "subscriber");
+    assert_int_equal(dlg_client_new(&w->loop, o, &w->sub), 0);
     dlg_client_on_state(w->sub, on_sub_state, w);
     dlg_client_on_event(w->sub, room, "tick", on_sub_event, w);
     dlg_client_on_gap(w->sub, on_gap, w);
     opts_for(w, &o, d->port);
-    o.client_name = "publisher";
-    assert_int_equal(dlg_client_new(&w->loop, &o, &w->pub), 0);
+    dlg_client_opts_set_client_name(o, "publisher");
+    assert_int_equal(dlg_client_new(&w->loop, o, &w->pub), 0);
     dlg_client_on_state(w->pub, on_pub_state, w);
     assert_int_equal(dlg_client_connect(w->sub), 0);
     assert_int_equal(dlg_client_connect(w->pub), 0);
@@ -252,6 +254,7 @@ static void world_open(world *w, dlgt_daemon *d, const char *room, int via_proxy
     assert_int_equal(run_until_ge(w, &w->pub_connected, 1, 10000), 0);
     join_ok(w, w->sub, room);
     join_ok(w, w->pub, room);
+    dlg_client_opts_free(o);
 }
 
 static void on_closed(dlg_client *c, void *ud) {

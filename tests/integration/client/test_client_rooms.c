@@ -94,26 +94,27 @@ static void on_closed(dlg_client *c, void *ud) {
 }
 
 static void pair_open(pair *p, const fixture *f, char *ca, size_t calen) {
-    dlg_client_opts o;
-    dlg_client_opts_init(&o);
+    dlg_client_opts *o = NULL;
+    assert_int_equal(dlg_client_opts_new(&o), 0);
     snprintf(ca, calen, "%s/ca.crt", f->d.certs);
-    o.host = "127.0.0.1";
-    o.port = f->d.port;
-    o.ca_file = ca;
-    o.reconnect = 0;
-    o.log_level = getenv("DLGT_LOG") ? 3 : -1;
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, f->d.port);
+    dlg_client_opts_set_ca_file(o, ca);
+    dlg_client_opts_set_reconnect(o, 0);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
     memset(p, 0, sizeof(*p));
     assert_int_equal(uv_loop_init(&p->loop), 0);
-    o.client_name = "a";
-    assert_int_equal(dlg_client_new(&p->loop, &o, &p->a), 0);
-    o.client_name = "b";
-    assert_int_equal(dlg_client_new(&p->loop, &o, &p->b), 0);
+    dlg_client_opts_set_client_name(o, "a");
+    assert_int_equal(dlg_client_new(&p->loop, o, &p->a), 0);
+    dlg_client_opts_set_client_name(o, "b");
+    assert_int_equal(dlg_client_new(&p->loop, o, &p->b), 0);
     dlg_client_on_state(p->a, dlgt_on_state, &p->sa);
     dlg_client_on_state(p->b, dlgt_on_state, &p->sb);
     assert_int_equal(dlg_client_connect(p->a), 0);
     assert_int_equal(dlg_client_connect(p->b), 0);
     assert_int_equal(dlgt_run_until(&p->loop, &p->sa.connected, 10000), 0);
     assert_int_equal(dlgt_run_until(&p->loop, &p->sb.connected, 10000), 0);
+    dlg_client_opts_free(o);
 }
 
 static void pair_close(pair *p) {

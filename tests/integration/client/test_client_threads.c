@@ -121,15 +121,15 @@ static void many_threads_trigger(void **state) {
     dlgt_timeout(90, __func__);
     dlgt_daemon *dp = *state;
     assert_int_equal(dlgt_start(dp, 0), 0);
-    dlg_client_opts o;
+    dlg_client_opts *o = NULL;
     char ca[400], err[512];
-    dlg_client_opts_init(&o);
+    assert_int_equal(dlg_client_opts_new(&o), 0);
     snprintf(ca, sizeof(ca), "%s/ca.crt", dp->certs);
-    o.host = "127.0.0.1";
-    o.port = dp->port;
-    o.ca_file = ca;
-    o.reconnect = 0;
-    o.log_level = getenv("DLGT_LOG") ? 3 : -1;
+    dlg_client_opts_set_host(o, "127.0.0.1");
+    dlg_client_opts_set_port(o, dp->port);
+    dlg_client_opts_set_ca_file(o, ca);
+    dlg_client_opts_set_reconnect(o, 0);
+    dlg_client_opts_set_log_level(o, getenv("DLGT_LOG") ? 3 : -1);
 
     static shared s;
     static recv_state r;
@@ -141,14 +141,14 @@ static void many_threads_trigger(void **state) {
     s.len = dialogue__dashboard__metrics_update__pack(&m, s.payload);
 
     dlg_client *rx = NULL;
-    assert_int_equal(dlg_client_new_threaded(&o, &rx), 0);
+    assert_int_equal(dlg_client_new_threaded(o, &rx), 0);
     dlg_client_on_event(rx, "lobby", "metrics:update", on_event, &r);
     assert_int_equal(dlg_client_connect(rx), 0);
     /* Join waits for CONNECTING to finish: requests made during an attempt
      * are queued for it. */
     assert_int_equal(dlg_sync_join(rx, "lobby", 10000, err, sizeof err), 0);
 
-    assert_int_equal(dlg_sync_connect(&o, 10000, &s.c, err, sizeof err), 0);
+    assert_int_equal(dlg_sync_connect(o, 10000, &s.c, err, sizeof err), 0);
     assert_int_equal(dlg_sync_join(s.c, "lobby", 10000, err, sizeof err), 0);
 
     uv_thread_t th[THREADS * 2];
@@ -180,6 +180,7 @@ static void many_threads_trigger(void **state) {
     dlg_client_free(s.c);
     dlg_client_free(rx);
     assert_int_equal(atomic_load(&r.n), total);
+    dlg_client_opts_free(o);
 }
 
 int main(void) {
