@@ -1,0 +1,1 @@
+import { Client } from "../src/index.js"; console.log(Client);
