@@ -41,5 +41,5 @@ TSC
 # Content-Security-Policy allows neither inline scripts nor styles).
 "$NM/.bin/esbuild" "$OUT/web/app.ts" --bundle --format=esm --target=es2020 --minify \
     --log-level=warning --outfile="$WEB/app.js"
-cp "$JS/web/index.html" "$JS/web/app.css" "$WEB/"
+cp "$JS/web/index.html" "$JS/web/app.css" "$JS/web/favicon.svg" "$WEB/"
 cp "$NM/uplot/dist/uPlot.min.css" "$WEB/uplot.css"

@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 export async function startBridge({ daemonPort, certs, webRoot, jsdir, port = 0 }) {
   const require = createRequire(join(jsdir, "node_modules", "x.js"));
   const { WebSocketServer } = require("ws");
-  const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
+  const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml" };
   const server = createServer({ cert: readFileSync(join(certs, "server.crt")), key: readFileSync(join(certs, "server.key")) }, (req, res) => {
     const p = new URL(req.url, "https://x").pathname;
     const f = normalize(join(webRoot, p === "/" ? "index.html" : p));
