@@ -9,11 +9,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
-import { BUILD, CA, CTL, Daemon, JSDIR, alert, dashboardConfig, loadClient, sleep, token, waitFor } from "./lib/harness.mjs";
+import { BUILD, CA, CTL, Daemon, JSDIR, ROOT, alert, dashboardConfig, loadClient, sleep, token, waitFor } from "./lib/harness.mjs";
 
 const require = createRequire(join(JSDIR, "node_modules", "x.js"));
 const { chromium } = require("playwright-core");
@@ -258,5 +258,40 @@ test("a non-admin sees a clear 'not allowed' page and none of the data", T, asyn
     } finally {
       await p.ctx.close();
     }
+  }
+});
+
+test("the browser subscriber of clients/js/README.md works as written", T, async () => {
+  const readme = readFileSync(join(ROOT, "clients", "js", "README.md"), "utf8");
+  const m = readme.match(/## A browser subscriber\s+```js\n([\s\S]*?)```/);
+  assert.ok(m, "README.md has no browser subscriber block");
+  const lines = m[1].trimEnd().split("\n");
+  assert.ok(lines.length <= 15, `the example has ${lines.length} lines`);
+  const code = m[1].replace("wss://localhost:3000/v1/ws", D.url);
+  const esbuild = require("esbuild");
+  const out = await esbuild.build({
+    stdin: { contents: code, resolveDir: JSDIR, loader: "js" }, bundle: true, format: "esm",
+    target: "es2022", write: false, logLevel: "silent",
+    alias: { "@dialogue/client": join(JSDIR, "dist", "src", "index.js") },
+  });
+  // The example is the reader's own script: loaded into a page of the
+  // daemon's origin, past the dashboard's CSP (which allows only its files).
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true });
+  const page = await ctx.newPage();
+  const logs = [];
+  page.on("console", msg => logs.push(msg.text()));
+  page.on("pageerror", e => logs.push(`pageerror: ${e.message}`));
+  try {
+    await page.goto(D.pageUrl);
+    await page.evaluate(t => sessionStorage.setItem("dialogue.token", t), token("reader", "admin"));
+    await page.addScriptTag({ content: out.outputFiles[0].text, type: "module" });
+    const ok = await waitFor(() => logs.includes("watching as reader") &&
+      logs.filter(l => /^seq \d+: cpu [\d.]+ %, memory [\d.]+ %$/.test(l)).length >= 2, 8000);
+    assert.ok(ok, logs.join("\n"));
+    assert.ok(logs.includes("dialogue: connected "), logs.join("\n"));
+    assert.ok(!logs.some(l => l.startsWith("pageerror")), logs.join("\n"));
+    await page.screenshot({ path: join(OUT, "7-readme-subscriber.png") });
+  } finally {
+    await ctx.close();
   }
 });
