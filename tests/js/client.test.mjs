@@ -286,3 +286,15 @@ test("daemon restart, memory store: the gap callback reports the new epoch, then
   assert.equal(got[3][0], gaps[0].epoch);
   assert.equal(got[3][1], 1n, "the new epoch starts at seq 1");
 });
+
+test("backoff: doubles from min, stops at max, jitter takes at most its share", async () => {
+  const { backoffMs } = await loadClient();
+  assert.deepEqual([0, 1, 2, 3, 9, 60].map(a => backoffMs(100, 1000, 0, a)), [100, 200, 400, 800, 1000, 1000]);
+  assert.equal(backoffMs(100, 30000, 0.2, 0, () => 0.999999), 81);
+  assert.equal(backoffMs(100, 30000, 0.2, 0, () => 0), 100);
+  for (let i = 0; i < 200; i++) {
+    const d = backoffMs(100, 30000, 0.2, 3);
+    assert.ok(d > 640 && d <= 800, String(d));
+  }
+  assert.equal(backoffMs(0, 0, 0, 5), 1);
+});

@@ -781,13 +781,15 @@ export class Client {
   }
 
   /** The schema asked for after Welcome is in: the held frames go on, in order. */
-  private completeSchemaHold(conn: Conn, f: ServerFrame): void {
-    const r = this.reqs.get(f.requestId);
+  private completeSchemaHold(conn: Conn, f: ServerFrame | null): void {
+    const r = this.reqs.get(conn.schemaRid);
     if (r) {
-      this.reqs.delete(f.requestId);
+      this.reqs.delete(conn.schemaRid);
       if (r.timer) clearTimeout(r.timer);
     }
-    if (f.msg.case === "schema") {
+    if (!f) {
+      // Timed out: a late reply is ignored as an unknown request's.
+    } else if (f.msg.case === "schema") {
       this.setSchema(f);
     } else {
       this.log("warn", `no schema from the server (${f.msg.case === "error" ? `${statusName(f.msg.value.code)}: ${f.msg.value.message}` : f.msg.case}); payloads stay undecoded`);
@@ -905,6 +907,12 @@ export class Client {
         id, kind: "getSchema", room: "", bytes, sent: false, owner: "restore", t0: now(),
         resolve: () => {}, reject: () => {},
       };
+      // A server that never answers must not hold the events for ever.
+      r.timer = setTimeout(() => {
+        if (this.conn !== conn || !conn.holding) return;
+        this.log("warn", `no schema from the server within ${this.o.requestTimeoutMs} ms; payloads stay undecoded`);
+        this.completeSchemaHold(conn, null);
+      }, this.o.requestTimeoutMs);
       this.reqs.set(id, r);
       this.sendReq(conn, r);
     }

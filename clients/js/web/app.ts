@@ -13,6 +13,7 @@ const TOKEN_KEY = "dialogue.token";
 const PRESENCE_POLL_MS = 5000;
 
 interface Metric {
+  key: string; // epoch:seq
   t: number; // seconds
   cpu: number;
   memory: number;
@@ -107,6 +108,8 @@ class Dashboard {
     const key = `${ev.room}:${ev.epoch}:${ev.seq}`;
     if (this.delivered.has(key)) this.liveDupes++;
     this.delivered.add(key);
+    // Enough to catch a replay after a reconnect; bounded for a wall screen left on for weeks.
+    if (this.delivered.size > 2000) this.delivered.delete(this.delivered.values().next().value!);
     if (ev.event === "metrics:update") this.addMetric(ev);
     else if (ev.event === "alert:triggered") this.addAlert(ev);
   }
@@ -142,7 +145,7 @@ class Dashboard {
     const d = ev.data as Record<string, unknown>;
     const num = (k: string) => (typeof d[k] === "number" ? (d[k] as number) : 0);
     const m: Metric = {
-      t: ev.ts / 1000, cpu: num("cpu"), memory: num("memory"), requests: num("requests"),
+      key, t: ev.ts / 1000, cpu: num("cpu"), memory: num("memory"), requests: num("requests"),
       errors: num("errors"), latency: num("latency"),
     };
     // History may come after live events: keep the series in time order.
@@ -165,7 +168,9 @@ class Dashboard {
       ts, from: ev.from,
     });
     this.alerts.sort((a, b) => b.ts - a.ts);
-    if (this.alerts.length > 100) this.alerts.length = 100;
+    if (this.alerts.length > 100) {
+      for (const a of this.alerts.splice(100)) this.alertKeys.delete(a.key);
+    }
     this.schedule();
   }
 
@@ -183,7 +188,7 @@ class Dashboard {
     if (dash.hidden) return;
     this.ensureCharts();
     const cut = Date.now() / 1000 - WINDOW_S;
-    while (this.metrics.length && this.metrics[0].t < cut) this.metrics.shift();
+    while (this.metrics.length && this.metrics[0].t < cut) this.seen.delete(this.metrics.shift()!.key);
     const ms = this.metrics;
     const xs = ms.map(m => m.t);
     const c = this.charts!;
