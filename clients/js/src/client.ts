@@ -308,6 +308,8 @@ export class Client {
   private welcomeV: Welcome | null = null;
   private schemaV: EventSchema = EventSchema.empty();
   private schemaIn = false;
+  /** Those waiting in schema() for the GetSchema sent after the Welcome. */
+  private schemaWaiters: (() => void)[] = [];
   private reason = "";
   private connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
   private closeWaiters: (() => void)[] = [];
@@ -444,6 +446,9 @@ export class Client {
     });
     if (conn) this.teardown(conn, 1000, "client closed");
     this.conn = null;
+    const sw = this.schemaWaiters;
+    this.schemaWaiters = [];
+    for (const w of sw) w();
     this.failRequests("the client was closed");
     this.rejectConnectWaiters(new DialogueError(0, "CLOSED", "the client was closed"));
     queueMicrotask(() => this.setState("closed", "closed"));
@@ -539,6 +544,8 @@ export class Client {
    * options.decode), or asked for now.
    */
   async schema(): Promise<EventSchema> {
+    if (!this.schemaIn && this.conn?.holding)
+      await new Promise<void>(r => this.schemaWaiters.push(r));
     if (this.schemaIn) return this.schemaV;
     const f = await this.request("getSchema", { case: "getSchema", value: {} }, "");
     this.setSchema(f);
@@ -729,6 +736,9 @@ export class Client {
     }
     this.conn = null;
     this.posDisconnected();
+    const sw = this.schemaWaiters;
+    this.schemaWaiters = [];
+    for (const w of sw) w();
     this.log("info", reason);
     this.failRequests(wasReady ? "connection lost before the reply" : `connection attempt failed: ${reason}`);
     this.attemptFailed(reason, fatal);
@@ -795,6 +805,9 @@ export class Client {
       this.log("warn", `no schema from the server (${f.msg.case === "error" ? `${statusName(f.msg.value.code)}: ${f.msg.value.message}` : f.msg.case}); payloads stay undecoded`);
     }
     conn.holding = false;
+    const sw = this.schemaWaiters;
+    this.schemaWaiters = [];
+    for (const w of sw) w();
     const held = conn.held;
     conn.held = [];
     for (const h of held) {
