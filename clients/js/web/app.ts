@@ -96,6 +96,8 @@ class Dashboard {
   private readonly alertKeys = new Set<string>();
   private charts: { cpu: TimeChart; memory: TimeChart; traffic: TimeChart; latency: TimeChart } | null = null;
   private drawPending = false;
+  // The list is rebuilt only when it changed, not on every metrics update.
+  private alertsDirty = true;
   // Events the client delivered (not from history requests): one seen
   // twice is a client fault, shown for the browser tests.
   private readonly delivered = new Set<string>();
@@ -121,6 +123,7 @@ class Dashboard {
     this.alerts = [];
     this.alertKeys.clear();
     this.delivered.clear();
+    this.alertsDirty = true;
     this.draw();
   }
 
@@ -168,6 +171,7 @@ class Dashboard {
       ts, from: ev.from,
     });
     this.alerts.sort((a, b) => b.ts - a.ts);
+    this.alertsDirty = true;
     if (this.alerts.length > 100) {
       for (const a of this.alerts.splice(100)) this.alertKeys.delete(a.key);
     }
@@ -207,10 +211,11 @@ class Dashboard {
     dash.dataset.updates = String(this.updates);
     dash.dataset.points = String(ms.length);
     dash.dataset.liveDupes = String(this.liveDupes);
-    this.drawAlerts();
+    if (this.alertsDirty) this.drawAlerts();
   }
 
   private drawAlerts(): void {
+    this.alertsDirty = false;
     const ol = $("alerts");
     const items = this.alerts.map(a => {
       const li = document.createElement("li");
