@@ -66,7 +66,8 @@ done
 for py in tests/integration/test_protocol.py tests/integration/test_slow.py \
     tests/integration/test_rooms.py tests/integration/test_history.py \
     tests/integration/test_resources.py tests/integration/test_dashboard.py \
-    tests/integration/test_tls_floods.py tests/integration/test_conn_limits.py; do
+    tests/integration/test_tls_floods.py tests/integration/test_conn_limits.py \
+    tests/integration/test_websocket.py; do
     DIALOGUE_IO_URING=0 run_py write "$py" "$(pwd)/build"
     DIALOGUE_IO_URING=0 run_py write-asan "$py" "$(pwd)/build/asan"
 done

@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-usage() { echo "usage: tools/fuzz.sh [SECONDS] [--merge] [frame|schema|pbjson|jwt|config|dispatch|evdec|tls13...]" >&2; exit 2; }
+usage() { echo "usage: tools/fuzz.sh [SECONDS] [--merge] [frame|schema|pbjson|jwt|config|dispatch|evdec|tls13|http...]" >&2; exit 2; }
 
 seconds=60
 merge=0
@@ -31,7 +31,8 @@ done
 # within 2 KiB; the dispatcher harness's max_frame is 4 KiB; an event body
 # has three strings of at most 255 bytes plus data).
 # tls13's input is a program of ops; 2 KiB gives room for a few hundred.
-harnesses=(frame:4096 schema:1024 pbjson:2048 jwt:2048 config:4096 dispatch:4096 evdec:2048 tls13:2048)
+harnesses=(frame:4096 schema:1024 pbjson:2048 jwt:2048 config:4096 dispatch:4096 evdec:2048 tls13:2048
+           http:4096)
 if ((${#only[@]})); then
     sel=()
     for o in "${only[@]}"; do

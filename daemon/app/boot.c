@@ -179,6 +179,9 @@ void dlg_boot_listeners(dlg_server_opts *o, const dlg_config *cfg) {
 }
 
 void dlg_boot_limits(dlg_server_opts *o, const dlg_config *cfg) {
+    o->web_root = cfg->http.web_root;
+    o->allowed_origins = (const char *const *)cfg->http.allowed_origins.v;
+    o->n_allowed_origins = cfg->http.allowed_origins.n;
     o->max_frame = cfg->limits.max_frame;
     o->max_connections = cfg->limits.max_connections;
     o->handshake_timeout_ms = cfg->limits.handshake_timeout_ms;

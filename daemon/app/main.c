@@ -16,6 +16,7 @@
 #include "room.h"
 #include "jwt.h"
 #include "server.h"
+#include "web.h"
 #include "tlsctx.h"
 
 static void usage(FILE *f) {
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
         "                         thread included; 0 = one per core [config or 0]\n"
         "  --tls-openssl-records  keep TLS 1.3 sessions on OpenSSL's record layer\n"
         "                         (config tls_own_records: false)\n"
+        "  --web-root DIR         serve the web page from DIR (config http.web_root)\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --version, --help\n"
@@ -62,7 +64,7 @@ static void env_switch(dlg_log *log, const char *name, int *on) {
 /* What the command line sets: it wins over the file, at start and after
  * every reload. */
 typedef struct flags {
-    const char *listen, *cert, *key;
+    const char *listen, *cert, *key, *web_root;
     int plain, anon, level, hb_set, uring, sendth_set, osslrec;
     uint32_t sendth, max_frame, hsto, hb, maxconn;
 } flags;
@@ -91,6 +93,8 @@ static void apply_flags(dlg_server *srv, const flags *f) {
         srv->opts.max_connections = f->maxconn;
     if (f->hb_set)
         srv->opts.heartbeat_ms = f->hb;
+    if (f->web_root)
+        srv->opts.web_root = f->web_root;
 }
 
 /* The start config lives until exit (the metrics source, history store and
@@ -124,7 +128,13 @@ static void on_reload(dlg_server *srv, void *ud) {
     dlg_schema *schema = NULL;
     struct dlg_jwt_verifier *jwt = NULL;
     SSL_CTX *ssl[DLG_MAX_LISTENERS] = {0};
+    dlg_web *web = NULL;
     if (dlg_config_load(rc->path, &cfg, err, sizeof(err)) != 0)
+        goto refused;
+    /* The page's files are read again: a new build of the page is served
+     * after a reload. */
+    const char *web_root = rc->fl->web_root ? rc->fl->web_root : cfg->http.web_root;
+    if (web_root != NULL && dlg_web_load(web_root, &web, err, sizeof(err)) != 0)
         goto refused;
     if (dlg_boot_schema(cfg, rc->schemas, rc->n_schemas, srv->rooms, &schema, err,
                         sizeof(err)) != 0 ||
@@ -175,6 +185,8 @@ static void on_reload(dlg_server *srv, void *ud) {
     srv->jwt = jwt;
     dlg_schema_free(srv->schema);
     srv->schema = schema;
+    dlg_web_free(srv->web); /* responses being sent hold their own references */
+    srv->web = web;
     srv->cfg = cfg;
     srv->log.level = cfg->log_level;
     dlg_boot_limits(&srv->opts, cfg);
@@ -203,6 +215,7 @@ refused:
         SSL_CTX_free(ssl[i]);
     dlg_schema_free(schema);
     dlg_jwt_verifier_free(jwt);
+    dlg_web_free(web);
     dlg_config_free(cfg);
 }
 
@@ -220,7 +233,7 @@ static int parse_u32(const char *flag, const char *v, uint32_t min, uint32_t *ou
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
            O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_NOURING,
-           O_SENDTH, O_OSSLREC, O_VERSION, O_HELP };
+           O_SENDTH, O_OSSLREC, O_WEBROOT, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
         {"listen", required_argument, 0, O_LISTEN},
@@ -240,6 +253,7 @@ int main(int argc, char **argv) {
         {"no-io-uring", no_argument, 0, O_NOURING},
         {"send-threads", required_argument, 0, O_SENDTH},
         {"tls-openssl-records", no_argument, 0, O_OSSLREC},
+        {"web-root", required_argument, 0, O_WEBROOT},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
@@ -275,6 +289,7 @@ int main(int argc, char **argv) {
         case O_URING: fl.uring = 1; break;
         case O_NOURING: fl.uring = -1; break;
         case O_OSSLREC: fl.osslrec = 1; break;
+        case O_WEBROOT: fl.web_root = optarg; break;
         case O_SENDTH:
             if (parse_u32("--send-threads", optarg, 0, &fl.sendth) != 0)
                 return 2;

@@ -25,6 +25,7 @@
 #include "sendpool.h"
 #include "tlsctx.h"
 #include "uring.h"
+#include "web.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -205,6 +206,14 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
         s->listeners[i].index = i;
         s->listeners[i].fd = -1;
     }
+    if (s->opts.web_root != NULL && s->web == NULL) {
+        char err[512];
+        if ((rc = dlg_web_load(s->opts.web_root, &s->web, err, sizeof(err))) != 0) {
+            dlg_log_error(&s->log, "http: %s", err);
+            goto fail;
+        }
+        dlg_log_info(&s->log, "http: serving %zu file(s) of %s", s->web->n, s->opts.web_root);
+    }
     if ((rc = make_ssl_ctxs(s)) != 0)
         goto fail_ssl;
     if ((rc = dlg_history_start(s->history)) != 0)
@@ -327,6 +336,8 @@ void dlg_server_free(dlg_server *s) {
     s->uring = NULL;
     dlg_schema_free(s->schema);
     s->schema = NULL;
+    dlg_web_free(s->web);
+    s->web = NULL;
     dlg_jwt_verifier_free(s->jwt);
     s->jwt = NULL;
     for (size_t i = 0; i < s->n_listeners; i++)

@@ -76,6 +76,11 @@ typedef struct dlg_server_opts {
                                     loop thread alone; not used with io_uring */
     int tls_own_records;         /* [1] established TLS 1.3 sessions leave OpenSSL for
                                     dlg_tls13 (dlg_tlsio_ctx_lean); 0 = OpenSSL throughout */
+    const char *web_root;        /* [NULL] the web page's folder (web.h), read at start
+                                    and at each reload; NULL = no page */
+    const char *const *allowed_origins; /* [none] origins besides the page's own that may
+                                    open a WebSocket (borrowed from the config) */
+    size_t n_allowed_origins;
 } dlg_server_opts;
 
 /* The most send threads (send_threads) accepted. */
@@ -138,6 +143,7 @@ typedef struct dlg_server {
     struct dlg_conn *doomed;     /* connections to close after the current fan-out */
     struct dlg_rooms *rooms;
     dlg_schema *schema;          /* may be NULL: no typed events loaded */
+    struct dlg_web *web;         /* owned; the page's files (opts.web_root), NULL = none */
     dlg_counters counters;
     char **create_roles;         /* room_admin.create */
     size_t n_create_roles;

@@ -94,6 +94,8 @@ void dlg_config_free(dlg_config *c) {
     free(c->path);
     listeners_free(c->listen, c->n_listen);
     strv_free(&c->schemas);
+    free(c->http.web_root);
+    strv_free(&c->http.allowed_origins);
     dlg_config_jwt *j = &c->auth.jwt;
     free(j->issuer);
     free(j->audience);
@@ -564,7 +566,19 @@ static int check_role(loader *x, const node *n, const char *path, const char *s)
     return 0;
 }
 
-enum { K_NAME, K_EVENT, K_ROLE, K_GRANT, K_PATH };
+enum { K_NAME, K_EVENT, K_ROLE, K_GRANT, K_PATH, K_ORIGIN };
+
+/* An origin as browsers send it: scheme://host[:port], nothing after. */
+static int check_origin(loader *x, const node *n, const char *path, const char *o) {
+    if (strcmp(o, "*") == 0)
+        return 0;
+    const char *h = strncmp(o, "https://", 8) == 0 ? o + 8
+                    : strncmp(o, "http://", 7) == 0 ? o + 7 : NULL;
+    if (h == NULL || !*h || strpbrk(h, "/?#@ ") != NULL)
+        return fail_at(x, n, path, "\"%s\" is no origin: write scheme://host[:port], e.g. "
+                                   "https://dash.example.com", o);
+    return 0;
+}
 
 /* A list of strings of one kind: K_NAME room ids, K_EVENT event names or
  * "*" alone, K_ROLE roles or "*", K_GRANT roles without "*", K_PATH paths. */
@@ -593,6 +607,8 @@ static int get_strv(loader *x, const node *n, const char *path, int kind, dlg_co
         bool is_star = strcmp(s, "*") == 0;
         if (kind == K_PATH)
             rc = 0;
+        else if (kind == K_ORIGIN)
+            rc = check_origin(x, it, p, s);
         else if (is_star && (kind == K_EVENT || kind == K_ROLE))
             star = i;
         else if (is_star && kind == K_GRANT)
@@ -1546,6 +1562,23 @@ static int load_cluster(loader *x, const node *m) {
     return 0;
 }
 
+/* ---- http ------------------------------------------------------------- */
+
+static int load_http(loader *x, const node *m) {
+    static const char *const keys[] = {"web_root", "allowed_origins", NULL};
+    dlg_config_http *h = &x->c->http;
+    node *v;
+    int rc = want_map(x, m, "http", keys);
+    if (rc < 0)
+        return rc;
+    if ((v = get(x, m, "web_root")) && (rc = get_path(x, v, "http.web_root", &h->web_root)) < 0)
+        return rc;
+    if ((v = get(x, m, "allowed_origins")) &&
+        (rc = get_strv(x, v, "http.allowed_origins", K_ORIGIN, &h->allowed_origins)) < 0)
+        return rc;
+    return 0;
+}
+
 /* ---- the file ----------------------------------------------------------- */
 
 static int load_root(loader *x, const node *root) {
@@ -1553,7 +1586,7 @@ static int load_root(loader *x, const node *root) {
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
                                        "store_sync", "cluster", "io_uring", "send_threads",
-                                       "tls_own_records", NULL};
+                                       "tls_own_records", "http", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const stores[] = {"memory", "sqlite", NULL};
     static const char *const syncs[] = {"ack", "batch", NULL};
@@ -1606,6 +1639,8 @@ static int load_root(loader *x, const node *root) {
         return rc;
     if ((v = get(x, root, "send_threads")) &&
         (rc = get_u32(x, v, "send_threads", 0, DLG_CFG_SEND_THREADS_MAX, &c->send_threads)) < 0)
+        return rc;
+    if ((v = get(x, root, "http")) && (rc = load_http(x, v)) < 0)
         return rc;
     /* Two durable logs of one room would disagree after a failure; the
      * cluster log is the durable one, the rings are its cache. */

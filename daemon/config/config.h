@@ -248,6 +248,14 @@ typedef struct dlg_config_cluster {
     unsigned line;
 } dlg_config_cluster;
 
+/* http: the web page and WebSocket sessions on the listeners (docs/websocket.md). */
+typedef struct dlg_config_http {
+    char *web_root;             /* [none] folder of the page's files (resolved); none =
+                                   only the WebSocket endpoint is served */
+    dlg_config_strv allowed_origins; /* [none] origins besides the page's own that may
+                                   open a WebSocket ("https://host:port", or "*") */
+} dlg_config_http;
+
 typedef struct dlg_config {
     char *path;                 /* the file loaded; NULL for defaults */
     int log_level;              /* [DLG_CFG_LOG_INFO] */
@@ -274,6 +282,7 @@ typedef struct dlg_config {
                                    thread alone (see docs/benchmarks.md) */
     bool tls_own_records;       /* [true] established TLS 1.3 sessions leave OpenSSL for
                                    dialogue's record layer (docs/config.md) */
+    dlg_config_http http;
 } dlg_config;
 
 /* The most send_threads accepted. */

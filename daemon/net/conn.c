@@ -1,11 +1,12 @@
-/* conn.c: connection lifecycle, the read path (socket -> TLS -> frames ->
- * dispatch) and the write path (output queue -> one coalesced TLS write ->
- * socket), flushed once per loop turn. */
-#include "conn.h"
+/* conn.c: a connection's lifecycle: accept and admission (the caps on
+ * connections, before and after Welcome), the handshake deadline, the one
+ * timer for heartbeats and token expiry, the sweep that cuts stuck writers
+ * and slow consumers and gives idle connections' memory back, closing and
+ * freeing. The read path is read.c, the queue outq.c, the write path
+ * flush.c. */
+#include "conn_int.h"
 #include "reply.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,20 +14,16 @@
 #include <unistd.h>
 
 #include "dlg_err.h"
-#include "sendpool.h"
 #include "uring.h"
 
-/* One uv_write still in flight, with the ciphertext it owns. */
-typedef struct wreq {
-    uv_write_t req;
-    dlg_conn *conn;
-    size_t len;
-    uint8_t data[];
-} wreq;
+/* A connection that sent nothing yet has no codec: what it is told before
+ * it speaks is said in dialogue/1, the protocol every client knew first. */
+static void say_in_ours(dlg_conn *c) {
+    if (c->codec == NULL)
+        c->codec = &dlg_codec_native;
+}
 
-/* Drops one of the counts that keep c allocated (its two handles, an
- * io_uring send in flight); the last one frees it. */
-static void conn_release(dlg_conn *c) {
+void dlg_conn_release(dlg_conn *c) {
     if (--c->handles_open > 0)
         return;
     c->srv->heap_churn++;
@@ -36,6 +33,8 @@ static void conn_release(dlg_conn *c) {
     free(c->spill);
     free(c->latest);
     dlg_tlsio_free(&c->tls);
+    if (c->codec && c->codec->free)
+        c->codec->free(c);
     dlg_frame_dec_free(&c->dec);
     for (size_t i = 0; i < c->n_roles; i++)
         free(c->roles[i]);
@@ -47,7 +46,7 @@ static void conn_release(dlg_conn *c) {
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-    conn_release(h->data);
+    dlg_conn_release(h->data);
 }
 
 static void unlink_conn(dlg_conn *c) {
@@ -95,24 +94,6 @@ static void pre_unlink(dlg_conn *c) {
     s->n_pre_auth--;
 }
 
-/* RFC 8446 6.1: close_notify before the socket closes, when the socket
- * takes it now and nothing sent earlier still waits (it would come out
- * ahead of those bytes). Best effort: a peer that is gone or not reading
- * does not get it. */
-static void tls_goodbye(dlg_conn *c) {
-    if (!c->tls_on || !c->tls.done || c->inflight_bytes > 0 || c->usend != NULL ||
-        c->spill_len > 0)
-        return;
-    dlg_tlsio_shutdown(&c->tls);
-    uint8_t tmp[4096];
-    size_t n;
-    while ((n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp))) > 0) {
-        uv_buf_t ub = uv_buf_init((char *)tmp, (unsigned)n);
-        if (uv_try_write((uv_stream_t *)&c->tcp, &ub, 1) != (int)n)
-            break;
-    }
-}
-
 /* One info line per connection that ends, with its reason: at most
  * DLG_CLOSE_LOGS_PER_SEC a second, so that a flood of connections cannot
  * flood the log; the sweep reports how many were left out. */
@@ -141,7 +122,7 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
         return;
     log_close(c, reason ? reason : "closed");
     int was_ready = c->state == DLG_CONN_READY;
-    tls_goodbye(c);
+    dlg_conn_goodbye(c);
     pre_unlink(c);
     if (c->refuse_full)
         c->srv->n_refusing--;
@@ -166,33 +147,6 @@ void dlg_conn_doom(dlg_conn *c, const char *reason) {
     c->srv->doomed = c;
 }
 
-static int sock_write(dlg_conn *c, const uint8_t *data, size_t len);
-
-/* Tells a client it is being cut, without waiting for its queue: the frame
- * goes straight to the socket if it has room, else it is lost. With TLS it
- * is sealed after what the session already holds and goes out with the
- * close_notify of the dlg_conn_close that follows (tls_goodbye). */
-void dlg_conn_final_error(dlg_conn *c, int status, const char *msg) {
-    Dialogue__V1__Error e = DIALOGUE__V1__ERROR__INIT;
-    e.code = (Dialogue__V1__Status)status;
-    e.message = (char *)msg;
-    Dialogue__V1__ServerFrame f = DIALOGUE__V1__SERVER_FRAME__INIT;
-    f.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_ERROR;
-    f.error = &e;
-    dlg_buf *b = NULL;
-    if (c->inflight_bytes > 0 || c->usend != NULL || dlg_frame_pack(&f.base, 0, &b) != 0)
-        return;
-    /* Mid-frame output would corrupt the stream: only at a frame boundary. */
-    if (c->q_len == 0 || c->q[c->q_head].off == 0) {
-        if (c->tls_on) {
-            dlg_tlsio_write(&c->tls, b->data, b->len);
-        } else {
-            uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
-            uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-        }
-    }
-    dlg_buf_unref(b);
-}
 
 void dlg_conn_reap(dlg_server *srv) {
     while (srv->doomed) {
@@ -226,6 +180,8 @@ static void release_idle(dlg_conn *c) {
      * 16 KiB record stage, a 64 KiB read) until freed. */
     if (c->tls_bufs && c->state != DLG_CONN_TLS && dlg_tlsio_compact(&c->tls) != 0)
         c->tls_bufs = 0;
+    if (c->codec && c->codec->release_idle)
+        c->codec->release_idle(c);
 }
 
 void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
@@ -266,18 +222,6 @@ void dlg_conn_sweep(dlg_server *srv, uint64_t now) {
     dlg_conn_reap(srv);
 }
 
-static void mark_dirty(dlg_conn *c) {
-    if (c->in_dirty || c->state == DLG_CONN_CLOSING)
-        return;
-    c->in_dirty = 1;
-    /* Output queued from a timer or async callback must not wait for the
-     * next I/O event: an active idle handle makes the poll return at once. */
-    if (c->srv->dirty == NULL)
-        uv_idle_start(&c->srv->kick, dlg_conn_kick_noop);
-    c->dirty_next = c->srv->dirty;
-    c->srv->dirty = c;
-}
-
 /* How long a graceful close may take: the write timeout, or before
  * Welcome the handshake's (a client that never said Hello gets no more
  * time than it had to say it). */
@@ -311,687 +255,25 @@ void dlg_conn_close_after_flush(dlg_conn *c, const char *reason) {
     /* The timer's handshake deadline or heartbeat has no more use. */
     uv_timer_stop(&c->timer);
     uv_timer_start(&c->timer, on_close_deadline, close_deadline_ms(c), 0);
-    mark_dirty(c); /* flush_conn sends the queue, then close_notify */
+    dlg_conn_mark_dirty(c); /* flush_conn sends the queue, then close_notify */
 }
 
-static int q_push(dlg_conn *c, dlg_buf *b) {
-    if (c->q_len == c->q_cap) {
-        size_t ncap = c->q_cap ? c->q_cap * 2 : 16;
-        dlg_outq_item *nq = malloc(ncap * sizeof(*nq));
-        if (nq == NULL)
-            return DLG_ENOMEM;
-        for (size_t i = 0; i < c->q_len; i++)
-            nq[i] = c->q[(c->q_head + i) % c->q_cap];
-        free(c->q);
-        c->q = nq;
-        c->q_cap = ncap;
-        c->q_head = 0;
-    }
-    dlg_outq_item *it = &c->q[(c->q_head + c->q_len) % c->q_cap];
-    it->buf = dlg_buf_ref(b);
-    it->off = 0;
-    it->latest = NULL;
-    c->q_len++;
-    c->q_pushed++;
-    c->q_bytes += b->len;
-    return 0;
-}
-
-static int conn_gone(const dlg_conn *c) {
-    return c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed;
-}
-
-void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
-    if (conn_gone(c))
-        return;
-    dlg_latest_pos *lp = NULL;
-    for (size_t i = 0; i < c->n_latest; i++)
-        if (c->latest[i].key == key)
-            lp = &c->latest[i];
-    if (lp && lp->abs >= c->q_popped) {
-        dlg_outq_item *it = &c->q[(c->q_head + (lp->abs - c->q_popped)) % c->q_cap];
-        if (it->latest == key && it->off == 0) {
-            c->q_bytes += b->len;
-            c->q_bytes -= it->buf->len;
-            dlg_buf_unref(it->buf);
-            it->buf = dlg_buf_ref(b);
-            c->conflated++;
-            return;
-        }
-    }
-    uint64_t before = c->q_pushed;
-    dlg_conn_send(c, b);
-    if (c->q_pushed == before)
-        return; /* dropped (slow consumer) */
-    c->q[(c->q_head + c->q_len - 1) % c->q_cap].latest = key;
-    if (lp == NULL) {
-        if (c->n_latest == c->cap_latest) {
-            size_t nc = c->cap_latest ? c->cap_latest * 2 : 2;
-            dlg_latest_pos *nv = realloc(c->latest, nc * sizeof(*nv));
-            if (nv == NULL)
-                return; /* only conflation is lost */
-            c->latest = nv;
-            c->cap_latest = nc;
-        }
-        lp = &c->latest[c->n_latest++];
-        lp->key = key;
-    }
-    lp->abs = before;
-}
-
-uint64_t dlg_conn_pending(const dlg_conn *c) {
-    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST + c->inflight_bytes + c->spill_len +
-           (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0);
-}
-
-/* Marks c a slow consumer: pending output (dlg_conn_pending, plus what was
- * about to be queued) passed max_pending_bytes. */
-static void cut_slow(dlg_conn *c, uint64_t pending) {
-    c->srv->counters.slow_consumers++;
-    dlg_log_warn(&c->srv->log, "conn %s (%s): slow consumer: %llu bytes pending, cap %llu",
-                 c->client_id, c->peer, (unsigned long long)pending,
-                 (unsigned long long)c->srv->opts.max_pending_bytes);
-    c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
-    dlg_conn_doom(c, "slow consumer");
-}
-
-void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
-    if (conn_gone(c))
-        return;
-    uint64_t pending = dlg_conn_pending(c) + b->len + DLG_OUTQ_ITEM_COST;
-    if (pending > c->srv->opts.max_pending_bytes) {
-        cut_slow(c, pending);
-        return;
-    }
-    if (q_push(c, b) != 0) {
-        dlg_conn_doom(c, "out of memory queueing output");
-        return;
-    }
-    mark_dirty(c);
-}
-
-/* ---- write path ------------------------------------------------------- */
-
-static void on_write(uv_write_t *req, int status) {
-    wreq *w = (wreq *)req;
-    dlg_conn *c = w->conn;
-    c->inflight_bytes -= w->len;
-    free(w);
-    /* Progress: the write timeout counts from the last write the socket
-     * finished, so a reader that drains a burst slowly is not taken for one
-     * that is stuck (the soft and hard caps bound what it may hold). */
-    c->inflight_since = c->inflight_bytes ? uv_now(c->srv->loop) : 0;
-    if (c->state == DLG_CONN_CLOSING)
-        return;
-    if (status < 0) {
-        dlg_conn_close(c, uv_strerror(status));
-        return;
-    }
-    if (c->close_after_flush && c->inflight_bytes == 0 && c->q_len == 0)
-        dlg_conn_close(c, c->close_reason);
-    else if (c->inflight_bytes == 0 &&
-             (c->q_len > 0 || (c->tls_on && dlg_tlsio_out_pending(&c->tls) > 0)))
-        mark_dirty(c); /* resume what waited for the socket */
-}
-
-/* Writes len bytes: as much as the socket takes now, the rest through a
- * uv_write that owns a copy. Returns 0 or a DLG_E* code. */
-static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
-    size_t off = 0;
-    if (c->srv->uring != NULL) {
-        /* Only reached on the way to a close (a failed handshake's alert):
-         * flush_conn_uring sends everything else. Best effort, and never
-         * ahead of a send the ring still holds. */
-        uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
-        if (c->usend == NULL)
-            uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-        return 0;
-    }
-    if (c->inflight_bytes == 0) {
-        uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-        if (n > 0)
-            off = (size_t)n;
-        else if (n != UV_EAGAIN)
-            return DLG_EIO;
-    }
-    if (off == len)
-        return 0;
-    size_t rest = len - off;
-    wreq *w = malloc(sizeof(*w) + rest);
-    if (w == NULL)
-        return DLG_ENOMEM;
-    memcpy(w->data, data + off, rest);
-    w->conn = c;
-    w->len = rest;
-    uv_buf_t ub = uv_buf_init((char *)w->data, (unsigned)rest);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_write) != 0) {
-        free(w);
-        return DLG_EIO;
-    }
-    if (c->inflight_bytes == 0)
-        c->inflight_since = uv_now(c->srv->loop);
-    c->inflight_bytes += rest;
-    return 0;
-}
-
-/* Where one flush writes. On the loop thread: sock_write (libuv takes what
- * the socket does not). On a send thread (sendpool.h), which must not touch
- * libuv: write(2), and what the socket does not take becomes the
- * connection's spill, handed to libuv by the loop thread after the turn. */
-typedef struct flush_ctx {
-    uint8_t *pbuf;   /* staging for plaintext, DLG_SCRATCH bytes */
-    uint8_t *wbuf;   /* ciphertext taken from OpenSSL, DLG_SCRATCH bytes */
-    int send_thread;
-} flush_ctx;
-
-/* sock_write for a send thread: as much as the socket takes now, the rest
- * copied to c->spill. Once there is a spill nothing more is written (the
- * caller stops), so the bytes stay in order. */
-static int spill_write(dlg_conn *c, const uint8_t *data, size_t len) {
-    size_t off = 0;
-    if (c->spill_len == 0) {
-        uv_os_fd_t fd;
-        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
-            return DLG_EIO;
-        while (off < len) {
-            ssize_t n = write(fd, data + off, len - off);
-            if (n > 0)
-                off += (size_t)n;
-            else if (n < 0 && errno == EINTR)
-                continue;
-            else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
-            else
-                return DLG_EIO;
-        }
-    }
-    if (off == len)
-        return 0;
-    size_t rest = len - off;
-    uint8_t *ns = realloc(c->spill, c->spill_len + rest);
-    if (ns == NULL)
-        return DLG_ENOMEM;
-    memcpy(ns + c->spill_len, data + off, rest);
-    c->spill = ns;
-    c->spill_len += rest;
-    return 0;
-}
-
-static int out_write(dlg_conn *c, const flush_ctx *x, const uint8_t *data, size_t len) {
-    return x->send_thread ? spill_write(c, data, len) : sock_write(c, data, len);
-}
-
-/* The socket stopped taking data: what is left waits in the queue. */
-static int backed_up(const dlg_conn *c) {
-    return c->inflight_bytes > 0 || c->spill_len > 0;
-}
-
-/* Moves every ciphertext byte OpenSSL produced to the socket (on a send
- * thread: until the socket is full; the rest stays in OpenSSL's buffer). */
-static int drain_tls(dlg_conn *c, const flush_ctx *x) {
-    size_t n;
-    while ((n = dlg_tlsio_out_take(&c->tls, x->wbuf, DLG_SCRATCH)) > 0) {
-        int rc = out_write(c, x, x->wbuf, n);
-        if (rc != 0)
-            return rc;
-        if (c->spill_len > 0)
-            return 0;
-    }
-    return 0;
-}
-
-/* Moves up to cap bytes from the head of the queue to dst (frames are cut
- * anywhere: the offsets remember where); returns how many. */
-static size_t stage(dlg_conn *c, uint8_t *dst, size_t cap) {
-    size_t used = 0;
-    while (c->q_len > 0 && used < cap) {
-        dlg_outq_item *it = &c->q[c->q_head];
-        size_t left = it->buf->len - it->off;
-        size_t n = left < cap - used ? left : cap - used;
-        memcpy(dst + used, it->buf->data + it->off, n);
-        used += n;
-        it->off += (uint32_t)n;
-        c->q_bytes -= n;
-        if (it->off == it->buf->len) {
-            dlg_buf_unref(it->buf);
-            c->q_head = (c->q_head + 1) % c->q_cap;
-            c->q_len--;
-            c->q_popped++;
-        }
-    }
-    return used;
-}
-
-/* TLS records carry at most 16 KiB of plaintext: one staged chunk each. */
-#define DLG_TLS_RECORD_MAX (16 * 1024)
-
-/* Output is about to be written: the sweep keeps this connection's buffers
- * (see release_idle). */
-static void note_output(dlg_conn *c) {
-    if (c->q_len > 0 || c->close_after_flush) {
-        c->io_recent = 1;
-        if (c->tls_on)
-            c->tls_bufs = 1;
-    }
-}
-
-/* Coalesces queued frames into stage-sized chunks: each chunk becomes one
- * SSL_write (a few TLS records at most) or one plain write. Touches only c
- * (and the shared frames' atomic counts), so a send thread may run it. */
-static int flush_conn(dlg_conn *c, const flush_ctx *x) {
-    /* While the socket is backed up, frames wait in the queue as shared
-     * references (cheap, and "latest" events can still be conflated there)
-     * rather than as per-connection ciphertext. on_write resumes. */
-    if (backed_up(c) && !c->close_after_flush)
-        return 0;
-    note_output(c);
-    const size_t stage_cap = c->tls_on ? DLG_TLS_RECORD_MAX : DLG_SCRATCH;
-    while (c->q_len > 0) {
-        size_t used = stage(c, x->pbuf, stage_cap);
-        int rc = c->tls_on ? dlg_tlsio_write(&c->tls, x->pbuf, used)
-                           : out_write(c, x, x->pbuf, used);
-        if (rc != 0)
-            return rc;
-        if (c->tls_on && (rc = drain_tls(c, x)) != 0)
-            return rc;
-        /* The socket stopped taking data: the rest waits as references
-         * (see above) instead of becoming copied ciphertext now. */
-        if (backed_up(c) && !c->close_after_flush)
-            return 0;
-    }
-    if (c->tls_on) {
-        if (c->close_after_flush)
-            dlg_tlsio_shutdown(&c->tls);
-        int rc = drain_tls(c, x);
-        /* The handshake grew the ciphertext buffers to its largest flight;
-         * an idle connection should not keep that (memory per idle
-         * connection). */
-        if (rc == 0 && c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
-            c->tls_compact = c->tls_bufs = 0;
-        return rc;
-    }
-    return 0;
-}
-
-static flush_ctx loop_ctx(dlg_server *s) {
-    return (flush_ctx){.pbuf = s->pbuf, .wbuf = s->wbuf, .send_thread = 0};
-}
-
-/* ---- write path with io_uring ------------------------------------------ */
-
-/* Plaintext bytes of the queue one io_uring send carries at most (four TLS
- * records): the rest waits in the queue as references until the send
- * completes, as it does behind a full socket in flush_conn. */
-#define DLG_URING_SEND_MAX (64 * 1024)
-
-/* The completion of c's send (see uring.h): resume what waited for it. */
-static void on_usend(dlg_uring_send *us, int res) {
-    dlg_conn *c = us->data;
-    c->usend = NULL;
-    c->inflight_bytes -= us->len;
-    c->inflight_since = c->inflight_bytes ? uv_now(c->srv->loop) : 0; /* see on_write */
-    if (c->state != DLG_CONN_CLOSING) {
-        if (res < 0)
-            dlg_conn_close(c, uv_strerror(res)); /* libuv's codes are -errno here */
-        else if (c->q_len > 0 || c->close_after_flush ||
-                 (c->tls_on && dlg_tlsio_out_pending(&c->tls) > 0))
-            mark_dirty(c); /* flush_conn_uring sends it, or closes */
-    }
-    conn_release(c); /* the count the send held; may free c */
-}
-
-/* flush_conn for a server with io_uring: up to DLG_URING_SEND_MAX bytes of
- * the queue (encrypted, with any handshake or close_notify bytes) become
- * one send that owns a copy; it is submitted with every other connection's
- * at the end of dlg_conn_flush_all. One send per connection at a time
- * keeps the bytes in order. */
-static int flush_conn_uring(dlg_conn *c) {
-    dlg_server *s = c->srv;
-    if (c->usend != NULL)
-        return 0; /* on_usend resumes */
-    note_output(c);
-    size_t len;
-    dlg_uring_send *us;
-    if (c->tls_on) {
-        size_t taken = 0;
-        while (c->q_len > 0 && taken < DLG_URING_SEND_MAX) {
-            size_t used = stage(c, s->pbuf, DLG_TLS_RECORD_MAX);
-            int rc = dlg_tlsio_write(&c->tls, s->pbuf, used);
-            if (rc != 0)
-                return rc;
-            taken += used;
-        }
-        if (c->q_len == 0 && c->close_after_flush)
-            dlg_tlsio_shutdown(&c->tls); /* once more is harmless: nothing new */
-        len = dlg_tlsio_out_pending(&c->tls);
-        us = NULL;
-        if (len > 0) {
-            if ((us = dlg_uring_send_new(len)) == NULL)
-                return DLG_ENOMEM;
-            dlg_tlsio_out_take(&c->tls, us->bytes, len);
-        }
-        /* As in flush_conn: the handshake's large buffers go once drained. */
-        if (c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
-            c->tls_compact = c->tls_bufs = 0;
-        if (us == NULL)
-            return 0;
-    } else {
-        len = c->q_bytes < DLG_URING_SEND_MAX ? (size_t)c->q_bytes : DLG_URING_SEND_MAX;
-        if (len == 0)
-            return 0;
-        if ((us = dlg_uring_send_new(len)) == NULL)
-            return DLG_ENOMEM;
-        stage(c, us->bytes, len);
-    }
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
-        free(us);
-        return DLG_EIO;
-    }
-    us->fd = fd;
-    us->cb = on_usend;
-    us->data = c;
-    int rc = dlg_uring_queue(s->uring, us);
-    if (rc != 0) {
-        free(us);
-        return rc;
-    }
-    c->usend = us;
-    c->handles_open++; /* released by on_usend */
-    if (c->inflight_bytes == 0)
-        c->inflight_since = uv_now(s->loop);
-    c->inflight_bytes += len;
-    return 0;
-}
-
-void dlg_conn_kick_noop(uv_idle_t *h) {
-    (void)h;
-}
-
-/* What one flush left for the loop thread: an error to close on, bytes the
- * socket did not take, a close to finish. */
-static void flush_done(dlg_conn *c, int rc) {
-    if (c->state == DLG_CONN_CLOSING) {
-        /* Closed by another connection's flush_done. */
-        free(c->spill);
-        c->spill = NULL;
-        c->spill_len = 0;
-        return;
-    }
-    if (rc == 0 && c->spill_len > 0) {
-        /* From a send thread: libuv writes it (one more try, then a
-         * uv_write); the rest of the queue follows from on_write. */
-        rc = sock_write(c, c->spill, c->spill_len);
-        free(c->spill);
-        c->spill = NULL;
-        c->spill_len = 0;
-        if (rc == 0) {
-            flush_ctx x = loop_ctx(c->srv);
-            rc = flush_conn(c, &x); /* the socket took it all after all */
-        }
-    }
-    if (rc != 0) {
-        dlg_conn_close(c, dlg_strerror(rc));
-        return;
-    }
-    if (c->close_after_flush && c->inflight_bytes == 0)
-        dlg_conn_close(c, c->close_reason);
-}
-
-/* dlg_sendpool_fn: one connection's flush on whichever thread took it. */
-static void flush_on_send_thread(void *item, uint8_t *scratch, void *ud) {
-    (void)ud;
-    dlg_conn *c = item;
-    flush_ctx x = {.pbuf = scratch, .wbuf = scratch + DLG_SCRATCH, .send_thread = 1};
-    c->flush_rc = flush_conn(c, &x);
-}
-
-/* Below this many connections to flush, waking a send thread costs more
- * than it saves (a wake-up is a futex call and a few microseconds; one
- * connection's flush is about 4-5 us of encryption and write()). */
-#define DLG_SEND_PARALLEL_MIN 8
-
-/* Flushes the dirty list with the send threads: ready connections that are
- * not backed up are shared out (each flushed by exactly one thread); the
- * rest, and everything a send thread could not finish, on this thread. */
-static void flush_all_shared(dlg_server *srv) {
-    flush_ctx x = loop_ctx(srv);
-    size_t n = 0;
-    while (srv->dirty) {
-        dlg_conn *c = srv->dirty;
-        srv->dirty = c->dirty_next;
-        if (c->state == DLG_CONN_CLOSING) {
-            c->in_dirty = 0;
-            continue;
-        }
-        if (c->state == DLG_CONN_READY && !c->close_after_flush && !backed_up(c)) {
-            if (n == srv->cap_flush_v) {
-                size_t ncap = n ? 2 * n : 256;
-                dlg_conn **nv = realloc(srv->flush_v, ncap * sizeof(*nv));
-                if (nv != NULL) {
-                    srv->flush_v = nv;
-                    srv->cap_flush_v = ncap;
-                }
-            }
-            if (n < srv->cap_flush_v) {
-                /* in_dirty stays set until the shared flush is over: a
-                 * frame queued to c meanwhile (a close below sending to
-                 * its room) must not list c twice. */
-                srv->flush_v[n++] = c;
-                continue;
-            }
-        }
-        c->in_dirty = 0;
-        flush_done(c, flush_conn(c, &x));
-    }
-    if (n >= DLG_SEND_PARALLEL_MIN) {
-        dlg_sendpool_run(srv->sendpool, (void **)srv->flush_v, n, flush_on_send_thread, NULL,
-                         srv->pbuf);
-        srv->send_turns++;
-    } else {
-        for (size_t i = 0; i < n; i++)
-            srv->flush_v[i]->flush_rc = flush_conn(srv->flush_v[i], &x);
-    }
-    for (size_t i = 0; i < n; i++)
-        srv->flush_v[i]->in_dirty = 0;
-    for (size_t i = 0; i < n; i++)
-        flush_done(srv->flush_v[i], srv->flush_v[i]->flush_rc);
-}
-
-void dlg_conn_flush_all(dlg_server *srv) {
-    uv_idle_stop(&srv->kick);
-    if (srv->sendpool != NULL && srv->uring == NULL) {
-        flush_all_shared(srv);
-        dlg_conn_reap(srv);
-        return;
-    }
-    flush_ctx x = loop_ctx(srv);
-    /* With io_uring, a send that completes during the submit lets the rest
-     * of its connection's queue go in this turn too: a few rounds, then the
-     * next turn (mark_dirty kicked the loop). */
-    for (int round = 0; round < 4; round++) {
-        while (srv->dirty) {
-            dlg_conn *c = srv->dirty;
-            srv->dirty = c->dirty_next;
-            c->in_dirty = 0;
-            if (c->state == DLG_CONN_CLOSING)
-                continue;
-            flush_done(c, srv->uring ? flush_conn_uring(c) : flush_conn(c, &x));
-        }
-        if (srv->uring == NULL)
-            break;
-        /* One submit for every send queued above; completions run here. */
-        dlg_uring_flush(srv->uring);
-        if (srv->dirty == NULL) {
-            /* A completion above may have kicked the loop for a connection
-             * the next round then flushed: nothing is left to kick for. */
-            uv_idle_stop(&srv->kick);
-            break;
-        }
-    }
-    dlg_conn_reap(srv);
-}
-
-/* ---- read path -------------------------------------------------------- */
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-    (void)hint;
-    dlg_conn *c = h->data;
-    buf->base = (char *)c->srv->rbuf;
-    buf->len = DLG_SCRATCH;
-}
-
-static int on_frame(void *ctx, const uint8_t *body, size_t len) {
-    dlg_conn *c = ctx;
-    if (c->state == DLG_CONN_CLOSING || c->close_after_flush)
-        return 1; /* stop: nothing more is read from a closing client */
-    return c->srv->up.frame(c, body, len);
-}
-
-/* Feeds plaintext to the frame decoder, enforcing the pre-auth budget. */
-static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
-    c->in_bytes += len;
-    if (c->state != DLG_CONN_READY &&
-        c->in_bytes > c->srv->opts.pre_auth_max_bytes) {
-        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
-                            "more than %u bytes before Welcome",
-                            c->srv->opts.pre_auth_max_bytes);
-        dlg_conn_close_after_flush(c, "pre-auth input budget exceeded");
-        return 1;
-    }
-    int rc = dlg_frame_dec_feed(&c->dec, data, len, on_frame, c, NULL);
-    if (rc == DLG_ETOOBIG) {
-        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
-                            "frame length %u is above the limit %u",
-                            dlg_frame_dec_bad_len(&c->dec),
-                            c->dec.max_frame);
-        dlg_conn_close_after_flush(c, "oversize frame");
-        return 1;
-    }
-    if (rc == DLG_EFLAG) {
-        dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__INVALID_ARGUMENT,
-                            "frame flag %u is not supported (only 0, uncompressed)",
-                            c->dec.hdr[0]);
-        dlg_conn_close_after_flush(c, "bad frame flag");
-        return 1;
-    }
-    return rc;
-}
-
-/* After a read: what TLS made for the peer by itself (a KeyUpdate answer,
- * an alert) is sent this turn even when no frame is, and counts in the
- * caps with the rest: a peer that never reads and sends what makes the
- * daemon answer is cut, before Welcome at pre_auth_max_bytes. */
-static void tls_output_check(dlg_conn *c) {
-    if (c->state == DLG_CONN_CLOSING)
-        return;
-    if (dlg_tlsio_out_pending(&c->tls) > 0)
-        mark_dirty(c);
-    if (c->close_after_flush || c->in_doomed)
-        return; /* reads no more: nothing grows */
-    uint64_t pending = dlg_conn_pending(c);
-    if (c->state == DLG_CONN_READY) {
-        if (pending > c->srv->opts.max_pending_bytes)
-            cut_slow(c, pending);
-    } else if (pending > c->srv->opts.pre_auth_max_bytes) {
-        dlg_log_info(&c->srv->log,
-                     "conn %s (%s): refused: %llu bytes of output pending before Welcome "
-                     "(pre_auth_max_bytes %u)",
-                     c->client_id, c->peer, (unsigned long long)pending,
-                     c->srv->opts.pre_auth_max_bytes);
-        dlg_conn_close(c, "pre-auth output budget exceeded");
-    }
-}
-
-static void refuse_full(dlg_conn *c) {
-    dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
-                        "server full: %u connections is the limit",
-                        c->srv->opts.max_connections);
-    dlg_conn_close_after_flush(c, "connection limit");
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-    dlg_conn *c = st->data;
-    if (c->state == DLG_CONN_CLOSING)
-        return;
-    if (nread < 0) {
-        dlg_conn_close(c, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
-        return;
-    }
-    if (nread == 0 || c->close_after_flush)
-        return;
-    c->io_recent = 1;
-    const uint8_t *data = (const uint8_t *)buf->base;
-    if (!c->tls_on) {
-        feed_plain(c, data, (size_t)nread);
-        goto out;
-    }
-    c->tls_bufs = 1;
-    if (dlg_tlsio_feed(&c->tls, data, (size_t)nread) != 0) {
-        dlg_conn_close(c, "out of memory");
-        return;
-    }
-    if (c->state == DLG_CONN_TLS) {
-        char err[256] = "";
-        int r = dlg_tlsio_handshake(&c->tls, err, sizeof(err));
-        if (r < 0) {
-            dlg_log_info(&c->srv->log, "conn %s (%s): TLS handshake refused: %s",
-                         c->client_id, c->peer, err);
-            flush_ctx x = loop_ctx(c->srv);
-            drain_tls(c, &x); /* the alert, if OpenSSL made one */
-            dlg_conn_close(c, "TLS handshake failed");
-            return;
-        }
-        mark_dirty(c);
-        if (r == 0)
-            return;
-        /* Clients with a certificate stay on OpenSSL: auth reads it at
-         * Hello. */
-        dlg_tlsio_handover(&c->tls);
-        c->state = DLG_CONN_HELLO;
-        c->tls_compact = 1;
-        c->srv->heap_churn++; /* the handshake's transient memory is free now */
-        if (c->refuse_full) {
-            refuse_full(c);
-            return;
-        }
-    }
-    for (;;) {
-        int n = dlg_tlsio_read(&c->tls, c->srv->pbuf, DLG_SCRATCH);
-        if (n == 0)
-            break;
-        if (n == DLG_ECLOSED) {
-            /* What it asked before is still answered, then our own
-             * close_notify (RFC 8446 6.1). */
-            dlg_conn_close_after_flush(c, "peer sent close_notify");
-            break;
-        }
-        if (n < 0) {
-            char why[256];
-            dlg_tlsio_error(&c->tls, why, sizeof(why));
-            flush_ctx x = loop_ctx(c->srv);
-            drain_tls(c, &x); /* the alert that says why, if one was made */
-            dlg_conn_close(c, why);
-            return;
-        }
-        if (feed_plain(c, c->srv->pbuf, (size_t)n) != 0)
-            break;
-    }
-    tls_output_check(c);
-out:
-    /* Replies are flushed by the check handle at the end of this loop turn. */
-    dlg_conn_reap(c->srv);
-}
 
 static void on_deadline(uv_timer_t *t) {
     dlg_conn *c = t->data;
     if (c->state == DLG_CONN_READY || c->state == DLG_CONN_CLOSING)
         return;
+    const char *quiet = c->codec && c->codec->deadline ? c->codec->deadline(c) : NULL;
+    if (quiet != NULL) {
+        dlg_log_debug(&c->srv->log, "conn %s (%s): %s", c->client_id, c->peer, quiet);
+        dlg_conn_close(c, quiet);
+        return;
+    }
     dlg_log_info(&c->srv->log,
                  "conn %s (%s): refused: no Hello within %u ms (handshake timeout)",
                  c->client_id, c->peer, c->srv->opts.handshake_timeout_ms);
     if (c->state == DLG_CONN_HELLO) {
+        say_in_ours(c);
         dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__DEADLINE_EXCEEDED,
                             "no Hello within %u ms", c->srv->opts.handshake_timeout_ms);
         dlg_conn_close_after_flush(c, "handshake timeout");
@@ -1083,9 +365,11 @@ static void evict_oldest(dlg_server *srv) {
     dlg_log_debug(&srv->log, "conn %s (%s): closed before Welcome to make room for a new "
                              "connection (%u waiting, pre_auth_max_connections %u)",
                   o->client_id, o->peer, srv->n_pre_auth, srv->opts.pre_auth_max_connections);
-    if (o->state == DLG_CONN_HELLO)
+    if (o->state == DLG_CONN_HELLO) {
+        say_in_ours(o);
         dlg_conn_final_error(o, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
                              "too many connections waiting for Hello: this one was the oldest");
+    }
     dlg_conn_close(o, "made room before Welcome");
 }
 
@@ -1177,12 +461,12 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
         return;
     }
     uv_timer_start(&c->timer, on_deadline, srv->opts.handshake_timeout_ms, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    if (dlg_conn_start_reading(c) != 0) {
         dlg_conn_close(c, "read start failed");
         return;
     }
     if (c->refuse_full && !c->tls_on)
-        refuse_full(c);
+        dlg_conn_refuse_full(c);
 }
 
 const char *dlg_conn_name(const dlg_conn *c) {
@@ -1194,4 +478,12 @@ int dlg_conn_has_role(const dlg_conn *c, const char *role) {
         if (strcmp(c->roles[i], role) == 0)
             return 1;
     return 0;
+}
+
+void dlg_conn_refuse_full(dlg_conn *c) {
+    say_in_ours(c);
+    dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
+                        "server full: %u connections is the limit",
+                        c->srv->opts.max_connections);
+    dlg_conn_close_after_flush(c, "connection limit");
 }

@@ -1,6 +1,9 @@
-/* conn.h: one client connection: TCP handle, TLS session, frame decoder,
- * identity, memberships, and the output queue that is flushed once per loop
- * turn (frames coalesced into few TLS records and few writes). */
+/* conn.h: one client connection: TCP handle, TLS session, the transport it
+ * speaks (codec.h), identity, memberships, and the output queue that is
+ * flushed once per loop turn (frames coalesced into few TLS records and few
+ * writes). Its code is in four files: conn.c (lifecycle, limits, timers),
+ * read.c (socket -> TLS -> codec -> srv->up.frame), outq.c (the queue) and
+ * flush.c (queue -> codec framing -> TLS -> one of three senders). */
 #ifndef DLG_CONN_H
 #define DLG_CONN_H
 
@@ -22,11 +25,14 @@ enum {
 };
 
 struct dlg_member;
+struct dlg_codec;
 
 /* One queued frame: a reference to a shared buffer. */
 typedef struct dlg_outq_item {
     dlg_buf *buf;
     uint32_t off;     /* bytes of buf already handed to TLS / the socket */
+    uint8_t raw;      /* bytes for the transport itself (an HTTP response),
+                         not a dialogue/1 frame its codec would reframe */
     const void *latest; /* conflation key (an event slot) for delivery: latest */
 } dlg_outq_item;
 
@@ -47,7 +53,11 @@ typedef struct dlg_conn {
     int tls_on;
     int missed_pongs;
     dlg_tlsio tls;
-    dlg_frame_dec dec;
+    const struct dlg_codec *codec; /* the transport spoken over the stream; NULL until
+                                      ALPN or the first bytes chose it */
+    void *codec_st;              /* its state, owned by the codec */
+    dlg_frame_dec dec;           /* dialogue/1's decoder; its max_frame is the frame
+                                    limit for every codec (lower before Welcome) */
     uint64_t id;
     char client_id[24];
     char peer[64];
@@ -146,6 +156,11 @@ void dlg_conn_send(dlg_conn *c, dlg_buf *b);
  * replaced by b instead of queueing both, so a slow reader gets the newest
  * value, not a backlog. */
 void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key);
+
+/* Queues bytes the transport itself sends (an HTTP response, a WebSocket
+ * control frame): like dlg_conn_send, but its codec writes them as they
+ * are. */
+void dlg_conn_send_raw(dlg_conn *c, dlg_buf *b);
 
 /* Writes Error{status, msg} straight to the socket, bypassing the queue,
  * when that is possible at a frame boundary (best effort: used just before

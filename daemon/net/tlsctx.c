@@ -19,9 +19,11 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned int inlen, void *arg) {
     (void)ssl;
     (void)arg;
-    static const unsigned char ours[] = "\x0a" "dialogue/1";
-    /* A client that offers ALPN must offer ours; one that offers none is
-     * accepted (plain TLS clients, e.g. health checks). */
+    /* In our order of preference: the native protocol, then HTTP/1.1 (the
+     * web page and WebSocket). A client that offers ALPN must offer one of
+     * them; one that offers none is accepted (its first bytes say which
+     * it speaks). */
+    static const unsigned char ours[] = "\x0a" "dialogue/1" "\x08" "http/1.1";
     if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
                               inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;

@@ -1,0 +1,183 @@
+/* outq.c: a connection's output queue: references to shared frames (one
+ * encoded event serves every recipient), "latest" conflation in place,
+ * the caps every queued byte counts against, and staging of the queue
+ * through the connection's codec for the write path (flush.c). */
+#include "conn_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dlg_err.h"
+
+void dlg_conn_mark_dirty(dlg_conn *c) {
+    if (c->in_dirty || c->state == DLG_CONN_CLOSING)
+        return;
+    c->in_dirty = 1;
+    /* Output queued from a timer or async callback must not wait for the
+     * next I/O event: an active idle handle makes the poll return at once. */
+    if (c->srv->dirty == NULL)
+        uv_idle_start(&c->srv->kick, dlg_conn_kick_noop);
+    c->dirty_next = c->srv->dirty;
+    c->srv->dirty = c;
+}
+
+static int q_push(dlg_conn *c, dlg_buf *b, int raw) {
+    if (c->q_len == c->q_cap) {
+        size_t ncap = c->q_cap ? c->q_cap * 2 : 16;
+        dlg_outq_item *nq = malloc(ncap * sizeof(*nq));
+        if (nq == NULL)
+            return DLG_ENOMEM;
+        for (size_t i = 0; i < c->q_len; i++)
+            nq[i] = c->q[(c->q_head + i) % c->q_cap];
+        free(c->q);
+        c->q = nq;
+        c->q_cap = ncap;
+        c->q_head = 0;
+    }
+    dlg_outq_item *it = &c->q[(c->q_head + c->q_len) % c->q_cap];
+    it->buf = dlg_buf_ref(b);
+    it->off = 0;
+    it->raw = (uint8_t)raw;
+    it->latest = NULL;
+    c->q_len++;
+    c->q_pushed++;
+    c->q_bytes += b->len;
+    return 0;
+}
+
+static int conn_gone(const dlg_conn *c) {
+    return c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed;
+}
+
+uint64_t dlg_conn_pending(const dlg_conn *c) {
+    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST + c->inflight_bytes + c->spill_len +
+           (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0) +
+           (c->codec && c->codec->pending ? c->codec->pending(c) : 0);
+}
+
+void dlg_conn_cut_slow(dlg_conn *c, uint64_t pending) {
+    c->srv->counters.slow_consumers++;
+    dlg_log_warn(&c->srv->log, "conn %s (%s): slow consumer: %llu bytes pending, cap %llu",
+                 c->client_id, c->peer, (unsigned long long)pending,
+                 (unsigned long long)c->srv->opts.max_pending_bytes);
+    c->close_status = DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED;
+    dlg_conn_doom(c, "slow consumer");
+}
+
+static void send_item(dlg_conn *c, dlg_buf *b, int raw) {
+    if (conn_gone(c))
+        return;
+    uint64_t pending = dlg_conn_pending(c) + b->len + DLG_OUTQ_ITEM_COST;
+    if (pending > c->srv->opts.max_pending_bytes) {
+        dlg_conn_cut_slow(c, pending);
+        return;
+    }
+    if (q_push(c, b, raw) != 0) {
+        dlg_conn_doom(c, "out of memory queueing output");
+        return;
+    }
+    dlg_conn_mark_dirty(c);
+}
+
+void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
+    send_item(c, b, 0);
+}
+
+void dlg_conn_send_raw(dlg_conn *c, dlg_buf *b) {
+    send_item(c, b, 1);
+}
+
+void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
+    if (conn_gone(c))
+        return;
+    dlg_latest_pos *lp = NULL;
+    for (size_t i = 0; i < c->n_latest; i++)
+        if (c->latest[i].key == key)
+            lp = &c->latest[i];
+    if (lp && lp->abs >= c->q_popped) {
+        dlg_outq_item *it = &c->q[(c->q_head + (lp->abs - c->q_popped)) % c->q_cap];
+        if (it->latest == key && it->off == 0) {
+            c->q_bytes += b->len;
+            c->q_bytes -= it->buf->len;
+            dlg_buf_unref(it->buf);
+            it->buf = dlg_buf_ref(b);
+            c->conflated++;
+            return;
+        }
+    }
+    uint64_t before = c->q_pushed;
+    dlg_conn_send(c, b);
+    if (c->q_pushed == before)
+        return; /* dropped (slow consumer) */
+    c->q[(c->q_head + c->q_len - 1) % c->q_cap].latest = key;
+    if (lp == NULL) {
+        if (c->n_latest == c->cap_latest) {
+            size_t nc = c->cap_latest ? c->cap_latest * 2 : 2;
+            dlg_latest_pos *nv = realloc(c->latest, nc * sizeof(*nv));
+            if (nv == NULL)
+                return; /* only conflation is lost */
+            c->latest = nv;
+            c->cap_latest = nc;
+        }
+        lp = &c->latest[c->n_latest++];
+        lp->key = key;
+    }
+    lp->abs = before;
+}
+
+/* Pops the head item once every byte of it is staged. */
+static void pop_done(dlg_conn *c, dlg_outq_item *it) {
+    if (it->off < it->buf->len)
+        return;
+    dlg_buf_unref(it->buf);
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    c->q_popped++;
+}
+
+void dlg_outq_drop_head(dlg_conn *c) {
+    dlg_outq_item *it = &c->q[c->q_head];
+    c->q_bytes -= it->buf->len - it->off;
+    it->off = (uint32_t)it->buf->len;
+    pop_done(c, it);
+}
+
+size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
+    size_t used = 0;
+    while (c->q_len > 0 && used < cap) {
+        dlg_outq_item *it = &c->q[c->q_head];
+        size_t left = it->buf->len - it->off;
+        size_t n = left < cap - used ? left : cap - used;
+        memcpy(dst + used, it->buf->data + it->off, n);
+        used += n;
+        it->off += (uint32_t)n;
+        c->q_bytes -= n;
+        pop_done(c, it);
+    }
+    return used;
+}
+
+size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_fn put) {
+    size_t used = 0;
+    while (c->q_len > 0 && used < cap) {
+        dlg_outq_item *it = &c->q[c->q_head];
+        uint32_t off0 = it->off;
+        size_t n = put(c, it, dst + used, cap - used);
+        c->q_bytes -= it->off - off0;
+        used += n;
+        if (it->off < it->buf->len && (n == 0 || used >= cap))
+            break; /* the rest of it does not fit now */
+        pop_done(c, it);
+    }
+    return used;
+}
+
+int dlg_conn_has_output(const dlg_conn *c) {
+    return c->q_len > 0 || (c->codec && c->codec->more && c->codec->more(c));
+}
+
+size_t dlg_conn_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
+    if (c->codec && c->codec->stage)
+        return c->codec->stage(c, dst, cap);
+    return dlg_outq_stage(c, dst, cap);
+}
