@@ -4,7 +4,7 @@
 #   B/js/src/           src/*.ts with the protocol messages protoc-gen-es
 #                       generates from proto/ (gen/, never committed)
 #   B/js/dist/          the package, compiled by tsc (.js and .d.ts)
-#   B/share/dialogue/web/  the dashboard page, bundled by esbuild
+#   B/web/              the dashboard page, bundled by esbuild (http.web_root)
 # node_modules comes from `npm ci` in clients/js (./dev setup).
 set -eu
 B=${1:?usage: clients/js/build.sh BUILD_DIR}
@@ -16,7 +16,7 @@ if [ ! -x "$NM/.bin/tsc" ] || [ ! -x "$NM/.bin/esbuild" ] || [ ! -x "$NM/.bin/pr
     exit 1
 fi
 OUT=$ROOT/$B/js
-WEB=$ROOT/$B/share/dialogue/web
+WEB=$ROOT/$B/web
 rm -rf "$OUT/src" "$OUT/web" "$OUT/dist" "$WEB"
 mkdir -p "$OUT/src/gen" "$OUT/web" "$WEB"
 cp "$JS"/src/*.ts "$OUT/src/"

@@ -31,7 +31,13 @@ export class TimeChart {
       // Always the last five minutes, so a wall screen reads at a glance.
       scales: { x: { time: true, range: () => { const t = Date.now() / 1000; return [t - WINDOW_S, t]; } }, y: max !== undefined ? { range: [0, max] } : { range: (_u, _min, mx) => [0, Math.max(mx * 1.1, 1)] } },
       axes: [
-        { stroke: "#8b98a5", grid: { stroke: "#263241", width: 1 }, ticks: { stroke: "#263241" } },
+        {
+          stroke: "#8b98a5", grid: { stroke: "#263241", width: 1 }, ticks: { stroke: "#263241" },
+          // One line of HH:MM per tick, far enough apart for a phone.
+          space: 70,
+          values: (_u: uPlot, splits: number[]) => splits.map(v =>
+            new Date(v * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+        },
         { stroke: "#8b98a5", grid: { stroke: "#263241", width: 1 }, ticks: { stroke: "#263241" }, size: 44 },
       ],
       series: [{}, ...series.map(s => ({

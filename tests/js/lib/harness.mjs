@@ -15,7 +15,7 @@ export const CTL = join(BUILD, "bin", "dialoguectl");
 // The JS is the same in every variant; the release build's serves when a
 // variant (asan) was built without it.
 export const JSDIR = existsSync(join(BUILD, "js", "dist", "src", "node.js")) ? join(BUILD, "js") : join(ROOT, "build", "js");
-export const WEB_ROOT = join(dirname(JSDIR), "share", "dialogue", "web");
+export const WEB_ROOT = join(dirname(JSDIR), "web");
 export const SHARE = join(BUILD, "share", "dialogue");
 
 const tmpDirs = [];
@@ -71,6 +71,7 @@ export function dashboardConfig({ store = "memory", storePath = "", extra = "", 
     history:
       - {event: alert:triggered, limit: 100}
 auto_join:`);
+  y += `http:\n  web_root: ${WEB_ROOT}\n`;
   y += `store: ${store}\n`;
   if (storePath) y += `store_path: ${storePath}\n`;
   return y + extra;
@@ -105,7 +106,6 @@ export class Daemon {
         if (t.endsWith("\n")) {
           this.port = Number(t);
           this.wantPort = this.port;
-          if (process.env.DLG_JS_BRIDGE) await this.startBridge();
           return this;
         }
       }
@@ -117,21 +117,12 @@ export class Daemon {
 
   /** Where a client connects: the daemon's WebSocket endpoint. */
   get url() {
-    return `wss://localhost:${this.webPort ?? this.port}/v1/ws`;
+    return `wss://localhost:${this.port}/v1/ws`;
   }
 
-  /** The page. */
+  /** The page, served by the daemon from http.web_root. */
   get pageUrl() {
-    return `https://localhost:${this.webPort ?? this.port}/`;
-  }
-
-  // Development only (DLG_JS_BRIDGE=1): lib/bridge.mjs in front of the
-  // daemon, on a port kept across restarts.
-  async startBridge() {
-    if (this.bridge) return;
-    const { startBridge } = await import("./bridge.mjs");
-    this.bridge = await startBridge({ daemonPort: this.port, certs: CERTS, webRoot: WEB_ROOT, jsdir: JSDIR, port: this.webPort ?? 0 });
-    this.webPort = this.bridge.port;
+    return `https://localhost:${this.port}/`;
   }
 
   log() {
@@ -145,7 +136,6 @@ export class Daemon {
     const t = setTimeout(() => this.proc.kill("SIGKILL"), 10000);
     await this.exited;
     clearTimeout(t);
-    if (this.bridge) { this.bridge.close(); this.bridge = null; }
   }
 }
 
