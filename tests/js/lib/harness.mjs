@@ -129,13 +129,22 @@ export class Daemon {
     try { return readFileSync(this.logPath, "utf8"); } catch { return ""; }
   }
 
-  /** SIGTERM (a clean stop: an SQLite store keeps its epochs), waits up to 10 s. */
+  /**
+   * SIGTERM (a clean stop: an SQLite store keeps its epochs), waits up to
+   * 10 s. Throws when the daemon did not exit 0 (a crash, a sanitizer's
+   * report, a leak under ASan), with the end of its log.
+   */
   async stop(sig = "SIGTERM") {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill(sig);
-    const t = setTimeout(() => this.proc.kill("SIGKILL"), 10000);
-    await this.exited;
-    clearTimeout(t);
+    if (!this.proc) return;
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill(sig);
+      const t = setTimeout(() => this.proc.kill("SIGKILL"), 10000);
+      await this.exited;
+      clearTimeout(t);
+    }
+    const { code, sig: s } = await this.exited;
+    if (code !== 0)
+      throw new Error(`dialogued ended with ${s ? `signal ${s}` : `status ${code}`}:\n${this.log().slice(-4000)}`);
   }
 }
 
