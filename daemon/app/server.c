@@ -26,6 +26,7 @@
 #include "tlsctx.h"
 #include "uring.h"
 #include "web.h"
+#include "presence.h"
 
 void dlg_server_opts_default(dlg_server_opts *o) {
     memset(o, 0, sizeof(*o));
@@ -197,6 +198,8 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
         dlg_access_hooks(&s->hooks[0]);
         s->n_hooks = 1;
     }
+    if (s->presence == NULL && (s->presence = dlg_presence_new(s)) == NULL)
+        dlg_log_warn(&s->log, "presence: off (out of memory at start)");
     s->reserve_fd = dlg_listener_reserve_fd();
     s->reserve_open = s->reserve_fd >= 0;
     s->n_listeners = s->opts.n_listen;
@@ -317,6 +320,7 @@ void dlg_server_stop(dlg_server *s) {
     dlg_bus_stop(s->bus);
     uv_close((uv_handle_t *)&s->flush_check, NULL);
     uv_close((uv_handle_t *)&s->kick, NULL);
+    dlg_presence_close(s->presence);
     uv_close((uv_handle_t *)&s->sweep, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -338,6 +342,8 @@ void dlg_server_free(dlg_server *s) {
     s->schema = NULL;
     dlg_web_free(s->web);
     s->web = NULL;
+    dlg_presence_free(s->presence);
+    s->presence = NULL;
     dlg_jwt_verifier_free(s->jwt);
     s->jwt = NULL;
     for (size_t i = 0; i < s->n_listeners; i++)

@@ -144,6 +144,8 @@ typedef struct dlg_server {
     struct dlg_rooms *rooms;
     dlg_schema *schema;          /* may be NULL: no typed events loaded */
     struct dlg_web *web;         /* owned; the page's files (opts.web_root), NULL = none */
+    struct dlg_presence *presence; /* owned; presence events (presence.h), NULL = off
+                                    (out of memory at start, or no loop yet) */
     dlg_counters counters;
     char **create_roles;         /* room_admin.create */
     size_t n_create_roles;

@@ -592,7 +592,7 @@ static int cmp_ord(const void *a, const void *b) {
 }
 
 int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
-    char **v = calloc(m->n_subs + 1, sizeof(*v));
+    char **v = calloc(m->n_subs + 3, sizeof(*v));
     dlg_evslot **sl = calloc(m->n_subs + 1, sizeof(*sl));
     if (v == NULL || sl == NULL) {
         free(v);
@@ -609,6 +609,11 @@ int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
         for (; k < m->n_subs; k++)
             v[k] = sl[k]->name;
     }
+    /* The system events a member named (the bits of dlg_member.presence). */
+    if (m->presence & 1u)
+        v[k++] = "presence:join";
+    if (m->presence & 2u)
+        v[k++] = "presence:leave";
     free(sl);
     *names = v;
     *n = k;

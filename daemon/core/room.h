@@ -29,6 +29,9 @@ typedef struct dlg_member {
     size_t pos_all;               /* index in room->all_subs.v while all */
     dlg_msub *subs;               /* sorted by slot address: O(log n) lookups */
     size_t n_subs, cap_subs;
+    unsigned presence;            /* system events subscribed to by name (proto's
+                                     presence.h: 1 presence:join, 2 presence:leave);
+                                     never through all */
 } dlg_member;
 
 typedef struct dlg_plist {        /* a growable array of members */

@@ -144,7 +144,8 @@ static void on_chunk(wslay_event_context_ptr ctx,
     (void)ctx;
     dlg_ws *w = ud;
     /* Control frames come whole to on_msg; data frames only here. */
-    if (w->stop || w->in_ctrl || arg->data_length > w->mcap - w->mlen)
+    if (w->stop || w->in_ctrl || arg->data_length == 0 ||
+        arg->data_length > w->mcap - w->mlen)
         return;
     memcpy(w->mbuf + w->mlen, arg->data, arg->data_length);
     w->mlen += arg->data_length;
@@ -160,7 +161,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     if (arg->opcode == WSLAY_BINARY_FRAME) {
         size_t n = w->mlen;
         w->mlen = 0;
-        if (c->srv->up.frame(c, w->mbuf, n) != 0)
+        static const uint8_t empty[1];
+        if (c->srv->up.frame(c, n ? w->mbuf : empty, n) != 0)
             w->stop = 1;
         /* A large message's buffer is not kept for the next one. */
         if (w->mcap > DLG_WS_KEEP_BUF) {

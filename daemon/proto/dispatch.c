@@ -17,6 +17,7 @@
 #include "history.h"
 #include "hooks.h"
 #include "jwt.h"
+#include "presence.h"
 #include "ratelimit.h"
 #include "room.h"
 
@@ -258,12 +259,38 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
         dlg_reply_error(c, rid, ST(INVALID_ARGUMENT), "no events named (set all for every event)");
         return;
     }
+    /* The system events (presence.h) are member bits, not subscriber
+     * slots: named ones are taken out of the list here. */
+    unsigned bits = 0;
+    size_t kept = 0;
+    char **named = n ? malloc(n * sizeof(*named)) : NULL; /* the frame's own list stays */
+    if (n && named == NULL) {
+        dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned b = dlg_presence_bit(events[i]);
+        if (b == DLG_PRESENCE_BAD) {
+            dlg_reply_error(c, rid, ST(NOT_FOUND), "room %s: no system event %.64s (there are "
+                            "presence:join and presence:leave)", r->id, events[i]);
+            free(named);
+            return;
+        }
+        if (b)
+            bits |= b;
+        else
+            named[kept++] = events[i];
+    }
     const char *bad = NULL;
     const dlg_server_opts *o = &c->srv->opts;
     int room_full = 0;
-    int rc = unsub ? dlg_room_unsubscribe(m, events, n, all, &bad)
-                   : dlg_room_subscribe(m, events, n, all, o->max_subscriptions,
+    int rc = 0;
+    if (all || kept > 0)
+        rc = unsub ? dlg_room_unsubscribe(m, named, kept, all, &bad)
+                   : dlg_room_subscribe(m, named, kept, all, o->max_subscriptions,
                                         o->max_room_events, &bad, &room_full);
+    /* bad points into the frame's strings, not into named. */
+    free(named);
     if (rc == DLG_EFULL) {
         if (!room_full)
             dlg_reply_error(c, rid, ST(RESOURCE_EXHAUSTED),
@@ -297,6 +324,10 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
         dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         return;
     }
+    if (unsub)
+        m->presence &= all ? 0u : ~bits;
+    else
+        m->presence |= bits;
     send_joined(c, rid, m, 0); /* the resulting subscription set */
 }
 

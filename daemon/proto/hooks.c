@@ -1,4 +1,5 @@
 /* hooks.c: hook tables and the server API built on the daemon's modules. */
+#include "presence.h"
 #include "hooks.h"
 
 #include <stdlib.h>
@@ -52,6 +53,7 @@ void dlg_hooks_joined(dlg_server *s, const dlg_conn *c, const char *room) {
     dlg_hooks *h;
     dlg_hooks_client_info(c, &i);
     EACH(s, h) if (h->on_joined) h->on_joined(h->ud, s, &i, room);
+    dlg_presence_note(s->presence, room, c, 1);
 }
 
 void dlg_hooks_left(dlg_server *s, const dlg_conn *c, const char *room, const char *reason) {
@@ -59,6 +61,7 @@ void dlg_hooks_left(dlg_server *s, const dlg_conn *c, const char *room, const ch
     dlg_hooks *h;
     dlg_hooks_client_info(c, &i);
     EACH(s, h) if (h->on_left) h->on_left(h->ud, s, &i, room, reason);
+    dlg_presence_note(s->presence, room, c, 0);
 }
 
 int dlg_hooks_before_each(dlg_server *s, const dlg_conn *c, dlg_event_info *ev,
@@ -100,6 +103,7 @@ void dlg_hooks_room_created(dlg_server *s, const char *room, const char *creator
 void dlg_hooks_room_deleted(dlg_server *s, const char *room) {
     dlg_hooks *h;
     EACH(s, h) if (h->on_room_deleted) h->on_room_deleted(h->ud, s, room);
+    dlg_presence_room_gone(s->presence, room);
 }
 
 /* ---- public server API ---------------------------------------------- */

@@ -1,4 +1,5 @@
 /* trigger.c: an event's way in through the rules (see trigger.h). */
+#include "presence.h"
 #include "trigger.h"
 
 #include <stdio.h>
@@ -16,6 +17,12 @@ int dlg_trigger(dlg_server *srv, dlg_room *room, const dlg_conn *sender, const c
     res->recipients = 0;
     res->status = 0;
     res->ticket = 0;
+    if (dlg_presence_bit(event) != 0) {
+        /* Reserved: only the server says who joined and left. */
+        res->status = DIALOGUE__V1__STATUS__PERMISSION_DENIED;
+        snprintf(err, errlen, "event %s: the presence: events are the server's own", event);
+        return DLG_EPERM;
+    }
     if (!dlg_room_allows_event(room, event)) {
         res->status = DIALOGUE__V1__STATUS__INVALID_ARGUMENT;
         snprintf(err, errlen, "room %s does not accept event %s", room->id, event);
