@@ -298,3 +298,39 @@ test("backoff: doubles from min, stops at max, jitter takes at most its share", 
   }
   assert.equal(backoffMs(0, 0, 0, 5), 1);
 });
+
+test("presence: presence:join and presence:leave (seq 0) reach a member subscribed by name, decoded", T, async () => {
+  const watcher = client(token("pw", "viewer"));
+  const other = client(token("po", "viewer"));
+  await Promise.all([watcher.connect(), other.connect()]);
+  await watcher.join("lab");
+  const ev = [];
+  watcher.on("lab", null, e => { if (e.event.startsWith("presence:")) ev.push(e); });
+  const j = await watcher.subscribe("lab", ["presence:join", "presence:leave"]);
+  assert.ok(j.subscriptions.includes("presence:join"), JSON.stringify(j.subscriptions));
+  // The watcher's position in the room is known (an event went by) before
+  // the unnumbered presence events come.
+  await watcher.trigger("lab", "alert:triggered", alert("pres-0"));
+  // The watcher's own join is reported in the window it fell in (500 ms).
+  await sleep(800);
+  assert.ok(ev.every(e => e.event === "presence:join" && e.data.members.includes("pw")), JSON.stringify(ev.map(e => e.data)));
+  ev.length = 0;
+  await other.join("lab");
+  assert.ok(await waitFor(() => ev.length >= 1, 5000), "no presence:join");
+  assert.equal(ev[0].event, "presence:join");
+  assert.equal(ev[0].seq, 0n);
+  assert.equal(ev[0].from, "system");
+  assert.equal(ev[0].fromKind, "server");
+  assert.equal(ev[0].decodeError, undefined);
+  assert.deepEqual(ev[0].data.members, ["po"]);
+  assert.deepEqual(ev[0].data.kinds, ["IDENTITY_TOKEN"]);
+  // Members after the change (other tests' clients are in lab too).
+  const rooms = await watcher.listRooms({ members: true });
+  const n = rooms.find(r => r.id === "lab").members;
+  assert.equal(ev[0].data.count, n);
+  await other.leave("lab");
+  assert.ok(await waitFor(() => ev.length >= 2, 5000), "no presence:leave");
+  assert.equal(ev[1].event, "presence:leave");
+  assert.deepEqual(ev[1].data.members, ["po"]);
+  assert.equal(ev[1].data.count, n - 1);
+});

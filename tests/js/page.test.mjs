@@ -192,12 +192,13 @@ test("presence: another watcher appears in the list and goes when it leaves", T,
     const bob = new Client({ url: D.url, caFile: CA, token: token("bob", "admin") });
     clients.push(bob);
     await bob.connect();
-    await p.page.waitForSelector('#presence li[data-user="bob"]', { timeout: 8000 });
+    // Within a presence window (500 ms) and a margin: the page is told, it does not poll.
+    await p.page.waitForSelector('#presence li[data-user="bob"]', { timeout: 3000 });
     assert.equal(await p.page.getAttribute('#presence li[data-user="ada"]', "class"), "me");
     await sleep(200);
     await shot(p.page, "4-presence");
     await bob.close();
-    await p.page.waitForSelector('#presence li[data-user="bob"]', { state: "detached", timeout: 8000 });
+    await p.page.waitForSelector('#presence li[data-user="bob"]', { state: "detached", timeout: 3000 });
     assertClean(p, adminToken);
   } finally {
     await p.ctx.close();
@@ -240,6 +241,12 @@ test("daemon restart: the page reconnects and recovers, no alert missing or twic
     // Metrics go on after the restart.
     const n = await updates(p.page);
     await p.page.waitForFunction(m => Number(document.getElementById("dash").dataset.updates) > m, n, { timeout: 3000 });
+    // The presence subscription came back with the room: a newcomer shows.
+    const carol = new Client({ url: D.url, caFile: CA, token: token("carol", "admin") });
+    clients.push(carol);
+    await carol.connect();
+    await p.page.waitForSelector('#presence li[data-user="carol"]', { timeout: 3000 });
+    await carol.close();
     await shot(p.page, "5b-after-restart");
     // The page's attempts while the daemon was down were refused.
     assertClean(p, adminToken, /WebSocket connection to .* failed: .*ERR_CONNECTION_REFUSED/);

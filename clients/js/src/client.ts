@@ -1086,6 +1086,9 @@ export class Client {
   private posAccept(e: PbEvent): boolean {
     const rm = this.rooms.get(e.room);
     if (!rm) return true;
+    // Seq 0: a system event that is not numbered (presence:join/leave); it
+    // is neither a duplicate nor a position.
+    if (e.seq === 0n) return true;
     if (rm.known && rm.epoch === e.epoch) {
       if (e.seq <= this.position(rm)) return false;
     } else {

@@ -7,7 +7,16 @@ import {
   type DescMessage, type FileRegistry, type JsonValue,
 } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import type { Schema } from "./gen/dialogue/v1/protocol_pb.js";
+import { PresenceChangeSchema, type Schema } from "./gen/dialogue/v1/protocol_pb.js";
+
+/**
+ * The server's own events: not in its schema reply, their message is part
+ * of the protocol (docs/protocol.md, Presence).
+ */
+const SYSTEM_EVENTS: ReadonlyMap<string, DescMessage> = new Map([
+  ["presence:join", PresenceChangeSchema],
+  ["presence:leave", PresenceChangeSchema],
+]);
 
 /** One event type the server knows: its name and protobuf message. */
 export interface EventType {
@@ -50,9 +59,9 @@ export class EventSchema {
     }
   }
 
-  /** The message descriptor of `event`, or undefined. */
+  /** The message descriptor of `event` (the server's own events included), or undefined. */
   message(event: string): DescMessage | undefined {
-    return this.byEvent.get(event);
+    return this.byEvent.get(event) ?? SYSTEM_EVENTS.get(event);
   }
 
   /**
@@ -61,6 +70,11 @@ export class EventSchema {
    * when the event has no type or the bytes do not decode.
    */
   decode(event: string, data: Uint8Array): JsonValue {
+    const sys = SYSTEM_EVENTS.get(event);
+    if (sys && !this.byEvent.has(event)) {
+      // Every field, zeros too: a count of 0 members is news.
+      return toJson(sys, fromBinary(sys, data), { alwaysEmitImplicit: true });
+    }
     const d = this.byEvent.get(event);
     if (!d) throw new Error(`event ${event} has no message type in the server's schema`);
     return toJson(d, fromBinary(d, data), { registry: this.registry });

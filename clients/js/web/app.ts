@@ -10,7 +10,6 @@ import { TimeChart, WINDOW_S } from "./charts.js";
 
 const ROOM = "dashboard";
 const TOKEN_KEY = "dialogue.token";
-const PRESENCE_POLL_MS = 5000;
 
 interface Metric {
   key: string; // epoch:seq
@@ -259,16 +258,21 @@ class Presence {
     this.draw();
   }
 
-  join(id: string): void {
-    this.members.set(id, (this.members.get(id) ?? 0) + 1);
+  /**
+   * A presence:join or presence:leave: the sessions that came or went.
+   * Returns false when the list no longer adds up to the room's count
+   * (changes left out, or a change missed): then ask for the list again.
+   */
+  change(joined: boolean, ids: string[], count: number, more: number): boolean {
+    for (const id of ids) {
+      const n = (this.members.get(id) ?? 0) + (joined ? 1 : -1);
+      if (n > 0) this.members.set(id, n);
+      else this.members.delete(id);
+    }
     this.draw();
-  }
-
-  leave(id: string): void {
-    const n = (this.members.get(id) ?? 0) - 1;
-    if (n > 0) this.members.set(id, n);
-    else this.members.delete(id);
-    this.draw();
+    let total = 0;
+    for (const n of this.members.values()) total += n;
+    return more === 0 && total === count;
   }
 
   clear(): void {
@@ -300,7 +304,6 @@ class Presence {
 // ---- the session ---------------------------------------------------------------
 
 let client: Client | null = null;
-let presenceTimer: ReturnType<typeof setInterval> | undefined;
 const dash = new Dashboard();
 const presence = new Presence();
 
@@ -327,8 +330,6 @@ function deniedView(text: string): void {
 }
 
 async function stop(): Promise<void> {
-  if (presenceTimer) clearInterval(presenceTimer);
-  presenceTimer = undefined;
   const c = client;
   client = null;
   if (c) await c.close();
@@ -370,9 +371,10 @@ async function start(token: string): Promise<void> {
   client = c;
   c.on(ROOM, "metrics:update", ev => dash.live(ev));
   c.on(ROOM, "alert:triggered", ev => dash.live(ev));
-  // System events of the daemon's presence (who joined, who left).
-  c.on(ROOM, "presence:join", ev => presenceEvent(ev, true));
-  c.on(ROOM, "presence:leave", ev => presenceEvent(ev, false));
+  // The daemon's presence events (who came, who went), subscribed to by
+  // name below; the client restores the subscription after a reconnect.
+  c.on(ROOM, "presence:join", ev => presenceEvent(c, ev, true));
+  c.on(ROOM, "presence:leave", ev => presenceEvent(c, ev, false));
   c.onGap((g: Gap) => {
     if (g.room !== ROOM || !g.epochChanged) return;
     // The room's history was lost: rebuild from what follows.
@@ -427,16 +429,21 @@ async function start(token: string): Promise<void> {
   } catch (e) {
     console.warn("dashboard: history:", e);
   }
+  try {
+    await c.subscribe(ROOM, ["presence:join", "presence:leave"]);
+  } catch (e) {
+    console.warn("dashboard: presence events:", e);
+  }
+  // The list as it is now; the events keep it up to date.
   void refreshPresence(c);
-  presenceTimer = setInterval(() => { if (client === c && c.state === "connected") void refreshPresence(c); }, PRESENCE_POLL_MS);
 }
 
-function presenceEvent(ev: DialogueEvent, joined: boolean): void {
+function presenceEvent(c: Client, ev: DialogueEvent, joined: boolean): void {
   const d = (ev.data && typeof ev.data === "object" && !Array.isArray(ev.data)) ? ev.data as Record<string, unknown> : {};
-  const id = String(d.userId ?? d.user_id ?? d.user ?? "");
-  if (!id) return;
-  if (joined) presence.join(id);
-  else presence.leave(id);
+  const ids = Array.isArray(d.members) ? d.members.map(String) : [];
+  const count = typeof d.count === "number" ? d.count : -1;
+  const more = typeof d.more === "number" ? d.more : 0;
+  if (!presence.change(joined, ids, count, more)) void refreshPresence(c);
 }
 
 function main(): void {
