@@ -225,9 +225,9 @@ async function restartCase(store) {
   const dir = mkdtempSync(join(tmpdir(), "dlg-js-store-"));
   const d = await new Daemon(dashboardConfig({ store, storePath: store === "sqlite" ? join(dir, "h.db") : "" })).start();
   const opts = { url: d.url, caFile: CA };
-  // The subscriber retries every 2 s: the events "during" are published
+  // The subscriber retries every 4 s: the events "during" are published
   // while it is away, and come back only through recovery.
-  const sub = new Client({ ...opts, token: token("rsub", "viewer"), backoffMinMs: 2000, backoffMaxMs: 2000, backoffJitter: 0 });
+  const sub = new Client({ ...opts, token: token("rsub", "viewer"), backoffMinMs: 4000, backoffMaxMs: 4000, backoffJitter: 0 });
   const pub = new Client({ ...opts, token: token("rpub", "viewer"), reconnect: false });
   clients.push(sub);
   const got = [], gaps = [], states = [];

@@ -222,11 +222,18 @@ test("daemon restart: the page reconnects and recovers, no alert missing or twic
     await D.stop();
     await p.page.waitForFunction(() => document.getElementById("conn").dataset.state !== "connected", null, { timeout: 5000 });
     await shot(p.page, "5a-daemon-down");
-    // Let the page's retries back off (0.1, 0.2, 0.4, 0.8 s ...) so that the
-    // next alerts are published while it is still away.
-    await sleep(1500);
+    // The page's retries back off (0.1, 0.2, 0.4 ... s, minus up to 20 %):
+    // after its 6th refused attempt the next one is at least 5 s away, time
+    // enough to start the daemon and publish what the page must recover.
+    const refused = () => p.problems.filter(m => /ERR_CONNECTION_REFUSED/.test(m)).length;
+    assert.ok(await waitFor(() => refused() >= 6, 15000), `${refused()} refused attempts`);
     await D.start();
-    pub(["r-during-1", "r-during-2"]);
+    const during = new Client({ url: D.url, caFile: CA, token: publisherToken, reconnect: false });
+    await during.connect();
+    await during.join("dashboard");
+    for (const id of ["r-during-1", "r-during-2"])
+      await during.trigger("dashboard", "alert:triggered", alert(id, "medium", `restart test ${id}`));
+    await during.close();
     assert.notEqual(await p.page.getAttribute("#conn", "data-state"), "connected",
       "the page came back before the alerts it was to miss");
     await p.page.waitForFunction(() => document.getElementById("conn").dataset.state === "connected", null, { timeout: 15000 });
