@@ -97,6 +97,25 @@ def test_serve_prints_what_a_second_shell_needs():
     assert p.stdout == open(SERVE_OUT).read()
 
 
+def test_serve_prints_the_page_link_with_the_token_in_the_fragment():
+    """The printed link opens the page on the demo's own port; the admin
+    token rides in the fragment (a browser never sends it), not the query."""
+    if skip():
+        return
+    import ssl
+    import urllib.request
+    v = exports(open(SERVE_OUT).read())
+    url = v.get("DIALOGUE_DASHBOARD_URL", "")
+    port = v["DIALOGUE_SERVER"].rsplit(":", 1)[1]
+    assert url == "https://localhost:%s/#token=%s" % (port, v["DIALOGUE_TOKEN"]), url
+    assert "the dashboard in a browser: " + url in open(SERVE_ERR).read()
+    ctx = ssl.create_default_context(cafile=v["DIALOGUE_CA"])
+    with urllib.request.urlopen(url.split("#")[0], context=ctx, timeout=10) as r:
+        body = r.read().decode()
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/html"), r.headers
+    assert "Live Dashboard" in body and 'src="app.js"' in body, body[:300]
+
+
 def test_check_while_serve_runs_leaves_it_alone():
     if skip():
         return
