@@ -94,17 +94,31 @@ def test_debian_changelog_says_it():
         top, VERSION)
 
 
+def test_js_package_says_it():
+    # npm reads the package's version from package.json (and its lock file
+    # repeats it): both must say VERSION.
+    import json
+    with open(os.path.join(ROOT, "clients", "js", "package.json")) as f:
+        pkg = json.load(f)
+    with open(os.path.join(ROOT, "clients", "js", "package-lock.json")) as f:
+        lock = json.load(f)
+    got = (pkg.get("version"), lock.get("version"), lock["packages"][""].get("version"))
+    assert got == (VERSION,) * 3, "clients/js says %s, VERSION says %s" % (got, VERSION)
+
+
 def test_written_once():
     """No other tracked file spells the number (tests and docs excepted: the
     docs page above is checked instead; debian/changelog, which Debian's
-    tools read, is checked against it; a symbols file names the version a
+    tools read, and the JS package's files, which npm reads, are checked
+    against it; a symbols file names the version a
     symbol appeared in, not the current one)."""
     pat = re.compile(r"(?<![\w.])%s(?![\w.])" % re.escape(VERSION))
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                            timeout=60, check=True).stdout.split()
     hits = []
     for rel in files:
-        if (rel in ("VERSION", "debian/changelog") or rel.startswith("tests/")
+        if (rel in ("VERSION", "debian/changelog", "clients/js/package.json",
+                    "clients/js/package-lock.json") or rel.startswith("tests/")
                 or rel.endswith(".md") or rel.endswith(".symbols")):
             continue
         path = os.path.join(ROOT, rel)
