@@ -2,6 +2,7 @@
  * interest bookkeeping, subject mapping, the relay of events from other
  * nodes, and the in-process hub. */
 #include "bus.h"
+#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -48,7 +49,7 @@ static dlg_bus_room *set_add(dlg_bus *b, const char *room) {
         return &b->rooms[pos];
     if (DLG_GROW(b->rooms, b->cap_rooms, b->n_rooms + 1) != 0)
         return NULL;
-    char *s = strdup(room);
+    char *s = dlg_strdup(room);
     if (s == NULL)
         return NULL;
     memmove(b->rooms + pos + 1, b->rooms + pos, (b->n_rooms - pos) * sizeof(*b->rooms));
@@ -136,7 +137,7 @@ static void on_wait_timer(uv_timer_t *t) {
     uint64_t now = uv_now(t->loop);
     /* Answered from a copy: a resumed Join runs hooks and sends frames,
      * which must not see the array half rewritten. */
-    dlg_bus_waiter *done = malloc((b->n_waiters ? b->n_waiters : 1) * sizeof(*done));
+    dlg_bus_waiter *done = dlg_malloc((b->n_waiters ? b->n_waiters : 1) * sizeof(*done));
     size_t n_done = 0, k = 0;
     uint64_t next = 0;
     for (size_t i = 0; i < b->n_waiters; i++) {
@@ -211,7 +212,7 @@ int dlg_bus_recover_wait(dlg_bus *b, dlg_conn *c, uint64_t rid, const dlg_room *
     }
     if (DLG_GROW(b->waiters, b->cap_waiters, b->n_waiters + 1) != 0)
         goto nomem;
-    char *room = strdup(r->id);
+    char *room = dlg_strdup(r->id);
     if (room == NULL)
         goto nomem;
     if (!b->wait_timer_open) {
@@ -597,7 +598,7 @@ typedef struct local_bus {
 } local_bus;
 
 dlg_bus_hub *dlg_bus_hub_new(void) {
-    return calloc(1, sizeof(dlg_bus_hub));
+    return dlg_calloc(1, sizeof(dlg_bus_hub));
 }
 
 void dlg_bus_hub_free(dlg_bus_hub *h) {
@@ -654,7 +655,7 @@ static const dlg_bus_ops local_ops = {
 int dlg_bus_local_new(dlg_server *srv, dlg_bus_hub *h, dlg_bus **out) {
     if (DLG_GROW(h->v, h->cap, h->n + 1) != 0)
         return DLG_ENOMEM;
-    local_bus *lb = calloc(1, sizeof(*lb));
+    local_bus *lb = dlg_calloc(1, sizeof(*lb));
     if (lb == NULL)
         return DLG_ENOMEM;
     lb->base.ops = &local_ops;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bus_nats_int.h"
+#include "dlg_alloc.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "history.h"
@@ -106,7 +107,7 @@ static uint64_t mono_ms(void) {
 }
 
 int dlg__nats_log_new(nats_bus *nb, const dlg_config_cluster *cc) {
-    struct nats_log *lg = calloc(1, sizeof(*lg));
+    struct nats_log *lg = dlg_calloc(1, sizeof(*lg));
     if (lg == NULL)
         return DLG_ENOMEM;
     lg->replicas = cc->log_replicas ? cc->log_replicas : cc->nats.n < 3 ? (uint32_t)cc->nats.n : 3;
@@ -180,7 +181,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     (void)js;
     inbox *ib = closure;
     const char *id = NULL;
-    inbox_item *it = calloc(1, sizeof(*it));
+    inbox_item *it = dlg_calloc(1, sizeof(*it));
     if (it && natsMsgHeader_Get(msg, HDR_MSG_ID, &id) == NATS_OK && id) {
         const char *colon = strrchr(id, ':');
         it->ticket = colon ? strtoull(colon + 1, NULL, 10) : 0;
@@ -207,7 +208,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
                      pae && pae->ErrText ? pae->ErrText : "",
                      pae && pae->ErrText ? ": " : "",
                      natsStatus_GetText(pae ? pae->Err : NATS_ERR));
-            if ((it->error = strdup(why)) == NULL)
+            if ((it->error = dlg_strdup(why)) == NULL)
                 it->ticket = 0;
         }
     }
@@ -371,12 +372,12 @@ int dlg__nats_log_start(nats_bus *nb) {
     uv_timer_init(srv->loop, &lg->resync_timer);
     lg->resync_timer.data = lg;
     lg->timer_open = 1;
-    if ((lg->rooms = calloc(rs->n ? rs->n : 1, sizeof(*lg->rooms))) == NULL)
+    if ((lg->rooms = dlg_calloc(rs->n ? rs->n : 1, sizeof(*lg->rooms))) == NULL)
         return DLG_ENOMEM;
     for (size_t i = 0; i < rs->n; i++) {
         const dlg_room *r = rs->v[i];
         log_room *lr = &lg->rooms[lg->n];
-        if ((lr->id = strdup(r->id)) == NULL)
+        if ((lr->id = dlg_strdup(r->id)) == NULL)
             return DLG_ENOMEM;
         lg->n++;
         if (dlg_bus_subject(r->id, lr->subject, sizeof(lr->subject)) < 0)
@@ -486,7 +487,7 @@ static void retire_done(uv_work_t *req, int status) {
 static void retire(struct nats_log *lg, natsSubscription *sub) {
     if (sub == NULL)
         return;
-    retire_work *w = calloc(1, sizeof(*w));
+    retire_work *w = dlg_calloc(1, sizeof(*w));
     if (w) {
         w->req.data = w;
         w->sub = sub;
@@ -555,7 +556,7 @@ static void resync_done(uv_work_t *req, int status) {
 }
 
 static void resync(struct nats_log *lg, log_room *lr, uint64_t from) {
-    resync_work *w = calloc(1, sizeof(*w));
+    resync_work *w = dlg_calloc(1, sizeof(*w));
     nats_bus *nb = lg->nb;
     if (w == NULL) {
         lr->resync_from = from;

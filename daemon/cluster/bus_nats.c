@@ -11,6 +11,7 @@
 #include <nats/adapters/libuv.h> /* defines functions: this file only */
 
 #include "bus_nats_int.h"
+#include "dlg_alloc.h"
 #include "dlg_clock.h"
 #include "config.h"
 #include "dlg_err.h"
@@ -78,7 +79,7 @@ void dlg__nats_inbox_push(inbox *ib, inbox_item *it) {
 void dlg__nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
     (void)nc;
     inbox *ib = closure;
-    inbox_item *it = calloc(1, sizeof(*it));
+    inbox_item *it = dlg_calloc(1, sizeof(*it));
     if (it == NULL) {
         uv_mutex_lock(&ib->mu);
         ib->overflow++;
@@ -100,7 +101,7 @@ void dlg__nats_on_sub_complete(void *closure) {
 /* A LINK_* marker after the messages already queued (dropped, and counted
  * as an overflow, when the inbox is full: that is a gap too). */
 static void push_link(inbox *ib, int link, const void *sub) {
-    inbox_item *it = calloc(1, sizeof(*it));
+    inbox_item *it = dlg_calloc(1, sizeof(*it));
     if (it == NULL) {
         uv_mutex_lock(&ib->mu);
         ib->overflow++;
@@ -152,7 +153,7 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
      * not remake it after a failover) may stay silent for good: the loop
      * makes a new one (bus_log.c). The item names the subscription only. */
     if (sub && (err == NATS_MISSED_HEARTBEAT || err == NATS_TIMEOUT)) {
-        inbox_item *it = calloc(1, sizeof(*it));
+        inbox_item *it = dlg_calloc(1, sizeof(*it));
         if (it) {
             it->sub = sub;
             dlg__nats_inbox_push(ib, it);
@@ -578,14 +579,14 @@ static int apply_config(nats_bus *nb, const dlg_config_cluster *cc, char *err, s
 int dlg__bus_nats_new(dlg_server *srv, const dlg_config_cluster *cc, dlg_bus **out, char *err,
                       size_t errlen) {
     int rc = DLG_ENOMEM;
-    nats_bus *nb = calloc(1, sizeof(*nb));
+    nats_bus *nb = dlg_calloc(1, sizeof(*nb));
     if (nb == NULL)
         goto fail;
     nb->base.ops = &nats_ops;
     nb->base.srv = srv;
-    if ((nb->node_id = strdup(cc->node_id)) == NULL)
+    if ((nb->node_id = dlg_strdup(cc->node_id)) == NULL)
         goto fail_bus;
-    if ((nb->ib = calloc(1, sizeof(*nb->ib))) == NULL)
+    if ((nb->ib = dlg_calloc(1, sizeof(*nb->ib))) == NULL)
         goto fail_id;
     if (uv_mutex_init(&nb->ib->mu) != 0) {
         free(nb->ib);

@@ -2,6 +2,7 @@
  * open-addressing hash table with linear probing and backward-shift
  * deletion (no tombstones, so expiry never slows lookups down). */
 #include "ratelimit.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ struct dlg_ratelimit {
 };
 
 dlg_ratelimit *dlg_ratelimit_new(void) {
-    dlg_ratelimit *rl = calloc(1, sizeof(*rl));
+    dlg_ratelimit *rl = dlg_calloc(1, sizeof(*rl));
     if (rl == NULL)
         return NULL;
     struct timespec ts;
@@ -79,7 +80,7 @@ static size_t find_slot(const dlg_ratelimit *rl, const uint8_t *k, uint32_t klen
  * the table is unchanged. */
 static int grow(dlg_ratelimit *rl) {
     size_t ncap = rl->cap ? rl->cap * 2 : 64;
-    bucket *nv = calloc(ncap, sizeof(*nv));
+    bucket *nv = dlg_calloc(ncap, sizeof(*nv));
     if (nv == NULL)
         return DLG_ENOMEM;
     bucket *old = rl->v;
@@ -126,7 +127,7 @@ int dlg_ratelimit_take(dlg_ratelimit *rl, int kind, const char *name, int what,
             i = find_slot(rl, k, klen, h);
             b = &rl->v[i];
         }
-        if ((b->key = malloc(klen)) == NULL)
+        if ((b->key = dlg_malloc(klen)) == NULL)
             return DLG_ENOMEM;
         memcpy(b->key, k, klen);
         b->klen = klen;

@@ -1,5 +1,6 @@
 /* room.c: rooms, membership and the per-event subscriber index. */
 #include "room.h"
+#include "dlg_alloc.h"
 #include "dlg_random.h"
 
 #include <stdlib.h>
@@ -114,7 +115,7 @@ const char *dlg_name_check(const char *name) {
 }
 
 dlg_rooms *dlg_rooms_new(void) {
-    return calloc(1, sizeof(dlg_rooms));
+    return dlg_calloc(1, sizeof(dlg_rooms));
 }
 
 void dlg_strv_free(char **v, size_t n) {
@@ -185,20 +186,20 @@ static const char *slot_key(const void *elem) {
 static dlg_evslot *slot_add(dlg_room *r, const char *name) {
     if (r->n_slots == r->cap_slots) {
         size_t nc = r->cap_slots ? r->cap_slots * 2 : 4;
-        dlg_evslot **ns = realloc(r->slots, nc * sizeof(*ns));
+        dlg_evslot **ns = dlg_realloc(r->slots, nc * sizeof(*ns));
         if (ns == NULL)
             return NULL;
         r->slots = ns;
-        dlg_evslot **nb = realloc(r->by_name, nc * sizeof(*nb));
+        dlg_evslot **nb = dlg_realloc(r->by_name, nc * sizeof(*nb));
         if (nb == NULL)
             return NULL; /* slots grew: harmless, cap_slots still says the smaller */
         r->by_name = nb;
         r->cap_slots = nc;
     }
-    dlg_evslot *s = calloc(1, sizeof(*s));
+    dlg_evslot *s = dlg_calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
-    if ((s->name = strdup(name)) == NULL) {
+    if ((s->name = dlg_strdup(name)) == NULL) {
         free(s);
         return NULL;
     }
@@ -266,7 +267,7 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_roo
         snprintf(err, errlen, "room %s already exists", spec->id);
         return DLG_EEXIST;
     }
-    dlg_room *r = calloc(1, sizeof(*r));
+    dlg_room *r = dlg_calloc(1, sizeof(*r));
     if (r == NULL)
         goto fail;
     r->any_event = any;
@@ -275,31 +276,31 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_roo
     r->dynamic = dynamic;
     r->creator_kind = spec->creator_kind;
     r->epoch = dlg_random_epoch(); /* memory history: new each time */
-    if ((r->id = strdup(spec->id)) == NULL ||
-        (r->name = strdup(spec->name ? spec->name : spec->id)) == NULL ||
-        (r->description = strdup(spec->description ? spec->description : "")) == NULL ||
-        (spec->creator && (r->creator = strdup(spec->creator)) == NULL))
+    if ((r->id = dlg_strdup(spec->id)) == NULL ||
+        (r->name = dlg_strdup(spec->name ? spec->name : spec->id)) == NULL ||
+        (r->description = dlg_strdup(spec->description ? spec->description : "")) == NULL ||
+        (spec->creator && (r->creator = dlg_strdup(spec->creator)) == NULL))
         goto fail_room;
-    r->join_roles = calloc(spec->n_join + 1, sizeof(char *));
-    r->trigger_roles = calloc(spec->n_trigger + 1, sizeof(char *));
+    r->join_roles = dlg_calloc(spec->n_join + 1, sizeof(char *));
+    r->trigger_roles = dlg_calloc(spec->n_trigger + 1, sizeof(char *));
     if (r->join_roles == NULL || r->trigger_roles == NULL)
         goto fail_room;
     for (; r->n_join_roles < spec->n_join; r->n_join_roles++)
-        if ((r->join_roles[r->n_join_roles] = strdup(spec->join[r->n_join_roles])) == NULL)
+        if ((r->join_roles[r->n_join_roles] = dlg_strdup(spec->join[r->n_join_roles])) == NULL)
             goto fail_room;
     for (; r->n_trigger_roles < spec->n_trigger; r->n_trigger_roles++)
-        if ((r->trigger_roles[r->n_trigger_roles] = strdup(spec->trigger[r->n_trigger_roles])) ==
+        if ((r->trigger_roles[r->n_trigger_roles] = dlg_strdup(spec->trigger[r->n_trigger_roles])) ==
             NULL)
             goto fail_room;
     /* Keep concrete names only; "*" is any_event / default_all. */
-    r->events = calloc(spec->n_events ? spec->n_events : 1, sizeof(char *));
-    r->default_subs = calloc(spec->n_default_subs ? spec->n_default_subs : 1, sizeof(char *));
+    r->events = dlg_calloc(spec->n_events ? spec->n_events : 1, sizeof(char *));
+    r->default_subs = dlg_calloc(spec->n_default_subs ? spec->n_default_subs : 1, sizeof(char *));
     if (r->events == NULL || r->default_subs == NULL)
         goto fail_room;
     for (size_t i = 0; i < spec->n_events; i++) {
         if (strcmp(spec->events[i], "*") == 0)
             continue;
-        if ((r->events[r->n_events] = strdup(spec->events[i])) == NULL)
+        if ((r->events[r->n_events] = dlg_strdup(spec->events[i])) == NULL)
             goto fail_room;
         r->n_events++;
         if (slot_add(r, spec->events[i]) == NULL)
@@ -308,7 +309,7 @@ int dlg_rooms_add(dlg_rooms *rs, const dlg_room_spec *spec, int dynamic, dlg_roo
     for (size_t i = 0; i < spec->n_default_subs; i++) {
         if (strcmp(spec->default_subs[i], "*") == 0)
             continue;
-        if ((r->default_subs[r->n_default_subs] = strdup(spec->default_subs[i])) == NULL)
+        if ((r->default_subs[r->n_default_subs] = dlg_strdup(spec->default_subs[i])) == NULL)
             goto fail_room;
         r->n_default_subs++;
     }
@@ -366,7 +367,7 @@ int dlg_room_join(dlg_room *r, dlg_conn *c, dlg_member **out) {
         return DLG_EFULL;
     if (DLG_GROW(c->members, c->cap_members, c->n_members + 1) != 0)
         return DLG_ENOMEM;
-    dlg_member *m = calloc(1, sizeof(*m));
+    dlg_member *m = dlg_calloc(1, sizeof(*m));
     if (m == NULL)
         return DLG_ENOMEM;
     m->conn = c;
@@ -447,7 +448,7 @@ int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all, si
     if (m->all || n == 0)
         return 0; /* already receives everything */
     /* Sorted, so a name given twice counts once below. */
-    char **v = malloc(n * sizeof(*v));
+    char **v = dlg_malloc(n * sizeof(*v));
     if (v == NULL)
         return DLG_ENOMEM;
     memcpy(v, events, n * sizeof(*v));
@@ -472,7 +473,7 @@ int dlg_room_subscribe(dlg_member *m, char *const *events, size_t n, int all, si
     }
     int rc = 0;
     size_t n_before = m->n_subs;
-    dlg_msub *before = n_before ? malloc(n_before * sizeof(*before)) : NULL;
+    dlg_msub *before = n_before ? dlg_malloc(n_before * sizeof(*before)) : NULL;
     if (n_before && before == NULL) {
         free(v);
         return DLG_ENOMEM;
@@ -567,8 +568,8 @@ static int cmp_ord(const void *a, const void *b) {
 }
 
 int dlg_room_subscriptions(const dlg_member *m, char ***names, size_t *n) {
-    char **v = calloc(m->n_subs + 3, sizeof(*v));
-    dlg_evslot **sl = calloc(m->n_subs + 1, sizeof(*sl));
+    char **v = dlg_calloc(m->n_subs + 3, sizeof(*v));
+    dlg_evslot **sl = dlg_calloc(m->n_subs + 1, sizeof(*sl));
     if (v == NULL || sl == NULL) {
         free(v);
         free(sl);

@@ -3,6 +3,7 @@
  * recovery answers, and the Acks that wait for the store (see history.h
  * and docs/history.md). */
 #include "history.h"
+#include "dlg_alloc.h"
 #include "rings_int.h"
 #include "reply.h"
 #include "dlg_clock.h"
@@ -51,8 +52,8 @@ static const char *sync_name(int mode) {
 
 int dlg_history_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen) {
     int rc = DLG_ENOMEM;
-    dlg_history *h = calloc(1, sizeof(*h));
-    if (h == NULL || (h->rooms = calloc(cfg->n_rooms + 1, sizeof(*h->rooms))) == NULL) {
+    dlg_history *h = dlg_calloc(1, sizeof(*h));
+    if (h == NULL || (h->rooms = dlg_calloc(cfg->n_rooms + 1, sizeof(*h->rooms))) == NULL) {
         snprintf(err, errlen, "out of memory setting up history");
         goto fail;
     }
@@ -68,7 +69,7 @@ int dlg_history_setup(dlg_server *srv, const dlg_config *cfg, char *err, size_t 
         dlg_room *r = dlg_rooms_find(srv->rooms, cr->id);
         if (r == NULL || (cr->n_history == 0 && cr->sync_history_on_join == 0))
             continue;
-        dlg_hist_rule *rules = calloc(cr->n_history + 1, sizeof(*rules));
+        dlg_hist_rule *rules = dlg_calloc(cr->n_history + 1, sizeof(*rules));
         if (rules == NULL) {
             snprintf(err, errlen, "out of memory setting up the history of room %s", cr->id);
             rc = DLG_ENOMEM;
@@ -162,7 +163,7 @@ void dlg_history_stop(dlg_history *h) {
     if (h == NULL || h->store == NULL || h->stopped)
         return;
     h->stopped = 1;
-    dlg_store_seq *seqs = calloc(h->n_rooms + 1, sizeof(*seqs));
+    dlg_store_seq *seqs = dlg_calloc(h->n_rooms + 1, sizeof(*seqs));
     size_t n = 0;
     for (size_t i = 0; seqs && i < h->n_rooms; i++) {
         dlg_room *r = dlg_rooms_find(h->srv->rooms, h->rooms[i]->room);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dlg_crc32c.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "dlg_varint.h"
@@ -57,8 +58,8 @@ static ring *ring_find(const dlg_hroom *hr, const char *event) {
 static ring *ring_add(dlg_hroom *hr, const char *event, uint32_t limit, uint32_t age) {
     if (DLG_GROW(hr->rings, hr->cap_rings, hr->n_rings + 1) != 0)
         return NULL;
-    ring *rg = calloc(1, sizeof(*rg));
-    if (rg == NULL || (rg->event = strdup(event)) == NULL) {
+    ring *rg = dlg_calloc(1, sizeof(*rg));
+    if (rg == NULL || (rg->event = dlg_strdup(event)) == NULL) {
         free(rg);
         return NULL;
     }
@@ -81,8 +82,8 @@ int dlg_hroom_new(const char *room, const dlg_hist_rule *rules, size_t n, int32_
     for (size_t i = 0; i < n; i++)
         if (rules[i].event == NULL || rules[i].limit == 0)
             return DLG_EINVAL;
-    dlg_hroom *hr = calloc(1, sizeof(*hr));
-    if (hr == NULL || (hr->room = strdup(room)) == NULL)
+    dlg_hroom *hr = dlg_calloc(1, sizeof(*hr));
+    if (hr == NULL || (hr->room = dlg_strdup(room)) == NULL)
         goto fail;
     hr->sync = sync;
     for (size_t i = 0; i < n; i++) {
@@ -149,7 +150,7 @@ int dlg__hroom_append(dlg_hroom *hr, const char *event, uint64_t seq, uint64_t t
         size_t nc = rg->cap ? rg->cap * 2 : 8;
         if (nc > rg->limit)
             nc = rg->limit;
-        dlg_hist_entry *nv = malloc(nc * sizeof(*nv));
+        dlg_hist_entry *nv = dlg_malloc(nc * sizeof(*nv));
         if (nv == NULL)
             return DLG_ENOMEM;
         for (size_t i = 0; i < rg->n; i++)
@@ -241,7 +242,7 @@ static size_t ring_after(const ring *rg, uint64_t since) {
 
 static int pick_rings(dlg_hroom *hr, const dlg_hist_query *q, cursor **out, size_t *n) {
     size_t want = q->n_events ? q->n_events : hr->n_rings;
-    cursor *cs = calloc(want ? want : 1, sizeof(*cs));
+    cursor *cs = dlg_calloc(want ? want : 1, sizeof(*cs));
     if (cs == NULL)
         return DLG_ENOMEM;
     size_t k = 0;
@@ -287,7 +288,7 @@ int dlg_hroom_query(dlg_hroom *hr, const dlg_hist_query *q, uint64_t now_ms,
     if (q->by_seq && hr->damaged_max > q->since_seq)
         out->lost = out->damaged = 1;
     size_t cap = q->limit && q->limit < avail ? q->limit : avail;
-    out->v = calloc(cap ? cap : 1, sizeof(*out->v));
+    out->v = dlg_calloc(cap ? cap : 1, sizeof(*out->v));
     if (out->v == NULL) {
         free(cs);
         return DLG_ENOMEM;

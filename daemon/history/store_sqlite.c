@@ -2,6 +2,7 @@
  * its migrations, open-and-check, per-room load with a check of every row,
  * and the writer thread with its queue. */
 #include "store_sqlite.h"
+#include "dlg_alloc.h"
 #include "dlg_random.h"
 
 #include <errno.h>
@@ -334,8 +335,8 @@ int dlg_store_check(const char *path, char *err, size_t errlen, char *warn, size
 
 int dlg_store_open(const char *path, int sync, const dlg_log *log, dlg_store **out,
                    char *err, size_t errlen) {
-    dlg_store *s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->path = strdup(path)) == NULL) {
+    dlg_store *s = dlg_calloc(1, sizeof(*s));
+    if (s == NULL || (s->path = dlg_strdup(path)) == NULL) {
         free(s);
         snprintf(err, errlen, "out of memory opening store %s", path);
         return DLG_ENOMEM;

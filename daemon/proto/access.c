@@ -1,5 +1,6 @@
 /* access.c: role rules as hooks (see access.h). */
 #include "access.h"
+#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -128,7 +129,7 @@ int dlg_access_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***j
     const dlg_config *cfg = srv->cfg;
     if (cfg == NULL || cfg->n_auto_join == 0)
         return 0;
-    Dialogue__V1__Joined **out = calloc(c->srv->opts.max_rooms_per_conn + 1, sizeof(*out));
+    Dialogue__V1__Joined **out = dlg_calloc(c->srv->opts.max_rooms_per_conn + 1, sizeof(*out));
     if (out == NULL)
         return DLG_ENOMEM;
     size_t k = 0;
@@ -150,7 +151,7 @@ int dlg_access_auto_join(dlg_server *srv, dlg_conn *c, Dialogue__V1__Joined ***j
             dlg_member *m = NULL;
             if (dlg_room_join(r, c, &m) != 0)
                 continue;
-            Dialogue__V1__Joined *jd = calloc(1, sizeof(*jd));
+            Dialogue__V1__Joined *jd = dlg_calloc(1, sizeof(*jd));
             if (jd == NULL)
                 break;
             dialogue__v1__joined__init(jd);

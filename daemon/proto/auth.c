@@ -2,6 +2,7 @@
  * from the config; the algorithm comes from the key config, never from the
  * token. Identity is never taken from client-supplied metadata. */
 #include "auth.h"
+#include "dlg_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +95,7 @@ static int cert_name(const unsigned char *d, int len, int from, char **out, char
                  DLG_JWT_MAX_NAME);
         return -1;
     }
-    char *s = strndup((const char *)d, (size_t)len);
+    char *s = dlg_strndup((const char *)d, (size_t)len);
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -185,9 +186,9 @@ static int auth_cert(dlg_server *srv, dlg_conn *c, char *err, size_t errlen) {
         if (strcmp(cc->roles[i].match, user) != 0)
             continue;
         size_t n = cc->roles[i].roles.n;
-        c->roles = calloc(n ? n : 1, sizeof(char *));
+        c->roles = dlg_calloc(n ? n : 1, sizeof(char *));
         for (size_t k = 0; c->roles && k < n; k++)
-            if ((c->roles[k] = strdup(cc->roles[i].roles.v[k])) != NULL)
+            if ((c->roles[k] = dlg_strdup(cc->roles[i].roles.v[k])) != NULL)
                 c->n_roles++;
         break;
     }

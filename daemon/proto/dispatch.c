@@ -2,6 +2,7 @@
  * accepted; any other frame, or Hello twice, is a protocol error that closes
  * the connection. Every request gets exactly one reply echoing request_id. */
 #include "dispatch.h"
+#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -133,7 +134,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
         return 1;
     }
     if (h->client_name && h->client_name[0])
-        c->client_name = strndup(h->client_name, 128);
+        c->client_name = dlg_strndup(h->client_name, 128);
     c->state = DLG_CONN_READY;
     dlg_conn_start_heartbeat(c);
     Dialogue__V1__Joined **aj = NULL;
@@ -263,7 +264,7 @@ static void do_sub(dlg_conn *c, uint64_t rid, const char *room, char **events, s
      * slots: named ones are taken out of the list here. */
     unsigned bits = 0;
     size_t kept = 0;
-    char **named = n ? malloc(n * sizeof(*named)) : NULL; /* the frame's own list stays */
+    char **named = n ? dlg_malloc(n * sizeof(*named)) : NULL; /* the frame's own list stays */
     if (n && named == NULL) {
         dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         return;
@@ -372,10 +373,10 @@ static void do_trigger(dlg_conn *c, uint64_t rid, Dialogue__V1__Trigger *t, uint
 static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
     static char *star[] = {"*"};
     dlg_rooms *rs = c->srv->rooms;
-    Dialogue__V1__RoomInfo *infos = calloc(rs->n ? rs->n : 1, sizeof(*infos));
-    Dialogue__V1__RoomInfo **ptrs = calloc(rs->n ? rs->n : 1, sizeof(*ptrs));
-    char ***ids = calloc(rs->n ? rs->n : 1, sizeof(*ids));
-    Dialogue__V1__IdentityKind **kinds = calloc(rs->n ? rs->n : 1, sizeof(*kinds));
+    Dialogue__V1__RoomInfo *infos = dlg_calloc(rs->n ? rs->n : 1, sizeof(*infos));
+    Dialogue__V1__RoomInfo **ptrs = dlg_calloc(rs->n ? rs->n : 1, sizeof(*ptrs));
+    char ***ids = dlg_calloc(rs->n ? rs->n : 1, sizeof(*ids));
+    Dialogue__V1__IdentityKind **kinds = dlg_calloc(rs->n ? rs->n : 1, sizeof(*kinds));
     if (!infos || !ptrs || !ids || !kinds) {
         dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         goto out;
@@ -407,8 +408,8 @@ static void do_list(dlg_conn *c, uint64_t rid, Dialogue__V1__ListRooms *lr) {
             continue;
         ri->members = (uint32_t)r->members.n;
         if (r->members.n) {
-            ids[i] = calloc(r->members.n, sizeof(char *));
-            kinds[i] = calloc(r->members.n, sizeof(*kinds[i]));
+            ids[i] = dlg_calloc(r->members.n, sizeof(char *));
+            kinds[i] = dlg_calloc(r->members.n, sizeof(*kinds[i]));
             if (ids[i] && kinds[i]) {
                 for (size_t k = 0; k < r->members.n; k++) {
                     dlg_conn *mc = r->members.v[k]->conn;
@@ -447,9 +448,9 @@ static void do_schema(dlg_conn *c, uint64_t rid) {
     dlg_schema *sc = c->srv->schema;
     size_t ns = sc ? dlg_schema_set_count(sc) : 0;
     size_t ne = sc ? dlg_schema_event_count(sc) : 0;
-    ProtobufCBinaryData *sets = calloc(ns ? ns : 1, sizeof(*sets));
-    Dialogue__V1__EventType *evs = calloc(ne ? ne : 1, sizeof(*evs));
-    Dialogue__V1__EventType **evp = calloc(ne ? ne : 1, sizeof(*evp));
+    ProtobufCBinaryData *sets = dlg_calloc(ns ? ns : 1, sizeof(*sets));
+    Dialogue__V1__EventType *evs = dlg_calloc(ne ? ne : 1, sizeof(*evs));
+    Dialogue__V1__EventType **evp = dlg_calloc(ne ? ne : 1, sizeof(*evp));
     if (!sets || !evs || !evp) {
         dlg_reply_error(c, rid, ST(INTERNAL), "out of memory");
         goto out;

@@ -1,5 +1,6 @@
 /* presence.c: gathering and sending presence changes (see presence.h). */
 #include "presence.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +57,8 @@ static void send_kind(dlg_presence *p, dlg_room *r, const pending *pd, int joine
         n += pd->v[i].joined == joined;
     if (n == 0)
         return;
-    char **names = calloc(n, sizeof(*names));
-    Dialogue__V1__IdentityKind *kinds = calloc(n, sizeof(*kinds));
+    char **names = dlg_calloc(n, sizeof(*names));
+    Dialogue__V1__IdentityKind *kinds = dlg_calloc(n, sizeof(*kinds));
     uint8_t *data = NULL;
     dlg_buf *frame = NULL;
     if (names == NULL || kinds == NULL)
@@ -75,7 +76,7 @@ static void send_kind(dlg_presence *p, dlg_room *r, const pending *pd, int joine
     pc.count = (uint32_t)r->members.n;
     pc.more = (uint32_t)(n - listed);
     size_t len = dialogue__v1__presence_change__get_packed_size(&pc);
-    if ((data = malloc(len ? len : 1)) == NULL)
+    if ((data = dlg_malloc(len ? len : 1)) == NULL)
         goto out;
     dialogue__v1__presence_change__pack(&pc, data);
     Dialogue__V1__Event ev = DIALOGUE__V1__EVENT__INIT;
@@ -127,7 +128,7 @@ static void on_window(uv_timer_t *t) {
 }
 
 dlg_presence *dlg_presence_new(dlg_server *s) {
-    dlg_presence *p = calloc(1, sizeof(*p));
+    dlg_presence *p = dlg_calloc(1, sizeof(*p));
     if (p == NULL)
         return NULL;
     p->srv = s;
@@ -144,7 +145,7 @@ static pending *room_pending(dlg_presence *p, const char *room, int make) {
         return NULL;
     if (p->n == p->cap) {
         size_t nc = p->cap ? 2 * p->cap : 4;
-        pending *nv = realloc(p->rooms, nc * sizeof(*nv));
+        pending *nv = dlg_realloc(p->rooms, nc * sizeof(*nv));
         if (nv == NULL)
             return NULL;
         p->rooms = nv;
@@ -152,7 +153,7 @@ static pending *room_pending(dlg_presence *p, const char *room, int make) {
     }
     pending *pd = &p->rooms[p->n];
     memset(pd, 0, sizeof(*pd));
-    if ((pd->room = strdup(room)) == NULL)
+    if ((pd->room = dlg_strdup(room)) == NULL)
         return NULL;
     p->n++;
     return pd;
@@ -173,14 +174,14 @@ void dlg_presence_note(dlg_presence *p, const char *room, const dlg_conn *c, int
         }
     if (pd->n == pd->cap) {
         size_t nc = pd->cap ? 2 * pd->cap : 8;
-        change *nv = realloc(pd->v, nc * sizeof(*nv));
+        change *nv = dlg_realloc(pd->v, nc * sizeof(*nv));
         if (nv == NULL)
             goto oom;
         pd->v = nv;
         pd->cap = nc;
     }
     change *ch = &pd->v[pd->n];
-    if ((ch->name = strdup(dlg_conn_name(c))) == NULL)
+    if ((ch->name = dlg_strdup(dlg_conn_name(c))) == NULL)
         goto oom;
     ch->kind = c->id_kind;
     ch->conn_id = c->id;

@@ -1,10 +1,11 @@
 /* dlg_buf.c: reference-counted buffers (see dlg_buf.h). */
 #include "dlg_buf.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 
 dlg_buf *dlg_buf_new(size_t len) {
-    dlg_buf *b = malloc(sizeof(*b) + len);
+    dlg_buf *b = dlg_malloc(sizeof(*b) + len);
     if (b == NULL)
         return NULL;
     atomic_init(&b->refs, 1);

@@ -1,5 +1,6 @@
 /* dlg_vec.c: growable arrays and FIFO rings (see dlg_vec.h). */
 #include "dlg_vec.h"
+#include "dlg_alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@ int dlg_grow(void **p, size_t *cap, size_t need, size_t elem) {
         nc = DLG_GROW_MIN;
     if (elem != 0 && nc > SIZE_MAX / elem)
         return DLG_ENOMEM;
-    void *np = realloc(*p, nc * elem);
+    void *np = dlg_realloc(*p, nc * elem);
     if (np == NULL)
         return DLG_ENOMEM;
     *p = np;
@@ -36,7 +37,7 @@ int dlg_fifo_reserve(dlg_fifo *q, size_t elem) {
     size_t nc = q->cap ? q->cap * 2 : DLG_GROW_MIN;
     if (q->cap > SIZE_MAX / 2 || nc > SIZE_MAX / elem)
         return DLG_ENOMEM;
-    char *nv = malloc(nc * elem);
+    char *nv = dlg_malloc(nc * elem);
     if (nv == NULL)
         return DLG_ENOMEM;
     for (size_t i = 0; i < q->n; i++)

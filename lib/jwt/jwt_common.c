@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "dlg_base64.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_utf8.h"
 #include "jwt.h"
@@ -48,7 +49,7 @@ void dlg__jwt_quote_safe(char *dst, size_t dstlen, const char *src) {
 /* ---- base64url (RFC 4648 section 5, no padding) --------------------------- */
 
 int dlg__jwt_b64url_decode(const char *in, size_t n, uint8_t **out, size_t *outlen) {
-    uint8_t *buf = malloc(DLG_BASE64_DECODED_MAX(n) + 1);
+    uint8_t *buf = dlg_malloc(DLG_BASE64_DECODED_MAX(n) + 1);
     if (!buf)
         return DLG_ENOMEM;
     if (dlg_base64_decode(in, n, DLG_B64_URL | DLG_B64_CANONICAL, buf, outlen) != 0) {
@@ -91,7 +92,7 @@ int dlg__jwt_read_file(const char *path, size_t max, uint8_t **out, size_t *len,
         return DLG_EIO;
     }
     int rc;
-    uint8_t *buf = malloc(max + 1);
+    uint8_t *buf = dlg_malloc(max + 1);
     if (!buf) {
         rc = DLG_ENOMEM;
         goto fail;

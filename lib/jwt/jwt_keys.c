@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include "dlg_err.h"
+#include "dlg_alloc.h"
 #include "jwt.h"
 #include "jwt_int.h"
 
@@ -29,10 +30,10 @@
 int dlg_jwt_verifier_new(dlg_jwt_verifier **out) {
     if (!out)
         return DLG_EINVAL;
-    dlg_jwt_verifier *v = calloc(1, sizeof *v);
+    dlg_jwt_verifier *v = dlg_calloc(1, sizeof *v);
     if (!v)
         return DLG_ENOMEM;
-    v->roles_claim = strdup("role");
+    v->roles_claim = dlg_strdup("role");
     if (!v->roles_claim) {
         free(v);
         return DLG_ENOMEM;
@@ -89,11 +90,11 @@ static int key_slot(dlg_jwt_verifier *v, const char *kid, char **kid_copy, char 
             dlg_errf(err, errlen, "key id \"%s\" is configured twice", q);
             return DLG_EEXIST;
         }
-        *kid_copy = strdup(kid);
+        *kid_copy = dlg_strdup(kid);
         if (!*kid_copy)
             return DLG_ENOMEM;
     }
-    jwt_key *keys = realloc(v->keys, (v->n_keys + 1) * sizeof *keys);
+    jwt_key *keys = dlg_realloc(v->keys, (v->n_keys + 1) * sizeof *keys);
     if (!keys) {
         free(*kid_copy);
         *kid_copy = NULL;
@@ -117,7 +118,7 @@ static int add_hmac(dlg_jwt_verifier *v, const char *kid, const uint8_t *secret,
     int rc = key_slot(v, kid, &kid_copy, err, errlen);
     if (rc)
         return rc;
-    uint8_t *copy = malloc(len);
+    uint8_t *copy = dlg_malloc(len);
     if (!copy) {
         free(kid_copy);
         return DLG_ENOMEM;
@@ -283,7 +284,7 @@ static int set_str(char **slot, const char *s, const char *dflt) {
     const char *src = (s && s[0]) ? s : dflt;
     char *copy = NULL;
     if (src) {
-        copy = strdup(src);
+        copy = dlg_strdup(src);
         if (!copy)
             return DLG_ENOMEM;
     }

@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 
 #include "dlg_base64.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_utf8.h"
 #include "jwt.h"
@@ -80,7 +81,7 @@ int dlg_jwt_sign_hs256(const uint8_t *secret, size_t len, const char *kid, const
         goto fail;
     size_t hl = strlen(h64), pl = strlen(p64);
     /* header.payload.signature: the signature (43 chars) fits in 64 */
-    if (!(tok = malloc(hl + 1 + pl + 1 + 64)))
+    if (!(tok = dlg_malloc(hl + 1 + pl + 1 + 64)))
         goto fail;
     memcpy(tok, h64, hl);
     tok[hl] = '.';

@@ -16,6 +16,7 @@
 #include <openssl/hmac.h>
 
 #include "dlg_err.h"
+#include "dlg_alloc.h"
 #include "dlg_utf8.h"
 #include "jwt.h"
 #include "jwt_int.h"
@@ -134,14 +135,14 @@ int dlg_jwt_claims_copy(dlg_jwt_claims *dst, const dlg_jwt_claims *src) {
     if (!src)
         return DLG_EINVAL;
     dlg_jwt_claims c = {.exp = src->exp};
-    if (src->sub && !(c.sub = strdup(src->sub)))
+    if (src->sub && !(c.sub = dlg_strdup(src->sub)))
         goto fail;
     if (src->n_roles) {
-        c.roles = calloc(src->n_roles, sizeof *c.roles);
+        c.roles = dlg_calloc(src->n_roles, sizeof *c.roles);
         if (!c.roles)
             goto fail;
         for (; c.n_roles < src->n_roles; c.n_roles++)
-            if (!(c.roles[c.n_roles] = strdup(src->roles[c.n_roles])))
+            if (!(c.roles[c.n_roles] = dlg_strdup(src->roles[c.n_roles])))
                 goto fail;
     }
     *dst = c;
@@ -294,7 +295,7 @@ static int take_role(dlg_jwt_claims *c, json_t *j, const char *claim, char *err,
                DLG_JWT_MAX_NAME);
         return DLG_EAUTH;
     }
-    char *r = strdup(json_string_value(j));
+    char *r = dlg_strdup(json_string_value(j));
     if (!r)
         return DLG_ENOMEM;
     c->roles[c->n_roles++] = r;
@@ -313,7 +314,7 @@ static int take_claims(const dlg_jwt_verifier *v, json_t *claims, dlg_jwt_claims
                DLG_JWT_MAX_NAME);
         return DLG_EAUTH;
     }
-    if (!(c->sub = strdup(json_string_value(sub))))
+    if (!(c->sub = dlg_strdup(json_string_value(sub))))
         return DLG_ENOMEM;
 
     char rname[64];
@@ -332,7 +333,7 @@ static int take_claims(const dlg_jwt_verifier *v, json_t *claims, dlg_jwt_claims
     }
     if (n == 0)
         return 0;
-    if (!(c->roles = calloc(n, sizeof *c->roles)))
+    if (!(c->roles = dlg_calloc(n, sizeof *c->roles)))
         return DLG_ENOMEM;
     if (json_is_string(roles))
         return take_role(c, roles, rname, err, errlen);

@@ -2,6 +2,7 @@
  * sets: loading (staged, then committed in one step), freeing, lookups. The
  * validator that walks payloads against it is dlg_schema_validate.c. */
 #include "dlg_schema.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +30,7 @@
 
 static char *dupstr(const char *s) {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = dlg_malloc(n);
     if (d != NULL)
         memcpy(d, s, n);
     return d;
@@ -38,7 +39,7 @@ static char *dupstr(const char *s) {
 /* "scope.name", or "name" at the top of a file without a package. */
 static char *join_name(const char *scope, const char *name) {
     size_t a = strlen(scope), b = strlen(name);
-    char *d = malloc(a + b + 2);
+    char *d = dlg_malloc(a + b + 2);
     if (d == NULL)
         return NULL;
     if (a) {
@@ -51,7 +52,7 @@ static char *join_name(const char *scope, const char *name) {
 
 /* protoc's ToJsonName: drop each '_' and upper-case the letter after it. */
 static char *json_name_of(const char *name) {
-    char *d = malloc(strlen(name) + 1);
+    char *d = dlg_malloc(strlen(name) + 1);
     if (d == NULL)
         return NULL;
     size_t j = 0;
@@ -141,7 +142,7 @@ static void free_event(ev_impl *e) {
 }
 
 int dlg_schema_new(dlg_schema **out) {
-    *out = calloc(1, sizeof(**out));
+    *out = dlg_calloc(1, sizeof(**out));
     return *out ? 0 : DLG_ENOMEM;
 }
 
@@ -257,8 +258,8 @@ static int read_event_option(stage *st, const char *file, msg_impl *m,
     }
     if (name == NULL)
         return 0;
-    ev_impl *e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->pub.name = malloc(len + 1)) == NULL) {
+    ev_impl *e = dlg_calloc(1, sizeof(*e));
+    if (e == NULL || (e->pub.name = dlg_malloc(len + 1)) == NULL) {
         free(e);
         return DLG_ENOMEM;
     }
@@ -400,7 +401,7 @@ static int add_enum(stage *st, const char *file, const char *scope,
                *scope ? scope : "the file scope");
         return DLG_ESCHEMA;
     }
-    enum_impl *e = calloc(1, sizeof(*e));
+    enum_impl *e = dlg_calloc(1, sizeof(*e));
     if (e == NULL)
         return DLG_ENOMEM;
     if (vec_push(&st->enums, e) != 0) {
@@ -413,9 +414,9 @@ static int add_enum(stage *st, const char *file, const char *scope,
     if ((e->pub.full_name = join_name(scope, d->name)) == NULL)
         return DLG_ENOMEM;
     size_t n = d->n_value;
-    e->pub.numbers = calloc(n ? n : 1, sizeof(int32_t));
-    e->sorted = calloc(n ? n : 1, sizeof(int32_t));
-    e->pub.names = calloc(n ? n : 1, sizeof(char *));
+    e->pub.numbers = dlg_calloc(n ? n : 1, sizeof(int32_t));
+    e->sorted = dlg_calloc(n ? n : 1, sizeof(int32_t));
+    e->pub.names = dlg_calloc(n ? n : 1, sizeof(char *));
     if (e->pub.numbers == NULL || e->sorted == NULL || e->pub.names == NULL)
         return DLG_ENOMEM;
     for (size_t i = 0; i < n; i++) {
@@ -446,7 +447,7 @@ static int add_message(stage *st, const char *file, int proto3, const char *scop
                scope, d->name);
         return DLG_ESCHEMA;
     }
-    msg_impl *m = calloc(1, sizeof(*m));
+    msg_impl *m = dlg_calloc(1, sizeof(*m));
     if (m == NULL)
         return DLG_ENOMEM;
     if (vec_push(&st->msgs, m) != 0) {
@@ -461,9 +462,9 @@ static int add_message(stage *st, const char *file, int proto3, const char *scop
 
     size_t n = d->n_field;
     const Google__Protobuf__FieldDescriptorProto **order =
-        malloc((n ? n : 1) * sizeof(*order));
-    m->pub.fields = calloc(n ? n : 1, sizeof(dlg_schema_field));
-    m->req_bit = malloc(n ? n : 1);
+        dlg_malloc((n ? n : 1) * sizeof(*order));
+    m->pub.fields = dlg_calloc(n ? n : 1, sizeof(dlg_schema_field));
+    m->req_bit = dlg_malloc(n ? n : 1);
     if (order == NULL || m->pub.fields == NULL || m->req_bit == NULL) {
         free(order);
         return DLG_ENOMEM;
@@ -575,7 +576,7 @@ static int cmp_event(const void *a, const void *b) {
 static void **merge_sorted(void *const *old, size_t n_old, const vec *add,
                            int (*cmp)(const void *, const void *)) {
     size_t n = n_old + add->n;
-    void **all = malloc((n ? n : 1) * sizeof(*all));
+    void **all = dlg_malloc((n ? n : 1) * sizeof(*all));
     if (all == NULL)
         return NULL;
     if (n_old)
@@ -657,10 +658,10 @@ int dlg_schema_add_set(dlg_schema *s, const uint8_t *data, size_t len, char *err
     by_name = merge_sorted(s->by_name, s->n_events, &st.events, cmp_event);
     size_t n_msgs = s->n_msgs + st.msgs.n, n_enums = s->n_enums + st.enums.n;
     size_t n_events = s->n_events + st.events.n;
-    events = malloc((n_events ? n_events : 1) * sizeof(*events));
-    sets = malloc((s->n_sets + 1) * sizeof(*sets));
-    files = malloc((s->n_files + st.files.n) * sizeof(*files));
-    copy = malloc(len ? len : 1);
+    events = dlg_malloc((n_events ? n_events : 1) * sizeof(*events));
+    sets = dlg_malloc((s->n_sets + 1) * sizeof(*sets));
+    files = dlg_malloc((s->n_files + st.files.n) * sizeof(*files));
+    copy = dlg_malloc(len ? len : 1);
     if (!msgs || !enums || !by_name || !events || !sets || !files || !copy)
         goto fail;
 
@@ -768,7 +769,7 @@ int dlg_schema_load_file(dlg_schema *s, const char *path, char *err, size_t errl
         goto fail;
     }
     size_t size = (size_t)sb.st_size, got = 0;
-    if ((buf = malloc(size ? size : 1)) == NULL) {
+    if ((buf = dlg_malloc(size ? size : 1)) == NULL) {
         rc = DLG_ENOMEM;
         dlg_errf(err, errlen, "%s: out of memory", path);
         goto fail;

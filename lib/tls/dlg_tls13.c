@@ -1,5 +1,6 @@
 /* dlg_tls13.c: TLS 1.3 record protection (see dlg_tls13.h). */
 #include "dlg_tls13.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,7 @@ int dlg_tls13_new(uint16_t suite, const uint8_t *read_secret, const uint8_t *wri
     size_t want = suite == 0x1302 ? 48 : 32;
     if (suite_cipher(suite) == NULL || secret_len != want)
         return DLG_EINVAL;
-    dlg_tls13 *r = calloc(1, sizeof(*r));
+    dlg_tls13 *r = dlg_calloc(1, sizeof(*r));
     if (r == NULL)
         return DLG_ENOMEM;
     r->suite = suite;

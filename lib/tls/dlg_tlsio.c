@@ -1,6 +1,7 @@
 /* dlg_tlsio.c: TLS over in-memory ciphertext buffers and the BIO that
  * connects them to OpenSSL (see dlg_tlsio.h). */
 #include "dlg_tlsio.h"
+#include "dlg_alloc.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -42,7 +43,7 @@ static unsigned char *buf_reserve(struct dlg_tlsio_buf **pb, size_t n) {
         size_t cap = b != NULL ? b->cap * 2 : 0;
         if (cap < have + n)
             cap = have + n;
-        struct dlg_tlsio_buf *nb = realloc(b, sizeof(*nb) + cap);
+        struct dlg_tlsio_buf *nb = dlg_realloc(b, sizeof(*nb) + cap);
         if (nb == NULL)
             return NULL;
         if (b == NULL)
@@ -253,7 +254,7 @@ static void keylog_cb(const SSL *ssl, const char *line) {
     const char *sp = strchr(line + sizeof(cl) - 1, ' ');
     if (sp == NULL)
         return;
-    if (t->sec == NULL && (t->sec = calloc(1, sizeof(*t->sec))) == NULL)
+    if (t->sec == NULL && (t->sec = dlg_calloc(1, sizeof(*t->sec))) == NULL)
         return; /* no handover: the session stays on OpenSSL */
     if (is_client)
         t->sec->client_len = parse_secret(sp + 1, t->sec->client);

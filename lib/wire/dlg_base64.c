@@ -1,5 +1,6 @@
 /* dlg_base64.c: base64 encoding and decoding (see dlg_base64.h). */
 #include "dlg_base64.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 
@@ -62,7 +63,7 @@ char *dlg_base64_encode(const uint8_t *in, size_t n, unsigned flags, size_t *out
     const char *tab = (flags & DLG_B64_URL) ? url_tab : std_tab;
     if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
         return NULL;
-    char *out = malloc((n + 2) / 3 * 4 + 1);
+    char *out = dlg_malloc((n + 2) / 3 * 4 + 1);
     if (out == NULL)
         return NULL;
     size_t o = 0, i = 0;

@@ -1,5 +1,6 @@
 /* dlg_frame.c: Length-Prefixed-Message decoder and packer (see dlg_frame.h). */
 #include "dlg_frame.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,7 @@ int dlg_frame_dec_feed(dlg_frame_dec *d, const uint8_t *data, size_t len,
                 cap = d->body_have + n;
             if (cap > d->body_len)
                 cap = d->body_len;
-            uint8_t *nb = realloc(d->body, cap);
+            uint8_t *nb = dlg_realloc(d->body, cap);
             if (nb == NULL) {
                 rc = DLG_ENOMEM;
                 goto out;
