@@ -142,12 +142,6 @@ typedef struct dlg_conn {
  * bytes, which came to a sixth of it. */
 #define DLG_OUTQ_ITEM_COST (2 * sizeof(dlg_outq_item) + sizeof(dlg_buf) + 16)
 
-/* Bytes c's pending output holds, as every per-connection cap counts them
- * (max_pending_bytes, the soft cap, the budget before Welcome): queued
- * frames with DLG_OUTQ_ITEM_COST each, ciphertext handed to the socket
- * that it has not taken yet, and the TLS layer's output not taken from it
- * (records sealed behind a full socket, KeyUpdate answers, alerts). */
-uint64_t dlg_conn_pending(const dlg_conn *c);
 
 /* Takes fd, a connection accept4 just returned on listener l (the struct
  * owns it from here: it is closed on every refusal). Refusals (too many

@@ -29,15 +29,44 @@ dlg_conn *dlg_conn_new_session(dlg_conn *parent);
  * cap, idle memory); dooms, never closes. */
 void dlg_conn_sweep_one(dlg_conn *c, uint64_t now);
 
-/* outq.c: puts c on the list the end of this loop turn flushes. */
-void dlg_conn_mark_dirty(dlg_conn *c);
+/* outq.c: puts c (not yet listed, not closing) on the list the end of this
+ * loop turn flushes; dlg_conn_mark_dirty below is what callers use. */
+void dlg__conn_mark_dirty_slow(dlg_conn *c);
+
+/* The helpers below run for every delivery: inline, so that splitting the
+ * connection into files (outq.c, flush.c, ...) costs no calls on the
+ * fan-out path (docs/benchmarks.md, "Layers and transports"). */
+
+/* Puts c on the list the end of this loop turn flushes. */
+static inline void dlg_conn_mark_dirty(dlg_conn *c) {
+    if (!c->in_dirty && c->state != DLG_CONN_CLOSING)
+        dlg__conn_mark_dirty_slow(c);
+}
+
+/* What c's queue counts in the caps. */
+static inline uint64_t dlg__conn_q_cost(const dlg_conn *c) {
+    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST;
+}
+
+/* Bytes c's pending output holds, as every per-connection cap counts them
+ * (max_pending_bytes, the soft cap, the budget before Welcome): queued
+ * frames with DLG_OUTQ_ITEM_COST each, ciphertext handed to the socket
+ * that it has not taken yet, and the TLS layer's output not taken from it
+ * (records sealed behind a full socket, KeyUpdate answers, alerts). */
+static inline uint64_t dlg_conn_pending(const dlg_conn *c) {
+    return dlg__conn_q_cost(c) + c->kids_pending + c->inflight_bytes + c->spill_len +
+           (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0) +
+           (c->codec && c->codec->pending ? c->codec->pending(c) : 0);
+}
 
 /* outq.c: marks c a slow consumer (pending output passed
  * max_pending_bytes) and dooms it. */
 void dlg_conn_cut_slow(dlg_conn *c, uint64_t pending);
 
-/* outq.c: non-zero while c has output to stage (queue or codec). */
-int dlg_conn_has_output(const dlg_conn *c);
+/* Non-zero while c has output to stage (queue or codec). */
+static inline int dlg_conn_has_output(const dlg_conn *c) {
+    return c->q_len > 0 || (c->codec && c->codec->more && c->codec->more(c));
+}
 
 /* outq.c: stages up to cap bytes of c's output through its codec. */
 size_t dlg_conn_stage(dlg_conn *c, uint8_t *dst, size_t cap);

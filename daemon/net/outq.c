@@ -9,9 +9,7 @@
 
 #include "dlg_err.h"
 
-void dlg_conn_mark_dirty(dlg_conn *c) {
-    if (c->in_dirty || c->state == DLG_CONN_CLOSING)
-        return;
+void dlg__conn_mark_dirty_slow(dlg_conn *c) {
     c->in_dirty = 1;
     if (c->parent != NULL) {
         /* A stream's session is flushed by its connection, whose codec
@@ -28,17 +26,13 @@ void dlg_conn_mark_dirty(dlg_conn *c) {
     c->srv->dirty = c;
 }
 
-/* What c's queue counts in the caps. */
-static uint64_t q_cost(const dlg_conn *c) {
-    return c->q_bytes + c->q_len * DLG_OUTQ_ITEM_COST;
-}
 
 /* A stream's session's queue counts in its connection's caps too
  * (conn.h: kids_pending): the change since q_cost was `before`. Unsigned
  * arithmetic wraps, so a queue that shrank subtracts. */
 static void kids_account(dlg_conn *c, uint64_t before) {
     if (c->parent != NULL)
-        c->parent->kids_pending += q_cost(c) - before;
+        c->parent->kids_pending += dlg__conn_q_cost(c) - before;
 }
 
 static int q_push(dlg_conn *c, dlg_buf *b, int raw) {
@@ -69,11 +63,6 @@ static int conn_gone(const dlg_conn *c) {
     return c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed;
 }
 
-uint64_t dlg_conn_pending(const dlg_conn *c) {
-    return q_cost(c) + c->kids_pending + c->inflight_bytes + c->spill_len +
-           (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0) +
-           (c->codec && c->codec->pending ? c->codec->pending(c) : 0);
-}
 
 void dlg_conn_cut_slow(dlg_conn *c, uint64_t pending) {
     c->srv->counters.slow_consumers++;
@@ -94,7 +83,7 @@ static void send_item(dlg_conn *c, dlg_buf *b, int raw) {
         dlg_conn_cut_slow(c, pending);
         return;
     }
-    uint64_t before = q_cost(c);
+    uint64_t before = dlg__conn_q_cost(c);
     if (q_push(c, b, raw) != 0) {
         dlg_conn_doom(c, "out of memory queueing output");
         return;
@@ -121,7 +110,7 @@ void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
     if (lp && lp->abs >= c->q_popped) {
         dlg_outq_item *it = &c->q[(c->q_head + (lp->abs - c->q_popped)) % c->q_cap];
         if (it->latest == key && it->off == 0) {
-            uint64_t before = q_cost(c);
+            uint64_t before = dlg__conn_q_cost(c);
             c->q_bytes += b->len;
             c->q_bytes -= it->buf->len;
             dlg_buf_unref(it->buf);
@@ -169,7 +158,7 @@ void dlg_outq_drop_head(dlg_conn *c) {
 }
 
 size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
-    uint64_t before = q_cost(c);
+    uint64_t before = dlg__conn_q_cost(c);
     size_t used = 0;
     while (c->q_len > 0 && used < cap) {
         dlg_outq_item *it = &c->q[c->q_head];
@@ -186,7 +175,7 @@ size_t dlg_outq_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
 }
 
 size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_fn put) {
-    uint64_t before = q_cost(c);
+    uint64_t before = dlg__conn_q_cost(c);
     size_t used = 0;
     while (c->q_len > 0 && used < cap) {
         dlg_outq_item *it = &c->q[c->q_head];
@@ -205,7 +194,7 @@ size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_f
 dlg_buf *dlg_outq_take(dlg_conn *c) {
     if (c->q_len == 0 || c->q[c->q_head].off != 0)
         return NULL;
-    uint64_t before = q_cost(c);
+    uint64_t before = dlg__conn_q_cost(c);
     dlg_outq_item *it = &c->q[c->q_head];
     dlg_buf *b = dlg_buf_ref(it->buf);
     c->q_bytes -= b->len;
@@ -215,9 +204,6 @@ dlg_buf *dlg_outq_take(dlg_conn *c) {
     return b;
 }
 
-int dlg_conn_has_output(const dlg_conn *c) {
-    return c->q_len > 0 || (c->codec && c->codec->more && c->codec->more(c));
-}
 
 size_t dlg_conn_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
     if (c->codec && c->codec->stage)

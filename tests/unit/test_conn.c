@@ -23,6 +23,7 @@
 
 #include "codec.h"
 #include "conn.h"
+#include "conn_int.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "listener.h"
