@@ -362,6 +362,10 @@ void dlg_server_stop(dlg_server *s) {
         dlg_conn_close(c, "server shutting down");
         c = next;
     }
+    /* A connection closed while on the dirty list is freed only when a
+     * flush takes it off (flush.c, unlist); the flush's check handle
+     * closes below, so take them off now. */
+    dlg_conn_flush_all(s);
     /* Every send was cancelled by the closes above; their completions
      * release the connections before the loop frees them. */
     if (s->uring)
