@@ -65,9 +65,42 @@ static void set_del(dlg_bus *b, const char *room) {
     if (!found)
         return;
     free(b->rooms[pos].id);
+    free(b->rooms[pos].origins);
     memmove(b->rooms + pos, b->rooms + pos + 1, (b->n_rooms - pos - 1) * sizeof(*b->rooms));
     b->n_rooms--;
     b->stats.interests = (uint32_t)b->n_rooms;
+}
+
+uint64_t dlg__bus_origin_note(dlg_bus_room *br, const char *origin, uint64_t run, uint64_t n) {
+    dlg_bus_origin *o = NULL;
+    for (size_t i = 0; i < br->n_origins; i++)
+        if (strcmp(br->origins[i].node, origin) == 0) {
+            o = &br->origins[i];
+            break;
+        }
+    if (o == NULL) {
+        if (br->n_origins >= DLG_BUS_ORIGINS_MAX || strlen(origin) >= sizeof(o->node) ||
+            DLG_GROW(br->origins, br->cap_origins, br->n_origins + 1) != 0)
+            return 0;
+        o = &br->origins[br->n_origins++];
+        snprintf(o->node, sizeof(o->node), "%s", origin);
+        o->run = 0;
+    }
+    uint64_t skipped = 0;
+    /* Only forward jumps count: a repeat or an older number (NATS never
+     * reorders one publisher's messages) is not a loss. */
+    if (o->run == run && n > o->last + 1)
+        skipped = n - o->last - 1;
+    if (o->run != run || n > o->last) {
+        o->run = run;
+        o->last = n;
+    }
+    return skipped;
+}
+
+void dlg__bus_origins_reset(dlg_bus *b) {
+    for (size_t i = 0; i < b->n_rooms; i++)
+        b->rooms[i].n_origins = 0;
 }
 
 /* ---- subjects ---------------------------------------------------------- */
@@ -571,8 +604,10 @@ void dlg_bus_stop(dlg_bus *b) {
 void dlg_bus_free(dlg_bus *b) {
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->n_rooms; i++)
+    for (size_t i = 0; i < b->n_rooms; i++) {
         free(b->rooms[i].id);
+        free(b->rooms[i].origins);
+    }
     free(b->rooms);
     b->rooms = NULL;
     b->n_rooms = 0;

@@ -62,11 +62,35 @@ typedef struct dlg_bus_ops {
 } dlg_bus_ops;
 
 /* A room this node receives events for. */
+/* Where another node's events of a room stand, as this node received
+ * them: its run (random per start) and the last of its numbers (the
+ * room's fwd_seq there). A jump is events lost on the way. */
+typedef struct dlg_bus_origin {
+    char node[64];
+    uint64_t run;
+    uint64_t last;
+} dlg_bus_origin;
+
+/* The most nodes whose numbering one room follows (more are not checked). */
+#define DLG_BUS_ORIGINS_MAX 64
+
 typedef struct dlg_bus_room {
     char *id;
     void *handle;                      /* the implementation's (a NATS
                                           subscription) */
+    dlg_bus_origin *origins;           /* n_origins, for the gap check */
+    size_t n_origins, cap_origins;
 } dlg_bus_room;
+
+/* Notes event n of run `run` from node `origin` in room br (the room this
+ * node has interest in): returns how many events of that node were
+ * skipped since the last one noted (0 when none, or when the node is new
+ * or started again). DLG_ENOMEM leaves the node untracked (returns 0). */
+uint64_t dlg__bus_origin_note(dlg_bus_room *br, const char *origin, uint64_t run, uint64_t n);
+
+/* Forgets where every node stands in every room (after this node's own
+ * link was down: that gap is reported already). */
+void dlg__bus_origins_reset(dlg_bus *b);
 
 /* A trigger handed to the cluster log, waiting for its answer. */
 typedef struct dlg_bus_pending {

@@ -15,6 +15,7 @@
 #include "dlg_clock.h"
 #include "config.h"
 #include "dlg_err.h"
+#include "dlg_random.h"
 #include "room.h"
 #include "server.h"
 
@@ -209,8 +210,10 @@ static void handle_link(nats_bus *nb, const inbox_item *it) {
         else
             snprintf(why, sizeof(why), "node %s reconnected to NATS", nb->node_id);
         nb->link_lost_ms = 0;
-        if (nb->log == NULL)
+        if (nb->log == NULL) {
             dlg__bus_gap(b, NULL, why);
+            dlg__bus_origins_reset(b); /* told already: no second Gap */
+        }
         return;
     }
     if (nb->log)
@@ -223,6 +226,33 @@ static void handle_link(nats_bus *nb, const inbox_item *it) {
         dlg__bus_gap(b, b->rooms[i].id, why);
         return;
     }
+}
+
+/* Core mode may lose events between nodes (a NATS server that dies with
+ * messages in its routes): each node numbers what it publishes per room
+ * (HDR_SEQ), so a jump in one node's numbers is a loss this node's
+ * members are told of (a Gap), even though this node's link never broke. */
+static void check_origin_seq(nats_bus *nb, natsMsg *msg, const char *room, const char *origin) {
+    const char *hs = NULL;
+    if (origin == NULL || natsMsgHeader_Get(msg, HDR_SEQ, &hs) != NATS_OK || hs == NULL)
+        return;
+    char *end;
+    uint64_t run = strtoull(hs, &end, 16);
+    if (*end != '-')
+        return;
+    uint64_t n = strtoull(end + 1, &end, 10);
+    if (*end != '\0' || n == 0)
+        return;
+    dlg_bus_room *br = dlg__bus_find(&nb->base, room);
+    if (br == NULL)
+        return;
+    uint64_t skipped = dlg__bus_origin_note(br, origin, run, n);
+    if (skipped == 0)
+        return;
+    char why[384];
+    snprintf(why, sizeof(why), "%llu event(s) node %.64s published in room %.64s did not reach "
+             "node %.64s", (unsigned long long)skipped, origin, room, nb->node_id);
+    dlg__bus_gap(&nb->base, room, why);
 }
 
 /* Returns 1 when the log kept it (it is then its owner). */
@@ -254,6 +284,7 @@ static int handle_msg(nats_bus *nb, inbox_item *it) {
     }
     if (nb->log)
         return dlg__nats_log_msg(nb, it, room);
+    check_origin_seq(nb, msg, room, origin);
     uint32_t n;
     int rc = dlg_bus_relay(b->srv, b, room, (const uint8_t *)natsMsg_GetData(msg),
                            (size_t)natsMsg_GetDataLength(msg), &n, err, sizeof(err));
@@ -362,6 +393,11 @@ static void nats_publish(dlg_bus *b, const dlg_room *r, const char *event, dlg_b
         s = natsMsg_Create(&m, subj, NULL, (const char *)frame->data, (int)frame->len);
         if (s == NATS_OK)
             s = natsMsgHeader_Set(m, HDR_NODE, nb->node_id);
+        char seq[48];
+        snprintf(seq, sizeof(seq), "%llx-%llu", (unsigned long long)nb->run,
+                 (unsigned long long)r->fwd_seq);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, HDR_SEQ, seq);
         if (s == NATS_OK)
             s = natsConnection_PublishMsg(nb->nc, m);
         natsMsg_Destroy(m);
@@ -584,6 +620,7 @@ int dlg__bus_nats_new(dlg_server *srv, const dlg_config_cluster *cc, dlg_bus **o
         goto fail;
     nb->base.ops = &nats_ops;
     nb->base.srv = srv;
+    nb->run = dlg_random_epoch();
     if ((nb->node_id = dlg_strdup(cc->node_id)) == NULL)
         goto fail_bus;
     if ((nb->ib = dlg_calloc(1, sizeof(*nb->ib))) == NULL)

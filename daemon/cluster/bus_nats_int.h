@@ -27,6 +27,8 @@
  *   thread of its own. */
 
 #define HDR_NODE "Dialogue-Node"
+/* "RUN-N": this start of the node (hex) and the room's fwd_seq (decimal). */
+#define HDR_SEQ "Dialogue-Seq"
 /* What may wait for the loop; past it a message is dropped and counted
  * (the loop is the bottleneck then, not NATS). */
 #define INBOX_MAX_MSGS 65536
@@ -86,6 +88,7 @@ typedef struct nats_bus {
     uint64_t unlogged[LOG_N];
     struct nats_log *log;        /* the JetStream room log; NULL = none */
     uint64_t link_lost_ms;       /* when LINK_LOST was seen, 0 = linked */
+    uint64_t run;                /* random per start: HDR_SEQ's first half */
 } nats_bus;
 
 /* Inbox references (see struct inbox). Any thread. */

@@ -65,8 +65,10 @@ int dlg_fanout_emit(dlg_server *srv, dlg_room *room, Dialogue__V1__Event *e, uns
     if (srv->keeper.append)
         srv->keeper.append(srv->keeper.ud, room, e->event, e->seq, e->ts_ms, b);
     /* Other nodes get the same bytes (cluster: one NATS publish). */
-    if ((flags & DLG_EMIT_FORWARD) && fw->publish)
+    if ((flags & DLG_EMIT_FORWARD) && fw->publish) {
+        room->fwd_seq++;
         fw->publish(fw->ud, room, e->event, b);
+    }
     dlg_buf_unref(b);
     res->recipients = n;
     srv->counters.deliveries += n;

@@ -107,6 +107,9 @@ typedef struct dlg_room {
                                      (a "*" delivery rule) */
     dlg_plist all_subs;           /* members subscribed to every event */
     uint64_t seq;                 /* last sequence number assigned */
+    uint64_t fwd_seq;             /* events of this room handed to the other
+                                     nodes (the forwarder's publish): they
+                                     number them to find what they missed */
     uint64_t epoch;               /* random; changes when history is lost */
     struct dlg_hroom *hist;       /* kept events (history.h); NULL = none.
                                      Owned by the server's dlg_history */

@@ -19,7 +19,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from dlgtest import CERTS, Conn, Daemon, pb, run_tests, write_config  # noqa: E402
+from dlgtest import CERTS, Conn, Daemon, frame, pb, run_tests, write_config  # noqa: E402
 
 NATS_SERVER = shutil.which("nats-server")
 
@@ -573,6 +573,65 @@ def read_frames(c, want_events, within=10.0):
     return got
 
 
+def nats_hpub(port, subject, headers, payload, timeout=5.0):
+    """Publishes one message with headers to a NATS server over its text
+    protocol, as another node would, and waits for the server's PONG (the
+    message is routed by then)."""
+    hdr = b"NATS/1.0\r\n" + b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
+                                       for k, v in headers) + b"\r\n"
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"INFO")
+        s.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n'
+                  + b"HPUB %s %d %d\r\n" % (subject.encode(), len(hdr), len(hdr) + len(payload))
+                  + hdr + payload + b"\r\nPING\r\n")
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"-ERR"):
+                raise RuntimeError("NATS: %r" % line)
+            if line.startswith(b"PONG"):
+                return
+    finally:
+        s.close()
+
+
+def test_events_lost_between_nodes_told_of_the_gap():
+    """Issue 24: core NATS may drop a message in its routes (a server dying
+    mid-stream) while this node's own link never breaks. Each node numbers
+    what it publishes per room (header Dialogue-Seq: RUN-N), so a jump in
+    another node's numbers reaches the members as a Gap. A node that
+    started again (new RUN) is not a loss; neither is a repeated number."""
+    room, subject = "quiet", "dialogue.room.quiet"
+    m = client("a", "seq-m")
+    jm, _ = join(m, room)
+    wait_for("a's interest", lambda: interest_everywhere("a", subject))
+
+    def publish(run, n, text):
+        ev = pb.Event(room=room, event="say", data=text.encode(), seq=n, epoch=1, ts_ms=1)
+        nats_hpub(server_of("a").port, subject,
+                  [("Dialogue-Node", "ghost"), ("Dialogue-Seq", "%x-%d" % (run, n))],
+                  frame(pb.ServerFrame(event=ev).SerializeToString()))
+
+    publish(0xabc, 1, "one")
+    publish(0xabc, 2, "two")
+    publish(0xabc, 5, "five")      # 3 and 4 never came
+    publish(0xdef, 1, "restart")  # the node started again: no gap
+    publish(0xdef, 1, "repeat")   # a repeat: no gap
+    publish(0xdef, 2, "next")
+    got = read_frames(m, 6)
+    kinds = [(f.WhichOneof("msg"), f.event.data if f.WhichOneof("msg") == "event" else b"")
+             for f in got]
+    assert kinds == [("event", b"one"), ("event", b"two"), ("gap", b""), ("event", b"five"),
+                     ("event", b"restart"), ("event", b"repeat"), ("event", b"next")], kinds
+    g = got[2].gap
+    assert g.room == room and g.epoch == jm.epoch and g.seq == got[1].event.seq, (g, got[1])
+    assert "2 event(s) node ghost published in room quiet did not reach node a" in g.reason, \
+        g.reason
+    quiet_for(m)
+    m.close()
+
+
 def recover(c, room, epoch, since_seq):
     rid = c.send(join=pb.Join(room=room, recover=True, epoch=epoch, since_seq=since_seq))
     c.expect("joined", rid)
@@ -736,7 +795,7 @@ def main():
         raise
     run_tests([test_cross_node_exactly_once, test_interest_follows_local_members,
                test_nats_server_killed_during_stream, test_dialogue_node_killed_client_moves,
-               test_link_lost_members_told_of_the_gap,
+               test_link_lost_members_told_of_the_gap, test_events_lost_between_nodes_told_of_the_gap,
                test_tls_to_nats_and_duplicate_node_id, test_nodes_stop_cleanly],
               per_test_timeout=60)
 
