@@ -127,6 +127,7 @@ void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
             dlg_buf_unref(it->buf);
             it->buf = dlg_buf_ref(b);
             c->conflated++;
+            c->srv->counters.conflated++;
             kids_account(c, before);
             return;
         }
