@@ -380,6 +380,32 @@ def test_non_loopback_without_tls_and_token_is_refused_at_load():
     assert p.returncode == 1 and "not a loopback address" in p.stderr, p.stderr
 
 
+def test_check_config_checks_the_admin_files():
+    short = make_token_file("short")
+    cfg = write_config(CONFIG.replace(
+        "admin:\n  listen: 127.0.0.1:0\n",
+        "admin:\n  listen: 127.0.0.1:0\n  cert: {certs}/server.crt\n"
+        "  key: {certs}/client-admin.key\n  token_file: %s\n" % short))
+    p = subprocess.run([DAEMON, "--check-config", "--config", cfg], capture_output=True,
+                       text=True, timeout=30)
+    lines = open(cfg).read().split("\n")
+    key_line = [i + 1 for i, ln in enumerate(lines) if "client-admin.key" in ln][0]
+    tok_line = [i + 1 for i, ln in enumerate(lines) if "token_file" in ln][0]
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert re.search(r"%s:%d:\d+: admin\.key: .*key .*(mismatch|does not match)" % (re.escape(cfg), key_line),
+                     p.stderr), p.stderr
+    assert re.search(r"%s:%d:\d+: admin\.token_file: .*shorter than 16" %
+                     (re.escape(cfg), tok_line), p.stderr), p.stderr
+    # The same files, right, pass.
+    good = write_config(CONFIG.replace(
+        "admin:\n  listen: 127.0.0.1:0\n",
+        "admin:\n  listen: 127.0.0.1:0\n  cert: {certs}/server.crt\n"
+        "  key: {certs}/server.key\n  token_file: %s\n" % make_token_file()))
+    p = subprocess.run([DAEMON, "--check-config", "--config", good], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
 def test_admin_flag_without_a_config_section():
     d = Daemon("--admin", "127.0.0.1:0")
     try:
