@@ -1,10 +1,15 @@
 /* boot.c: config -> server state (see boot.h). */
 #include "boot.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <ctype.h>
+
+#include "admin.h"
 #include "dispatch.h"
 #include "dlg_err.h"
 #include "history.h"
@@ -168,6 +173,93 @@ oom:
     return DLG_ENOMEM;
 }
 
+/* "host:port" or "[v6]:port" with a loopback host (127/8, ::1, localhost). */
+static int addr_loopback(const char *a) {
+    char host[256];
+    const char *e = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
+    const char *s = a[0] == '[' ? a + 1 : a;
+    if (e == NULL || (size_t)(e - s) >= sizeof(host))
+        return 0;
+    memcpy(host, s, (size_t)(e - s));
+    host[e - s] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+int dlg_boot_read_token(const char *file, char **out, char *err, size_t errlen) {
+    char buf[1024];
+    *out = NULL;
+    FILE *f = fopen(file, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read token_file %s: %s", file, strerror(errno));
+        return DLG_EIO;
+    }
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || n == sizeof(buf)) {
+        snprintf(err, errlen, "token_file %s: %s", file,
+                 bad ? "read error" : "longer than 1023 bytes");
+        return DLG_EIO;
+    }
+    /* One line: surrounding blanks and the final newline are not the token. */
+    size_t s = 0;
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        n--;
+    while (s < n && isspace((unsigned char)buf[s]))
+        s++;
+    for (size_t i = s; i < n; i++)
+        if (!isgraph((unsigned char)buf[i])) {
+            snprintf(err, errlen, "token_file %s: the token must be one word of visible "
+                                  "characters", file);
+            return DLG_ECONFIG;
+        }
+    if (n - s < 16) {
+        snprintf(err, errlen, "token_file %s: the token is shorter than 16 characters", file);
+        return DLG_ECONFIG;
+    }
+    if ((*out = strndup(buf + s, n - s)) == NULL) {
+        snprintf(err, errlen, "out of memory reading %s", file);
+        return DLG_ENOMEM;
+    }
+    return 0;
+}
+
+int dlg_boot_admin(dlg_server *srv, const dlg_config *cfg, const char *flag_addr, char *err,
+                   size_t errlen) {
+    const dlg_config_admin *a = &cfg->admin;
+    const char *path = cfg->path ? cfg->path : "(defaults)";
+    if (!a->enabled && flag_addr == NULL)
+        return 0;
+    const char *addr = flag_addr ? flag_addr : a->listen;
+    if (!addr_loopback(addr) && (!a->cert || !a->token_file)) {
+        snprintf(err, errlen, "--admin %s: not a loopback address: the admin listener then "
+                              "needs TLS and a bearer token (admin.cert, admin.key and "
+                              "admin.token_file in %s)", addr, path);
+        return DLG_ECONFIG;
+    }
+    free(srv->admin_token);
+    srv->admin_token = NULL;
+    if (a->token_file != NULL) {
+        char why[512];
+        int rc = dlg_boot_read_token(a->token_file, &srv->admin_token, why, sizeof(why));
+        if (rc != 0) {
+            snprintf(err, errlen, "%s:%u: admin: %s", path, a->line, why);
+            return rc;
+        }
+    }
+    srv->opts.admin = (dlg_listener_conf){
+        .address = addr, .plaintext = a->cert == NULL, .cert_file = a->cert,
+        .key_file = a->key, .admin = 1, .token = srv->admin_token,
+    };
+    return 0;
+}
+
 _Static_assert(DLG_CFG_MAX_LISTENERS == DLG_MAX_LISTENERS, "one limit");
 
 void dlg_boot_listeners(dlg_server_opts *o, const dlg_config *cfg) {
@@ -217,6 +309,8 @@ int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t err
      * and the cluster, through these (none of them names an upper one). */
     if (srv->up.frame == NULL)
         srv->up = (dlg_net_upcalls){.frame = dlg_dispatch_frame, .closing = dlg_dispatch_closing};
+    if (srv->up.admin == NULL)
+        srv->up.admin = dlg_admin_answer;
     dlg_history_keeper(srv, &srv->keeper);
     dlg_bus_forwarder(srv, &srv->fwd);
     srv->log.level = cfg->log_level;

@@ -18,6 +18,19 @@ struct dlg_room;
  * with err naming the file, room or event at fault. */
 int dlg_boot_apply(dlg_server *srv, const dlg_config *cfg, char *err, size_t errlen);
 
+/* Sets srv->opts.admin from cfg's admin section, its address replaced by
+ * flag_addr (--admin) when not NULL; reads the token file into
+ * srv->admin_token. Nothing when neither is there. A non-loopback address
+ * without TLS and a token is refused. Returns 0 or a DLG_E* code with err
+ * naming the file:line or the flag. Call once, at start (not on reload). */
+int dlg_boot_admin(dlg_server *srv, const dlg_config *cfg, const char *flag_addr, char *err,
+                   size_t errlen);
+
+/* Reads a bearer token file: one word of at least 16 visible characters,
+ * blanks around it ignored. *out is malloc'd. 0 or DLG_EIO / DLG_ECONFIG /
+ * DLG_ENOMEM with err naming the file. */
+int dlg_boot_read_token(const char *file, char **out, char *err, size_t errlen);
+
 /* Copies cfg's listeners (address, TLS or plaintext, certificate, key,
  * client CA, CRLs, require_client_cert) into o->listen; strings are
  * borrowed from cfg. */

@@ -420,6 +420,48 @@ static int check_cluster(checker *ck) {
     return 0;
 }
 
+/* ---- admin ---------------------------------------------------------------- */
+
+/* The admin listener's certificate and key (as its TLS context is built at
+ * start) and its token file (as it is read at start). */
+static int check_admin(checker *ck) {
+    const dlg_config_admin *a = &ck->cfg->admin;
+    char why[1024];
+    if (!a->enabled || refused(ck, "admin"))
+        return 0;
+    if (a->cert != NULL && a->key != NULL) {
+        const char *key = NULL;
+        if (!readable(a->cert, why, sizeof(why)))
+            say(ck, false, NULL, key = "admin.cert", "cannot read %s: %s", a->cert, why);
+        if (!readable(a->key, why, sizeof(why)))
+            say(ck, false, NULL, key = "admin.key", "cannot read %s: %s", a->key, why);
+        if (key == NULL) {
+            dlg_listener_conf l = {.address = a->listen, .cert_file = a->cert,
+                                   .key_file = a->key, .admin = 1};
+            SSL_CTX *ctx = NULL;
+            int rc = dlg_tlsctx_new(&l, 0, &ctx, why, sizeof(why));
+            SSL_CTX_free(ctx);
+            if (rc == DLG_ENOMEM)
+                return rc;
+            if (rc < 0)
+                say(ck, false, NULL,
+                    strstr(why, "key ") == why || strstr(why, "load key ") ? "admin.key"
+                                                                          : "admin.cert",
+                    "%s", why);
+        }
+    }
+    if (a->token_file != NULL) {
+        char *tok = NULL;
+        int rc = dlg_boot_read_token(a->token_file, &tok, why, sizeof(why));
+        free(tok);
+        if (rc == DLG_ENOMEM)
+            return rc;
+        if (rc < 0)
+            say(ck, false, NULL, "admin.token_file", "%s", why);
+    }
+    return 0;
+}
+
 /* ---- the whole ---------------------------------------------------------- */
 
 int dlg_check_config(const dlg_check_opts *o, FILE *out) {
@@ -467,6 +509,8 @@ int dlg_check_config(const dlg_check_opts *o, FILE *out) {
     check_store(&ck);
     check_log_file(&ck);
     if ((rc = check_web(&ck)) < 0)
+        goto done;
+    if ((rc = check_admin(&ck)) < 0)
         goto done;
     rc = check_cluster(&ck);
 done:

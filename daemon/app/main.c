@@ -50,6 +50,8 @@ static void usage(FILE *f) {
         "  --tls-openssl-records  keep TLS 1.3 sessions on OpenSSL's record layer\n"
         "                         (config tls_own_records: false)\n"
         "  --web-root DIR         serve the web page from DIR (config http.web_root)\n"
+        "  --admin HOST:PORT      admin listener: /metrics, /healthz, /readyz (config\n"
+        "                         admin.listen); port 0 = any free port\n"
         "  --alert-threshold X    override every metrics alert threshold (demos, tests)\n"
         "  --log-level LEVEL      error|warn|info|debug [info]\n"
         "  --log-format FORMAT    text|json: json writes one object a line (ts, level,\n"
@@ -75,7 +77,7 @@ static void env_switch(dlg_log *log, const char *name, int *on) {
 /* What the command line sets: it wins over the file, at start and after
  * every reload. */
 typedef struct flags {
-    const char *listen, *cert, *key, *web_root, *log_file;
+    const char *listen, *cert, *key, *web_root, *log_file, *admin;
     int log_format; /* -1 = the file's */
     int plain, anon, level, hb_set, uring, sendth_set, osslrec;
     uint32_t sendth, max_frame, hsto, hb, maxconn;
@@ -272,7 +274,7 @@ static int check_config(const char *path, const flags *fl, const char *const *sc
 int main(int argc, char **argv) {
     enum { O_CONFIG = 256, O_LISTEN, O_CERT, O_KEY, O_PLAIN, O_PORTFILE, O_SCHEMA, O_ANON,
            O_MAXFRAME, O_HSTO, O_HB, O_ALERT, O_MAXCONN, O_LOGLEVEL, O_URING, O_NOURING,
-           O_SENDTH, O_OSSLREC, O_WEBROOT, O_VERSION, O_HELP, O_LOGFORMAT, O_LOGFILE,
+           O_SENDTH, O_OSSLREC, O_WEBROOT, O_VERSION, O_HELP, O_LOGFORMAT, O_LOGFILE, O_ADMIN,
            O_CHECK = 't' };
     static const struct option longopts[] = {
         {"config", required_argument, 0, O_CONFIG},
@@ -297,6 +299,7 @@ int main(int argc, char **argv) {
         {"send-threads", required_argument, 0, O_SENDTH},
         {"tls-openssl-records", no_argument, 0, O_OSSLREC},
         {"web-root", required_argument, 0, O_WEBROOT},
+        {"admin", required_argument, 0, O_ADMIN},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
@@ -334,6 +337,7 @@ int main(int argc, char **argv) {
         case O_NOURING: fl.uring = -1; break;
         case O_OSSLREC: fl.osslrec = 1; break;
         case O_WEBROOT: fl.web_root = optarg; break;
+        case O_ADMIN: fl.admin = optarg; break;
         case O_SENDTH:
             if (parse_u32("--send-threads", optarg, 0, &fl.sendth) != 0)
                 return 2;
@@ -433,6 +437,10 @@ int main(int argc, char **argv) {
     }
     /* Flags win over the file. */
     apply_flags(&srv, &fl);
+    if (dlg_boot_admin(&srv, cfg, fl.admin, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dialogued: %s\n", err);
+        goto fail_cfg;
+    }
     /* Lets a test runner take every existing test through either send path
      * or record layer without editing their configs; flags still win. */
     env_switch(&srv.log, "DIALOGUE_IO_URING", &srv.opts.io_uring);

@@ -209,6 +209,29 @@ fail:
     return DLG_EIO;
 }
 
+/* The admin listener (opts.admin): its TLS context, then its socket. It
+ * starts after the others so that /readyz never answers before them. */
+static int start_admin(dlg_server *s) {
+    char err[1024];
+    int rc;
+    s->admin = (dlg_listener){.srv = s, .conf = s->opts.admin, .fd = -1};
+    s->admin.conf.admin = 1;
+    s->admin_on = 1;
+    if (!s->admin.conf.plaintext &&
+        (rc = dlg_tlsctx_new(&s->admin.conf, 0, &s->admin.ssl_ctx, err, sizeof(err))) != 0) {
+        dlg_log_error(&s->log, "TLS: admin listener %s: %s", s->admin.conf.address, err);
+        return rc;
+    }
+    if ((rc = dlg_listener_start(&s->admin, err, sizeof(err))) != 0) {
+        dlg_log_error(&s->log, "admin: %s", err);
+        return rc;
+    }
+    dlg_log_info(&s->log, "admin listener on %s port %d (%s, %s): /metrics /healthz /readyz",
+                 s->admin.conf.address, s->admin.port, s->admin.ssl_ctx ? "TLS" : "plaintext",
+                 s->admin.conf.token ? "bearer token required" : "no token");
+    return 0;
+}
+
 int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     int rc;
     s->loop = loop;
@@ -276,6 +299,9 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
             dlg_log_info(&s->log, "io_uring: on (%u submission slots)", DLG_URING_ENTRIES);
     }
     start_send_threads(s);
+    s->admin.fd = -1;
+    if (s->opts.admin.address != NULL && (rc = start_admin(s)) != 0)
+        goto fail_senders;
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_log_info(&s->log, "listening on %s port %d (%s)", s->listeners[i].conf.address,
                      s->listeners[i].port, s->listeners[i].ssl_ctx ? "TLS" : "plaintext");
@@ -322,6 +348,8 @@ fail_senders:
 fail_listener:
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_listener_stop(&s->listeners[i]);
+    if (s->admin_on)
+        dlg_listener_stop(&s->admin);
     uv_run(loop, UV_RUN_NOWAIT);
 fail_history:
     dlg_bus_stop(s->bus);
@@ -330,6 +358,9 @@ fail_history:
 fail_ssl:
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_listener_free(&s->listeners[i]);
+    if (s->admin_on)
+        dlg_listener_free(&s->admin);
+    s->admin_on = 0;
     /* Its timer is on the loop: the loop closes only once it is gone. */
     if (s->presence) {
         dlg_presence_close(s->presence);
@@ -352,6 +383,8 @@ void dlg_server_stop(dlg_server *s) {
                      (unsigned long long)dlg_sendpool_helped(s->sendpool));
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_listener_stop(&s->listeners[i]);
+    if (s->admin_on)
+        dlg_listener_stop(&s->admin);
     /* Close every connection: the Error and close_notify are written best
      * effort before the handles close (dlg_conn_close). */
     dlg_conn *c = s->conns;
@@ -409,9 +442,14 @@ void dlg_server_free(dlg_server *s) {
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_listener_free(&s->listeners[i]);
     s->n_listeners = 0;
+    if (s->admin_on)
+        dlg_listener_free(&s->admin);
+    s->admin_on = 0;
     if (s->reserve_open && s->reserve_fd >= 0)
         close(s->reserve_fd);
     s->reserve_open = 0;
+    free(s->admin_token);
+    s->admin_token = NULL;
     dlg_strv_free(s->create_roles, s->n_create_roles);
     dlg_strv_free(s->delete_roles, s->n_delete_roles);
     free(s->rbuf);

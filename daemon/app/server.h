@@ -39,6 +39,12 @@ typedef struct dlg_net_upcalls {
     /* c is closing (once, before its handles close): what is above drops
      * its memberships and tells its hooks. was_ready = past Welcome. */
     void (*closing)(struct dlg_conn *c, const char *reason, int was_ready);
+    /* A GET or HEAD of path (len bytes, no query) on the admin listener,
+     * its token checked. Sets *status (200, 404, 503...) and *ctype (a
+     * static string) and returns the body, owned by the caller; NULL only
+     * when out of memory. NULL callback: every path is 404. */
+    struct dlg_buf *(*admin)(struct dlg_server *srv, const char *path, size_t len, int *status,
+                             const char **ctype);
 } dlg_net_upcalls;
 
 /* Everything the daemon needs, whether it came from flags or a config
@@ -84,6 +90,7 @@ typedef struct dlg_server_opts {
     const char *const *allowed_origins; /* [none] origins besides the page's own that may
                                     open a WebSocket (borrowed from the config) */
     size_t n_allowed_origins;
+    dlg_listener_conf admin;     /* [none: address NULL] the admin listener (admin.admin set) */
 } dlg_server_opts;
 
 /* The most send threads (send_threads) accepted. */
@@ -91,6 +98,46 @@ typedef struct dlg_server_opts {
 
 /* Fills o with the documented defaults. */
 void dlg_server_opts_default(dlg_server_opts *o);
+
+/* The transports a connection is counted under (metrics): dlg_conn_transport. */
+enum {
+    DLG_TR_NONE,      /* the first bytes or ALPN have not chosen yet */
+    DLG_TR_NATIVE,    /* dialogue/1 */
+    DLG_TR_HTTP,      /* HTTP/1.1 before (or without) a WebSocket upgrade: the page */
+    DLG_TR_WEBSOCKET,
+    DLG_TR_H2,        /* an HTTP/2 connection (its gRPC calls are DLG_TR_GRPC) */
+    DLG_TR_GRPC,      /* the session of one gRPC stream */
+    DLG_TR_ADMIN,     /* the admin listener */
+    DLG_TR_N
+};
+
+/* Why a connection ended before Welcome (metrics): counted where it happens. */
+enum {
+    DLG_HSF_TLS,      /* the TLS handshake failed */
+    DLG_HSF_TIMEOUT,  /* no Hello within handshake_timeout_ms */
+    DLG_HSF_AUTH,     /* Hello refused (auth_refusals says why) */
+    DLG_HSF_BUDGET,   /* input or output over pre_auth_max_bytes */
+    DLG_HSF_EVICTED,  /* closed to make room for newer ones (pre_auth_max_connections) */
+    DLG_HSF_FULL,     /* max_connections reached */
+    DLG_HSF_N
+};
+
+/* Why a Hello's credentials were refused (metrics; proto/auth.c). */
+enum {
+    DLG_AUTHF_NO_CREDENTIALS, /* none given and anonymous clients are not allowed */
+    DLG_AUTHF_TOKEN,          /* the token did not verify (signature, claims, malformed) */
+    DLG_AUTHF_EXPIRED,        /* the token has expired */
+    DLG_AUTHF_CERT,           /* the client certificate was refused */
+    DLG_AUTHF_VERSION,        /* a protocol version this server does not speak */
+    DLG_AUTHF_N
+};
+
+/* The fan-out latency histogram's upper bounds in nanoseconds (trigger
+ * received -> the flush that submitted its writes); one more bucket, +Inf. */
+#define DLG_FANOUT_BUCKETS 14
+#define DLG_FANOUT_BOUNDS_NS                                                                  \
+    {50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000,           \
+     50000000, 100000000, 250000000, 500000000, 1000000000}
 
 typedef struct dlg_counters {
     uint64_t conns_accepted;
@@ -103,7 +150,32 @@ typedef struct dlg_counters {
     uint64_t events_in;          /* triggers accepted */
     uint64_t deliveries;         /* event frames queued to recipients */
     uint64_t fanout_ns;          /* sum of trigger-receive to all-queued time */
+    uint64_t handshakes[DLG_TR_N]; /* Welcomes sent, by transport */
+    uint64_t hs_failed[DLG_HSF_N]; /* connections that ended before Welcome, by reason */
+    uint64_t auth_refused[DLG_AUTHF_N];
+    uint64_t bytes_in;           /* plaintext read from clients (after TLS) */
+    uint64_t bytes_out;          /* plaintext written to clients (before TLS) */
+    uint64_t conflated;          /* "latest" frames replaced in a queue by a newer one */
+    /* The fan-out latency histogram: per-bucket (not cumulative) counts,
+     * the last one +Inf; an observation is one array increment. */
+    uint64_t fanout_hist[DLG_FANOUT_BUCKETS + 1];
+    uint64_t fanout_hist_ns;     /* sum of the observations */
 } dlg_counters;
+
+/* Records one fan-out latency of ns nanoseconds (loop thread). */
+static inline void dlg_counters_fanout(dlg_counters *k, uint64_t ns) {
+    static const uint64_t bounds[DLG_FANOUT_BUCKETS] = DLG_FANOUT_BOUNDS_NS;
+    size_t i = 0;
+    while (i < DLG_FANOUT_BUCKETS && ns > bounds[i])
+        i++;
+    k->fanout_hist[i]++;
+    k->fanout_hist_ns += ns;
+}
+
+/* Triggers received whose writes the next flush submits: each one's
+ * receive time, observed into the histogram once that flush is done. More
+ * in one turn than this are observed when queued (dlg_fanout_emit). */
+#define DLG_FANOUT_PENDING 256
 
 typedef struct dlg_server {
     uv_loop_t *loop;
@@ -139,6 +211,9 @@ typedef struct dlg_server {
     uint64_t accept_errors_logged;
     struct dlg_conn *conns;      /* all live connections (intrusive list) */
     uint32_t n_conns;
+    uint32_t n_sessions;         /* sessions of gRPC streams (conn.h: parent), which are
+                                    in none of the lists here; */
+    uint32_t n_sessions_ready;   /* ...of those, past Welcome (metrics) */
     /* Connections admitted that have not finished Hello, oldest first
      * (conn.c); those over max_connections that are only told so after
      * TLS are counted apart. */
@@ -154,6 +229,12 @@ typedef struct dlg_server {
     struct dlg_presence *presence; /* owned; presence events (presence.h), NULL = off
                                     (out of memory at start, or no loop yet) */
     dlg_counters counters;
+    uint64_t fanout_pend[DLG_FANOUT_PENDING]; /* see DLG_FANOUT_PENDING */
+    uint32_t n_fanout_pend;
+    dlg_listener admin;          /* opts.admin's listener; admin.fd < 0 = none */
+    int admin_on;                /* admin was set up (must be stopped and freed) */
+    char *admin_token;           /* owned: the admin token (from admin.token_file), which
+                                    opts.admin.token points at; NULL = none */
     char **create_roles;         /* room_admin.create */
     size_t n_create_roles;
     char **delete_roles;         /* room_admin.delete */

@@ -24,6 +24,7 @@ void dlg_config_free(dlg_config *c) {
     dlg__cfg_strv_free(&c->http.allowed_origins);
     free(c->store_path);
     dlg__cfg_cluster_free(&c->cluster);
+    dlg__cfg_admin_free(&c->admin);
     for (size_t i = 0; i < c->n_pos; i++)
         free(c->pos[i].path);
     free(c->pos);
@@ -104,7 +105,8 @@ static int load_root(dlg_yaml *y, const dlg_ynode *root) {
                                        "limits",    "auth",    "room_admin", "rooms",
                                        "auto_join", "metrics", "store",      "store_path",
                                        "store_sync", "cluster", "io_uring", "send_threads",
-                                       "tls_own_records", "log_format", "log_file", "http", NULL};
+                                       "tls_own_records", "log_format", "log_file", "http", "admin",
+                                       NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const formats[] = {"text", "json", NULL};
     dlg_config *c = dlg__cfg(y);
@@ -149,6 +151,8 @@ static int load_root(dlg_yaml *y, const dlg_ynode *root) {
                                   &c->send_threads));
     if ((v = dlg__yaml_get(y, root, "http")))
         DLG_CFG_TRY(load_http(y, v));
+    if ((v = dlg__yaml_get(y, root, "admin")))
+        DLG_CFG_TRY(dlg__cfg_load_admin(y, v));
     return dlg__cfg_check_store(y, root);
 }
 

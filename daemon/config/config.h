@@ -261,6 +261,19 @@ typedef struct dlg_config_http {
                                    open a WebSocket ("https://host:port", or "*") */
 } dlg_config_http;
 
+/* admin: the listener of /metrics, /healthz and /readyz (docs/operations.md).
+ * Absent = no admin listener. */
+typedef struct dlg_config_admin {
+    bool enabled;               /* the section is there */
+    char *listen;               /* [127.0.0.1:9090] "host:port"; port 0 = any free port */
+    char *host;                 /* host part of listen */
+    uint16_t port;
+    char *cert;                 /* PEM chain (resolved); with key: TLS */
+    char *key;                  /* PEM private key (resolved) */
+    char *token_file;           /* (resolved) one bearer token, required of every request */
+    unsigned line;
+} dlg_config_admin;
+
 struct dlg_ypos;
 
 typedef struct dlg_config {
@@ -296,6 +309,7 @@ typedef struct dlg_config {
     bool tls_own_records;       /* [true] established TLS 1.3 sessions leave OpenSSL for
                                    dialogue's record layer (docs/config.md) */
     dlg_config_http http;
+    dlg_config_admin admin;     /* [absent] = no admin listener */
 } dlg_config;
 
 /* The most send_threads accepted. */

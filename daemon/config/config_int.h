@@ -66,6 +66,14 @@ void dlg__cfg_strv_free(dlg_config_strv *v);
 int dlg__cfg_listener_default(dlg_config_listener *l);
 void dlg__cfg_listeners_free(dlg_config_listener *l, size_t n);
 int dlg__cfg_load_listen(dlg_yaml *y, const dlg_ynode *n);
+/* Splits s ("host:port", "[v6]:port") into *host_out (replaced, owned) and
+ * *port_out; an error is recorded at n under path. */
+int dlg__cfg_hostport(dlg_yaml *y, const dlg_ynode *n, const char *path, const char *s,
+                      char **host_out, uint16_t *port_out);
+
+/* ---- load_admin.c ---------------------------------------------------- */
+void dlg__cfg_admin_free(dlg_config_admin *a);
+int dlg__cfg_load_admin(dlg_yaml *y, const dlg_ynode *m);
 
 /* ---- load_limits.c: limits -------------------------------------------- */
 

@@ -37,9 +37,9 @@ static bool host_char(unsigned char ch) {
            ch == '.' || ch == '-';
 }
 
-static int parse_address(dlg_yaml *y, const dlg_ynode *n, const char *path,
-                         dlg_config_listener *l) {
-    const char *s = l->address, *hs = s, *he, *ps;
+int dlg__cfg_hostport(dlg_yaml *y, const dlg_ynode *n, const char *path, const char *s,
+                      char **host_out, uint16_t *port_out) {
+    const char *hs = s, *he, *ps;
     char got[80];
     dlg__yaml_show(n, got, sizeof(got));
     if (s[0] == '[') {
@@ -81,9 +81,9 @@ static int parse_address(dlg_yaml *y, const dlg_ynode *n, const char *path,
         free(host);
         return dlg__yaml_fail(y, n, path, "not an IP address or host name: %s", got);
     }
-    free(l->host);
-    l->host = host;
-    l->port = (uint16_t)port;
+    free(*host_out);
+    *host_out = host;
+    *port_out = (uint16_t)port;
     return 0;
 }
 
@@ -103,7 +103,7 @@ static int load_listener(dlg_yaml *y, const dlg_ynode *m, const char *path,
         dlg__yaml_keypath(p, path, "address");
         DLG_CFG_TRY(rc = dlg__yaml_text(y, v, p, 300, &l->address));
         if (rc == 0)
-            DLG_CFG_TRY(parse_address(y, v, p, l));
+            DLG_CFG_TRY(dlg__cfg_hostport(y, v, p, l->address, &l->host, &l->port));
     }
     static const struct {
         const char *key;

@@ -25,6 +25,12 @@ uint32_t dlg_fanout_deliver(dlg_room *room, const char *event, dlg_buf *b) {
         for (size_t i = 0; i < room->all_subs.n; i++, n++)
             dlg_conn_send(room->all_subs.v[i]->conn, b);
     }
+    room->triggers++;
+    room->deliveries += n;
+    if (slot) {
+        slot->triggers++;
+        slot->deliveries += n;
+    }
     return n;
 }
 
@@ -72,7 +78,14 @@ int dlg_fanout_emit(dlg_server *srv, dlg_room *room, Dialogue__V1__Event *e, uns
     dlg_buf_unref(b);
     res->recipients = n;
     srv->counters.deliveries += n;
-    if (recv_ns)
+    if (recv_ns) {
         srv->counters.fanout_ns += dlg_now_ns() - recv_ns;
+        /* The histogram reads the clock once the flush that submits these
+         * writes is done (dlg_conn_flush_all); past the table, now. */
+        if (srv->n_fanout_pend < DLG_FANOUT_PENDING)
+            srv->fanout_pend[srv->n_fanout_pend++] = recv_ns;
+        else
+            dlg_counters_fanout(&srv->counters, dlg_now_ns() - recv_ns);
+    }
     return 0;
 }

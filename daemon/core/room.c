@@ -623,5 +623,7 @@ void dlg_rooms_remove(dlg_rooms *rs, dlg_room *r, const char *reason) {
         memmove(rs->v + pos, rs->v + pos + 1, (rs->n - pos - 1) * sizeof(*rs->v));
         rs->n--;
     }
+    rs->gone_triggers += r->triggers;
+    rs->gone_deliveries += r->deliveries;
     room_free(r);
 }

@@ -50,6 +50,8 @@ typedef struct dlg_evslot {       /* subscribers of one event type */
     int delivery;                 /* DLG_DELIVERY_* */
     uint32_t ord;                 /* index in room->slots (creation order) */
     dlg_plist subs;
+    uint64_t triggers;            /* events of this name delivered here (metrics) */
+    uint64_t deliveries;          /* frames queued for them */
 } dlg_evslot;
 
 /* What a room is made from: config file or CreateRoom. Borrowed strings. */
@@ -110,6 +112,9 @@ typedef struct dlg_room {
     uint64_t fwd_seq;             /* events of this room handed to the other
                                      nodes (the forwarder's publish): they
                                      number them to find what they missed */
+    uint64_t triggers;            /* events delivered here, every name (metrics: those of
+                                     names without a slot are the rest of the slots' sum) */
+    uint64_t deliveries;          /* frames queued for them */
     uint64_t epoch;               /* random; changes when history is lost */
     struct dlg_hroom *hist;       /* kept events (history.h); NULL = none.
                                      Owned by the server's dlg_history */
@@ -118,6 +123,9 @@ typedef struct dlg_room {
 typedef struct dlg_rooms {
     dlg_room **v;                 /* sorted by id for bsearch */
     size_t n, cap;
+    /* Triggers and deliveries of the rooms removed so far: the metrics'
+     * counters of rooms made at run time never go down. */
+    uint64_t gone_triggers, gone_deliveries;
 } dlg_rooms;
 
 /* Frees n strings and the array (both may be NULL/0). */

@@ -147,6 +147,34 @@ static void on_store_done(void *ud, const dlg_store_result *res) {
     }
 }
 
+void dlg_history_metrics_get(dlg_history *h, dlg_history_metrics *out) {
+    memset(out, 0, sizeof(*out));
+    if (h == NULL)
+        return;
+    out->rooms = h->n_rooms;
+    for (size_t i = 0; i < h->n_rooms; i++)
+        for (size_t k = 0; k < h->rooms[i]->n_rings; k++) {
+            const ring *g = h->rooms[i]->rings[k];
+            out->events += g->n;
+            for (size_t j = 0; j < g->n; j++) {
+                const dlg_hist_entry *e = &g->v[(g->head + j) % g->cap];
+                out->bytes += e->len;
+            }
+        }
+    if (h->store != NULL) {
+        dlg_store_stats st;
+        dlg_store_get_stats(h->store, &st);
+        out->store = 1;
+        out->store_open = h->started && !h->stopped;
+        out->lost = h->lost;
+        out->written = st.written;
+        out->failed = st.failed;
+        out->dropped = st.dropped;
+        out->batches = st.batches;
+        out->commit_ns = st.commit_ns;
+    }
+}
+
 int dlg_history_start(dlg_history *h) {
     if (h == NULL || h->store == NULL || h->started)
         return 0;

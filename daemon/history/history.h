@@ -48,6 +48,23 @@ int dlg_history_start(dlg_history *h);
  * (their connections are closing). Safe to call twice or when not started. */
 void dlg_history_stop(dlg_history *h);
 
+/* What the metrics read of the history (loop thread). */
+typedef struct dlg_history_metrics {
+    uint64_t rooms;           /* rooms that keep events */
+    uint64_t events;          /* events kept in memory, every room */
+    uint64_t bytes;           /* their frames' bytes */
+    int store;                /* 1: a SQLite store is configured */
+    int store_open;           /* ...and its writer runs */
+    int lost;                 /* the store refused an event this run */
+    uint64_t written, failed, dropped; /* events committed, in failed batches, refused */
+    uint64_t batches;         /* transactions committed */
+    uint64_t commit_ns;       /* time spent in them */
+} dlg_history_metrics;
+
+/* Fills *out (zeroes when h is NULL: no history). Takes the store's lock
+ * once: not for the fan-out path. */
+void dlg_history_metrics_get(dlg_history *h, dlg_history_metrics *out);
+
 /* Frees h (after the loop has returned). NULL is ignored. */
 void dlg_history_free(dlg_history *h);
 

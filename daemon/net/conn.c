@@ -27,6 +27,10 @@ void dlg_conn_release(dlg_conn *c) {
     if (--c->handles_open > 0)
         return;
     c->srv->heap_churn++;
+    if (c->parent != NULL) {
+        c->srv->n_sessions--;
+        c->srv->n_sessions_ready -= c->ready_counted;
+    }
     for (size_t i = 0; i < c->q_len; i++)
         dlg_buf_unref(c->q[(c->q_head + i) % c->q_cap].buf);
     free(c->q);
@@ -175,6 +179,7 @@ dlg_conn *dlg_conn_new_session(dlg_conn *parent) {
     c->state = DLG_CONN_HELLO;
     c->codec = &dlg_codec_h2_stream;
     uv_timer_start(&c->timer, on_deadline, srv->opts.handshake_timeout_ms, 0);
+    srv->n_sessions++;
     return c;
 }
 
@@ -322,6 +327,7 @@ static void on_deadline(uv_timer_t *t) {
     dlg_log_info(&c->srv->log,
                  "conn %s (%s): refused: no Hello within %u ms (handshake timeout)",
                  c->client_id, c->peer, c->srv->opts.handshake_timeout_ms);
+    c->srv->counters.hs_failed[DLG_HSF_TIMEOUT]++;
     if (c->state == DLG_CONN_HELLO) {
         say_in_ours(c);
         dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__DEADLINE_EXCEEDED,
@@ -391,8 +397,26 @@ static void on_tick(uv_timer_t *t) {
     arm_tick(c);
 }
 
+int dlg_conn_transport(const dlg_conn *c) {
+    if (c->lis != NULL && c->lis->conf.admin)
+        return DLG_TR_ADMIN;
+    const dlg_codec *k = c->codec;
+    return k == NULL ? DLG_TR_NONE
+           : k == &dlg_codec_native ? DLG_TR_NATIVE
+           : k == &dlg_codec_http ? (dlg_http_upgraded(c) ? DLG_TR_WEBSOCKET : DLG_TR_HTTP)
+           : k == &dlg_codec_ws ? DLG_TR_WEBSOCKET
+           : k == &dlg_codec_h2 ? DLG_TR_H2
+           : k == &dlg_codec_h2_stream ? DLG_TR_GRPC
+                                        : DLG_TR_NONE;
+}
+
 void dlg_conn_start_heartbeat(dlg_conn *c) {
     uint64_t now = uv_now(c->srv->loop);
+    c->srv->counters.handshakes[dlg_conn_transport(c)]++;
+    if (c->parent != NULL && !c->ready_counted) {
+        c->ready_counted = 1;
+        c->srv->n_sessions_ready++;
+    }
     c->dec.max_frame = c->srv->opts.max_frame; /* authenticated: the full limit */
     pre_unlink(c);
     uv_timer_stop(&c->timer);
@@ -415,6 +439,7 @@ void dlg_conn_start_heartbeat(dlg_conn *c) {
 static void evict_oldest(dlg_server *srv) {
     dlg_conn *o = srv->pre_head;
     srv->counters.pre_auth_evicted++;
+    srv->counters.hs_failed[DLG_HSF_EVICTED]++;
     dlg_log_debug(&srv->log, "conn %s (%s): closed before Welcome to make room for a new "
                              "connection (%u waiting, pre_auth_max_connections %u)",
                   o->client_id, o->peer, srv->n_pre_auth, srv->opts.pre_auth_max_connections);
@@ -447,6 +472,7 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
     if (c == NULL) {
         close(fd); /* dropped: the backlog must not spin the loop */
         srv->counters.conns_refused++;
+        srv->counters.hs_failed[DLG_HSF_FULL]++;
         return;
     }
     c->srv = srv;
@@ -495,6 +521,7 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
     make_room(srv);
     if (srv->n_conns - srv->n_refusing > srv->opts.max_connections) {
         srv->counters.conns_refused++;
+        srv->counters.hs_failed[DLG_HSF_FULL]++;
         dlg_log_warn(&srv->log, "conn %s (%s): refused: %u connections is the limit",
                      c->client_id, c->peer, srv->opts.max_connections);
         /* A few over the limit are told why (after TLS, so the client can

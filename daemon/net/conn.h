@@ -93,6 +93,8 @@ typedef struct dlg_conn {
     dlg_latest_pos *latest;      /* one per latest-policy event type seen */
     size_t n_latest, cap_latest;
     uint64_t conflated;          /* frames replaced by a newer one */
+    uint64_t out_staged;         /* plaintext staged since the last flush_done, which adds
+                                    it to the server's bytes_out (loop thread) */
     uint64_t kids_pending;       /* with sessions on its streams (parent above): what their
                                     queues hold, as dlg_conn_pending counts it, so that the
                                     caps hold across all streams of the connection */
@@ -127,6 +129,7 @@ typedef struct dlg_conn {
      * they were last freed. */
     unsigned io_recent : 1;
     unsigned tls_bufs : 1;
+    unsigned ready_counted : 1;  /* a stream's session, counted in srv->n_sessions_ready */
     int close_status;            /* wire Status to log for doomed conns */
     const char *close_reason;
     struct dlg_conn *dirty_next;
@@ -195,6 +198,11 @@ void dlg_conn_doom(dlg_conn *c, const char *reason);
  * and once per loop turn. */
 void dlg_conn_reap(dlg_server *srv);
 
+/* Bytes c's pending output holds, as every per-connection cap counts them
+ * (net/conn_int.h, dlg__conn_pending, has the inline form the fan-out path
+ * uses). */
+uint64_t dlg_conn_pending(const dlg_conn *c);
+
 /* Once a second: closes connections whose writes have not drained within
  * write_timeout_ms (in any state), or whose pending output
  * (dlg_conn_pending) stayed over the soft cap for soft_pending_ms (slow
@@ -214,6 +222,13 @@ void dlg_conn_flush_all(dlg_server *srv);
  * finished Hello, so it also leaves the count of connections before
  * Welcome. */
 void dlg_conn_start_heartbeat(dlg_conn *c);
+
+/* The transport c is counted under in the metrics (DLG_TR_*, server.h). */
+int dlg_conn_transport(const dlg_conn *c);
+
+/* 1 when c, an HTTP/1.1 connection, has upgraded to a WebSocket (its 101
+ * may still be on its way). http.c. */
+int dlg_http_upgraded(const dlg_conn *c);
 
 /* The idle callback that only keeps the loop from blocking in poll. */
 void dlg_conn_kick_noop(uv_idle_t *h);

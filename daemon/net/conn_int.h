@@ -53,7 +53,7 @@ static inline uint64_t dlg__conn_q_cost(const dlg_conn *c) {
  * frames with DLG_OUTQ_ITEM_COST each, ciphertext handed to the socket
  * that it has not taken yet, and the TLS layer's output not taken from it
  * (records sealed behind a full socket, KeyUpdate answers, alerts). */
-static inline uint64_t dlg_conn_pending(const dlg_conn *c) {
+static inline uint64_t dlg__conn_pending(const dlg_conn *c) {
     return dlg__conn_q_cost(c) + c->kids_pending + c->inflight_bytes + c->spill_len +
            (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0) +
            (c->codec && c->codec->pending ? c->codec->pending(c) : 0);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dlg_clock.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "sendpool.h"
@@ -221,6 +222,7 @@ static int flush_conn(dlg_conn *c, const flush_ctx *x) {
         size_t used = dlg_conn_stage(c, x->pbuf, stage_cap);
         if (used == 0)
             break;
+        c->out_staged += used; /* c's own: a send thread may count it */
         int rc = c->tls_on ? dlg_tlsio_write(&c->tls, x->pbuf, used)
                            : out_write(c, x, x->pbuf, used);
         if (rc != 0)
@@ -294,6 +296,7 @@ static int flush_conn_uring(dlg_conn *c) {
         size_t taken = 0;
         while (dlg_conn_has_output(c) && taken < DLG_URING_SEND_MAX) {
             size_t used = dlg_conn_stage(c, s->pbuf, DLG_TLS_RECORD_MAX);
+            c->out_staged += used;
             if (used == 0)
                 break;
             int rc = dlg_tlsio_write(&c->tls, s->pbuf, used);
@@ -329,6 +332,7 @@ static int flush_conn_uring(dlg_conn *c) {
         if ((us = dlg_uring_send_new(len)) == NULL)
             return DLG_ENOMEM;
         us->len = len = dlg_conn_stage(c, us->bytes, len);
+        c->out_staged += len;
         if (len == 0) {
             free(us);
             return 0;
@@ -362,6 +366,8 @@ void dlg_conn_kick_noop(uv_idle_t *h) {
 /* What one flush left for the loop thread: an error to close on, bytes the
  * socket did not take, a close to finish. */
 static void flush_done(dlg_conn *c, int rc) {
+    c->srv->counters.bytes_out += c->out_staged;
+    c->out_staged = 0;
     if (c->state == DLG_CONN_CLOSING) {
         /* Closed by another connection's flush_done. */
         free(c->spill);
@@ -472,10 +478,22 @@ static void flush_all_shared(dlg_server *srv) {
             unlist(srv->flush_v[i]);
 }
 
+/* The triggers this flush submitted the writes of: one clock read, one
+ * histogram increment each (server.h: DLG_FANOUT_PENDING). */
+static void fanout_observe(dlg_server *srv) {
+    if (srv->n_fanout_pend == 0)
+        return;
+    uint64_t now = dlg_now_ns();
+    for (uint32_t i = 0; i < srv->n_fanout_pend; i++)
+        dlg_counters_fanout(&srv->counters, now - srv->fanout_pend[i]);
+    srv->n_fanout_pend = 0;
+}
+
 void dlg_conn_flush_all(dlg_server *srv) {
     uv_idle_stop(&srv->kick);
     if (srv->sendpool != NULL && srv->uring == NULL) {
         flush_all_shared(srv);
+        fanout_observe(srv);
         dlg_conn_reap(srv);
         return;
     }
@@ -505,5 +523,6 @@ void dlg_conn_flush_all(dlg_server *srv) {
             break;
         }
     }
+    fanout_observe(srv);
     dlg_conn_reap(srv);
 }

@@ -1,7 +1,9 @@
 /* http.c: HTTP/1.1 on a listener (ALPN "http/1.1", or a TLS client that
  * offered no ALPN, or plaintext that starts like a request): the web
  * page's files from memory (web.h) and the upgrade of GET /v1/ws to a
- * WebSocket session (ws.h) that speaks dialogue's frames. Requests are
+ * WebSocket session (ws.h) that speaks dialogue's frames. On the admin
+ * listener: the bearer token, then GET/HEAD answered by srv->up.admin
+ * (/metrics, /healthz, /readyz), and nothing else. Requests are
  * parsed by http_parser (libhttp-parser); nothing else is served. Until
  * the upgrade, responses wait in this codec (at most DLG_HTTP_MAX_RESP;
  * their bodies are the page's shared buffers); after it, the connection's
@@ -14,6 +16,7 @@
 #include <strings.h>
 
 #include <http_parser.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
@@ -34,10 +37,10 @@
 
 /* The headers this module reads; every other one is only counted. */
 enum { H_HOST, H_ORIGIN, H_UPGRADE, H_CONNECTION, H_WS_KEY, H_WS_VERSION, H_WS_PROTOCOL,
-       H_IF_NONE_MATCH, H_N };
+       H_IF_NONE_MATCH, H_AUTHORIZATION, H_N };
 static const char *const hdr_names[H_N] = {
     "host", "origin", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-    "sec-websocket-protocol", "if-none-match",
+    "sec-websocket-protocol", "if-none-match", "authorization",
 };
 
 /* One request being read: allocated for it and freed at the upgrade. */
@@ -380,6 +383,81 @@ static int serve(dlg_conn *c, http_req *q) {
     return 0;
 }
 
+/* Whether the request carries "Bearer <token>": the two are compared as
+ * SHA-256 digests with CRYPTO_memcmp, so the time taken says nothing of
+ * how much of the token, or of its length, was right. */
+static int token_ok(const http_req *q, const char *token) {
+    static const char pfx[] = "Bearer ";
+    unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
+    const char *v = q->val[H_AUTHORIZATION];
+    size_t vl = q->val_len[H_AUTHORIZATION];
+    int scheme = q->seen[H_AUTHORIZATION] == 1 && vl >= sizeof(pfx) - 1 &&
+                 strncasecmp(v, pfx, sizeof(pfx) - 1) == 0;
+    size_t skip = scheme ? sizeof(pfx) - 1 : 0;
+    SHA256((const unsigned char *)token, strlen(token), want);
+    SHA256((const unsigned char *)v + skip, vl - skip, got);
+    return (CRYPTO_memcmp(want, got, sizeof(want)) == 0) & scheme;
+}
+
+static const char *status_text(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 404: return "Not Found";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+/* The admin listener: only srv->up.admin answers, to GET and HEAD, and
+ * only with the token when one is configured. */
+static int admin_serve(dlg_conn *c, http_req *q) {
+    dlg_http *h = st(c);
+    const char *token = c->lis->conf.token;
+    if (token != NULL && !token_ok(q, token)) {
+        dlg_log_info(&c->srv->log, "conn %s (%s): admin request refused: %s bearer token",
+                     c->client_id, c->peer, q->seen[H_AUTHORIZATION] ? "wrong" : "no");
+        return refuse(c, 401, "Unauthorized", "a valid bearer token is required",
+                      "WWW-Authenticate: Bearer realm=\"dialogued admin\"\r\n");
+    }
+    if (h->p.method != HTTP_GET && h->p.method != HTTP_HEAD)
+        return refuse(c, 405, "Method Not Allowed", "only GET and HEAD are served",
+                      "Allow: GET, HEAD\r\n");
+    size_t plen = q->url_len;
+    const char *qm = memchr(q->url, '?', plen);
+    if (qm != NULL)
+        plen = (size_t)(qm - q->url);
+    int status = 404;
+    const char *ctype = "text/plain; charset=utf-8";
+    dlg_buf *body = NULL;
+    if (c->srv->up.admin != NULL &&
+        (body = c->srv->up.admin(c->srv, q->url, plen, &status, &ctype)) == NULL) {
+        dlg_conn_close(c, "out of memory");
+        return 1;
+    }
+    if (body == NULL)
+        return refuse(c, 404, "Not Found", "no such admin endpoint", "");
+    int keep = http_should_keep_alive(&h->p);
+    dlg_buf *head = make_head("HTTP/1.1 %d %s\r\n" DLG_HTTP_COMMON "Content-Type: %s\r\n"
+                              "Cache-Control: no-store\r\nContent-Length: %zu\r\n"
+                              "Connection: %s\r\n\r\n",
+                              status, status_text(status), ctype, body->len,
+                              keep ? "keep-alive" : "close");
+    int rc = head == NULL ? 1 : push_resp(c, head, h->p.method == HTTP_GET ? body : NULL);
+    dlg_buf_unref(body);
+    if (head == NULL) {
+        dlg_conn_close(c, "out of memory");
+        return 1;
+    }
+    if (rc != 0)
+        return rc;
+    c->in_bytes -= q->req_bytes < c->in_bytes ? q->req_bytes : c->in_bytes;
+    if (!keep) {
+        dlg_conn_close_after_flush(c, "HTTP request done");
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- the codec ----------------------------------------------------------- */
 
 static int http_feed(dlg_conn *c, const uint8_t *data, size_t len) {
@@ -424,7 +502,8 @@ static int http_feed(dlg_conn *c, const uint8_t *data, size_t len) {
         const char *qm = memchr(q->url, '?', plen);
         if (qm != NULL)
             plen = (size_t)(qm - q->url);
-        int rc = (plen == sizeof(DLG_WS_PATH) - 1 && memcmp(q->url, DLG_WS_PATH, plen) == 0)
+        int rc = c->lis != NULL && c->lis->conf.admin ? admin_serve(c, q)
+                 : (plen == sizeof(DLG_WS_PATH) - 1 && memcmp(q->url, DLG_WS_PATH, plen) == 0)
                      ? upgrade(c, q)
                      : h->p.upgrade ? refuse(c, 404, "Not Found",
                                              "the WebSocket endpoint is " DLG_WS_PATH, "")
@@ -481,6 +560,11 @@ static size_t http_stage(dlg_conn *c, uint8_t *dst, size_t cap) {
             dlg_outq_drop_head(c);
     }
     return used;
+}
+
+int dlg_http_upgraded(const dlg_conn *c) {
+    const dlg_http *h = c->codec == &dlg_codec_http ? st(c) : NULL;
+    return h != NULL && h->ws != NULL;
 }
 
 static int http_more(const dlg_conn *c) {

@@ -75,6 +75,7 @@ static void shed(dlg_listener *l, int err) {
         close(fd);
         s->emfile_refused++;
         s->counters.conns_refused++;
+        s->counters.hs_failed[DLG_HSF_FULL]++;
     }
     s->reserve_fd = dlg_listener_reserve_fd();
     s->reserve_open = s->reserve_fd >= 0;

@@ -26,6 +26,12 @@ typedef struct dlg_listener_conf {
     const char *client_ca_file;  /* ask for client certificates, verify with it */
     const char *client_crl_file; /* CRLs for them (tlsctx.h), or NULL */
     int require_client_cert;     /* refuse the handshake without one */
+    /* The admin listener (config admin): HTTP/1.1 only, whatever ALPN or the
+     * first bytes say; GET/HEAD of the admin paths go to srv->up.admin,
+     * everything else is 404 (http.c). */
+    int admin;
+    const char *token;           /* admin: the bearer token every request must carry;
+                                    NULL = none asked */
 } dlg_listener_conf;
 
 typedef struct dlg_listener {

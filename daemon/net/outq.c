@@ -78,7 +78,7 @@ static void send_item(dlg_conn *c, dlg_buf *b, int raw) {
         return;
     /* A stream's session is held to its connection's cap, all streams
      * together; the one that passes it is cut. */
-    uint64_t pending = dlg_conn_pending(dlg_conn_root(c)) + b->len + DLG_OUTQ_ITEM_COST;
+    uint64_t pending = dlg__conn_pending(dlg_conn_root(c)) + b->len + DLG_OUTQ_ITEM_COST;
     if (pending > c->srv->opts.max_pending_bytes) {
         dlg_conn_cut_slow(c, pending);
         return;
@@ -90,6 +90,10 @@ static void send_item(dlg_conn *c, dlg_buf *b, int raw) {
     }
     kids_account(c, before);
     dlg_conn_mark_dirty(c);
+}
+
+uint64_t dlg_conn_pending(const dlg_conn *c) {
+    return dlg__conn_pending(c);
 }
 
 void dlg_conn_send(dlg_conn *c, dlg_buf *b) {
@@ -116,6 +120,7 @@ void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
             dlg_buf_unref(it->buf);
             it->buf = dlg_buf_ref(b);
             c->conflated++;
+            c->srv->counters.conflated++;
             kids_account(c, before);
             return;
         }

@@ -18,6 +18,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
  * ALPN did not choose it. 0 = read on. */
 static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     c->in_bytes += len;
+    c->srv->counters.bytes_in += len;
+    if (c->codec == NULL && c->lis != NULL && c->lis->conf.admin)
+        c->codec = &dlg_codec_http; /* nothing else is spoken there */
     if (c->codec == NULL && (c->codec = dlg_codec_sniff(data, len)) == NULL) {
         dlg_log_info(&c->srv->log, "conn %s (%s): refused: its first bytes are no protocol "
                                    "this listener speaks (first byte 0x%02x)",
@@ -33,6 +36,7 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
     if (c->state != DLG_CONN_READY && c->in_bytes > budget) {
         dlg_reply_error(c, 0, DIALOGUE__V1__STATUS__RESOURCE_EXHAUSTED,
                             "more than %llu bytes before Welcome", (unsigned long long)budget);
+        c->srv->counters.hs_failed[DLG_HSF_BUDGET]++;
         dlg_conn_close_after_flush(c, "pre-auth input budget exceeded");
         return 1;
     }
@@ -60,6 +64,7 @@ static void tls_output_check(dlg_conn *c) {
                      "(pre_auth_max_bytes %u)",
                      c->client_id, c->peer, (unsigned long long)pending,
                      c->srv->opts.pre_auth_max_bytes);
+        c->srv->counters.hs_failed[DLG_HSF_BUDGET]++;
         dlg_conn_close(c, "pre-auth output budget exceeded");
     }
 }
@@ -92,6 +97,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
             dlg_log_info(&c->srv->log, "conn %s (%s): TLS handshake refused: %s",
                          c->client_id, c->peer, err);
             dlg_conn_drain_now(c); /* the alert, if OpenSSL made one */
+            c->srv->counters.hs_failed[DLG_HSF_TLS]++;
             dlg_conn_close(c, "TLS handshake failed");
             return;
         }
@@ -102,7 +108,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         const unsigned char *alpn = NULL;
         unsigned alpn_len = 0;
         SSL_get0_alpn_selected(c->tls.ssl, &alpn, &alpn_len);
-        c->codec = dlg_codec_by_alpn(alpn_len ? alpn : NULL, alpn_len);
+        c->codec = c->lis != NULL && c->lis->conf.admin
+                       ? &dlg_codec_http
+                       : dlg_codec_by_alpn(alpn_len ? alpn : NULL, alpn_len);
         /* Clients with a certificate stay on OpenSSL: auth reads it at
          * Hello. */
         dlg_tlsio_handover(&c->tls);

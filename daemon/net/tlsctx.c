@@ -18,7 +18,14 @@
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
     (void)ssl;
-    (void)arg;
+    /* The admin listener (arg non-NULL) speaks HTTP/1.1 alone. */
+    static const unsigned char admin[] = "\x08" "http/1.1";
+    if (arg != NULL) {
+        if (SSL_select_next_proto((unsigned char **)out, outlen, admin, sizeof(admin) - 1, in,
+                                  inlen) != OPENSSL_NPN_NEGOTIATED)
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        return SSL_TLSEXT_ERR_OK;
+    }
     /* In our order of preference: the native protocol, HTTP/1.1 (the web
      * page and WebSocket), HTTP/2 (gRPC, h2.c). HTTP/1.1 before h2: a
      * browser offers both and must get the page, which only the HTTP/1.1
@@ -224,7 +231,7 @@ int dlg_tlsctx_new(const dlg_listener_conf *o, int own_records, SSL_CTX **out, c
         snprintf(err, errlen, "client_crl %s needs a client CA (client_ca)", o->client_crl_file);
         goto fail;
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, o->admin ? (void *)1 : NULL);
     /* Established TLS 1.3 sessions leave OpenSSL for our record layer
      * (common/dlg_tls13.h): 2.5 KB per idle connection instead of 13 KB,
      * and cheaper records. */

@@ -200,6 +200,7 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
     if (h->token && h->token[0]) {
         if (srv->jwt == NULL) {
             snprintf(err, errlen, "token authentication is not configured on this server");
+            srv->counters.auth_refused[DLG_AUTHF_TOKEN]++;
             return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
         }
         dlg_jwt_claims cl;
@@ -208,8 +209,12 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         if (dlg_jwt_verify(srv->jwt, h->token, strlen(h->token), (int64_t)now.tv_sec, &cl,
-                           err, errlen) != 0)
+                           err, errlen) != 0) {
+            /* jwt_verify.c says "token expired at ..." for that one reason. */
+            srv->counters.auth_refused[strncmp(err, "token expired", 13) == 0
+                                           ? DLG_AUTHF_EXPIRED : DLG_AUTHF_TOKEN]++;
             return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
+        }
         /* Take ownership of the verified claims. */
         c->user_id = cl.sub;
         c->id_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_TOKEN;
@@ -222,11 +227,14 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         int r = auth_cert(srv, c, err, errlen);
         if (r == 0)
             return 0;
-        if (r < 0)
+        if (r < 0) {
+            srv->counters.auth_refused[DLG_AUTHF_CERT]++;
             return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
+        }
     }
     if (!srv->opts.allow_anonymous) {
         snprintf(err, errlen, "credentials required: send a token in Hello");
+        srv->counters.auth_refused[DLG_AUTHF_NO_CREDENTIALS]++;
         return DIALOGUE__V1__STATUS__UNAUTHENTICATED;
     }
     c->id_kind = DIALOGUE__V1__IDENTITY_KIND__IDENTITY_ANONYMOUS;

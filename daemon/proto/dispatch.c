@@ -121,6 +121,8 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
         dlg_reply_error(c, rid, ST(FAILED_PRECONDITION),
                             "protocol version %u is not supported (this server speaks 1)",
                             h->protocol_version);
+        s->counters.auth_refused[DLG_AUTHF_VERSION]++;
+        s->counters.hs_failed[DLG_HSF_AUTH]++;
         dlg_conn_close_after_flush(c, "unsupported protocol version");
         return 1;
     }
@@ -130,6 +132,7 @@ static int do_hello(dlg_conn *c, uint64_t rid, Dialogue__V1__Hello *h) {
         dlg_log_info(&s->log, "conn %s (%s): refused: %s: %s", c->client_id, c->peer,
                      dlg_status_name(status), err);
         dlg_reply_error(c, rid, status, "%s", err);
+        s->counters.hs_failed[DLG_HSF_AUTH]++;
         dlg_conn_close_after_flush(c, "authentication failed");
         return 1;
     }

@@ -179,6 +179,25 @@ def test_readme_publish_line_reaches_the_dashboard():
     assert '"message":"hello from a second shell"' in h.stdout, h.stdout
 
 
+def test_serve_prints_the_admin_address_and_it_answers():
+    """./dev demo --serve starts the admin listener (issue 22) on loopback
+    and prints its address; /healthz, /readyz and /metrics answer there."""
+    if skip():
+        return
+    import urllib.request
+    v = exports(open(SERVE_OUT).read())
+    url = v.get("DIALOGUE_ADMIN_URL", "")
+    assert re.match(r"^http://127\.0\.0\.1:\d+$", url) and not url.endswith(":0"), url
+    assert "metrics and health: %s (/metrics, /healthz, /readyz)" % url in \
+        open(SERVE_ERR).read()
+    for path, want in (("/healthz", "ok\n"), ("/readyz", "ready\n")):
+        with urllib.request.urlopen(url + path, timeout=10) as r:
+            assert r.status == 200 and r.read().decode() == want, path
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'dialogue_room_members{room="dashboard"}' in text, text[:2000]
+
+
 def test_second_demo_on_a_taken_port_says_so():
     if skip():
         return

@@ -136,13 +136,14 @@ cluster:
   tls: {zz_probe: 1}
   log: {zz_probe: 1}
 http: {zz_probe: 1}
+admin: {zz_probe: 1}
 """
 # Every mapping of the file, as the probe reaches it.
 MAPPINGS = {"", "listen[]", "limits", "auth", "auth.jwt", "auth.jwt.keys[]", "auth.client_cert",
             "auth.client_cert.roles[]", "room_admin", "rooms[]", "rooms[].trigger_events[]",
             "rooms[].delivery[]", "rooms[].rate_limit", "rooms[].history[]", "auto_join[]",
             "metrics", "metrics.alerts[]", "cluster", "cluster.tls", "cluster.log",
-            "http"}
+            "http", "admin"}
 
 
 def loader_keys():
