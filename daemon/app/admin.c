@@ -4,6 +4,7 @@
  * the bus); /healthz and /readyz. Everything here runs at scrape time on
  * the loop thread; the hot paths only increment counters. */
 #include "admin.h"
+#include "dlg_alloc.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -43,7 +44,7 @@ static void put(text *t, const char *fmt, ...) {
         size_t ncap = t->cap ? t->cap : 16384;
         while (ncap - t->len <= (size_t)n)
             ncap *= 2;
-        char *np = realloc(t->p, ncap);
+        char *np = dlg_realloc(t->p, ncap);
         if (np == NULL) {
             t->failed = 1;
             return;

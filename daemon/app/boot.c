@@ -1,5 +1,6 @@
 /* boot.c: config -> server state (see boot.h). */
 #include "boot.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,12 +29,12 @@ _Static_assert((int)DLG_CFG_LOG_ERROR == (int)DLG_LOG_ERROR &&
                "config log levels must be the dlg_log levels");
 
 static int strv_copy(char ***out, size_t *n, const dlg_config_strv *in) {
-    *out = calloc(in->n ? in->n : 1, sizeof(char *));
+    *out = dlg_calloc(in->n ? in->n : 1, sizeof(char *));
     if (*out == NULL)
         return DLG_ENOMEM;
     /* Counted as it goes: a partial copy is freed with the room. */
     for (*n = 0; *n < in->n; (*n)++)
-        if (((*out)[*n] = strdup(in->v[*n])) == NULL)
+        if (((*out)[*n] = dlg_strdup(in->v[*n])) == NULL)
             return DLG_ENOMEM;
     return 0;
 }
@@ -139,13 +140,13 @@ int dlg_boot_room_rules(dlg_room *r, const dlg_config_room *cr, char *err, size_
         (rc = strv_copy(&r->trigger_roles, &r->n_trigger_roles, &cr->trigger)) != 0)
         goto oom;
     if (cr->n_trigger_events) {
-        r->trigger_events = calloc(cr->n_trigger_events, sizeof(*r->trigger_events));
+        r->trigger_events = dlg_calloc(cr->n_trigger_events, sizeof(*r->trigger_events));
         if (r->trigger_events == NULL)
             goto oom;
         for (size_t i = 0; i < cr->n_trigger_events; i++) {
             struct dlg_event_roles *te = &r->trigger_events[i];
             r->n_trigger_events++;
-            if ((te->event = strdup(cr->trigger_events[i].event)) == NULL ||
+            if ((te->event = dlg_strdup(cr->trigger_events[i].event)) == NULL ||
                 strv_copy(&te->roles, &te->n_roles, &cr->trigger_events[i].roles) != 0)
                 goto oom;
         }
@@ -223,7 +224,7 @@ int dlg_boot_read_token(const char *file, char **out, char *err, size_t errlen) 
         snprintf(err, errlen, "token_file %s: the token is shorter than 16 characters", file);
         return DLG_ECONFIG;
     }
-    if ((*out = strndup(buf + s, n - s)) == NULL) {
+    if ((*out = dlg_strndup(buf + s, n - s)) == NULL) {
         snprintf(err, errlen, "out of memory reading %s", file);
         return DLG_ENOMEM;
     }

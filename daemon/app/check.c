@@ -2,6 +2,7 @@
  * then every file and rule the configuration names, each error at the
  * position of the key that named it. */
 #include "check.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -292,7 +293,7 @@ static int check_rooms(checker *ck, const dlg_schema *sc, bool schemas_ok) {
         rc = 0;
         if (cr->n_history == 0 && cr->sync_history_on_join == 0)
             continue;
-        dlg_hist_rule *rules = calloc(cr->n_history + 1, sizeof(*rules));
+        dlg_hist_rule *rules = dlg_calloc(cr->n_history + 1, sizeof(*rules));
         if (rules == NULL) {
             rc = DLG_ENOMEM;
             break;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "boot.h"
+#include "dlg_alloc.h"
 #include "config.h"
 #include "dlg_err.h"
 #include "server.h"
@@ -17,7 +18,7 @@ typedef struct embedded {
 
 int dlg_server_create(uv_loop_t *loop, const char *config_path, const char *listen,
                       const char *port_file, dlg_server **out, char *err, size_t errlen) {
-    embedded *e = calloc(1, sizeof(*e));
+    embedded *e = dlg_calloc(1, sizeof(*e));
     if (e == NULL) {
         snprintf(err, errlen, "out of memory");
         return DLG_ENOMEM;

@@ -1,6 +1,7 @@
 /* logout.c: the daemon's log destination and format (see logout.h): the
  * file and its reopening, and the JSON lines (jansson). */
 #include "logout.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,7 +97,7 @@ int dlg_logout_open(dlg_logout *o, dlg_log *log, const char *path, bool json, ch
     FILE *f = NULL;
     char *p = NULL;
     if (path) {
-        if ((p = strdup(path)) == NULL)
+        if ((p = dlg_strdup(path)) == NULL)
             return DLG_ENOMEM;
         int fd = open_append(path, err, errlen);
         if (fd < 0) {

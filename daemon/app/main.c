@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "dlg_alloc.h"
 #include "auth.h"
 #include "boot.h"
 #include "check.h"
@@ -469,7 +470,7 @@ int main(int argc, char **argv) {
     }
     dlg_metrics metrics;
     if (cfg->metrics.enabled) {
-        dlg_alert_rule *rules = calloc(cfg->metrics.n_alerts + 1, sizeof(*rules));
+        dlg_alert_rule *rules = dlg_calloc(cfg->metrics.n_alerts + 1, sizeof(*rules));
         for (size_t i = 0; rules && i < cfg->metrics.n_alerts; i++) {
             const dlg_config_alert *a = &cfg->metrics.alerts[i];
             rules[i].metric = a->metric;
@@ -477,7 +478,7 @@ int main(int argc, char **argv) {
             rules[i].threshold = f_alert_set ? f_alert : a->threshold;
             rules[i].severity = a->severity;
             rules[i].cooldown_s = a->cooldown_seconds;
-            rules[i].message = strdup(a->message);
+            rules[i].message = dlg_strdup(a->message);
         }
         if (rules == NULL ||
             dlg_metrics_start(&metrics, &srv, cfg->metrics.room, cfg->metrics.interval_ms,

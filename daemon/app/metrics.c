@@ -1,5 +1,6 @@
 /* metrics.c: the dashboard's metrics source and alert rules (metrics.h). */
 #include "metrics.h"
+#include "dlg_alloc.h"
 #include "dlg_clock.h"
 
 #include <inttypes.h>
@@ -247,7 +248,7 @@ int dlg_metrics_start(dlg_metrics *m, dlg_server *srv, const char *room,
     m->rules = rules;
     m->n_rules = n_rules;
     m->interval_ms = interval_ms ? interval_ms : 1000;
-    if ((m->room = strdup(room)) == NULL) {
+    if ((m->room = dlg_strdup(room)) == NULL) {
         free_rules(rules, n_rules);
         m->rules = NULL;
         return DLG_ENOMEM;

@@ -1,6 +1,7 @@
 /* server.c: server lifecycle: TLS context, listener, signals, the per-turn
  * flush, and orderly shutdown. */
 #include "server.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -235,9 +236,9 @@ static int start_admin(dlg_server *s) {
 int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     int rc;
     s->loop = loop;
-    s->rbuf = malloc(DLG_SCRATCH);
+    s->rbuf = dlg_malloc(DLG_SCRATCH);
     /* One block: a send thread's scratch has the same layout (conn.c). */
-    s->pbuf = malloc(2 * DLG_SCRATCH);
+    s->pbuf = dlg_malloc(2 * DLG_SCRATCH);
     s->wbuf = s->pbuf ? s->pbuf + DLG_SCRATCH : NULL;
     if (s->rooms == NULL)
         s->rooms = dlg_rooms_new();

@@ -2,6 +2,7 @@
  * the walk of the file's root that hands each section to its loader
  * (load_*.c, on the reader of yamlread.c), and freeing. */
 #include "config.h"
+#include "dlg_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,7 @@ const dlg_config_room *dlg_config_find_room(const dlg_config *c, const char *id)
 /* Fills a zeroed c with every default; on ENOMEM c stays freeable. */
 static int fill_defaults(dlg_config *c) {
     c->log_level = DLG_CFG_LOG_INFO;
-    c->listen = calloc(1, sizeof(*c->listen));
+    c->listen = dlg_calloc(1, sizeof(*c->listen));
     if (!c->listen)
         return DLG_ENOMEM;
     c->n_listen = 1;
@@ -53,7 +54,7 @@ static int fill_defaults(dlg_config *c) {
         return DLG_ENOMEM;
     dlg__cfg_limits_default(&c->limits);
     c->auth.jwt.leeway_seconds = 30;
-    c->auth.jwt.roles_claim = strdup("role");
+    c->auth.jwt.roles_claim = dlg_strdup("role");
     if (!c->auth.jwt.roles_claim)
         return DLG_ENOMEM;
     c->auth.client_cert.user_from = DLG_CFG_USER_FROM_CN;
@@ -67,7 +68,7 @@ static int fill_defaults(dlg_config *c) {
 int dlg_config_new_default(dlg_config **out) {
     if (!out)
         return DLG_EINVAL;
-    dlg_config *c = calloc(1, sizeof(*c));
+    dlg_config *c = dlg_calloc(1, sizeof(*c));
     if (!c)
         return DLG_ENOMEM;
     if (fill_defaults(c) < 0) {
@@ -161,9 +162,9 @@ static int load_root(dlg_yaml *y, const dlg_ynode *root) {
  * the errors. */
 static int load(dlg_yaml *y, const char *path, char *err, size_t errlen, dlg_config **cp) {
     dlg_ynode *root = NULL;
-    dlg_config *c = calloc(1, sizeof(*c));
+    dlg_config *c = dlg_calloc(1, sizeof(*c));
     *cp = c;
-    if (!c || fill_defaults(c) < 0 || !(c->path = strdup(path)))
+    if (!c || fill_defaults(c) < 0 || !(c->path = dlg_strdup(path)))
         return DLG_ENOMEM;
     y->ud = c;
     int rc = dlg__yaml_open(y, path, err, errlen, &root);
@@ -206,7 +207,7 @@ int dlg_config_check(const char *path, dlg_config **out, dlg_config_errors *errs
     int rc = load(&y, path, NULL, 0, &c);
     bool parsed = y.doc != NULL;
     if (rc != DLG_ENOMEM && y.n_errv &&
-        !(errs->v = calloc(y.n_errv, sizeof(*errs->v))))
+        !(errs->v = dlg_calloc(y.n_errv, sizeof(*errs->v))))
         rc = DLG_ENOMEM;
     if (rc == DLG_ENOMEM) {
         dlg__yaml_close(&y);

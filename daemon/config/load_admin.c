@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg__cfg_admin_free(dlg_config_admin *a) {
@@ -43,7 +44,7 @@ int dlg__cfg_load_admin(dlg_yaml *y, const dlg_ynode *m) {
     a->enabled = true;
     a->line = (unsigned)m->start_mark.line + 1;
     a->port = 9090;
-    if (!(a->listen = strdup("127.0.0.1:9090")) || !(a->host = strdup("127.0.0.1")))
+    if (!(a->listen = dlg_strdup("127.0.0.1:9090")) || !(a->host = dlg_strdup("127.0.0.1")))
         return DLG_ENOMEM;
     if ((v = dlg__yaml_get(y, m, "listen"))) {
         DLG_CFG_TRY(rc = dlg__yaml_text(y, v, "admin.listen", 300, &a->listen));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg__cfg_cluster_free(dlg_config_cluster *cl) {
@@ -86,7 +87,7 @@ static int load_nats_urls(dlg_yaml *y, const dlg_ynode *v, dlg_config_cluster *c
     size_t cnt = dlg__yaml_seq_len(v);
     if (!cnt)
         return dlg__yaml_fail(y, v, "cluster.nats", "expected at least one NATS server URL");
-    if (!(cl->nats.v = calloc(cnt, sizeof(*cl->nats.v))))
+    if (!(cl->nats.v = dlg_calloc(cnt, sizeof(*cl->nats.v))))
         return DLG_ENOMEM;
     cl->nats.n = cnt;
     for (size_t i = 0; i < cnt; i++) {

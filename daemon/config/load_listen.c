@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg__cfg_listeners_free(dlg_config_listener *l, size_t n) {
@@ -23,8 +24,8 @@ void dlg__cfg_listeners_free(dlg_config_listener *l, size_t n) {
 
 int dlg__cfg_listener_default(dlg_config_listener *l) {
     memset(l, 0, sizeof(*l));
-    l->address = strdup("127.0.0.1:3000");
-    l->host = strdup("127.0.0.1");
+    l->address = dlg_strdup("127.0.0.1:3000");
+    l->host = dlg_strdup("127.0.0.1");
     if (!l->address || !l->host)
         return DLG_ENOMEM;
     l->port = 3000;
@@ -67,7 +68,7 @@ int dlg__cfg_hostport(dlg_yaml *y, const dlg_ynode *n, const char *path, const c
     if (hl == 0 || hl > 253)
         return dlg__yaml_fail(y, n, path,
                               "expected host:port with a host name or IP address, got %s", got);
-    char *host = strndup(hs, hl);
+    char *host = dlg_strndup(hs, hl);
     if (!host)
         return DLG_ENOMEM;
     unsigned char addr[16];

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg__cfg_metrics_free(dlg_config_metrics *m) {
@@ -21,7 +22,7 @@ static int alert_default(dlg_config_alert *a) {
     a->threshold = 90;
     a->severity = DLG_CFG_SEV_HIGH;
     a->cooldown_seconds = 60;
-    a->message = strdup("CPU usage critical: {value}%");
+    a->message = dlg_strdup("CPU usage critical: {value}%");
     return a->message ? 0 : DLG_ENOMEM;
 }
 
@@ -98,7 +99,7 @@ int dlg__cfg_load_metrics(dlg_yaml *y, const dlg_ynode *m) {
     if ((v = dlg__yaml_get(y, m, "interval_ms")))
         DLG_CFG_TRY(dlg__yaml_u32(y, v, "metrics.interval_ms", 10, 3600000, &mt->interval_ms));
     if (!(v = dlg__yaml_get(y, m, "alerts"))) {
-        mt->alerts = calloc(1, sizeof(*mt->alerts));
+        mt->alerts = dlg_calloc(1, sizeof(*mt->alerts));
         if (!mt->alerts)
             return DLG_ENOMEM;
         mt->n_alerts = 1;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg__cfg_strv_free(dlg_config_strv *v) {
@@ -83,7 +84,7 @@ int dlg__cfg_strv(dlg_yaml *y, const dlg_ynode *n, const char *path, int kind,
     size_t cnt = dlg__yaml_seq_len(n);
     if (!cnt)
         return 0;
-    out->v = calloc(cnt, sizeof(*out->v));
+    out->v = dlg_calloc(cnt, sizeof(*out->v));
     if (!out->v)
         return DLG_ENOMEM;
     out->n = cnt;

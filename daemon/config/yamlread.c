@@ -1,6 +1,7 @@
 /* yamlread.c: the generic YAML reader (see yamlread.h): parsing one file into a
  * document tree, messages that point at file:line:col, typed getters. */
 #include "yamlread.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <math.h>
@@ -48,15 +49,15 @@ static void keep_error(dlg_yaml *y, const char *path, const char *text) {
         return;
     if (y->n_errv == y->cap_errv) {
         size_t cap = y->cap_errv ? 2 * y->cap_errv : 8;
-        dlg_yerr *v = realloc(y->errv, cap * sizeof(*v));
+        dlg_yerr *v = dlg_realloc(y->errv, cap * sizeof(*v));
         if (!v)
             return;
         y->errv = v;
         y->cap_errv = cap;
     }
     dlg_yerr *e = &y->errv[y->n_errv];
-    e->path = strdup(path);
-    e->text = strdup(text);
+    e->path = dlg_strdup(path);
+    e->text = dlg_strdup(text);
     if (!e->path || !e->text) {
         free(e->path);
         free(e->text);
@@ -93,14 +94,14 @@ int dlg__yaml_note(dlg_yaml *y, const dlg_ynode *n, const char *path) {
         return 0;
     if (y->n_posv == y->cap_posv) {
         size_t cap = y->cap_posv ? 2 * y->cap_posv : 32;
-        dlg_ypos *v = realloc(y->posv, cap * sizeof(*v));
+        dlg_ypos *v = dlg_realloc(y->posv, cap * sizeof(*v));
         if (!v)
             return DLG_ENOMEM;
         y->posv = v;
         y->cap_posv = cap;
     }
     dlg_ypos *p = &y->posv[y->n_posv];
-    if (!(p->path = strdup(path)))
+    if (!(p->path = dlg_strdup(path)))
         return DLG_ENOMEM;
     p->line = (unsigned)n->start_mark.line + 1;
     p->col = (unsigned)n->start_mark.column + 1;
@@ -223,9 +224,11 @@ int dlg__yaml_seq_alloc(dlg_yaml *y, const dlg_ynode *n, const char *path, size_
     int rc = dlg__yaml_want(y, n, path, YAML_SEQUENCE_NODE);
     if (rc < 0 || (rc = dlg__yaml_note(y, n, path)) < 0)
         return rc;
-    *cnt = dlg__yaml_seq_len(n);
-    *v = *cnt ? calloc(*cnt, size) : NULL;
-    return *cnt && !*v ? DLG_ENOMEM : 0;
+    size_t len = dlg__yaml_seq_len(n);
+    *v = len ? dlg_calloc(len, size) : NULL;
+    /* No array, no count: the freers walk *cnt items of *v. */
+    *cnt = *v ? len : 0;
+    return len && !*v ? DLG_ENOMEM : 0;
 }
 
 /* ---- typed values ------------------------------------------------------- */
@@ -240,7 +243,7 @@ int dlg__yaml_text(dlg_yaml *y, const dlg_ynode *n, const char *path, size_t max
         return dlg__yaml_fail(y, n, path, "contains a NUL byte");
     if (len > maxlen)
         return dlg__yaml_fail(y, n, path, "is %zu bytes long (at most %zu)", len, maxlen);
-    char *s = strdup(dlg__yaml_sval(n));
+    char *s = dlg_strdup(dlg__yaml_sval(n));
     if (!s || dlg__yaml_note(y, n, path) < 0) {
         free(s);
         return DLG_ENOMEM;
@@ -272,7 +275,7 @@ int dlg__yaml_path(dlg_yaml *y, const dlg_ynode *n, const char *path, char **out
     char *s = raw;
     if (raw[0] != '/' && y->dir[0]) {
         size_t dl = strlen(y->dir), rl = strlen(raw);
-        s = malloc(dl + rl + 1);
+        s = dlg_malloc(dl + rl + 1);
         if (!s) {
             free(raw);
             return DLG_ENOMEM;
@@ -465,7 +468,7 @@ int dlg__yaml_open(dlg_yaml *y, const char *path, char *err, size_t errlen, dlg_
     y->errlen = errlen;
     *root = NULL;
     const char *slash = strrchr(path, '/');
-    y->dir = strndup(path, slash ? (size_t)(slash - path) + 1 : 0);
+    y->dir = dlg_strndup(path, slash ? (size_t)(slash - path) + 1 : 0);
     if (!y->dir)
         return DLG_ENOMEM;
     FILE *f = fopen(path, "rb");

@@ -5,6 +5,7 @@
  * freeing. The read path is read.c, the queue outq.c, the write path
  * flush.c. */
 #include "conn_int.h"
+#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -161,7 +162,7 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
 
 dlg_conn *dlg_conn_new_session(dlg_conn *parent) {
     dlg_server *srv = parent->srv;
-    dlg_conn *c = calloc(1, sizeof(*c));
+    dlg_conn *c = dlg_calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->srv = srv;
@@ -468,7 +469,7 @@ static void make_room(dlg_server *srv) {
 
 void dlg_conn_accept(dlg_listener *l, int fd) {
     dlg_server *srv = l->srv;
-    dlg_conn *c = calloc(1, sizeof(*c));
+    dlg_conn *c = dlg_calloc(1, sizeof(*c));
     if (c == NULL) {
         close(fd); /* dropped: the backlog must not spin the loop */
         srv->counters.conns_refused++;

@@ -4,6 +4,7 @@
  * io_uring (one send per connection, submitted together), or the send
  * threads (sendpool.h) for large fan-outs. */
 #include "conn_int.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -114,7 +115,7 @@ static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
     if (off == len)
         return 0;
     size_t rest = len - off;
-    wreq *w = malloc(sizeof(*w) + rest);
+    wreq *w = dlg_malloc(sizeof(*w) + rest);
     if (w == NULL)
         return DLG_ENOMEM;
     memcpy(w->data, data + off, rest);
@@ -165,7 +166,7 @@ static int spill_write(dlg_conn *c, const uint8_t *data, size_t len) {
     if (off == len)
         return 0;
     size_t rest = len - off;
-    uint8_t *ns = realloc(c->spill, c->spill_len + rest);
+    uint8_t *ns = dlg_realloc(c->spill, c->spill_len + rest);
     if (ns == NULL)
         return DLG_ENOMEM;
     memcpy(ns + c->spill_len, data + off, rest);
@@ -441,7 +442,7 @@ static void flush_all_shared(dlg_server *srv) {
         if (c->state == DLG_CONN_READY && !c->close_after_flush && !backed_up(c)) {
             if (n == srv->cap_flush_v) {
                 size_t ncap = n ? 2 * n : 256;
-                dlg_conn **nv = realloc(srv->flush_v, ncap * sizeof(*nv));
+                dlg_conn **nv = dlg_realloc(srv->flush_v, ncap * sizeof(*nv));
                 if (nv != NULL) {
                     srv->flush_v = nv;
                     srv->cap_flush_v = ncap;

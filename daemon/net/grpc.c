@@ -8,6 +8,7 @@
  * field as it is, an Event is the bytes of its ServerFrame field, so the
  * fan-out's shared frames reach gRPC clients without being decoded. */
 #include "h2_int.h"
+#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -226,7 +227,7 @@ static int send_frame(dlg_conn *sess, uint64_t rid, uint32_t field, const uint8_
         return 1;
     uint8_t small[512];
     size_t cap = 1 + 10 + 5 + 10 + n;
-    uint8_t *buf = cap <= sizeof(small) ? small : malloc(cap);
+    uint8_t *buf = cap <= sizeof(small) ? small : dlg_malloc(cap);
     if (buf == NULL)
         return 1;
     size_t k = 0;
@@ -247,7 +248,7 @@ static int send_frame(dlg_conn *sess, uint64_t rid, uint32_t field, const uint8_
 static int send_msg(dlg_conn *sess, uint64_t rid, uint32_t field, const ProtobufCMessage *m) {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t small[1024];
-    uint8_t *b = n <= sizeof(small) ? small : malloc(n);
+    uint8_t *b = n <= sizeof(small) ? small : dlg_malloc(n);
     if (b == NULL)
         return 1;
     protobuf_c_message_pack(m, b);
@@ -350,7 +351,7 @@ static void end_with(h2_stream *st, int status, const char *msg) {
         return;
     st->end_status = status;
     free(st->end_msg);
-    st->end_msg = strdup(msg);
+    st->end_msg = dlg_strdup(msg);
 }
 
 /* An item staged whole or part: its offset as outq.c counts it (the
@@ -429,7 +430,7 @@ static size_t put_copy(h2_stream *st, dlg_outq_item *it, uint8_t *dst, size_t ca
             char msg[512];
             error_of(p, n, &st->err_status, msg, sizeof(msg));
             free(st->err_msg);
-            st->err_msg = strdup(msg);
+            st->err_msg = dlg_strdup(msg);
         }
     }
     size_t k = it->buf->len - it->off;
@@ -523,11 +524,11 @@ static void room_list_add(char ***v, size_t *n, const char *room) {
     for (size_t i = 0; i < *n; i++)
         if (strcmp((*v)[i], room) == 0)
             return;
-    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    char **nv = dlg_realloc(*v, (*n + 1) * sizeof(*nv));
     if (nv == NULL)
         return;
     *v = nv;
-    if ((nv[*n] = strdup(room)) != NULL)
+    if ((nv[*n] = dlg_strdup(room)) != NULL)
         (*n)++;
 }
 
@@ -650,12 +651,12 @@ static void subscribe(h2_stream *st, const uint8_t *body, size_t len) {
         h2_finish(st, ST(INVALID_ARGUMENT), "malformed SubscribeRequest");
         return;
     }
-    st->room = strdup(req->room ? req->room : "");
+    st->room = dlg_strdup(req->room ? req->room : "");
     st->recovering = req->after != NULL;
     if (req->n_events > 0) {
-        st->filter = calloc(req->n_events, sizeof(char *));
+        st->filter = dlg_calloc(req->n_events, sizeof(char *));
         for (size_t i = 0; st->filter && i < req->n_events; i++)
-            if ((st->filter[st->n_filter] = strdup(req->events[i])) != NULL)
+            if ((st->filter[st->n_filter] = dlg_strdup(req->events[i])) != NULL)
                 st->n_filter++;
     }
     uint64_t epoch = req->after ? req->after->epoch : 0, since = req->after ? req->after->seq : 0;
@@ -805,7 +806,7 @@ static int usess_pump(h2_usess *u) {
                 error_of(p, n, &code, msg, sizeof(msg));
                 u->fail_status = code;
                 free(u->fail_msg);
-                u->fail_msg = strdup(msg);
+                u->fail_msg = dlg_strdup(msg);
             } else if (field == SF_LEFT) {
                 str_field(p, n, 1, room, sizeof(room));
                 room_list_del(&u->rooms, &u->n_rooms, room);
@@ -872,9 +873,9 @@ static h2_usess *usess_get(h2_stream *st) {
         }
         usess_end(old, ST(UNAVAILABLE), "session replaced");
     }
-    h2_usess *u = calloc(1, sizeof(*u));
+    h2_usess *u = dlg_calloc(1, sizeof(*u));
     dlg_conn *s = u ? dlg_conn_new_session(h->c) : NULL;
-    if (u == NULL || s == NULL || (u->auth = strdup(auth)) == NULL) {
+    if (u == NULL || s == NULL || (u->auth = dlg_strdup(auth)) == NULL) {
         if (s)
             dlg_conn_close(s, "out of memory");
         free(u);
@@ -948,7 +949,7 @@ static void unary_call(h2_stream *st, const uint8_t *body, size_t len) {
          * per session and room), subscribed to nothing. */
         char room[256];
         str_field(body, len, 1, room, sizeof(room));
-        st->room = strdup(room);
+        st->room = dlg_strdup(room);
         if (st->room == NULL) {
             h2_finish(st, ST(INTERNAL), "out of memory");
             return;

@@ -7,6 +7,7 @@
  * keepalive PINGs, request bytes held. nghttp2 parses and frames every
  * byte; nothing here reads HTTP/2 by hand. */
 #include "h2_int.h"
+#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -165,7 +166,7 @@ void h2_finish(h2_stream *st, int status, const char *msg) {
         return;
     st->end_status = status;
     free(st->end_msg);
-    st->end_msg = msg ? strdup(msg) : NULL;
+    st->end_msg = msg ? dlg_strdup(msg) : NULL;
     if (st->h->c->state == DLG_CONN_CLOSING)
         return;
     if (!st->responded) {
@@ -194,8 +195,8 @@ void h2_close_later(h2_conn *h, dlg_conn *sess, const char *why) {
     sess->codec_st = NULL; /* detached: its closing hook finds no owner */
     if (h->n_closing == h->cap_closing) {
         size_t nc = h->cap_closing ? 2 * h->cap_closing : 8;
-        dlg_conn **nv_ = realloc(h->closing_v, nc * sizeof(*nv_));
-        const char **nw = nv_ ? realloc(h->closing_why, nc * sizeof(*nw)) : NULL;
+        dlg_conn **nv_ = dlg_realloc(h->closing_v, nc * sizeof(*nv_));
+        const char **nw = nv_ ? dlg_realloc(h->closing_why, nc * sizeof(*nw)) : NULL;
         if (nv_)
             h->closing_v = nv_;
         if (nw == NULL) {
@@ -239,7 +240,7 @@ static ssize_t on_read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
         st->sess->q_len == 0) {
         const char *m = NULL;
         st->end_status = grpc_end_status(st, &m);
-        st->end_msg = m ? strdup(m) : NULL;
+        st->end_msg = m ? dlg_strdup(m) : NULL;
         h2_close_later(st->h, st->sess, st->sess->close_reason);
         st->sess = NULL;
     }
@@ -275,7 +276,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     h2_conn *h = ud;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    h2_stream *st = calloc(1, sizeof(*st));
+    h2_stream *st = dlg_calloc(1, sizeof(*st));
     if (st == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* reset, the connection goes on */
     st->kind = H2_OWNER_STREAM;
@@ -340,16 +341,16 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     } else if (eq(name, namelen, ":path")) {
         st->method = grpc_method(value, valuelen);
         free(st->path);
-        st->path = strndup((const char *)value, valuelen < 128 ? valuelen : 128);
+        st->path = dlg_strndup((const char *)value, valuelen < 128 ? valuelen : 128);
     } else if (eq(name, namelen, "content-type")) {
         st->ct_grpc = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
                       (valuelen == 16 || value[16] == '+' || value[16] == ';');
     } else if (eq(name, namelen, "authorization")) {
         free(st->auth);
-        st->auth = strndup((const char *)value, valuelen);
+        st->auth = dlg_strndup((const char *)value, valuelen);
     } else if (eq(name, namelen, "user-agent")) {
         free(st->agent);
-        st->agent = strndup((const char *)value, valuelen < 128 ? valuelen : 128);
+        st->agent = dlg_strndup((const char *)value, valuelen < 128 ? valuelen : 128);
     } else if (eq(name, namelen, "grpc-timeout")) {
         uint64_t ms = timeout_ms(value, valuelen);
         if (ms)
@@ -473,7 +474,7 @@ static void on_timer_closed(uv_handle_t *t) {
 static h2_conn *h2_get(dlg_conn *c) {
     if (c->codec_st != NULL)
         return c->codec_st;
-    h2_conn *h = calloc(1, sizeof(*h));
+    h2_conn *h = dlg_calloc(1, sizeof(*h));
     if (h == NULL)
         return NULL;
     h->c = c;

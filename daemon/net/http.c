@@ -21,6 +21,7 @@
 #include <openssl/sha.h>
 
 #include "conn_int.h"
+#include "dlg_alloc.h"
 #include "web.h"
 #include "ws.h"
 
@@ -463,7 +464,7 @@ static int admin_serve(dlg_conn *c, http_req *q) {
 static int http_feed(dlg_conn *c, const uint8_t *data, size_t len) {
     dlg_http *h = st(c);
     if (h == NULL) {
-        if ((h = calloc(1, sizeof(*h))) == NULL || (h->req = calloc(1, sizeof(*h->req))) == NULL) {
+        if ((h = dlg_calloc(1, sizeof(*h))) == NULL || (h->req = dlg_calloc(1, sizeof(*h->req))) == NULL) {
             free(h);
             dlg_conn_close(c, "out of memory");
             return 1;

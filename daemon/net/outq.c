@@ -3,6 +3,7 @@
  * the caps every queued byte counts against, and staging of the queue
  * through the connection's codec for the write path (flush.c). */
 #include "conn_int.h"
+#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ static void kids_account(dlg_conn *c, uint64_t before) {
 static int q_push(dlg_conn *c, dlg_buf *b, int raw) {
     if (c->q_len == c->q_cap) {
         size_t ncap = c->q_cap ? c->q_cap * 2 : 16;
-        dlg_outq_item *nq = malloc(ncap * sizeof(*nq));
+        dlg_outq_item *nq = dlg_malloc(ncap * sizeof(*nq));
         if (nq == NULL)
             return DLG_ENOMEM;
         for (size_t i = 0; i < c->q_len; i++)
@@ -133,7 +134,7 @@ void dlg_conn_send_latest(dlg_conn *c, dlg_buf *b, const void *key) {
     if (lp == NULL) {
         if (c->n_latest == c->cap_latest) {
             size_t nc = c->cap_latest ? c->cap_latest * 2 : 2;
-            dlg_latest_pos *nv = realloc(c->latest, nc * sizeof(*nv));
+            dlg_latest_pos *nv = dlg_realloc(c->latest, nc * sizeof(*nv));
             if (nv == NULL)
                 return; /* only conflation is lost */
             c->latest = nv;

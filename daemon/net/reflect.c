@@ -5,6 +5,7 @@
  * the service and decode typed events without .proto files. Answered on
  * the stream's session, which said Hello as any call does. */
 #include "h2_int.h"
+#include "dlg_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static int add_set(rfiles *fs, const uint8_t *set, size_t len) {
         }
         if (fs->n == fs->cap) {
             size_t nc = fs->cap ? 2 * fs->cap : 16;
-            rfile *nv = realloc(fs->v, nc * sizeof(*nv));
+            rfile *nv = dlg_realloc(fs->v, nc * sizeof(*nv));
             if (nv == NULL) {
                 google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
                 return DLG_ENOMEM;
@@ -246,8 +247,8 @@ int dlg_reflect_request(h2_stream *st, const uint8_t *body, size_t len) {
             resp.error_response = &err;
             break;
         }
-        picked = calloc(fs.n, sizeof(*picked));
-        blobs = calloc(fs.n, sizeof(*blobs));
+        picked = dlg_calloc(fs.n, sizeof(*picked));
+        blobs = dlg_calloc(fs.n, sizeof(*blobs));
         if (picked == NULL || blobs == NULL) {
             err.error_code = DIALOGUE__V1__STATUS__INTERNAL;
             err.error_message = "out of memory";

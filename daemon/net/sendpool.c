@@ -3,6 +3,7 @@
  * mutex, everyone takes items through one atomic counter, and the loop
  * thread closes it and waits for the helpers still inside. */
 #include "sendpool.h"
+#include "dlg_alloc.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -99,7 +100,7 @@ static void pool_release(dlg_sendpool *p) {
 int dlg_sendpool_new(unsigned helpers, size_t scratch_len, dlg_sendpool **out) {
     if (helpers == 0 || helpers > 63 || scratch_len == 0 || out == NULL)
         return DLG_EINVAL;
-    dlg_sendpool *p = calloc(1, sizeof(*p));
+    dlg_sendpool *p = dlg_calloc(1, sizeof(*p));
     if (p == NULL)
         return DLG_ENOMEM;
     pthread_mutex_init(&p->mu, NULL);
@@ -108,10 +109,10 @@ int dlg_sendpool_new(unsigned helpers, size_t scratch_len, dlg_sendpool **out) {
     atomic_init(&p->next, 0);
     p->n_helpers = helpers;
     int rc = DLG_ENOMEM;
-    if ((p->h = calloc(helpers, sizeof(*p->h))) == NULL)
+    if ((p->h = dlg_calloc(helpers, sizeof(*p->h))) == NULL)
         goto fail;
     for (unsigned i = 0; i < helpers; i++)
-        if ((p->h[i].scratch = malloc(scratch_len)) == NULL)
+        if ((p->h[i].scratch = dlg_malloc(scratch_len)) == NULL)
             goto fail;
     unsigned started;
     for (started = 0; started < helpers; started++) {

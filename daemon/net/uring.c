@@ -2,6 +2,7 @@
  * watcher in the libuv loop, submission, completion and cancellation of
  * sends. */
 #include "uring.h"
+#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -50,7 +51,7 @@ static void on_failed_poll_closed(uv_handle_t *h) {
 int dlg_uring_new(uv_loop_t *loop, const dlg_log *log, unsigned entries, dlg_uring **out,
                   char *err, size_t errlen) {
     int rc;
-    dlg_uring *u = calloc(1, sizeof(*u));
+    dlg_uring *u = dlg_calloc(1, sizeof(*u));
     if (u == NULL) {
         snprintf(err, errlen, "out of memory");
         return DLG_ENOMEM;
@@ -105,7 +106,7 @@ fail:
 dlg_uring_send *dlg_uring_send_new(size_t len) {
     if (len == 0 || len > INT_MAX)
         return NULL;
-    dlg_uring_send *s = malloc(sizeof(*s) + len);
+    dlg_uring_send *s = dlg_malloc(sizeof(*s) + len);
     if (s == NULL)
         return NULL;
     memset(s, 0, sizeof(*s));

@@ -1,5 +1,6 @@
 /* web.c: the web page's files in memory (see web.h). */
 #include "web.h"
+#include "dlg_alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -91,7 +92,7 @@ static int add_file(walk *k, int dirfd, const char *name, const char *url, const
     }
     if (k->w->n == k->cap) {
         size_t nc = k->cap ? 2 * k->cap : 16;
-        dlg_web_file *nv = realloc(k->w->v, nc * sizeof(*nv));
+        dlg_web_file *nv = dlg_realloc(k->w->v, nc * sizeof(*nv));
         if (nv == NULL) {
             rc = DLG_ENOMEM;
             goto fail;
@@ -101,7 +102,7 @@ static int add_file(walk *k, int dirfd, const char *name, const char *url, const
     }
     dlg_web_file *f = &k->w->v[k->w->n];
     memset(f, 0, sizeof(*f));
-    if ((f->path = strdup(url)) == NULL) {
+    if ((f->path = dlg_strdup(url)) == NULL) {
         rc = DLG_ENOMEM;
         goto fail;
     }
@@ -160,7 +161,7 @@ static int by_path(const void *a, const void *b) {
 
 int dlg_web_load(const char *root, dlg_web **out, char *err, size_t errlen) {
     walk k = {.err = err, .errlen = errlen};
-    if ((k.w = calloc(1, sizeof(*k.w))) == NULL)
+    if ((k.w = dlg_calloc(1, sizeof(*k.w))) == NULL)
         return DLG_ENOMEM;
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {

@@ -4,6 +4,7 @@
  * staged, so nothing here touches the socket: TLS, the caps and the three
  * senders stay the connection's. */
 #include "ws.h"
+#include "dlg_alloc.h"
 
 #include <string.h>
 
@@ -141,7 +142,7 @@ static void on_frame_start(wslay_event_context_ptr ctx,
     if (w->msg_len > w->mcap) {
         /* Grown to what the frames announced (at most max_frame), once
          * per frame: the bytes then arrive into it. */
-        uint8_t *nb = realloc(w->mbuf, (size_t)w->msg_len);
+        uint8_t *nb = dlg_realloc(w->mbuf, (size_t)w->msg_len);
         if (nb == NULL) {
             w->stop = 1;
             dlg_conn_doom(w->c, "out of memory reading a WebSocket message");
@@ -224,7 +225,7 @@ static int ensure_ctx(dlg_ws *w) {
 }
 
 dlg_ws *dlg_ws_new(dlg_conn *c) {
-    dlg_ws *w = calloc(1, sizeof(*w));
+    dlg_ws *w = dlg_calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
     w->c = c;
