@@ -18,6 +18,7 @@
 #include "boot.h"
 #include "config.h"
 #include "conn.h"
+#include "../unit/fakeconn.h"
 #include "dispatch.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
@@ -113,27 +114,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-/* A connection as dlg_conn_accept makes it, minus the accepted socket: the
- * TCP handle is initialised but never connected, and nothing is written. */
 static dlg_conn *conn_new(dlg_server *s, int state) {
-    dlg_conn *c = calloc(1, sizeof(*c));
+    dlg_conn *c = fake_conn_new(s, state, "fuzz");
     FUZZ_CHECK(c != NULL, "out of memory");
-    c->srv = s;
-    c->id = ++s->next_conn_id;
-    snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
-    snprintf(c->peer, sizeof(c->peer), "fuzz:%llu", (unsigned long long)c->id);
-    c->dec.max_frame = s->opts.max_frame;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->handles_open = 2;
-    c->state = state;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->n_conns++;
     return c;
 }
 

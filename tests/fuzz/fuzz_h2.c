@@ -21,6 +21,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn_int.h"
+#include "../unit/fakeconn.h"
 #include "dlg_err.h"
 #include "fuzz_sets.h"
 #include "fuzz_util.h"
@@ -91,25 +92,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 /* A plaintext connection as dlg_conn_accept makes it, minus the socket. */
 static dlg_conn *conn_new(dlg_server *s) {
-    dlg_conn *c = calloc(1, sizeof(*c));
+    dlg_conn *c = fake_conn_new(s, DLG_CONN_HELLO, "fuzz");
     FUZZ_CHECK(c != NULL, "out of memory");
-    c->srv = s;
-    c->id = ++s->next_conn_id;
-    snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
-    snprintf(c->peer, sizeof(c->peer), "fuzz:%llu", (unsigned long long)c->id);
-    c->dec.max_frame = s->opts.max_frame;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->handles_open = 2;
-    c->state = DLG_CONN_HELLO;
     c->codec = &dlg_codec_h2;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->n_conns++;
     return c;
 }
 

@@ -17,6 +17,7 @@
 
 #include "access.h"
 #include "conn.h"
+#include "fakeconn.h"
 #include "dispatch.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
@@ -30,24 +31,8 @@ typedef struct world {
 } world;
 
 static dlg_conn *conn_new(dlg_server *s) {
-    dlg_conn *c = calloc(1, sizeof(*c));
+    dlg_conn *c = fake_conn_new(s, DLG_CONN_HELLO, "unit");
     assert_non_null(c);
-    c->srv = s;
-    c->id = ++s->next_conn_id;
-    snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
-    snprintf(c->peer, sizeof(c->peer), "unit:%llu", (unsigned long long)c->id);
-    c->dec.max_frame = s->opts.max_frame;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->handles_open = 2;
-    c->state = DLG_CONN_HELLO;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->n_conns++;
     return c;
 }
 
