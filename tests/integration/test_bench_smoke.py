@@ -167,8 +167,9 @@ def test_per_event_wide_fanout():
 
 
 def test_per_event_text_and_usage():
+    # Two publishers: their events get ids 0-1 and 2-3, all four counted.
     cmd = [BENCH, "--server", "127.0.0.1:%d" % D.port, "--ca", os.path.join(CERTS, "ca.crt"),
-           "-S", "5", "-R", "20", "-M", "4", "--per-event", "--time-limit", "20"]
+           "-S", "5", "-P", "2", "-R", "20", "-M", "4", "--per-event", "--time-limit", "20"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=40)
     assert p.returncode == 0, p.stderr
     assert "per event      4 events: 4 reached every subscriber" in p.stdout, p.stdout
