@@ -14,6 +14,8 @@
 #       holds every connection, so the handshakes stay out of it.
 # ws = plaintext, every connection through WebSocket (--transport ws).
 # Output files stay in a temp folder named at the end. Bounded in time.
+# (The reports end in `head`: under pipefail its early exit is SIGPIPE for
+# perf report, hence the `|| true`.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -112,12 +114,12 @@ if [ "$tool" = perf ]; then
     PPID_=
     kill "$DPID"; wait "$DPID" || true; DPID=
     perf report -i "$dir/perf.data" --no-children --sort dso 2>/dev/null |
-        grep '%' | grep -v '^ *|' | grep -v -- '--' | head -10
+        grep '%' | grep -v '^ *|' | grep -v -- '--' | head -10 || true
     perf report -i "$dir/perf.data" --no-children --sort sym 2>/dev/null |
-        grep '%' | grep -v '^ *|' | grep -v -- '--' | head -30
+        grep '%' | grep -v '^ *|' | grep -v -- '--' | head -30 || true
 else
     kill "$DPID"; wait "$DPID" || true; DPID=
     callgrind_annotate --inclusive=yes "$dir/callgrind.out" 2>/dev/null |
-        grep -E 'PROGRAM TOTALS|daemon/|lib/|SSL_write|unpack|pack' | head -40
+        grep -E 'PROGRAM TOTALS|daemon/|lib/|SSL_write|unpack|pack' | head -40 || true
 fi
 echo "profile.sh: files in $dir"
