@@ -117,6 +117,10 @@ def test_plaintext():
         r = bench("-S", "3", "-R", "0", "-M", "2000", daemon=d, plaintext=True)
         check_fanout(r, 3, 2000)
         assert r["tls"] is False
+        # --per-event through the bench's own plaintext client too.
+        r = bench("-S", "20", "-R", "50", "-M", "5", "--per-event", daemon=d, plaintext=True)
+        check_fanout(r, 20, 5)
+        assert r["per_event"]["complete"] == 5, r
     finally:
         assert d.stop() == 0
 
