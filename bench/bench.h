@@ -55,7 +55,15 @@ typedef struct bench_opts {
     uint32_t connections;         /* > 0: connection-scale mode */
     uint32_t hold_ms;             /* keep the scale connections open this long */
     uint32_t conn_threads;        /* loop threads for the scale connections */
+    /* Per-event statistics (--per-event): every measured event carries its
+     * id in payload bytes 8..15 (bytes >= 16), and each subscriber's
+     * delivery time of each event is kept (messages x subs samples). */
+    int per_event;
 } bench_opts;
+
+/* At most this many samples (messages x subscribers) in a --per-event run:
+ * 8 bytes each are kept until the end. */
+#define BENCH_PER_EVENT_MAX_SAMPLES (32ull << 20)
 
 /* What the peers on one server did (fan-out runs). */
 typedef struct bench_fanout_server {
@@ -66,6 +74,20 @@ typedef struct bench_fanout_server {
     uint64_t published, acked, trigger_errors; /* its publishers' triggers */
     bench_hist hist;              /* its subscribers' latency, ns */
 } bench_fanout_server;
+
+/* One measured event of a --per-event run. Times run from the publisher's
+ * stamp (taken just before its trigger call) to a subscriber's event
+ * callback. */
+typedef struct bench_event_stat {
+    uint32_t delivered;           /* subscribers that got it */
+    uint64_t last_ns;             /* to the last of them; 0 when none */
+    uint64_t median_ns;           /* to the median one (nearest rank); 0 when none */
+} bench_event_stat;
+
+/* p50, p99 and max (nearest rank) over the events of one statistic. */
+typedef struct bench_over_events {
+    uint64_t p50, p99, max;       /* ns */
+} bench_over_events;
 
 typedef struct bench_fanout_result {
     uint64_t expected;            /* subscribers x measured messages */
@@ -88,6 +110,15 @@ typedef struct bench_fanout_result {
     int timed_out;                /* the time limit ended the run */
     int drained;                  /* nothing arrived for drain_ms: gave up waiting */
     char error[512];              /* first failure, "" if none */
+    /* --per-event only (else NULL and 0): events[i] for event id i, and
+     * the spread of their statistics over the events that reached at
+     * least one subscriber. events is malloc'ed: bench_fanout_result_free. */
+    bench_event_stat *events;
+    uint64_t n_events;            /* = o->messages */
+    uint64_t events_complete;     /* events every subscriber got */
+    uint64_t events_reached;      /* events at least one subscriber got */
+    uint64_t bad_event_ids;       /* measured events whose id was out of range */
+    bench_over_events last, median;
 } bench_fanout_result;
 
 /* One server's share of a connection-scale run. */
@@ -132,6 +163,9 @@ void bench_report_scale(const bench_opts *o, const bench_scale_result *r, int js
  * DLG_E* code when it could not start (r->error says why). Bounded by
  * o->time_limit. */
 int bench_fanout_run(const bench_opts *o, bench_fanout_result *r);
+
+/* Releases what bench_fanout_run allocated in r (not r itself). */
+void bench_fanout_result_free(bench_fanout_result *r);
 
 /* Opens o->connections idle connections (spread over o->sub_srv) and measures how fast they come up
  * and what they cost the daemon. Returns like bench_fanout_run. */

@@ -1,7 +1,7 @@
 /* fanout.c: the fan-out workload: subscriber and publisher peers spread
  * over loop threads and over the servers, paced or windowed publishing,
- * latency recording (per server), and the main thread's phases (setup,
- * run, stop) with the time bound. */
+ * latency recording (per server, and per event with --per-event), and the
+ * main thread's phases (setup, run, stop) with the time bound. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +33,7 @@ typedef struct pub {
     uint32_t srv_index;
     uint64_t warm;         /* the first `warm` messages are warm-up */
     uint64_t total;        /* warm-up + measured */
+    uint64_t first_id;     /* --per-event: id of its first measured message */
     uint64_t sent, replied, acked, errors;
     uint64_t inflight;
     double rate;           /* msg/s; 0 = keep `window` in flight */
@@ -62,6 +63,11 @@ typedef struct worker {
     uint64_t delivered, warm_delivered, ooo;
     uint64_t published, acked, errors, full;
     uint64_t first_send_ns, last_recv_ns;
+    /* --per-event (subscriber workers): ev_lat[id * n_subs + k] is the k-th
+     * delivery of event id on this thread, ev_n[id] how many there are. */
+    uint64_t *ev_lat;
+    uint32_t *ev_n;
+    uint64_t bad_ids;
     /* Deliveries (subscriber workers) or trigger replies (publisher
      * workers) so far: read by other threads for flow control and stall
      * detection. */
@@ -160,7 +166,19 @@ static void sub_event(void *ud, const char *event, const uint8_t *data, size_t l
         uint64_t ts = now;
         if (len >= 8)
             memcpy(&ts, data, 8);
-        bench_hist_add(&w->hist[s->srv_index], now > ts ? now - ts : 0);
+        uint64_t lat = now > ts ? now - ts : 0;
+        bench_hist_add(&w->hist[s->srv_index], lat);
+        if (o->per_event) {
+            uint64_t id = UINT64_MAX;
+            if (len >= 16)
+                memcpy(&id, data + 8, 8);
+            /* A second copy of one event on a connection would pass for
+             * another subscriber's: the bound keeps it inside the row. */
+            if (id < o->messages && w->ev_n[id] < w->n_subs)
+                w->ev_lat[id * w->n_subs + w->ev_n[id]++] = lat;
+            else
+                w->bad_ids++;
+        }
         w->delivered++;
         w->last_recv_ns = now;
         if (++s->got == o->messages && !s->done) {
@@ -189,6 +207,10 @@ static int pub_send_one(pub *p) {
     uint64_t now = bench_now_ns();
     /* The payload is the send time and padding; the library copies it. */
     memcpy(w->payload, &now, 8);
+    if (measured && o->per_event) {
+        uint64_t id = p->first_id + (p->sent - p->warm);
+        memcpy(w->payload + 8, &id, 8);
+    }
     int rc = bench_peer_trigger(p->peer, measured ? o->event : o->warm_event, w->payload,
                                 o->bytes);
     if (rc == DLG_EFULL) {
@@ -422,6 +444,8 @@ static void free_workers(run *r) {
         free(w->pubs);
         free(w->payload);
         free(w->hist);
+        free(w->ev_lat);
+        free(w->ev_n);
     }
     free(r->w);
 }
@@ -439,6 +463,7 @@ static int make_workers(run *r) {
     if (r->w == NULL)
         return DLG_ENOMEM;
     size_t sub_index = 0, pub_index = 0;
+    uint64_t next_id = 0;
     for (size_t i = 0; i < r->n_w; i++) {
         worker *w = &r->w[i];
         w->run = r;
@@ -457,6 +482,13 @@ static int make_workers(run *r) {
                 return DLG_ENOMEM;
             for (size_t k = 0; k < o->n_servers; k++)
                 bench_hist_init(&w->hist[k]);
+            if (o->per_event) {
+                /* All of it now: nothing is allocated while events arrive. */
+                w->ev_lat = malloc((size_t)o->messages * (n ? n : 1) * sizeof(*w->ev_lat));
+                w->ev_n = calloc((size_t)o->messages, sizeof(*w->ev_n));
+                if (w->ev_lat == NULL || w->ev_n == NULL)
+                    return DLG_ENOMEM;
+            }
             for (size_t k = 0; k < n; k++, sub_index++) {
                 sub *s = &w->subs[k];
                 s->w = w;
@@ -478,6 +510,8 @@ static int make_workers(run *r) {
                 p->srv = &o->servers[p->srv_index];
                 p->warm = warm;
                 p->total = warm + m;
+                p->first_id = next_id;
+                next_id += m;
                 p->rate = o->rate / o->pubs;
                 if (p->total == 0)
                     p->done = 1;
@@ -556,6 +590,87 @@ static void collect_servers(run *r, bench_fanout_result *res) {
     }
 }
 
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The nearest-rank quantile q of sorted v[0..n), n > 0. */
+static uint64_t rank_of(const uint64_t *v, size_t n, double q) {
+    double r = q * (double)n;
+    size_t rank = (size_t)r;
+    if ((double)rank < r)
+        rank++;
+    return v[rank == 0 ? 0 : rank - 1];
+}
+
+static void over_events(uint64_t *v, size_t n, bench_over_events *out) {
+    if (n == 0)
+        return;
+    qsort(v, n, sizeof(*v), cmp_u64);
+    out->p50 = rank_of(v, n, 0.50);
+    out->p99 = rank_of(v, n, 0.99);
+    out->max = v[n - 1];
+}
+
+/* --per-event: each event's deliveries from every subscriber thread, their
+ * last and median, then the spread of both over the events. 0 or
+ * DLG_ENOMEM. */
+static int collect_events(run *r, bench_fanout_result *res) {
+    const bench_opts *o = r->o;
+    uint64_t m = o->messages;
+    uint64_t *all = malloc((size_t)(o->subs ? o->subs : 1) * sizeof(*all));
+    uint64_t *lasts = malloc((size_t)m * sizeof(*lasts));
+    uint64_t *medians = malloc((size_t)m * sizeof(*medians));
+    res->events = calloc((size_t)m, sizeof(*res->events));
+    if (all == NULL || lasts == NULL || medians == NULL || res->events == NULL) {
+        free(all);
+        free(lasts);
+        free(medians);
+        free(res->events);
+        res->events = NULL;
+        return DLG_ENOMEM;
+    }
+    res->n_events = m;
+    size_t reached = 0;
+    for (uint64_t id = 0; id < m; id++) {
+        size_t n = 0;
+        for (size_t i = 0; i < r->n_w; i++) {
+            const worker *w = &r->w[i];
+            if (w->ev_n == NULL)
+                continue;
+            memcpy(all + n, w->ev_lat + id * w->n_subs, w->ev_n[id] * sizeof(*all));
+            n += w->ev_n[id];
+        }
+        bench_event_stat *e = &res->events[id];
+        e->delivered = (uint32_t)n;
+        if (n == 0)
+            continue;
+        qsort(all, n, sizeof(*all), cmp_u64);
+        e->last_ns = all[n - 1];
+        e->median_ns = rank_of(all, n, 0.50);
+        lasts[reached] = e->last_ns;
+        medians[reached] = e->median_ns;
+        reached++;
+        if (n == o->subs)
+            res->events_complete++;
+    }
+    res->events_reached = reached;
+    over_events(lasts, reached, &res->last);
+    over_events(medians, reached, &res->median);
+    for (size_t i = 0; i < r->n_w; i++)
+        res->bad_event_ids += r->w[i].bad_ids;
+    free(all);
+    free(lasts);
+    free(medians);
+    return 0;
+}
+
+void bench_fanout_result_free(bench_fanout_result *r) {
+    free(r->events);
+    r->events = NULL;
+}
+
 static void collect(run *r, bench_fanout_result *res) {
     uint64_t first = 0;
     uint64_t last = 0;
@@ -592,6 +707,15 @@ int bench_fanout_run(const bench_opts *o, bench_fanout_result *res) {
     memset(&r, 0, sizeof(r));
     r.o = o;
     atomic_init(&r.phase, PHASE_SETUP);
+    /* Every peer is a socket: 10,000 subscribers need more than the usual
+     * soft limit of 1024. */
+    uint64_t want = (uint64_t)o->subs + o->pubs + 64, nofile = 0;
+    if ((rc = bench_raise_nofile(want, &nofile)) != 0) {
+        snprintf(res->error, sizeof(res->error), "%u subscribers and %u publishers need an "
+                 "open-file limit of %llu, but the hard limit allows %llu (raise it: ulimit -Hn)",
+                 o->subs, o->pubs, (unsigned long long)want, (unsigned long long)nofile);
+        return rc;
+    }
     if (uv_mutex_init(&r.mu) != 0 || uv_cond_init(&r.cv) != 0) {
         snprintf(res->error, sizeof(res->error), "cannot create a mutex");
         return DLG_EINTERNAL;
@@ -705,6 +829,11 @@ stop:
             uv_thread_join(&r.w[i].thread);
     if (rc == 0) {
         collect(&r, res);
+        if (r.o->per_event && collect_events(&r, res) != 0) {
+            snprintf(res->error, sizeof(res->error), "out of memory for the per-event "
+                     "statistics of %llu events", (unsigned long long)o->messages);
+            rc = DLG_ENOMEM;
+        }
         uv_mutex_lock(&r.mu);
         if (r.error[0] && res->error[0] == 0)
             snprintf(res->error, sizeof(res->error), "%s", r.error);

@@ -54,6 +54,9 @@ static void usage(FILE *f) {
         "  --time-limit SEC     end the run after this long, whatever happened [60]\n"
         "  --drain-ms N         once every trigger is answered, stop when nothing has\n"
         "                       arrived for this long [2000]\n"
+        "  --per-event          also time each measured event to its last and its median\n"
+        "                       subscriber, and report p50/p99/max of both over the events\n"
+        "                       (needs -B 16 or more: the event id follows the send time)\n"
         "  --daemon-pid PID     also report the daemon's CPU time (and RSS with --connections);\n"
         "                       repeatable, one per node (up to 16): per pid and summed\n"
         "  --json               print one JSON object instead of text\n"
@@ -217,7 +220,7 @@ static int add_pids(bench_opts *o, const char *v) {
 int main(int argc, char **argv) {
     enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_GRPC, O_ROOM,
            O_EVENT, O_WARMUP, O_WINDOW, O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT,
-           O_DRAIN, O_PID, O_JSON, O_HELP, O_VERSION };
+           O_DRAIN, O_PID, O_PER_EVENT, O_JSON, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
         {"pub-server", required_argument, 0, O_PUB_SERVER},
@@ -244,6 +247,7 @@ int main(int argc, char **argv) {
         {"time-limit", required_argument, 0, O_TLIMIT},
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"daemon-pid", required_argument, 0, O_PID},
+        {"per-event", no_argument, 0, O_PER_EVENT},
         {"json", no_argument, 0, O_JSON},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
@@ -314,6 +318,7 @@ int main(int argc, char **argv) {
         case O_TLIMIT: bad = parse_double("--time-limit", optarg, 0.1, &o.time_limit); break;
         case O_DRAIN: bad = parse_u32("--drain-ms", optarg, 1, 3600000, &o.drain_ms); break;
         case O_PID: bad = add_pids(&o, optarg); break;
+        case O_PER_EVENT: o.per_event = 1; break;
         case O_JSON: json = 1; break;
         case O_VERSION: printf("dialogue-bench %s\n", DLG_VERSION); return EXIT_COMPLETE;
         case O_HELP: usage(stdout); return EXIT_COMPLETE;
@@ -366,6 +371,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dialogue-bench: --subscribers must be at least 1\n");
         return EXIT_USAGE;
     }
+    if (o.per_event && o.connections == 0) {
+        if (o.bytes < 16) {
+            fprintf(stderr, "dialogue-bench: --per-event needs --bytes 16 or more (the send "
+                            "time and the event id), not %u\n", o.bytes);
+            return EXIT_USAGE;
+        }
+        if (o.messages > BENCH_PER_EVENT_MAX_SAMPLES / o.subs) {
+            fprintf(stderr, "dialogue-bench: --per-event keeps every delivery: %llu messages "
+                            "x %u subscribers is over %llu\n", (unsigned long long)o.messages,
+                    o.subs, (unsigned long long)BENCH_PER_EVENT_MAX_SAMPLES);
+            return EXIT_USAGE;
+        }
+    }
     /* Rate mode sends without waiting for Acks; the window is only a cap
      * against a daemon that stops answering. */
     o.conn.max_pending = o.rate > 0 ? 1u << 20 : o.window;
@@ -392,12 +410,14 @@ int main(int argc, char **argv) {
     int rc = bench_fanout_run(&o, r);
     if (rc != 0) {
         fprintf(stderr, "dialogue-bench: %s\n", r->error);
+        bench_fanout_result_free(r);
         free(r);
         return EXIT_SETUP;
     }
     bench_report_fanout(&o, r, json);
     int complete = r->delivered == r->expected && r->trigger_errors == 0 && r->lost_peers == 0 &&
-                   !r->timed_out;
+                   !r->timed_out && r->bad_event_ids == 0;
+    bench_fanout_result_free(r);
     free(r);
     return complete ? EXIT_COMPLETE : EXIT_INCOMPLETE;
 }

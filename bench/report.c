@@ -41,6 +41,41 @@ static json_t *latency_json(const bench_hist *h) {
     return lat;
 }
 
+static json_t *over_events_json(const bench_over_events *s) {
+    json_t *j = json_object();
+    json_object_set_new(j, "p50", json_real(us(s->p50)));
+    json_object_set_new(j, "p99", json_real(us(s->p99)));
+    json_object_set_new(j, "max", json_real(us(s->max)));
+    return j;
+}
+
+/* --per-event: the summary, then every event (the list is as long as
+ * --messages, which the sample cap keeps bounded). */
+static json_t *per_event_json(const bench_opts *o, const bench_fanout_result *r) {
+    json_t *j = json_object();
+    json_object_set_new(j, "events", json_integer((json_int_t)r->n_events));
+    json_object_set_new(j, "complete", json_integer((json_int_t)r->events_complete));
+    json_object_set_new(j, "reached", json_integer((json_int_t)r->events_reached));
+    json_object_set_new(j, "lost_deliveries",
+                        json_integer((json_int_t)(r->expected - r->delivered)));
+    json_object_set_new(j, "bad_event_ids", json_integer((json_int_t)r->bad_event_ids));
+    json_object_set_new(j, "last_us", over_events_json(&r->last));
+    json_object_set_new(j, "median_us", over_events_json(&r->median));
+    json_t *list = json_array();
+    for (uint64_t i = 0; i < r->n_events; i++) {
+        const bench_event_stat *e = &r->events[i];
+        json_t *ej = json_object();
+        json_object_set_new(ej, "delivered", json_integer(e->delivered));
+        json_object_set_new(ej, "lost", json_integer((json_int_t)o->subs - e->delivered));
+        json_object_set_new(ej, "last_us", e->delivered ? json_real(us(e->last_ns)) : json_null());
+        json_object_set_new(ej, "median_us",
+                            e->delivered ? json_real(us(e->median_ns)) : json_null());
+        json_array_append_new(list, ej);
+    }
+    json_object_set_new(j, "list", list);
+    return j;
+}
+
 /* The names of a server list, in rotation order. */
 static json_t *list_json(const bench_opts *o, const uint32_t *idx, uint32_t n) {
     json_t *a = json_array();
@@ -94,6 +129,7 @@ static void fanout_json(const bench_opts *o, const bench_fanout_result *r) {
     json_object_set_new(j, "window_full", json_integer((json_int_t)r->window_full));
     json_object_set_new(j, "lost_connections", json_integer(r->lost_peers));
     json_object_set_new(j, "latency_us", latency_json(&r->hist));
+    json_object_set_new(j, "per_event", r->events ? per_event_json(o, r) : json_null());
     json_object_set_new(j, "deliveries_per_s", json_real(rate));
     json_object_set_new(j, "elapsed_s", json_real(r->elapsed_s));
     json_object_set_new(j, "span_s", json_real(r->span_s));
@@ -168,6 +204,19 @@ void bench_report_fanout(const bench_opts *o, const bench_fanout_result *r, int 
     printf("latency (us)   p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n",
            us(bench_hist_quantile(h, 0.50)), us(bench_hist_quantile(h, 0.90)),
            us(bench_hist_quantile(h, 0.99)), us(bench_hist_quantile(h, 0.999)), us(h->max));
+    if (r->events) {
+        printf("per event      %llu events: %llu reached every subscriber, %llu at least one; "
+               "lost deliveries %llu\n", (unsigned long long)r->n_events,
+               (unsigned long long)r->events_complete, (unsigned long long)r->events_reached,
+               (unsigned long long)(r->expected - r->delivered));
+        printf("  to the last subscriber (ms)    p50 %.2f  p99 %.2f  max %.2f\n",
+               us(r->last.p50) / 1000, us(r->last.p99) / 1000, us(r->last.max) / 1000);
+        printf("  to the median subscriber (ms)  p50 %.2f  p99 %.2f  max %.2f\n",
+               us(r->median.p50) / 1000, us(r->median.p99) / 1000, us(r->median.max) / 1000);
+        if (r->bad_event_ids > 0)
+            printf("  %llu measured events carried no valid event id\n",
+                   (unsigned long long)r->bad_event_ids);
+    }
     printf("throughput     %.0f deliveries/s over %.3f s\n", rate, r->span_s);
     /* One line per server only when there is more than one: with one, the
      * lines above say it all. */

@@ -1,14 +1,17 @@
 #!/bin/bash
 # bench/run.sh: runs issue 7's workloads (W1, W2, W3, L1 and the 10,000
-# connection run) with dialogue-bench against dialogued instances it starts
-# itself on 127.0.0.1 (dev certificates in a temp folder, a fresh daemon per
-# run), takes the median of N runs, and prints a markdown table.
+# connection run) and issue 23's wide fan-out D (10,000 TLS subscribers on
+# 2 threads, 1 event/s, 20 events, each timed to its last subscriber) with
+# dialogue-bench against dialogued instances it starts itself on 127.0.0.1
+# (dev certificates in a temp folder, a fresh daemon per run), takes the
+# median of N runs, and prints markdown tables.
 #
-#   bench/run.sh [--runs N] [--only W1,W2,W3,W3-2T,L1,C10K] [--no-plaintext]
+#   bench/run.sh [--runs N] [--only W1,W2,W3,W3-2T,L1,C10K,D] [--no-plaintext]
 #                [--keep DIR] [--quick] [--extra 'BENCH FLAGS'] [--quiet-wait SEC]
 #
-# --quick = 1 run each and a 1,000-connection scale run (a minute instead of
-# several). --keep DIR leaves every run's JSON and daemon log in DIR.
+# --quick = 1 run each, and 1,000 connections in the scale run and in D
+# instead of 10,000 (a few minutes instead of many). --keep DIR leaves
+# every run's JSON and daemon log in DIR.
 # --extra adds flags to every dialogue-bench run (e.g. '--sub-threads 2');
 # the environment variable DLG_DAEMON_FLAGS adds flags to every dialogued
 # (e.g. DLG_DAEMON_FLAGS=--io-uring).
@@ -26,7 +29,7 @@ BENCH=$BUILD/bin/dialogue-bench
 PY=/usr/bin/python3
 
 runs=3
-only=W1,W2,W3,W3-2T,L1,C10K
+only=W1,W2,W3,W3-2T,L1,C10K,D
 plaintext=1
 keep=
 extra=
@@ -41,7 +44,7 @@ while [ $# -gt 0 ]; do
     --quick) runs=1; conns=1000; shift ;;
     --extra) extra=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -63,7 +66,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$ROOT/tools/devcerts.sh" "$tmp/certs" >/dev/null
-# 10,000 connections need 10,000 descriptors in the daemon and in the bench.
+# 10,000 connections (C10K, D) need 10,000 descriptors in the daemon and in
+# the bench.
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt $((conns + 200)) ]; then
     echo "run.sh: the open-file hard limit ($hard) is below $((conns + 200)); the" \
@@ -183,6 +187,13 @@ workload W2 60 "tls plain" -S 10 -P 1 -R 0 -M 100000 -B 128 --warmup 20000
 workload W3 90 "tls plain" -S 1000 -P 1 -R 100 -M 1000 -B 256 --warmup 50
 workload W3-2T 90 "tls" -S 1000 -P 1 -R 100 -M 1000 -B 256 --warmup 50 --sub-threads 2
 workload L1 60 "tls plain" -S 100 -P 1 -R 100 -M 1000 -B 128 --warmup 50
+# D (issue 23 item 2): $conns TLS subscribers on 2 threads, one publisher, 1
+# event/s, 20 measured events after 1 warm-up event (it is the first write
+# on every connection since its Welcome). The connects come first and are
+# not measured; each event is timed to its last and its median subscriber.
+# Bounded: about 10 s of connects at C10K's rate, 21 s of events, the drain.
+workload D 120 "tls" -S "$conns" -P 1 -R 1 -M 20 -B 128 --warmup 1 --sub-threads 2 \
+    --per-event
 if want C10K; then
     for n in $(seq "$runs"); do
         echo "run.sh: C10K tls run $n/$runs ($conns connections)" >&2
@@ -220,7 +231,7 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 def other(rs, span):
     xs = [r["other_cpu_s"] / r[span] for r in rs if r.get("other_cpu_s") is not None and r[span] > 0]
     return "%.2f CPUs" % med(xs) if xs else "?"
-for name in ("W1", "W2", "W3", "W3-2T", "L1"):
+for name in ("W1", "W2", "W3", "W3-2T", "L1"):  # D has a table of its own
     for tr in ("tls", "plain"):
         rs = load(name, tr)
         if not rs:
@@ -259,4 +270,27 @@ if rs:
               rs[0]["connections"], len(rs), min(r["connected"] for r in rs),
               rs[0]["connections"], t, med([r["connects_per_s"] for r in rs]), per / 1024,
               dcpu, other(rs, "connect_s"), "yes" if ok else "**no**"))
+rs = [r for r in load("D", "tls") if r.get("per_event")]
+if rs:
+    print()
+    print("| wide fan-out (D) | runs | delivered / expected | events to every subscriber "
+          "| last subscriber p50 | p99 | p99 range | max | median subscriber p50 | p99 "
+          "| daemon CPU/delivery | other CPU | target | met |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    pe = lambda r: r["per_event"]
+    last = lambda k: med([pe(r)["last_us"][k] / 1000 for r in rs])
+    mid = lambda k: med([pe(r)["median_us"][k] / 1000 for r in rs])
+    p99s = [pe(r)["last_us"]["p99"] / 1000 for r in rs]
+    every = all(r["delivered"] == r["expected"] and pe(r)["complete"] == pe(r)["events"]
+                for r in rs)
+    ok = every and last("p99") <= 30
+    print("| %d TLS subscribers, 2 threads, %g event/s, %d events | %d | %s / %d | %s "
+          "| %.2f ms | %.2f ms | %.2f-%.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f us | %s "
+          "| last subscriber p99 <= 30 ms, every event to every subscriber | %s |" % (
+              rs[0]["subscribers"], rs[0]["rate"], rs[0]["messages"], len(rs),
+              min(r["delivered"] for r in rs), rs[0]["expected"],
+              "%d / %d" % (min(pe(r)["complete"] for r in rs), pe(rs[0])["events"]),
+              last("p50"), last("p99"), min(p99s), max(p99s), last("max"), mid("p50"),
+              mid("p99"), med([r["daemon_cpu_us_per_delivery"] or 0 for r in rs]),
+              other(rs, "elapsed_s"), "yes" if ok else "**no**"))
 EOF

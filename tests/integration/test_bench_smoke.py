@@ -117,6 +117,10 @@ def test_plaintext():
         r = bench("-S", "3", "-R", "0", "-M", "2000", daemon=d, plaintext=True)
         check_fanout(r, 3, 2000)
         assert r["tls"] is False
+        # --per-event through the bench's own plaintext client too.
+        r = bench("-S", "20", "-R", "50", "-M", "5", "--per-event", daemon=d, plaintext=True)
+        check_fanout(r, 20, 5)
+        assert r["per_event"]["complete"] == 5, r
     finally:
         assert d.stop() == 0
 
@@ -139,6 +143,47 @@ def test_websocket_transport():
     assert "--plaintext" in p.stderr, p.stderr
     p = bench("--transport", "smoke", expect_rc=2)
     assert "smoke" in p.stderr, p.stderr
+
+
+def test_per_event_wide_fanout():
+    # Issue 23 item 2's D-shape in small: many TLS subscribers, a few paced
+    # events, each timed to its last and its median subscriber.
+    subs, msgs = 200, 3
+    r = bench("-S", str(subs), "-P", "1", "-R", "5", "-M", str(msgs), "-B", "128",
+              "--warmup", "1", "--sub-threads", "1", "--pub-threads", "1", "--per-event")
+    check_fanout(r, subs, msgs)
+    pe = r["per_event"]
+    assert pe["events"] == msgs and pe["complete"] == msgs and pe["reached"] == msgs, pe
+    assert pe["lost_deliveries"] == 0 and pe["bad_event_ids"] == 0, pe
+    assert len(pe["list"]) == msgs, pe
+    for e in pe["list"]:
+        assert e["delivered"] == subs and e["lost"] == 0, pe
+        assert 0 < e["median_us"] <= e["last_us"], pe
+    lasts = sorted(e["last_us"] for e in pe["list"])
+    medians = sorted(e["median_us"] for e in pe["list"])
+    # Nearest rank over 3 events: p50 is the 2nd, p99 and max the 3rd.
+    assert pe["last_us"] == {"p50": lasts[1], "p99": lasts[2], "max": lasts[2]}, pe
+    assert pe["median_us"] == {"p50": medians[1], "p99": medians[2], "max": medians[2]}, pe
+    # The last subscriber of the slowest event is the run's slowest delivery.
+    assert abs(pe["last_us"]["max"] - r["latency_us"]["max"]) < 0.01, r
+    # Without --per-event the key is there and null.
+    assert bench("-S", "2", "-R", "500", "-M", "20")["per_event"] is None
+
+
+def test_per_event_text_and_usage():
+    # Two publishers: their events get ids 0-1 and 2-3, all four counted.
+    cmd = [BENCH, "--server", "127.0.0.1:%d" % D.port, "--ca", os.path.join(CERTS, "ca.crt"),
+           "-S", "5", "-P", "2", "-R", "20", "-M", "4", "--per-event", "--time-limit", "20"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=40)
+    assert p.returncode == 0, p.stderr
+    assert "per event      4 events: 4 reached every subscriber" in p.stdout, p.stdout
+    assert "lost deliveries 0" in p.stdout, p.stdout
+    assert "to the last subscriber (ms)" in p.stdout, p.stdout
+    assert "to the median subscriber (ms)" in p.stdout, p.stdout
+    p = bench("--per-event", "-B", "8", expect_rc=2)
+    assert "--per-event" in p.stderr and "16" in p.stderr, p.stderr
+    p = bench("--per-event", "-S", "100000", "-M", "1000", expect_rc=2)
+    assert "--per-event" in p.stderr, p.stderr
 
 
 def test_connection_scale():
