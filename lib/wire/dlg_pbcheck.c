@@ -33,6 +33,8 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t
                  char *err, size_t errlen) {
     if (depth > 32)
         return DLG_EPROTO;
+    if (len == 0)
+        return 0; /* an empty message (buf may be NULL: no NULL + 0 below) */
     rd r = {buf, buf + len};
     while (r.p < r.end) {
         uint64_t key, n;
