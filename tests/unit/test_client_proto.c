@@ -603,7 +603,7 @@ static void s_burst(script *s, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f
         Dialogue__V1__ServerFrame fr = DIALOGUE__V1__SERVER_FRAME__INIT;
         Dialogue__V1__Event ev = DIALOGUE__V1__EVENT__INIT;
         Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
-        char name[8];
+        char name[16];
         uint8_t data[1] = {(uint8_t)i};
         if (i == 4) {
             left.room = f->join->room;
