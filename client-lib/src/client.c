@@ -455,6 +455,10 @@ static int run_cmd_rc(dlg_client *c, dlg__cmd *cmd, int from_api) {
         c->gap_cb = (dlg_gap_cb)(uintptr_t)cmd->cb;
         c->gap_ud = cmd->ud;
         break;
+    case DLG__CMD_ON_EVENTS:
+        c->events_cb = (dlg_events_cb)(uintptr_t)cmd->cb;
+        c->events_ud = cmd->ud;
+        break;
     case DLG__CMD_STOP:
         c->freeing = 1;
         close_all(c, 0);
@@ -576,6 +580,10 @@ int dlg_client_on_gap(dlg_client *c, dlg_gap_cb cb, void *ud) {
     return simple_cmd(c, DLG__CMD_ON_GAP, (void *)(uintptr_t)cb, ud);
 }
 
+int dlg_client_on_events(dlg_client *c, dlg_events_cb cb, void *ud) {
+    return simple_cmd(c, DLG__CMD_ON_EVENTS, (void *)(uintptr_t)cb, ud);
+}
+
 int dlg_client_on_event(dlg_client *c, const char *room, const char *event,
                         dlg_event_cb cb, void *ud) {
     if (c == NULL || cb == NULL)
@@ -637,6 +645,7 @@ static void free_memory(dlg_client *c) {
         dlg_buf_unref(c->out[i]);
     dlg__free(c->out);
     dlg__free(c->stage);
+    dlg__free(c->batch_arena);
     dlg__handlers_free(c);
     dlg__rooms_free(c);
     SSL_CTX_free(c->ssl_ctx);

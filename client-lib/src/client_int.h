@@ -183,6 +183,15 @@ typedef struct dlg__handler {
     void *ud;
 } dlg__handler;
 
+/* An event waiting for the batch callback (dlg_client_on_events): its
+ * strings (NUL-terminated) and data copied into the client's batch arena,
+ * as offsets because the arena may move while the batch fills. */
+typedef struct dlg__bev {
+    size_t room, event, from, data, len;
+    uint64_t ts_ms, seq, epoch;
+    int from_kind;
+} dlg__bev;
+
 /* ---- the restore record ------------------------------------------------ */
 
 typedef struct dlg__room {
@@ -246,6 +255,7 @@ enum {
     DLG__CMD_ON_STATE,
     DLG__CMD_ON_LEFT,
     DLG__CMD_ON_GAP,
+    DLG__CMD_ON_EVENTS,
     DLG__CMD_STOP,
 };
 
@@ -331,6 +341,16 @@ struct dlg_client {
     void *left_ud;
     dlg_gap_cb gap_cb;
     void *gap_ud;
+
+    /* The batch callback and the events of the current read waiting for
+     * it (session.c, dlg__events_*). */
+    dlg_events_cb events_cb;
+    void *events_ud;
+    dlg__bev batch[DLG_EVENTS_BATCH_MAX];
+    size_t n_batch;
+    uint8_t *batch_arena;
+    size_t arena_len, arena_cap;
+    int batch_busy;         /* the batch callback runs */
 };
 
 /* ---- client.c ----------------------------------------------------------- */
@@ -427,6 +447,16 @@ int dlg__session_send(dlg_client *c, dlg__req *r);
 /* Delivers e to the matching handlers unless it is a duplicate for the
  * room's position (which it advances). */
 void dlg__dispatch_event(dlg_client *c, const Dialogue__V1__Event *e);
+
+/* Queues a delivered event for the batch callback (nothing when none is
+ * set). Out of memory, the batch so far is flushed and ev is handed over
+ * alone. */
+void dlg__events_add(dlg_client *c, const dlg_event *ev);
+
+/* Hands the queued events to the batch callback. Called at the end of
+ * each read and before anything else the server sent is acted on. The
+ * callback may tear the connection down: check c->conn afterwards. */
+void dlg__events_flush(dlg_client *c);
 
 /* The restore record. dlg__room_set records room (new ones with an unknown
  * position) with subs as its subscriptions; *out (may be NULL) gets the

@@ -371,6 +371,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         int n = dlg_tlsio_read(&conn->tls, conn->pbuf, sizeof(conn->pbuf));
         if (n == 0)
             break;
+        /* The events of this read reach the batch callback before the
+         * connection's end is reported. */
+        if (n < 0) {
+            dlg__events_flush(c);
+            if (conn->phase == DLG__CONN_DEAD)
+                return;
+        }
         if (n == DLG_ECLOSED) {
             snprintf(why, sizeof(why), "%s closed the TLS session", conn->peer);
             fail_closed(conn, why);
@@ -386,8 +393,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         int rc = dlg_frame_dec_feed(&conn->dec, conn->pbuf, (size_t)n, on_frame, conn, NULL);
         if (rc == 0)
             continue;
+        dlg__events_flush(c);
         if (conn->phase == DLG__CONN_DEAD)
-            return; /* torn down while handling a frame */
+            return; /* torn down while handling a frame or by the batch */
         if (rc == DLG_ETOOBIG)
             snprintf(why, sizeof(why), "server sent a frame of %u bytes, above max_frame %u",
                      dlg_frame_dec_bad_len(&conn->dec), c->o.v.max_frame);
@@ -399,6 +407,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         dlg__conn_fail(c, why, 0);
         return;
     }
+    /* One batch callback per read, however many records it brought
+     * (DLG_EVENTS_BATCH_MAX at most). */
+    dlg__events_flush(c);
     /* TLS may want to answer (key update); ordinary output goes via flush. */
     flush_cipher(conn);
 }

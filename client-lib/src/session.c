@@ -147,6 +147,95 @@ void dlg__dispatch_event(dlg_client *c, const Dialogue__V1__Event *e) {
     }
     if (--c->dispatching == 0)
         handlers_compact(c);
+    dlg__events_add(c, &ev);
+}
+
+/* ---- the batch callback ----------------------------------------------------- */
+
+/* Copies n bytes (and a NUL when nul) to the arena, which has room;
+ * returns their offset. */
+static size_t arena_put(dlg_client *c, const void *p, size_t n, int nul) {
+    size_t off = c->arena_len;
+    if (n > 0)
+        memcpy(c->batch_arena + off, p, n);
+    if (nul)
+        c->batch_arena[off + n] = '\0';
+    c->arena_len += n + (nul ? 1 : 0);
+    return off;
+}
+
+static void events_call(dlg_client *c, const dlg_event *evs, size_t n) {
+    c->batch_busy = 1;
+    c->cb_depth++;
+    c->events_cb(c, c->events_ud, evs, n);
+    c->cb_depth--;
+    c->batch_busy = 0;
+}
+
+void dlg__events_add(dlg_client *c, const dlg_event *ev) {
+    if (c->events_cb == NULL || c->freeing)
+        return;
+    if (c->batch_busy) {
+        /* Only a callback that runs the loop itself gets here: the arena
+         * is in use, so this one goes alone. */
+        events_call(c, ev, 1);
+        return;
+    }
+    if (c->n_batch == DLG_EVENTS_BATCH_MAX)
+        dlg__events_flush(c);
+    size_t lr = strlen(ev->room), le = strlen(ev->event), lf = strlen(ev->from);
+    size_t need = lr + le + lf + 3 + ev->len;
+    if (need > c->arena_cap - c->arena_len) {
+        size_t cap = c->arena_cap ? c->arena_cap * 2 : 16 * 1024;
+        while (cap - c->arena_len < need)
+            cap *= 2;
+        uint8_t *a = dlg__realloc(c->batch_arena, cap);
+        if (a == NULL) {
+            /* ev's views are valid now: it is not lost, only not batched. */
+            dlg__events_flush(c);
+            if (c->events_cb != NULL && !c->freeing)
+                events_call(c, ev, 1);
+            return;
+        }
+        c->batch_arena = a;
+        c->arena_cap = cap;
+    }
+    dlg__bev *b = &c->batch[c->n_batch++];
+    b->room = arena_put(c, ev->room, lr, 1);
+    b->event = arena_put(c, ev->event, le, 1);
+    b->from = arena_put(c, ev->from, lf, 1);
+    b->data = arena_put(c, ev->data, ev->len, 0);
+    b->len = ev->len;
+    b->ts_ms = ev->ts_ms;
+    b->seq = ev->seq;
+    b->epoch = ev->epoch;
+    b->from_kind = ev->from_kind;
+}
+
+void dlg__events_flush(dlg_client *c) {
+    size_t n = c->n_batch;
+    if (n == 0 || c->batch_busy)
+        return;
+    dlg_event evs[DLG_EVENTS_BATCH_MAX];
+    const char *a = (const char *)c->batch_arena;
+    for (size_t i = 0; i < n; i++) {
+        const dlg__bev *b = &c->batch[i];
+        evs[i] = (dlg_event){
+            .room = a + b->room, .event = a + b->event, .from = a + b->from,
+            .data = b->len > 0 ? c->batch_arena + b->data : NULL, .len = b->len,
+            .ts_ms = b->ts_ms, .seq = b->seq, .epoch = b->epoch, .from_kind = b->from_kind,
+        };
+    }
+    c->n_batch = 0;
+    if (c->events_cb != NULL && !c->freeing)
+        events_call(c, evs, n);
+    c->arena_len = 0;
+    /* A burst of large events should not pin a big arena. */
+    if (c->arena_cap > 256 * 1024) {
+        dlg__free(c->batch_arena);
+        c->batch_arena = NULL;
+        c->arena_cap = 0;
+    }
 }
 
 /* ---- sending --------------------------------------------------------------- */
@@ -518,6 +607,11 @@ int dlg__session_frame(dlg_client *c, const uint8_t *body, size_t len) {
         f.event = &e;
         stop = handle_frame(c, conn, &f);
     } else {
+        /* Anything but a plain event is acted on after the events before
+         * it reached the batch callback. */
+        dlg__events_flush(c);
+        if (c->conn != conn || conn->phase == DLG__CONN_DEAD)
+            return 1;
         Dialogue__V1__ServerFrame *f = dialogue__v1__server_frame__unpack(NULL, len, body);
         if (f == NULL) {
             char reason[320];

@@ -636,12 +636,34 @@ static int ossl_fail(dlg_tlsio *t, int e) {
     return DLG_ETLS;
 }
 
+/* dlg_tlsio_read on OpenSSL with no more plaintext to give: 0, or
+ * DLG_ETLS when the KeyUpdate answer could not be made. */
+static int ossl_want_read(dlg_tlsio *t) {
+    /* OpenSSL answers the peer's KeyUpdate requests as it reads on, but
+     * keeps the answer to the last one for our next SSL_write: sent now,
+     * with what it read, so that it leaves even when we have nothing to
+     * write (the owner counts it in its output caps). */
+    if (t->done && SSL_get_key_update_type(t->ssl) != SSL_KEY_UPDATE_NONE &&
+        (SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+         SSL_do_handshake(t->ssl) != 1))
+        return ossl_fail(t, SSL_get_error(t->ssl, 0));
+    return 0;
+}
+
 int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
     if (cap > INT_MAX)
         cap = INT_MAX; /* the count is returned as an int */
     if (t->rl != NULL)
         return lean_read(t, buf, cap);
     size_t n = 0;
+    /* Nothing fed is left and OpenSSL holds no record: SSL_read_ex could
+     * only fail with WANT_READ, and that failed call (error queue marks,
+     * SSL_get_error) is what ends every owner's read loop, once per socket
+     * read. Answered here instead; a close_notify already read still goes
+     * to OpenSSL, which reports it again. */
+    if (!t->failed && t->done && buf_pending(t->in) == 0 && !SSL_has_pending(t->ssl) &&
+        !(SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN))
+        return ossl_want_read(t);
     if (!t->failed && SSL_read_ex(t->ssl, buf, cap, &n) == 1) {
         t->quiet = 0;
         return (int)n;
@@ -649,17 +671,8 @@ int dlg_tlsio_read(dlg_tlsio *t, void *buf, size_t cap) {
     if (t->failed) /* msg_cb stopped the input, or an earlier failure */
         return DLG_ETLS;
     int e = SSL_get_error(t->ssl, 0);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        /* OpenSSL answers the peer's KeyUpdate requests as it reads on,
-         * but keeps the answer to the last one for our next SSL_write:
-         * sent now, with what it read, so that it leaves even when we have
-         * nothing to write (the owner counts it in its output caps). */
-        if (t->done && SSL_get_key_update_type(t->ssl) != SSL_KEY_UPDATE_NONE &&
-            (SSL_key_update(t->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
-             SSL_do_handshake(t->ssl) != 1))
-            return ossl_fail(t, SSL_get_error(t->ssl, 0));
-        return 0;
-    }
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return ossl_want_read(t);
     if (e == SSL_ERROR_ZERO_RETURN)
         return DLG_ECLOSED;
     return ossl_fail(t, e);

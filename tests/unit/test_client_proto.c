@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "dialogue/client.h"
+#include "dlg_frame.h"
 #include "fakesrv.h"
 #include "harness.h"
 
@@ -584,6 +585,130 @@ static void event_and_left_pushes(void **state) {
     dlg_client_opts_free(o);
 }
 
+/* Join answers, then one write (one TLS record, one read on loopback)
+ * carries events e1 e2 e3, a Left of the room, events e4 e5. */
+static void s_burst(script *s, fsrv_conn *sc, const Dialogue__V1__ClientFrame *f) {
+    static char *subs[] = {(char *)"*"};
+    (void)s;
+    if (f->msg_case == DIALOGUE__V1__CLIENT_FRAME__MSG_HELLO) {
+        fsrv_welcome(sc, f->request_id, 0, 0, NULL, 0);
+        return;
+    }
+    if (f->msg_case != DIALOGUE__V1__CLIENT_FRAME__MSG_JOIN)
+        return;
+    reply_joined(sc, f->request_id, f->join->room, subs, 1);
+    uint8_t out[2048];
+    size_t len = 0;
+    for (int i = 1; i <= 6; i++) {
+        Dialogue__V1__ServerFrame fr = DIALOGUE__V1__SERVER_FRAME__INIT;
+        Dialogue__V1__Event ev = DIALOGUE__V1__EVENT__INIT;
+        Dialogue__V1__Left left = DIALOGUE__V1__LEFT__INIT;
+        char name[16];
+        uint8_t data[1] = {(uint8_t)i};
+        if (i == 4) {
+            left.room = f->join->room;
+            left.reason = (char *)"kicked";
+            fr.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_LEFT;
+            fr.left = &left;
+        } else {
+            snprintf(name, sizeof(name), "e%d", i < 4 ? i : i - 1);
+            ev.room = f->join->room;
+            ev.event = name;
+            ev.from = (char *)"system";
+            ev.data.data = data;
+            ev.data.len = 1;
+            ev.seq = (uint64_t)(i < 4 ? i : i - 1);
+            ev.epoch = 3;
+            fr.msg_case = DIALOGUE__V1__SERVER_FRAME__MSG_EVENT;
+            fr.event = &ev;
+        }
+        dlg_buf *b = NULL;
+        assert_int_equal(dlg_frame_pack(&fr.base, 0, &b), 0);
+        assert_true(len + b->len <= sizeof(out));
+        memcpy(out + len, b->data, b->len);
+        len += b->len;
+        dlg_buf_unref(b);
+    }
+    assert_int_equal(fsrv_send_raw(sc, out, len), 0);
+}
+
+typedef struct burst {
+    char log[256];
+    int left, events, calls, done;
+} burst;
+
+static void burst_log(burst *b, const char *what) {
+    size_t n = strlen(b->log);
+    snprintf(b->log + n, sizeof(b->log) - n, "%s ", what);
+}
+
+static void burst_ev(dlg_client *c, void *ud, const dlg_event *ev) {
+    (void)c;
+    burst_log(ud, ev->event);
+}
+
+/* Logs "B<n>[name/data/seq,...]" and checks every view. */
+static void burst_batch(dlg_client *c, void *ud, const dlg_event *evs, size_t n) {
+    burst *b = ud;
+    char what[128];
+    size_t k = (size_t)snprintf(what, sizeof(what), "B%zu[", n);
+    (void)c;
+    b->calls++;
+    for (size_t i = 0; i < n && k < sizeof(what); i++) {
+        assert_string_equal(evs[i].room, "r");
+        assert_string_equal(evs[i].from, "system");
+        assert_int_equal(evs[i].len, 1);
+        assert_int_equal(evs[i].epoch, 3);
+        k += (size_t)snprintf(what + k, sizeof(what) - k, "%s%s/%u/%llu", i ? "," : "",
+                              evs[i].event, evs[i].data[0], (unsigned long long)evs[i].seq);
+        b->events++;
+    }
+    if (k < sizeof(what))
+        snprintf(what + k, sizeof(what) - k, "]");
+    burst_log(b, what);
+    b->done = b->events >= 5;
+}
+
+static void burst_left(dlg_client *c, void *ud, const char *room, const char *reason) {
+    burst *b = ud;
+    (void)c;
+    (void)room;
+    (void)reason;
+    b->left++;
+    burst_log(b, "L");
+}
+
+/* dlg_client_on_events: the events of one read come in one call, after
+ * their per-event handlers and before the Left that followed them; the
+ * events after the Left come in the next call. */
+static void batch_callback_per_read(void **state) {
+    (void)state;
+    dlgt_timeout(30, __func__);
+    world w;
+    dlg_client_opts *o = NULL;
+    burst b;
+    memset(&b, 0, sizeof(b));
+    world_open(&w, s_burst, 0);
+    base_opts(&w, &o);
+    make_client(&w, o);
+    assert_int_equal(dlg_client_on_event(w.c, NULL, NULL, burst_ev, &b), 0);
+    assert_int_equal(dlg_client_on_events(w.c, burst_batch, &b), 0);
+    assert_int_equal(dlg_client_on_left(w.c, burst_left, &b), 0);
+    connect_ok(&w);
+    rec r = {0};
+    assert_int_equal(dlg_client_join(w.c, "r", on_reply, &r), 0);
+    assert_int_equal(dlgt_run_until(&w.loop, &b.done, 5000), 0);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(b.left, 1);
+    assert_string_equal(b.log, "e1 e2 e3 B3[e1/1/1,e2/2/2,e3/3/3] L "
+                               "e4 e5 B2[e4/5/4,e5/6/5] ");
+    assert_int_equal(b.calls, 2);
+    /* Removed: events go to the per-event handlers only. */
+    assert_int_equal(dlg_client_on_events(w.c, NULL, NULL), 0);
+    world_close(&w);
+    dlg_client_opts_free(o);
+}
+
 /* Connection 1: Join r1/r2 get [e1]; Subscribe answers with what was
  * asked added. The server then drops the connection. Connection 2: Welcome
  * auto-joins r2 with [e1, e3]; Join r1 is refused. */
@@ -815,6 +940,7 @@ int main(void) {
         cmocka_unit_test(silent_server_detected),
         cmocka_unit_test(writes_coalesced),
         cmocka_unit_test(event_and_left_pushes),
+        cmocka_unit_test(batch_callback_per_read),
         cmocka_unit_test(restore_after_reconnect),
         cmocka_unit_test(offline_queue_and_max_pending),
         cmocka_unit_test(server_max_frame_respected),

@@ -1440,6 +1440,30 @@ static void openssl_key_update_answered_at_once(void **state) {
     pair_free(p);
 }
 
+/* A KeyUpdate request and data in one feed, on OpenSSL's records: the
+ * read that returns the data leaves nothing fed, so the next read answers
+ * "no more plaintext" without asking OpenSSL (issue 23); the answer to the
+ * request still leaves with it. */
+static void openssl_key_update_then_data(void **state) {
+    (void)state;
+    pair_t *p = pair_new(0, 0x1301, 0);
+    handshake(p);
+    assert_null(p->srv.rl);
+    size_t w = 0;
+    assert_int_equal(SSL_key_update(p->cli, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_do_handshake(p->cli), 1);
+    assert_int_equal(SSL_write_ex(p->cli, "hello", 5, &w), 1);
+    c2s_move(p, 4096);
+    uint8_t got[16];
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), 5);
+    assert_memory_equal(got, "hello", 5);
+    assert_int_equal(dlg_tlsio_read(&p->srv, got, sizeof(got)), 0);
+    assert_int_equal(dlg_tlsio_out_pending(&p->srv), dlg_tls13_sealed_len(5));
+    s2c_data(p, 100, 720, 0); /* the client follows */
+    c2s_data(p, 100, 721, 4096, 65536);
+    pair_free(p);
+}
+
 /* A record under the application keys that went through OpenSSL before
  * the handover (here a write, or a read) keeps the session on OpenSSL:
  * dlg_tls13 would start again at sequence number 0 and seal a second
@@ -1496,6 +1520,7 @@ int main(void) {
         cmocka_unit_test_teardown(key_update_flood_both_layers, test_teardown),
         cmocka_unit_test_teardown(no_handover_after_openssl_records, test_teardown),
         cmocka_unit_test_teardown(openssl_key_update_answered_at_once, test_teardown),
+        cmocka_unit_test_teardown(openssl_key_update_then_data, test_teardown),
     };
     return cmocka_run_group_tests_name("tlsio_lean", tests, group_setup, group_teardown);
 }

@@ -340,6 +340,26 @@ DLG_EXPORT int dlg_client_on_event(dlg_client *c, const char *room,
  * callback. 0 or DLG_ESTATE. */
 DLG_EXPORT int dlg_client_off_event(dlg_client *c, dlg_event_cb cb, void *ud);
 
+/* Events that arrived together: evs[0..n), in the order the server sent
+ * them, n >= 1. Views valid during the callback only. */
+typedef void (*dlg_events_cb)(dlg_client *c, void *ud, const dlg_event *evs, size_t n);
+
+/* The most events one call of a dlg_events_cb gets. */
+#define DLG_EVENTS_BATCH_MAX 64
+
+/* Sets the batch callback (replacing any earlier one; cb NULL removes it).
+ * It gets every event the client delivers, of any room and name (the
+ * duplicates that recovery drops are not delivered), several per call:
+ * the events that one read from the socket brought (at most
+ * DLG_EVENTS_BATCH_MAX per call), so a service that handles a burst as a
+ * whole (one database transaction, one screen update) is called once per
+ * burst rather than once per event. Each call comes after the
+ * dlg_client_on_event handlers of its events ran, and before the client
+ * acts on anything else the server sent after them (a reply, a Left, a
+ * Gap, the connection's end). Costs a copy of each event while set.
+ * Added in 2.1. 0, DLG_EINVAL (c NULL) or DLG_ESTATE (closed). */
+DLG_EXPORT int dlg_client_on_events(dlg_client *c, dlg_events_cb cb, void *ud);
+
 /* ---- positions, recovery and gaps --------------------------------------- */
 /* Per joined room the client keeps its position: the room's epoch and the
  * seq of the newest event delivered (or, if later, the seq the server gave

@@ -1,6 +1,7 @@
 /* test_client_threads.c: one thread-mode client shared by several threads
  * triggering at once (blocking and callback styles), and a second client
- * receiving every event exactly once, in sequence order. */
+ * receiving every event exactly once, in sequence order, through its event
+ * callback and its batch callback. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -47,6 +48,27 @@ static void on_event(dlg_client *c, void *ud, const dlg_event *ev) {
         atomic_fetch_add(&r->out_of_order, 1);
     r->last_seq = ev->seq;
     atomic_fetch_add(&r->n, 1);
+}
+
+/* The batch callback: every event once, in sequence order, the views
+ * complete; calls counted (fewer than events when reads carried several). */
+typedef struct batch_state {
+    recv_state r;
+    atomic_int calls, bad;
+} batch_state;
+
+static void on_events(dlg_client *c, void *ud, const dlg_event *evs, size_t n) {
+    batch_state *b = ud;
+    (void)c;
+    atomic_fetch_add(&b->calls, 1);
+    if (n == 0 || n > DLG_EVENTS_BATCH_MAX)
+        atomic_fetch_add(&b->bad, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].room, "lobby") != 0 || strcmp(evs[i].event, "metrics:update") != 0 ||
+            evs[i].len == 0 || evs[i].data == NULL)
+            atomic_fetch_add(&b->bad, 1);
+        on_event(c, &b->r, &evs[i]);
+    }
 }
 
 static void record_seq(shared *s, uint64_t seq) {
@@ -133,8 +155,10 @@ static void many_threads_trigger(void **state) {
 
     static shared s;
     static recv_state r;
+    static batch_state b;
     memset(&s, 0, sizeof(s));
     memset(&r, 0, sizeof(r));
+    memset(&b, 0, sizeof(b));
     Dialogue__Dashboard__MetricsUpdate m = DIALOGUE__DASHBOARD__METRICS_UPDATE__INIT;
     m.has_cpu = m.has_memory = m.has_requests = m.has_errors = m.has_latency = 1;
     m.cpu = 12;
@@ -143,6 +167,7 @@ static void many_threads_trigger(void **state) {
     dlg_client *rx = NULL;
     assert_int_equal(dlg_client_new_threaded(o, &rx), 0);
     dlg_client_on_event(rx, "lobby", "metrics:update", on_event, &r);
+    assert_int_equal(dlg_client_on_events(rx, on_events, &b), 0);
     assert_int_equal(dlg_client_connect(rx), 0);
     /* Join waits for CONNECTING to finish: requests made during an attempt
      * are queued for it. */
@@ -177,9 +202,15 @@ static void many_threads_trigger(void **state) {
 
     assert_int_equal(dlgt_wait_count(&r.n, total, 20000), 0);
     assert_int_equal(atomic_load(&r.out_of_order), 0);
+    assert_int_equal(dlgt_wait_count(&b.r.n, total, 20000), 0);
+    assert_int_equal(atomic_load(&b.r.out_of_order), 0);
+    assert_int_equal(atomic_load(&b.bad), 0);
+    assert_in_range(atomic_load(&b.calls), 1, total);
+    print_message("batch callback: %d calls for %d events\n", atomic_load(&b.calls), total);
     dlg_client_free(s.c);
     dlg_client_free(rx);
     assert_int_equal(atomic_load(&r.n), total);
+    assert_int_equal(atomic_load(&b.r.n), total);
     dlg_client_opts_free(o);
 }
 
