@@ -428,6 +428,18 @@ static int check_cluster(checker *ck) {
 static int check_admin(checker *ck) {
     const dlg_config_admin *a = &ck->cfg->admin;
     char why[1024];
+    if (ck->o->admin != NULL) {
+        /* --admin ADDR: refused at start as dlg_boot_admin refuses it (an
+         * address off loopback without the file's TLS and token). */
+        dlg_server scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        int rc = dlg_boot_admin(&scratch, ck->cfg, ck->o->admin, why, sizeof(why));
+        free(scratch.admin_token);
+        if (rc == DLG_ENOMEM)
+            return rc;
+        if (rc < 0 && strncmp(why, "--admin ", 8) == 0)
+            say(ck, false, "--admin", NULL, "%s", why + 8);
+    }
     if (!a->enabled || refused(ck, "admin"))
         return 0;
     if (a->cert != NULL && a->key != NULL) {

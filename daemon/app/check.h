@@ -19,6 +19,7 @@ typedef struct dlg_check_opts {
     int tls_own_records;               /* as the daemon would start: -1 = the file's */
     const char *log_file;              /* --log-file */
     const char *web_root;              /* --web-root */
+    const char *admin;                 /* --admin HOST:PORT */
 } dlg_check_opts;
 
 /* Checks the configuration of o: the YAML (every key, dlg_config_check),

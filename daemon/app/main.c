@@ -257,7 +257,7 @@ static int check_config(const char *path, const flags *fl, const char *const *sc
     dlg_check_opts o = {.config = path, .schemas = schemas, .n_schemas = n_schemas,
                         .cert = fl->cert, .key = fl->key, .plaintext = fl->plain,
                         .tls_own_records = own, .log_file = fl->log_file,
-                        .web_root = fl->web_root};
+                        .web_root = fl->web_root, .admin = fl->admin};
     int n = dlg_check_config(&o, stderr);
     const char *what = path ? path : "(command line)";
     if (n < 0) {

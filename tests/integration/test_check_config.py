@@ -265,6 +265,16 @@ def test_web_page_folder_and_origins_checked():
     assert r.returncode == 1 and r.stderr.startswith("dialogued: --web-root: "), r.stderr
 
 
+def test_admin_flag_checked_like_a_start():
+    # --admin off loopback needs the file's TLS and token, as at start.
+    r, _ = check("-t", "--plaintext", "--admin", "10.1.2.3:9090")
+    assert r.returncode == 1, r
+    assert r.stderr.startswith("dialogued: --admin: 10.1.2.3:9090: not a loopback address"), \
+        r.stderr
+    r, _ = check("-t", "--plaintext", "--admin", "127.0.0.1:0")
+    assert r.returncode == 0, r
+
+
 def test_unreadable_file_and_syntax_error():
     r, _ = check("-t", "--config", os.path.join(TMP, "absent.yaml"))
     assert r.returncode == 1, r
