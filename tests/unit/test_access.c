@@ -20,6 +20,7 @@
 #include "config.h"
 #include "conn.h"
 #include "fakeconn.h"
+#include "fakeserver.h"
 #include "dispatch.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
@@ -125,23 +126,7 @@ static int setup(void **state) {
     assert_non_null(w);
     assert_int_equal(uv_loop_init(&w->loop), 0);
     dlg_server *s = &w->srv;
-    s->loop = &w->loop;
-    s->log.level = DLG_LOG_ERROR;
-    s->opts.max_frame = 4096;
-    s->opts.max_connections = 10;
-    s->opts.handshake_timeout_ms = 5000;
-    s->opts.pre_auth_max_bytes = 4096;
-    s->opts.max_pending_bytes = 1 << 20;
-    s->opts.soft_pending_bytes = 1 << 20;
-    s->opts.write_timeout_ms = 10000;
-    s->opts.max_rooms_per_conn = 4;
-    s->opts.max_subscriptions = 16;
-    s->up.frame = dlg_dispatch_frame;
-    s->up.closing = dlg_dispatch_closing;
-    uv_idle_init(s->loop, &s->kick);
-    assert_non_null(s->rooms = dlg_rooms_new());
-    assert_non_null(s->rates = dlg_ratelimit_new());
-    dlg_access_hooks(&s->hooks[0]);
+    assert_int_equal(fake_server_init(s, &w->loop), 0);
     s->hooks[1] = (dlg_hooks){.ud = &w->seen, .on_left = seen_left};
     s->n_hooks = 2;
     *state = w;
