@@ -4,7 +4,6 @@
  * the bus); /healthz and /readyz. Everything here runs at scrape time on
  * the loop thread; the hot paths only increment counters. */
 #include "admin.h"
-#include "dlg_alloc.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,6 +13,7 @@
 
 #include "bus.h"
 #include "conn.h"
+#include "dlg_alloc.h"
 #include "dlg_version.h"
 #include "history.h"
 #include "room.h"

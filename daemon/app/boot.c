@@ -1,6 +1,5 @@
 /* boot.c: config -> server state (see boot.h). */
 #include "boot.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 
 #include "admin.h"
 #include "dispatch.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "history.h"
 #include "hooks.h"

@@ -2,7 +2,6 @@
  * then every file and rule the configuration names, each error at the
  * position of the key that named it. */
 #include "check.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +17,7 @@
 #include "boot.h"
 #include "bus.h"
 #include "config.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_schema.h"
 #include "dlg_tlsio.h"

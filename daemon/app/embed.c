@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "boot.h"
-#include "dlg_alloc.h"
 #include "config.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "server.h"
 

@@ -1,7 +1,6 @@
 /* logout.c: the daemon's log destination and format (see logout.h): the
  * file and its reopening, and the JSON lines (jansson). */
 #include "logout.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 /* Lines about one connection start "conn ID (PEER): " or "conn ID: "

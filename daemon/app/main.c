@@ -8,11 +8,11 @@
 #include <string.h>
 
 #include "access.h"
-#include "dlg_alloc.h"
 #include "auth.h"
 #include "boot.h"
 #include "check.h"
 #include "config.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "metrics.h"
 #include "notify.h"

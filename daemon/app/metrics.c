@@ -1,6 +1,5 @@
 /* metrics.c: the dashboard's metrics source and alert rules (metrics.h). */
 #include "metrics.h"
-#include "dlg_alloc.h"
 #include "dlg_clock.h"
 
 #include <inttypes.h>
@@ -21,6 +20,7 @@ _Static_assert((int)DLG_CFG_SEV_LOW == (int)DIALOGUE__DASHBOARD__SEVERITY__low &
                    (int)DLG_CFG_SEV_HIGH == (int)DIALOGUE__DASHBOARD__SEVERITY__high &&
                    (int)DLG_CFG_SEV_CRITICAL == (int)DIALOGUE__DASHBOARD__SEVERITY__critical,
                "config severities must be dialogue.dashboard.Severity values");
+#include "dlg_alloc.h"
 #include "room.h"
 
 static const char *const metric_names[DLG_METRIC_COUNT] = {

@@ -1,7 +1,6 @@
 /* server.c: server lifecycle: TLS context, listener, signals, the per-turn
  * flush, and orderly shutdown. */
 #include "server.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -14,6 +13,7 @@
 #include <openssl/err.h>
 
 #include "conn.h"
+#include "dlg_alloc.h"
 #include "fanout.h"
 #include "dlg_err.h"
 #include "room.h"

@@ -2,7 +2,6 @@
  * interest bookkeeping, subject mapping, the relay of events from other
  * nodes, and the in-process hub. */
 #include "bus.h"
-#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "dialogue/v1/protocol.pb-c.h"
 #include "conn.h"
 #include "dispatch.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_sorted.h"
 #include "dlg_frame.h"

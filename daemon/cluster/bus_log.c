@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include "bus_nats_int.h"
-#include "dlg_alloc.h"
 #include "config.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "history.h"
 #include "room.h"

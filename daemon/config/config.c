@@ -2,13 +2,13 @@
  * the walk of the file's root that hands each section to its loader
  * (load_*.c, on the reader of yamlread.c), and freeing. */
 #include "config.h"
-#include "dlg_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config_int.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg_config_free(dlg_config *c) {

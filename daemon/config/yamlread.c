@@ -1,7 +1,6 @@
 /* yamlread.c: the generic YAML reader (see yamlread.h): parsing one file into a
  * document tree, messages that point at file:line:col, typed getters. */
 #include "yamlread.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 #define PATH_MAX_LEN 4096

@@ -2,12 +2,12 @@
  * open-addressing hash table with linear probing and backward-shift
  * deletion (no tombstones, so expiry never slows lookups down). */
 #include "ratelimit.h"
-#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 typedef struct bucket {

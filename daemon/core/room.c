@@ -1,6 +1,5 @@
 /* room.c: rooms, membership and the per-event subscriber index. */
 #include "room.h"
-#include "dlg_alloc.h"
 #include "dlg_random.h"
 
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 #include <stdio.h>
 
 #include "conn.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_sorted.h"
 #include "dlg_vec.h"

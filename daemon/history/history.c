@@ -3,7 +3,6 @@
  * recovery answers, and the Acks that wait for the store (see history.h
  * and docs/history.md). */
 #include "history.h"
-#include "dlg_alloc.h"
 #include "rings_int.h"
 #include "reply.h"
 #include "dlg_clock.h"
@@ -17,6 +16,7 @@
 #include "config.h"
 #include "conn.h"
 #include "dispatch.h"
+#include "dlg_alloc.h"
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"

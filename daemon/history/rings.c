@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dlg_crc32c.h"
 #include "dlg_alloc.h"
+#include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "dlg_varint.h"

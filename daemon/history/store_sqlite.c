@@ -2,7 +2,6 @@
  * its migrations, open-and-check, per-room load with a check of every row,
  * and the writer thread with its queue. */
 #include "store_sqlite.h"
-#include "dlg_alloc.h"
 #include "dlg_random.h"
 
 #include <errno.h>
@@ -17,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_alloc.h"
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
 #include "dlg_vec.h"

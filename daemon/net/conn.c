@@ -5,7 +5,6 @@
  * freeing. The read path is read.c, the queue outq.c, the write path
  * flush.c. */
 #include "conn_int.h"
-#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "uring.h"
 

@@ -4,13 +4,13 @@
  * io_uring (one send per connection, submitted together), or the send
  * threads (sendpool.h) for large fan-outs. */
 #include "conn_int.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "dlg_alloc.h"
 #include "dlg_clock.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"

@@ -8,7 +8,6 @@
  * field as it is, an Event is the bytes of its ServerFrame field, so the
  * fan-out's shared frames reach gRPC clients without being decoded. */
 #include "h2_int.h"
-#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <string.h>
 
 #include "dialogue/v1/service.pb-c.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 #define ST(x) DIALOGUE__V1__STATUS__##x

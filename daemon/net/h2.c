@@ -7,13 +7,13 @@
  * keepalive PINGs, request bytes held. nghttp2 parses and frames every
  * byte; nothing here reads HTTP/2 by hand. */
 #include "h2_int.h"
-#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 /* Bytes of one stream's header list (RFC 9113 6.5.2: names, values, 32

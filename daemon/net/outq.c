@@ -3,11 +3,11 @@
  * the caps every queued byte counts against, and staging of the queue
  * through the connection's codec for the write path (flush.c). */
 #include "conn_int.h"
-#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 void dlg__conn_mark_dirty_slow(dlg_conn *c) {
@@ -63,7 +63,6 @@ static int q_push(dlg_conn *c, dlg_buf *b, int raw) {
 static int conn_gone(const dlg_conn *c) {
     return c->state == DLG_CONN_CLOSING || c->close_after_flush || c->in_doomed;
 }
-
 
 void dlg_conn_cut_slow(dlg_conn *c, uint64_t pending) {
     c->srv->counters.slow_consumers++;

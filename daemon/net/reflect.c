@@ -5,12 +5,12 @@
  * the service and decode typed events without .proto files. Answered on
  * the stream's session, which said Hello as any call does. */
 #include "h2_int.h"
-#include "dlg_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "dlg_schema.h"

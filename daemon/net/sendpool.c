@@ -3,12 +3,12 @@
  * mutex, everyone takes items through one atomic counter, and the loop
  * thread closes it and waits for the helpers still inside. */
 #include "sendpool.h"
-#include "dlg_alloc.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 typedef struct helper {

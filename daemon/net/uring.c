@@ -2,7 +2,6 @@
  * watcher in the libuv loop, submission, completion and cancellation of
  * sends. */
 #include "uring.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -16,6 +15,7 @@
 
 #include <liburing.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 /* Counters since dlg_uring_new, logged at stop (tests read them there). */

@@ -1,6 +1,5 @@
 /* web.c: the web page's files in memory (see web.h). */
 #include "web.h"
-#include "dlg_alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dlg_alloc.h"
 #include "dlg_crc32c.h"
 #include "dlg_err.h"
 

@@ -4,7 +4,6 @@
  * staged, so nothing here touches the socket: TLS, the caps and the three
  * senders stay the connection's. */
 #include "ws.h"
-#include "dlg_alloc.h"
 
 #include <string.h>
 
@@ -12,6 +11,7 @@
 
 #include "conn_int.h"
 #include "dialogue/v1/protocol.pb-c.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"
 #include "reply.h"

@@ -1,6 +1,5 @@
 /* access.c: role rules as hooks (see access.h). */
 #include "access.h"
-#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include "history.h"
 
 #include "auth.h"
+#include "dlg_alloc.h"
 #include "hooks.h"
 
 static int has_role(const dlg_client_info *c, const char *role) {

@@ -2,7 +2,6 @@
  * from the config; the algorithm comes from the key config, never from the
  * token. Identity is never taken from client-supplied metadata. */
 #include "auth.h"
-#include "dlg_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "jwt.h"
 

@@ -2,7 +2,6 @@
  * accepted; any other frame, or Hello twice, is a protocol error that closes
  * the connection. Every request gets exactly one reply echoing request_id. */
 #include "dispatch.h"
-#include "dlg_alloc.h"
 #include "reply.h"
 
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "access.h"
 #include "auth.h"
 #include "bus.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_pbcheck.h"
 #include "trigger.h"

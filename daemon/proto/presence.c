@@ -1,11 +1,11 @@
 /* presence.c: gathering and sending presence changes (see presence.h). */
 #include "presence.h"
-#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
+#include "dlg_alloc.h"
 #include "dlg_clock.h"
 #include "dlg_err.h"
 #include "dlg_frame.h"

@@ -1,5 +1,6 @@
 /* dlg_buf.c: reference-counted buffers (see dlg_buf.h). */
 #include "dlg_buf.h"
+
 #include "dlg_alloc.h"
 
 #include <stdlib.h>

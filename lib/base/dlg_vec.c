@@ -1,11 +1,11 @@
 /* dlg_vec.c: growable arrays and FIFO rings (see dlg_vec.h). */
 #include "dlg_vec.h"
-#include "dlg_alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 int dlg_grow(void **p, size_t *cap, size_t need, size_t elem) {

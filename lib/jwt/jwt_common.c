@@ -8,8 +8,8 @@
 
 #include <openssl/crypto.h>
 
-#include "dlg_base64.h"
 #include "dlg_alloc.h"
+#include "dlg_base64.h"
 #include "dlg_err.h"
 #include "dlg_utf8.h"
 #include "jwt.h"

@@ -13,8 +13,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "dlg_err.h"
 #include "dlg_alloc.h"
+#include "dlg_err.h"
 #include "jwt.h"
 #include "jwt_int.h"
 

@@ -15,8 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "dlg_err.h"
 #include "dlg_alloc.h"
+#include "dlg_err.h"
 #include "dlg_utf8.h"
 #include "jwt.h"
 #include "jwt_int.h"

@@ -2,7 +2,6 @@
  * sets: loading (staged, then committed in one step), freeing, lookups. The
  * validator that walks payloads against it is dlg_schema_validate.c. */
 #include "dlg_schema.h"
-#include "dlg_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "dialogue/v1/options.pb-c.h"
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_schema_int.h"
 #include "dlg_vec.h"

@@ -1,6 +1,5 @@
 /* dlg_tls13.c: TLS 1.3 record protection (see dlg_tls13.h). */
 #include "dlg_tls13.h"
-#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 #define SECRET_MAX 48 /* SHA-384 */

@@ -1,7 +1,6 @@
 /* dlg_tlsio.c: TLS over in-memory ciphertext buffers and the BIO that
  * connects them to OpenSSL (see dlg_tlsio.h). */
 #include "dlg_tlsio.h"
-#include "dlg_alloc.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -13,6 +12,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 #include "dlg_tls13.h"
 

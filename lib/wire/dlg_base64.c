@@ -1,9 +1,9 @@
 /* dlg_base64.c: base64 encoding and decoding (see dlg_base64.h). */
 #include "dlg_base64.h"
-#include "dlg_alloc.h"
 
 #include <stdlib.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 static const char std_tab[] =

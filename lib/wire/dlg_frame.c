@@ -1,10 +1,10 @@
 /* dlg_frame.c: Length-Prefixed-Message decoder and packer (see dlg_frame.h). */
 #include "dlg_frame.h"
-#include "dlg_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlg_alloc.h"
 #include "dlg_err.h"
 
 static uint32_t get_be32(const uint8_t *p) {
