@@ -66,7 +66,7 @@ typedef struct dlg_bus_ops {
  * them: its run (random per start) and the last of its numbers (the
  * room's fwd_seq there). A jump is events lost on the way. */
 typedef struct dlg_bus_origin {
-    char node[64];
+    char node[65];                     /* cluster.node_id: at most 64 bytes */
     uint64_t run;
     uint64_t last;
 } dlg_bus_origin;
