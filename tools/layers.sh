@@ -3,14 +3,14 @@
 # functions (nm), one line per call that goes up the order below; exit 1 if
 # any does. The build's `layers` target proves the same by linking each
 # layer alone; this names the symbols.
-#   lib:    base < wire < tls < jwt < schema
+#   lib:    base < wire < tls < stream < jwt < schema
 #   daemon: config < net < core < history < cluster < proto < app
 set -uo pipefail
 b=${1:-build}
-order=(base wire tls jwt schema config net core history cluster proto app)
+order=(base wire tls stream jwt schema config net core history cluster proto app)
 declare -A rank
 for i in "${!order[@]}"; do rank[${order[$i]}]=$i; done
-dir_of() { case $1 in base|wire|tls|jwt|schema) echo "$b/obj/lib/$1" ;; *) echo "$b/obj/daemon/$1" ;; esac; }
+dir_of() { case $1 in base|wire|tls|stream|jwt|schema) echo "$b/obj/lib/$1" ;; *) echo "$b/obj/daemon/$1" ;; esac; }
 defs=$(mktemp)
 trap 'rm -f "$defs"' EXIT
 for l in "${order[@]}"; do

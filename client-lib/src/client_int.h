@@ -15,6 +15,7 @@
 #include "dlg_buf.h"
 #include "dlg_frame.h"
 #include "dlg_log.h"
+#include "dlg_stream.h"
 #include "dlg_tlsio.h"
 
 #define DLG__ALPN "dialogue/1"
@@ -227,16 +228,16 @@ enum {
 typedef struct dlg__conn {
     dlg_client *c;
     int phase;            /* DLG__CONN_* */
-    int refs;             /* tcp handle + getaddrinfo in flight */
-    uv_tcp_t tcp;
+    int refs;             /* the socket's handle + getaddrinfo in flight */
+    /* The socket and its TLS session (lib/stream/dlg_stream.h: the daemon's
+     * connections use the same object); st.tcp.data is this conn. */
+    dlg_stream st;
     uv_getaddrinfo_t gai;
     uv_connect_t creq;
     struct addrinfo *ai_list, *ai_next;
     char peer[64];        /* address being tried, for messages */
-    dlg_tlsio tls;
     dlg_frame_dec dec;
     uint64_t hello_id;
-    int writes_inflight;
     uint64_t last_rx;     /* uv_now() of the newest read */
     uint64_t ready_at;    /* uv_now() of the Welcome (phase READY) */
     char server_error[256];  /* newest request_id-0 Error: the likely cause of a close */

@@ -1,21 +1,14 @@
 /* conn.c: one connection attempt and its socket: resolve, TCP connect
- * (trying each address), TLS through dlg_tlsio memory BIOs, the framed read
- * path, the coalesced write path (one TLS write per loop turn), and the
- * teardown that decides about requests and the next retry. */
+ * (trying each address), the stream (lib/stream/dlg_stream.h: TLS, the read
+ * side and the sender, the same object the daemon's connections use), the
+ * framed read path, the coalesced write path (one TLS write per loop
+ * turn), and the teardown that decides about requests and the next retry. */
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "client_int.h"
 #include "dlg_err.h"
-
-/* A write in flight: the ciphertext that uv_try_write could not send. */
-typedef struct wreq {
-    uv_write_t req;
-    dlg__conn *conn;
-    size_t len;
-    uint8_t data[];
-} wreq;
 
 static void conn_close(dlg__conn *conn, int notify);
 
@@ -25,7 +18,7 @@ static void conn_release(dlg__conn *conn) {
     dlg_client *c = conn->c;
     if (conn->ai_list != NULL)
         uv_freeaddrinfo(conn->ai_list);
-    dlg_tlsio_free(&conn->tls);
+    dlg_stream_free_tls(&conn->st);
     dlg_frame_dec_free(&conn->dec);
     dlg__free(conn);
     c->live_conns--;
@@ -133,31 +126,20 @@ void dlg__conn_fail(dlg_client *c, const char *reason, int fatal) {
 static void conn_close(dlg__conn *conn, int notify) {
     if (conn->phase == DLG__CONN_DEAD)
         return;
-    int had_tls = conn->tls.done;
     conn->phase = DLG__CONN_DEAD;
-    if (notify && had_tls) {
-        /* Best effort close_notify; the socket closes right after. */
-        uint8_t buf[256];
-        dlg_tlsio_shutdown(&conn->tls);
-        size_t n = dlg_tlsio_out_take(&conn->tls, buf, sizeof(buf));
-        if (n > 0 && conn->writes_inflight == 0) {
-            uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
-            (void)uv_try_write((uv_stream_t *)&conn->tcp, &b, 1);
-        }
-    }
+    if (notify)
+        dlg_stream_goodbye(&conn->st); /* best effort; the socket closes right after */
     /* A resolve in flight reports UV_ECANCELED and drops its reference. */
     if (conn->refs > 1)
         uv_cancel((uv_req_t *)&conn->gai);
-    uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+    uv_close((uv_handle_t *)&conn->st.tcp, on_tcp_closed);
 }
 
 /* ---- writing ------------------------------------------------------------------ */
 
-static void on_write(uv_write_t *req, int status) {
-    wreq *w = (wreq *)req;
-    dlg__conn *conn = w->conn;
-    conn->writes_inflight--;
-    dlg__free(w);
+/* A uv_write of the stream finished (dlg_stream_written_fn). */
+static void on_written(dlg_stream *st, int status) {
+    dlg__conn *conn = st->tcp.data;
     if (status < 0 && status != UV_ECANCELED && conn->phase != DLG__CONN_DEAD &&
         conn->c->conn == conn) {
         char why[160];
@@ -169,51 +151,26 @@ static void on_write(uv_write_t *req, int status) {
 /* Sends whatever ciphertext OpenSSL produced. 0, or non-zero when the
  * connection was torn down. */
 static int flush_cipher(dlg__conn *conn) {
-    size_t pending = dlg_tlsio_out_pending(&conn->tls);
-    if (pending == 0 || conn->phase == DLG__CONN_DEAD)
+    if (conn->phase == DLG__CONN_DEAD || dlg_tlsio_out_pending(&conn->st.tls) == 0)
         return 0;
-    wreq *w = dlg__malloc(sizeof(*w) + pending);
-    if (w == NULL) {
-        dlg__conn_fail(conn->c, "out of memory for output", 0);
-        return 1;
-    }
-    w->conn = conn;
-    w->len = dlg_tlsio_out_take(&conn->tls, w->data, pending);
-    size_t off = 0;
-    if (conn->writes_inflight == 0) {
-        uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-        int n = uv_try_write((uv_stream_t *)&conn->tcp, &b, 1);
-        if (n >= 0)
-            off = (size_t)n;
-        else if (n != UV_EAGAIN) {
-            char why[160];
-            dlg__free(w);
-            snprintf(why, sizeof(why), "write to %s failed: %s", conn->peer, uv_strerror(n));
-            dlg__conn_fail(conn->c, why, 0);
-            return 1;
-        }
-    }
-    if (off == w->len) {
-        dlg__free(w);
+    uint8_t scratch[16 * 1024];
+    int rc = dlg_stream_tls_drain(&conn->st, scratch, sizeof(scratch), 0);
+    if (rc == 0)
         return 0;
-    }
-    uv_buf_t b = uv_buf_init((char *)w->data + off, (unsigned)(w->len - off));
-    int rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, &b, 1, on_write);
-    if (rc != 0) {
-        char why[160];
-        dlg__free(w);
-        snprintf(why, sizeof(why), "write to %s failed: %s", conn->peer, uv_strerror(rc));
-        dlg__conn_fail(conn->c, why, 0);
-        return 1;
-    }
-    conn->writes_inflight++;
-    return 0;
+    char why[160];
+    if (rc == DLG_ENOMEM)
+        snprintf(why, sizeof(why), "out of memory for output to %s", conn->peer);
+    else
+        snprintf(why, sizeof(why), "write to %s failed: %s", conn->peer,
+                 uv_strerror(conn->st.uv_err));
+    dlg__conn_fail(conn->c, why, 0);
+    return 1;
 }
 
 void dlg__flush(dlg_client *c) {
     uv_prepare_stop(&c->flush);
     dlg__conn *conn = c->conn;
-    if (conn == NULL || conn->phase == DLG__CONN_DEAD || !conn->tls.done)
+    if (conn == NULL || conn->phase == DLG__CONN_DEAD || !conn->st.tls.done)
         return;
     if (c->n_out > 0) {
         const uint8_t *data;
@@ -240,7 +197,7 @@ void dlg__flush(dlg_client *c) {
             }
             data = c->stage;
         }
-        int rc = dlg_tlsio_write(&conn->tls, data, total);
+        int rc = dlg_tlsio_write(&conn->st.tls, data, total);
         for (size_t i = 0; i < c->n_out; i++)
             dlg_buf_unref(c->out[i]);
         c->n_out = 0;
@@ -306,23 +263,17 @@ static void fail_closed(dlg__conn *conn, const char *what) {
     dlg__conn_fail(conn->c, why, 0);
 }
 
-static int handshake_step(dlg__conn *conn) {
+/* The TLS handshake completed (dlg_stream_up): the ALPN check, then
+ * Hello. Non-zero when the connection was torn down. */
+static int on_handshake(void *ud) {
+    dlg__conn *conn = ud;
     dlg_client *c = conn->c;
-    char err[256], why[400];
-    int r = dlg_tlsio_handshake(&conn->tls, err, sizeof(err));
-    if (flush_cipher(conn) != 0)
+    char why[400];
+    if (flush_cipher(conn) != 0) /* our Finished, ahead of Hello */
         return 1;
-    if (r < 0) {
-        snprintf(why, sizeof(why), "TLS handshake with %s (%s) failed: %s",
-                 dlg__server_now(c)->host, conn->peer, err);
-        dlg__conn_fail(c, why, 0);
-        return 1;
-    }
-    if (r == 0)
-        return 0;
     const unsigned char *proto = NULL;
     unsigned plen = 0;
-    SSL_get0_alpn_selected(conn->tls.ssl, &proto, &plen);
+    SSL_get0_alpn_selected(conn->st.tls.ssl, &proto, &plen);
     /* A server that ignores ALPN is tolerated; one that picks another
      * protocol is not ours. */
     if (plen > 0 && (plen != strlen(DLG__ALPN) || memcmp(proto, DLG__ALPN, plen) != 0)) {
@@ -333,13 +284,84 @@ static int handshake_step(dlg__conn *conn) {
     }
     /* Nothing more is needed from OpenSSL's session (certificate checked,
      * ALPN read): TLS 1.3 continues on our record layer. */
-    dlg_tlsio_handover(&conn->tls);
+    dlg_tlsio_handover(&conn->st.tls);
     if (dlg__session_hello(c) != 0) {
         dlg__conn_fail(c, "out of memory sending Hello", 0);
         return 1;
     }
     dlg__flush(c);
     return conn->phase == DLG__CONN_DEAD;
+}
+
+/* Plaintext from the server (dlg_stream_up): frames to the session.
+ * Non-zero when the connection was torn down. */
+static int on_plain(void *ud, const uint8_t *data, size_t len) {
+    dlg__conn *conn = ud;
+    dlg_client *c = conn->c;
+    char why[400];
+    int rc = dlg_frame_dec_feed(&conn->dec, data, len, on_frame, conn, NULL);
+    if (rc == 0)
+        return conn->phase == DLG__CONN_DEAD;
+    dlg__events_flush(c);
+    if (conn->phase == DLG__CONN_DEAD)
+        return 1; /* torn down while handling a frame or by the batch */
+    if (rc == DLG_ETOOBIG)
+        snprintf(why, sizeof(why), "server sent a frame of %u bytes, above max_frame %u",
+                 dlg_frame_dec_bad_len(&conn->dec), c->o.v.max_frame);
+    else if (rc == DLG_EFLAG)
+        snprintf(why, sizeof(why), "server sent a frame with flag %u (compression is not supported)",
+                 conn->dec.hdr[0]);
+    else
+        snprintf(why, sizeof(why), "reading frames from %s: %s", conn->peer, dlg_strerror(rc));
+    dlg__conn_fail(c, why, 0);
+    return 1;
+}
+
+static const dlg_stream_up conn_up = {.handshake = on_handshake, .plain = on_plain};
+
+/* Socket bytes through the stream (len 0: only the handshake's first
+ * flight), then what TLS made for the server. */
+static void stream_input(dlg__conn *conn, const uint8_t *data, size_t len) {
+    dlg_client *c = conn->c;
+    char err[256], why[400];
+    int rc = dlg_stream_input(&conn->st, data, len, conn->pbuf, sizeof(conn->pbuf), &conn_up,
+                              conn, err, sizeof(err));
+    if (rc == 1)
+        return; /* torn down by a callback, which said why */
+    if (rc == DLG_ENOMEM) {
+        dlg__conn_fail(c, "out of memory for input", 0);
+        return;
+    }
+    if (rc == DLG_ETLS && !conn->st.tls.done) {
+        if (flush_cipher(conn) != 0) /* the alert that says why */
+            return;
+        snprintf(why, sizeof(why), "TLS handshake with %s (%s) failed: %s",
+                 dlg__server_now(c)->host, conn->peer, err);
+        dlg__conn_fail(c, why, 0);
+        return;
+    }
+    if (!conn->st.tls.done) {
+        flush_cipher(conn); /* the handshake's next flight */
+        return;
+    }
+    /* One batch callback per read, however many records it brought
+     * (DLG_EVENTS_BATCH_MAX at most); the events of this read reach it
+     * before the connection's end is reported. */
+    dlg__events_flush(c);
+    if (conn->phase == DLG__CONN_DEAD)
+        return;
+    if (rc == DLG_ECLOSED) {
+        snprintf(why, sizeof(why), "%s closed the TLS session", conn->peer);
+        fail_closed(conn, why);
+        return;
+    }
+    if (rc == DLG_ETLS) {
+        snprintf(why, sizeof(why), "TLS error from %s: %s", conn->peer, err);
+        dlg__conn_fail(c, why, 0);
+        return;
+    }
+    /* TLS may want to answer (key update); ordinary output goes via flush. */
+    flush_cipher(conn);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -359,59 +381,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     conn->last_rx = uv_now(c->loop);
-    if (dlg_tlsio_feed(&conn->tls, conn->rbuf, (size_t)nread) != 0) {
-        dlg__conn_fail(c, "out of memory for input", 0);
-        return;
-    }
-    if (conn->phase == DLG__CONN_HANDSHAKE) {
-        if (handshake_step(conn) != 0 || conn->phase == DLG__CONN_HANDSHAKE)
-            return;
-    }
-    for (;;) {
-        int n = dlg_tlsio_read(&conn->tls, conn->pbuf, sizeof(conn->pbuf));
-        if (n == 0)
-            break;
-        /* The events of this read reach the batch callback before the
-         * connection's end is reported. */
-        if (n < 0) {
-            dlg__events_flush(c);
-            if (conn->phase == DLG__CONN_DEAD)
-                return;
-        }
-        if (n == DLG_ECLOSED) {
-            snprintf(why, sizeof(why), "%s closed the TLS session", conn->peer);
-            fail_closed(conn, why);
-            return;
-        }
-        if (n < 0) {
-            char tls[200];
-            dlg_tlsio_error(&conn->tls, tls, sizeof(tls));
-            snprintf(why, sizeof(why), "TLS error from %s: %s", conn->peer, tls);
-            dlg__conn_fail(c, why, 0);
-            return;
-        }
-        int rc = dlg_frame_dec_feed(&conn->dec, conn->pbuf, (size_t)n, on_frame, conn, NULL);
-        if (rc == 0)
-            continue;
-        dlg__events_flush(c);
-        if (conn->phase == DLG__CONN_DEAD)
-            return; /* torn down while handling a frame or by the batch */
-        if (rc == DLG_ETOOBIG)
-            snprintf(why, sizeof(why), "server sent a frame of %u bytes, above max_frame %u",
-                     dlg_frame_dec_bad_len(&conn->dec), c->o.v.max_frame);
-        else if (rc == DLG_EFLAG)
-            snprintf(why, sizeof(why), "server sent a frame with flag %u (compression is not supported)",
-                     conn->dec.hdr[0]);
-        else
-            snprintf(why, sizeof(why), "reading frames from %s: %s", conn->peer, dlg_strerror(rc));
-        dlg__conn_fail(c, why, 0);
-        return;
-    }
-    /* One batch callback per read, however many records it brought
-     * (DLG_EVENTS_BATCH_MAX at most). */
-    dlg__events_flush(c);
-    /* TLS may want to answer (key update); ordinary output goes via flush. */
-    flush_cipher(conn);
+    stream_input(conn, conn->rbuf, (size_t)nread);
 }
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -422,12 +392,11 @@ static dlg__conn *conn_new(dlg_client *c) {
         return NULL;
     conn->c = c;
     conn->dec.max_frame = c->o.v.max_frame;
-    uv_tcp_init(c->loop, &conn->tcp);
-    conn->tcp.data = conn;
+    dlg_stream_init(&conn->st, c->loop, conn, on_written);
     conn->refs = 1;
     /* Set before the socket exists: libuv applies it when it creates one,
      * so the handshake never waits on delayed ACKs. */
-    uv_tcp_nodelay(&conn->tcp, 1);
+    uv_tcp_nodelay(&conn->st.tcp, 1);
     c->live_conns++;
     return conn;
 }
@@ -461,23 +430,23 @@ static void on_connect(uv_connect_t *req, int status) {
         dlg__conn_fail(c, why, 0);
         return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
+    uv_tcp_nodelay(&conn->st.tcp, 1);
     conn->phase = DLG__CONN_HANDSHAKE;
     /* The entry's host is the name its certificate must carry. */
     const char *host = dlg__server_now(c)->host;
-    int rc = dlg_tlsio_init(&conn->tls, c->ssl_ctx, 0, host, 1);
+    int rc = dlg_stream_tls_start(&conn->st, c->ssl_ctx, 0, host, 1);
     if (rc != 0) {
         snprintf(why, sizeof(why), "cannot set up TLS for %s: %s", host, dlg_strerror(rc));
         dlg__conn_fail(c, why, 0);
         return;
     }
-    rc = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+    rc = uv_read_start((uv_stream_t *)&conn->st.tcp, on_alloc, on_read);
     if (rc != 0) {
         snprintf(why, sizeof(why), "read from %s: %s", conn->peer, uv_strerror(rc));
         dlg__conn_fail(c, why, 0);
         return;
     }
-    handshake_step(conn);
+    stream_input(conn, NULL, 0);
 }
 
 static void try_address(dlg__conn *conn) {
@@ -493,7 +462,7 @@ static void try_address(dlg__conn *conn) {
              host, dlg__server_now(c)->port);
     conn->phase = DLG__CONN_CONNECTING;
     conn->creq.data = conn;
-    int rc = uv_tcp_connect(&conn->creq, &conn->tcp, ai->ai_addr, on_connect);
+    int rc = uv_tcp_connect(&conn->creq, &conn->st.tcp, ai->ai_addr, on_connect);
     if (rc != 0) {
         char why[320];
         snprintf(why, sizeof(why), "connect to %s: %s", conn->peer, uv_strerror(rc));

@@ -35,9 +35,8 @@ void dlg_conn_release(dlg_conn *c) {
     for (size_t i = 0; i < c->q_len; i++)
         dlg_buf_unref(c->q[(c->q_head + i) % c->q_cap].buf);
     free(c->q);
-    free(c->spill);
     free(c->latest);
-    dlg_tlsio_free(&c->tls);
+    dlg_stream_free_tls(&c->st);
     if (c->codec && c->codec->free)
         c->codec->free(c);
     dlg_frame_dec_free(&c->dec);
@@ -157,7 +156,7 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
     if (c->usend != NULL)
         dlg_uring_cancel(c->srv->uring, c->usend);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->st.tcp, on_handle_closed);
 }
 
 dlg_conn *dlg_conn_new_session(dlg_conn *parent) {
@@ -224,7 +223,7 @@ static void release_idle(dlg_conn *c) {
         dlg_frame_dec_free(&c->dec); /* keeps max_frame */
     /* The TLS ciphertext buffers keep the largest size they reached (a
      * 16 KiB record stage, a 64 KiB read) until freed. */
-    if (c->tls_bufs && c->state != DLG_CONN_TLS && dlg_tlsio_compact(&c->tls) != 0)
+    if (c->tls_bufs && c->state != DLG_CONN_TLS && dlg_tlsio_compact(&c->st.tls) != 0)
         c->tls_bufs = 0;
     if (c->codec && c->codec->release_idle)
         c->codec->release_idle(c);
@@ -241,8 +240,8 @@ void dlg_conn_sweep_one(dlg_conn *c, uint64_t now) {
     /* In every state: a connection that is closing has its own deadline
      * (on_close_deadline). A stream's session counts here from when its
      * stream's flow-control window stopped its output (h2.c). */
-    if (!c->close_after_flush && c->inflight_since &&
-        now - c->inflight_since > srv->opts.write_timeout_ms) {
+    if (!c->close_after_flush && c->st.inflight_since &&
+        now - c->st.inflight_since > srv->opts.write_timeout_ms) {
         srv->counters.write_timeouts++;
         dlg_log_warn(&srv->log, "conn %s (%s): write did not drain in %u ms (the %s took "
                                 "nothing for that long)", c->client_id, c->peer,
@@ -484,27 +483,26 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
     /* Before Welcome no frame may exceed the pre-auth budget. */
     c->dec.max_frame = srv->opts.max_frame < srv->opts.pre_auth_max_bytes
                            ? srv->opts.max_frame : srv->opts.pre_auth_max_bytes;
-    uv_tcp_init(srv->loop, &c->tcp);
+    dlg_stream_init(&c->st, srv->loop, c, dlg_conn_on_written);
     uv_timer_init(srv->loop, &c->timer);
-    c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
     c->state = l->ssl_ctx ? DLG_CONN_TLS : DLG_CONN_HELLO;
-    c->tls_on = l->ssl_ctx != NULL;
+    c->st.tls_on = l->ssl_ctx != NULL;
     /* Linked before anything can fail, so dlg_conn_close can unlink it. */
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
-    if (uv_tcp_open(&c->tcp, fd) != 0) {
+    if (uv_tcp_open(&c->st.tcp, fd) != 0) {
         close(fd);
         dlg_conn_close(c, "accept failed");
         return;
     }
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (uv_tcp_getpeername(&c->st.tcp, (struct sockaddr *)&ss, &sl) == 0) {
         char host[48] = "?";
         int port = 0;
         if (ss.ss_family == AF_INET) {
@@ -536,8 +534,8 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
     } else {
         pre_link(c);
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (c->tls_on && dlg_tlsio_init(&c->tls, l->ssl_ctx, 1, NULL, 0) != 0) {
+    uv_tcp_nodelay(&c->st.tcp, 1);
+    if (c->st.tls_on && dlg_stream_tls_start(&c->st, l->ssl_ctx, 1, NULL, 0) != 0) {
         dlg_conn_close(c, "TLS session setup failed");
         return;
     }
@@ -546,7 +544,7 @@ void dlg_conn_accept(dlg_listener *l, int fd) {
         dlg_conn_close(c, "read start failed");
         return;
     }
-    if (c->refuse_full && !c->tls_on)
+    if (c->refuse_full && !c->st.tls_on)
         dlg_conn_refuse_full(c);
 }
 

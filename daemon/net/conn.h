@@ -14,6 +14,7 @@
 #include "dialogue/v1/protocol.pb-c.h"
 #include "dlg_buf.h"
 #include "dlg_frame.h"
+#include "dlg_stream.h"
 #include "dlg_tlsio.h"
 #include "server.h"
 
@@ -47,19 +48,20 @@ typedef struct dlg_conn {
     struct dlg_listener *lis;    /* accepted on it; NULL in tests without sockets */
     /* A session that runs on a stream of another connection (one gRPC call
      * over HTTP/2, h2.c): that connection, which owns the socket, TLS and
-     * every byte on the wire. Such a session has no socket of its own (tcp
+     * every byte on the wire. Such a session has no socket of its own (st
      * is unused, handles_open counts its timer only), is in none of the
      * server's lists, and its output queue is drained by its parent's codec;
      * marking it dirty marks the parent. NULL for a connection with a socket. */
     struct dlg_conn *parent;
-    uv_tcp_t tcp;
+    /* The socket and its TLS session, the libuv and send-thread senders'
+     * bytes in flight and spill (lib/stream/dlg_stream.h: shared with the
+     * client library). inflight_bytes also counts the io_uring send. */
+    dlg_stream st;
     uv_timer_t timer;            /* handshake deadline, then heartbeat */
     int state;
     int handles_open;            /* freed when this drops to 0 (handles, and an io_uring
                                     send in flight) */
-    int tls_on;
     int missed_pongs;
-    dlg_tlsio tls;
     const struct dlg_codec *codec; /* the transport spoken over the stream; NULL until
                                       ALPN or the first bytes chose it */
     void *codec_st;              /* its state, owned by the codec */
@@ -98,20 +100,13 @@ typedef struct dlg_conn {
     uint64_t kids_pending;       /* with sessions on its streams (parent above): what their
                                     queues hold, as dlg_conn_pending counts it, so that the
                                     caps hold across all streams of the connection */
-    uint64_t inflight_bytes;     /* handed to uv_write (or the io_uring send), not yet
-                                    completed */
-    uint64_t inflight_since;     /* uv_now when writes started to back up (or the io_uring
-                                    send was queued); 0 = not */
     /* With io_uring (uring.h): the one send the ring holds for this
      * connection, NULL = none. While it is out, later output waits in the
      * queue, and it holds one count of handles_open so the struct outlives
      * a close until its completion. */
     struct dlg_uring_send *usend;
-    /* A flush on a send thread (sendpool.h) cannot call libuv: ciphertext
-     * the socket did not take waits here for the loop thread, and so does
-     * the flush's result. */
-    uint8_t *spill;
-    size_t spill_len;
+    /* A flush on a send thread (sendpool.h) cannot call libuv: its result
+     * waits here for the loop thread (the bytes in st.spill). */
     int flush_rc;
     uint64_t soft_since;         /* uv_now when pending went over the soft cap */
     unsigned in_dirty : 1;

@@ -54,8 +54,8 @@ static inline uint64_t dlg__conn_q_cost(const dlg_conn *c) {
  * that it has not taken yet, and the TLS layer's output not taken from it
  * (records sealed behind a full socket, KeyUpdate answers, alerts). */
 static inline uint64_t dlg__conn_pending(const dlg_conn *c) {
-    return dlg__conn_q_cost(c) + c->kids_pending + c->inflight_bytes + c->spill_len +
-           (c->tls_on ? dlg_tlsio_out_pending(&c->tls) : 0) +
+    return dlg__conn_q_cost(c) + c->kids_pending + c->st.inflight_bytes + c->st.spill_len +
+           (c->st.tls_on ? dlg_tlsio_out_pending(&c->st.tls) : 0) +
            (c->codec && c->codec->pending ? c->codec->pending(c) : 0);
 }
 
@@ -90,6 +90,10 @@ size_t dlg_outq_stage_with(dlg_conn *c, uint8_t *dst, size_t cap, dlg_outq_put_f
  * reference passes to the caller. NULL when the queue is empty or its head
  * is partly staged. */
 dlg_buf *dlg_outq_take(dlg_conn *c);
+
+/* flush.c: a uv_write of the connection owning st finished
+ * (dlg_stream_written_fn): closes it on an error, else resumes its output. */
+void dlg_conn_on_written(dlg_stream *st, int status);
 
 /* flush.c: RFC 8446 6.1 close_notify before the socket closes, when the
  * socket takes it at once (best effort). */

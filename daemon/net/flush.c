@@ -17,30 +17,10 @@
 #include "sendpool.h"
 #include "uring.h"
 
-/* One uv_write still in flight, with the ciphertext it owns. */
-typedef struct wreq {
-    uv_write_t req;
-    dlg_conn *conn;
-    size_t len;
-    uint8_t data[];
-} wreq;
-
-/* RFC 8446 6.1: close_notify before the socket closes, when the socket
- * takes it now and nothing sent earlier still waits (it would come out
- * ahead of those bytes). Best effort: a peer that is gone or not reading
- * does not get it. */
+/* RFC 8446 6.1 (dlg_stream_goodbye), never ahead of an io_uring send. */
 void dlg_conn_goodbye(dlg_conn *c) {
-    if (!c->tls_on || !c->tls.done || c->inflight_bytes > 0 || c->usend != NULL ||
-        c->spill_len > 0)
-        return;
-    dlg_tlsio_shutdown(&c->tls);
-    uint8_t tmp[4096];
-    size_t n;
-    while ((n = dlg_tlsio_out_take(&c->tls, tmp, sizeof(tmp))) > 0) {
-        uv_buf_t ub = uv_buf_init((char *)tmp, (unsigned)n);
-        if (uv_try_write((uv_stream_t *)&c->tcp, &ub, 1) != (int)n)
-            break;
-    }
+    if (c->usend == NULL)
+        dlg_stream_goodbye(&c->st);
 }
 
 static int sock_write(dlg_conn *c, const uint8_t *data, size_t len);
@@ -51,7 +31,7 @@ static int sock_write(dlg_conn *c, const uint8_t *data, size_t len);
  * close_notify of the dlg_conn_close that follows (dlg_conn_goodbye). */
 void dlg_conn_final_error(dlg_conn *c, int status, const char *msg) {
     uint8_t fr[1024];
-    if (c->inflight_bytes > 0 || c->usend != NULL || c->codec == NULL ||
+    if (c->st.inflight_bytes > 0 || c->usend != NULL || c->codec == NULL ||
         c->codec->final_error == NULL)
         return;
     /* Mid-frame output would corrupt the stream: only at a frame boundary. */
@@ -60,76 +40,44 @@ void dlg_conn_final_error(dlg_conn *c, int status, const char *msg) {
     size_t n = c->codec->final_error(c, status, msg, fr, sizeof(fr));
     if (n == 0)
         return;
-    if (c->tls_on) {
-        dlg_tlsio_write(&c->tls, fr, n);
+    if (c->st.tls_on) {
+        dlg_tlsio_write(&c->st.tls, fr, n);
     } else {
         uv_buf_t ub = uv_buf_init((char *)fr, (unsigned)n);
-        uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+        uv_try_write((uv_stream_t *)&c->st.tcp, &ub, 1);
     }
 }
 /* ---- write path ------------------------------------------------------- */
 
-static void on_write(uv_write_t *req, int status) {
-    wreq *w = (wreq *)req;
-    dlg_conn *c = w->conn;
-    c->inflight_bytes -= w->len;
-    free(w);
-    /* Progress: the write timeout counts from the last write the socket
-     * finished, so a reader that drains a burst slowly is not taken for one
-     * that is stuck (the soft and hard caps bound what it may hold). */
-    c->inflight_since = c->inflight_bytes ? uv_now(c->srv->loop) : 0;
+/* A uv_write of c's finished (dlg_stream.h: on_written). */
+void dlg_conn_on_written(dlg_stream *st, int status) {
+    dlg_conn *c = st->tcp.data;
     if (c->state == DLG_CONN_CLOSING)
         return;
     if (status < 0) {
         dlg_conn_close(c, uv_strerror(status));
         return;
     }
-    if (c->close_after_flush && c->inflight_bytes == 0 && !dlg_conn_has_output(c))
+    if (c->close_after_flush && c->st.inflight_bytes == 0 && !dlg_conn_has_output(c))
         dlg_conn_close(c, c->close_reason);
-    else if (c->inflight_bytes == 0 &&
-             (dlg_conn_has_output(c) || (c->tls_on && dlg_tlsio_out_pending(&c->tls) > 0)))
+    else if (c->st.inflight_bytes == 0 &&
+             (dlg_conn_has_output(c) || (c->st.tls_on && dlg_tlsio_out_pending(&c->st.tls) > 0)))
         dlg_conn_mark_dirty(c); /* resume what waited for the socket */
 }
 
-/* Writes len bytes: as much as the socket takes now, the rest through a
- * uv_write that owns a copy. Returns 0 or a DLG_E* code. */
+/* Writes len bytes through c's stream (dlg_stream_write). Returns 0 or a
+ * DLG_E* code. */
 static int sock_write(dlg_conn *c, const uint8_t *data, size_t len) {
-    size_t off = 0;
     if (c->srv->uring != NULL) {
         /* Only reached on the way to a close (a failed handshake's alert):
          * flush_conn_uring sends everything else. Best effort, and never
          * ahead of a send the ring still holds. */
         uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
         if (c->usend == NULL)
-            uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+            uv_try_write((uv_stream_t *)&c->st.tcp, &ub, 1);
         return 0;
     }
-    if (c->inflight_bytes == 0) {
-        uv_buf_t ub = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-        if (n > 0)
-            off = (size_t)n;
-        else if (n != UV_EAGAIN)
-            return DLG_EIO;
-    }
-    if (off == len)
-        return 0;
-    size_t rest = len - off;
-    wreq *w = dlg_malloc(sizeof(*w) + rest);
-    if (w == NULL)
-        return DLG_ENOMEM;
-    memcpy(w->data, data + off, rest);
-    w->conn = c;
-    w->len = rest;
-    uv_buf_t ub = uv_buf_init((char *)w->data, (unsigned)rest);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_write) != 0) {
-        free(w);
-        return DLG_EIO;
-    }
-    if (c->inflight_bytes == 0)
-        c->inflight_since = uv_now(c->srv->loop);
-    c->inflight_bytes += rest;
-    return 0;
+    return dlg_stream_write(&c->st, data, len);
 }
 
 /* Where one flush writes. On the loop thread: sock_write (libuv takes what
@@ -142,60 +90,27 @@ typedef struct flush_ctx {
     int send_thread;
 } flush_ctx;
 
-/* sock_write for a send thread: as much as the socket takes now, the rest
- * copied to c->spill. Once there is a spill nothing more is written (the
- * caller stops), so the bytes stay in order. */
-static int spill_write(dlg_conn *c, const uint8_t *data, size_t len) {
-    size_t off = 0;
-    if (c->spill_len == 0) {
-        uv_os_fd_t fd;
-        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
-            return DLG_EIO;
-        while (off < len) {
-            ssize_t n = write(fd, data + off, len - off);
-            if (n > 0)
-                off += (size_t)n;
-            else if (n < 0 && errno == EINTR)
-                continue;
-            else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
-            else
-                return DLG_EIO;
-        }
-    }
-    if (off == len)
-        return 0;
-    size_t rest = len - off;
-    uint8_t *ns = dlg_realloc(c->spill, c->spill_len + rest);
-    if (ns == NULL)
-        return DLG_ENOMEM;
-    memcpy(ns + c->spill_len, data + off, rest);
-    c->spill = ns;
-    c->spill_len += rest;
-    return 0;
-}
-
 static int out_write(dlg_conn *c, const flush_ctx *x, const uint8_t *data, size_t len) {
-    return x->send_thread ? spill_write(c, data, len) : sock_write(c, data, len);
+    return x->send_thread ? dlg_stream_write_off_loop(&c->st, data, len)
+                          : sock_write(c, data, len);
 }
 
 /* The socket stopped taking data: what is left waits in the queue. */
 static int backed_up(const dlg_conn *c) {
-    return c->inflight_bytes > 0 || c->spill_len > 0;
+    return dlg_stream_backed_up(&c->st);
 }
 
 /* Moves every ciphertext byte OpenSSL produced to the socket (on a send
  * thread: until the socket is full; the rest stays in OpenSSL's buffer). */
 static int drain_tls(dlg_conn *c, const flush_ctx *x) {
-    size_t n;
-    while ((n = dlg_tlsio_out_take(&c->tls, x->wbuf, DLG_SCRATCH)) > 0) {
-        int rc = out_write(c, x, x->wbuf, n);
-        if (rc != 0)
-            return rc;
-        if (c->spill_len > 0)
-            return 0;
+    if (c->srv->uring != NULL) {
+        /* Only on the way to a close: best effort (sock_write). */
+        size_t n;
+        while ((n = dlg_tlsio_out_take(&c->st.tls, x->wbuf, DLG_SCRATCH)) > 0)
+            sock_write(c, x->wbuf, n);
+        return 0;
     }
-    return 0;
+    return dlg_stream_tls_drain(&c->st, x->wbuf, DLG_SCRATCH, x->send_thread);
 }
 
 /* Output is about to be written: the sweep keeps this connection's buffers
@@ -203,7 +118,7 @@ static int drain_tls(dlg_conn *c, const flush_ctx *x) {
 static void note_output(dlg_conn *c) {
     if (dlg_conn_has_output(c) || c->close_after_flush) {
         c->io_recent = 1;
-        if (c->tls_on)
+        if (c->st.tls_on)
             c->tls_bufs = 1;
     }
 }
@@ -214,35 +129,36 @@ static void note_output(dlg_conn *c) {
 static int flush_conn(dlg_conn *c, const flush_ctx *x) {
     /* While the socket is backed up, frames wait in the queue as shared
      * references (cheap, and "latest" events can still be conflated there)
-     * rather than as per-connection ciphertext. on_write resumes. */
+     * rather than as per-connection ciphertext. dlg_conn_on_written
+     * resumes. */
     if (backed_up(c) && !c->close_after_flush)
         return 0;
     note_output(c);
-    const size_t stage_cap = c->tls_on ? DLG_TLS_RECORD_MAX : DLG_SCRATCH;
+    const size_t stage_cap = c->st.tls_on ? DLG_TLS_RECORD_MAX : DLG_SCRATCH;
     while (dlg_conn_has_output(c)) {
         size_t used = dlg_conn_stage(c, x->pbuf, stage_cap);
         if (used == 0)
             break;
         c->out_staged += used; /* c's own: a send thread may count it */
-        int rc = c->tls_on ? dlg_tlsio_write(&c->tls, x->pbuf, used)
+        int rc = c->st.tls_on ? dlg_tlsio_write(&c->st.tls, x->pbuf, used)
                            : out_write(c, x, x->pbuf, used);
         if (rc != 0)
             return rc;
-        if (c->tls_on && (rc = drain_tls(c, x)) != 0)
+        if (c->st.tls_on && (rc = drain_tls(c, x)) != 0)
             return rc;
         /* The socket stopped taking data: the rest waits as references
          * (see above) instead of becoming copied ciphertext now. */
         if (backed_up(c) && !c->close_after_flush)
             return 0;
     }
-    if (c->tls_on) {
+    if (c->st.tls_on) {
         if (c->close_after_flush)
-            dlg_tlsio_shutdown(&c->tls);
+            dlg_tlsio_shutdown(&c->st.tls);
         int rc = drain_tls(c, x);
         /* The handshake grew the ciphertext buffers to its largest flight;
          * an idle connection should not keep that (memory per idle
          * connection). */
-        if (rc == 0 && c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
+        if (rc == 0 && c->tls_compact && dlg_tlsio_compact(&c->st.tls) != 0)
             c->tls_compact = c->tls_bufs = 0;
         return rc;
     }
@@ -269,13 +185,13 @@ void dlg_conn_drain_now(dlg_conn *c) {
 static void on_usend(dlg_uring_send *us, int res) {
     dlg_conn *c = us->data;
     c->usend = NULL;
-    c->inflight_bytes -= us->len;
-    c->inflight_since = c->inflight_bytes ? uv_now(c->srv->loop) : 0; /* see on_write */
+    c->st.inflight_bytes -= us->len;
+    c->st.inflight_since = c->st.inflight_bytes ? uv_now(c->srv->loop) : 0; /* see dlg_stream.c */
     if (c->state != DLG_CONN_CLOSING) {
         if (res < 0)
             dlg_conn_close(c, uv_strerror(res)); /* libuv's codes are -errno here */
         else if (dlg_conn_has_output(c) || c->close_after_flush ||
-                 (c->tls_on && dlg_tlsio_out_pending(&c->tls) > 0))
+                 (c->st.tls_on && dlg_tlsio_out_pending(&c->st.tls) > 0))
             dlg_conn_mark_dirty(c); /* flush_conn_uring sends it, or closes */
     }
     dlg_conn_release(c); /* the count the send held; may free c */
@@ -293,29 +209,29 @@ static int flush_conn_uring(dlg_conn *c) {
     note_output(c);
     size_t len;
     dlg_uring_send *us;
-    if (c->tls_on) {
+    if (c->st.tls_on) {
         size_t taken = 0;
         while (dlg_conn_has_output(c) && taken < DLG_URING_SEND_MAX) {
             size_t used = dlg_conn_stage(c, s->pbuf, DLG_TLS_RECORD_MAX);
             c->out_staged += used;
             if (used == 0)
                 break;
-            int rc = dlg_tlsio_write(&c->tls, s->pbuf, used);
+            int rc = dlg_tlsio_write(&c->st.tls, s->pbuf, used);
             if (rc != 0)
                 return rc;
             taken += used;
         }
         if (!dlg_conn_has_output(c) && c->close_after_flush)
-            dlg_tlsio_shutdown(&c->tls); /* once more is harmless: nothing new */
-        len = dlg_tlsio_out_pending(&c->tls);
+            dlg_tlsio_shutdown(&c->st.tls); /* once more is harmless: nothing new */
+        len = dlg_tlsio_out_pending(&c->st.tls);
         us = NULL;
         if (len > 0) {
             if ((us = dlg_uring_send_new(len)) == NULL)
                 return DLG_ENOMEM;
-            dlg_tlsio_out_take(&c->tls, us->bytes, len);
+            dlg_tlsio_out_take(&c->st.tls, us->bytes, len);
         }
         /* As in flush_conn: the handshake's large buffers go once drained. */
-        if (c->tls_compact && dlg_tlsio_compact(&c->tls) != 0)
+        if (c->tls_compact && dlg_tlsio_compact(&c->st.tls) != 0)
             c->tls_compact = c->tls_bufs = 0;
         if (us == NULL)
             return 0;
@@ -340,7 +256,7 @@ static int flush_conn_uring(dlg_conn *c) {
         }
     }
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+    if (uv_fileno((uv_handle_t *)&c->st.tcp, &fd) != 0) {
         free(us);
         return DLG_EIO;
     }
@@ -354,9 +270,9 @@ static int flush_conn_uring(dlg_conn *c) {
     }
     c->usend = us;
     c->handles_open++; /* released by on_usend */
-    if (c->inflight_bytes == 0)
-        c->inflight_since = uv_now(s->loop);
-    c->inflight_bytes += len;
+    if (c->st.inflight_bytes == 0)
+        c->st.inflight_since = uv_now(s->loop);
+    c->st.inflight_bytes += len;
     return 0;
 }
 
@@ -371,18 +287,16 @@ static void flush_done(dlg_conn *c, int rc) {
     c->out_staged = 0;
     if (c->state == DLG_CONN_CLOSING) {
         /* Closed by another connection's flush_done. */
-        free(c->spill);
-        c->spill = NULL;
-        c->spill_len = 0;
+        free(c->st.spill);
+        c->st.spill = NULL;
+        c->st.spill_len = 0;
         return;
     }
-    if (rc == 0 && c->spill_len > 0) {
+    if (rc == 0 && c->st.spill_len > 0) {
         /* From a send thread: libuv writes it (one more try, then a
-         * uv_write); the rest of the queue follows from on_write. */
-        rc = sock_write(c, c->spill, c->spill_len);
-        free(c->spill);
-        c->spill = NULL;
-        c->spill_len = 0;
+         * uv_write); the rest of the queue follows from
+         * dlg_conn_on_written. */
+        rc = dlg_stream_spill_flush(&c->st);
         if (rc == 0) {
             flush_ctx x = loop_ctx(c->srv);
             rc = flush_conn(c, &x); /* the socket took it all after all */
@@ -392,7 +306,7 @@ static void flush_done(dlg_conn *c, int rc) {
         dlg_conn_close(c, dlg_strerror(rc));
         return;
     }
-    if (c->close_after_flush && c->inflight_bytes == 0) {
+    if (c->close_after_flush && c->st.inflight_bytes == 0) {
         dlg_conn_close(c, c->close_reason);
         return;
     }

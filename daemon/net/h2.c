@@ -683,9 +683,9 @@ static void note_stalls(h2_conn *h) {
             continue;
         int stalled = (s->q_len > 0 || st->stash != NULL) && st->responded && window_shut(st);
         if (!stalled)
-            s->inflight_since = 0;
-        else if (s->inflight_since == 0)
-            s->inflight_since = now ? now : 1;
+            s->st.inflight_since = 0;
+        else if (s->st.inflight_since == 0)
+            s->st.inflight_since = now ? now : 1;
     }
 }
 

@@ -273,7 +273,7 @@ static int origin_ok(dlg_conn *c, const http_req *q) {
     if (!q->seen[H_ORIGIN])
         return 1;
     const char *o = q->val[H_ORIGIN];
-    const char *scheme = c->tls_on ? "https://" : "http://";
+    const char *scheme = c->st.tls_on ? "https://" : "http://";
     size_t sl = strlen(scheme);
     if (q->seen[H_HOST] && strncasecmp(o, scheme, sl) == 0 &&
         strcasecmp(o + sl, q->val[H_HOST]) == 0)

@@ -50,7 +50,7 @@ static int feed_plain(dlg_conn *c, const uint8_t *data, size_t len) {
 static void tls_output_check(dlg_conn *c) {
     if (c->state == DLG_CONN_CLOSING)
         return;
-    if (dlg_tlsio_out_pending(&c->tls) > 0)
+    if (dlg_tlsio_out_pending(&c->st.tls) > 0)
         dlg_conn_mark_dirty(c);
     if (c->close_after_flush || c->in_doomed)
         return; /* reads no more: nothing grows */
@@ -69,6 +69,35 @@ static void tls_output_check(dlg_conn *c) {
     }
 }
 
+/* The TLS handshake completed (dlg_stream_up). */
+static int on_handshake(void *ud) {
+    dlg_conn *c = ud;
+    /* The transport ALPN chose; without ALPN the first bytes choose. */
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(c->st.tls.ssl, &alpn, &alpn_len);
+    c->codec = c->lis != NULL && c->lis->conf.admin
+                   ? &dlg_codec_http
+                   : dlg_codec_by_alpn(alpn_len ? alpn : NULL, alpn_len);
+    /* Clients with a certificate stay on OpenSSL: auth reads it at
+     * Hello. */
+    dlg_tlsio_handover(&c->st.tls);
+    c->state = DLG_CONN_HELLO;
+    c->tls_compact = 1;
+    c->srv->heap_churn++; /* the handshake's transient memory is free now */
+    if (c->refuse_full) {
+        dlg_conn_refuse_full(c);
+        return 1;
+    }
+    return 0;
+}
+
+static int on_plain(void *ud, const uint8_t *data, size_t len) {
+    return feed_plain(ud, data, len);
+}
+
+static const dlg_stream_up conn_up = {.handshake = on_handshake, .plain = on_plain};
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     dlg_conn *c = st->data;
     if (c->state == DLG_CONN_CLOSING)
@@ -80,67 +109,38 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0 || c->close_after_flush)
         return;
     c->io_recent = 1;
-    const uint8_t *data = (const uint8_t *)buf->base;
-    if (!c->tls_on) {
-        feed_plain(c, data, (size_t)nread);
-        goto out;
-    }
-    c->tls_bufs = 1;
-    if (dlg_tlsio_feed(&c->tls, data, (size_t)nread) != 0) {
+    if (c->st.tls_on)
+        c->tls_bufs = 1;
+    char err[256] = "";
+    int rc = dlg_stream_input(&c->st, (const uint8_t *)buf->base, (size_t)nread, c->srv->pbuf,
+                              DLG_SCRATCH, &conn_up, c, err, sizeof(err));
+    if (rc == DLG_ENOMEM) {
         dlg_conn_close(c, "out of memory");
         return;
     }
-    if (c->state == DLG_CONN_TLS) {
-        char err[256] = "";
-        int r = dlg_tlsio_handshake(&c->tls, err, sizeof(err));
-        if (r < 0) {
-            dlg_log_info(&c->srv->log, "conn %s (%s): TLS handshake refused: %s",
-                         c->client_id, c->peer, err);
-            dlg_conn_drain_now(c); /* the alert, if OpenSSL made one */
-            c->srv->counters.hs_failed[DLG_HSF_TLS]++;
-            dlg_conn_close(c, "TLS handshake failed");
-            return;
-        }
-        dlg_conn_mark_dirty(c);
-        if (r == 0)
-            return;
-        /* The transport ALPN chose; without ALPN the first bytes choose. */
-        const unsigned char *alpn = NULL;
-        unsigned alpn_len = 0;
-        SSL_get0_alpn_selected(c->tls.ssl, &alpn, &alpn_len);
-        c->codec = c->lis != NULL && c->lis->conf.admin
-                       ? &dlg_codec_http
-                       : dlg_codec_by_alpn(alpn_len ? alpn : NULL, alpn_len);
-        /* Clients with a certificate stay on OpenSSL: auth reads it at
-         * Hello. */
-        dlg_tlsio_handover(&c->tls);
-        c->state = DLG_CONN_HELLO;
-        c->tls_compact = 1;
-        c->srv->heap_churn++; /* the handshake's transient memory is free now */
-        if (c->refuse_full) {
-            dlg_conn_refuse_full(c);
-            return;
-        }
+    if (rc == DLG_ETLS && !c->st.tls.done) {
+        dlg_log_info(&c->srv->log, "conn %s (%s): TLS handshake refused: %s", c->client_id,
+                     c->peer, err);
+        dlg_conn_drain_now(c); /* the alert, if OpenSSL made one */
+        c->srv->counters.hs_failed[DLG_HSF_TLS]++;
+        dlg_conn_close(c, "TLS handshake failed");
+        return;
     }
-    for (;;) {
-        int n = dlg_tlsio_read(&c->tls, c->srv->pbuf, DLG_SCRATCH);
-        if (n == 0)
-            break;
-        if (n == DLG_ECLOSED) {
-            /* What it asked before is still answered, then our own
-             * close_notify (RFC 8446 6.1). */
-            dlg_conn_close_after_flush(c, "peer sent close_notify");
-            break;
-        }
-        if (n < 0) {
-            char why[256];
-            dlg_tlsio_error(&c->tls, why, sizeof(why));
-            dlg_conn_drain_now(c); /* the alert that says why, if one was made */
-            dlg_conn_close(c, why);
-            return;
-        }
-        if (feed_plain(c, c->srv->pbuf, (size_t)n) != 0)
-            break;
+    if (rc == DLG_ETLS) {
+        dlg_conn_drain_now(c); /* the alert that says why, if one was made */
+        dlg_conn_close(c, err);
+        return;
+    }
+    if (!c->st.tls_on)
+        goto out;
+    if (c->state == DLG_CONN_TLS) {
+        dlg_conn_mark_dirty(c); /* the handshake's next flight */
+        return;
+    }
+    if (rc == DLG_ECLOSED) {
+        /* What it asked before is still answered, then our own
+         * close_notify (RFC 8446 6.1). */
+        dlg_conn_close_after_flush(c, "peer sent close_notify");
     }
     tls_output_check(c);
 out:
@@ -149,5 +149,5 @@ out:
 }
 
 int dlg_conn_start_reading(dlg_conn *c) {
-    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    return uv_read_start((uv_stream_t *)&c->st.tcp, on_alloc, on_read);
 }

@@ -171,10 +171,10 @@ static int auth_cert(dlg_server *srv, dlg_conn *c, char *err, size_t errlen) {
      * its handshake had no client certificate (dlg_tlsio_ctx_lean keeps
      * those on OpenSSL). */
     const dlg_conn *t = dlg_conn_root(c);
-    if (t->tls.ssl == NULL)
+    if (t->st.tls.ssl == NULL)
         return 1;
-    X509 *x = SSL_get0_peer_certificate(t->tls.ssl);
-    if (x == NULL || SSL_get_verify_result(t->tls.ssl) != X509_V_OK)
+    X509 *x = SSL_get0_peer_certificate(t->st.tls.ssl);
+    if (x == NULL || SSL_get_verify_result(t->st.tls.ssl) != X509_V_OK)
         return 1;
     const dlg_config_client_cert *cc = srv->cfg ? &srv->cfg->auth.client_cert : NULL;
     char *user = NULL;
@@ -223,7 +223,7 @@ int dlg_auth_hello(dlg_server *srv, dlg_conn *c, const Dialogue__V1__Hello *h,
         c->session_deadline_ms = dlg_jwt_session_deadline(srv->jwt, &cl) * 1000;
         return 0;
     }
-    if (dlg_conn_root(c)->tls_on && c->lis != NULL && c->lis->conf.client_ca_file) {
+    if (dlg_conn_root(c)->st.tls_on && c->lis != NULL && c->lis->conf.client_ca_file) {
         int r = auth_cert(srv, c, err, errlen);
         if (r == 0)
             return 0;

@@ -24,9 +24,9 @@ static inline dlg_conn *fake_conn_new(dlg_server *s, int state, const char *pref
     snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);
     snprintf(c->peer, sizeof(c->peer), "%s:%llu", prefix, (unsigned long long)c->id);
     c->dec.max_frame = s->opts.max_frame;
-    uv_tcp_init(s->loop, &c->tcp);
+    uv_tcp_init(s->loop, &c->st.tcp);
     uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
+    c->st.tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
     c->state = state;

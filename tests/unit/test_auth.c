@@ -610,8 +610,8 @@ static int cert_hello(fixture *f, SSL *s, dlg_conn *c, dlg_listener *lis, char *
     memset(c, 0, sizeof(*c));
     c->srv = &f->srv;
     c->lis = lis;
-    c->tls_on = 1;
-    c->tls.ssl = s;
+    c->st.tls_on = 1;
+    c->st.tls.ssl = s;
     snprintf(c->client_id, sizeof(c->client_id), "c9");
     Dialogue__V1__Hello h = DIALOGUE__V1__HELLO__INIT;
     h.protocol_version = 1;
@@ -678,8 +678,8 @@ static void test_client_certificate_identity(void **state) {
     memset(&c, 0, sizeof(c));
     c.srv = &f->srv;
     c.lis = &lis;
-    c.tls_on = 1;
-    c.tls.ssl = s;
+    c.st.tls_on = 1;
+    c.st.tls.ssl = s;
     Dialogue__V1__Hello h = DIALOGUE__V1__HELLO__INIT;
     assert_int_equal(dlg_auth_hello(&f->srv, &c, &h, err, sizeof(err)), 0);
     assert_null(c.user_id);
