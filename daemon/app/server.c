@@ -306,18 +306,6 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_log_info(&s->log, "listening on %s port %d (%s)", s->listeners[i].conf.address,
                      s->listeners[i].port, s->listeners[i].ssl_ctx ? "TLS" : "plaintext");
-    /* After everything that logs how the daemon sends and listens: whoever
-     * waits for the port file then finds those lines in the log. Nothing
-     * after it can fail, so the handles below need no unwinding. */
-    if (s->opts.port_file && (rc = write_port_file(s, s->listeners[0].port)) != 0)
-        goto fail_senders;
-    uv_check_init(loop, &s->flush_check);
-    s->flush_check.data = s;
-    uv_check_start(&s->flush_check, on_check);
-    uv_idle_init(loop, &s->kick);
-    uv_timer_init(loop, &s->sweep);
-    s->sweep.data = s;
-    uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
     uv_signal_init(loop, &s->sig_int);
     uv_signal_init(loop, &s->sig_term);
     s->sig_int.data = s->sig_term.data = s;
@@ -329,6 +317,27 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
     uv_signal_init(loop, &s->sig_usr1);
     s->sig_usr1.data = s;
     uv_signal_start(&s->sig_usr1, on_signal, SIGUSR1);
+    /* After everything that logs how the daemon sends and listens: whoever
+     * waits for the port file then finds those lines in the log. After the
+     * signal handlers too: a SIGTERM sent the moment the file appears (a
+     * test's stop, a supervisor) must stop the daemon cleanly, not kill it
+     * by the default action (seen: test_client_reconnect under ASan on a
+     * busy host, exit by signal). Nothing after it can fail, so the
+     * handles below need no unwinding. */
+    if (s->opts.port_file && (rc = write_port_file(s, s->listeners[0].port)) != 0) {
+        uv_close((uv_handle_t *)&s->sig_int, NULL);
+        uv_close((uv_handle_t *)&s->sig_term, NULL);
+        uv_close((uv_handle_t *)&s->sig_hup, NULL);
+        uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+        goto fail_senders;
+    }
+    uv_check_init(loop, &s->flush_check);
+    s->flush_check.data = s;
+    uv_check_start(&s->flush_check, on_check);
+    uv_idle_init(loop, &s->kick);
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
     /* Twice per period, as sd_watchdog_enabled(3) advises. */
     uint64_t wd = dlg_notify_watchdog_usec();
     if (wd > 0) {

@@ -166,6 +166,29 @@ def test_no_ready_when_the_start_fails():
         m.close()
 
 
+def test_no_ready_when_the_port_file_cannot_be_written():
+    m = Manager()
+    # The last start step (after the signal handlers, so that a SIGTERM at
+    # the file's appearance stops the daemon cleanly) fails: the daemon
+    # names the file and exits 1, with no READY.
+    bad = os.path.join(TMP, "no-such-dir-%d" % os.getpid(), "port")
+    proc, port_file = start(m, "--port-file", bad)
+    try:
+        assert proc.wait(20) == 1
+        with open(os.path.join(os.path.dirname(port_file), "log")) as f:
+            log = f.read()
+        assert "cannot write port file %s" % bad in log, log[-2000:]
+        m.sock.settimeout(0.5)
+        try:
+            data = m.sock.recv(4096)
+            assert b"READY=1" not in data, data
+        except socket.timeout:
+            pass
+    finally:
+        stop(proc)
+        m.close()
+
+
 def test_watchdog_pings_while_asked():
     m = Manager()
     proc, _ = start(m, env_extra={"WATCHDOG_USEC": "400000"})  # 0.4 s: a ping every 0.2 s
