@@ -84,6 +84,8 @@ typedef struct dlg_conn {
     uint64_t ping_at;            /* uv_now of the next heartbeat check */
     uint64_t in_bytes;           /* total plaintext received */
     uint64_t in_at_tick;         /* in_bytes at the last heartbeat tick */
+    uint64_t presence_gen;       /* proto/presence.c's window in which it last noted a
+                                    join or leave (0 = never; windows count from 1) */
     /* Memberships (owned by rooms; this is an index). */
     struct dlg_member **members;
     size_t n_members, cap_members;

@@ -48,7 +48,7 @@ int dlg_hooks_before_join(dlg_server *s, const dlg_conn *c, const char *room, ch
     return 0;
 }
 
-void dlg_hooks_joined(dlg_server *s, const dlg_conn *c, const char *room) {
+void dlg_hooks_joined(dlg_server *s, dlg_conn *c, const char *room) {
     dlg_client_info i;
     dlg_hooks *h;
     dlg_hooks_client_info(c, &i);
@@ -56,7 +56,7 @@ void dlg_hooks_joined(dlg_server *s, const dlg_conn *c, const char *room) {
     dlg_presence_note(s->presence, room, c, 1);
 }
 
-void dlg_hooks_left(dlg_server *s, const dlg_conn *c, const char *room, const char *reason) {
+void dlg_hooks_left(dlg_server *s, dlg_conn *c, const char *room, const char *reason) {
     dlg_client_info i;
     dlg_hooks *h;
     dlg_hooks_client_info(c, &i);

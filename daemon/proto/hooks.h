@@ -15,8 +15,8 @@ void dlg_hooks_disconnected(dlg_server *s, const dlg_conn *c, const char *reason
 /* 0 = allowed; else refused with reason filled. */
 int dlg_hooks_before_join(dlg_server *s, const dlg_conn *c, const char *room, char *reason,
                           size_t len);
-void dlg_hooks_joined(dlg_server *s, const dlg_conn *c, const char *room);
-void dlg_hooks_left(dlg_server *s, const dlg_conn *c, const char *room, const char *reason);
+void dlg_hooks_joined(dlg_server *s, dlg_conn *c, const char *room);
+void dlg_hooks_left(dlg_server *s, dlg_conn *c, const char *room, const char *reason);
 /* c NULL for server triggers. On success ev->data and ev->len may have been replaced
  * by a rewrite; *owned then holds the buffer to free after delivery. */
 int dlg_hooks_before_each(dlg_server *s, const dlg_conn *c, dlg_event_info *ev,

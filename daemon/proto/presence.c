@@ -31,6 +31,9 @@ struct dlg_presence {
     pending *rooms;
     size_t n, cap;
     int armed;
+    /* The window's number: a connection stamped with it (presence_gen)
+     * noted a change in this window, so it may have one to cancel. */
+    uint64_t gen;
 };
 
 unsigned dlg_presence_bit(const char *event) {
@@ -109,6 +112,7 @@ out:
 static void on_window(uv_timer_t *t) {
     dlg_presence *p = t->data;
     p->armed = 0;
+    p->gen++; /* changes noted from here on are the next window's */
     /* Taken first: sending may end connections (a slow consumer), whose
      * leaves start the next window. */
     pending *rooms = p->rooms;
@@ -132,6 +136,7 @@ dlg_presence *dlg_presence_new(dlg_server *s) {
     if (p == NULL)
         return NULL;
     p->srv = s;
+    p->gen = 1; /* a connection that never noted a change has 0 */
     uv_timer_init(s->loop, &p->timer);
     p->timer.data = p;
     return p;
@@ -159,19 +164,23 @@ static pending *room_pending(dlg_presence *p, const char *room, int make) {
     return pd;
 }
 
-void dlg_presence_note(dlg_presence *p, const char *room, const dlg_conn *c, int joined) {
+void dlg_presence_note(dlg_presence *p, const char *room, dlg_conn *c, int joined) {
     if (p == NULL)
         return;
     pending *pd = room_pending(p, room, 1);
     if (pd == NULL)
         goto oom;
-    /* A session that came and went within the window changes nothing. */
-    for (size_t i = 0; i < pd->n; i++)
-        if (pd->v[i].conn_id == c->id && pd->v[i].joined != joined) {
-            free(pd->v[i].name);
-            pd->v[i] = pd->v[--pd->n];
-            return;
-        }
+    /* A session that came and went within the window changes nothing.
+     * Only one that noted a change in this window can have one to cancel:
+     * N first joins in one window (a reconnect storm) cost N, not N^2/2
+     * comparisons. */
+    if (c->presence_gen == p->gen)
+        for (size_t i = 0; i < pd->n; i++)
+            if (pd->v[i].conn_id == c->id && pd->v[i].joined != joined) {
+                free(pd->v[i].name);
+                pd->v[i] = pd->v[--pd->n];
+                return;
+            }
     if (pd->n == pd->cap) {
         size_t nc = pd->cap ? 2 * pd->cap : 8;
         change *nv = dlg_realloc(pd->v, nc * sizeof(*nv));
@@ -187,6 +196,7 @@ void dlg_presence_note(dlg_presence *p, const char *room, const dlg_conn *c, int
     ch->conn_id = c->id;
     ch->joined = joined;
     pd->n++;
+    c->presence_gen = p->gen;
     if (!p->armed) {
         p->armed = 1;
         uv_timer_start(&p->timer, on_window, DLG_PRESENCE_WINDOW_MS, 0);

@@ -27,8 +27,8 @@ typedef struct dlg_presence dlg_presence;
 dlg_presence *dlg_presence_new(dlg_server *s);
 
 /* c joined (joined != 0) or left room. Borrowed arguments: the name and
- * kind are copied. */
-void dlg_presence_note(dlg_presence *p, const char *room, const struct dlg_conn *c, int joined);
+ * kind are copied; c->presence_gen is stamped with the current window. */
+void dlg_presence_note(dlg_presence *p, const char *room, struct dlg_conn *c, int joined);
 
 /* room is gone: its pending changes are dropped. */
 void dlg_presence_room_gone(dlg_presence *p, const char *room);
