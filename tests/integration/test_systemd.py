@@ -145,6 +145,16 @@ def test_ready_only_once_the_port_takes_connections():
         m.close()
 
 
+def assert_no_ready(m):
+    """Nothing said READY=1 to m (within half a second)."""
+    m.sock.settimeout(0.5)
+    try:
+        data = m.sock.recv(4096)
+        assert b"READY=1" not in data, data
+    except socket.timeout:
+        pass
+
+
 def test_no_ready_when_the_start_fails():
     m = Manager()
     # The port is taken: the daemon exits 1 without ever saying READY.
@@ -154,12 +164,7 @@ def test_no_ready_when_the_start_fails():
     proc, _ = start(m, "--listen", "127.0.0.1:%d" % s.getsockname()[1])
     try:
         assert proc.wait(20) == 1
-        m.sock.settimeout(0.5)
-        try:
-            data = m.sock.recv(4096)
-            assert b"READY=1" not in data, data
-        except socket.timeout:
-            pass
+        assert_no_ready(m)
     finally:
         s.close()
         stop(proc)
@@ -178,12 +183,7 @@ def test_no_ready_when_the_port_file_cannot_be_written():
         with open(os.path.join(os.path.dirname(port_file), "log")) as f:
             log = f.read()
         assert "cannot write port file %s" % bad in log, log[-2000:]
-        m.sock.settimeout(0.5)
-        try:
-            data = m.sock.recv(4096)
-            assert b"READY=1" not in data, data
-        except socket.timeout:
-            pass
+        assert_no_ready(m)
     finally:
         stop(proc)
         m.close()

@@ -28,34 +28,7 @@
 #include "dlg_err.h"
 #include "dlg_stream.h"
 
-static EVP_PKEY *g_key;
-static X509 *g_cert;
-
-static int group_setup(void **state) {
-    (void)state;
-    g_key = EVP_EC_gen("P-256");
-    g_cert = X509_new();
-    if (g_key == NULL || g_cert == NULL)
-        return -1;
-    X509_NAME *nm = X509_get_subject_name(g_cert);
-    if (X509_set_version(g_cert, 2) != 1 ||
-        ASN1_INTEGER_set(X509_get_serialNumber(g_cert), 1) != 1 ||
-        X509_gmtime_adj(X509_getm_notBefore(g_cert), -3600) == NULL ||
-        X509_gmtime_adj(X509_getm_notAfter(g_cert), 86400) == NULL ||
-        X509_set_pubkey(g_cert, g_key) != 1 ||
-        X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost",
-                                   -1, -1, 0) != 1 ||
-        X509_set_issuer_name(g_cert, nm) != 1 || X509_sign(g_cert, g_key, EVP_sha256()) <= 0)
-        return -1;
-    return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    X509_free(g_cert);
-    EVP_PKEY_free(g_key);
-    return 0;
-}
+#include "selfsigned.h"
 
 /* What the owner of a stream saw through dlg_stream_up. */
 typedef struct owner {
@@ -435,5 +408,5 @@ int main(void) {
         cmocka_unit_test(test_off_loop_sender_spills_then_hands_to_libuv),
         cmocka_unit_test(test_write_to_a_closed_peer_names_the_error),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, selfsigned_setup, selfsigned_teardown);
 }

@@ -24,38 +24,7 @@
 #include "dlg_tls13.h"
 #include "dlg_tlsio.h"
 
-/* One server key and self-signed certificate for the whole suite: key
- * generation is the slow part of a handshake. */
-static EVP_PKEY *g_key;
-static X509 *g_cert;
-
-static int group_setup(void **state) {
-    (void)state;
-    g_key = EVP_EC_gen("P-256");
-    if (g_key == NULL)
-        return -1;
-    g_cert = X509_new();
-    if (g_cert == NULL)
-        return -1;
-    X509_NAME *nm = X509_get_subject_name(g_cert);
-    if (X509_set_version(g_cert, 2) != 1 ||
-        ASN1_INTEGER_set(X509_get_serialNumber(g_cert), 1) != 1 ||
-        X509_gmtime_adj(X509_getm_notBefore(g_cert), -3600) == NULL ||
-        X509_gmtime_adj(X509_getm_notAfter(g_cert), 86400) == NULL ||
-        X509_set_pubkey(g_cert, g_key) != 1 ||
-        X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost",
-                                   -1, -1, 0) != 1 ||
-        X509_set_issuer_name(g_cert, nm) != 1 || X509_sign(g_cert, g_key, EVP_sha256()) <= 0)
-        return -1;
-    return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    X509_free(g_cert);
-    EVP_PKEY_free(g_key);
-    return 0;
-}
+#include "selfsigned.h"
 
 /* A server session under test and its OpenSSL client. The dlg_tlsio must
  * not move after init (its BIO points at it), hence the heap. */
@@ -1522,5 +1491,5 @@ int main(void) {
         cmocka_unit_test_teardown(openssl_key_update_answered_at_once, test_teardown),
         cmocka_unit_test_teardown(openssl_key_update_then_data, test_teardown),
     };
-    return cmocka_run_group_tests_name("tlsio_lean", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("tlsio_lean", tests, selfsigned_setup, selfsigned_teardown);
 }
