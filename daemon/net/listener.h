@@ -26,6 +26,8 @@ typedef struct dlg_listener_conf {
     const char *client_ca_file;  /* ask for client certificates, verify with it */
     const char *client_crl_file; /* CRLs for them (tlsctx.h), or NULL */
     int require_client_cert;     /* refuse the handshake without one */
+    const char *ticket_key_file; /* 80 bytes encrypting TLS session tickets
+                                    (tlsctx.h); NULL = no tickets */
     /* The admin listener (config admin): HTTP/1.1 only, whatever ALPN or the
      * first bytes say; GET/HEAD of the admin paths go to srv->up.admin,
      * everything else is 404 (http.c). */

@@ -152,6 +152,45 @@ int dlg_tlsctx_load_crls(X509_STORE *st, const char *path, char *err, size_t err
     return total;
 }
 
+/* Session tickets for listener o: the key from o->ticket_key_file (exactly
+ * DLG_TLSCTX_TICKET_KEY bytes: OpenSSL's key name, HMAC and AES keys), one
+ * ticket per handshake (stateless: nothing kept per session here), valid
+ * for DLG_TLSCTX_TICKET_SECONDS. 0 or DLG_EIO / DLG_ETLS with err naming
+ * the file. */
+static int use_ticket_key(SSL_CTX *ctx, const dlg_listener_conf *o, char *err, size_t errlen) {
+    unsigned char key[DLG_TLSCTX_TICKET_KEY + 1];
+    FILE *f = fopen(o->ticket_key_file, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot open ticket_key %s: %s", o->ticket_key_file,
+                 strerror(errno));
+        return DLG_EIO;
+    }
+    size_t n = fread(key, 1, sizeof(key), f);
+    int bad = ferror(f);
+    fclose(f);
+    int rc = 0;
+    if (bad) {
+        snprintf(err, errlen, "cannot read ticket_key %s", o->ticket_key_file);
+        rc = DLG_EIO;
+    } else if (n != DLG_TLSCTX_TICKET_KEY) {
+        snprintf(err, errlen, "ticket_key %s must hold exactly %d bytes (openssl rand %d > "
+                              "FILE), not %s%zu", o->ticket_key_file, DLG_TLSCTX_TICKET_KEY,
+                 DLG_TLSCTX_TICKET_KEY, n > DLG_TLSCTX_TICKET_KEY ? "more than " : "",
+                 n > DLG_TLSCTX_TICKET_KEY ? (size_t)DLG_TLSCTX_TICKET_KEY : n);
+        rc = DLG_ETLS;
+    } else if (SSL_CTX_set_tlsext_ticket_keys(ctx, key, DLG_TLSCTX_TICKET_KEY) != 1) {
+        snprintf(err, errlen, "ticket_key %s: OpenSSL refused the key", o->ticket_key_file);
+        rc = DLG_ETLS;
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc != 0)
+        return rc;
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_timeout(ctx, DLG_TLSCTX_TICKET_SECONDS);
+    return 0;
+}
+
 /* The OpenSSL reason for a failed step, after what: into err. */
 static int ssl_fail(char *err, size_t errlen, const char *what, const char *file) {
     char why[256];
@@ -181,11 +220,9 @@ int dlg_tlsctx_new(const dlg_listener_conf *o, int own_records, SSL_CTX **out, c
         ssl_fail(err, errlen, "cannot configure ciphers", "");
         goto fail;
     }
-    /* No session resumption: every connection proves its identity afresh
-     * (a resumed session would skip the client certificate check of a
-     * revoked or re-issued certificate), and no tickets are minted per
-     * handshake. TLS 1.3 tickets and TLS 1.2 tickets and session ids are
-     * all off. */
+    /* No session resumption unless the listener has a ticket_key (below):
+     * no tickets are minted per handshake, and TLS 1.2 session ids are
+     * off in every case (no server-side session cache). */
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -238,6 +275,21 @@ int dlg_tlsctx_new(const dlg_listener_conf *o, int own_records, SSL_CTX **out, c
     if (own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
         snprintf(err, errlen, "cannot set up the record layer handover");
         goto fail;
+    }
+    /* After the handover's setup, which turns tickets off. */
+    if (o->ticket_key_file != NULL) {
+        /* A resumed session would skip the client certificate check of a
+         * revoked or re-issued certificate: with client certificates every
+         * connection proves its identity afresh. Tokens are checked at
+         * every Hello whatever TLS did. */
+        if (o->client_ca_file != NULL) {
+            snprintf(err, errlen, "ticket_key %s cannot be used with client_ca %s",
+                     o->ticket_key_file, o->client_ca_file);
+            goto fail;
+        }
+        if ((rc = use_ticket_key(ctx, o, err, errlen)) != 0)
+            goto fail;
+        rc = DLG_ETLS;
     }
     *out = ctx;
     ERR_clear_error();
