@@ -152,10 +152,33 @@ int dlg_tlsctx_load_crls(X509_STORE *st, const char *path, char *err, size_t err
     return total;
 }
 
+/* Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the session's
+ * master secret and is sent before encryption starts, so whoever got the
+ * ticket key could decrypt every recorded TLS 1.2 session that received
+ * one (no forward secrecy). A client that does not offer TLS 1.3 gets
+ * SSL_OP_NO_TICKET on its connection: no ticket, no resumption. One that
+ * offers it negotiates it (our maximum). */
+static int tickets_tls13_only(SSL *ssl, int *alert, void *arg) {
+    (void)alert, (void)arg;
+    const unsigned char *v = NULL;
+    size_t len = 0;
+    int tls13 = 0;
+    /* supported_versions (RFC 8446 4.2.1): a length byte, then 2-byte
+     * versions. */
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &v, &len) == 1 &&
+        len >= 1 && v[0] == len - 1 && (len - 1) % 2 == 0)
+        for (size_t i = 1; i + 1 < len; i += 2)
+            if (v[i] == 0x03 && v[i + 1] == 0x04)
+                tls13 = 1;
+    if (!tls13)
+        SSL_set_options(ssl, SSL_OP_NO_TICKET);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 /* Session tickets for listener o: the key from o->ticket_key_file (exactly
  * DLG_TLSCTX_TICKET_KEY bytes: OpenSSL's key name, HMAC and AES keys), one
- * ticket per handshake (stateless: nothing kept per session here), valid
- * for DLG_TLSCTX_TICKET_SECONDS. 0 or DLG_EIO / DLG_ETLS with err naming
+ * TLS 1.3 ticket per handshake (stateless: nothing kept per session here),
+ * valid for DLG_TLSCTX_TICKET_SECONDS; none for TLS 1.2. 0 or DLG_EIO / DLG_ETLS with err naming
  * the file. */
 static int use_ticket_key(SSL_CTX *ctx, const dlg_listener_conf *o, char *err, size_t errlen) {
     unsigned char key[DLG_TLSCTX_TICKET_KEY + 1];
@@ -186,6 +209,7 @@ static int use_ticket_key(SSL_CTX *ctx, const dlg_listener_conf *o, char *err, s
     if (rc != 0)
         return rc;
     SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_client_hello_cb(ctx, tickets_tls13_only, NULL);
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_timeout(ctx, DLG_TLSCTX_TICKET_SECONDS);
     return 0;

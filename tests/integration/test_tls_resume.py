@@ -8,6 +8,7 @@ certificates. Clients here are Python's ssl module."""
 import os
 import re
 import socket
+import ssl
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -112,6 +113,32 @@ def test_no_resumption_without_a_ticket_key():
         assert d.stop() == 0
 
 
+def test_no_ticket_for_tls12():
+    # A TLS 1.2 ticket holds the session's master secret and travels
+    # before encryption: with the ticket key, a recorded session could be
+    # read. TLS 1.2 clients get none (and nothing resumes).
+    d = Daemon(config=config(key_file(seed=b"random")))
+    try:
+        ctx = client_context()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        c = connect(d.port, ctx)
+        assert c.sock.version() == "TLSv1.2", c.sock.version()
+        sess = welcome_and_ping(c)
+        c.close()
+        assert sess is None or not sess.has_ticket, "a TLS 1.2 ticket"
+        c = connect(d.port, ctx, sess)
+        assert not c.sock.session_reused, "a TLS 1.2 session was resumed"
+        welcome_and_ping(c)
+        c.close()
+        # And TLS 1.3 on the same listener still gets its ticket.
+        c = connect(d.port, client_context())
+        sess = welcome_and_ping(c)
+        c.close()
+        assert sess is not None and sess.has_ticket
+    finally:
+        assert d.stop() == 0
+
+
 def metric(d, name):
     """name's value on the admin listener's /metrics."""
     m = re.search(r"admin listener on \S+ port (\d+)", d.logtext())
@@ -175,5 +202,6 @@ if __name__ == "__main__":
     run_tests([test_resumes_with_a_ticket_key_and_across_a_restart,
                test_no_resumption_without_a_ticket_key,
                test_resumptions_are_counted,
+               test_no_ticket_for_tls12,
                test_ticket_key_refused_with_client_certificates,
                test_ticket_key_of_the_wrong_size_is_refused])
