@@ -59,6 +59,14 @@ typedef struct bench_opts {
      * id in payload bytes 8..15 (bytes >= 16), and each subscriber's
      * delivery time of each event is kept (messages x subs samples). */
     int per_event;
+    /* The reconnect storm (--storm, storm.c): subs clients and one
+     * publisher at `rate`; the caller restarts the daemon once the ready
+     * file exists and writes the new daemon's pid into the pid file. */
+    int storm;
+    const char *storm_pid_file;   /* holds the current daemon's pid */
+    const char *storm_ready_file; /* made when the restart may come */
+    uint32_t storm_warm_ms;       /* publishing before the ready file */
+    uint32_t storm_tail_ms;       /* publishing after every client is back */
 } bench_opts;
 
 /* At most this many samples (messages x subscribers) in a --per-event run:
@@ -142,6 +150,38 @@ typedef struct bench_scale_result {
     int timed_out;
     char error[512];
 } bench_scale_result;
+
+/* What a reconnect storm (bench_storm_run) measured. Times in seconds. */
+typedef struct bench_storm_result {
+    uint32_t clients;
+    double setup_s;               /* making the clients (their TLS contexts) */
+    double connect_s;             /* connecting and joining them, before the storm */
+    int old_pid, new_pid;         /* the daemon before and after the restart */
+    uint64_t new_start_ns;        /* when the new one started (bench_now_ns clock) */
+    uint32_t went_down, back;     /* clients that lost their connection; that came back */
+    int all_back;
+    double back_s;                /* new daemon start -> the last client back */
+    double first_welcome_s;       /* new daemon start -> the first Welcome */
+    double storm_s;               /* ready file -> every client back */
+    double daemon_cpu_s;          /* the new daemon's CPU until then; < 0 unknown */
+    double daemon_start_cpu_s;    /* of that, what it used before the pid file named it
+                                     (written once it listens: its start) */
+    uint64_t published, acked, refused, skipped;
+    uint64_t expected_events;     /* acked, or received by any client */
+    uint64_t unacked_delivered;   /* of those, never acked (Ack lost in the restart) */
+    uint64_t delivered;           /* distinct events received, all clients */
+    uint64_t missing, clients_missing, duplicates, clients_dup;
+    uint64_t out_of_order, gaps, left, bad_ids;
+    uint64_t failed_attempts;     /* connection attempts that failed, all clients */
+    uint32_t max_reconnects;
+    uint64_t nofile;
+    int timed_out;
+    char error[512];
+} bench_storm_result;
+
+/* Runs the reconnect storm (storm.c). Returns like bench_fanout_run. */
+int bench_storm_run(const bench_opts *o, bench_storm_result *r);
+void bench_report_storm(const bench_opts *o, const bench_storm_result *r, int json);
 
 /* Points every o->servers[i].conn at o->conn's settings with that
  * server's host and port. Call once the options are final and o is at its

@@ -57,6 +57,17 @@ static void usage(FILE *f) {
         "  --per-event          also time each measured event to its last and its median\n"
         "                       subscriber, and report p50/p99/max of both over the events\n"
         "                       (needs -B 16 or more: the event id follows the send time)\n"
+        "  --storm              reconnect storm: S clients (library defaults: reconnect,\n"
+        "                       recovery) and one publisher at -R events/s in --room (which\n"
+        "                       must keep history); once events flow the bench makes\n"
+        "                       --ready-file, the caller restarts the daemon and writes the\n"
+        "                       new pid into --daemon-pid-file; reports the time until every\n"
+        "                       client is back and recovered, and every missing or\n"
+        "                       duplicate event per client\n"
+        "  --daemon-pid-file F  (--storm) file holding the current daemon's pid\n"
+        "  --ready-file F       (--storm) made when the restart may come\n"
+        "  --storm-warm-ms N    (--storm) publishing before the ready file [2000]\n"
+        "  --storm-tail-ms N    (--storm) publishing after every client is back [2000]\n"
         "  --daemon-pid PID     also report the daemon's CPU time (and RSS with --connections);\n"
         "                       repeatable, one per node (up to 16): per pid and summed\n"
         "  --json               print one JSON object instead of text\n"
@@ -220,7 +231,8 @@ static int add_pids(bench_opts *o, const char *v) {
 int main(int argc, char **argv) {
     enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_GRPC, O_ROOM,
            O_EVENT, O_WARMUP, O_WINDOW, O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT,
-           O_DRAIN, O_PID, O_PER_EVENT, O_JSON, O_HELP, O_VERSION };
+           O_DRAIN, O_PID, O_PER_EVENT, O_JSON, O_HELP, O_VERSION, O_STORM, O_PIDFILE,
+           O_READY, O_SWARM, O_STAIL };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
         {"pub-server", required_argument, 0, O_PUB_SERVER},
@@ -248,6 +260,11 @@ int main(int argc, char **argv) {
         {"drain-ms", required_argument, 0, O_DRAIN},
         {"daemon-pid", required_argument, 0, O_PID},
         {"per-event", no_argument, 0, O_PER_EVENT},
+        {"storm", no_argument, 0, O_STORM},
+        {"daemon-pid-file", required_argument, 0, O_PIDFILE},
+        {"ready-file", required_argument, 0, O_READY},
+        {"storm-warm-ms", required_argument, 0, O_SWARM},
+        {"storm-tail-ms", required_argument, 0, O_STAIL},
         {"json", no_argument, 0, O_JSON},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},
@@ -271,6 +288,8 @@ int main(int argc, char **argv) {
     o.conn_threads = 2;
     o.time_limit = 60;
     o.drain_ms = 2000;
+    o.storm_warm_ms = 2000;
+    o.storm_tail_ms = 2000;
     const char *server = getenv("DIALOGUE_SERVER");
     o.conn.ca = getenv("DIALOGUE_CA");
     o.conn.token = getenv("DIALOGUE_TOKEN");
@@ -319,6 +338,11 @@ int main(int argc, char **argv) {
         case O_DRAIN: bad = parse_u32("--drain-ms", optarg, 1, 3600000, &o.drain_ms); break;
         case O_PID: bad = add_pids(&o, optarg); break;
         case O_PER_EVENT: o.per_event = 1; break;
+        case O_STORM: o.storm = 1; break;
+        case O_PIDFILE: o.storm_pid_file = optarg; break;
+        case O_READY: o.storm_ready_file = optarg; break;
+        case O_SWARM: bad = parse_u32("--storm-warm-ms", optarg, 0, 3600000, &o.storm_warm_ms); break;
+        case O_STAIL: bad = parse_u32("--storm-tail-ms", optarg, 0, 3600000, &o.storm_tail_ms); break;
         case O_JSON: json = 1; break;
         case O_VERSION: printf("dialogue-bench %s\n", DLG_VERSION); return EXIT_COMPLETE;
         case O_HELP: usage(stdout); return EXIT_COMPLETE;
@@ -391,6 +415,30 @@ int main(int argc, char **argv) {
     /* A subscriber that went away must not kill the bench through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
 
+    if (o.storm) {
+        if (o.conn.plaintext || o.connections > 0 || o.rate <= 0 || o.bytes < 16) {
+            fprintf(stderr, "dialogue-bench: --storm needs TLS (libdialogue-client), -R above "
+                            "0, -B 16 or more, and no --connections\n");
+            return EXIT_USAGE;
+        }
+        bench_storm_result *sr = malloc(sizeof(*sr));
+        if (sr == NULL) {
+            fprintf(stderr, "dialogue-bench: out of memory\n");
+            return EXIT_SETUP;
+        }
+        int rc = bench_storm_run(&o, sr);
+        if (rc != 0) {
+            fprintf(stderr, "dialogue-bench: %s\n", sr->error);
+            free(sr);
+            return EXIT_SETUP;
+        }
+        bench_report_storm(&o, sr, json);
+        int complete = sr->all_back && !sr->timed_out && sr->missing == 0 &&
+                       sr->duplicates == 0 && sr->out_of_order == 0 && sr->gaps == 0 &&
+                       sr->left == 0 && sr->bad_ids == 0;
+        free(sr);
+        return complete ? EXIT_COMPLETE : EXIT_INCOMPLETE;
+    }
     if (o.connections > 0) {
         bench_scale_result r;
         int rc = bench_scale_run(&o, &r);

@@ -4,13 +4,18 @@
 # 2 threads, 1 event/s, 20 events, each timed to its last subscriber) with
 # dialogue-bench against dialogued instances it starts itself on 127.0.0.1
 # (dev certificates in a temp folder, a fresh daemon per run), takes the
-# median of N runs, and prints markdown tables.
+# median of N runs, and prints markdown tables. Issue 23 item 3: R, the
+# reconnect storm (10,000 TLS clients with a token in a room kept in
+# SQLite, 10 events/s, the daemon restarted under them), and H, the daemon
+# CPU of a TLS connect + Hello with a token (ES256); RB and HB are the same
+# without a ticket_key and with auth.jwt.cache_size 0 (as before issue 23).
 #
-#   bench/run.sh [--runs N] [--only W1,W2,W3,W3-2T,L1,C10K,D] [--no-plaintext]
+#   bench/run.sh [--runs N] [--only W1,W2,W3,W3-2T,L1,C10K,D,R,RB,H,HB]
+#                [--no-plaintext]
 #                [--keep DIR] [--quick] [--extra 'BENCH FLAGS'] [--quiet-wait SEC]
 #
-# --quick = 1 run each, and 1,000 connections in the scale run and in D
-# instead of 10,000 (a few minutes instead of many). --keep DIR leaves
+# --quick = 1 run each, and 1,000 connections in the scale run, D, R and
+# H instead of 10,000 (a few minutes instead of many). --keep DIR leaves
 # every run's JSON and daemon log in DIR.
 # --extra adds flags to every dialogue-bench run (e.g. '--sub-threads 2');
 # the environment variable DLG_DAEMON_FLAGS adds flags to every dialogued
@@ -29,7 +34,7 @@ BENCH=$BUILD/bin/dialogue-bench
 PY=/usr/bin/python3
 
 runs=3
-only=W1,W2,W3,W3-2T,L1,C10K,D
+only=W1,W2,W3,W3-2T,L1,C10K,D,R,RB,H,HB
 plaintext=1
 keep=
 extra=
@@ -44,7 +49,7 @@ while [ $# -gt 0 ]; do
     --quick) runs=1; conns=1000; shift ;;
     --extra) extra=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -201,6 +206,144 @@ if want C10K; then
     done
 fi
 
+# R and H (issue 23 item 3) authenticate with a token: an ES256 key made
+# here, its token minted with Python's cryptography (python3-cryptography,
+# in ./dev), valid for 6 hours. One identity for every client, so the
+# room-operations budget per identity is off in their configuration (each
+# rejoin is a room operation).
+make_token() {
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/jwt.key" 2>/dev/null
+    openssl pkey -in "$tmp/jwt.key" -pubout -out "$tmp/jwt.pub" 2>/dev/null
+    "$PY" - "$tmp/jwt.key" > "$tmp/jwt.token" <<'PYEOF'
+import base64, json, sys, time
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+now = int(time.time())
+head = b64(json.dumps({"alg": "ES256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "dashboard", "iss": "bench", "aud": "dialogue",
+                       "iat": now, "exp": now + 6 * 3600}).encode())
+r, s = utils.decode_dss_signature(key.sign(head + b"." + body, ec.ECDSA(hashes.SHA256())))
+sig = b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+sys.stdout.write((head + b"." + body + b"." + sig).decode())
+PYEOF
+}
+write_token_config() { # file address sqlite(0|1) improved(0|1)
+    {
+        echo "log_level: warn"
+        echo "listen:"
+        echo "  - address: $2"
+        echo "    cert: $tmp/certs/server.crt"
+        echo "    key: $tmp/certs/server.key"
+        if [ "$4" = 1 ]; then
+            echo "    ticket_key: $tmp/ticket.key"
+        fi
+        echo "limits:"
+        echo "  max_connections: $((conns + 100))"
+        echo "  heartbeat_ms: 3600000"
+        echo "  room_ops_per_second: 0"
+        echo "auth:"
+        echo "  anonymous: false"
+        echo "  jwt:"
+        echo "    issuer: bench"
+        echo "    audience: dialogue"
+        if [ "$4" = 0 ]; then
+            echo "    cache_size: 0"
+        fi
+        echo "    keys: [{alg: ES256, public_key_file: $tmp/jwt.pub}]"
+        if [ "$3" = 1 ]; then
+            echo "store: sqlite"
+            echo "store_path: $tmp/storm.db"
+        fi
+        echo "rooms:"
+        echo "  - id: storm"
+        echo "    events: [\"*\"]"
+        echo "    default_subscriptions: [\"*\"]"
+        echo "    join: [\"*\"]"
+        echo "    trigger: [\"*\"]"
+        echo "    history: [{event: \"*\", limit: 100000}]"
+    } > "$1"
+}
+if want R || want RB || want H || want HB; then
+    make_token
+    openssl rand 80 > "$tmp/ticket.key"
+fi
+# H: $conns connections, each a full TLS handshake and a Hello with the
+# token; the daemon's CPU while they connect, divided by the connections.
+# H with a ticket_key and the token cache (every client has the same token),
+# HB without either.
+hello_cost() { # name improved(0|1)
+    local name=$1
+    want "$name" || return 0
+    write_token_config "$tmp/h.yaml" 127.0.0.1:0 0 "$2"
+    for n in $(seq "$runs"); do
+        echo "run.sh: $name tls run $n/$runs ($conns connections with a token)" >&2
+        json="$out/$name-tls-$n.json"
+        wait_quiet
+        start_daemon h "$out/$name-tls-$n.dialogued.log"
+        rc=0
+        # shellcheck disable=SC2086 # --extra is a list of flags
+        timeout -k 5 90 "$BENCH" --server "127.0.0.1:$DPORT" --ca "$tmp/certs/ca.crt" \
+            --token "$(cat "$tmp/jwt.token")" --daemon-pid "$DPID" --json --time-limit 60 \
+            --connections "$conns" $extra >"$json" 2>"$out/$name-tls-$n.err" || rc=$?
+        stop_daemon
+        if [ "$rc" -ne 0 ]; then
+            echo "run.sh: $name run $n exit $rc:" >&2
+            cat "$out/$name-tls-$n.err" >&2
+        fi
+    done
+}
+hello_cost H 1
+hello_cost HB 0
+# R: the storm. The bench connects $conns clients and a publisher (10
+# events/s) and makes the ready file once events flow; then the daemon gets
+# SIGTERM and a new one starts on the same port and store. The bench
+# follows the pid file and reports when every client is back and
+# recovered, and every missing or duplicate event per client. R with a
+# ticket_key (clients resume) and the token cache, RB without either.
+storm() { # name improved(0|1)
+    local name=$1
+    want "$name" || return 0
+    for n in $(seq "$runs"); do
+        echo "run.sh: $name tls run $n/$runs ($conns clients, a restart)" >&2
+        json="$out/$name-tls-$n.json"
+        log="$out/$name-tls-$n.dialogued.log"
+        rm -f "$tmp/storm.db" "$tmp/storm.db-wal" "$tmp/storm.db-shm" "$tmp/ready"
+        write_token_config "$tmp/r.yaml" 127.0.0.1:0 1 "$2"
+        wait_quiet
+        start_daemon r "$log"
+        echo "$DPID" > "$tmp/pid.new" && mv "$tmp/pid.new" "$tmp/pid"
+        # The restart listens on the same port.
+        write_token_config "$tmp/r.yaml" "127.0.0.1:$DPORT" 1 "$2"
+        # shellcheck disable=SC2086 # --extra is a list of flags
+        timeout -k 5 240 "$BENCH" --server "127.0.0.1:$DPORT" --ca "$tmp/certs/ca.crt" \
+            --token "$(cat "$tmp/jwt.token")" --room storm --storm -S "$conns" -R 10 -B 64 \
+            --sub-threads 2 --daemon-pid-file "$tmp/pid" --ready-file "$tmp/ready" \
+            --json --time-limit 200 $extra >"$json" 2>"$out/$name-tls-$n.err" &
+        BPID=$!
+        for _ in $(seq 2000); do
+            [ -e "$tmp/ready" ] && break
+            kill -0 "$BPID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if [ -e "$tmp/ready" ]; then
+            stop_daemon
+            start_daemon r "$log.2"
+            echo "$DPID" > "$tmp/pid.new" && mv "$tmp/pid.new" "$tmp/pid"
+        fi
+        rc=0
+        wait "$BPID" || rc=$?
+        stop_daemon
+        if [ "$rc" -ne 0 ]; then
+            echo "run.sh: $name run $n exit $rc:" >&2
+            cat "$out/$name-tls-$n.err" >&2
+        fi
+    done
+}
+storm R 1
+storm RB 0
+
 # The table: the median of the runs, metric by metric.
 "$PY" - "$out" "$runs" <<'EOF'
 import glob, json, os, statistics, sys
@@ -293,4 +436,49 @@ if rs:
               last("p50"), last("p99"), min(p99s), max(p99s), last("max"), mid("p50"),
               mid("p99"), med([r["daemon_cpu_us_per_delivery"] or 0 for r in rs]),
               other(rs, "elapsed_s"), "yes" if ok else "**no**"))
+hs = [(n, load(n, "tls")) for n in ("H", "HB")]
+if any(rs for _, rs in hs):
+    print()
+    print("| connect + Hello | runs | connected | connect time | daemon CPU per connect + Hello "
+          "| other CPU | target | met |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for hname, rs in hs:
+    if not rs:
+        continue
+    dcpu = med([(r["daemon_cpu_s"] or 0) * 1e6 / max(r["connected"], 1) for r in rs])
+    ok = all(r["connected"] == r["connections"] for r in rs) and dcpu <= 150
+    print("| %s: %d TLS connects, ES256 token%s | %d | %s / %d | %.2f s | %.0f us | %s "
+          "| <= 150 us | %s |" % (
+        hname, rs[0]["connections"],
+        " (cache_size 0)" if hname == "HB" else " (the same token: cache hits)",
+        len(rs), min(r["connected"] for r in rs), rs[0]["connections"],
+        med([r["connect_s"] for r in rs]), dcpu, other(rs, "connect_s"),
+        "yes" if ok else "**no**"))
+ss = [(n, [r for r in load(n, "tls") if r.get("mode") == "storm"]) for n in ("R", "RB")]
+if any(rs for _, rs in ss):
+    print()
+    print("| reconnect storm | runs | back / clients | new daemon start -> all back | range "
+          "| first Welcome | daemon CPU: start, then storm | storm per client | missing | duplicates "
+          "| events per client | target | met |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for sname, rs in ss:
+    if not rs:
+        continue
+    backs = [r["back_s"] for r in rs if r["all_back"]]
+    clean = all(r["all_back"] and r["missing"] == 0 and r["duplicates"] == 0 and
+                r["out_of_order"] == 0 and r["gaps"] == 0 and r["left"] == 0 for r in rs)
+    ok = clean and med(backs) <= 5
+    print("| %s: %d TLS clients, ES256 token, SQLite store, %g events/s%s | %d | %d / %d | %.2f s "
+          "| %.2f-%.2f s | %.2f s | %.2f s, %.2f s | %.0f us | %d | %d | %d | all back, recovered, "
+          "nothing missing or twice, within 5 s | %s |" % (
+              sname, rs[0]["clients"], rs[0]["rate"],
+              ", no ticket_key, cache_size 0" if sname == "RB" else ", ticket_key",
+              len(rs), min(r["back"] for r in rs), rs[0]["clients"],
+              med(backs), min(backs or [0]), max(backs or [0]),
+              med([r["first_welcome_s"] for r in rs]),
+              med([r["daemon_start_cpu_s"] or 0 for r in rs]),
+              med([(r["daemon_cpu_s"] or 0) - (r["daemon_start_cpu_s"] or 0) for r in rs]),
+              med([r["daemon_cpu_us_per_client"] or 0 for r in rs]),
+              sum(r["missing"] for r in rs), sum(r["duplicates"] for r in rs),
+              min(r["expected_events"] for r in rs), "yes" if ok else "**no**"))
 EOF

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "bus.h"
 #include "conn.h"
 #include "dlg_alloc.h"
@@ -147,6 +149,9 @@ static void handshakes(text *t, const dlg_counters *k) {
     for (int i = 0; i < DLG_HSF_N; i++)
         put(t, "dialogue_handshake_failures_total{reason=\"%s\"} %" PRIu64 "\n", hsf_names[i],
             k->hs_failed[i]);
+    counter(t, "dialogue_token_cache_hits_total",
+            "Hellos whose token had been verified before (auth.jwt.cache_size): no signature "
+            "check.", k->token_cache_hits);
     family(t, "dialogue_auth_refusals_total", "counter", "Hellos refused, by reason.");
     for (int i = 0; i < DLG_AUTHF_N; i++)
         put(t, "dialogue_auth_refusals_total{reason=\"%s\"} %" PRIu64 "\n", authf_names[i],
@@ -291,6 +296,15 @@ static int metrics(dlg_server *srv, text *t) {
     put(t, "dialogue_build_info{version=\"%s\"} 1\n", DLG_VERSION);
     connections(t, srv);
     handshakes(t, &srv->counters);
+    /* OpenSSL counts the sessions each listener context resumed; a reload
+     * adds the replaced context's count to the server's. */
+    uint64_t resumed = srv->counters.tls_resumed;
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        if (srv->listeners[i].ssl_ctx != NULL)
+            resumed += (uint64_t)SSL_CTX_sess_hits(srv->listeners[i].ssl_ctx);
+    counter(t, "dialogue_tls_resumed_total",
+            "TLS handshakes that resumed a session from a ticket (listen[].ticket_key).",
+            resumed);
     rooms(t, srv);
     traffic(t, &srv->counters);
     history(t, srv);

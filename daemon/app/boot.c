@@ -275,6 +275,7 @@ void dlg_boot_listeners(dlg_server_opts *o, const dlg_config *cfg) {
             .address = l->address, .plaintext = !l->tls, .cert_file = l->cert,
             .key_file = l->key, .client_ca_file = l->client_ca,
             .client_crl_file = l->client_crl, .require_client_cert = l->require_client_cert,
+            .ticket_key_file = l->ticket_key,
         };
     }
 }

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "dlg_alloc.h"
 #include "dlg_err.h"
+#include "jwtcache.h"
 #include "metrics.h"
 #include "notify.h"
 #include "room.h"
@@ -191,6 +192,8 @@ static void on_reload(dlg_server *srv, void *ud) {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         dlg_listener *l = &srv->listeners[i];
         if (ssl[i]) {
+            if (l->ssl_ctx != NULL)
+                srv->counters.tls_resumed += (uint64_t)SSL_CTX_sess_hits(l->ssl_ctx);
             SSL_CTX_free(l->ssl_ctx); /* each connection holds its own reference */
             l->ssl_ctx = ssl[i];
         }
@@ -198,6 +201,8 @@ static void on_reload(dlg_server *srv, void *ud) {
     }
     dlg_jwt_verifier_free(srv->jwt);
     srv->jwt = jwt;
+    /* Tokens verified with the old keys and claims are checked afresh. */
+    dlg_jwt_cache_clear(srv->jwt_cache);
     dlg_schema_free(srv->schema);
     srv->schema = schema;
     dlg_web_free(srv->web); /* responses being sent hold their own references */

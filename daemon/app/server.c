@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "jwt.h"
+#include "jwtcache.h"
 #include "logout.h"
 #include "notify.h"
 #include "history.h"
@@ -449,6 +450,8 @@ void dlg_server_free(dlg_server *s) {
     s->presence = NULL;
     dlg_jwt_verifier_free(s->jwt);
     s->jwt = NULL;
+    dlg_jwt_cache_free(s->jwt_cache);
+    s->jwt_cache = NULL;
     for (size_t i = 0; i < s->n_listeners; i++)
         dlg_listener_free(&s->listeners[i]);
     s->n_listeners = 0;

@@ -153,6 +153,8 @@ typedef struct dlg_counters {
     uint64_t handshakes[DLG_TR_N]; /* Welcomes sent, by transport */
     uint64_t hs_failed[DLG_HSF_N]; /* connections that ended before Welcome, by reason */
     uint64_t auth_refused[DLG_AUTHF_N];
+    uint64_t token_cache_hits;   /* Hellos whose token was found verified (jwtcache.h) */
+    uint64_t tls_resumed;        /* sessions resumed by listener contexts since replaced */
     uint64_t bytes_in;           /* plaintext read from clients (after TLS) */
     uint64_t bytes_out;          /* plaintext written to clients (before TLS) */
     uint64_t conflated;          /* "latest" frames replaced in a queue by a newer one */
@@ -242,6 +244,9 @@ typedef struct dlg_server {
     const struct dlg_config *cfg; /* borrowed; NULL when run from flags only */
     struct dlg_metrics *metrics;  /* borrowed; stopped by dlg_server_stop */
     struct dlg_jwt_verifier *jwt; /* owned; NULL = token auth off */
+    /* Tokens verified by jwt (proto/jwtcache.h), cleared whenever jwt is
+     * replaced; owned; NULL = none (auth.jwt.cache_size 0). */
+    struct dlg_jwt_cache *jwt_cache;
     struct dlg_history *history;  /* owned; NULL = no history kept */
     struct dlg_bus *bus;          /* owned; NULL = a single node (bus.h) */
     struct dlg_uring *uring;      /* owned; NULL = sends are write() calls (opts.io_uring

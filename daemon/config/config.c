@@ -54,6 +54,7 @@ static int fill_defaults(dlg_config *c) {
         return DLG_ENOMEM;
     dlg__cfg_limits_default(&c->limits);
     c->auth.jwt.leeway_seconds = 30;
+    c->auth.jwt.cache_size = 4096;
     c->auth.jwt.roles_claim = dlg_strdup("role");
     if (!c->auth.jwt.roles_claim)
         return DLG_ENOMEM;

@@ -76,6 +76,9 @@ typedef struct dlg_config_listener {
                                    them) checked for the client certificate and
                                    every CA above it; needs client_ca */
     bool require_client_cert;   /* [false]; true needs client_ca */
+    char *ticket_key;           /* NULL = no session tickets: 80 bytes that encrypt
+                                   TLS 1.3 session tickets (resumption across
+                                   restarts); not with client_ca */
     unsigned line;
 } dlg_config_listener;
 
@@ -119,6 +122,7 @@ typedef struct dlg_config_jwt {
                                    set (an explicit opt-out) */
     uint32_t leeway_seconds;    /* [30] clock skew allowed on exp/nbf/iat */
     char *roles_claim;          /* ["role"] claim holding a string or array */
+    uint32_t cache_size;        /* [4096] verified tokens kept (0 = none); start only */
     dlg_config_jwt_key *keys;   /* [none] = token authentication off */
     size_t n_keys;
 } dlg_config_jwt;

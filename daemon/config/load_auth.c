@@ -71,7 +71,7 @@ static int load_jwt_key(dlg_yaml *y, const dlg_ynode *m, const char *path, dlg_c
 static int load_jwt(dlg_yaml *y, const dlg_ynode *m) {
     static const char *const keys[] = {
         "issuer", "audience", "issuer_audience_optional", "leeway_seconds", "roles_claim",
-        "keys",   NULL};
+        "cache_size", "keys", NULL};
     size_t mark = y->n_errors;
     dlg_config_jwt *j = &dlg__cfg(y)->auth.jwt;
     dlg_ynode *v;
@@ -88,6 +88,8 @@ static int load_jwt(dlg_yaml *y, const dlg_ynode *m) {
                                    &j->issuer_audience_optional));
     if ((v = dlg__yaml_get(y, m, "leeway_seconds")))
         DLG_CFG_TRY(dlg__yaml_u32(y, v, "auth.jwt.leeway_seconds", 0, 86400, &j->leeway_seconds));
+    if ((v = dlg__yaml_get(y, m, "cache_size")))
+        DLG_CFG_TRY(dlg__yaml_u32(y, v, "auth.jwt.cache_size", 0, 1000000, &j->cache_size));
     if ((v = dlg__yaml_get(y, m, "roles_claim"))) {
         DLG_CFG_TRY(
             rc = dlg__yaml_text(y, v, "auth.jwt.roles_claim", DLG_CFG_NAME_MAX, &j->roles_claim));

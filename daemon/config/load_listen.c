@@ -18,6 +18,7 @@ void dlg__cfg_listeners_free(dlg_config_listener *l, size_t n) {
         free(l[i].key);
         free(l[i].client_ca);
         free(l[i].client_crl);
+        free(l[i].ticket_key);
     }
     free(l);
 }
@@ -91,7 +92,8 @@ int dlg__cfg_hostport(dlg_yaml *y, const dlg_ynode *n, const char *path, const c
 static int load_listener(dlg_yaml *y, const dlg_ynode *m, const char *path,
                          dlg_config_listener *l) {
     static const char *const keys[] = {
-        "address", "tls", "cert", "key", "client_ca", "client_crl", "require_client_cert", NULL};
+        "address", "tls", "cert", "key", "client_ca", "client_crl", "require_client_cert",
+        "ticket_key", NULL};
     size_t mark = y->n_errors;
     char p[DLG_YAML_KEYPATH];
     dlg_ynode *v;
@@ -114,6 +116,7 @@ static int load_listener(dlg_yaml *y, const dlg_ynode *m, const char *path,
         {"key", offsetof(dlg_config_listener, key)},
         {"client_ca", offsetof(dlg_config_listener, client_ca)},
         {"client_crl", offsetof(dlg_config_listener, client_crl)},
+        {"ticket_key", offsetof(dlg_config_listener, ticket_key)},
     };
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         if ((v = dlg__yaml_get(y, m, paths[i].key))) {
@@ -142,6 +145,14 @@ static int load_listener(dlg_yaml *y, const dlg_ynode *m, const char *path,
         return dlg__yaml_fail(y, m, path, "require_client_cert is true but client_ca is missing");
     if (l->client_crl && !l->client_ca)
         return dlg__yaml_fail(y, m, path, "client_crl is set but client_ca is missing");
+    if (l->ticket_key && !l->tls)
+        return dlg__yaml_fail(y, m, path, "ticket_key needs tls: true");
+    /* A resumed session skips the certificate check, and with it a CRL
+     * or CA that changed since the first handshake. */
+    if (l->ticket_key && l->client_ca)
+        return dlg__yaml_fail(y, m, path,
+                              "ticket_key cannot be used with client_ca (a resumed session "
+                              "would skip the client certificate check)");
     return 0;
 }
 

@@ -18,6 +18,15 @@
 /* Connections taken per readable event: others wait for the next turn,
  * so a flood of connects cannot hold the loop. */
 #define DLG_ACCEPT_BATCH 64
+/* Pending connections the kernel keeps for us (capped by
+ * net.core.somaxconn): a reconnect storm waits there while the pre-auth
+ * budget is full. */
+#define DLG_LISTEN_BACKLOG 4096
+/* The pre-auth budget makes room by closing its oldest connection only
+ * when that one has waited this long (or half the handshake timeout, if
+ * less): a slow or silent client still gives way to newcomers, but a
+ * handshake in progress is not closed for one that came after it. */
+#define DLG_PRE_AUTH_KEEP_MS 1000
 
 static int parse_addr(const char *spec, struct sockaddr_storage *ss) {
     char host[128];
@@ -81,6 +90,45 @@ static void shed(dlg_listener *l, int err) {
     s->reserve_open = s->reserve_fd >= 0;
 }
 
+/* Whether the connections before Welcome fill their budget and the oldest
+ * of them is too young to be closed for a newcomer (conn.c would close it
+ * to make room): then the newcomer had better wait in the backlog. In a
+ * reconnect storm every closed handshake is CPU spent for nothing, and its
+ * client comes back later, after a backoff. */
+static int pre_auth_full_of_young(const dlg_server *s) {
+    uint32_t budget = s->opts.pre_auth_max_connections;
+    if (budget > s->opts.max_connections)
+        budget = s->opts.max_connections;
+    if (s->n_pre_auth < budget || s->pre_head == NULL)
+        return 0;
+    uint64_t keep = s->opts.handshake_timeout_ms / 2;
+    if (keep > DLG_PRE_AUTH_KEEP_MS)
+        keep = DLG_PRE_AUTH_KEEP_MS;
+    return uv_now(s->loop) - s->pre_head->born_ms < keep;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void on_resume(uv_timer_t *t) {
+    dlg_listener *l = t->data;
+    if (!l->paused || pre_auth_full_of_young(l->srv))
+        return;
+    l->paused = 0;
+    uv_timer_stop(&l->resume);
+    if (l->polling && uv_poll_start(&l->poll, UV_READABLE, on_readable) != 0)
+        l->srv->accept_errors++; /* logged once a second by the sweep */
+}
+
+/* Stops accepting until on_resume finds room (the poll is level-triggered:
+ * left on, it would report the backlog at every turn). */
+static void pause_accepting(dlg_listener *l) {
+    if (l->paused || !l->resume_ok)
+        return;
+    l->paused = 1;
+    uv_poll_stop(&l->poll);
+    uv_timer_start(&l->resume, on_resume, 1, 1);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events) {
     dlg_listener *l = h->data;
     dlg_server *s = l->srv;
@@ -88,6 +136,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (status < 0)
         return;
     for (int i = 0; i < DLG_ACCEPT_BATCH; i++) {
+        if (pre_auth_full_of_young(s)) {
+            pause_accepting(l);
+            return;
+        }
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -123,7 +175,7 @@ int dlg_listener_start(dlg_listener *l, char *err, size_t errlen) {
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         (ss.ss_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
-        bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+        bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, DLG_LISTEN_BACKLOG) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", l->conf.address, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -134,6 +186,9 @@ int dlg_listener_start(dlg_listener *l, char *err, size_t errlen) {
     getsockname(fd, (struct sockaddr *)&bound, &bl);
     l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    l->paused = 0;
+    l->resume_ok = uv_timer_init(l->srv->loop, &l->resume) == 0;
+    l->resume.data = l;
     int r = uv_poll_init_socket(l->srv->loop, &l->poll, fd);
     if (r == 0) {
         l->polling = 1;
@@ -150,6 +205,11 @@ int dlg_listener_start(dlg_listener *l, char *err, size_t errlen) {
 }
 
 void dlg_listener_stop(dlg_listener *l) {
+    if (l->resume_ok) {
+        uv_close((uv_handle_t *)&l->resume, NULL);
+        l->resume_ok = 0;
+        l->paused = 0;
+    }
     if (l->polling) {
         uv_poll_stop(&l->poll);
         uv_close((uv_handle_t *)&l->poll, NULL);

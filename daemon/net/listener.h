@@ -4,7 +4,12 @@
  * handle rather than libuv's, because libuv sheds connections silently when
  * the process runs out of file descriptors: here an EMFILE/ENFILE episode
  * is logged when it starts and when it ends, and the pending connections
- * are shed through a reserve descriptor so the loop never spins. */
+ * are shed through a reserve descriptor so the loop never spins. While the
+ * connections that have not said Hello fill their budget
+ * (limits.pre_auth_max_connections) and the oldest of them is young, the
+ * listener stops accepting and newcomers wait in the kernel's backlog:
+ * a burst of reconnects is served in turn instead of each newcomer closing
+ * a handshake about to finish. */
 #ifndef DLG_LISTENER_H
 #define DLG_LISTENER_H
 
@@ -26,6 +31,8 @@ typedef struct dlg_listener_conf {
     const char *client_ca_file;  /* ask for client certificates, verify with it */
     const char *client_crl_file; /* CRLs for them (tlsctx.h), or NULL */
     int require_client_cert;     /* refuse the handshake without one */
+    const char *ticket_key_file; /* 80 bytes encrypting TLS session tickets
+                                    (tlsctx.h); NULL = no tickets */
     /* The admin listener (config admin): HTTP/1.1 only, whatever ALPN or the
      * first bytes say; GET/HEAD of the admin paths go to srv->up.admin,
      * everything else is 404 (http.c). */
@@ -42,6 +49,11 @@ typedef struct dlg_listener {
     int port;                    /* the bound port */
     uv_poll_t poll;
     int polling;                 /* poll initialised (must be closed) */
+    /* Accepting paused while the pre-auth budget is full of young
+     * handshakes (listener.c): the timer looks again every millisecond. */
+    uv_timer_t resume;
+    int resume_ok;               /* timer initialised (must be closed) */
+    int paused;
     SSL_CTX *ssl_ctx;            /* owned; NULL = plaintext */
 } dlg_listener;
 

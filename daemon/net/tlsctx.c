@@ -152,6 +152,69 @@ int dlg_tlsctx_load_crls(X509_STORE *st, const char *path, char *err, size_t err
     return total;
 }
 
+/* Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the session's
+ * master secret and is sent before encryption starts, so whoever got the
+ * ticket key could decrypt every recorded TLS 1.2 session that received
+ * one (no forward secrecy). A client that does not offer TLS 1.3 gets
+ * SSL_OP_NO_TICKET on its connection: no ticket, no resumption. One that
+ * offers it negotiates it (our maximum). */
+static int tickets_tls13_only(SSL *ssl, int *alert, void *arg) {
+    (void)alert, (void)arg;
+    const unsigned char *v = NULL;
+    size_t len = 0;
+    int tls13 = 0;
+    /* supported_versions (RFC 8446 4.2.1): a length byte, then 2-byte
+     * versions. */
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &v, &len) == 1 &&
+        len >= 1 && v[0] == len - 1 && (len - 1) % 2 == 0)
+        for (size_t i = 1; i + 1 < len; i += 2)
+            if (v[i] == 0x03 && v[i + 1] == 0x04)
+                tls13 = 1;
+    if (!tls13)
+        SSL_set_options(ssl, SSL_OP_NO_TICKET);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Session tickets for listener o: the key from o->ticket_key_file (exactly
+ * DLG_TLSCTX_TICKET_KEY bytes: OpenSSL's key name, HMAC and AES keys), one
+ * TLS 1.3 ticket per handshake (stateless: nothing kept per session here),
+ * valid for DLG_TLSCTX_TICKET_SECONDS; none for TLS 1.2. 0 or DLG_EIO / DLG_ETLS with err naming
+ * the file. */
+static int use_ticket_key(SSL_CTX *ctx, const dlg_listener_conf *o, char *err, size_t errlen) {
+    unsigned char key[DLG_TLSCTX_TICKET_KEY + 1];
+    FILE *f = fopen(o->ticket_key_file, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot open ticket_key %s: %s", o->ticket_key_file,
+                 strerror(errno));
+        return DLG_EIO;
+    }
+    size_t n = fread(key, 1, sizeof(key), f);
+    int bad = ferror(f);
+    fclose(f);
+    int rc = 0;
+    if (bad) {
+        snprintf(err, errlen, "cannot read ticket_key %s", o->ticket_key_file);
+        rc = DLG_EIO;
+    } else if (n != DLG_TLSCTX_TICKET_KEY) {
+        snprintf(err, errlen, "ticket_key %s must hold exactly %d bytes (openssl rand %d > "
+                              "FILE), not %s%zu", o->ticket_key_file, DLG_TLSCTX_TICKET_KEY,
+                 DLG_TLSCTX_TICKET_KEY, n > DLG_TLSCTX_TICKET_KEY ? "more than " : "",
+                 n > DLG_TLSCTX_TICKET_KEY ? (size_t)DLG_TLSCTX_TICKET_KEY : n);
+        rc = DLG_ETLS;
+    } else if (SSL_CTX_set_tlsext_ticket_keys(ctx, key, DLG_TLSCTX_TICKET_KEY) != 1) {
+        snprintf(err, errlen, "ticket_key %s: OpenSSL refused the key", o->ticket_key_file);
+        rc = DLG_ETLS;
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc != 0)
+        return rc;
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_client_hello_cb(ctx, tickets_tls13_only, NULL);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_timeout(ctx, DLG_TLSCTX_TICKET_SECONDS);
+    return 0;
+}
+
 /* The OpenSSL reason for a failed step, after what: into err. */
 static int ssl_fail(char *err, size_t errlen, const char *what, const char *file) {
     char why[256];
@@ -181,11 +244,9 @@ int dlg_tlsctx_new(const dlg_listener_conf *o, int own_records, SSL_CTX **out, c
         ssl_fail(err, errlen, "cannot configure ciphers", "");
         goto fail;
     }
-    /* No session resumption: every connection proves its identity afresh
-     * (a resumed session would skip the client certificate check of a
-     * revoked or re-issued certificate), and no tickets are minted per
-     * handshake. TLS 1.3 tickets and TLS 1.2 tickets and session ids are
-     * all off. */
+    /* No session resumption unless the listener has a ticket_key (below):
+     * no tickets are minted per handshake, and TLS 1.2 session ids are
+     * off in every case (no server-side session cache). */
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -238,6 +299,21 @@ int dlg_tlsctx_new(const dlg_listener_conf *o, int own_records, SSL_CTX **out, c
     if (own_records && dlg_tlsio_ctx_lean(ctx) != 0) {
         snprintf(err, errlen, "cannot set up the record layer handover");
         goto fail;
+    }
+    /* After the handover's setup, which turns tickets off. */
+    if (o->ticket_key_file != NULL) {
+        /* A resumed session would skip the client certificate check of a
+         * revoked or re-issued certificate: with client certificates every
+         * connection proves its identity afresh. Tokens are checked at
+         * every Hello whatever TLS did. */
+        if (o->client_ca_file != NULL) {
+            snprintf(err, errlen, "ticket_key %s cannot be used with client_ca %s",
+                     o->ticket_key_file, o->client_ca_file);
+            goto fail;
+        }
+        if ((rc = use_ticket_key(ctx, o, err, errlen)) != 0)
+            goto fail;
+        rc = DLG_ETLS;
     }
     *out = ctx;
     ERR_clear_error();

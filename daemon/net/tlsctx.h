@@ -14,8 +14,16 @@
 
 #include "listener.h"
 
+/* A listener's ticket_key file: OpenSSL's ticket key name (16 bytes), HMAC
+ * key (32) and AES-256 key (32). */
+#define DLG_TLSCTX_TICKET_KEY 80
+/* How long a session ticket may be used to resume (its lifetime hint). */
+#define DLG_TLSCTX_TICKET_SECONDS 7200
+
 /* Builds a server TLS context for listener l (cert_file, key_file,
- * client_ca_file, client_crl_file, require_client_cert); own_records lets
+ * client_ca_file, client_crl_file, require_client_cert, ticket_key_file:
+ * TLS 1.3 session tickets under that key, never with a client CA, else
+ * none); own_records lets
  * established TLS 1.3 sessions leave OpenSSL (tls_own_records). CRLs are checked
  * for the client certificate and every CA above it; a CRL whose nextUpdate
  * has passed (or whose lastUpdate is in the future) is refused, naming its

@@ -55,6 +55,13 @@ static inline size_t dlg_tls13_sealed_len(size_t len) {
  * used up, or the cipher failed: the caller treats the session as dead). */
 int dlg_tls13_seal(dlg_tls13 *r, uint8_t type, const uint8_t *data, size_t len, uint8_t *out);
 
+/* Counts n records of our direction as sealed already, under the current
+ * write key, by someone else (OpenSSL sent the session tickets of the
+ * handshake under the application keys before the handover): the next
+ * record takes sequence number n instead of 0, so no nonce is used twice.
+ * 0, or DLG_ETLS when that would pass DLG_TLS13_KEY_RECORDS. */
+int dlg_tls13_skip_write(dlg_tls13 *r, uint64_t n);
+
 /* True when the write key has sealed DLG_TLS13_KEY_RECORDS records: the
  * caller sends a KeyUpdate and calls dlg_tls13_update_write. */
 int dlg_tls13_write_worn(const dlg_tls13 *r);

@@ -172,7 +172,11 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     dlg_tlsio *t = arg;
     const uint8_t *b = buf;
     if (content_type == SSL3_RT_HEADER && len >= DLG_TLS13_HDR) {
-        if (write_p ? t->app_wr : t->app_rd)
+        /* Written within the handshake (a server's tickets): counted;
+         * after it (an early SSL_write), or read: no handover. */
+        if (write_p && t->app_wr && !t->done && t->app_wr_records < UINT32_MAX)
+            t->app_wr_records++;
+        else if (write_p ? t->app_wr : t->app_rd)
             t->app_seen = 1;
         if (write_p || !t->done)
             return;
@@ -280,10 +284,11 @@ int dlg_tlsio_handover(dlg_tlsio *t) {
         c == NULL || SSL_version(ssl) != TLS1_3_VERSION ||
         (server && SSL_get0_peer_certificate(ssl) != NULL) ||
         /* Records OpenSSL has read but we have not, or sent or read under
-         * the application keys (tickets, an early write or read), would put
-         * its sequence numbers ahead of ours: starting again from 0 would
-         * reuse a nonce. */
-        SSL_has_pending(ssl) || SSL_get_num_tickets(ssl) != 0 || t->app_seen ||
+         * the application keys after the handshake (an early write or
+         * read), would put its sequence numbers ahead of ours: starting
+         * again from 0 would reuse a nonce. What it wrote under them
+         * within the handshake (tickets) is counted and skipped below. */
+        SSL_has_pending(ssl) || t->app_seen ||
         SSL_get_early_data_status(ssl) == SSL_EARLY_DATA_ACCEPTED ||
         sec->client_len == 0 || sec->client_len != sec->server_len)
         goto out;
@@ -291,6 +296,10 @@ int dlg_tlsio_handover(dlg_tlsio *t) {
     if (dlg_tls13_new(SSL_CIPHER_get_protocol_id(c), server ? sec->client : sec->server,
                       server ? sec->server : sec->client, sec->client_len, &rl) != 0)
         goto out;
+    if (dlg_tls13_skip_write(rl, t->app_wr_records) != 0) {
+        dlg_tls13_free(rl);
+        goto out;
+    }
     SSL_free(ssl); /* and the BIO; our buffers stay */
     t->ssl = NULL;
     t->bio = NULL;
@@ -535,6 +544,121 @@ void dlg_tlsio_last_error(char *buf, size_t len) {
     ERR_clear_error();
 }
 
+/* ---- client session resumption (dlg_tlsio_ctx_resume) ------------------- */
+
+/* A resuming context's kept sessions, one per server name, in the
+ * context's ex_data; freed with the context. The lock: a context may make
+ * sessions on several threads. */
+typedef struct resume_store {
+    CRYPTO_RWLOCK *lock;
+    char *name[DLG_TLSIO_RESUME_SLOTS];
+    SSL_SESSION *sess[DLG_TLSIO_RESUME_SLOTS];
+} resume_store;
+
+static int resume_index = -1;
+static CRYPTO_ONCE resume_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void resume_store_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                              void *argp) {
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    resume_store *st = ptr;
+    if (st == NULL)
+        return;
+    for (int i = 0; i < DLG_TLSIO_RESUME_SLOTS; i++) {
+        free(st->name[i]);
+        SSL_SESSION_free(st->sess[i]);
+    }
+    CRYPTO_THREAD_lock_free(st->lock);
+    free(st);
+}
+
+static void resume_index_make(void) {
+    resume_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, resume_store_free);
+}
+
+static resume_store *resume_store_of(SSL_CTX *ctx) {
+    if (resume_index < 0)
+        return NULL;
+    return SSL_CTX_get_ex_data(ctx, resume_index);
+}
+
+/* OpenSSL hands over each ticket the server sends: the newest one is kept
+ * for the session's server. A copy: the one given is the connection's own,
+ * which OpenSSL marks as not resumable when the connection is freed without
+ * a close_notify of ours, as every connection we lose is. Returns 0:
+ * OpenSSL keeps its reference. */
+static int resume_new_session(SSL *ssl, SSL_SESSION *sess) {
+    dlg_tlsio *t = SSL_get_app_data(ssl);
+    resume_store *st = resume_store_of(SSL_get_SSL_CTX(ssl));
+    if (t == NULL || st == NULL || t->resume_slot == 0 || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (copy == NULL) {
+        ERR_clear_error();
+        return 0; /* the next connection makes a full handshake */
+    }
+    int i = t->resume_slot - 1;
+    if (!CRYPTO_THREAD_write_lock(st->lock)) {
+        SSL_SESSION_free(copy);
+        return 0;
+    }
+    SSL_SESSION *old = st->sess[i];
+    st->sess[i] = copy;
+    CRYPTO_THREAD_unlock(st->lock);
+    SSL_SESSION_free(old);
+    return 0;
+}
+
+int dlg_tlsio_ctx_resume(SSL_CTX *ctx) {
+    if (CRYPTO_THREAD_run_once(&resume_once, resume_index_make) != 1 || resume_index < 0)
+        return DLG_ETLS;
+    resume_store *st = dlg_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return DLG_ENOMEM;
+    if ((st->lock = CRYPTO_THREAD_lock_new()) == NULL) {
+        free(st);
+        return DLG_ENOMEM;
+    }
+    if (SSL_CTX_set_ex_data(ctx, resume_index, st) != 1) {
+        resume_store_free(NULL, st, NULL, 0, 0, NULL);
+        return DLG_ETLS;
+    }
+    /* Our store, not OpenSSL's: it keys by server name. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, resume_new_session);
+    return 0;
+}
+
+/* A client session of a resuming context: its server's slot (made if
+ * new), and the kept session offered (and given up: it is used once).
+ * Without a free slot the session just does not resume. 0 or DLG_ETLS. */
+static int resume_offer(dlg_tlsio *t, SSL_CTX *ctx, const char *name) {
+    resume_store *st = resume_store_of(ctx);
+    if (st == NULL || name == NULL)
+        return 0;
+    SSL_SESSION *sess = NULL;
+    if (!CRYPTO_THREAD_write_lock(st->lock))
+        return DLG_ETLS;
+    int i = 0;
+    while (i < DLG_TLSIO_RESUME_SLOTS && st->name[i] != NULL && strcmp(st->name[i], name) != 0)
+        i++;
+    if (i < DLG_TLSIO_RESUME_SLOTS && st->name[i] == NULL)
+        st->name[i] = dlg_strdup(name);
+    if (i < DLG_TLSIO_RESUME_SLOTS && st->name[i] != NULL) {
+        t->resume_slot = (uint8_t)(i + 1);
+        sess = st->sess[i];
+        st->sess[i] = NULL;
+    }
+    CRYPTO_THREAD_unlock(st->lock);
+    if (sess == NULL)
+        return 0;
+    int ok = SSL_set_session(t->ssl, sess) == 1;
+    SSL_SESSION_free(sess);
+    if (!ok)
+        ERR_clear_error(); /* a full handshake then */
+    return 0;
+}
+
 int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
                    int verify_host) {
     memset(t, 0, sizeof(*t));
@@ -571,6 +695,8 @@ int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
                 goto fail_set;
             ERR_clear_error();
         }
+        if (resume_offer(t, ctx, sni) != 0)
+            goto fail_set;
     }
     return 0;
 

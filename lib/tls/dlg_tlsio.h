@@ -51,9 +51,17 @@ typedef struct dlg_tlsio {
     unsigned client : 1;       /* with rl: we are the client */
     /* On OpenSSL: its keys for our writes / the peer's records are the
      * application traffic keys now (the key log reported them), and a
-     * record under them went through OpenSSL, which then holds sequence
-     * numbers dlg_tls13 would start again from 0: no handover. */
+     * record of the peer's under them went through OpenSSL, which then
+     * holds sequence numbers dlg_tls13 would start again from 0: no
+     * handover. */
     unsigned app_wr : 1, app_rd : 1, app_seen : 1;
+    /* Records OpenSSL wrote under our application key (a server's session
+     * tickets): our record layer goes on from there. */
+    uint32_t app_wr_records;
+    /* A client of a context set up by dlg_tlsio_ctx_resume: 1 + the index
+     * of its server's slot there (the session to offer, the tickets to
+     * keep); 0 = none. */
+    uint8_t resume_slot;
 } dlg_tlsio;
 
 /* Records in a row without application data that a session takes (as
@@ -64,10 +72,26 @@ typedef struct dlg_tlsio {
 
 /* Lets the sessions made from ctx leave OpenSSL after their handshake
  * (dlg_tlsio_handover). Sets ctx's keylog callback (to learn the traffic
- * secrets; nothing is logged) and turns off the session tickets a server
- * would send (their records would advance the sequence numbers inside
- * OpenSSL). Returns 0 or DLG_ETLS. */
+ * secrets; nothing is logged) and turns off session tickets. A server
+ * that turns them on afterwards (SSL_CTX_set_num_tickets) still hands
+ * over: the tickets go out through OpenSSL under its application key at
+ * the end of the handshake, and our record layer numbers its records
+ * after them. Returns 0 or DLG_ETLS. */
 int dlg_tlsio_ctx_lean(SSL_CTX *ctx);
+
+/* Most servers (SNI names or addresses) one resuming client context keeps a
+ * session for: libdialogue-client's DLG_CLIENT_MAX_SERVERS. */
+#define DLG_TLSIO_RESUME_SLOTS 16
+
+/* Lets the client sessions made from ctx resume: each keeps the newest
+ * session ticket its server sends, per server name (the sni given to
+ * dlg_tlsio_init), and the next session to that name offers it, once (a
+ * ticket is not offered twice: RFC 8446 C.4). A server without tickets, or
+ * that cannot decrypt the ticket (another key, a restart without its ticket
+ * key), makes a full handshake as before. Only sessions that stay on
+ * OpenSSL's records collect tickets. Call once, before the first session.
+ * Returns 0, DLG_ENOMEM or DLG_ETLS. */
+int dlg_tlsio_ctx_resume(SSL_CTX *ctx);
 
 /* Called by the owner once the handshake is done and it needs nothing more
  * from `ssl` (ALPN, certificates): hands the session to our record layer
@@ -86,7 +110,8 @@ int dlg_tlsio_handover(dlg_tlsio *t);
 /* Creates the session from ctx in *t, which must then stay at the same
  * address until dlg_tlsio_free. server != 0 for the accepting side. For a
  * client, sni (may be NULL) is sent as SNI and, when verify_host is set,
- * checked against the server certificate. Returns 0 or DLG_ETLS/DLG_ENOMEM;
+ * checked against the server certificate; with dlg_tlsio_ctx_resume it
+ * also names the server whose kept session is offered. Returns 0 or DLG_ETLS/DLG_ENOMEM;
  * on error nothing needs freeing. */
 int dlg_tlsio_init(dlg_tlsio *t, SSL_CTX *ctx, int server, const char *sni,
                    int verify_host);

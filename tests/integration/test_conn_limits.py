@@ -181,6 +181,40 @@ def test_half_open_connections_have_their_own_budget():
     assert "pre_auth_max_connections 8" in log
 
 
+def test_young_handshakes_are_not_closed_for_newcomers():
+    # A burst of connections (a reconnect storm) fills the pre-auth budget
+    # with handshakes in progress: a newcomer waits in the backlog instead
+    # of closing one of them (before, the oldest was closed at once and its
+    # work wasted). Once the oldest has waited 1 s (half the handshake
+    # timeout at most) it still gives way, so silent connections cannot keep
+    # clients out for long.
+    cfg = open_room_config("", ("max_connections: 100", "pre_auth_max_connections: 4",
+                                "handshake_timeout_ms: 10000"))
+    d = Daemon(config=write_config(cfg))
+    try:
+        socks = slowloris(d.port, 4)
+        time.sleep(0.1)
+        t0 = time.time()
+        c = Conn(d.port, timeout=8, handshake=False)
+        c.sock.settimeout(8)
+        c.sock.do_handshake()
+        w = c.hello(name="late")
+        waited = time.time() - t0
+        assert w.client_id, w
+        # Nobody was closed while the four were young...
+        assert waited >= 0.7, "accepted after %.2f s: a young handshake was closed" % waited
+        # ...and then the oldest made room, as before.
+        assert waited < 5, waited
+        assert closed_count(socks) >= 1
+        assert wait_until(lambda: "had not finished Hello to make room" in d.logtext(), 3), \
+            d.logtext()[-2000:]
+        for s in socks:
+            s.close()
+        c.close()
+    finally:
+        assert d.stop() == 0
+
+
 def test_server_full_of_authenticated_clients_still_refuses():
     # The budget makes room only among connections before Welcome: with
     # every slot taken by clients that said Hello, a newcomer is told the

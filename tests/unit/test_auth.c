@@ -32,6 +32,7 @@
 #include "conn.h"
 #include "dlg_err.h"
 #include "jwt.h"
+#include "jwtcache.h"
 
 enum { UNAUTH = DIALOGUE__V1__STATUS__UNAUTHENTICATED };
 
@@ -138,6 +139,8 @@ static int each_teardown(void **state) {
     fixture *f = *state;
     dlg_jwt_verifier_free(f->srv.jwt);
     f->srv.jwt = NULL;
+    dlg_jwt_cache_free(f->srv.jwt_cache);
+    f->srv.jwt_cache = NULL;
     dlg_config_free(f->cfg);
     f->cfg = NULL;
     return 0;

@@ -1049,6 +1049,104 @@ static void lean_client_to_openssl_server(void **state) {
     }
 }
 
+/* ---- session tickets and resumption ---------------------------------------- */
+
+/* A server that sends session tickets (a listener with a ticket_key) still
+ * leaves OpenSSL: the tickets went out under its application key, so our
+ * record layer numbers its records after them, and the client (plain
+ * OpenSSL, which checks every nonce) reads both ways. */
+static void lean_server_sends_tickets(void **state) {
+    (void)state;
+    pair_t *p = pair_new(1, 0x1301, 0);
+    dlg_tlsio_free(&p->srv);
+    assert_int_equal(SSL_CTX_set_num_tickets(p->sctx, 2), 1);
+    assert_int_equal(dlg_tlsio_init(&p->srv, p->sctx, 1, NULL, 0), 0);
+    handshake(p);
+    assert_lean(p);
+    s2c_data(p, 100, 180, 0);
+    c2s_data(p, 100, 181, 4096, 65536);
+    s2c_data(p, 70000, 182, 1);
+    /* The client did get the tickets: its session can be resumed. */
+    SSL_SESSION *sess = SSL_get1_session(p->cli);
+    assert_non_null(sess);
+    assert_int_equal(SSL_SESSION_is_resumable(sess), 1);
+    SSL_SESSION_free(sess);
+    pair_free(p);
+}
+
+/* One handshake of g_duo: our server (lean, tickets) and our client
+ * (resuming context) for server name sni; the server hands over, sends
+ * 100 bytes, and the client reads them (and the ticket before them).
+ * Returns whether the client resumed. */
+static int duo_connect(const char *sni) {
+    dlg_tlsio *s = &g_duo.s, *c = &g_duo.c;
+    dlg_tlsio_free(s);
+    dlg_tlsio_free(c);
+    assert_int_equal(dlg_tlsio_init(s, g_duo.sctx, 1, NULL, 0), 0);
+    assert_int_equal(dlg_tlsio_init(c, g_duo.cctx, 0, sni, 0), 0);
+    int sd = 0, cd = 0;
+    for (int i = 0; i < 50 && !(sd && cd); i++) {
+        if (!cd) {
+            int r = dlg_tlsio_handshake(c, NULL, 0);
+            assert_true(r >= 0);
+            cd = r == 1;
+        }
+        duo_move(c, s);
+        if (!sd) {
+            int r = dlg_tlsio_handshake(s, NULL, 0);
+            assert_true(r >= 0);
+            sd = r == 1;
+        }
+        duo_move(s, c);
+    }
+    assert_true(sd && cd);
+    assert_int_equal(dlg_tlsio_handover(s), 1);
+    assert_int_equal(dlg_tlsio_handover(c), 0); /* a client stays on OpenSSL */
+    int resumed = SSL_session_reused(c->ssl);
+    fill(g_data, 100, 190);
+    assert_int_equal(dlg_tlsio_write(s, g_data, 100), 0);
+    duo_move(s, c);
+    tio_read_check(c, 100);
+    fill(g_data, 100, 191);
+    assert_int_equal(dlg_tlsio_write(c, g_data, 100), 0);
+    duo_move(c, s);
+    tio_read_check(s, 100);
+    return resumed;
+}
+
+/* A reconnect of our client offers the ticket of its last session to that
+ * server, and the server resumes it; each ticket is offered once, and
+ * only to the server name it came from. */
+static void client_resumes_with_kept_ticket(void **state) {
+    (void)state;
+    g_duo.sctx = SSL_CTX_new(TLS_server_method());
+    g_duo.cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(g_duo.sctx);
+    assert_non_null(g_duo.cctx);
+    assert_int_equal(SSL_CTX_use_certificate(g_duo.sctx, g_cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(g_duo.sctx, g_key), 1);
+    assert_int_equal(dlg_tlsio_ctx_lean(g_duo.sctx), 0);
+    assert_int_equal(SSL_CTX_set_num_tickets(g_duo.sctx, 1), 1);
+    SSL_CTX_set_verify(g_duo.cctx, SSL_VERIFY_NONE, NULL);
+    assert_int_equal(dlg_tlsio_ctx_resume(g_duo.cctx), 0);
+    assert_int_equal(duo_connect("localhost"), 0); /* nothing kept yet */
+    assert_int_equal(duo_connect("localhost"), 1);
+    assert_int_equal(duo_connect("localhost"), 1); /* the resumed session's new ticket */
+    assert_int_equal(duo_connect("other.example"), 0);
+    /* Taken by a session that got no ticket: the next one is full. */
+    dlg_tlsio_free(&g_duo.c);
+    assert_int_equal(dlg_tlsio_init(&g_duo.c, g_duo.cctx, 0, "localhost", 0), 0);
+    dlg_tlsio_free(&g_duo.c);
+    assert_int_equal(duo_connect("localhost"), 0);
+    /* A context without dlg_tlsio_ctx_resume never resumes. */
+    SSL_CTX_free(g_duo.cctx);
+    g_duo.cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(g_duo.cctx);
+    SSL_CTX_set_verify(g_duo.cctx, SSL_VERIFY_NONE, NULL);
+    assert_int_equal(duo_connect("localhost"), 0);
+    assert_int_equal(duo_connect("localhost"), 0);
+}
+
 /* ---- 11. limits: records without data, KeyUpdate answers, inner length --- */
 
 /* A session on our record layer without a handshake, as the fuzz harness
@@ -1490,6 +1588,8 @@ int main(void) {
         cmocka_unit_test_teardown(no_handover_after_openssl_records, test_teardown),
         cmocka_unit_test_teardown(openssl_key_update_answered_at_once, test_teardown),
         cmocka_unit_test_teardown(openssl_key_update_then_data, test_teardown),
+        cmocka_unit_test_teardown(lean_server_sends_tickets, test_teardown),
+        cmocka_unit_test_teardown(client_resumes_with_kept_ticket, duo_teardown),
     };
     return cmocka_run_group_tests_name("tlsio_lean", tests, selfsigned_setup, selfsigned_teardown);
 }
