@@ -146,13 +146,18 @@ static void on_disconnect(struct mosquitto *m, void *ud, int rc) {
 
 static uv_once_t lib_once = UV_ONCE_INIT;
 static int lib_ok;
+/* libmosquitto sets up its TLS globals on the first TLS connect without a
+ * lock (net__init_tls in 2.0.11): two worker threads connecting at once
+ * both create them and one copy leaks. Connects take turns; they are setup,
+ * not measured. */
+static uv_mutex_t connect_mu;
 
 static void close_lib(void) {
     mosquitto_lib_cleanup();
 }
 
 static void open_lib(void) {
-    if (mosquitto_lib_init() == MOSQ_ERR_SUCCESS) {
+    if (uv_mutex_init(&connect_mu) == 0 && mosquitto_lib_init() == MOSQ_ERR_SUCCESS) {
         lib_ok = 1;
         atexit(close_lib);
     }
@@ -214,7 +219,9 @@ static int start(void *vp) {
     /* The TCP connect blocks this loop (setup is not measured); libmosquitto
      * leaves the socket non-blocking, the TLS handshake and CONNACK follow
      * through the poll. */
+    uv_mutex_lock(&connect_mu);
     int rc = mosquitto_connect(p->m, p->b.o->host, (int)p->b.o->port, 65535);
+    uv_mutex_unlock(&connect_mu);
     if (rc != MOSQ_ERR_SUCCESS) {
         mqtt_fail(p, "connect", rc);
         return 0;

@@ -111,9 +111,10 @@ def main():
             print("- item 5, %s: not measured in this run" % what)
             continue
         ok = d["rate"] >= p["rate"]
-        print("- item 5, %s: dialogued %.3f M/s, %s %.3f M/s: %s (%+.1f%%)" % (
+        by = "%+.1f%%" % (100.0 * (d["rate"] / p["rate"] - 1)) if p["rate"] else "n/a"
+        print("- item 5, %s: dialogued %.3f M/s, %s %.3f M/s: %s (%s)" % (
             what, d["rate"] / 1e6, NAMES[peer], p["rate"] / 1e6, "met" if ok else "**missed**",
-            100.0 * (d["rate"] / p["rate"] - 1)))
+            by))
 
 
 if __name__ == "__main__":
