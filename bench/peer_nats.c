@@ -276,13 +276,22 @@ static void free_peer(void *vp) {
     npeer *p = vp;
     if (p == NULL)
         return;
-    /* The poll goes first: libnats closes the socket, and the loop must
-     * not watch a descriptor number that may be reused. */
+    p->b.freeing = 1; /* detach comes from Close: nothing to report */
+    if (p->nc != NULL) {
+        /* libnats' Close waits up to 500 ms for a PONG while output is still
+         * buffered, a PONG only this loop could read: write it out first.
+         * And the connection closes before its subscriptions are destroyed
+         * (destroying a live one buffers an UNSUB). The poll goes before
+         * libnats closes the socket, so the loop never watches a descriptor
+         * number that may be reused. */
+        natsConnection_ProcessWriteEvent(p->nc);
+        close_poll(p);
+        natsConnection_Close(p->nc);
+    }
     close_poll(p);
     for (int i = 0; i < 2; i++)
         natsSubscription_Destroy(p->sub[i]);
     natsSubscription_Destroy(p->probe);
-    p->b.freeing = 1; /* detach may come from Destroy: nothing to report */
     natsConnection_Destroy(p->nc);
     bench_xbase_free(&p->b);
 }

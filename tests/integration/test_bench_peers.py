@@ -10,10 +10,13 @@ test: no time or rate is asserted."""
 import glob
 import json
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dlgtest import BUILD, ROOT, run_tests  # noqa: E402
@@ -130,6 +133,65 @@ def test_dialogued_in_the_same_run():
     # Item 5's comparisons are printed whenever both sides ran.
     assert "item 5, W2 plaintext >= Redis's" in TABLE, TABLE
     assert "item 5, W2 TLS >= NATS's without TLS" in TABLE, TABLE
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(target, port, workdir):
+    """The server of target on 127.0.0.1:port, plaintext, as bench/peers.sh
+    starts it; returns the process once it accepts connections."""
+    prog = shutil.which(PROGRAMS[target]) or "/usr/sbin/" + PROGRAMS[target]
+    if target == "nats":
+        args = [prog, "-a", "127.0.0.1", "-p", str(port)]
+    elif target == "redis":
+        args = [prog, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                "--appendonly", "no", "--dir", workdir]
+    else:
+        conf = os.path.join(workdir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("user %s\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+                    "listener %d 127.0.0.1\n" % (pwd.getpwuid(os.getuid()).pw_name, port))
+        args = [prog, "-c", conf]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            assert proc.poll() is None, "%s exited %s" % (prog, proc.returncode)
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("%s is not listening on %d after 10 s" % (prog, port))
+
+
+def test_many_subscribers_end_within_the_time_limit():
+    # Closing a peer must not wait for its server: libnats' Close waited
+    # 500 ms per connection for a PONG only the blocked loop could read,
+    # so 60 subscribers took 30 s to close after a run of a second.
+    for target in PROGRAMS:
+        if not installed(target):
+            print("SKIP %s: %s is not installed" % (target, PROGRAMS[target]))
+            continue
+        work = tempfile.mkdtemp(prefix="dlg-peer-srv-")
+        port = free_port()
+        srv = start_server(target, port, work)
+        try:
+            p = subprocess.run([BENCH, "--target", target, "--plaintext", "--server",
+                                "127.0.0.1:%d" % port, "-S", "60", "-M", "10", "-R", "100",
+                                "--time-limit", "10", "--json"],
+                               capture_output=True, text=True, timeout=25)
+            assert p.returncode == 0, (target, p.returncode, p.stderr)
+            r = json.loads(p.stdout)
+            assert r["delivered"] == r["expected"] == 600, (target, r)
+        finally:
+            srv.terminate()
+            srv.wait(timeout=10)
+            shutil.rmtree(work, True)
 
 
 def test_no_server_left_running():
