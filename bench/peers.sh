@@ -3,6 +3,7 @@
 # time, a config in $tmp, the dev certificates in $tmp/certs for TLS) the
 # way start_daemon starts dialogued: DPID and DPORT are set, stop_daemon
 # and the EXIT trap stop them. Needs $tmp, $out and $PY from run.sh.
+# shellcheck shell=bash disable=SC2154,SC2034 # run.sh sets $tmp and reads $DPORT
 
 # The --target name of each server and its program.
 peer_program() {

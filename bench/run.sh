@@ -177,9 +177,9 @@ bench_once() { # name transport run limit args...
     else
         flags=(--server "127.0.0.1:$DPORT" --plaintext)
     fi
+    [ -n "$tgt" ] && flags+=(--target "$tgt")
     local rc=0
     # shellcheck disable=SC2086 # --extra is a list of flags
-    [ -n "$tgt" ] && flags+=(--target "$tgt")
     timeout -k 5 $((limit + 30)) "$BENCH" "${flags[@]}" --daemon-pid "$DPID" --json \
         --time-limit "$limit" "$@" $extra >"$json" 2>"$out/$tag.err" || rc=$?
     stop_daemon
