@@ -10,9 +10,9 @@
  * produced right after natsConnection_ProcessReadEvent, on the loop
  * thread: one thread for all subscribers, as for dialogued.
  *
- * Publishers set SendAsap (libnats otherwise starts a flusher thread per
- * connection that waits 1 ms before writing) and PINGs are off, so every
- * event-loop callback comes from the loop thread. A core NATS publish has
+ * Every connection sets SendAsap (libnats otherwise starts a flusher
+ * thread per connection that waits 1 ms before writing) and PINGs are off,
+ * so every event-loop callback comes from the loop thread. A core NATS publish has
  * no reply: it counts as acknowledged once written. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +42,11 @@ static void release(bench_xbase *b) {
 static void nats_fail(npeer *p, const char *what, natsStatus s) {
     char why[400];
     const char *last = NULL;
+    /* Before there is a connection, libnats keeps the cause per thread. */
     if (p->nc != NULL)
         (void)natsConnection_GetLastError(p->nc, &last);
+    else
+        last = nats_GetLastError(NULL);
     snprintf(why, sizeof(why), "%s: %s%s%s", what, natsStatus_GetText(s),
              last && *last ? ": " : "", last && *last ? last : "");
     bench_xbase_fail(&p->b, why);
