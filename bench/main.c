@@ -10,6 +10,7 @@
 #include "bench.h"
 #include "dialogue/client.h"
 #include "dlg_err.h"
+#include "target.h"
 
 enum { EXIT_COMPLETE = 0, EXIT_INCOMPLETE = 1, EXIT_USAGE = 2, EXIT_SETUP = 3 };
 
@@ -35,6 +36,10 @@ static void usage(FILE *f) {
         "                       (subscribers on gRPC Subscribe streams, publishers on\n"
         "                       dialogue/1); ws and grpc need --plaintext [native]\n"
         "  --grpc               the same as --transport grpc\n"
+        "  --target T           the kind of server: dialogue, or nats (nats-server), redis\n"
+        "                       (redis-server, plaintext only) or mqtt (mosquitto), driven\n"
+        "                       the same way through their Debian client libraries: events\n"
+        "                       on subjects ROOM.EVENT, ROOM:EVENT, ROOM/EVENT [dialogue]\n"
         "  --room ROOM          room to use; it must accept the events [bench]\n"
         "  --event NAME         measured event name [bench:tick]; warm-up uses bench:warmup\n"
         "  -S, --subscribers N  subscriber connections [10]\n"
@@ -232,7 +237,7 @@ int main(int argc, char **argv) {
     enum { O_SERVER = 256, O_PUB_SERVER, O_CA, O_TOKEN, O_PLAIN, O_TRANSPORT, O_GRPC, O_ROOM,
            O_EVENT, O_WARMUP, O_WINDOW, O_SUBT, O_PUBT, O_CONNS, O_CONNT, O_CONC, O_HOLD, O_TLIMIT,
            O_DRAIN, O_PID, O_PER_EVENT, O_JSON, O_HELP, O_VERSION, O_STORM, O_PIDFILE,
-           O_READY, O_SWARM, O_STAIL };
+           O_READY, O_SWARM, O_STAIL, O_TARGET };
     static const struct option longopts[] = {
         {"server", required_argument, 0, O_SERVER},
         {"pub-server", required_argument, 0, O_PUB_SERVER},
@@ -241,6 +246,7 @@ int main(int argc, char **argv) {
         {"plaintext", no_argument, 0, O_PLAIN},
         {"transport", required_argument, 0, O_TRANSPORT},
         {"grpc", no_argument, 0, O_GRPC},
+        {"target", required_argument, 0, O_TARGET},
         {"room", required_argument, 0, O_ROOM},
         {"event", required_argument, 0, O_EVENT},
         {"subscribers", required_argument, 0, 'S'},
@@ -319,6 +325,13 @@ int main(int argc, char **argv) {
             }
             break;
         case O_GRPC: o.conn.grpc = 1; break;
+        case O_TARGET:
+            if ((o.conn.target = bench_target_parse(optarg)) < 0) {
+                fprintf(stderr, "dialogue-bench: --target: \"%s\" is none of dialogue, nats, "
+                                "redis, mqtt\n", optarg);
+                bad = 1;
+            }
+            break;
         case O_ROOM: o.conn.room = optarg; break;
         case O_EVENT: o.event = optarg; break;
         case 'S': bad = parse_u32("--subscribers", optarg, 0, 1000000, &o.subs); break;
@@ -384,6 +397,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dialogue-bench: --grpc needs --plaintext (its subscribers speak HTTP/2 "
                         "with prior knowledge) and has no use with --connections\n");
         return EXIT_USAGE;
+    }
+    if (o.conn.target != BENCH_TARGET_DIALOGUE) {
+        const char *why = bench_target_no_tls(o.conn.target);
+        if (o.conn.grpc || o.conn.websocket) {
+            fprintf(stderr, "dialogue-bench: --target %s: --transport is dialogued's only\n",
+                    bench_target_name(o.conn.target));
+            return EXIT_USAGE;
+        }
+        if (why && !o.conn.plaintext) {
+            fprintf(stderr, "dialogue-bench: --target %s needs --plaintext: %s\n",
+                    bench_target_name(o.conn.target), why);
+            return EXIT_USAGE;
+        }
     }
     if (o.conn.ca && *o.conn.ca == 0)
         o.conn.ca = NULL;

@@ -4,6 +4,9 @@
 #include "proc.h"
 
 void bench_opts_bind_servers(bench_opts *o) {
+    /* Subscribers of other servers subscribe to these two by name. */
+    o->conn.sub_events[0] = o->event;
+    o->conn.sub_events[1] = o->warm_event;
     for (uint32_t i = 0; i < o->n_servers; i++) {
         bench_server *s = &o->servers[i];
         unsigned port = s->conn.port;

@@ -1,5 +1,6 @@
 /* peer.c: a bench connection over libdialogue-client (TLS), or handed to
- * plain.c for plaintext daemons; the role's setup (join, subscriptions)
+ * plain.c for plaintext daemons, to grpcsub.c for gRPC subscribers, or to
+ * another server's peer (target.h); the role's setup (join, subscriptions)
  * as a small chain of request callbacks. */
 #include "peer.h"
 
@@ -11,8 +12,11 @@
 #include "dlg_err.h"
 #include "grpcsub.h"
 #include "plain.h"
+#include "target.h"
 
 struct bench_peer {
+    const bench_target_ops *ext; /* set: another server's peer (xp) does everything */
+    void *xp;
     bench_plain *plain;      /* set: the plaintext client does everything */
     bench_grpcsub *grpc;     /* set: a gRPC subscriber does everything */
     dlg_client *c;
@@ -129,6 +133,12 @@ int bench_peer_new(uv_loop_t *loop, const bench_conn_opts *o, int role,
     p->cbs = cbs;
     p->ud = ud;
     p->role = role;
+    if ((p->ext = bench_target_ops_of(o->target)) != NULL) {
+        if ((rc = p->ext->new_peer(loop, o, role, cbs, ud, &p->xp, err, errlen)) != 0)
+            goto fail;
+        *out = p;
+        return 0;
+    }
     if (o->grpc && role == BENCH_ROLE_SUB) {
         if ((rc = bench_grpcsub_new(loop, o, cbs, ud, &p->grpc, err, errlen)) != 0)
             goto fail;
@@ -182,6 +192,8 @@ fail:
 }
 
 int bench_peer_start(bench_peer *p) {
+    if (p->ext)
+        return p->ext->start(p->xp);
     if (p->grpc)
         return bench_grpcsub_start(p->grpc);
     if (p->plain)
@@ -190,6 +202,8 @@ int bench_peer_start(bench_peer *p) {
 }
 
 int bench_peer_trigger(bench_peer *p, const char *event, const void *data, size_t len) {
+    if (p->ext)
+        return p->ext->trigger(p->xp, event, data, len);
     if (p->grpc)
         return DLG_ESTATE; /* subscribers only */
     if (p->plain)
@@ -202,7 +216,9 @@ int bench_peer_trigger(bench_peer *p, const char *event, const void *data, size_
 void bench_peer_free(bench_peer *p) {
     if (p == NULL)
         return;
-    if (p->grpc)
+    if (p->ext)
+        p->ext->free_peer(p->xp);
+    else if (p->grpc)
         bench_grpcsub_free(p->grpc);
     else if (p->plain)
         bench_plain_free(p->plain);

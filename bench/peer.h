@@ -1,7 +1,9 @@
 /* peer.h: one bench connection in one role (subscriber, publisher, idle),
  * carried by libdialogue-client (TLS) or by the bench's own plaintext client
- * (plain.c, because the library speaks TLS only). Loop mode: every call and
- * callback happens on the loop the peer was created on. */
+ * (plain.c, because the library speaks TLS only), or, with
+ * bench_conn_opts.target, by the client library of another server
+ * (target.h: NATS, Redis, MQTT). Loop mode: every call and callback happens
+ * on the loop the peer was created on. */
 #ifndef BENCH_PEER_H
 #define BENCH_PEER_H
 
@@ -29,6 +31,11 @@ typedef struct bench_conn_opts {
     int grpc;                /* subscribers use gRPC Subscribe streams (grpcsub.h;
                                 plaintext only) */
     const char *room;
+    int target;              /* BENCH_TARGET_* (target.h): which kind of server */
+    /* Other servers (target != dialogue): what a subscriber subscribes to,
+     * the measured and the warm-up event (dialogued's rooms subscribe to
+     * every event instead). */
+    const char *sub_events[2];
     uint32_t max_pending;    /* triggers that may wait for their Ack */
     uint32_t connect_timeout_ms;
 } bench_conn_opts;

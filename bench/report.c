@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "bench.h"
+#include "target.h"
 
 static double us(uint64_t ns) {
     return (double)ns / 1000.0;
@@ -111,6 +112,8 @@ static void fanout_json(const bench_opts *o, const bench_fanout_result *r) {
                                                    : o->conn.websocket ? "ws"
                                                                        : "native"));
     json_object_set_new(j, "grpc", json_boolean(o->conn.grpc));
+    /* Added for --target: which kind of server was measured. */
+    json_object_set_new(j, "target", json_string(bench_target_name(o->conn.target)));
     json_object_set_new(j, "subscribers", json_integer(o->subs));
     json_object_set_new(j, "publishers", json_integer(o->pubs));
     json_object_set_new(j, "rate", json_real(o->rate));
@@ -185,10 +188,11 @@ void bench_report_fanout(const bench_opts *o, const bench_fanout_result *r, int 
         fanout_json(o, r);
         return;
     }
-    printf("dialogue-bench: S=%u P=%u R=%g M=%llu B=%u warmup=%llu %s\n", o->subs, o->pubs,
+    printf("dialogue-bench: S=%u P=%u R=%g M=%llu B=%u warmup=%llu %s%s%s\n", o->subs, o->pubs,
            o->rate, (unsigned long long)o->messages, o->bytes, (unsigned long long)o->warmup,
            o->conn.grpc ? "plaintext, subscribers over gRPC"
-                        : o->conn.plaintext ? "plaintext" : "TLS");
+                        : o->conn.plaintext ? "plaintext" : "TLS",
+           o->conn.target ? ", server " : "", o->conn.target ? bench_target_name(o->conn.target) : "");
     printf("servers        subscribers on ");
     print_list(o, o->sub_srv, o->n_sub_srv);
     printf("; publishers on ");
@@ -269,6 +273,7 @@ static void scale_json(const bench_opts *o, const bench_scale_result *r, double 
     json_object_set_new(j, "mode", json_string("connections"));
     json_object_set_new(j, "tls", json_boolean(!o->conn.plaintext));
     json_object_set_new(j, "transport", json_string(o->conn.websocket ? "ws" : "native"));
+    json_object_set_new(j, "target", json_string(bench_target_name(o->conn.target)));
     json_object_set_new(j, "connections", json_integer(r->wanted));
     json_object_set_new(j, "connected", json_integer(r->connected));
     json_object_set_new(j, "failed", json_integer(r->failed));

@@ -13,6 +13,7 @@
 #   bench/run.sh [--runs N] [--only W1,W2,W3,W3-2T,L1,C10K,D,R,RB,H,HB]
 #                [--no-plaintext]
 #                [--keep DIR] [--quick] [--extra 'BENCH FLAGS'] [--quiet-wait SEC]
+#                [--peers]
 #
 # --quick = 1 run each, and 1,000 connections in the scale run, D, R and
 # H instead of 10,000 (a few minutes instead of many). --keep DIR leaves
@@ -23,6 +24,11 @@
 # Before each run the script waits (up to --quiet-wait SEC, default 60) for
 # other processes to use less than 10% of a CPU; the table's "other CPU"
 # column says how busy the host still was during the runs.
+# --peers (issue 23 item 6) also runs W1, W2 and W3 against Debian's
+# nats-server, redis-server and mosquitto (dialogue-bench --target; each
+# started here like dialogued, plaintext and TLS where the client has it),
+# interleaved run by run with dialogued, and adds a table of both side by
+# side (bench/peers_table.py).
 # Build first: ninja build/bin/dialogued build/bin/dialogue-bench
 # Every step is bounded: each bench run has --time-limit and an outer timeout.
 set -euo pipefail
@@ -40,6 +46,7 @@ keep=
 extra=
 quiet_wait=60
 conns=10000
+peers=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -49,7 +56,8 @@ while [ $# -gt 0 ]; do
     --quick) runs=1; conns=1000; shift ;;
     --extra) extra=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --peers) peers=(nats redis mqtt); shift ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -143,45 +151,71 @@ stop_daemon() {
 # shellcheck source=bench/quiet.sh
 . "$ROOT/bench/quiet.sh"
 
-# One bench run against a fresh daemon; its JSON goes to $out/NAME-RUN.json.
+# shellcheck source=bench/peers.sh
+. "$ROOT/bench/peers.sh"
+
+# One bench run against a fresh daemon (or, with $tgt set, a fresh peer
+# server); its JSON goes to $out/NAME-TRANSPORT[-TARGET]-RUN.json, or the
+# reason there is none to .skip beside it.
+tgt=
 bench_once() { # name transport run limit args...
     local name=$1 tr=$2 n=$3 limit=$4
     shift 4
-    local json="$out/$name-$tr-$n.json"
+    local tag=$name-$tr${tgt:+-$tgt}-$n
+    local json="$out/$tag.json" why
+    if [ -n "$tgt" ]; then
+        why=$(peer_skip_reason "$tgt" "$tr")
+        if [ -n "$why" ]; then
+            echo "$why" >"$out/$tag.skip"
+            return 0
+        fi
+    fi
     wait_quiet
-    start_daemon "$tr" "$out/$name-$tr-$n.dialogued.log"
+    if [ -z "$tgt" ]; then
+        start_daemon "$tr" "$out/$tag.dialogued.log"
+    elif ! start_peer "$tgt" "$tr" "$out/$tag.server.log"; then
+        echo "$(peer_program "$tgt") did not start (see run.sh's messages)" >"$out/$tag.skip"
+        return 0
+    fi
     if [ "$tr" = tls ]; then
         flags=(--server "127.0.0.1:$DPORT" --ca "$tmp/certs/ca.crt")
     else
         flags=(--server "127.0.0.1:$DPORT" --plaintext)
     fi
+    [ -n "$tgt" ] && flags+=(--target "$tgt")
     local rc=0
     # shellcheck disable=SC2086 # --extra is a list of flags
     timeout -k 5 $((limit + 30)) "$BENCH" "${flags[@]}" --daemon-pid "$DPID" --json \
-        --time-limit "$limit" "$@" $extra >"$json" 2>"$out/$name-$tr-$n.err" || rc=$?
+        --time-limit "$limit" "$@" $extra >"$json" 2>"$out/$tag.err" || rc=$?
     stop_daemon
     if [ ! -s "$json" ]; then
-        echo "run.sh: $name ($tr) run $n produced no result (exit $rc):" >&2
-        cat "$out/$name-$tr-$n.err" >&2
+        echo "run.sh: $name ($tr${tgt:+, $tgt}) run $n produced no result (exit $rc):" >&2
+        cat "$out/$tag.err" >&2
     elif [ "$rc" -ne 0 ]; then
-        echo "run.sh: $name ($tr) run $n incomplete (exit $rc); see the table" >&2
+        echo "run.sh: $name ($tr${tgt:+, $tgt}) run $n incomplete (exit $rc); see the table" >&2
     fi
 }
 
 want() { [[ ",$only," == *",$1,"* ]]; }
 
 workload() { # name limit transports args...
-    local name=$1 limit=$2 trs=()
+    local name=$1 limit=$2 trs=() tgts=("")
     read -r -a trs <<< "$3"
     shift 3
     want "$name" || return 0
+    # --peers: W1, W2 and W3 against each peer too, run by run in turn with
+    # dialogued, so a busy moment of the host spreads over all of them.
+    case $name in W1|W2|W3) tgts+=("${peers[@]}") ;; esac
     for tr in "${trs[@]}"; do
         [ "$tr" = plain ] && [ "$plaintext" = 0 ] && continue
         for n in $(seq "$runs"); do
-            echo "run.sh: $name $tr run $n/$runs" >&2
-            bench_once "$name" "$tr" "$n" "$limit" "$@"
+            for tgt in "${tgts[@]}"; do
+                echo "run.sh: $name $tr${tgt:+ $tgt} run $n/$runs" >&2
+                bench_once "$name" "$tr" "$n" "$limit" "$@"
+            done
         done
     done
+    tgt=
 }
 
 # The workloads of issue 7, with the S, R, M, B the peers were measured with
@@ -482,3 +516,7 @@ for sname, rs in ss:
               sum(r["missing"] for r in rs), sum(r["duplicates"] for r in rs),
               min(r["expected_events"] for r in rs), "yes" if ok else "**no**"))
 EOF
+if [ ${#peers[@]} -gt 0 ]; then
+    echo
+    "$PY" "$ROOT/bench/peers_table.py" "$out" "$runs" "${peers[@]}"
+fi
