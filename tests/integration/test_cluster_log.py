@@ -24,12 +24,6 @@ from dlgtest import CERTS, CTL, Conn, Daemon, pb, run_tests, status_name, write_
 from test_cluster import (NATS_SERVER, LinkProxy, NatsServer, free_port, http_json,  # noqa: E402
                           join, nats_request, read_events, stop_all, wait_for, wait_routes)
 
-# One libnats-internal leak at a node's stop is suppressed for this suite's
-# daemons: why, and what is still checked, in tests/lsan-libnats.supp.
-os.environ["LSAN_OPTIONS"] = ":".join(
-    filter(None, [os.environ.get("LSAN_OPTIONS", ""), "suppressions=" + os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "lsan-libnats.supp")]))
-
 NODE_CONFIG = """
 listen:
   - address: 127.0.0.1:0
