@@ -183,9 +183,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(c->client_id, sizeof(c->client_id), "c1");
     snprintf(c->peer, sizeof(c->peer), "fuzz");
     c->dec.max_frame = MAX_FRAME;
-    uv_tcp_init(srv.loop, &c->tcp);
+    uv_tcp_init(srv.loop, &c->st.tcp);
     uv_timer_init(srv.loop, &c->timer);
-    c->tcp.data = c;
+    c->st.tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
     c->state = DLG_CONN_HELLO;
