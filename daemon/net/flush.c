@@ -185,8 +185,7 @@ void dlg_conn_drain_now(dlg_conn *c) {
 static void on_usend(dlg_uring_send *us, int res) {
     dlg_conn *c = us->data;
     c->usend = NULL;
-    c->st.inflight_bytes -= us->len;
-    c->st.inflight_since = c->st.inflight_bytes ? uv_now(c->srv->loop) : 0; /* see dlg_stream.c */
+    dlg_stream_inflight_done(&c->st, us->len);
     if (c->state != DLG_CONN_CLOSING) {
         if (res < 0)
             dlg_conn_close(c, uv_strerror(res)); /* libuv's codes are -errno here */
@@ -270,9 +269,7 @@ static int flush_conn_uring(dlg_conn *c) {
     }
     c->usend = us;
     c->handles_open++; /* released by on_usend */
-    if (c->st.inflight_bytes == 0)
-        c->st.inflight_since = uv_now(s->loop);
-    c->st.inflight_bytes += len;
+    dlg_stream_inflight_add(&c->st, len);
     return 0;
 }
 
@@ -287,9 +284,7 @@ static void flush_done(dlg_conn *c, int rc) {
     c->out_staged = 0;
     if (c->state == DLG_CONN_CLOSING) {
         /* Closed by another connection's flush_done. */
-        free(c->st.spill);
-        c->st.spill = NULL;
-        c->st.spill_len = 0;
+        dlg_stream_spill_drop(&c->st);
         return;
     }
     if (rc == 0 && c->st.spill_len > 0) {

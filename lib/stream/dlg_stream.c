@@ -34,21 +34,22 @@ int dlg_stream_tls_start(dlg_stream *s, SSL_CTX *ctx, int server, const char *sn
     return rc;
 }
 
-void dlg_stream_free_tls(dlg_stream *s) {
-    dlg_tlsio_free(&s->tls);
+void dlg_stream_spill_drop(dlg_stream *s) {
     dlg_free(s->spill);
     s->spill = NULL;
     s->spill_len = 0;
 }
 
+void dlg_stream_free_tls(dlg_stream *s) {
+    dlg_tlsio_free(&s->tls);
+    dlg_stream_spill_drop(s);
+}
+
 static void on_write(uv_write_t *req, int status) {
     stream_wreq *w = (stream_wreq *)req;
     dlg_stream *s = w->s;
-    s->inflight_bytes -= w->len;
+    dlg_stream_inflight_done(s, w->len);
     dlg_free(w);
-    /* The write timeout counts from the last write the socket finished, so
-     * a reader that drains a burst slowly is not taken for a stuck one. */
-    s->inflight_since = s->inflight_bytes ? uv_now(s->tcp.loop) : 0;
     if (s->on_written)
         s->on_written(s, status);
 }
@@ -82,9 +83,7 @@ int dlg_stream_write(dlg_stream *s, const void *data, size_t len) {
         s->uv_err = rc;
         return DLG_EIO;
     }
-    if (s->inflight_bytes == 0)
-        s->inflight_since = uv_now(s->tcp.loop);
-    s->inflight_bytes += rest;
+    dlg_stream_inflight_add(s, rest);
     return 0;
 }
 
@@ -128,9 +127,7 @@ int dlg_stream_spill_flush(dlg_stream *s) {
     if (s->spill_len == 0)
         return 0;
     int rc = dlg_stream_write(s, s->spill, s->spill_len);
-    dlg_free(s->spill);
-    s->spill = NULL;
-    s->spill_len = 0;
+    dlg_stream_spill_drop(s);
     return rc;
 }
 

@@ -67,6 +67,26 @@ static inline int dlg_stream_backed_up(const dlg_stream *s) {
     return s->inflight_bytes > 0 || s->spill_len > 0;
 }
 
+/* Loop thread. len bytes were handed to a sender (the uv_write below, or
+ * one the owner drives, such as io_uring): the write timeout counts from
+ * when the first of them began to wait. */
+static inline void dlg_stream_inflight_add(dlg_stream *s, size_t len) {
+    if (s->inflight_bytes == 0)
+        s->inflight_since = uv_now(s->tcp.loop);
+    s->inflight_bytes += len;
+}
+
+/* Loop thread. A sender finished with len of those bytes: the write
+ * timeout counts from the last write the socket finished, so a reader that
+ * drains a burst slowly is not taken for a stuck one. */
+static inline void dlg_stream_inflight_done(dlg_stream *s, size_t len) {
+    s->inflight_bytes -= len;
+    s->inflight_since = s->inflight_bytes ? uv_now(s->tcp.loop) : 0;
+}
+
+/* Frees the spill unsent (the stream is closing). */
+void dlg_stream_spill_drop(dlg_stream *s);
+
 /* Loop thread. Writes len bytes of data: if nothing is in flight, as much
  * as the socket takes now; the rest through a uv_write owning a copy
  * (on_written when it finishes). 0, DLG_ENOMEM, or DLG_EIO (the socket
