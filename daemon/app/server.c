@@ -196,6 +196,14 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 /* Parses "host:port" or "[v6]:port". */
+/* Closes the four signal handles dlg_server_start opened. */
+static void close_signals(dlg_server *s) {
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_hup, NULL);
+    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+}
+
 static int write_port_file(dlg_server *s, int port) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", s->opts.port_file);
@@ -326,10 +334,7 @@ int dlg_server_start(dlg_server *s, uv_loop_t *loop) {
      * busy host, exit by signal). Nothing after it can fail, so the
      * handles below need no unwinding. */
     if (s->opts.port_file && (rc = write_port_file(s, s->listeners[0].port)) != 0) {
-        uv_close((uv_handle_t *)&s->sig_int, NULL);
-        uv_close((uv_handle_t *)&s->sig_term, NULL);
-        uv_close((uv_handle_t *)&s->sig_hup, NULL);
-        uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+        close_signals(s);
         goto fail_senders;
     }
     uv_check_init(loop, &s->flush_check);
@@ -423,10 +428,7 @@ void dlg_server_stop(dlg_server *s) {
     uv_close((uv_handle_t *)&s->kick, NULL);
     dlg_presence_close(s->presence);
     uv_close((uv_handle_t *)&s->sweep, NULL);
-    uv_close((uv_handle_t *)&s->sig_int, NULL);
-    uv_close((uv_handle_t *)&s->sig_term, NULL);
-    uv_close((uv_handle_t *)&s->sig_hup, NULL);
-    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+    close_signals(s);
     if (s->watchdog_on)
         uv_close((uv_handle_t *)&s->watchdog, NULL);
 }
