@@ -66,9 +66,6 @@ run_py() { # variant script
 }
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-# One libnats-internal leak (a message it received, at a cluster node's
-# stop) is suppressed: why, and what stays checked, in the file.
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan-libnats.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for variant in build build/asan; do
     tag=$([ "$variant" = build ] && echo release || echo asan)
