@@ -9,12 +9,13 @@
 # ("cross-node"). Prints a markdown table (median of --runs).
 #
 #   bench/cluster.sh [--runs N] [--modes single,core,log] [--keep DIR]
-#                    [--workloads X1,X2] [--quiet-wait SEC]
+#                    [--workloads X1,X2,X3] [--quiet-wait SEC]
 #
 # Like run.sh, it waits before each run (up to --quiet-wait SEC, default 60)
 # for other processes to use under 10% of a CPU.
 # X1: S=100 P=1 R=1000 M=5000 B=128 (W1 of issue 7); X2: S=10 P=1 R=0
-# M=50000 B=128 (throughput, Ack window 512). Needs nats-server and the
+# M=50000 B=128 (throughput, Ack window 512); X3: X2 with S=100 (a wide
+# room: deliveries per trigger x10; run only when asked). Needs nats-server and the
 # build (ninja build/bin/dialogued build/bin/dialogue-bench). Bounded: every
 # bench run has --time-limit and an outer timeout; every process started
 # here is killed on exit.
@@ -174,6 +175,7 @@ run_one() { # mode workload placement run
     case "$w" in
     X1) args=(-S 100 -P 1 -R 1000 -M 5000 -B 128 --warmup 500) ;;
     X2) args=(-S 10 -P 1 -R 0 -M 50000 -B 128 --warmup 2000) ;;
+    X3) args=(-S 100 -P 1 -R 0 -M 50000 -B 128 --warmup 2000) ;;
     esac
     local a="127.0.0.1:${DPORT[0]}" b="127.0.0.1:${DPORT[${#DPORT[@]} - 1]}" subs
     [ "$place" = same ] && subs=$a || subs=$b
@@ -192,7 +194,7 @@ for mode in single core log; do
     [ "$mode" = single ] || start_nats
     start_node a "$mode"
     [ "$mode" = single ] || start_node b "$mode"
-    for w in X1 X2; do
+    for w in X1 X2 X3; do
         want "$w" "$workloads" || continue
         for place in same cross; do
             [ "$mode" = single ] && [ "$place" = cross ] && continue
@@ -209,7 +211,7 @@ out, runs = sys.argv[1], int(sys.argv[2])
 print("| mode | workload | subscribers on | delivered | p50 us | p99 us | max us | deliveries/s | daemons' CPU us/delivery |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for mode in ("single", "core", "log"):
-    for w in ("X1", "X2"):
+    for w in ("X1", "X2", "X3"):
         for place in ("same", "cross"):
             rs = []
             for n in range(1, runs + 1):
