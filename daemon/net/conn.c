@@ -167,6 +167,7 @@ dlg_conn *dlg_conn_new_session(dlg_conn *parent) {
     c->srv = srv;
     c->lis = parent->lis;
     c->parent = parent;
+    c->st.fd = -1; /* no socket of its own: the parent's carries it */
     c->born_ms = uv_now(srv->loop);
     c->id = ++srv->next_conn_id;
     snprintf(c->client_id, sizeof(c->client_id), "c%llu", (unsigned long long)c->id);

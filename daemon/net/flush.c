@@ -255,7 +255,7 @@ static int flush_conn_uring(dlg_conn *c) {
         }
     }
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->st.tcp, &fd) != 0) {
+    if (dlg_stream_fd(&c->st, &fd) != 0) {
         free(us);
         return DLG_EIO;
     }

@@ -24,6 +24,7 @@ int dlg_stream_init(dlg_stream *s, uv_loop_t *loop, void *owner, dlg_stream_writ
         return rc;
     s->tcp.data = owner;
     s->on_written = on_written;
+    s->fd = -1;
     return 0;
 }
 

@@ -46,6 +46,7 @@ struct dlg_stream {
     int uv_err;                /* the libuv error of the newest write that failed
                                   (-errno off the loop); 0 = none */
     dlg_stream_written_fn on_written;
+    uv_os_fd_t fd;             /* the socket's descriptor once read (dlg_stream_fd); -1 before */
 };
 
 /* Sets s up on loop with a socket handle (uv_tcp_init) owned by owner
@@ -60,6 +61,22 @@ int dlg_stream_tls_start(dlg_stream *s, SSL_CTX *ctx, int server, const char *sn
 
 /* Frees s's TLS session and spill (not the handle). Idempotent. */
 void dlg_stream_free_tls(dlg_stream *s);
+
+/* Loop thread. The socket's descriptor into *fd: 0, or a libuv error
+ * (no socket yet, or closed). Kept after the first call, so the io_uring
+ * sender does not ask libuv once per send; only for an open handle: the
+ * owner calls no sender after uv_close, when the number may be reused. */
+static inline int dlg_stream_fd(dlg_stream *s, uv_os_fd_t *fd) {
+    if (s->fd < 0) {
+        int rc = uv_fileno((const uv_handle_t *)&s->tcp, &s->fd);
+        if (rc != 0) {
+            s->fd = -1;
+            return rc;
+        }
+    }
+    *fd = s->fd;
+    return 0;
+}
 
 /* Non-zero while bytes handed to a sender wait (in flight or spilled):
  * anything written now would have to queue behind them. */
