@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dlgtest import (Conn, Daemon, daemon_closed, frame, open_room_config, pb,  # noqa: E402
-                     run_tests, wait_until, write_config)
+                     run_tests, tcp_queue, tcp_state, wait_until, write_config)
 
 
 def vm_kib(pid, field):
@@ -40,6 +40,25 @@ FLOOD_CONFIG = open_room_config("", ("max_frame: 65536", "max_pending_bytes: %d"
 # A thousand Pings in one write: about 11 KB, one TLS record.
 PINGS = b"".join(frame(pb.ClientFrame(request_id=i, ping=pb.Ping(nonce=1)).SerializeToString())
                  for i in range(1, 1001))
+
+
+def uncut_report(d, clients, cut):
+    """For a failure: what the daemon's side of each client that was not
+    cut shows (TCP state and queues; its log lines), to tell a client the
+    daemon never cut from one it cut whose socket stayed open."""
+    log = d.logtext().splitlines()
+    out = []
+    for i, c in enumerate(clients):
+        if cut[i]:
+            continue
+        local = c.sock.getsockname()[1]
+        ids = [ln.split("conn ", 1)[1].split(" ", 1)[0] for ln in log
+               if "name=flood%d" % i in ln and "welcome" in ln]
+        out.append("flood%d (port %d): daemon side %s, queues (tx, rx) %s; conn %s:"
+                   % (i, local, tcp_state(d.port, local), tcp_queue(d.port, local), ids))
+        out += ["  " + ln for ln in log if ids and "conn %s " % ids[0] in ln][-5:]
+    out += [ln for ln in log if "io_uring" in ln][-5:]
+    return "\n".join(out)
 
 
 def test_ping_flood_cut_at_the_cap_in_memory():
@@ -82,7 +101,8 @@ def test_ping_flood_cut_at_the_cap_in_memory():
         peak = vm_kib(d.proc.pid, "VmHWM") - before
         print("Pings sent per client: %s; cut: %s; daemon peak RSS +%d KiB (cap %d KiB each)"
               % (sent, cut, peak, CAP // 1024))
-        assert all(cut), "clients flooding Pings without reading were not all cut: %s" % cut
+        assert all(cut), "clients flooding Pings without reading were not all cut: %s\n%s" % (
+            cut, uncut_report(d, clients, cut))
         assert d.logtext().count("slow consumer") >= len(clients), d.logtext()[-2000:]
         if not asan:
             # The cap per client, twice over for the heap's slack, and
