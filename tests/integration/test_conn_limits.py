@@ -11,6 +11,7 @@ time and size:
 # suite-timeout: 420
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -254,6 +255,29 @@ def test_server_full_of_authenticated_clients_still_refuses():
             assert c.expect("pong", rid).nonce == 6
             c.close()
         assert "made room" not in d.logtext()
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_peer_that_resets_under_output_is_named_in_the_close_line():
+    # A client that sends Pings without reading, then resets: the daemon's
+    # next write fails. Its close line names the socket's error, not only
+    # "I/O error" (which the write() path said before; io_uring's already
+    # named it).
+    d = Daemon(config=write_config(open_room_config("", ())))
+    try:
+        for k in range(3):
+            c = Conn(d.port, timeout=10)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.hello(name="reset%d" % k)
+            for _ in range(300):  # 300,000 Pongs: more than the kernel holds
+                c.sock.sendall(PINGS)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.sock.close()
+        assert wait_until(lambda: d.logtext().count("closed:") >= 3, 20), d.logtext()[-2000:]
+        closed = [ln for ln in d.logtext().splitlines() if "closed:" in ln]
+        assert all("connection reset by peer" in ln or "broken pipe" in ln for ln in closed), \
+            "\n".join(closed)
     finally:
         assert d.stop() == 0
 
