@@ -15,10 +15,10 @@
 # for other processes to use under 10% of a CPU.
 # X1: S=100 P=1 R=1000 M=5000 B=128 (W1 of issue 7); X2: S=10 P=1 R=0
 # M=50000 B=128 (throughput, Ack window 512); X3: X2 with S=100 (a wide
-# room: deliveries per trigger x10; run only when asked). Needs nats-server and the
-# build (ninja build/bin/dialogued build/bin/dialogue-bench). Bounded: every
-# bench run has --time-limit and an outer timeout; every process started
-# here is killed on exit.
+# room: ten times the deliveries per trigger; only with --workloads X3).
+# Needs nats-server and the build (ninja build/bin/dialogued
+# build/bin/dialogue-bench). Bounded: every bench run has --time-limit and
+# an outer timeout; every process started here is killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done

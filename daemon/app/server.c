@@ -195,7 +195,6 @@ static void on_signal(uv_signal_t *h, int signum) {
     dlg_server_stop(s);
 }
 
-/* Parses "host:port" or "[v6]:port". */
 /* Closes the four signal handles dlg_server_start opened. */
 static void close_signals(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sig_int, NULL);
@@ -204,6 +203,8 @@ static void close_signals(dlg_server *s) {
     uv_close((uv_handle_t *)&s->sig_usr1, NULL);
 }
 
+/* Writes port to opts.port_file through a temporary file and a rename, so
+ * a reader never sees it half written. 0 or DLG_EIO (logged). */
 static int write_port_file(dlg_server *s, int port) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", s->opts.port_file);
