@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,17 +152,9 @@ void dlg_conn_close(dlg_conn *c, const char *reason) {
     }
     unlink_conn(c);
     /* Before the descriptor closes: a send parked on a full socket would
-     * otherwise keep the socket open until the peer reads. The ring holds
-     * the socket, not only our descriptor: the shutdown ends the socket
-     * itself, so the peer sees the close and the parked send fails even if
-     * the cancel finds no request to cancel (one that was just woken and is
-     * being retried, parked again after). */
-    if (c->usend != NULL) {
+     * otherwise keep the socket open until the peer reads. */
+    if (c->usend != NULL)
         dlg_uring_cancel(c->srv->uring, c->usend);
-        uv_os_fd_t fd;
-        if (dlg_stream_fd(&c->st, &fd) == 0)
-            shutdown(fd, SHUT_RDWR);
-    }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->st.tcp, on_handle_closed);
 }

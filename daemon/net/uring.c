@@ -262,8 +262,8 @@ void dlg_uring_cancel(dlg_uring *u, dlg_uring_send *s) {
         io_uring_sqe_set_data(sqe, (void *)((uintptr_t)s | CANCEL_TAG));
         s->cancel_out = 1;
     } else {
-        /* It then ends when the peer reads or resets; the owner stays
-         * allocated until then. */
+        /* The shutdown below still ends it; the owner stays allocated
+         * until its callback. */
         dlg_log_error(u->log, "io_uring: no submission slot to cancel a send of %zu bytes",
                       s->len);
     }
@@ -275,6 +275,12 @@ void dlg_uring_cancel(dlg_uring *u, dlg_uring_send *s) {
     while (rc == -EINTR);
     if (rc > 0)
         u->st.submits++;
+    /* The ring holds the socket, not only the caller's descriptor, and a
+     * send that was just woken and is being retried is not found by the
+     * cancel; it would park again and keep the socket open until the peer
+     * reads. Shut down, the socket itself ends: the peer sees the close and
+     * such a send fails. */
+    shutdown(s->fd, SHUT_RDWR);
 }
 
 static void on_eventfd(uv_poll_t *h, int status, int events) {

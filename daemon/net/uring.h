@@ -66,10 +66,12 @@ int dlg_uring_queue(dlg_uring *u, dlg_uring_send *s);
 void dlg_uring_flush(dlg_uring *u);
 
 /* Asks the kernel to give up s (a send the ring owns, whose callback has
- * not run): its callback still runs later, with -ECANCELED or whatever the
- * send had come to. Anything queued is submitted first, at once: the
- * caller may close the socket's descriptor right after this returns, and
- * a queued send must not find that number closed or reused. Idempotent. */
+ * not run) and shuts its socket down (SHUT_RDWR): for a caller that closes
+ * the connection. Its callback still runs later, with -ECANCELED or
+ * whatever the send had come to. Anything queued is submitted first, at
+ * once: the caller may close the socket's descriptor right after this
+ * returns, and a queued send must not find that number closed or reused.
+ * Idempotent. */
 void dlg_uring_cancel(dlg_uring *u, dlg_uring_send *s);
 
 /* Waits (up to 2 s) for the callbacks of every send the ring still owns
