@@ -162,7 +162,7 @@ static int flush_cipher(dlg__conn *conn) {
         snprintf(why, sizeof(why), "out of memory for output to %s", conn->peer);
     else
         snprintf(why, sizeof(why), "write to %s failed: %s", conn->peer,
-                 uv_strerror(conn->st.uv_err));
+                 dlg_stream_strerror(&conn->st, rc));
     dlg__conn_fail(conn->c, why, 0);
     return 1;
 }

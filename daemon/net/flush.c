@@ -298,10 +298,7 @@ static void flush_done(dlg_conn *c, int rc) {
         }
     }
     if (rc != 0) {
-        /* A failed write names the socket's error (reset by peer, broken
-         * pipe), not only "I/O error". */
-        dlg_conn_close(c, rc == DLG_EIO && c->st.uv_err != 0 ? uv_strerror(c->st.uv_err)
-                                                              : dlg_strerror(rc));
+        dlg_conn_close(c, dlg_stream_strerror(&c->st, rc));
         return;
     }
     if (c->close_after_flush && c->st.inflight_bytes == 0) {

@@ -124,6 +124,10 @@ int dlg_stream_write_off_loop(dlg_stream *s, const void *data, size_t len) {
     return 0;
 }
 
+const char *dlg_stream_strerror(const dlg_stream *s, int rc) {
+    return rc == DLG_EIO && s->uv_err != 0 ? uv_strerror(s->uv_err) : dlg_strerror(rc);
+}
+
 int dlg_stream_spill_flush(dlg_stream *s) {
     if (s->spill_len == 0)
         return 0;

@@ -115,6 +115,11 @@ int dlg_stream_write(dlg_stream *s, const void *data, size_t len);
  * may call dlg_stream_write for s meanwhile. 0, DLG_ENOMEM or DLG_EIO. */
 int dlg_stream_write_off_loop(dlg_stream *s, const void *data, size_t len);
 
+/* Text for rc, a code one of s's senders returned: for DLG_EIO the
+ * socket's own error when one was kept (uv_err: "connection reset by
+ * peer", "broken pipe"), else dlg_strerror(rc). Static storage. */
+const char *dlg_stream_strerror(const dlg_stream *s, int rc);
+
 /* Loop thread: hands the spill to dlg_stream_write and frees it. 0 or
  * what dlg_stream_write returned. */
 int dlg_stream_spill_flush(dlg_stream *s);
